@@ -1,0 +1,314 @@
+//! Typed host closures: Rust closures that receive native values (`i64`, `f64`, `bool`, `&str`)
+//! and return a [`Reply`] (or anything that converts into one).
+//!
+//! Arguments travel as machine words in declared input order (a `str` is two words: pointer and
+//! length), which is also the shape the JIT's `extern "C"` call shims pass in registers: no
+//! argument is ever boxed.
+
+use crate::types::Type;
+use std::borrow::Cow;
+use std::fmt;
+
+/// A value in a host reply.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ReplyValue {
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Str(Cow<'static, str>),
+}
+
+impl ReplyValue {
+    pub fn ty(&self) -> Type {
+        match self {
+            ReplyValue::Int(_) => Type::Int,
+            ReplyValue::Float(_) => Type::Float,
+            ReplyValue::Bool(_) => Type::Bool,
+            ReplyValue::Str(_) => Type::Str,
+        }
+    }
+}
+
+macro_rules! reply_value_from {
+    ($($t:ty => $variant:ident($conv:expr)),* $(,)?) => {
+        $(impl From<$t> for ReplyValue {
+            fn from(v: $t) -> Self {
+                ReplyValue::$variant($conv(v))
+            }
+        })*
+    };
+}
+reply_value_from! {
+    i64 => Int(|v| v),
+    f64 => Float(|v| v),
+    bool => Bool(|v| v),
+    &'static str => Str(Cow::Borrowed),
+    String => Str(Cow::Owned),
+    Cow<'static, str> => Str(|v| v),
+}
+
+/// Which branch a reply takes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ReplyBranch {
+    /// The event's only branch (or the unnamed branch of a void event).
+    Only,
+    Named(Cow<'static, str>),
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum ReplyPayload {
+    Empty,
+    Identity(ReplyValue),
+    /// Named fields, in any order; every declared field must be present.
+    Struct(Vec<(Cow<'static, str>, ReplyValue)>),
+}
+
+/// What a host implementation returns: a branch of its event and the payload.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reply {
+    pub branch: ReplyBranch,
+    pub payload: ReplyPayload,
+}
+
+impl Reply {
+    /// Branch `name` with an empty payload; add a payload with [`Reply::value`] or [`Reply::field`].
+    pub fn branch(name: impl Into<Cow<'static, str>>) -> Reply {
+        Reply {
+            branch: ReplyBranch::Named(name.into()),
+            payload: ReplyPayload::Empty,
+        }
+    }
+
+    /// The event's only branch, with an empty payload (a void event's result).
+    pub fn only() -> Reply {
+        Reply {
+            branch: ReplyBranch::Only,
+            payload: ReplyPayload::Empty,
+        }
+    }
+
+    /// Sets an identity payload.
+    pub fn value(mut self, value: impl Into<ReplyValue>) -> Reply {
+        self.payload = ReplyPayload::Identity(value.into());
+        self
+    }
+
+    /// Adds a field of a struct payload.
+    pub fn field(mut self, name: impl Into<Cow<'static, str>>, value: impl Into<ReplyValue>) -> Reply {
+        let entry = (name.into(), value.into());
+        match &mut self.payload {
+            ReplyPayload::Struct(fields) => fields.push(entry),
+            _ => self.payload = ReplyPayload::Struct(vec![entry]),
+        }
+        self
+    }
+}
+
+/// An error a host implementation reports; the run ends with `HostError`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct HostError(pub String);
+
+impl HostError {
+    pub fn new(message: impl fmt::Display) -> HostError {
+        HostError(message.to_string())
+    }
+}
+
+impl From<&str> for HostError {
+    fn from(message: &str) -> Self {
+        HostError(message.to_string())
+    }
+}
+
+impl From<String> for HostError {
+    fn from(message: String) -> Self {
+        HostError(message)
+    }
+}
+
+/// What a host closure may return.
+pub trait IntoReply {
+    fn into_reply(self) -> Result<Reply, HostError>;
+}
+
+impl IntoReply for Reply {
+    fn into_reply(self) -> Result<Reply, HostError> {
+        Ok(self)
+    }
+}
+
+/// `()` is the empty payload of the event's only branch (or a void event's result).
+impl IntoReply for () {
+    fn into_reply(self) -> Result<Reply, HostError> {
+        Ok(Reply::only())
+    }
+}
+
+macro_rules! identity_reply {
+    ($($t:ty),*) => {
+        $(impl IntoReply for $t {
+            /// The identity payload of the event's only branch.
+            fn into_reply(self) -> Result<Reply, HostError> {
+                Ok(Reply { branch: ReplyBranch::Only, payload: ReplyPayload::Identity(self.into()) })
+            }
+        })*
+    };
+}
+identity_reply!(i64, f64, bool, &'static str, String, ReplyValue);
+
+impl<R: IntoReply, E: Into<HostError>> IntoReply for Result<R, E> {
+    fn into_reply(self) -> Result<Reply, HostError> {
+        self.map_err(Into::into).and_then(IntoReply::into_reply)
+    }
+}
+
+/// A type-erased host implementation: arguments as words, in declared input order.
+pub type ErasedHostFn = Box<dyn Fn(&[u64]) -> Result<Reply, HostError> + Send + Sync>;
+
+/// Arguments of a host call, read by position, for closures registered with
+/// [`crate::Registry::implement_with_args`] (any number of inputs).
+pub struct Args<'a> {
+    words: &'a [u64],
+    /// Word offset of each input.
+    offsets: &'a [usize],
+    types: &'a [Type],
+}
+
+impl<'a> Args<'a> {
+    pub(crate) fn new(words: &'a [u64], offsets: &'a [usize], types: &'a [Type]) -> Args<'a> {
+        Args { words, offsets, types }
+    }
+
+    /// The declared type of input `i`.
+    pub fn ty(&self, i: usize) -> Type {
+        self.types[i]
+    }
+
+    pub fn len(&self) -> usize {
+        self.offsets.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.offsets.is_empty()
+    }
+
+    /// Input `i` as an `int`. The checker guarantees the declared type; reading an input as
+    /// another type gives meaningless bits, never undefined behaviour, except for [`Args::str`].
+    pub fn int(&self, i: usize) -> i64 {
+        self.words[self.offsets[i]] as i64
+    }
+
+    pub fn float(&self, i: usize) -> f64 {
+        f64::from_bits(self.words[self.offsets[i]])
+    }
+
+    pub fn bool(&self, i: usize) -> bool {
+        self.words[self.offsets[i]] != 0
+    }
+
+    /// Input `i` as a `str`. Panics if input `i` is not declared `str` (the registry records the
+    /// declared types and checks them here).
+    pub fn str(&self, i: usize) -> &'a str {
+        assert_eq!(self.types[i], Type::Str, "host input {i} is declared {}, not str", self.types[i]);
+        let at = self.offsets[i];
+        // SAFETY: `Registry::implement_with_args` only hands out `Args` whose `offsets` were
+        // computed from the event's declared inputs, and the assertion above checked that this one
+        // is a `str`; the engine writes a valid (pointer, length) pair of UTF-8 text for every `str`
+        // input, alive for the whole call.
+        unsafe { word_str(self.words[at], self.words[at + 1]) }
+    }
+}
+
+/// # Safety
+/// `ptr` and `len` must describe valid UTF-8 that outlives `'a`.
+pub(crate) unsafe fn word_str<'a>(ptr: u64, len: u64) -> &'a str {
+    if len == 0 {
+        return "";
+    }
+    // SAFETY: guaranteed by the caller.
+    unsafe { std::str::from_utf8_unchecked(std::slice::from_raw_parts(ptr as *const u8, len as usize)) }
+}
+
+/// A Rust closure usable as a host implementation. `Marker` lets one closure type implement the
+/// trait for exactly one argument list; users never name it.
+pub trait HostFunction<Marker>: Send + Sync + 'static {
+    /// The argument types, in order.
+    fn arg_types() -> Vec<Type>;
+    fn into_erased(self) -> ErasedHostFn;
+}
+
+#[doc(hidden)]
+pub struct Params<T>(std::marker::PhantomData<T>);
+
+macro_rules! kind_type {
+    (i64) => { i64 };
+    (f64) => { f64 };
+    (bool) => { bool };
+    (str) => { &str };
+}
+
+macro_rules! kind_tag {
+    (i64) => { Type::Int };
+    (f64) => { Type::Float };
+    (bool) => { Type::Bool };
+    (str) => { Type::Str };
+}
+
+macro_rules! read_arg {
+    (i64, $w:ident, $i:ident) => {{ let v = $w[$i] as i64; $i += 1; v }};
+    (f64, $w:ident, $i:ident) => {{ let v = f64::from_bits($w[$i]); $i += 1; v }};
+    (bool, $w:ident, $i:ident) => {{ let v = $w[$i] != 0; $i += 1; v }};
+    (str, $w:ident, $i:ident) => {{
+        // SAFETY: the registry only accepts this closure for an event whose inputs have exactly
+        // these types (checked against `arg_types`), and the engine passes a valid UTF-8
+        // (pointer, length) pair for every `str` input, alive for the whole call.
+        let v = unsafe { word_str($w[$i], $w[$i + 1]) };
+        $i += 2;
+        v
+    }};
+}
+
+macro_rules! host_function {
+    ($($kind:ident)*) => {
+        impl<F, R> HostFunction<Params<($(kind_type!($kind),)*)>> for F
+        where
+            F: Fn($(kind_type!($kind)),*) -> R + Send + Sync + 'static,
+            R: IntoReply,
+        {
+            fn arg_types() -> Vec<Type> {
+                vec![$(kind_tag!($kind)),*]
+            }
+
+            #[allow(unused_mut, unused_variables, unused_assignments, clippy::unused_unit)]
+            fn into_erased(self) -> ErasedHostFn {
+                Box::new(move |words: &[u64]| {
+                    let mut i = 0usize;
+                    (self)($(read_arg!($kind, words, i)),*).into_reply()
+                })
+            }
+        }
+    };
+}
+
+macro_rules! for_each_kind {
+    ($m:ident [$($prefix:ident)*]) => {
+        $m!($($prefix)* i64);
+        $m!($($prefix)* f64);
+        $m!($($prefix)* bool);
+        $m!($($prefix)* str);
+    };
+}
+
+macro_rules! host_function_2 {
+    ($($prefix:ident)*) => { for_each_kind!(host_function [$($prefix)*]); };
+}
+
+macro_rules! host_function_3 {
+    ($($prefix:ident)*) => { for_each_kind!(host_function_2 [$($prefix)*]); };
+}
+
+host_function!();
+for_each_kind!(host_function []);
+for_each_kind!(host_function_2 []);
+for_each_kind!(host_function_3 []);

@@ -1,0 +1,328 @@
+//! Host events: the registry where an embedding application declares events, implements them
+//! with typed Rust closures, and groups them into scopes; plus the standard library.
+//!
+//! ```
+//! use koru_jit::{Registry, Reply};
+//! let mut registry = Registry::with_std();
+//! registry.event("~event add { a: i64, b: i64 } | sum i64", |a: i64, b: i64| a + b).unwrap();
+//! registry
+//!     .event("~event users.get { id: i64 } | found { name: []const u8 } | missing", |id: i64| {
+//!         if id == 1 { Reply::branch("found").field("name", "ada") } else { Reply::branch("missing") }
+//!     })
+//!     .unwrap();
+//! ```
+
+mod demo;
+mod function;
+mod scope;
+mod stdlib;
+
+pub use demo::register_demo_events;
+pub use function::{Args, HostError, HostFunction, IntoReply, Reply, ReplyBranch, ReplyPayload, ReplyValue};
+pub use scope::{Scope, ScopeRule};
+pub use stdlib::{CaptureSink, OutputSink, StdEvent, StdoutSink, STD_DECLARATIONS};
+
+pub(crate) use function::ErasedHostFn;
+
+use crate::diag::SourceErrors;
+use crate::syntax::ast;
+use crate::types::{EventSig, Type};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// How a registered event runs.
+pub(crate) enum Implementation {
+    /// Declared, not (yet) implemented: flows that call it are rejected (E0209).
+    Missing,
+    Closure(ErasedHostFn),
+    Std(StdEvent),
+}
+
+/// A registered host event.
+pub struct HostEvent {
+    pub sig: Arc<EventSig>,
+    pub(crate) implementation: Implementation,
+}
+
+impl HostEvent {
+    pub fn is_implemented(&self) -> bool {
+        !matches!(self.implementation, Implementation::Missing)
+    }
+}
+
+/// A source of event declarations and subflows attached to a scope (SPEC 5 "Libraries").
+#[derive(Debug)]
+pub struct Library {
+    pub name: String,
+    pub text: String,
+    pub(crate) file: ast::SourceFile,
+}
+
+/// Errors of registering events, implementations and scopes.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// An event of that name is registered already.
+    #[error("event `{0}` is already registered")]
+    DuplicateEvent(String),
+    /// No event of that name is registered.
+    #[error("no event `{0}` is registered")]
+    UnknownEvent(String),
+    /// The event has an implementation already.
+    #[error("event `{0}` is already implemented")]
+    AlreadyImplemented(String),
+    /// The closure's parameters do not match the event's declared inputs.
+    #[error("event `{event}` takes ({}) but the implementation takes ({})", type_list(expected), type_list(found))]
+    SignatureMismatch { event: String, expected: Vec<Type>, found: Vec<Type> },
+    /// The declaration text has errors.
+    #[error("invalid declaration: {0}")]
+    Declaration(SourceErrors),
+    /// [`Registry::event`] needs exactly one `~event` declaration.
+    #[error("expected exactly one event declaration, found {0}")]
+    NotOneEvent(usize),
+    /// A library attached to a scope has errors.
+    #[error("invalid library: {0}")]
+    Library(SourceErrors),
+    /// No scope of that name is registered.
+    #[error("no scope `{0}` is registered")]
+    UnknownScope(String),
+}
+
+fn type_list(types: &[Type]) -> String {
+    types.iter().map(|t| t.name()).collect::<Vec<_>>().join(", ")
+}
+
+/// What a name means in a scope.
+pub(crate) enum Resolution {
+    Allowed { host: usize, cost: u64 },
+    /// The event exists but the scope does not allow it.
+    Denied,
+    Unknown,
+}
+
+/// The events, implementations and scopes an engine serves. Register everything, then hand the
+/// registry to [`crate::Engine::new`], which freezes it.
+pub struct Registry {
+    events: Vec<HostEvent>,
+    by_name: HashMap<Arc<str>, usize>,
+    scopes: HashMap<String, Scope>,
+    output: Arc<dyn OutputSink>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Registry::new()
+    }
+}
+
+impl Registry {
+    /// An empty registry whose output goes to stdout.
+    pub fn new() -> Registry {
+        Registry {
+            events: Vec::new(),
+            by_name: HashMap::new(),
+            scopes: HashMap::new(),
+            output: Arc::new(StdoutSink),
+        }
+    }
+
+    /// A registry with the standard library events (SPEC 5).
+    pub fn with_std() -> Registry {
+        let mut registry = Registry::new();
+        let names = registry.declare(STD_DECLARATIONS).expect("the standard declarations are valid");
+        for name in names {
+            let index = registry.by_name[&name];
+            registry.events[index].implementation = Implementation::Std(stdlib::std_event(&name).expect("every std declaration is a std event"));
+        }
+        registry
+    }
+
+    /// Declares the events of a Koru declaration text (one or more `~event` items), without
+    /// implementations. Returns their names.
+    pub fn declare(&mut self, text: &str) -> Result<Vec<Arc<str>>, RegistryError> {
+        let sigs = crate::sema::declarations(text).map_err(RegistryError::Declaration)?;
+        let mut names = Vec::new();
+        for sig in sigs {
+            names.push(sig.name.clone());
+            self.declare_event(sig)?;
+        }
+        Ok(names)
+    }
+
+    /// Declares one event from a signature built in Rust.
+    pub fn declare_event(&mut self, sig: EventSig) -> Result<(), RegistryError> {
+        if self.by_name.contains_key(&sig.name) {
+            return Err(RegistryError::DuplicateEvent(sig.name.to_string()));
+        }
+        self.by_name.insert(sig.name.clone(), self.events.len());
+        self.events.push(HostEvent {
+            sig: Arc::new(sig),
+            implementation: Implementation::Missing,
+        });
+        Ok(())
+    }
+
+    /// Implements a declared event with a typed closure whose parameters are the event's inputs
+    /// in declared order (`i64`, `f64`, `bool` or `&str`; up to three; see
+    /// [`Registry::implement_with_args`] for more).
+    pub fn implement<M, F: HostFunction<M>>(&mut self, name: &str, function: F) -> Result<(), RegistryError> {
+        let index = self.implementable(name)?;
+        let expected: Vec<Type> = self.events[index].sig.inputs.iter().map(|(_, t)| *t).collect();
+        let found = F::arg_types();
+        if expected != found {
+            return Err(RegistryError::SignatureMismatch {
+                event: name.to_string(),
+                expected,
+                found,
+            });
+        }
+        self.events[index].implementation = Implementation::Closure(function.into_erased());
+        Ok(())
+    }
+
+    /// Implements a declared event with a closure that reads any number of inputs by position.
+    pub fn implement_with_args<R, F>(&mut self, name: &str, function: F) -> Result<(), RegistryError>
+    where
+        R: IntoReply,
+        F: Fn(&Args<'_>) -> R + Send + Sync + 'static,
+    {
+        let index = self.implementable(name)?;
+        let types: Vec<Type> = self.events[index].sig.inputs.iter().map(|(_, t)| *t).collect();
+        let mut offsets = Vec::with_capacity(types.len());
+        let mut at = 0;
+        for ty in &types {
+            offsets.push(at);
+            at += ty.words() as usize;
+        }
+        self.events[index].implementation = Implementation::Closure(Box::new(move |words: &[u64]| function(&Args::new(words, &offsets, &types)).into_reply()));
+        Ok(())
+    }
+
+    /// Declares one event from Koru text and implements it: the usual way to add a host event.
+    pub fn event<M, F: HostFunction<M>>(&mut self, declaration: &str, function: F) -> Result<(), RegistryError> {
+        let sigs = crate::sema::declarations(declaration).map_err(RegistryError::Declaration)?;
+        if sigs.len() != 1 {
+            return Err(RegistryError::NotOneEvent(sigs.len()));
+        }
+        let name = sigs[0].name.clone();
+        let expected: Vec<Type> = sigs[0].inputs.iter().map(|(_, t)| *t).collect();
+        let found = F::arg_types();
+        if expected != found {
+            return Err(RegistryError::SignatureMismatch {
+                event: name.to_string(),
+                expected,
+                found,
+            });
+        }
+        self.declare_event(sigs.into_iter().next().expect("one signature"))?;
+        self.implement(&name, function)
+    }
+
+    fn implementable(&self, name: &str) -> Result<usize, RegistryError> {
+        let index = *self.by_name.get(name).ok_or_else(|| RegistryError::UnknownEvent(name.to_string()))?;
+        if self.events[index].is_implemented() {
+            return Err(RegistryError::AlreadyImplemented(name.to_string()));
+        }
+        Ok(index)
+    }
+
+    /// Adds (or replaces) a named scope.
+    pub fn add_scope(&mut self, name: &str, scope: Scope) {
+        self.scopes.insert(name.to_string(), scope);
+    }
+
+    /// Attaches a library (event declarations and subflows) to a scope: flows checked against
+    /// that scope can call its subflows. The library is checked against the scope now.
+    pub fn attach_library(&mut self, scope: &str, name: &str, text: &str) -> Result<(), RegistryError> {
+        if !self.scopes.contains_key(scope) {
+            return Err(RegistryError::UnknownScope(scope.to_string()));
+        }
+        let library = crate::sema::check_library(self, scope, name, text).map_err(RegistryError::Library)?;
+        self.scopes.get_mut(scope).expect("checked above").libraries.push(Arc::new(library));
+        Ok(())
+    }
+
+    /// Sends `std.io` output to `sink` instead of stdout.
+    pub fn set_output(&mut self, sink: Arc<dyn OutputSink>) {
+        self.output = sink;
+    }
+
+    pub fn output(&self) -> &Arc<dyn OutputSink> {
+        &self.output
+    }
+
+    pub fn events(&self) -> &[HostEvent] {
+        &self.events
+    }
+
+    pub fn event_index(&self, name: &str) -> Option<usize> {
+        self.by_name.get(name).copied()
+    }
+
+    pub fn scope(&self, name: &str) -> Option<&Scope> {
+        self.scopes.get(name)
+    }
+
+    pub fn scope_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.scopes.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// Resolves an event name as a flow checked against `scope` sees it (`None`: every
+    /// registered event at cost 1).
+    pub(crate) fn resolve(&self, scope: Option<&str>, name: &str) -> Resolution {
+        let Some(scope) = scope else {
+            return match self.by_name.get(name) {
+                Some(&host) => Resolution::Allowed { host, cost: 1 },
+                None => Resolution::Unknown,
+            };
+        };
+        let mut visited = Vec::new();
+        match self.resolve_in(scope, name, &mut visited) {
+            Some((host, cost)) => Resolution::Allowed { host, cost },
+            None if self.by_name.contains_key(name) => Resolution::Denied,
+            None => Resolution::Unknown,
+        }
+    }
+
+    fn resolve_in<'a>(&'a self, scope: &'a str, name: &str, visited: &mut Vec<&'a str>) -> Option<(usize, u64)> {
+        if visited.contains(&scope) {
+            return None;
+        }
+        visited.push(scope);
+        let rules = &self.scopes.get(scope)?.rules;
+        for rule in rules {
+            let found = match rule {
+                ScopeRule::Alias { alias, target, cost } if alias == name => self.by_name.get(target.as_str()).map(|&h| (h, *cost)),
+                ScopeRule::Exact { name: exact, cost } if exact == name => self.by_name.get(name).map(|&h| (h, *cost)),
+                ScopeRule::Glob { prefix, cost } if name.starts_with(prefix.as_str()) => self.by_name.get(name).map(|&h| (h, *cost)),
+                ScopeRule::Include { scope: inner } => self.resolve_in(inner, name, visited),
+                _ => None,
+            };
+            if found.is_some() {
+                return found;
+            }
+        }
+        None
+    }
+
+    /// Every scope `scope` includes, itself first; `Err` names an unknown scope.
+    pub(crate) fn scope_closure<'a>(&'a self, scope: &'a str) -> Result<Vec<&'a Scope>, String> {
+        let mut names: Vec<&str> = vec![scope];
+        let mut scopes = Vec::new();
+        let mut i = 0;
+        while i < names.len() {
+            let found = self.scopes.get(names[i]).ok_or_else(|| names[i].to_string())?;
+            scopes.push(found);
+            for rule in &found.rules {
+                if let ScopeRule::Include { scope: inner } = rule {
+                    if !names.contains(&inner.as_str()) {
+                        names.push(inner);
+                    }
+                }
+            }
+            i += 1;
+        }
+        Ok(scopes)
+    }
+}

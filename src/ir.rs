@@ -1,0 +1,322 @@
+//! The typed IR: what a checked source means, with every name, type, event and branch resolved.
+//!
+//! Both tiers read only this and the [`crate::layout::Layout`], never the syntax tree. Subflows are
+//! inlined at their call sites (recursion is a check error), so a program is one tree of steps
+//! over one set of locals. A local is a binding, loop variable, accumulator field, payload field,
+//! input or temporary; the layout gives each an offset in the flow state.
+//!
+//! Every step yields a value: a [`ValueId`] naming a static [`ValueDesc`] (a branch name and the
+//! locals that hold its payload). Nothing about values is dynamic except which one was taken.
+
+use crate::span::Span;
+use crate::types::{EventSig, Type};
+use std::sync::Arc;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LocalId(pub u32);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ValueId(pub u32);
+
+/// Index of a host event in [`Program::events`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct EventUse(pub u32);
+
+/// Index of a string buffer owned by the run state (for strings made at run time).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BufferId(pub u32);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LocalKind {
+    /// A flow input supplied by the caller.
+    FlowInput,
+    /// A subflow input at one inlined call site.
+    SubflowInput,
+    /// A field of a host event's result payload.
+    Payload,
+    /// A field of a subflow call's result.
+    SubflowResult,
+    LoopVariable,
+    AccumulatorField,
+    /// A constructor's field, evaluated before the value is yielded.
+    Temporary,
+}
+
+/// A named, typed storage place in the flow state.
+#[derive(Clone, Debug)]
+pub struct LocalDecl {
+    pub name: Arc<str>,
+    pub ty: Type,
+    pub kind: LocalKind,
+    /// Strings written here at run time are copied into a buffer of the run state (host payloads,
+    /// accumulator fields, flow inputs); other `str` locals only point at strings owned elsewhere.
+    pub owns_buffer: bool,
+}
+
+/// A compiled source: top-level flows in order, over one set of locals.
+#[derive(Debug)]
+pub struct Program {
+    pub flows: Vec<Step>,
+    pub locals: Vec<LocalDecl>,
+    pub values: Vec<ValueDesc>,
+    pub events: Vec<EventRef>,
+    /// Flow inputs in the order the caller declared them.
+    pub inputs: Vec<InputDecl>,
+    /// Buffers for `int`/`float`/`bool` arguments formatted into `str` inputs, one per site.
+    pub conversion_buffers: u32,
+    /// `for` and `while` loops, numbered in order.
+    pub loops: Vec<LoopInfo>,
+    /// Steps after inlining, for statistics and limits.
+    pub step_count: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct InputDecl {
+    pub name: Arc<str>,
+    pub ty: Type,
+    pub local: LocalId,
+}
+
+#[derive(Clone, Debug)]
+pub struct LoopInfo {
+    pub span: Span,
+}
+
+/// A host event this program dispatches, with its cost in the scope it was checked against.
+#[derive(Clone, Debug)]
+pub struct EventRef {
+    /// Index in the registry.
+    pub host: usize,
+    /// The name the flow used (an alias if the scope aliased it).
+    pub name: Arc<str>,
+    pub cost: u64,
+    pub sig: Arc<EventSig>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ValueDesc {
+    pub branch: Arc<str>,
+    pub payload: ValuePayload,
+}
+
+#[derive(Clone, Debug)]
+pub enum ValuePayload {
+    Empty,
+    Identity(LocalId),
+    Struct(Vec<(Arc<str>, LocalId)>),
+}
+
+impl ValuePayload {
+    pub fn locals(&self) -> Vec<LocalId> {
+        match self {
+            ValuePayload::Empty => Vec::new(),
+            ValuePayload::Identity(local) => vec![*local],
+            ValuePayload::Struct(fields) => fields.iter().map(|(_, l)| *l).collect(),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum Step {
+    Invoke(Box<Invoke>),
+    Call(Box<SubflowCall>),
+    For(Box<ForLoop>),
+    If(Box<IfStep>),
+    While(Box<WhileLoop>),
+    Capture(Box<CaptureStep>),
+    Update(Box<CaptureUpdate>),
+    Construct(Box<Construct>),
+    /// A step that yields a value without doing anything: `_`, or a continuation with no step.
+    Yield(ValueId),
+}
+
+/// The continuations of an invocation, grouped by the branch they can take.
+#[derive(Debug, Default)]
+pub struct Arms {
+    pub arms: Vec<Arm>,
+    /// For each branch of the event: indices into `arms`, in the order they are tried
+    /// (source order, catch-all last).
+    pub by_branch: Vec<Vec<u32>>,
+}
+
+#[derive(Debug)]
+pub struct Arm {
+    pub guard: Option<Expr>,
+    /// What runs; `None` yields the invocation's result for the taken branch.
+    pub step: Option<Step>,
+    pub span: Span,
+}
+
+/// How a host event receives one argument.
+#[derive(Debug)]
+pub struct Argument {
+    pub expr: Expr,
+    /// Set when a number or bool is passed to a `str` input: it is formatted into this buffer.
+    pub format_into: Option<BufferId>,
+}
+
+#[derive(Debug)]
+pub enum Arguments {
+    /// One per declared input, in declared order.
+    Inputs(Vec<Argument>),
+    /// The parts of a `std.io:print.ln` template.
+    Template(Vec<TemplatePart>),
+}
+
+#[derive(Debug)]
+pub enum TemplatePart {
+    Text(Box<str>),
+    Hole(Expr),
+}
+
+/// A host event dispatch and the selection of its continuation.
+#[derive(Debug)]
+pub struct Invoke {
+    pub event: EventUse,
+    pub args: Arguments,
+    /// Where each branch's payload lands (host payloads are copied into these locals).
+    pub payloads: Vec<Vec<LocalId>>,
+    /// The value of branch `b` is `ValueId(first_value.0 + b)`.
+    pub first_value: ValueId,
+    pub arms: Arms,
+    pub span: Span,
+}
+
+/// An inlined subflow: inputs are evaluated, the body runs, its value is mapped to one of the
+/// subflow event's branches (whose payload is copied into `results`), then a continuation runs.
+#[derive(Debug)]
+pub struct SubflowCall {
+    pub name: Arc<str>,
+    pub inputs: Vec<(LocalId, Argument)>,
+    pub body: Step,
+    /// For every value the body can yield: the subflow branch it is and the copies to make.
+    pub exits: Vec<Exit>,
+    pub results: Vec<Vec<LocalId>>,
+    pub first_value: ValueId,
+    pub arms: Arms,
+    pub span: Span,
+}
+
+#[derive(Debug)]
+pub struct Exit {
+    pub value: ValueId,
+    pub branch: u32,
+    /// `(from, to)`: body locals to result locals.
+    pub copies: Vec<(LocalId, LocalId)>,
+}
+
+#[derive(Debug)]
+pub struct ForLoop {
+    pub start: Expr,
+    pub end: Expr,
+    pub index: LocalId,
+    pub loop_index: u32,
+    /// Arms of `each` (branch 0) and `done` (branch 1).
+    pub arms: Arms,
+    /// Values: `each` with the index, then `done`.
+    pub first_value: ValueId,
+    pub span: Span,
+}
+
+#[derive(Debug)]
+pub struct IfStep {
+    pub cond: Expr,
+    /// Arms of `then` (branch 0) and `else` (branch 1).
+    pub arms: Arms,
+    pub first_value: ValueId,
+    pub span: Span,
+}
+
+#[derive(Debug)]
+pub struct WhileLoop {
+    pub cond: Expr,
+    pub loop_index: u32,
+    /// Arms of `body` (branch 0) and `done` (branch 1).
+    pub arms: Arms,
+    pub first_value: ValueId,
+    pub span: Span,
+}
+
+#[derive(Debug)]
+pub struct CaptureStep {
+    pub fields: Vec<LocalId>,
+    pub init: Vec<Expr>,
+    /// Arms of `as` (branch 0) and `captured` (branch 1); both payloads are the accumulator.
+    pub arms: Arms,
+    pub first_value: ValueId,
+    pub span: Span,
+}
+
+/// `captured { f: expr, ... }`: all expressions are evaluated, then assigned together.
+#[derive(Debug)]
+pub struct CaptureUpdate {
+    pub assigns: Vec<(LocalId, Expr)>,
+    pub value: ValueId,
+    pub span: Span,
+}
+
+#[derive(Debug)]
+pub struct Construct {
+    /// Temporaries of the payload and their expressions.
+    pub fields: Vec<(LocalId, Expr)>,
+    pub value: ValueId,
+    pub span: Span,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IntOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Rem,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FloatOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Rem,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CmpOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+/// A typed expression. Operators are already specialised by type.
+#[derive(Debug)]
+pub enum Expr {
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Str(Box<str>),
+    Local(LocalId, Type),
+    /// Checked: `Overflow` on `-i64::MIN`.
+    NegInt(Box<Expr>, Span),
+    NegFloat(Box<Expr>),
+    Not(Box<Expr>),
+    /// Checked arithmetic: `Overflow`, `DivisionByZero`; `/` truncates, `%` is floored.
+    IntArith(IntOp, Box<Expr>, Box<Expr>, Span),
+    FloatArith(FloatOp, Box<Expr>, Box<Expr>),
+    IntCmp(CmpOp, Box<Expr>, Box<Expr>),
+    FloatCmp(CmpOp, Box<Expr>, Box<Expr>),
+    /// `==` / `!=` only.
+    BoolCmp(CmpOp, Box<Expr>, Box<Expr>),
+    /// `==` / `!=` only.
+    StrCmp(CmpOp, Box<Expr>, Box<Expr>),
+    And(Box<Expr>, Box<Expr>),
+    Or(Box<Expr>, Box<Expr>),
+    IntToFloat(Box<Expr>),
+    /// Truncates toward zero; NaN or out of range is `Overflow`.
+    FloatToInt(Box<Expr>, Span),
+    /// `if (c) a else b`
+    Select(Box<Expr>, Box<Expr>, Box<Expr>, Type),
+}

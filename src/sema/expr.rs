@@ -1,0 +1,196 @@
+//! Expression typing (SPEC 3): every operator is specialised by operand type here, so the tiers
+//! never look at types at run time.
+
+use super::lower::{Bound, Lowerer};
+use crate::diag::Code;
+use crate::ir::{CmpOp, Expr, FloatOp, IntOp};
+use crate::syntax::ast::{self, BinaryOp, ExprKind, UnaryOp};
+use crate::types::Type;
+
+impl Lowerer<'_> {
+    /// Lowers an expression and checks it has type `expected`.
+    pub(super) fn lower_typed(&mut self, expr: &ast::Expr, expected: Type, what: &str) -> Option<Expr> {
+        let (lowered, ty) = self.lower_expr(expr)?;
+        if ty != expected {
+            self.error(Code::E0204, format!("{what} must be {expected}, found {ty}"), expr.span);
+            return None;
+        }
+        Some(lowered)
+    }
+
+    pub(super) fn lower_bool(&mut self, expr: &ast::Expr, what: &str) -> Option<Expr> {
+        self.lower_typed(expr, Type::Bool, what)
+    }
+
+    pub(super) fn lower_expr(&mut self, expr: &ast::Expr) -> Option<(Expr, Type)> {
+        let span = expr.span;
+        match &expr.kind {
+            ExprKind::Int(v) => match i64::try_from(*v) {
+                Ok(v) => Some((Expr::Int(v), Type::Int)),
+                Err(_) => {
+                    self.error(Code::E0101, "integer literal out of range for int (64-bit signed)", span);
+                    None
+                }
+            },
+            ExprKind::Float(v) => Some((Expr::Float(*v), Type::Float)),
+            ExprKind::Str(s) => Some((Expr::Str(s.clone().into_boxed_str()), Type::Str)),
+            ExprKind::Bool(b) => Some((Expr::Bool(*b), Type::Bool)),
+            ExprKind::Name(name) => match self.lookup(name).cloned() {
+                Some(Bound::Scalar(local, ty)) => Some((Expr::Local(local, ty), ty)),
+                Some(Bound::Struct(fields)) => {
+                    let names: Vec<String> = fields.iter().map(|(n, _, _)| format!("`{name}.{n}`")).collect();
+                    self.error(Code::E0204, format!("`{name}` is a struct payload; use one of its fields: {}", names.join(", ")), span);
+                    None
+                }
+                Some(Bound::Empty) => {
+                    self.error(Code::E0204, format!("`{name}` binds an empty payload and has no value"), span);
+                    None
+                }
+                None => {
+                    self.error(Code::E0202, format!("unknown name `{name}`"), span);
+                    None
+                }
+            },
+            ExprKind::Field(base, field) => {
+                let ExprKind::Name(name) = &base.kind else {
+                    self.error(Code::E0203, format!("field `{}` of a value that has no fields", field.name), field.span);
+                    return None;
+                };
+                match self.lookup(name).cloned() {
+                    Some(Bound::Struct(fields)) => match fields.iter().find(|(n, _, _)| **n == *field.name) {
+                        Some((_, local, ty)) => Some((Expr::Local(*local, *ty), *ty)),
+                        None => {
+                            let names: Vec<String> = fields.iter().map(|(n, _, _)| format!("`{n}`")).collect();
+                            self.error(Code::E0203, format!("`{name}` has no field `{}` (its fields: {})", field.name, names.join(", ")), field.span);
+                            None
+                        }
+                    },
+                    Some(_) => {
+                        self.error(Code::E0203, format!("`{name}` has no fields, so it has no field `{}`", field.name), field.span);
+                        None
+                    }
+                    None => {
+                        self.error(Code::E0202, format!("unknown name `{name}`"), base.span);
+                        None
+                    }
+                }
+            }
+            ExprKind::Unary(UnaryOp::Neg, operand) => {
+                // `-9223372036854775808` is a literal, not the negation of an out-of-range one.
+                if let ExprKind::Int(v) = operand.kind {
+                    if v == 1u64 << 63 {
+                        return Some((Expr::Int(i64::MIN), Type::Int));
+                    }
+                }
+                let (inner, ty) = self.lower_expr(operand)?;
+                match ty {
+                    Type::Int => Some((Expr::NegInt(Box::new(inner), span), Type::Int)),
+                    Type::Float => Some((Expr::NegFloat(Box::new(inner)), Type::Float)),
+                    _ => {
+                        self.error(Code::E0204, format!("`-` needs a number, found {ty}"), span);
+                        None
+                    }
+                }
+            }
+            ExprKind::Unary(UnaryOp::Not, operand) => {
+                let inner = self.lower_bool(operand, "the operand of `!`")?;
+                Some((Expr::Not(Box::new(inner)), Type::Bool))
+            }
+            ExprKind::Binary(op, a, b) => self.lower_binary(*op, a, b, span),
+            ExprKind::As(ty, operand) => {
+                let target = super::decl::resolve_type(ty, &mut Vec::new());
+                let (inner, from) = self.lower_expr(operand)?;
+                match (target, from) {
+                    (Some(Type::Int), Type::Int) | (Some(Type::Float), Type::Float) => Some((inner, from)),
+                    (Some(Type::Float), Type::Int) => Some((Expr::IntToFloat(Box::new(inner)), Type::Float)),
+                    (Some(Type::Int), Type::Float) => Some((Expr::FloatToInt(Box::new(inner), span), Type::Int)),
+                    (Some(to), from) => {
+                        self.error(Code::E0204, format!("`@as` converts between int and float, not {from} to {to}"), span);
+                        None
+                    }
+                    (None, _) => {
+                        self.error(Code::E0204, format!("unknown type `{}` in `@as`", ty.text), ty.span);
+                        None
+                    }
+                }
+            }
+            ExprKind::If(cond, a, b) => {
+                let cond = self.lower_bool(cond, "the condition of `if`");
+                let a_lowered = self.lower_expr(a);
+                let b_lowered = self.lower_expr(b);
+                let ((a_expr, a_ty), (b_expr, b_ty)) = (a_lowered?, b_lowered?);
+                let (a_expr, b_expr, ty) = match (a_ty, b_ty) {
+                    (x, y) if x == y => (a_expr, b_expr, x),
+                    (Type::Int, Type::Float) => (Expr::IntToFloat(Box::new(a_expr)), b_expr, Type::Float),
+                    (Type::Float, Type::Int) => (a_expr, Expr::IntToFloat(Box::new(b_expr)), Type::Float),
+                    (x, y) => {
+                        self.error(Code::E0204, format!("the arms of `if` have different types: {x} and {y}"), span);
+                        return None;
+                    }
+                };
+                Some((Expr::Select(Box::new(cond?), Box::new(a_expr), Box::new(b_expr), ty), ty))
+            }
+        }
+    }
+
+    fn lower_binary(&mut self, op: BinaryOp, a: &ast::Expr, b: &ast::Expr, span: crate::span::Span) -> Option<(Expr, Type)> {
+        if matches!(op, BinaryOp::And | BinaryOp::Or) {
+            let left = self.lower_bool(a, &format!("the left operand of `{}`", op.symbol()));
+            let right = self.lower_bool(b, &format!("the right operand of `{}`", op.symbol()));
+            let (left, right) = (Box::new(left?), Box::new(right?));
+            let lowered = if op == BinaryOp::And { Expr::And(left, right) } else { Expr::Or(left, right) };
+            return Some((lowered, Type::Bool));
+        }
+        let left = self.lower_expr(a);
+        let right = self.lower_expr(b);
+        let ((left, lt), (right, rt)) = (left?, right?);
+        let cmp = match op {
+            BinaryOp::Eq => Some(CmpOp::Eq),
+            BinaryOp::Ne => Some(CmpOp::Ne),
+            BinaryOp::Lt => Some(CmpOp::Lt),
+            BinaryOp::Le => Some(CmpOp::Le),
+            BinaryOp::Gt => Some(CmpOp::Gt),
+            BinaryOp::Ge => Some(CmpOp::Ge),
+            _ => None,
+        };
+        let is_number = |t: Type| matches!(t, Type::Int | Type::Float);
+        if !(is_number(lt) && is_number(rt)) {
+            let (l, r) = (Box::new(left), Box::new(right));
+            return match (cmp, lt, rt) {
+                (Some(cmp @ (CmpOp::Eq | CmpOp::Ne)), Type::Str, Type::Str) => Some((Expr::StrCmp(cmp, l, r), Type::Bool)),
+                (Some(cmp @ (CmpOp::Eq | CmpOp::Ne)), Type::Bool, Type::Bool) => Some((Expr::BoolCmp(cmp, l, r), Type::Bool)),
+                _ => {
+                    self.error(Code::E0204, format!("`{}` cannot combine {lt} and {rt}", op.symbol()), span);
+                    None
+                }
+            };
+        }
+        // Mixed int and float: the int is promoted (SPEC 3).
+        let (l, r, ty) = match (lt, rt) {
+            (Type::Int, Type::Int) => (left, right, Type::Int),
+            (Type::Int, _) => (Expr::IntToFloat(Box::new(left)), right, Type::Float),
+            (_, Type::Int) => (left, Expr::IntToFloat(Box::new(right)), Type::Float),
+            _ => (left, right, Type::Float),
+        };
+        let (l, r) = (Box::new(l), Box::new(r));
+        if let Some(cmp) = cmp {
+            return Some(match ty {
+                Type::Int => (Expr::IntCmp(cmp, l, r), Type::Bool),
+                _ => (Expr::FloatCmp(cmp, l, r), Type::Bool),
+            });
+        }
+        let lowered = match (ty, op) {
+            (Type::Int, BinaryOp::Add) => Expr::IntArith(IntOp::Add, l, r, span),
+            (Type::Int, BinaryOp::Sub) => Expr::IntArith(IntOp::Sub, l, r, span),
+            (Type::Int, BinaryOp::Mul) => Expr::IntArith(IntOp::Mul, l, r, span),
+            (Type::Int, BinaryOp::Div) => Expr::IntArith(IntOp::Div, l, r, span),
+            (Type::Int, _) => Expr::IntArith(IntOp::Rem, l, r, span),
+            (_, BinaryOp::Add) => Expr::FloatArith(FloatOp::Add, l, r),
+            (_, BinaryOp::Sub) => Expr::FloatArith(FloatOp::Sub, l, r),
+            (_, BinaryOp::Mul) => Expr::FloatArith(FloatOp::Mul, l, r),
+            (_, BinaryOp::Div) => Expr::FloatArith(FloatOp::Div, l, r),
+            (_, _) => Expr::FloatArith(FloatOp::Rem, l, r),
+        };
+        Some((lowered, ty))
+    }
+}

@@ -1,0 +1,916 @@
+//! Lowering checked syntax to the typed IR: steps, continuations, builtins and subflow inlining.
+
+use super::{CheckOptions, SubflowDef};
+use crate::diag::{Code, Diagnostic};
+use crate::host::{Implementation, Registry, Resolution, StdEvent};
+use crate::ir::*;
+use crate::span::Span;
+use crate::syntax::ast;
+use crate::types::{EventSig, PayloadType, Type};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// What a name in scope stands for.
+#[derive(Clone, Debug)]
+pub(super) enum Bound {
+    Scalar(LocalId, Type),
+    Struct(Vec<(Arc<str>, LocalId, Type)>),
+    /// A binding of an empty payload: it has no value.
+    Empty,
+}
+
+pub(super) struct Binding {
+    pub name: Arc<str>,
+    pub bound: Bound,
+}
+
+/// An enclosing capture whose accumulator `captured { ... }` updates.
+#[derive(Clone)]
+struct CaptureContext {
+    fields: Vec<(Arc<str>, LocalId, Type)>,
+    value: ValueId,
+}
+
+/// One branch an invocation can take, as its continuations see it.
+struct BranchInfo {
+    name: Arc<str>,
+    bound: Bound,
+}
+
+/// Lengths of the growing tables, to undo a trial lowering.
+struct Mark {
+    locals: usize,
+    values: usize,
+    events: usize,
+    loops: usize,
+    conversions: u32,
+}
+
+pub(crate) struct Lowerer<'a> {
+    registry: &'a Registry,
+    options: &'a CheckOptions,
+    subflows: &'a HashMap<String, SubflowDef<'a>>,
+    recursive: &'a [String],
+    text: &'a str,
+    pub(super) locals: Vec<LocalDecl>,
+    values: Vec<ValueDesc>,
+    value_spans: Vec<Span>,
+    events: Vec<EventRef>,
+    loops: Vec<LoopInfo>,
+    conversion_buffers: u32,
+    inputs: Vec<InputDecl>,
+    flows: Vec<Step>,
+    diagnostics: Vec<Diagnostic>,
+    /// Above zero while inlining a subflow already checked: its errors were reported once.
+    silent: u32,
+    steps: usize,
+    too_large: bool,
+    /// Spans of library code do not point into the source: runtime errors there point at the call.
+    span_override: Option<Span>,
+    pub(super) scope: Vec<Binding>,
+    captures: Vec<CaptureContext>,
+}
+
+impl<'a> Lowerer<'a> {
+    pub fn new(registry: &'a Registry, options: &'a CheckOptions, text: &'a str, subflows: &'a HashMap<String, SubflowDef<'a>>, recursive: &'a [String]) -> Lowerer<'a> {
+        let mut lowerer = Lowerer {
+            registry,
+            options,
+            subflows,
+            recursive,
+            text,
+            locals: Vec::new(),
+            values: Vec::new(),
+            value_spans: Vec::new(),
+            events: Vec::new(),
+            loops: Vec::new(),
+            conversion_buffers: 0,
+            inputs: Vec::new(),
+            flows: Vec::new(),
+            diagnostics: Vec::new(),
+            silent: 0,
+            steps: 0,
+            too_large: false,
+            span_override: None,
+            scope: Vec::new(),
+            captures: Vec::new(),
+        };
+        for (name, ty) in &options.inputs {
+            if lowerer.inputs.iter().any(|i| i.name == *name) {
+                lowerer.error(Code::E0205, format!("flow input `{name}` is given twice"), Span::default());
+                continue;
+            }
+            let local = lowerer.new_local(name.clone(), *ty, LocalKind::FlowInput);
+            lowerer.inputs.push(InputDecl {
+                name: name.clone(),
+                ty: *ty,
+                local,
+            });
+        }
+        lowerer
+    }
+
+    pub fn finish(self) -> (Program, Vec<Diagnostic>) {
+        let program = Program {
+            flows: self.flows,
+            locals: self.locals,
+            values: self.values,
+            events: self.events,
+            inputs: self.inputs,
+            conversion_buffers: self.conversion_buffers,
+            loops: self.loops,
+            step_count: self.steps,
+        };
+        (program, self.diagnostics)
+    }
+
+    pub(super) fn error(&mut self, code: Code, message: impl Into<String>, span: Span) {
+        if self.silent == 0 {
+            self.diagnostics.push(Diagnostic::new(code, message, span));
+        }
+    }
+
+    fn sp(&self, span: Span) -> Span {
+        self.span_override.unwrap_or(span)
+    }
+
+    fn mark(&self) -> Mark {
+        Mark {
+            locals: self.locals.len(),
+            values: self.values.len(),
+            events: self.events.len(),
+            loops: self.loops.len(),
+            conversions: self.conversion_buffers,
+        }
+    }
+
+    fn reset_to(&mut self, mark: Mark) {
+        self.locals.truncate(mark.locals);
+        self.values.truncate(mark.values);
+        self.value_spans.truncate(mark.values);
+        self.events.truncate(mark.events);
+        self.loops.truncate(mark.loops);
+        self.conversion_buffers = mark.conversions;
+    }
+
+    pub(super) fn new_local(&mut self, name: Arc<str>, ty: Type, kind: LocalKind) -> LocalId {
+        let owns_buffer = ty == Type::Str && matches!(kind, LocalKind::FlowInput | LocalKind::Payload | LocalKind::AccumulatorField);
+        self.locals.push(LocalDecl { name, ty, kind, owns_buffer });
+        LocalId(self.locals.len() as u32 - 1)
+    }
+
+    fn new_value(&mut self, branch: Arc<str>, payload: ValuePayload, span: Span) -> ValueId {
+        self.values.push(ValueDesc { branch, payload });
+        self.value_spans.push(span);
+        ValueId(self.values.len() as u32 - 1)
+    }
+
+    fn count_step(&mut self, span: Span) -> bool {
+        self.steps += 1;
+        if self.steps > self.options.limits.max_steps {
+            if !self.too_large {
+                self.too_large = true;
+                self.diagnostics.push(Diagnostic::new(
+                    Code::E0105,
+                    format!("the flow has more than {} steps once subflows are inlined", self.options.limits.max_steps),
+                    span,
+                ));
+            }
+            return false;
+        }
+        true
+    }
+
+    /// Flow inputs as bindings: visible in every flow and subflow.
+    fn input_bindings(&self) -> Vec<Binding> {
+        self.inputs
+            .iter()
+            .map(|input| Binding {
+                name: input.name.clone(),
+                bound: Bound::Scalar(input.local, input.ty),
+            })
+            .collect()
+    }
+
+    pub(super) fn lookup(&self, name: &str) -> Option<&Bound> {
+        self.scope.iter().rev().find(|b| &*b.name == name).map(|b| &b.bound)
+    }
+
+    pub fn lower_flow(&mut self, flow: &ast::Flow) {
+        self.scope = self.input_bindings();
+        self.captures.clear();
+        if let Some(step) = self.lower_invocation(&flow.head) {
+            self.flows.push(step);
+        }
+    }
+
+    /// Checks a subflow's body once, with its errors reported, then forgets what it lowered.
+    pub fn check_subflow(&mut self, name: &str) {
+        let def = &self.subflows[name];
+        let mark = self.mark();
+        let saved_text = self.text;
+        self.text = def.text;
+        self.scope = self.input_bindings();
+        for (input, ty) in def.sig.inputs.clone() {
+            if self.lookup(&input).is_some() {
+                self.error(Code::E0208, format!("subflow input `{input}` shadows a flow input of the same name"), def.span);
+            }
+            let local = self.new_local(input.clone(), ty, LocalKind::SubflowInput);
+            self.scope.push(Binding {
+                name: input,
+                bound: Bound::Scalar(local, ty),
+            });
+        }
+        self.captures.clear();
+        if let Some(body) = self.lower_step(def.body) {
+            let mut values = Vec::new();
+            step_values(&body, &mut values);
+            for value in values {
+                if let Err(message) = self.exit_for(&def.sig, value, &[]) {
+                    let span = self.value_spans[value.0 as usize];
+                    self.error(Code::E0209, message, span);
+                }
+            }
+        }
+        self.text = saved_text;
+        self.reset_to(mark);
+    }
+
+    fn lower_step(&mut self, step: &ast::Step) -> Option<Step> {
+        match step {
+            ast::Step::Invoke(invocation) => self.lower_invocation(invocation),
+            ast::Step::Discard(_) => None,
+            ast::Step::Construct(c) if c.name.name == "captured" => self.lower_update(c),
+            ast::Step::Construct(c) => self.lower_construct(c),
+        }
+    }
+
+    fn lower_invocation(&mut self, invocation: &ast::Invocation) -> Option<Step> {
+        if !self.count_step(invocation.span) {
+            return None;
+        }
+        let name = invocation.path.text.as_str();
+        match name {
+            "for" => return self.lower_for(invocation),
+            "if" => return self.lower_if(invocation),
+            "while" => return self.lower_while(invocation),
+            "capture" => return self.lower_capture(invocation),
+            _ => {}
+        }
+        if let Some(def) = self.subflows.get(name) {
+            if self.recursive.iter().any(|r| r == name) {
+                return None;
+            }
+            return self.lower_call(invocation, name, def);
+        }
+        match self.registry.resolve(self.options.scope.as_deref(), name) {
+            Resolution::Allowed { host, cost } => {
+                if !self.registry.events()[host].is_implemented() {
+                    self.error(Code::E0209, format!("event `{name}` is declared but the host registered no implementation"), invocation.path.span);
+                    return None;
+                }
+                self.lower_host(invocation, host, cost)
+            }
+            Resolution::Denied => {
+                let scope = self.options.scope.clone().unwrap_or_default();
+                self.error(Code::E0301, format!("event `{name}` is not allowed in scope `{scope}` (EventDenied)"), invocation.path.span);
+                None
+            }
+            Resolution::Unknown => {
+                self.error(Code::E0201, format!("unknown event `{name}`"), invocation.path.span);
+                None
+            }
+        }
+    }
+
+    fn event_use(&mut self, host: usize, name: &str, cost: u64) -> EventUse {
+        if let Some(i) = self.events.iter().position(|e| e.host == host && &*e.name == name) {
+            return EventUse(i as u32);
+        }
+        self.events.push(EventRef {
+            host,
+            name: Arc::from(name),
+            cost,
+            sig: self.registry.events()[host].sig.clone(),
+        });
+        EventUse(self.events.len() as u32 - 1)
+    }
+
+    /// Locals for a payload, how a binding of it is bound, and its value description.
+    fn payload_locals(&mut self, payload: &PayloadType, kind: LocalKind, prefix: &str) -> (Vec<LocalId>, Bound, ValuePayload) {
+        match payload {
+            PayloadType::Empty => (Vec::new(), Bound::Empty, ValuePayload::Empty),
+            PayloadType::Identity(ty) => {
+                let local = self.new_local(Arc::from(prefix), *ty, kind);
+                (vec![local], Bound::Scalar(local, *ty), ValuePayload::Identity(local))
+            }
+            PayloadType::Struct(fields) => {
+                let mut locals = Vec::new();
+                let mut bound = Vec::new();
+                let mut described = Vec::new();
+                for (name, ty) in fields {
+                    let local = self.new_local(Arc::from(format!("{prefix}.{name}")), *ty, kind);
+                    locals.push(local);
+                    bound.push((name.clone(), local, *ty));
+                    described.push((name.clone(), local));
+                }
+                (locals, Bound::Struct(bound), ValuePayload::Struct(described))
+            }
+        }
+    }
+
+    fn lower_host(&mut self, invocation: &ast::Invocation, host: usize, cost: u64) -> Option<Step> {
+        let name = invocation.path.text.as_str();
+        let sig = self.registry.events()[host].sig.clone();
+        let args = if matches!(self.registry.events()[host].implementation, Implementation::Std(StdEvent::PrintTemplate)) {
+            Arguments::Template(self.lower_template(invocation)?)
+        } else {
+            Arguments::Inputs(self.lower_args(&invocation.args, &sig.inputs, name, invocation.span))
+        };
+        let event = self.event_use(host, name, cost);
+        let mut payloads = Vec::new();
+        let mut infos = Vec::new();
+        let first_value = ValueId(self.values.len() as u32);
+        let branches = sig.result_branches();
+        let mut pending = Vec::new();
+        for branch in &branches {
+            let (locals, bound, payload) = self.payload_locals(&branch.payload, LocalKind::Payload, &format!("{name}.{}", branch.name));
+            payloads.push(locals);
+            infos.push(BranchInfo { name: branch.name.clone(), bound });
+            pending.push((branch.name.clone(), payload));
+        }
+        for (branch, payload) in pending {
+            self.new_value(branch, payload, invocation.span);
+        }
+        let arms = self.lower_arms(&invocation.continuations, &infos, &[], name, invocation.span, None);
+        Some(Step::Invoke(Box::new(Invoke {
+            event,
+            args,
+            payloads,
+            first_value,
+            arms,
+            span: self.sp(invocation.span),
+        })))
+    }
+
+    fn lower_template(&mut self, invocation: &ast::Invocation) -> Option<Vec<TemplatePart>> {
+        let literal = match invocation.args.as_slice() {
+            [ast::Arg { value: ast::ArgValue::Expr(e), .. }] if matches!(e.kind, ast::ExprKind::Str(_)) => e,
+            _ => {
+                self.error(
+                    Code::E0205,
+                    format!("`{}` takes one string literal: a template such as \"n = {{{{ n }}}}\"", invocation.path.text),
+                    invocation.span,
+                );
+                return None;
+            }
+        };
+        let raw = self.text.get(literal.span.range())?;
+        let parts = match crate::syntax::parse_template(raw, literal.span.start as usize) {
+            Ok(parts) => parts,
+            Err(diagnostic) => {
+                self.error(diagnostic.code, diagnostic.message, diagnostic.span);
+                return None;
+            }
+        };
+        let mut lowered = Vec::new();
+        for part in parts {
+            match part {
+                crate::syntax::TemplatePart::Text(text) => lowered.push(TemplatePart::Text(text.into_boxed_str())),
+                crate::syntax::TemplatePart::Hole(expr, format) => {
+                    let (ir, ty) = self.lower_expr(&expr)?;
+                    let expected = match format {
+                        crate::syntax::HoleFormat::Any => None,
+                        crate::syntax::HoleFormat::Str => Some(Type::Str),
+                        crate::syntax::HoleFormat::Int => Some(Type::Int),
+                        crate::syntax::HoleFormat::Float => Some(Type::Float),
+                    };
+                    if let Some(expected) = expected {
+                        if expected != ty {
+                            self.error(Code::E0204, format!("this hole formats a {expected}, but the expression is a {ty}"), expr.span);
+                            return None;
+                        }
+                    }
+                    lowered.push(TemplatePart::Hole(ir));
+                }
+            }
+        }
+        Some(lowered)
+    }
+
+    /// Matches arguments to inputs: by name, or one positional argument for a one-input event.
+    fn lower_args(&mut self, args: &[ast::Arg], inputs: &[(Arc<str>, Type)], event: &str, span: Span) -> Vec<Argument> {
+        let mut slots: Vec<Option<Argument>> = (0..inputs.len()).map(|_| None).collect();
+        let mut failed = vec![false; inputs.len()];
+        for arg in args {
+            let index = match &arg.name {
+                Some(name) => match inputs.iter().position(|(input, _)| **input == *name.name) {
+                    Some(index) => index,
+                    None => {
+                        let names: Vec<&str> = inputs.iter().map(|(n, _)| &**n).collect();
+                        let known = if names.is_empty() { "it takes no inputs".to_string() } else { format!("its inputs: {}", names.join(", ")) };
+                        self.error(Code::E0205, format!("`{event}` has no input `{}` ({known})", name.name), name.span);
+                        continue;
+                    }
+                },
+                None if args.len() == 1 && inputs.len() == 1 => 0,
+                None => {
+                    self.error(
+                        Code::E0205,
+                        format!("`{event}` takes {} inputs: name each argument (`name: value`)", inputs.len()),
+                        arg.span,
+                    );
+                    continue;
+                }
+            };
+            if slots[index].is_some() || failed[index] {
+                self.error(Code::E0205, format!("input `{}` of `{event}` is given twice", inputs[index].0), arg.span);
+                continue;
+            }
+            let ast::ArgValue::Expr(expr) = &arg.value else {
+                failed[index] = true;
+                self.error(Code::E0204, format!("input `{}` of `{event}` takes a {}, not a range or struct literal", inputs[index].0, inputs[index].1), arg.span);
+                continue;
+            };
+            let Some((lowered, ty)) = self.lower_expr(expr) else {
+                failed[index] = true;
+                continue;
+            };
+            let expected = inputs[index].1;
+            let format_into = if ty == expected {
+                None
+            } else if expected == Type::Str {
+                // SPEC 2.1: an int, float or bool passed to a str input is formatted as text.
+                self.conversion_buffers += 1;
+                Some(BufferId(self.conversion_buffers - 1))
+            } else {
+                failed[index] = true;
+                self.error(Code::E0204, format!("input `{}` of `{event}` is {expected}, found {ty}", inputs[index].0), expr.span);
+                continue;
+            };
+            slots[index] = Some(Argument { expr: lowered, format_into });
+        }
+        for (index, slot) in slots.iter().enumerate() {
+            if slot.is_none() && !failed[index] {
+                self.error(Code::E0205, format!("missing input `{}` of `{event}`", inputs[index].0), span);
+            }
+        }
+        slots
+            .into_iter()
+            .map(|slot| slot.unwrap_or(Argument { expr: Expr::Int(0), format_into: None }))
+            .collect()
+    }
+
+    /// Lowers the continuations of an invocation whose branches are `branches`. `exempt` branches
+    /// may be left unhandled (the builtins' `else` and `done`).
+    fn lower_arms(&mut self, continuations: &[ast::Continuation], branches: &[BranchInfo], exempt: &[&str], event: &str, span: Span, capture: Option<(usize, CaptureContext)>) -> Arms {
+        let mut arms = Arms {
+            arms: Vec::new(),
+            by_branch: vec![Vec::new(); branches.len()],
+        };
+        let mut handled = vec![false; branches.len()];
+        let mut catch_alls = Vec::new();
+        for continuation in continuations {
+            let (branch, binding, guard) = match &continuation.kind {
+                ast::ContinuationKind::Branch { branch, binding, guard } => {
+                    let Some(index) = branches.iter().position(|b| *b.name == *branch.name) else {
+                        let names: Vec<String> = branches.iter().map(|b| format!("`{}`", b.name)).collect();
+                        self.error(Code::E0206, format!("`{event}` has no branch `{}` (its branches: {})", branch.name, names.join(", ")), branch.span);
+                        continue;
+                    };
+                    (Some(index), binding.as_ref(), guard.as_ref())
+                }
+                ast::ContinuationKind::Pipe => {
+                    if branches.len() != 1 {
+                        let names: Vec<String> = branches.iter().map(|b| format!("`{}`", b.name)).collect();
+                        self.error(
+                            Code::E0206,
+                            format!("`|>` continues an event with one branch, but `{event}` has {}: name the branch with `| name |>`", names.join(", ")),
+                            continuation.span,
+                        );
+                        continue;
+                    }
+                    (Some(0), None, None)
+                }
+                ast::ContinuationKind::CatchAll => (None, None, None),
+            };
+            let scope_len = self.scope.len();
+            if let (Some(index), Some(ast::Binding::Name(name))) = (branch, binding) {
+                if self.lookup(&name.name).is_some() {
+                    self.error(Code::E0208, format!("binding `{}` shadows a binding or input of the same name in scope", name.name), name.span);
+                }
+                self.scope.push(Binding {
+                    name: Arc::from(name.name.as_str()),
+                    bound: branches[index].bound.clone(),
+                });
+            }
+            let guard = guard.and_then(|g| self.lower_bool(g, "a guard"));
+            let captures_len = self.captures.len();
+            if let (Some(index), Some((capture_branch, context))) = (branch, &capture) {
+                if index == *capture_branch {
+                    self.captures.push(context.clone());
+                }
+            }
+            let step = continuation.step.as_ref().and_then(|s| self.lower_step(s));
+            self.captures.truncate(captures_len);
+            self.scope.truncate(scope_len);
+            let arm_index = arms.arms.len() as u32;
+            match branch {
+                Some(index) => {
+                    if guard.is_none() && !matches!(&continuation.kind, ast::ContinuationKind::Branch { guard: Some(_), .. }) {
+                        handled[index] = true;
+                    }
+                    arms.by_branch[index].push(arm_index);
+                }
+                None => catch_alls.push(arm_index),
+            }
+            arms.arms.push(Arm {
+                guard,
+                step,
+                span: self.sp(continuation.span),
+            });
+        }
+        for list in &mut arms.by_branch {
+            list.extend(&catch_alls);
+        }
+        if !continuations.is_empty() && catch_alls.is_empty() {
+            for (index, branch) in branches.iter().enumerate() {
+                if !handled[index] && !exempt.contains(&&*branch.name) {
+                    let shown = if branch.name.is_empty() { "the result".to_string() } else { format!("branch `{}`", branch.name) };
+                    self.error(Code::E0207, format!("{shown} of `{event}` is not handled (add `| {} |> ...` or a catch-all `|? |> ...`)", branch.name), span);
+                }
+            }
+        }
+        arms
+    }
+
+    fn lower_call(&mut self, invocation: &ast::Invocation, name: &str, def: &SubflowDef<'a>) -> Option<Step> {
+        let sig = def.sig.clone();
+        let call_span = self.sp(invocation.span);
+        let args = self.lower_args(&invocation.args, &sig.inputs, name, invocation.span);
+        let mut inputs = Vec::new();
+        let mut body_scope = self.input_bindings();
+        for ((input, ty), argument) in sig.inputs.iter().zip(args) {
+            let local = self.new_local(Arc::from(format!("{name}.{input}")), *ty, LocalKind::SubflowInput);
+            inputs.push((local, argument));
+            body_scope.push(Binding {
+                name: input.clone(),
+                bound: Bound::Scalar(local, *ty),
+            });
+        }
+        // The body sees only its inputs and the flow inputs, and no enclosing capture.
+        let saved_scope = std::mem::replace(&mut self.scope, body_scope);
+        let saved_captures = std::mem::take(&mut self.captures);
+        let saved_override = self.span_override;
+        let saved_text = self.text;
+        if def.from_library && self.span_override.is_none() {
+            self.span_override = Some(call_span);
+        }
+        self.text = def.text;
+        self.silent += 1;
+        let body = self.lower_step(def.body);
+        self.silent -= 1;
+        self.text = saved_text;
+        self.span_override = saved_override;
+        self.captures = saved_captures;
+        self.scope = saved_scope;
+        let body = body?;
+
+        let branches = sig.result_branches();
+        let mut results = Vec::new();
+        let mut infos = Vec::new();
+        let mut pending = Vec::new();
+        for branch in &branches {
+            let (locals, bound, payload) = self.payload_locals(&branch.payload, LocalKind::SubflowResult, &format!("{name}.{}", branch.name));
+            results.push(locals);
+            infos.push(BranchInfo { name: branch.name.clone(), bound });
+            pending.push((branch.name.clone(), payload));
+        }
+        let first_value = ValueId(self.values.len() as u32);
+        for (branch, payload) in pending {
+            self.new_value(branch, payload, invocation.span);
+        }
+        let mut values = Vec::new();
+        step_values(&body, &mut values);
+        let exits = values.into_iter().filter_map(|v| self.exit_for(&sig, v, &results).ok()).collect();
+        let arms = self.lower_arms(&invocation.continuations, &infos, &[], name, invocation.span, None);
+        Some(Step::Call(Box::new(SubflowCall {
+            name: Arc::from(name),
+            inputs,
+            body,
+            exits,
+            results,
+            first_value,
+            arms,
+            span: call_span,
+        })))
+    }
+
+    /// How a value the subflow body yields becomes a branch of the subflow's event.
+    fn exit_for(&self, sig: &EventSig, value: ValueId, results: &[Vec<LocalId>]) -> Result<Exit, String> {
+        if sig.is_void() {
+            return Ok(Exit { value, branch: 0, copies: Vec::new() });
+        }
+        let desc = &self.values[value.0 as usize];
+        let names: Vec<String> = sig.branches.iter().map(|b| format!("`{}`", b.name)).collect();
+        let Some(branch) = sig.branch_index(&desc.branch) else {
+            let what = if desc.branch.is_empty() { "the unnamed result of a void event".to_string() } else { format!("branch `{}`", desc.branch) };
+            return Err(format!("subflow `{}` can end with {what}, which its event does not declare (its branches: {})", sig.name, names.join(", ")));
+        };
+        let result = |field: usize| results.get(branch).and_then(|r| r.get(field)).copied().unwrap_or(LocalId(0));
+        let declared = &sig.branches[branch].payload;
+        let ty = |local: LocalId| self.locals[local.0 as usize].ty;
+        let copies = match (declared, &desc.payload) {
+            (PayloadType::Empty, ValuePayload::Empty) => Some(Vec::new()),
+            (PayloadType::Identity(t), ValuePayload::Identity(local)) if ty(*local) == *t => Some(vec![(*local, result(0))]),
+            (PayloadType::Struct(fields), ValuePayload::Struct(found)) if fields.len() == found.len() => fields
+                .iter()
+                .enumerate()
+                .map(|(k, (fname, fty))| found.iter().find(|(n, l)| n == fname && ty(*l) == *fty).map(|(_, l)| (*l, result(k))))
+                .collect(),
+            _ => None,
+        };
+        copies.map(|copies| Exit { value, branch: branch as u32, copies }).ok_or_else(|| {
+            let found = match &desc.payload {
+                ValuePayload::Empty => "no payload".to_string(),
+                ValuePayload::Identity(l) => ty(*l).to_string(),
+                ValuePayload::Struct(fields) => {
+                    let shown: Vec<String> = fields.iter().map(|(n, l)| format!("{n}: {}", ty(*l))).collect();
+                    format!("{{ {} }}", shown.join(", "))
+                }
+            };
+            format!("branch `{}` of `{}` carries {declared}, but this path ends with {found}", desc.branch, sig.name)
+        })
+    }
+
+    fn single_arg<'b>(&mut self, invocation: &'b ast::Invocation, what: &str, names: &[&str]) -> Option<&'b ast::ArgValue> {
+        match invocation.args.as_slice() {
+            [arg] if arg.name.as_ref().is_none_or(|n| names.contains(&n.name.as_str())) => Some(&arg.value),
+            _ => {
+                self.error(Code::E0205, format!("`{}` takes one argument: {what}", invocation.path.text), invocation.span);
+                None
+            }
+        }
+    }
+
+    fn lower_for(&mut self, invocation: &ast::Invocation) -> Option<Step> {
+        let (start, end) = match self.single_arg(invocation, "a range such as for(0..10)", &["range"])? {
+            ast::ArgValue::Range(start, end) => (start, end),
+            _ => {
+                self.error(Code::E0204, "`for` takes a range such as for(0..10)", invocation.span);
+                return None;
+            }
+        };
+        let start = self.lower_typed(start, Type::Int, "a range bound");
+        let end = self.lower_typed(end, Type::Int, "a range bound");
+        let index = self.new_local(Arc::from("for.each"), Type::Int, LocalKind::LoopVariable);
+        let loop_index = self.loops.len() as u32;
+        self.loops.push(LoopInfo { span: self.sp(invocation.span) });
+        let first_value = self.new_value(Arc::from("each"), ValuePayload::Identity(index), invocation.span);
+        self.new_value(Arc::from("done"), ValuePayload::Empty, invocation.span);
+        let infos = [
+            BranchInfo {
+                name: Arc::from("each"),
+                bound: Bound::Scalar(index, Type::Int),
+            },
+            BranchInfo {
+                name: Arc::from("done"),
+                bound: Bound::Empty,
+            },
+        ];
+        let arms = self.lower_arms(&invocation.continuations, &infos, &["done"], "for", invocation.span, None);
+        Some(Step::For(Box::new(ForLoop {
+            start: start?,
+            end: end?,
+            index,
+            loop_index,
+            arms,
+            first_value,
+            span: self.sp(invocation.span),
+        })))
+    }
+
+    fn condition(&mut self, invocation: &ast::Invocation) -> Option<Expr> {
+        match self.single_arg(invocation, "a bool condition", &["cond", "condition"])? {
+            ast::ArgValue::Expr(e) => self.lower_bool(e, "a condition"),
+            _ => {
+                self.error(Code::E0204, format!("`{}` takes a bool condition", invocation.path.text), invocation.span);
+                None
+            }
+        }
+    }
+
+    fn empty_branches(&mut self, names: [&str; 2], span: Span) -> (ValueId, [BranchInfo; 2]) {
+        let first = self.new_value(Arc::from(names[0]), ValuePayload::Empty, span);
+        self.new_value(Arc::from(names[1]), ValuePayload::Empty, span);
+        let infos = names.map(|name| BranchInfo {
+            name: Arc::from(name),
+            bound: Bound::Empty,
+        });
+        (first, infos)
+    }
+
+    fn lower_if(&mut self, invocation: &ast::Invocation) -> Option<Step> {
+        let cond = self.condition(invocation);
+        let (first_value, infos) = self.empty_branches(["then", "else"], invocation.span);
+        let arms = self.lower_arms(&invocation.continuations, &infos, &["else"], "if", invocation.span, None);
+        Some(Step::If(Box::new(IfStep {
+            cond: cond?,
+            arms,
+            first_value,
+            span: self.sp(invocation.span),
+        })))
+    }
+
+    fn lower_while(&mut self, invocation: &ast::Invocation) -> Option<Step> {
+        let cond = self.condition(invocation);
+        let loop_index = self.loops.len() as u32;
+        self.loops.push(LoopInfo { span: self.sp(invocation.span) });
+        let (first_value, infos) = self.empty_branches(["body", "done"], invocation.span);
+        let arms = self.lower_arms(&invocation.continuations, &infos, &["done"], "while", invocation.span, None);
+        Some(Step::While(Box::new(WhileLoop {
+            cond: cond?,
+            loop_index,
+            arms,
+            first_value,
+            span: self.sp(invocation.span),
+        })))
+    }
+
+    fn lower_capture(&mut self, invocation: &ast::Invocation) -> Option<Step> {
+        let init = match self.single_arg(invocation, "a struct literal such as capture({ sum: 0 })", &["init", "expr"])? {
+            ast::ArgValue::Struct(fields) => fields,
+            _ => {
+                self.error(Code::E0204, "`capture` takes a struct literal such as capture({ sum: 0 })", invocation.span);
+                return None;
+            }
+        };
+        let mut fields = Vec::new();
+        let mut exprs = Vec::new();
+        let mut ok = true;
+        for field in init {
+            if fields.iter().any(|(n, _, _): &(Arc<str>, LocalId, Type)| **n == *field.name.name) {
+                self.error(Code::E0205, format!("accumulator field `{}` is given twice", field.name.name), field.name.span);
+                ok = false;
+                continue;
+            }
+            let Some((expr, ty)) = self.lower_expr(&field.value) else {
+                ok = false;
+                continue;
+            };
+            let name: Arc<str> = Arc::from(field.name.name.as_str());
+            let local = self.new_local(Arc::from(format!("acc.{name}")), ty, LocalKind::AccumulatorField);
+            fields.push((name, local, ty));
+            exprs.push(expr);
+        }
+        let payload = ValuePayload::Struct(fields.iter().map(|(n, l, _)| (n.clone(), *l)).collect());
+        let first_value = self.new_value(Arc::from("as"), payload.clone(), invocation.span);
+        let captured = self.new_value(Arc::from("captured"), payload, invocation.span);
+        let infos = [
+            BranchInfo {
+                name: Arc::from("as"),
+                bound: Bound::Struct(fields.clone()),
+            },
+            BranchInfo {
+                name: Arc::from("captured"),
+                bound: Bound::Struct(fields.clone()),
+            },
+        ];
+        let context = CaptureContext {
+            fields: fields.clone(),
+            value: captured,
+        };
+        let arms = self.lower_arms(&invocation.continuations, &infos, &[], "capture", invocation.span, Some((0, context)));
+        ok.then(|| {
+            Step::Capture(Box::new(CaptureStep {
+                fields: fields.iter().map(|(_, l, _)| *l).collect(),
+                init: exprs,
+                arms,
+                first_value,
+                span: self.sp(invocation.span),
+            }))
+        })
+    }
+
+    fn lower_update(&mut self, constructor: &ast::Constructor) -> Option<Step> {
+        if !self.count_step(constructor.span) {
+            return None;
+        }
+        let Some(context) = self.captures.last().cloned() else {
+            self.error(Code::E0206, "`captured { ... }` updates a capture's accumulator and is only valid inside its `as` step", constructor.span);
+            return None;
+        };
+        let inits = match &constructor.payload {
+            ast::ConstructorPayload::Struct(fields) => fields.as_slice(),
+            ast::ConstructorPayload::Empty => &[],
+            ast::ConstructorPayload::Identity(e) => {
+                self.error(Code::E0204, "`captured` takes named fields: captured { field: value }", e.span);
+                return None;
+            }
+        };
+        let mut assigns: Vec<(LocalId, Expr)> = Vec::new();
+        let mut ok = true;
+        for init in inits {
+            let Some((_, local, ty)) = context.fields.iter().find(|(n, _, _)| **n == *init.name.name) else {
+                let names: Vec<String> = context.fields.iter().map(|(n, _, _)| format!("`{n}`")).collect();
+                self.error(Code::E0203, format!("the accumulator has no field `{}` (its fields: {})", init.name.name, names.join(", ")), init.name.span);
+                ok = false;
+                continue;
+            };
+            if assigns.iter().any(|(l, _)| l == local) {
+                self.error(Code::E0205, format!("field `{}` is assigned twice", init.name.name), init.name.span);
+                ok = false;
+                continue;
+            }
+            match self.lower_typed(&init.value, *ty, &format!("accumulator field `{}`", init.name.name)) {
+                Some(expr) => assigns.push((*local, expr)),
+                None => ok = false,
+            }
+        }
+        ok.then(|| {
+            Step::Update(Box::new(CaptureUpdate {
+                assigns,
+                value: context.value,
+                span: self.sp(constructor.span),
+            }))
+        })
+    }
+
+    fn lower_construct(&mut self, constructor: &ast::Constructor) -> Option<Step> {
+        if !self.count_step(constructor.span) {
+            return None;
+        }
+        let name: Arc<str> = Arc::from(constructor.name.name.as_str());
+        let mut fields = Vec::new();
+        let payload = match &constructor.payload {
+            ast::ConstructorPayload::Empty => ValuePayload::Empty,
+            ast::ConstructorPayload::Identity(e) => {
+                let (expr, ty) = self.lower_expr(e)?;
+                let local = self.new_local(Arc::from(format!("{name}")), ty, LocalKind::Temporary);
+                fields.push((local, expr));
+                ValuePayload::Identity(local)
+            }
+            ast::ConstructorPayload::Struct(inits) => {
+                let mut described = Vec::new();
+                let mut ok = true;
+                for init in inits {
+                    let field: Arc<str> = Arc::from(init.name.name.as_str());
+                    if described.iter().any(|(n, _): &(Arc<str>, LocalId)| *n == field) {
+                        self.error(Code::E0205, format!("field `{field}` is given twice"), init.name.span);
+                        ok = false;
+                        continue;
+                    }
+                    let Some((expr, ty)) = self.lower_expr(&init.value) else {
+                        ok = false;
+                        continue;
+                    };
+                    let local = self.new_local(Arc::from(format!("{name}.{field}")), ty, LocalKind::Temporary);
+                    fields.push((local, expr));
+                    described.push((field, local));
+                }
+                if !ok {
+                    return None;
+                }
+                ValuePayload::Struct(described)
+            }
+        };
+        let value = self.new_value(name, payload, constructor.span);
+        Some(Step::Construct(Box::new(Construct {
+            fields,
+            value,
+            span: self.sp(constructor.span),
+        })))
+    }
+}
+
+/// Every value `step` can yield (values of loop bodies and `as` steps are discarded, not yielded).
+pub(crate) fn step_values(step: &Step, out: &mut Vec<ValueId>) {
+    fn arms_values(arms: &Arms, first: ValueId, yielding: &[usize], exempt_default: &[usize], out: &mut Vec<ValueId>) {
+        for &branch in yielding {
+            let value = ValueId(first.0 + branch as u32);
+            if arms.arms.is_empty() || (arms.by_branch[branch].is_empty() && exempt_default.contains(&branch)) {
+                out.push(value);
+                continue;
+            }
+            for &arm in &arms.by_branch[branch] {
+                match &arms.arms[arm as usize].step {
+                    Some(step) => step_values(step, out),
+                    None => out.push(value),
+                }
+            }
+        }
+    }
+    match step {
+        Step::Invoke(s) => arms_values(&s.arms, s.first_value, &(0..s.payloads.len()).collect::<Vec<_>>(), &[], out),
+        Step::Call(s) => arms_values(&s.arms, s.first_value, &(0..s.results.len()).collect::<Vec<_>>(), &[], out),
+        Step::For(s) => arms_values(&s.arms, s.first_value, &[1], &[1], out),
+        Step::If(s) => arms_values(&s.arms, s.first_value, &[0, 1], &[1], out),
+        Step::While(s) => arms_values(&s.arms, s.first_value, &[1], &[1], out),
+        Step::Capture(s) => arms_values(&s.arms, s.first_value, &[1], &[], out),
+        Step::Update(s) => out.push(s.value),
+        Step::Construct(s) => out.push(s.value),
+        Step::Yield(v) => out.push(*v),
+    }
+    out.sort_by_key(|v| v.0);
+    out.dedup();
+}

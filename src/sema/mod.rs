@@ -1,0 +1,300 @@
+//! The checker: resolves names against the registry and the source's own subflows, checks scopes,
+//! types, arguments, branches, exhaustiveness, shadowing and subflows, and lowers the syntax tree
+//! to the typed IR (subflows inlined). Every error of a source is reported, each with its code.
+
+mod decl;
+mod expr;
+mod lower;
+
+use crate::diag::{Code, Diagnostic, SourceErrors};
+use crate::host::{Library, Registry};
+use crate::ir::Program;
+use crate::limits::FrontEndLimits;
+use crate::span::Span;
+use crate::syntax::ast;
+use crate::types::{EventSig, Type};
+use std::collections::HashMap;
+use std::sync::Arc;
+
+pub use decl::event_sig;
+
+/// What a source is checked against.
+#[derive(Clone, Debug, Default)]
+pub struct CheckOptions {
+    /// The scope of host events the source may call; `None` allows every registered event.
+    pub scope: Option<String>,
+    /// Flow inputs the caller supplies at each run.
+    pub inputs: Vec<(Arc<str>, Type)>,
+    pub limits: FrontEndLimits,
+}
+
+/// Imports accepted for compatibility with Koru sources.
+const KNOWN_IMPORTS: &[&str] = &["$std/io", "$std/control", "$std/runtime", "$std/interpreter"];
+
+/// A subflow definition: its event's signature and its body.
+pub(crate) struct SubflowDef<'a> {
+    pub sig: Arc<EventSig>,
+    pub body: &'a ast::Step,
+    pub span: Span,
+    /// The text the body's spans point into.
+    pub text: &'a str,
+    /// Set for subflows from a library: their spans do not point into the checked source.
+    pub from_library: bool,
+}
+
+/// Parses and checks `text`, producing the typed IR.
+pub fn check(registry: &Registry, file: &ast::SourceFile, text: &str, options: &CheckOptions) -> Result<Program, Vec<Diagnostic>> {
+    let mut diagnostics = Vec::new();
+    let mut libraries: Vec<Arc<Library>> = Vec::new();
+    if let Some(scope) = &options.scope {
+        match registry.scope_closure(scope) {
+            Ok(scopes) => {
+                for s in scopes {
+                    libraries.extend(s.libraries.iter().cloned());
+                }
+            }
+            Err(unknown) => {
+                diagnostics.push(Diagnostic::new(Code::E0302, format!("unknown scope `{unknown}`"), Span::default()));
+                return Err(diagnostics);
+            }
+        }
+    }
+    let mut subflows: HashMap<String, SubflowDef> = HashMap::new();
+    for library in &libraries {
+        let mut ignored = Vec::new();
+        collect_subflows(registry, &library.file, &library.text, true, &mut subflows, &mut ignored);
+    }
+    collect_subflows(registry, file, text, false, &mut subflows, &mut diagnostics);
+    let recursive = find_recursion(&subflows, file, &mut diagnostics);
+    let mut lowerer = lower::Lowerer::new(registry, options, text, &subflows, &recursive);
+    // Check every subflow of the source once, so that its errors are reported even if nothing
+    // calls it (calls inline a fresh, silent copy).
+    let mut names: Vec<&String> = subflows.iter().filter(|(_, def)| !def.from_library).map(|(name, _)| name).collect();
+    names.sort_by_key(|name| subflows[*name].span.start);
+    for name in names {
+        if !recursive.contains(name) {
+            lowerer.check_subflow(name);
+        }
+    }
+    for item in &file.items {
+        if let ast::Item::Flow(flow) = item {
+            lowerer.lower_flow(flow);
+        }
+    }
+    let program = lowerer.finish();
+    diagnostics.extend(program.1);
+    diagnostics.sort_by_key(|d| (d.span.start, d.span.end));
+    diagnostics.dedup();
+    if diagnostics.is_empty() {
+        Ok(program.0)
+    } else {
+        Err(diagnostics)
+    }
+}
+
+/// Collects declared events and subflows; reports imports, duplicate and unimplemented
+/// declarations and undeclared subflows.
+fn collect_subflows<'a>(registry: &Registry, file: &'a ast::SourceFile, text: &'a str, from_library: bool, subflows: &mut HashMap<String, SubflowDef<'a>>, diagnostics: &mut Vec<Diagnostic>) {
+    let mut declared: HashMap<&str, (&ast::EventDecl, Option<EventSig>)> = HashMap::new();
+    for item in &file.items {
+        match item {
+            ast::Item::Import(import) => {
+                if !KNOWN_IMPORTS.contains(&import.path.as_str()) {
+                    diagnostics.push(Diagnostic::new(
+                        Code::E0104,
+                        format!("unknown import `{}` (only {} are known)", import.path, KNOWN_IMPORTS.join(", ")),
+                        import.span,
+                    ));
+                }
+            }
+            ast::Item::Event(decl) => {
+                if declared.contains_key(decl.name.text.as_str()) {
+                    diagnostics.push(Diagnostic::new(Code::E0209, format!("event `{}` is declared twice", decl.name.text), decl.name.span));
+                    continue;
+                }
+                let sig = event_sig(decl, diagnostics);
+                declared.insert(decl.name.text.as_str(), (decl, sig));
+            }
+            _ => {}
+        }
+    }
+    let mut implemented: Vec<&str> = Vec::new();
+    for item in &file.items {
+        let ast::Item::Subflow(subflow) = item else { continue };
+        let name = subflow.name.text.as_str();
+        if implemented.contains(&name) {
+            diagnostics.push(Diagnostic::new(Code::E0209, format!("subflow `{name}` is implemented twice"), subflow.name.span));
+            continue;
+        }
+        implemented.push(name);
+        match declared.get(name) {
+            Some((_, Some(sig))) => {
+                subflows.insert(
+                    name.to_string(),
+                    SubflowDef {
+                        sig: Arc::new(sig.clone()),
+                        body: &subflow.body,
+                        span: subflow.span,
+                        text,
+                        from_library,
+                    },
+                );
+            }
+            Some((_, None)) => {}
+            None => diagnostics.push(Diagnostic::new(
+                Code::E0209,
+                format!("subflow `{name}` implements an event that is not declared: add `~event {name} {{ ... }}` with its branches"),
+                subflow.name.span,
+            )),
+        }
+    }
+    for (name, (decl, sig)) in &declared {
+        if implemented.contains(name) {
+            continue;
+        }
+        match registry.event_index(name).map(|i| &registry.events()[i]) {
+            Some(host) => {
+                if let Some(sig) = sig {
+                    if *sig != *host.sig {
+                        diagnostics.push(Diagnostic::new(
+                            Code::E0204,
+                            format!("this declaration of `{name}` differs from the host event's signature"),
+                            decl.span,
+                        ));
+                    }
+                }
+            }
+            None => diagnostics.push(Diagnostic::new(
+                Code::E0209,
+                format!("event `{name}` is declared but has no implementation: write a subflow `~{name} = ...` or register a host event"),
+                decl.name.span,
+            )),
+        }
+    }
+}
+
+/// Finds subflows that call themselves, directly or through others (E0209).
+fn find_recursion(subflows: &HashMap<String, SubflowDef>, file: &ast::SourceFile, diagnostics: &mut Vec<Diagnostic>) -> Vec<String> {
+    let mut calls: HashMap<&str, Vec<&str>> = HashMap::new();
+    for (name, def) in subflows {
+        let mut called = Vec::new();
+        invoked_paths(def.body, &mut called);
+        called.retain(|c| subflows.contains_key(*c));
+        calls.insert(name.as_str(), called);
+    }
+    let mut recursive = Vec::new();
+    let mut names: Vec<&str> = calls.keys().copied().collect();
+    names.sort_unstable();
+    for start in names {
+        // Depth-first search for a path from `start` back to itself (explicit stack).
+        let mut stack: Vec<(&str, Vec<&str>)> = vec![(start, vec![start])];
+        let mut seen: Vec<&str> = Vec::new();
+        while let Some((node, path)) = stack.pop() {
+            for &next in calls.get(node).map(|v| v.as_slice()).unwrap_or(&[]) {
+                if next == start {
+                    let mut cycle = path.clone();
+                    cycle.push(start);
+                    recursive.push(start.to_string());
+                    if !subflows[start].from_library {
+                        let span = file
+                            .items
+                            .iter()
+                            .find_map(|item| match item {
+                                ast::Item::Subflow(s) if s.name.text == start => Some(s.name.span),
+                                _ => None,
+                            })
+                            .unwrap_or(subflows[start].span);
+                        diagnostics.push(Diagnostic::new(
+                            Code::E0209,
+                            format!("subflow `{start}` calls itself ({}); recursion is not supported", cycle.join(" -> ")),
+                            span,
+                        ));
+                    }
+                    stack.clear();
+                    break;
+                }
+                if !seen.contains(&next) {
+                    seen.push(next);
+                    let mut longer = path.clone();
+                    longer.push(next);
+                    stack.push((next, longer));
+                }
+            }
+        }
+    }
+    recursive
+}
+
+fn invoked_paths<'a>(step: &'a ast::Step, out: &mut Vec<&'a str>) {
+    // Explicit stack: continuation nesting is bounded by the parser, but keep this iterative anyway.
+    let mut pending = vec![step];
+    while let Some(step) = pending.pop() {
+        if let ast::Step::Invoke(invocation) = step {
+            out.push(invocation.path.text.as_str());
+            for c in &invocation.continuations {
+                if let Some(s) = &c.step {
+                    pending.push(s);
+                }
+            }
+        }
+    }
+}
+
+/// Parses a text of event declarations (for [`Registry::declare`]).
+pub fn declarations(text: &str) -> Result<Vec<EventSig>, SourceErrors> {
+    let (file, mut diagnostics) = crate::syntax::parse(text, &FrontEndLimits::default());
+    let mut sigs = Vec::new();
+    for item in &file.items {
+        match item {
+            ast::Item::Event(decl) => {
+                if let Some(sig) = event_sig(decl, &mut diagnostics) {
+                    sigs.push(sig);
+                }
+            }
+            ast::Item::Import(_) => {}
+            ast::Item::Subflow(s) => diagnostics.push(Diagnostic::new(Code::E0104, "expected only event declarations, found a subflow", s.span)),
+            ast::Item::Flow(f) => diagnostics.push(Diagnostic::new(Code::E0104, "expected only event declarations, found a flow", f.span)),
+        }
+    }
+    if diagnostics.is_empty() {
+        Ok(sigs)
+    } else {
+        Err(SourceErrors {
+            name: "<declaration>".into(),
+            text: text.to_string(),
+            diagnostics,
+        })
+    }
+}
+
+/// Parses and checks a library for [`Registry::attach_library`].
+pub fn check_library(registry: &Registry, scope: &str, name: &str, text: &str) -> Result<Library, SourceErrors> {
+    let options = CheckOptions {
+        scope: Some(scope.to_string()),
+        ..CheckOptions::default()
+    };
+    let (file, mut diagnostics) = crate::syntax::parse(text, &options.limits);
+    for item in &file.items {
+        if let ast::Item::Flow(flow) = item {
+            diagnostics.push(Diagnostic::new(Code::E0104, "a library holds event declarations and subflows, not top-level flows", flow.span));
+        }
+    }
+    if diagnostics.is_empty() {
+        if let Err(errors) = check(registry, &file, text, &options) {
+            diagnostics = errors;
+        }
+    }
+    if diagnostics.is_empty() {
+        Ok(Library {
+            name: name.to_string(),
+            text: text.to_string(),
+            file,
+        })
+    } else {
+        Err(SourceErrors {
+            name: name.to_string(),
+            text: text.to_string(),
+            diagnostics,
+        })
+    }
+}
