@@ -160,3 +160,15 @@ fn clamp(span: Span, len: usize) -> std::ops::Range<usize> {
     let end = (span.end as usize).clamp(start, len);
     start..end
 }
+
+/// Renders one run-time error with a source snippet (`error[Overflow]: ...`).
+pub fn render_runtime_error(name: &str, text: &str, code: &str, message: &str, span: Span, color: bool) -> String {
+    let file = SimpleFile::new(name, text);
+    let mut buffer = if color { termcolor::Buffer::ansi() } else { termcolor::Buffer::no_color() };
+    let report = Report::error()
+        .with_code(code)
+        .with_message(message)
+        .with_labels(vec![Label::primary((), clamp(span, text.len()))]);
+    let _ = term::emit(&mut buffer, &term::Config::default(), &file, &report);
+    String::from_utf8_lossy(buffer.as_slice()).into_owned()
+}

@@ -320,3 +320,71 @@ pub enum Expr {
     /// `if (c) a else b`
     Select(Box<Expr>, Box<Expr>, Box<Expr>, Type),
 }
+
+impl Expr {
+    /// The expression's type (fixed by the checker).
+    pub fn ty(&self) -> Type {
+        match self {
+            Expr::Int(_) | Expr::NegInt(..) | Expr::IntArith(..) | Expr::FloatToInt(..) => Type::Int,
+            Expr::Float(_) | Expr::NegFloat(_) | Expr::FloatArith(..) | Expr::IntToFloat(_) => Type::Float,
+            Expr::Bool(_) | Expr::Not(_) | Expr::IntCmp(..) | Expr::FloatCmp(..) | Expr::BoolCmp(..) | Expr::StrCmp(..) | Expr::And(..) | Expr::Or(..) => Type::Bool,
+            Expr::Str(_) => Type::Str,
+            Expr::Local(_, ty) | Expr::Select(_, _, _, ty) => *ty,
+        }
+    }
+}
+
+/// Integer semantics shared by both tiers (SPEC 3): checked, `/` truncating, `%` floored.
+pub mod arith {
+    use super::IntOp;
+    use crate::outcome::ErrorCode;
+
+    pub fn int(op: IntOp, a: i64, b: i64) -> Result<i64, ErrorCode> {
+        match op {
+            IntOp::Add => a.checked_add(b).ok_or(ErrorCode::Overflow),
+            IntOp::Sub => a.checked_sub(b).ok_or(ErrorCode::Overflow),
+            IntOp::Mul => a.checked_mul(b).ok_or(ErrorCode::Overflow),
+            IntOp::Div => {
+                if b == 0 {
+                    Err(ErrorCode::DivisionByZero)
+                } else {
+                    a.checked_div(b).ok_or(ErrorCode::Overflow)
+                }
+            }
+            IntOp::Rem => {
+                if b == 0 {
+                    return Err(ErrorCode::DivisionByZero);
+                }
+                // `i64::MIN % -1` is 0 (no overflow: the remainder exists).
+                let r = a.wrapping_rem(b);
+                Ok(if r != 0 && ((r < 0) != (b < 0)) { r + b } else { r })
+            }
+        }
+    }
+
+    /// Floored float remainder (sign of the divisor), like Python's `%`.
+    pub fn float_rem(a: f64, b: f64) -> f64 {
+        let r = a % b;
+        if r != 0.0 && ((r < 0.0) != (b < 0.0)) {
+            r + b
+        } else {
+            r
+        }
+    }
+
+    /// Float to int, truncating toward zero; NaN and out-of-range values are `Overflow`.
+    pub fn float_to_int(v: f64) -> Result<i64, ErrorCode> {
+        if v.is_nan() || v < -9_223_372_036_854_775_808.0 || v >= 9_223_372_036_854_775_808.0 {
+            Err(ErrorCode::Overflow)
+        } else {
+            Ok(v as i64)
+        }
+    }
+
+    pub fn describe(code: ErrorCode, op: &str) -> String {
+        match code {
+            ErrorCode::DivisionByZero => format!("division by zero in `{op}`"),
+            _ => format!("integer overflow in `{op}`"),
+        }
+    }
+}

@@ -1,11 +1,45 @@
-//! koru-jit (work in progress)
+//! # koru-jit
+//!
+//! An embeddable engine for *flows*, the event-continuation language of Koru, supplied at run
+//! time. A source is parsed (lalrpop), checked against the host events a scope allows, lowered to
+//! a typed IR whose every binding has an offset in one flow-state layout, and run by the
+//! interpreter tier.
+//!
+//! ```
+//! use koru_jit::{CompileOptions, Engine, Inputs, Registry, RunLimits};
+//! let engine = Engine::new(Registry::with_std());
+//! let flow = engine
+//!     .compile("hello", "~if(value > 10)\n| then |> std.io:println(text: \"big\")\n| else |> std.io:println(text: \"small\")",
+//!              &CompileOptions::default().input("value", koru_jit::Type::Int))
+//!     .unwrap();
+//! let outcome = flow.run(&Inputs::new().set("value", 42i64), &RunLimits::default()).unwrap();
+//! assert_eq!(outcome.fuel(), 1);
+//! ```
+//!
+//! The pipeline, one module per stage: [`syntax`] (lexer, layout pass, grammar), [`sema`]
+//! (checker, typed [`ir`]), [`layout`] (flow-state offsets), `interp` (the interpreter tier),
+//! [`engine`] (compile once, run many times), [`host`] (registry, scopes, standard library),
+//! [`diag`] (the one place diagnostics are rendered).
+
 pub mod diag;
+pub mod engine;
 pub mod host;
+mod interp;
 pub mod ir;
+pub mod layout;
 pub mod limits;
+pub mod outcome;
 pub mod sema;
 pub mod span;
+mod state;
 pub mod syntax;
 pub mod types;
 pub mod value;
-pub use host::{Registry, Reply};
+
+pub use diag::{Code, Diagnostic, SourceErrors};
+pub use engine::{CompileOptions, Engine, Flow, FlowStats, InputError, Inputs, Tier};
+pub use host::{Args, CaptureSink, HostError, OutputSink, Registry, RegistryError, Reply, ReplyValue, Scope, StdoutSink};
+pub use limits::{FrontEndLimits, InterruptHandle, RunLimits};
+pub use outcome::{ErrorCode, Limit, Outcome, RuntimeError};
+pub use types::{EventSig, PayloadType, Type};
+pub use value::{Payload, Scalar, Value};

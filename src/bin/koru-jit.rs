@@ -1,1 +1,307 @@
-fn main(){}
+//! The koru-jit command line: run, check and inspect flows.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use koru_jit::layout::LayoutTable;
+use koru_jit::{CompileOptions, Engine, Flow, Inputs, Outcome, Registry, RunLimits, Scalar, Scope, SourceErrors, Type};
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::atomic::AtomicI64;
+use std::sync::Arc;
+
+/// Exit codes (documented in the README).
+const EXIT_OK: u8 = 0;
+const EXIT_INVALID: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+const EXIT_RUNTIME_ERROR: u8 = 3;
+const EXIT_EXHAUSTED: u8 = 4;
+
+#[derive(Parser)]
+#[command(name = "koru-jit", version, about = "Run Koru flows: parse, check, lay out and execute event-continuation programs")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a flow file and print its output; the outcome goes to stderr (or stdout with --json).
+    Run {
+        file: String,
+        #[arg(long, value_enum, default_value_t = TierArg::Interp)]
+        tier: TierArg,
+        /// Declare and supply a flow input: `42` is an int, `4.2` a float, `true`/`false` a bool,
+        /// anything else a str.
+        #[arg(long = "input", value_name = "NAME=VALUE")]
+        inputs: Vec<String>,
+        /// Fuel limit: the sum of the costs of dispatched events.
+        #[arg(long)]
+        fuel: Option<u64>,
+        /// Limit on `for`/`while` iterations across the run.
+        #[arg(long)]
+        max_iterations: Option<u64>,
+        /// Wall-clock limit in milliseconds.
+        #[arg(long)]
+        deadline_ms: Option<u64>,
+        /// Check the flow against this scope (see `koru-jit scopes`).
+        #[arg(long)]
+        scope: Option<String>,
+        /// Print the outcome as one JSON object on the last stdout line.
+        #[arg(long)]
+        json: bool,
+        /// Print per-flow statistics to stderr.
+        #[arg(long)]
+        stats: bool,
+    },
+    /// Parse and check a flow file without running it.
+    Check {
+        file: String,
+        #[arg(long = "input", value_name = "NAME=VALUE")]
+        inputs: Vec<String>,
+        #[arg(long)]
+        scope: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what a flow became: its syntax tree, typed IR or flow-state layout.
+    Emit {
+        file: String,
+        #[arg(long, value_enum)]
+        what: EmitWhat,
+        #[arg(long = "input", value_name = "NAME=VALUE")]
+        inputs: Vec<String>,
+        #[arg(long)]
+        scope: Option<String>,
+    },
+    /// List the host events and scopes the command line registers.
+    Scopes,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TierArg {
+    Interp,
+    Jit,
+    Auto,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum EmitWhat {
+    Ast,
+    Ir,
+    Layout,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    ExitCode::from(match cli.command {
+        Command::Run {
+            file,
+            tier,
+            inputs,
+            fuel,
+            max_iterations,
+            deadline_ms,
+            scope,
+            json,
+            stats,
+        } => {
+            if !matches!(tier, TierArg::Interp) {
+                eprintln!("error: the JIT tier is not available yet in this build; use --tier interp");
+                return ExitCode::from(EXIT_USAGE);
+            }
+            let limits = RunLimits {
+                fuel,
+                max_iterations,
+                deadline: deadline_ms.map(|ms| std::time::Instant::now() + std::time::Duration::from_millis(ms)),
+                interrupt: None,
+            };
+            run(&file, &inputs, scope, &limits, json, stats)
+        }
+        Command::Check { file, inputs, scope, json } => match load(&file, &inputs, scope) {
+            Ok(_) => {
+                if json {
+                    println!("{}", serde_json::json!({ "outcome": "valid", "errors": [] }));
+                }
+                EXIT_OK
+            }
+            Err(code) => report_load_error(code, json),
+        },
+        Command::Emit { file, what, inputs, scope } => emit(&file, what, &inputs, scope),
+        Command::Scopes => {
+            let (engine, _) = engine();
+            for event in engine.registry().events() {
+                println!("event {}", describe(&event.sig));
+            }
+            for scope in engine.registry().scope_names() {
+                println!("scope {scope}: {:?}", engine.registry().scope(scope).map(|s| s.rules()).unwrap_or_default());
+            }
+            EXIT_OK
+        }
+    })
+}
+
+fn describe(sig: &koru_jit::EventSig) -> String {
+    let inputs: Vec<String> = sig.inputs.iter().map(|(n, t)| format!("{n}: {t}")).collect();
+    let branches: Vec<String> = sig.branches.iter().map(|b| format!("| {} {}", b.name, b.payload)).collect();
+    format!("{} {{ {} }} {}", sig.name, inputs.join(", "), branches.join(" "))
+}
+
+/// The command line's registry: the standard library and the example events of the Koru articles.
+fn engine() -> (Engine, Arc<AtomicI64>) {
+    let mut registry = Registry::with_std();
+    let accumulator = Arc::new(AtomicI64::new(0));
+    koru_jit::host::register_demo_events(&mut registry, accumulator.clone()).expect("the demo events are valid");
+    registry.add_scope("std", Scope::new().allow("std.*"));
+    registry.add_scope("demo", Scope::new().include("std").allow("add").allow("multiply").allow("subtract").allow("produce"));
+    (Engine::new(registry), accumulator)
+}
+
+enum LoadError {
+    Usage(String),
+    Invalid(Box<SourceErrors>),
+}
+
+fn parse_inputs(inputs: &[String]) -> Result<(Vec<(String, Type)>, Inputs), String> {
+    let mut types = Vec::new();
+    let mut values = Inputs::new();
+    for input in inputs {
+        let Some((name, text)) = input.split_once('=') else {
+            return Err(format!("--input takes NAME=VALUE, got `{input}`"));
+        };
+        let value = if let Ok(v) = text.parse::<i64>() {
+            Scalar::Int(v)
+        } else if let Ok(v) = text.parse::<f64>() {
+            Scalar::Float(v)
+        } else if text == "true" || text == "false" {
+            Scalar::Bool(text == "true")
+        } else {
+            Scalar::Str(text.to_string())
+        };
+        types.retain(|(n, _): &(String, Type)| n != name);
+        types.push((name.to_string(), value.ty()));
+        values.insert(name, value);
+    }
+    Ok((types, values))
+}
+
+fn load(file: &str, inputs: &[String], scope: Option<String>) -> Result<(Flow, Inputs, Arc<AtomicI64>), LoadError> {
+    let bytes = std::fs::read(file).map_err(|e| LoadError::Usage(format!("cannot read `{file}`: {e}")))?;
+    let (engine, accumulator) = engine();
+    let source = match String::from_utf8(bytes) {
+        Ok(source) => source,
+        Err(error) => {
+            let offset = error.utf8_error().valid_up_to();
+            let text = String::from_utf8_lossy(error.as_bytes()).into_owned();
+            return Err(LoadError::Invalid(Box::new(SourceErrors {
+                name: file.to_string(),
+                text,
+                diagnostics: vec![koru_jit::Diagnostic::new(koru_jit::Code::E0101, "the source is not valid UTF-8", koru_jit::span::Span::new(offset, offset + 1))],
+            })));
+        }
+    };
+    let (types, values) = parse_inputs(inputs).map_err(LoadError::Usage)?;
+    let options = CompileOptions {
+        scope,
+        inputs: types,
+        ..CompileOptions::default()
+    };
+    let flow = engine.compile(file, &source, &options).map_err(|e| LoadError::Invalid(Box::new(e)))?;
+    Ok((flow, values, accumulator))
+}
+
+fn report_load_error(error: LoadError, json: bool) -> u8 {
+    match error {
+        LoadError::Usage(message) => {
+            eprintln!("error: {message}");
+            EXIT_USAGE
+        }
+        LoadError::Invalid(errors) => {
+            eprint!("{}", errors.render(std::io::stderr().is_terminal()));
+            if json {
+                println!("{}", errors.to_json());
+            }
+            EXIT_INVALID
+        }
+    }
+}
+
+fn run(file: &str, inputs: &[String], scope: Option<String>, limits: &RunLimits, json: bool, stats: bool) -> u8 {
+    let (flow, values, _accumulator) = match load(file, inputs, scope) {
+        Ok(loaded) => loaded,
+        Err(error) => return report_load_error(error, json),
+    };
+    let outcome = match flow.run(&values, limits) {
+        Ok(outcome) => outcome,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return EXIT_USAGE;
+        }
+    };
+    if stats {
+        eprintln!("stats: {:?}", flow.stats());
+    }
+    let code = match &outcome {
+        Outcome::Ok { .. } => EXIT_OK,
+        Outcome::Exhausted { .. } => EXIT_EXHAUSTED,
+        Outcome::Error { .. } => EXIT_RUNTIME_ERROR,
+    };
+    if json {
+        println!("{}", outcome.to_json());
+        return code;
+    }
+    match &outcome {
+        Outcome::Ok { value, fuel } => {
+            let shown = value.as_ref().map(|v| v.to_json().to_string()).unwrap_or_else(|| "no value (no top-level flow)".into());
+            eprintln!("result: {shown} (fuel {fuel})");
+        }
+        Outcome::Exhausted { limit, fuel, last_event } => {
+            eprintln!("exhausted: {} limit reached (fuel {fuel}, last event {})", limit.as_str(), last_event.as_deref().unwrap_or("none"));
+        }
+        Outcome::Error { error, .. } => {
+            eprint!(
+                "{}",
+                koru_jit::diag::render_runtime_error(file, flow.source(), error.code.as_str(), &error.message, error.span, std::io::stderr().is_terminal())
+            );
+        }
+    }
+    code
+}
+
+fn emit(file: &str, what: EmitWhat, inputs: &[String], scope: Option<String>) -> u8 {
+    if let EmitWhat::Ast = what {
+        let source = match std::fs::read_to_string(file) {
+            Ok(source) => source,
+            Err(e) => {
+                eprintln!("error: cannot read `{file}`: {e}");
+                return EXIT_USAGE;
+            }
+        };
+        let (ast, diagnostics) = koru_jit::syntax::parse(&source, &Default::default());
+        println!("{ast:#?}");
+        if !diagnostics.is_empty() {
+            let errors = SourceErrors {
+                name: file.to_string(),
+                text: source,
+                diagnostics,
+            };
+            eprint!("{}", errors.render(std::io::stderr().is_terminal()));
+            return EXIT_INVALID;
+        }
+        return EXIT_OK;
+    }
+    let (flow, _, _) = match load(file, inputs, scope) {
+        Ok(loaded) => loaded,
+        Err(error) => return report_load_error(error, false),
+    };
+    match what {
+        EmitWhat::Ir => println!("{:#?}", flow.program()),
+        EmitWhat::Layout => print!(
+            "{}",
+            LayoutTable {
+                program: flow.program(),
+                layout: flow.layout(),
+            }
+        ),
+        EmitWhat::Ast => unreachable!("handled above"),
+    }
+    EXIT_OK
+}

@@ -22,7 +22,7 @@ pub use function::{Args, HostError, HostFunction, IntoReply, Reply, ReplyBranch,
 pub use scope::{Scope, ScopeRule};
 pub use stdlib::{CaptureSink, OutputSink, StdEvent, StdoutSink, STD_DECLARATIONS};
 
-pub(crate) use function::ErasedHostFn;
+pub(crate) use function::{word_str, ErasedHostFn};
 
 use crate::diag::SourceErrors;
 use crate::syntax::ast;

@@ -30,7 +30,6 @@ pub enum ItemKind {
 
 /// One item's tokens, ready for the grammar.
 pub struct ItemTokens {
-    pub kind: ItemKind,
     pub tokens: Vec<(usize, Tok, usize)>,
     pub span: Span,
 }
@@ -122,7 +121,7 @@ fn flush(current: &mut Vec<Token>, limits: &FrontEndLimits, diagnostics: &mut Ve
         ItemKind::Subflow | ItemKind::Flow => Nester::new(kind, limits, diagnostics).run(tokens),
     };
     if let Some(tokens) = laid_out {
-        items.push(ItemTokens { kind, tokens, span });
+        items.push(ItemTokens { tokens, span });
     }
 }
 

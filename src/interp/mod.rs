@@ -1,0 +1,473 @@
+//! The interpreter tier: walks the typed IR over the flow state laid out by the layout.
+//!
+//! No hash maps and no string keys: every local is a fixed offset, every event an index, every
+//! branch a number. Literal strings are never copied (the state holds pointers to the program's
+//! text); strings made at run time are copied into buffers that keep their capacity across runs.
+
+mod eval;
+
+use crate::host::{HostEvent, Implementation, OutputSink, Registry, ReplyBranch, ReplyPayload, ReplyValue, StdEvent};
+use crate::ir::*;
+use crate::layout::{Layout, NO_BUFFER};
+use crate::limits::RunLimits;
+use crate::outcome::{ErrorCode, Limit};
+use crate::span::Span;
+use crate::state::{Charged, RunState, Trap};
+use crate::types::{PayloadType, Type};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Instant;
+
+/// How often (in ticks: loop iterations and dispatches) the deadline is read.
+const DEADLINE_POLL: u32 = 256;
+
+/// Runs every top-level flow of `program`; returns the value of the last one.
+pub fn run(program: &Program, layout: &Layout, registry: &Registry, state: &mut RunState, limits: &RunLimits, output: &dyn OutputSink) -> Result<Option<ValueId>, Trap> {
+    let mut exec = Exec {
+        program,
+        layout,
+        events: registry.events(),
+        state,
+        output,
+        fuel_limit: limits.fuel.unwrap_or(u64::MAX),
+        iteration_limit: limits.max_iterations.unwrap_or(u64::MAX),
+        deadline: limits.deadline,
+        interrupt: limits.interrupt.as_ref(),
+        poll: DEADLINE_POLL,
+    };
+    let mut last = None;
+    for flow in &program.flows {
+        last = Some(exec.step(flow)?);
+    }
+    Ok(last)
+}
+
+pub(crate) struct Exec<'r> {
+    pub program: &'r Program,
+    pub layout: &'r Layout,
+    events: &'r [HostEvent],
+    pub state: &'r mut RunState,
+    output: &'r dyn OutputSink,
+    fuel_limit: u64,
+    iteration_limit: u64,
+    deadline: Option<Instant>,
+    interrupt: Option<&'r crate::limits::InterruptHandle>,
+    poll: u32,
+}
+
+impl Exec<'_> {
+    fn step(&mut self, step: &Step) -> Result<ValueId, Trap> {
+        match step {
+            Step::Invoke(s) => self.invoke(s),
+            Step::Call(s) => self.call(s),
+            Step::For(s) => self.for_loop(s),
+            Step::If(s) => {
+                let branch = u32::from(!self.eval_bool(&s.cond)?);
+                self.select(&s.arms, branch, s.first_value, "if", s.span)
+            }
+            Step::While(s) => self.while_loop(s),
+            Step::Capture(s) => self.capture(s),
+            Step::Update(s) => {
+                self.update(s)?;
+                Ok(s.value)
+            }
+            Step::Construct(s) => {
+                for (local, expr) in &s.fields {
+                    self.eval_into(expr, *local)?;
+                }
+                Ok(s.value)
+            }
+            Step::Yield(value) => Ok(*value),
+        }
+    }
+
+    /// Takes the first continuation for `branch` whose guard holds and runs its step.
+    fn select(&mut self, arms: &Arms, branch: u32, first_value: ValueId, event: &str, span: Span) -> Result<ValueId, Trap> {
+        let value = ValueId(first_value.0 + branch);
+        if arms.arms.is_empty() {
+            return Ok(value);
+        }
+        let candidates = &arms.by_branch[branch as usize];
+        // Only exempt branches (`else`, `done`) can have no continuation once the check passed.
+        if candidates.is_empty() {
+            return Ok(value);
+        }
+        for &index in candidates {
+            let arm = &arms.arms[index as usize];
+            if let Some(guard) = &arm.guard {
+                if !self.eval_bool(guard)? {
+                    continue;
+                }
+            }
+            return match &arm.step {
+                Some(step) => self.step(step),
+                None => Ok(value),
+            };
+        }
+        let name = &self.program.values[value.0 as usize].branch;
+        Err(Trap::error(
+            ErrorCode::NoBranchMatch,
+            format!("no continuation of `{event}` took branch `{name}`"),
+            Some(event.into()),
+            span,
+        ))
+    }
+
+    fn charge(&mut self, cost: u64, charged: Charged) -> Result<(), Trap> {
+        let used = self.state.fuel_used.saturating_add(cost);
+        if used > self.fuel_limit {
+            return Err(Trap::Exhausted(Limit::Fuel));
+        }
+        self.state.fuel_used = used;
+        self.state.last_event = charged;
+        self.poll()
+    }
+
+    /// One loop iteration: the iteration limit, the interrupt, and now and then the deadline.
+    #[inline]
+    fn tick(&mut self, loop_index: u32) -> Result<(), Trap> {
+        if self.state.iterations >= self.iteration_limit {
+            return Err(Trap::Exhausted(Limit::LoopIterations));
+        }
+        self.state.iterations += 1;
+        self.state.loop_iterations[loop_index as usize] += 1;
+        self.poll()
+    }
+
+    #[inline]
+    fn poll(&mut self) -> Result<(), Trap> {
+        if let Some(interrupt) = self.interrupt {
+            if interrupt.is_interrupted() {
+                return Err(Trap::Exhausted(Limit::Interrupted));
+            }
+        }
+        if let Some(deadline) = self.deadline {
+            self.poll -= 1;
+            if self.poll == 0 {
+                self.poll = DEADLINE_POLL;
+                if Instant::now() >= deadline {
+                    return Err(Trap::Exhausted(Limit::Deadline));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn for_loop(&mut self, s: &ForLoop) -> Result<ValueId, Trap> {
+        let start = self.eval_int(&s.start)?;
+        let end = self.eval_int(&s.end)?;
+        let offset = self.layout.slot(s.index).offset as usize;
+        let mut i = start;
+        while i < end {
+            self.tick(s.loop_index)?;
+            self.state.frame[offset] = i as u64;
+            if !s.arms.arms.is_empty() {
+                self.select(&s.arms, 0, s.first_value, "for", s.span)?;
+            }
+            i += 1;
+        }
+        self.select(&s.arms, 1, s.first_value, "for", s.span)
+    }
+
+    fn while_loop(&mut self, s: &WhileLoop) -> Result<ValueId, Trap> {
+        while self.eval_bool(&s.cond)? {
+            self.tick(s.loop_index)?;
+            if !s.arms.arms.is_empty() {
+                self.select(&s.arms, 0, s.first_value, "while", s.span)?;
+            }
+        }
+        self.select(&s.arms, 1, s.first_value, "while", s.span)
+    }
+
+    fn capture(&mut self, s: &CaptureStep) -> Result<ValueId, Trap> {
+        self.state.scratch.clear();
+        for expr in &s.init {
+            self.push_scratch(expr)?;
+        }
+        for (i, &local) in s.fields.iter().enumerate() {
+            self.assign_from_scratch(local, i);
+        }
+        if !s.arms.arms.is_empty() {
+            self.select(&s.arms, 0, s.first_value, "capture", s.span)?;
+        }
+        self.select(&s.arms, 1, s.first_value, "capture", s.span)
+    }
+
+    /// `captured { ... }`: every expression is evaluated before any field is assigned.
+    fn update(&mut self, s: &CaptureUpdate) -> Result<(), Trap> {
+        // `scratch` may be in use by an enclosing update's evaluation only if expressions could
+        // run steps, which they cannot; so it is free here.
+        self.state.scratch.clear();
+        for (_, expr) in &s.assigns {
+            self.push_scratch(expr)?;
+        }
+        let mut at = 0;
+        for (local, _) in &s.assigns {
+            self.assign_from_scratch(*local, at);
+            at += self.layout.slot(*local).ty.words() as usize;
+        }
+        Ok(())
+    }
+
+    fn push_scratch(&mut self, expr: &Expr) -> Result<(), Trap> {
+        if self.expr_type(expr) == Type::Str {
+            let (ptr, len) = self.eval_str(expr)?;
+            self.state.scratch.push(ptr);
+            self.state.scratch.push(len);
+        } else {
+            let bits = self.eval(expr)?;
+            self.state.scratch.push(bits);
+        }
+        Ok(())
+    }
+
+    /// Assigns an accumulator field from the scratch words at `at` (a `str` is copied into the
+    /// field's other buffer, which then becomes current).
+    fn assign_from_scratch(&mut self, local: LocalId, at: usize) {
+        let slot = self.layout.slot(local);
+        let offset = slot.offset as usize;
+        if slot.ty == Type::Str {
+            let (ptr, len) = (self.state.scratch[at], self.state.scratch[at + 1]);
+            let half = !self.state.current_half[slot.buffer as usize];
+            self.state.current_half[slot.buffer as usize] = half;
+            let buffer = &mut self.state.buffers[slot.buffer as usize + usize::from(half)];
+            buffer.clear();
+            // SAFETY: (ptr, len) came from `eval_str`, which only yields strings that are alive:
+            // literals of the program, buffers of this run state (the other half of this field is
+            // not the one being written), or caller inputs that outlive the run.
+            buffer.push_str(unsafe { crate::host::word_str(ptr, len) });
+            self.state.frame[offset] = buffer.as_ptr() as u64;
+            self.state.frame[offset + 1] = buffer.len() as u64;
+        } else {
+            self.state.frame[offset] = self.state.scratch[at];
+        }
+    }
+
+    fn call(&mut self, s: &SubflowCall) -> Result<ValueId, Trap> {
+        for (local, argument) in &s.inputs {
+            self.write_argument(argument, *local)?;
+        }
+        self.charge(1, Charged::Subflow)?;
+        self.state.last_subflow = Some(s.name.clone());
+        let value = self.step(&s.body)?;
+        let Some(exit) = s.exits.iter().find(|e| e.value == value) else {
+            return Err(Trap::error(
+                ErrorCode::NoBranchMatch,
+                format!("subflow `{}` ended with a branch its event does not declare", s.name),
+                Some(s.name.clone()),
+                s.span,
+            ));
+        };
+        for &(from, to) in &exit.copies {
+            let (from, to) = (self.layout.slot(from), self.layout.slot(to));
+            let words = from.ty.words() as usize;
+            let (f, t) = (from.offset as usize, to.offset as usize);
+            self.state.frame.copy_within(f..f + words, t);
+        }
+        let name = s.name.clone();
+        self.select(&s.arms, exit.branch, s.first_value, &name, s.span)
+    }
+
+    /// Evaluates an argument into a subflow input (a `str` is pointed at, not copied).
+    fn write_argument(&mut self, argument: &Argument, local: LocalId) -> Result<(), Trap> {
+        let offset = self.layout.slot(local).offset as usize;
+        match argument.format_into {
+            Some(buffer) => {
+                let (ptr, len) = self.format_argument(&argument.expr, buffer)?;
+                self.state.frame[offset] = ptr;
+                self.state.frame[offset + 1] = len;
+                Ok(())
+            }
+            None => self.eval_into(&argument.expr, local),
+        }
+    }
+
+    /// Formats a number or bool into a conversion buffer (SPEC 2.1); returns (pointer, length).
+    fn format_argument(&mut self, expr: &Expr, buffer: BufferId) -> Result<(u64, u64), Trap> {
+        let ty = self.expr_type(expr);
+        let bits = self.eval(expr)?;
+        let text = &mut self.state.conversions[buffer.0 as usize];
+        text.clear();
+        match ty {
+            Type::Int => text.push_str(itoa::Buffer::new().format(bits as i64)),
+            Type::Float => {
+                use std::fmt::Write;
+                let _ = write!(text, "{}", f64::from_bits(bits));
+            }
+            _ => text.push_str(if bits != 0 { "true" } else { "false" }),
+        }
+        Ok((text.as_ptr() as u64, text.len() as u64))
+    }
+
+    fn invoke(&mut self, s: &Invoke) -> Result<ValueId, Trap> {
+        let event = &self.program.events[s.event.0 as usize];
+        let host = &self.events[event.host];
+        let branch = match &s.args {
+            Arguments::Inputs(args) => {
+                self.state.args.clear();
+                for argument in args {
+                    match argument.format_into {
+                        Some(buffer) => {
+                            let (ptr, len) = self.format_argument(&argument.expr, buffer)?;
+                            self.state.args.push(ptr);
+                            self.state.args.push(len);
+                        }
+                        None => {
+                            if self.expr_type(&argument.expr) == Type::Str {
+                                let (ptr, len) = self.eval_str(&argument.expr)?;
+                                self.state.args.push(ptr);
+                                self.state.args.push(len);
+                            } else {
+                                let bits = self.eval(&argument.expr)?;
+                                self.state.args.push(bits);
+                            }
+                        }
+                    }
+                }
+                self.charge(event.cost, Charged::Host(s.event.0))?;
+                match &host.implementation {
+                    Implementation::Closure(function) => {
+                        let args = &self.state.args;
+                        match catch_unwind(AssertUnwindSafe(|| function(args))) {
+                            Ok(Ok(reply)) => self.store_reply(s, reply)?,
+                            Ok(Err(error)) => return Err(Trap::error(ErrorCode::HostError, error.0, Some(event.name.clone()), s.span)),
+                            Err(panic) => return Err(Trap::error(ErrorCode::HostPanic, panic_message(&panic), Some(event.name.clone()), s.span)),
+                        }
+                    }
+                    Implementation::Std(kind) => {
+                        // SAFETY: the checker gave std events exactly one `str` input, so the
+                        // arguments are one (pointer, length) pair of live UTF-8.
+                        let text = unsafe { crate::host::word_str(self.state.args[0], self.state.args[1]) };
+                        match kind {
+                            StdEvent::Print => self.output.out(text),
+                            StdEvent::Println => {
+                                self.state.text.clear();
+                                self.state.text.push_str(text);
+                                self.state.text.push('\n');
+                                self.output.out(&self.state.text);
+                            }
+                            StdEvent::Eprintln => {
+                                self.state.text.clear();
+                                self.state.text.push_str(text);
+                                self.state.text.push('\n');
+                                self.output.err(&self.state.text);
+                            }
+                            StdEvent::PrintTemplate => self.output.out(text),
+                        }
+                        0
+                    }
+                    Implementation::Missing => {
+                        return Err(Trap::error(ErrorCode::HostError, format!("event `{}` has no implementation", event.name), Some(event.name.clone()), s.span));
+                    }
+                }
+            }
+            Arguments::Template(parts) => {
+                let mut text = std::mem::take(&mut self.state.text);
+                text.clear();
+                let formatted = self.format_template(parts, &mut text);
+                let charged = formatted.and_then(|()| self.charge(event.cost, Charged::Host(s.event.0)));
+                if charged.is_ok() {
+                    text.push('\n');
+                    self.output.out(&text);
+                }
+                self.state.text = text;
+                charged?;
+                0
+            }
+        };
+        self.select(&s.arms, branch, s.first_value, &event.name, s.span)
+    }
+
+    fn format_template(&mut self, parts: &[TemplatePart], text: &mut String) -> Result<(), Trap> {
+        use std::fmt::Write;
+        for part in parts {
+            match part {
+                TemplatePart::Text(t) => text.push_str(t),
+                TemplatePart::Hole(expr) => match self.expr_type(expr) {
+                    Type::Str => {
+                        let (ptr, len) = self.eval_str(expr)?;
+                        // SAFETY: `eval_str` yields live UTF-8 (see `assign_from_scratch`).
+                        text.push_str(unsafe { crate::host::word_str(ptr, len) });
+                    }
+                    Type::Int => text.push_str(itoa::Buffer::new().format(self.eval(expr)? as i64)),
+                    Type::Float => {
+                        let _ = write!(text, "{}", f64::from_bits(self.eval(expr)?));
+                    }
+                    Type::Bool => text.push_str(if self.eval(expr)? != 0 { "true" } else { "false" }),
+                },
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks a reply against the event's declaration and writes its payload into the invocation's
+    /// payload locals. Returns the branch index.
+    fn store_reply(&mut self, s: &Invoke, reply: crate::host::Reply) -> Result<u32, Trap> {
+        let event = &self.program.events[s.event.0 as usize];
+        let sig = &event.sig;
+        let fail = |message: String| Trap::error(ErrorCode::HostError, message, Some(event.name.clone()), s.span);
+        let branch = match &reply.branch {
+            ReplyBranch::Only if sig.branches.len() <= 1 => 0,
+            ReplyBranch::Only => return Err(fail(format!("`{}` has several branches; its implementation must name one with Reply::branch", sig.name))),
+            ReplyBranch::Named(name) if sig.branches.is_empty() && name.is_empty() => 0,
+            ReplyBranch::Named(name) => match sig.branch_index(name) {
+                Some(index) => index,
+                None => return Err(fail(format!("the implementation of `{}` returned branch `{name}`, which it does not declare", sig.name))),
+            },
+        };
+        let declared = sig.branches.get(branch).map(|b| &b.payload).unwrap_or(&PayloadType::Empty);
+        let locals = &s.payloads[branch];
+        match (declared, reply.payload) {
+            (PayloadType::Empty, ReplyPayload::Empty) => {}
+            (PayloadType::Identity(ty), ReplyPayload::Identity(value)) if value.ty() == *ty => self.store_value(locals[0], &value),
+            (PayloadType::Struct(fields), ReplyPayload::Struct(given)) => {
+                if given.len() != fields.len() {
+                    return Err(fail(format!("the implementation of `{}` returned {} fields for branch `{}`, which declares {}", sig.name, given.len(), sig.branches[branch].name, fields.len())));
+                }
+                for (k, (name, ty)) in fields.iter().enumerate() {
+                    match given.iter().find(|(n, _)| **n == **name) {
+                        Some((_, value)) if value.ty() == *ty => self.store_value(locals[k], value),
+                        Some((_, value)) => return Err(fail(format!("field `{name}` of `{}` is {ty}, but the implementation returned a {}", sig.name, value.ty()))),
+                        None => return Err(fail(format!("the implementation of `{}` did not return field `{name}`", sig.name))),
+                    }
+                }
+            }
+            (declared, payload) => {
+                let found = match payload {
+                    ReplyPayload::Empty => "no payload".to_string(),
+                    ReplyPayload::Identity(v) => format!("a {}", v.ty()),
+                    ReplyPayload::Struct(_) => "fields".to_string(),
+                };
+                let name = sig.branches.get(branch).map(|b| &*b.name).unwrap_or("");
+                return Err(fail(format!("branch `{name}` of `{}` carries {declared}, but the implementation returned {found}", sig.name)));
+            }
+        }
+        Ok(branch as u32)
+    }
+
+    fn store_value(&mut self, local: LocalId, value: &ReplyValue) {
+        let slot = self.layout.slot(local);
+        let offset = slot.offset as usize;
+        match value {
+            ReplyValue::Int(v) => self.state.frame[offset] = *v as u64,
+            ReplyValue::Float(v) => self.state.frame[offset] = v.to_bits(),
+            ReplyValue::Bool(v) => self.state.frame[offset] = u64::from(*v),
+            ReplyValue::Str(text) => {
+                debug_assert_ne!(slot.buffer, NO_BUFFER);
+                let buffer = &mut self.state.buffers[slot.buffer as usize];
+                buffer.clear();
+                buffer.push_str(text);
+                self.state.frame[offset] = buffer.as_ptr() as u64;
+                self.state.frame[offset + 1] = buffer.len() as u64;
+            }
+        }
+    }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    let text = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-string panic payload".to_string());
+    format!("host implementation panicked: {text}")
+}

@@ -1,0 +1,168 @@
+//! The flow-state layout: every local of a program gets a fixed offset and a native type in one
+//! state buffer of 8-byte words, computed once per compiled flow. It is the frame of both tiers.
+//!
+//! Allocation follows the shape of the step tree: a step's own locals sit above its ancestors'
+//! and below its children's, and sibling continuations (only one of which runs) start at the same
+//! offset, so they share space. Flow inputs come first and are never shared. A `str` local is two
+//! words (pointer, length); strings made at run time live in buffers of the run state, one per
+//! local that owns its text (two for accumulator fields, which are double-buffered so that
+//! `captured { a: acc.b, b: acc.a }` reads old values while writing new ones).
+
+use crate::ir::{Arms, LocalId, Program, Step};
+use crate::types::Type;
+use std::fmt;
+
+/// Marks a local without a string buffer.
+pub const NO_BUFFER: u32 = u32::MAX;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slot {
+    /// Offset in words from the start of the flow state.
+    pub offset: u32,
+    pub ty: Type,
+    /// First string buffer of this local, or [`NO_BUFFER`].
+    pub buffer: u32,
+}
+
+#[derive(Clone, Debug)]
+pub struct Layout {
+    /// Indexed by [`LocalId`].
+    pub slots: Vec<Slot>,
+    /// Size of the flow state in words.
+    pub words: u32,
+    /// String buffers owned by locals.
+    pub buffers: u32,
+}
+
+impl Layout {
+    #[inline]
+    pub fn slot(&self, local: LocalId) -> Slot {
+        self.slots[local.0 as usize]
+    }
+
+    pub fn bytes(&self) -> usize {
+        self.words as usize * 8
+    }
+
+    /// Computes the layout of `program`.
+    pub fn of(program: &Program) -> Layout {
+        let mut builder = Builder {
+            program,
+            slots: vec![
+                Slot {
+                    offset: 0,
+                    ty: Type::Int,
+                    buffer: NO_BUFFER,
+                };
+                program.locals.len()
+            ],
+            words: 0,
+            buffers: 0,
+        };
+        let mut top = 0;
+        for input in &program.inputs {
+            top = builder.place(&[input.local], top);
+        }
+        for flow in &program.flows {
+            builder.step(flow, top);
+        }
+        builder.words = builder.words.max(top);
+        Layout {
+            slots: builder.slots,
+            words: builder.words,
+            buffers: builder.buffers,
+        }
+    }
+}
+
+struct Builder<'p> {
+    program: &'p Program,
+    slots: Vec<Slot>,
+    words: u32,
+    buffers: u32,
+}
+
+impl Builder<'_> {
+    /// Places `locals` from word `top`; returns the new top.
+    fn place(&mut self, locals: &[LocalId], mut top: u32) -> u32 {
+        for &local in locals {
+            let decl = &self.program.locals[local.0 as usize];
+            let buffer = if decl.owns_buffer {
+                let first = self.buffers;
+                self.buffers += if decl.kind == crate::ir::LocalKind::AccumulatorField { 2 } else { 1 };
+                first
+            } else {
+                NO_BUFFER
+            };
+            self.slots[local.0 as usize] = Slot {
+                offset: top,
+                ty: decl.ty,
+                buffer,
+            };
+            top += decl.ty.words();
+        }
+        self.words = self.words.max(top);
+        top
+    }
+
+    fn arms(&mut self, arms: &Arms, top: u32) {
+        for arm in &arms.arms {
+            if let Some(step) = &arm.step {
+                self.step(step, top);
+            }
+        }
+    }
+
+    fn step(&mut self, step: &Step, top: u32) {
+        match step {
+            Step::Invoke(s) => {
+                let locals: Vec<LocalId> = s.payloads.iter().flatten().copied().collect();
+                let top = self.place(&locals, top);
+                self.arms(&s.arms, top);
+            }
+            Step::Call(s) => {
+                let mut locals: Vec<LocalId> = s.inputs.iter().map(|(l, _)| *l).collect();
+                locals.extend(s.results.iter().flatten());
+                let top = self.place(&locals, top);
+                // The body has finished (its exit copied into `results`) before a continuation
+                // runs, so the two share space.
+                self.step(&s.body, top);
+                self.arms(&s.arms, top);
+            }
+            Step::For(s) => {
+                let top = self.place(&[s.index], top);
+                self.arms(&s.arms, top);
+            }
+            Step::If(s) => self.arms(&s.arms, top),
+            Step::While(s) => self.arms(&s.arms, top),
+            Step::Capture(s) => {
+                let top = self.place(&s.fields, top);
+                self.arms(&s.arms, top);
+            }
+            Step::Construct(s) => {
+                let locals: Vec<LocalId> = s.fields.iter().map(|(l, _)| *l).collect();
+                self.place(&locals, top);
+            }
+            Step::Update(_) | Step::Yield(_) => {}
+        }
+    }
+}
+
+/// A table of the layout: one line per local.
+pub struct LayoutTable<'a> {
+    pub program: &'a Program,
+    pub layout: &'a Layout,
+}
+
+impl fmt::Display for LayoutTable<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "flow state: {} words ({} bytes), {} string buffers", self.layout.words, self.layout.bytes(), self.layout.buffers)?;
+        writeln!(f, "{:>6}  {:>6}  {:<5}  {:<16}  name", "local", "offset", "type", "kind")?;
+        for (i, decl) in self.program.locals.iter().enumerate() {
+            let slot = self.layout.slots[i];
+            let buffer = if slot.buffer == NO_BUFFER { String::new() } else { format!("  (buffer {})", slot.buffer) };
+            writeln!(f, "{:>6}  {:>6}  {:<5}  {:<16}  {}{}", i, slot.offset * 8, decl.ty.name(), format!("{:?}", decl.kind), decl.name, buffer)?;
+        }
+        Ok(())
+    }
+}
