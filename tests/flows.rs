@@ -1,0 +1,220 @@
+//! Runs every `tests/flows/**/*.kz` file and compares what happens with the expectations written
+//! in its comments. One test per file (and, as tiers are added, per tier).
+//!
+//! Directives (each a `// name: value` comment line):
+//!
+//! | directive | meaning |
+//! |---|---|
+//! | `input: name=value` | a flow input (`42` int, `4.2` float, `true`/`false` bool, else str) |
+//! | `scope: name` | check against this scope of `tests/common` |
+//! | `fuel-limit: N`, `iteration-limit: N` | run limits |
+//! | `expect: text` | one line of program output (all lines, in order; none means no output) |
+//! | `expect-stderr: text` | one line of `eprintln` output |
+//! | `outcome: JSON` | the run is ok and its value is this JSON (`none` for no value) |
+//! | `fuel: N` | the fuel used |
+//! | `exhausted: Limit [last=name]` | the run stops at this limit (last event charged) |
+//! | `runtime: Code at L:C` | the run fails with this error at this position |
+//! | `error: E0202 at L:C` | a parse or check error (list all of them) |
+//! | `accumulator: N` | the demo `add` accumulator after the run |
+//!
+//! A file must state at least one of `outcome`, `exhausted`, `runtime` or `error`.
+
+mod common;
+
+use koru_jit::{CaptureSink, CompileOptions, Engine, Inputs, Outcome, RunLimits, Scalar};
+use libtest_mimic::{Arguments, Failed, Trial};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+#[derive(Default, Debug)]
+struct Expectations {
+    inputs: Vec<(String, Scalar)>,
+    scope: Option<String>,
+    fuel_limit: Option<u64>,
+    iteration_limit: Option<u64>,
+    stdout: Vec<String>,
+    stderr: Vec<String>,
+    outcome: Option<serde_json::Value>,
+    fuel: Option<u64>,
+    exhausted: Option<String>,
+    runtime: Option<String>,
+    errors: Vec<String>,
+    accumulator: Option<i64>,
+}
+
+fn parse_value(text: &str) -> Scalar {
+    if let Ok(v) = text.parse::<i64>() {
+        Scalar::Int(v)
+    } else if let Ok(v) = text.parse::<f64>() {
+        Scalar::Float(v)
+    } else if text == "true" || text == "false" {
+        Scalar::Bool(text == "true")
+    } else {
+        Scalar::Str(text.to_string())
+    }
+}
+
+fn expectations(source: &str) -> Result<Expectations, String> {
+    let mut e = Expectations::default();
+    for line in source.lines() {
+        let Some(comment) = line.trim_start().strip_prefix("//") else { continue };
+        let Some((key, value)) = comment.trim_start().split_once(':') else { continue };
+        let raw = value.strip_prefix(' ').unwrap_or(value);
+        let value = value.trim();
+        let number = || value.parse::<u64>().map_err(|_| format!("`{key}` needs a number, got `{value}`"));
+        match key.trim() {
+            "input" => {
+                let (name, v) = value.split_once('=').ok_or("`input` takes name=value")?;
+                e.inputs.push((name.to_string(), parse_value(v)));
+            }
+            "scope" => e.scope = Some(value.to_string()),
+            "fuel-limit" => e.fuel_limit = Some(number()?),
+            "iteration-limit" => e.iteration_limit = Some(number()?),
+            "expect" => e.stdout.push(raw.to_string()),
+            "expect-stderr" => e.stderr.push(raw.to_string()),
+            "outcome" => {
+                e.outcome = Some(if value == "none" {
+                    serde_json::Value::Null
+                } else {
+                    serde_json::from_str(value).map_err(|err| format!("bad outcome JSON `{value}`: {err}"))?
+                })
+            }
+            "fuel" => e.fuel = Some(number()?),
+            "exhausted" => e.exhausted = Some(value.to_string()),
+            "runtime" => e.runtime = Some(value.to_string()),
+            "error" => e.errors.push(value.to_string()),
+            "accumulator" => e.accumulator = Some(value.parse().map_err(|_| "`accumulator` needs an integer")?),
+            _ => {}
+        }
+    }
+    if e.outcome.is_none() && e.exhausted.is_none() && e.runtime.is_none() && e.errors.is_empty() {
+        return Err("the file states no expectation (outcome, exhausted, runtime or error)".into());
+    }
+    Ok(e)
+}
+
+fn lines(expected: &[String]) -> String {
+    expected.iter().map(|l| format!("{l}\n")).collect()
+}
+
+fn run_file(path: &Path) -> Result<(), Failed> {
+    let source = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
+    let e = expectations(&source)?;
+    let (mut registry, accumulator) = common::test_registry();
+    let sink = Arc::new(CaptureSink::new());
+    registry.set_output(sink.clone());
+    let engine = Engine::new(registry);
+    let options = CompileOptions {
+        scope: e.scope.clone(),
+        inputs: e.inputs.iter().map(|(n, v)| (n.clone(), v.ty())).collect(),
+        ..CompileOptions::default()
+    };
+    let name = path.display().to_string();
+    let flow = match engine.compile(&name, &source, &options) {
+        Ok(flow) => flow,
+        Err(errors) => {
+            let found: Vec<String> = errors.positions().iter().map(|(code, l, c)| format!("{code} at {l}:{c}")).collect();
+            if found != e.errors {
+                return Err(format!("expected errors {:?}, found {:?}\n{}", e.errors, found, errors.render(false)).into());
+            }
+            return Ok(());
+        }
+    };
+    if !e.errors.is_empty() {
+        return Err(format!("expected errors {:?}, but the source compiled", e.errors).into());
+    }
+    let mut inputs = Inputs::new();
+    for (name, value) in &e.inputs {
+        inputs.insert(name, value.clone());
+    }
+    let limits = RunLimits {
+        fuel: e.fuel_limit,
+        max_iterations: e.iteration_limit,
+        ..RunLimits::default()
+    };
+    let outcome = flow.run(&inputs, &limits).map_err(|err| format!("input error: {err}"))?;
+    let mut problems = Vec::new();
+    let out = sink.take_out();
+    if out != lines(&e.stdout) {
+        problems.push(format!("stdout:\n--- expected\n{}--- found\n{out}", lines(&e.stdout)));
+    }
+    let err = sink.take_err();
+    if err != lines(&e.stderr) {
+        problems.push(format!("stderr:\n--- expected\n{}--- found\n{err}", lines(&e.stderr)));
+    }
+    match &outcome {
+        Outcome::Ok { value, .. } => match &e.outcome {
+            Some(expected) => {
+                let found = value.as_ref().map(|v| v.to_json()).unwrap_or(serde_json::Value::Null);
+                if found != *expected {
+                    problems.push(format!("value: expected {expected}, found {found}"));
+                }
+            }
+            None => problems.push(format!("expected a stop, but the run finished: {}", outcome.to_json())),
+        },
+        Outcome::Exhausted { limit, last_event, .. } => {
+            let found = match last_event {
+                Some(last) => format!("{} last={last}", limit.as_str()),
+                None => limit.as_str().to_string(),
+            };
+            let expected = e.exhausted.clone().unwrap_or_default();
+            // `exhausted: Fuel` checks the limit; `exhausted: Fuel last=add` also the last event.
+            let matches = if expected.contains("last=") { found == expected } else { limit.as_str() == expected };
+            if !matches {
+                problems.push(format!("exhausted: expected `{expected}`, found `{found}`"));
+            }
+        }
+        Outcome::Error { error, .. } => {
+            let found = format!("{} at {}:{}", error.code.as_str(), error.line, error.column);
+            if e.runtime.as_deref() != Some(found.as_str()) {
+                problems.push(format!("runtime: expected {:?}, found `{found}` ({})", e.runtime, error.message));
+            }
+        }
+    }
+    if let Some(fuel) = e.fuel {
+        if outcome.fuel() != fuel {
+            problems.push(format!("fuel: expected {fuel}, found {}", outcome.fuel()));
+        }
+    }
+    if let Some(expected) = e.accumulator {
+        let found = accumulator.load(Ordering::Relaxed);
+        if found != expected {
+            problems.push(format!("accumulator: expected {expected}, found {found}"));
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems.join("\n").into())
+    }
+}
+
+fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let mut entries: Vec<_> = entries.flatten().map(|e| e.path()).collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            collect(&path, out);
+        } else if path.extension().is_some_and(|x| x == "kz") {
+            out.push(path);
+        }
+    }
+}
+
+fn main() {
+    let args = Arguments::from_args();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/flows");
+    let mut files = Vec::new();
+    collect(&root, &mut files);
+    assert!(!files.is_empty(), "no .kz files under {}", root.display());
+    let trials = files
+        .into_iter()
+        .map(|path| {
+            let name = path.strip_prefix(&root).unwrap_or(&path).display().to_string();
+            Trial::test(format!("interp::{name}"), move || run_file(&path))
+        })
+        .collect();
+    libtest_mimic::run(&args, trials).exit();
+}
