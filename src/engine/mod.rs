@@ -7,7 +7,7 @@
 //! let engine = Engine::new(registry);
 //! let flow = engine.compile("example", "~add(a: 1, b: 2)", &CompileOptions::default()).unwrap();
 //! let outcome = flow.run(&Inputs::new(), &RunLimits::default()).unwrap();
-//! assert_eq!(outcome.to_json().to_string(), r#"{"fuel":1,"outcome":"ok","value":{"branch":"sum","value":3}}"#);
+//! assert_eq!(outcome.to_json().to_string(), r#"{"outcome":"ok","value":{"branch":"sum","value":3},"fuel":1}"#);
 //! ```
 
 mod inputs;

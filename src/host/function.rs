@@ -6,6 +6,7 @@
 //! argument is ever boxed.
 
 use crate::types::Type;
+use smallvec::SmallVec;
 use std::borrow::Cow;
 use std::fmt;
 
@@ -59,8 +60,9 @@ pub enum ReplyBranch {
 pub enum ReplyPayload {
     Empty,
     Identity(ReplyValue),
-    /// Named fields, in any order; every declared field must be present.
-    Struct(Vec<(Cow<'static, str>, ReplyValue)>),
+    /// Named fields, in any order; every declared field must be present. Up to four are kept
+    /// inline, so a struct reply does not allocate.
+    Struct(SmallVec<[(&'static str, ReplyValue); 4]>),
 }
 
 /// What a host implementation returns: a branch of its event and the payload.
@@ -94,11 +96,15 @@ impl Reply {
     }
 
     /// Adds a field of a struct payload.
-    pub fn field(mut self, name: impl Into<Cow<'static, str>>, value: impl Into<ReplyValue>) -> Reply {
-        let entry = (name.into(), value.into());
+    pub fn field(mut self, name: &'static str, value: impl Into<ReplyValue>) -> Reply {
+        let entry = (name, value.into());
         match &mut self.payload {
             ReplyPayload::Struct(fields) => fields.push(entry),
-            _ => self.payload = ReplyPayload::Struct(vec![entry]),
+            _ => {
+                let mut fields = SmallVec::new();
+                fields.push(entry);
+                self.payload = ReplyPayload::Struct(fields);
+            }
         }
         self
     }

@@ -1,0 +1,125 @@
+//! Steady-state runs allocate nothing: after the first run of a compiled flow, further runs reuse
+//! the pooled flow state and its buffers. Checked with a counting global allocator.
+
+use koru_jit::{CompileOptions, Engine, Inputs, Registry, RunLimits, Type};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+struct Counting;
+
+thread_local! {
+    // Per thread, because the test harness runs tests on parallel threads.
+    static ALLOCATIONS: Cell<u64> = const { Cell::new(0) };
+}
+
+fn count() {
+    // `try_with`: the allocator also runs while thread-locals are being torn down.
+    let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+}
+
+// SAFETY: forwards to the system allocator, only counting calls.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        count();
+        // SAFETY: same contract as ours.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: same contract as ours.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        count();
+        // SAFETY: same contract as ours.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations_during(f: impl FnOnce()) -> u64 {
+    let before = ALLOCATIONS.with(Cell::get);
+    f();
+    ALLOCATIONS.with(Cell::get) - before
+}
+
+fn registry() -> Registry {
+    let mut registry = Registry::with_std();
+    registry.event("~event add { a: i64, b: i64 } | sum i64", |a: i64, b: i64| a + b).unwrap();
+    // String arguments, exactly as SPEC 9; the reply is a static string so the host itself does
+    // not allocate either.
+    registry
+        .event("~event add_text { a: []const u8, b: []const u8 } | sum []const u8", |a: &str, b: &str| {
+            let _ = a.parse::<i64>().unwrap_or(0) + b.parse::<i64>().unwrap_or(0);
+            "ok"
+        })
+        .unwrap();
+    registry
+        .event("~event pick { n: i64 } | small { label: []const u8 } | big i64", |n: i64| {
+            if n < 50 {
+                koru_jit::Reply::branch("small").field("label", "small")
+            } else {
+                koru_jit::Reply::branch("big").value(n)
+            }
+        })
+        .unwrap();
+    registry
+}
+
+fn assert_steady_state_allocates_nothing(source: &str, options: CompileOptions, inputs: Inputs) {
+    let engine = Engine::new(registry());
+    let flow = engine.compile("test", source, &options).unwrap();
+    let limits = RunLimits {
+        fuel: Some(u64::MAX),
+        max_iterations: Some(u64::MAX),
+        ..RunLimits::default()
+    };
+    // The first run creates the pooled state and sizes every buffer.
+    let first = flow.run(&inputs, &limits).unwrap();
+    assert!(matches!(first, koru_jit::Outcome::Ok { .. }), "{first:?}");
+    let count = allocations_during(|| {
+        for _ in 0..10 {
+            let outcome = flow.run(&inputs, &limits).unwrap();
+            assert_eq!(outcome, first);
+        }
+    });
+    assert_eq!(count, 0, "steady-state runs of {source:?} allocated {count} times");
+}
+
+#[test]
+fn nested_loop_with_typed_add_allocates_nothing_after_the_first_run() {
+    let source = "~for(0..1000)\n| each _ |> for(0..100)\n    | each i |> add(a: 0, b: i)\n| done |> _\n";
+    assert_steady_state_allocates_nothing(source, CompileOptions::default(), Inputs::new());
+}
+
+#[test]
+fn nested_loop_with_string_arguments_allocates_nothing_after_the_first_run() {
+    // `b: i` formats an int into a reusable buffer (SPEC 2.1).
+    let source = "~for(0..1000)\n| each _ |> for(0..100)\n    | each i |> add_text(a: \"0\", b: i)\n| done |> _\n";
+    assert_steady_state_allocates_nothing(source, CompileOptions::default(), Inputs::new());
+}
+
+#[test]
+fn captures_subflows_and_struct_payloads_allocate_nothing_after_the_first_run() {
+    let source = r#"
+~event classify { n: i64 }
+| low { text: []const u8 }
+| high i64
+
+~classify = pick(n: n)
+| small s |> low { text: s.label }
+| big b |> high b
+
+~capture({ sum: 0, label: "" })
+| as acc |> for(0..limit)
+    | each i |> classify(n: i)
+        | low l |> captured { label: l.text }
+        | high h |> captured { sum: acc.sum + h }
+| captured total |> std.io:print(text: "")
+"#;
+    let options = CompileOptions::default().input("limit", Type::Int);
+    assert_steady_state_allocates_nothing(source, options, Inputs::new().set("limit", 100i64));
+}
