@@ -68,6 +68,8 @@ pub struct Program {
     pub loops: Vec<LoopInfo>,
     /// Steps after inlining, for statistics and limits.
     pub step_count: usize,
+    /// Host invocations (see [`Invoke::site`]).
+    pub invoke_sites: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -173,6 +175,8 @@ pub enum TemplatePart {
 #[derive(Debug)]
 pub struct Invoke {
     pub event: EventUse,
+    /// Numbers the invocations of a program, for per-site tables such as the reply plans.
+    pub site: u32,
     pub args: Arguments,
     /// Where each branch's payload lands (host payloads are copied into these locals).
     pub payloads: Vec<Vec<LocalId>>,

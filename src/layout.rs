@@ -8,7 +8,8 @@
 //! local that owns its text (two for accumulator fields, which are double-buffered so that
 //! `captured { a: acc.b, b: acc.a }` reads old values while writing new ones).
 
-use crate::ir::{Arms, LocalId, Program, Step};
+use crate::host::{BranchPlan, FieldPlan, ReplyPlan};
+use crate::ir::{Arms, Invoke, LocalId, Program, Step};
 use crate::types::Type;
 use std::fmt;
 
@@ -32,6 +33,8 @@ pub struct Layout {
     pub words: u32,
     /// String buffers owned by locals.
     pub buffers: u32,
+    /// Where each host invocation's reply goes, indexed by [`crate::ir::Invoke::site`].
+    pub replies: Vec<ReplyPlan>,
 }
 
 impl Layout {
@@ -58,6 +61,7 @@ impl Layout {
             ],
             words: 0,
             buffers: 0,
+            replies: Vec::new(),
         };
         let mut top = 0;
         for input in &program.inputs {
@@ -67,10 +71,17 @@ impl Layout {
             builder.step(flow, top);
         }
         builder.words = builder.words.max(top);
+        let mut replies: Vec<(u32, ReplyPlan)> = builder.replies;
+        replies.sort_by_key(|(site, _)| *site);
+        assert!(
+            replies.iter().enumerate().all(|(i, (site, _))| *site == i as u32),
+            "invocation sites are numbered densely"
+        );
         Layout {
             slots: builder.slots,
             words: builder.words,
             buffers: builder.buffers,
+            replies: replies.into_iter().map(|(_, plan)| plan).collect(),
         }
     }
 }
@@ -80,9 +91,38 @@ struct Builder<'p> {
     slots: Vec<Slot>,
     words: u32,
     buffers: u32,
+    replies: Vec<(u32, ReplyPlan)>,
 }
 
 impl Builder<'_> {
+    fn reply_plan(&self, s: &Invoke) -> ReplyPlan {
+        let sig = &self.program.events[s.event.0 as usize].sig;
+        let branches = sig
+            .result_branches()
+            .into_iter()
+            .zip(&s.payloads)
+            .map(|(branch, locals)| BranchPlan {
+                name: branch.name,
+                payload: branch.payload,
+                fields: locals
+                    .iter()
+                    .map(|&l| {
+                        let slot = self.slots[l.0 as usize];
+                        FieldPlan {
+                            ty: slot.ty,
+                            offset: slot.offset,
+                            buffer: slot.buffer,
+                        }
+                    })
+                    .collect(),
+            })
+            .collect();
+        ReplyPlan {
+            event: self.program.events[s.event.0 as usize].name.clone(),
+            branches,
+        }
+    }
+
     /// Places `locals` from word `top`; returns the new top.
     fn place(&mut self, locals: &[LocalId], mut top: u32) -> u32 {
         for &local in locals {
@@ -118,6 +158,8 @@ impl Builder<'_> {
             Step::Invoke(s) => {
                 let locals: Vec<LocalId> = s.payloads.iter().flatten().copied().collect();
                 let top = self.place(&locals, top);
+                let plan = self.reply_plan(s);
+                self.replies.push((s.site, plan));
                 self.arms(&s.arms, top);
             }
             Step::Call(s) => {

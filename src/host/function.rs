@@ -5,8 +5,9 @@
 //! length), which is also the shape the JIT's `extern "C"` call shims pass in registers: no
 //! argument is ever boxed.
 
-use crate::types::Type;
+use crate::types::{PayloadType, Type};
 use smallvec::SmallVec;
+use std::sync::Arc;
 use std::borrow::Cow;
 use std::fmt;
 
@@ -133,21 +134,136 @@ impl From<String> for HostError {
     }
 }
 
-/// What a host closure may return.
+/// Where a host call's reply goes: the payload locals of the calling site, described by its
+/// [`ReplyPlan`]. Host implementations never see it directly; [`IntoReply`] writes through it.
+pub struct ReplyOut<'a> {
+    pub(crate) frame: &'a mut [u64],
+    pub(crate) buffers: &'a mut [String],
+    pub(crate) plan: &'a ReplyPlan,
+}
+
+/// For one call site: each branch of the event with the flow-state slots of its payload fields
+/// (a void event has one unnamed branch).
+#[derive(Clone, Debug)]
+pub struct ReplyPlan {
+    pub event: Arc<str>,
+    pub branches: Vec<BranchPlan>,
+}
+
+#[derive(Clone, Debug)]
+pub struct BranchPlan {
+    pub name: Arc<str>,
+    pub payload: PayloadType,
+    /// One per payload field, in declared order.
+    pub fields: Vec<FieldPlan>,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct FieldPlan {
+    pub ty: Type,
+    /// Word offset in the flow state.
+    pub offset: u32,
+    /// The string buffer of a `str` field.
+    pub buffer: u32,
+}
+
+impl ReplyOut<'_> {
+    #[inline]
+    fn store(&mut self, field: FieldPlan, value: &ReplyValue) {
+        let offset = field.offset as usize;
+        match value {
+            ReplyValue::Int(v) => self.frame[offset] = *v as u64,
+            ReplyValue::Float(v) => self.frame[offset] = v.to_bits(),
+            ReplyValue::Bool(v) => self.frame[offset] = u64::from(*v),
+            ReplyValue::Str(text) => {
+                let buffer = &mut self.buffers[field.buffer as usize];
+                buffer.clear();
+                buffer.push_str(text);
+                self.frame[offset] = buffer.as_ptr() as u64;
+                self.frame[offset + 1] = buffer.len() as u64;
+            }
+        }
+    }
+
+    fn only_branch(&self) -> Result<&BranchPlan, HostError> {
+        match self.plan.branches.as_slice() {
+            [only] => Ok(only),
+            _ => Err(HostError(format!("`{}` has several branches; its implementation must name one with Reply::branch", self.plan.event))),
+        }
+    }
+
+    /// The identity payload of the event's only branch.
+    #[inline]
+    pub(crate) fn identity(&mut self, value: ReplyValue) -> Result<u32, HostError> {
+        let branch = self.only_branch()?;
+        match (&branch.payload, branch.fields.first()) {
+            (PayloadType::Identity(ty), Some(&field)) if *ty == value.ty() => {
+                self.store(field, &value);
+                Ok(0)
+            }
+            (declared, _) => Err(HostError(format!("`{}` carries {declared}, but the implementation returned a {}", self.plan.event, value.ty()))),
+        }
+    }
+
+    /// Writes a full reply, checking it against the declaration.
+    pub(crate) fn reply(&mut self, reply: &Reply) -> Result<u32, HostError> {
+        let event = self.plan.event.clone();
+        let index = match &reply.branch {
+            ReplyBranch::Only => {
+                self.only_branch()?;
+                0
+            }
+            ReplyBranch::Named(name) => self
+                .plan
+                .branches
+                .iter()
+                .position(|b| *b.name == **name)
+                .ok_or_else(|| HostError(format!("the implementation of `{event}` returned branch `{name}`, which it does not declare")))?,
+        };
+        let branch = &self.plan.branches[index];
+        let (declared, fields) = (&branch.payload, branch.fields.clone());
+        let name = branch.name.clone();
+        match (declared, &reply.payload) {
+            (PayloadType::Empty, ReplyPayload::Empty) => {}
+            (PayloadType::Identity(ty), ReplyPayload::Identity(value)) if value.ty() == *ty => self.store(fields[0], value),
+            (PayloadType::Struct(declared), ReplyPayload::Struct(given)) if given.len() == declared.len() => {
+                for (k, (field, ty)) in declared.iter().enumerate() {
+                    match given.iter().find(|(n, _)| *n == &**field) {
+                        Some((_, value)) if value.ty() == *ty => self.store(fields[k], value),
+                        Some((_, value)) => return Err(HostError(format!("field `{field}` of `{event}` is {ty}, but the implementation returned a {}", value.ty()))),
+                        None => return Err(HostError(format!("the implementation of `{event}` did not return field `{field}`"))),
+                    }
+                }
+            }
+            (declared, payload) => {
+                let found = match payload {
+                    ReplyPayload::Empty => "no payload".to_string(),
+                    ReplyPayload::Identity(v) => format!("a {}", v.ty()),
+                    ReplyPayload::Struct(fields) => format!("{} fields", fields.len()),
+                };
+                return Err(HostError(format!("branch `{name}` of `{event}` carries {declared}, but the implementation returned {found}")));
+            }
+        }
+        Ok(index as u32)
+    }
+}
+
+/// What a host closure may return. It is written straight into the flow state of the calling
+/// site (no intermediate copy), and the branch index is returned.
 pub trait IntoReply {
-    fn into_reply(self) -> Result<Reply, HostError>;
+    fn write_reply(self, out: &mut ReplyOut<'_>) -> Result<u32, HostError>;
 }
 
 impl IntoReply for Reply {
-    fn into_reply(self) -> Result<Reply, HostError> {
-        Ok(self)
+    fn write_reply(self, out: &mut ReplyOut<'_>) -> Result<u32, HostError> {
+        out.reply(&self)
     }
 }
 
 /// `()` is the empty payload of the event's only branch (or a void event's result).
 impl IntoReply for () {
-    fn into_reply(self) -> Result<Reply, HostError> {
-        Ok(Reply::only())
+    fn write_reply(self, out: &mut ReplyOut<'_>) -> Result<u32, HostError> {
+        out.reply(&Reply::only())
     }
 }
 
@@ -155,8 +271,9 @@ macro_rules! identity_reply {
     ($($t:ty),*) => {
         $(impl IntoReply for $t {
             /// The identity payload of the event's only branch.
-            fn into_reply(self) -> Result<Reply, HostError> {
-                Ok(Reply { branch: ReplyBranch::Only, payload: ReplyPayload::Identity(self.into()) })
+            #[inline]
+            fn write_reply(self, out: &mut ReplyOut<'_>) -> Result<u32, HostError> {
+                out.identity(self.into())
             }
         })*
     };
@@ -164,13 +281,13 @@ macro_rules! identity_reply {
 identity_reply!(i64, f64, bool, &'static str, String, ReplyValue);
 
 impl<R: IntoReply, E: Into<HostError>> IntoReply for Result<R, E> {
-    fn into_reply(self) -> Result<Reply, HostError> {
-        self.map_err(Into::into).and_then(IntoReply::into_reply)
+    fn write_reply(self, out: &mut ReplyOut<'_>) -> Result<u32, HostError> {
+        self.map_err(Into::into).and_then(|r| r.write_reply(out))
     }
 }
 
 /// A type-erased host implementation: arguments as words, in declared input order.
-pub type ErasedHostFn = Box<dyn Fn(&[u64]) -> Result<Reply, HostError> + Send + Sync>;
+pub type ErasedHostFn = Box<dyn Fn(&[u64], &mut ReplyOut<'_>) -> Result<u32, HostError> + Send + Sync>;
 
 /// Arguments of a host call, read by position, for closures registered with
 /// [`crate::Registry::implement_with_args`] (any number of inputs).
@@ -288,9 +405,9 @@ macro_rules! host_function {
 
             #[allow(unused_mut, unused_variables, unused_assignments, clippy::unused_unit)]
             fn into_erased(self) -> ErasedHostFn {
-                Box::new(move |words: &[u64]| {
+                Box::new(move |words: &[u64], out: &mut ReplyOut<'_>| {
                     let mut i = 0usize;
-                    (self)($(read_arg!($kind, words, i)),*).into_reply()
+                    (self)($(read_arg!($kind, words, i)),*).write_reply(out)
                 })
             }
         }

@@ -18,7 +18,7 @@ mod scope;
 mod stdlib;
 
 pub use demo::register_demo_events;
-pub use function::{Args, HostError, HostFunction, IntoReply, Reply, ReplyBranch, ReplyPayload, ReplyValue};
+pub use function::{Args, BranchPlan, FieldPlan, HostError, HostFunction, IntoReply, Reply, ReplyBranch, ReplyOut, ReplyPayload, ReplyPlan, ReplyValue};
 pub use scope::{Scope, ScopeRule};
 pub use stdlib::{CaptureSink, OutputSink, StdEvent, StdoutSink, STD_DECLARATIONS};
 
@@ -193,7 +193,7 @@ impl Registry {
             offsets.push(at);
             at += ty.words() as usize;
         }
-        self.events[index].implementation = Implementation::Closure(Box::new(move |words: &[u64]| function(&Args::new(words, &offsets, &types)).into_reply()));
+        self.events[index].implementation = Implementation::Closure(Box::new(move |words: &[u64], out: &mut function::ReplyOut<'_>| function(&Args::new(words, &offsets, &types)).write_reply(out)));
         Ok(())
     }
 

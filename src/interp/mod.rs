@@ -6,14 +6,14 @@
 
 mod eval;
 
-use crate::host::{HostEvent, Implementation, OutputSink, Registry, ReplyBranch, ReplyPayload, ReplyValue, StdEvent};
+use crate::host::{HostEvent, Implementation, OutputSink, Registry, ReplyOut, StdEvent};
 use crate::ir::*;
-use crate::layout::{Layout, NO_BUFFER};
+use crate::layout::Layout;
 use crate::limits::RunLimits;
 use crate::outcome::{ErrorCode, Limit};
 use crate::span::Span;
 use crate::state::{Charged, RunState, Trap};
-use crate::types::{PayloadType, Type};
+use crate::types::Type;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
@@ -183,8 +183,10 @@ impl Exec<'_> {
         for expr in &s.init {
             self.push_scratch(expr)?;
         }
-        for (i, &local) in s.fields.iter().enumerate() {
-            self.assign_from_scratch(local, i);
+        let mut at = 0;
+        for &local in &s.fields {
+            self.assign_from_scratch(local, at);
+            at += self.layout.slot(local).ty.words() as usize;
         }
         if !s.arms.arms.is_empty() {
             self.select(&s.arms, 0, s.first_value, "capture", s.span)?;
@@ -326,9 +328,15 @@ impl Exec<'_> {
                 self.charge(event.cost, Charged::Host(s.event.0))?;
                 match &host.implementation {
                     Implementation::Closure(function) => {
-                        let args = &self.state.args;
-                        match catch_unwind(AssertUnwindSafe(|| function(args))) {
-                            Ok(Ok(reply)) => self.store_reply(s, reply)?,
+                        let state = &mut *self.state;
+                        let mut out = ReplyOut {
+                            frame: &mut state.frame,
+                            buffers: &mut state.buffers,
+                            plan: &self.layout.replies[s.site as usize],
+                        };
+                        let args = &state.args;
+                        match catch_unwind(AssertUnwindSafe(|| function(args, &mut out))) {
+                            Ok(Ok(branch)) => branch,
                             Ok(Err(error)) => return Err(Trap::error(ErrorCode::HostError, error.0, Some(event.name.clone()), s.span)),
                             Err(panic) => return Err(Trap::error(ErrorCode::HostPanic, panic_message(&panic), Some(event.name.clone()), s.span)),
                         }
@@ -399,68 +407,6 @@ impl Exec<'_> {
         Ok(())
     }
 
-    /// Checks a reply against the event's declaration and writes its payload into the invocation's
-    /// payload locals. Returns the branch index.
-    fn store_reply(&mut self, s: &Invoke, reply: crate::host::Reply) -> Result<u32, Trap> {
-        let event = &self.program.events[s.event.0 as usize];
-        let sig = &event.sig;
-        let fail = |message: String| Trap::error(ErrorCode::HostError, message, Some(event.name.clone()), s.span);
-        let branch = match &reply.branch {
-            ReplyBranch::Only if sig.branches.len() <= 1 => 0,
-            ReplyBranch::Only => return Err(fail(format!("`{}` has several branches; its implementation must name one with Reply::branch", sig.name))),
-            ReplyBranch::Named(name) if sig.branches.is_empty() && name.is_empty() => 0,
-            ReplyBranch::Named(name) => match sig.branch_index(name) {
-                Some(index) => index,
-                None => return Err(fail(format!("the implementation of `{}` returned branch `{name}`, which it does not declare", sig.name))),
-            },
-        };
-        let declared = sig.branches.get(branch).map(|b| &b.payload).unwrap_or(&PayloadType::Empty);
-        let locals = &s.payloads[branch];
-        match (declared, reply.payload) {
-            (PayloadType::Empty, ReplyPayload::Empty) => {}
-            (PayloadType::Identity(ty), ReplyPayload::Identity(value)) if value.ty() == *ty => self.store_value(locals[0], &value),
-            (PayloadType::Struct(fields), ReplyPayload::Struct(given)) => {
-                if given.len() != fields.len() {
-                    return Err(fail(format!("the implementation of `{}` returned {} fields for branch `{}`, which declares {}", sig.name, given.len(), sig.branches[branch].name, fields.len())));
-                }
-                for (k, (name, ty)) in fields.iter().enumerate() {
-                    match given.iter().find(|(n, _)| **n == **name) {
-                        Some((_, value)) if value.ty() == *ty => self.store_value(locals[k], value),
-                        Some((_, value)) => return Err(fail(format!("field `{name}` of `{}` is {ty}, but the implementation returned a {}", sig.name, value.ty()))),
-                        None => return Err(fail(format!("the implementation of `{}` did not return field `{name}`", sig.name))),
-                    }
-                }
-            }
-            (declared, payload) => {
-                let found = match payload {
-                    ReplyPayload::Empty => "no payload".to_string(),
-                    ReplyPayload::Identity(v) => format!("a {}", v.ty()),
-                    ReplyPayload::Struct(_) => "fields".to_string(),
-                };
-                let name = sig.branches.get(branch).map(|b| &*b.name).unwrap_or("");
-                return Err(fail(format!("branch `{name}` of `{}` carries {declared}, but the implementation returned {found}", sig.name)));
-            }
-        }
-        Ok(branch as u32)
-    }
-
-    fn store_value(&mut self, local: LocalId, value: &ReplyValue) {
-        let slot = self.layout.slot(local);
-        let offset = slot.offset as usize;
-        match value {
-            ReplyValue::Int(v) => self.state.frame[offset] = *v as u64,
-            ReplyValue::Float(v) => self.state.frame[offset] = v.to_bits(),
-            ReplyValue::Bool(v) => self.state.frame[offset] = u64::from(*v),
-            ReplyValue::Str(text) => {
-                debug_assert_ne!(slot.buffer, NO_BUFFER);
-                let buffer = &mut self.state.buffers[slot.buffer as usize];
-                buffer.clear();
-                buffer.push_str(text);
-                self.state.frame[offset] = buffer.as_ptr() as u64;
-                self.state.frame[offset + 1] = buffer.len() as u64;
-            }
-        }
-    }
 }
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {

@@ -119,15 +119,11 @@ impl Lowerer<'_> {
                 let a_lowered = self.lower_expr(a);
                 let b_lowered = self.lower_expr(b);
                 let ((a_expr, a_ty), (b_expr, b_ty)) = (a_lowered?, b_lowered?);
-                let (a_expr, b_expr, ty) = match (a_ty, b_ty) {
-                    (x, y) if x == y => (a_expr, b_expr, x),
-                    (Type::Int, Type::Float) => (Expr::IntToFloat(Box::new(a_expr)), b_expr, Type::Float),
-                    (Type::Float, Type::Int) => (a_expr, Expr::IntToFloat(Box::new(b_expr)), Type::Float),
-                    (x, y) => {
-                        self.error(Code::E0204, format!("the arms of `if` have different types: {x} and {y}"), span);
-                        return None;
-                    }
-                };
+                if a_ty != b_ty {
+                    self.error(Code::E0204, format!("the arms of `if` have different types: {a_ty} and {b_ty}"), span);
+                    return None;
+                }
+                let ty = a_ty;
                 Some((Expr::Select(Box::new(cond?), Box::new(a_expr), Box::new(b_expr), ty), ty))
             }
         }
@@ -165,7 +161,12 @@ impl Lowerer<'_> {
                 }
             };
         }
-        // Mixed int and float: the int is promoted (SPEC 3).
+        // SPEC 3 promotes an int mixed with a float in comparisons only; arithmetic on mixed
+        // operands needs an explicit `@as` ("no other implicit conversion exists").
+        if cmp.is_none() && lt != rt {
+            self.error(Code::E0204, format!("`{}` cannot combine {lt} and {rt}: convert one side with @as(float, ...) or @as(int, ...)", op.symbol()), span);
+            return None;
+        }
         let (l, r, ty) = match (lt, rt) {
             (Type::Int, Type::Int) => (left, right, Type::Int),
             (Type::Int, _) => (Expr::IntToFloat(Box::new(left)), right, Type::Float),

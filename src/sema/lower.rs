@@ -44,6 +44,7 @@ struct Mark {
     events: usize,
     loops: usize,
     conversions: u32,
+    invoke_sites: u32,
 }
 
 pub(crate) struct Lowerer<'a> {
@@ -64,6 +65,7 @@ pub(crate) struct Lowerer<'a> {
     /// Above zero while inlining a subflow already checked: its errors were reported once.
     silent: u32,
     steps: usize,
+    invoke_sites: u32,
     too_large: bool,
     /// Spans of library code do not point into the source: runtime errors there point at the call.
     span_override: Option<Span>,
@@ -90,6 +92,7 @@ impl<'a> Lowerer<'a> {
             diagnostics: Vec::new(),
             silent: 0,
             steps: 0,
+            invoke_sites: 0,
             too_large: false,
             span_override: None,
             scope: Vec::new(),
@@ -120,6 +123,7 @@ impl<'a> Lowerer<'a> {
             conversion_buffers: self.conversion_buffers,
             loops: self.loops,
             step_count: self.steps,
+            invoke_sites: self.invoke_sites,
         };
         (program, self.diagnostics)
     }
@@ -141,6 +145,7 @@ impl<'a> Lowerer<'a> {
             events: self.events.len(),
             loops: self.loops.len(),
             conversions: self.conversion_buffers,
+            invoke_sites: self.invoke_sites,
         }
     }
 
@@ -151,6 +156,7 @@ impl<'a> Lowerer<'a> {
         self.events.truncate(mark.events);
         self.loops.truncate(mark.loops);
         self.conversion_buffers = mark.conversions;
+        self.invoke_sites = mark.invoke_sites;
     }
 
     pub(super) fn new_local(&mut self, name: Arc<str>, ty: Type, kind: LocalKind) -> LocalId {
@@ -343,8 +349,10 @@ impl<'a> Lowerer<'a> {
             self.new_value(branch, payload, invocation.span);
         }
         let arms = self.lower_arms(&invocation.continuations, &infos, &[], name, invocation.span, None);
+        self.invoke_sites += 1;
         Some(Step::Invoke(Box::new(Invoke {
             event,
+            site: self.invoke_sites - 1,
             args,
             payloads,
             first_value,
@@ -741,7 +749,8 @@ impl<'a> Lowerer<'a> {
         let init = match self.single_arg(invocation, "a struct literal such as capture({ sum: 0 })", &["init", "expr"])? {
             ast::ArgValue::Struct(fields) => fields,
             _ => {
-                self.error(Code::E0204, "`capture` takes a struct literal such as capture({ sum: 0 })", invocation.span);
+                let at = invocation.args.first().map_or(invocation.span, |a| a.span);
+                self.error(Code::E0204, "`capture` takes a struct literal such as capture({ sum: 0 })", at);
                 return None;
             }
         };

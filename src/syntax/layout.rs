@@ -54,7 +54,8 @@ pub fn layout(tokens: Vec<Token>, limits: &FrontEndLimits, diagnostics: &mut Vec
         let host_line = has_items
             && token.line_start
             && token.column == 0
-            && !matches!(token.tok, Tok::Bar | Tok::BarQuestion | Tok::Pipe)
+            // A tab in indentation is reported as E0103 by the item it belongs to.
+            && !matches!(token.tok, Tok::Bar | Tok::BarQuestion | Tok::Pipe | Tok::Error(Code::E0103, _))
             && bracket_depth(&current) == 0;
         if host_line {
             flush(&mut current, limits, diagnostics, &mut items);
@@ -94,6 +95,15 @@ fn flush(current: &mut Vec<Token>, limits: &FrontEndLimits, diagnostics: &mut Ve
     }
     let tokens = std::mem::take(current);
     let span = tokens[0].span.to(tokens[tokens.len() - 1].span);
+    let Some(kind) = classify(&tokens) else {
+        // Host code: its body need not even lex as flow syntax.
+        diagnostics.push(Diagnostic::new(
+            Code::E0104,
+            "`~proc` and other host-language items are not supported: events are implemented by the host application and registered with the engine",
+            span,
+        ));
+        return;
+    };
     let errors_before = diagnostics.len();
     for token in &tokens {
         if let Tok::Error(code, message) = &token.tok {
@@ -106,16 +116,6 @@ fn flush(current: &mut Vec<Token>, limits: &FrontEndLimits, diagnostics: &mut Ve
     if !check_brackets(&tokens, limits, diagnostics) {
         return;
     }
-    let kind = classify(&tokens);
-    if kind.is_none() {
-        diagnostics.push(Diagnostic::new(
-            Code::E0104,
-            "`~proc` and other host-language items are not supported: events are implemented by the host application and registered with the engine",
-            span,
-        ));
-        return;
-    }
-    let kind = kind.unwrap_or(ItemKind::Flow);
     let laid_out = match kind {
         ItemKind::Import | ItemKind::Event => Some(tokens.into_iter().map(|t| (t.span.start as usize, t.tok, t.span.end as usize)).collect()),
         ItemKind::Subflow | ItemKind::Flow => Nester::new(kind, limits, diagnostics).run(tokens),
