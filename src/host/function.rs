@@ -207,29 +207,28 @@ impl ReplyOut<'_> {
 
     /// Writes a full reply, checking it against the declaration.
     pub(crate) fn reply(&mut self, reply: &Reply) -> Result<u32, HostError> {
-        let event = self.plan.event.clone();
+        // A copy of the shared reference, so that `self` can be written while the plan is read.
+        let plan: &ReplyPlan = self.plan;
+        let event = &plan.event;
         let index = match &reply.branch {
             ReplyBranch::Only => {
                 self.only_branch()?;
                 0
             }
-            ReplyBranch::Named(name) => self
-                .plan
+            ReplyBranch::Named(name) => plan
                 .branches
                 .iter()
                 .position(|b| *b.name == **name)
                 .ok_or_else(|| HostError(format!("the implementation of `{event}` returned branch `{name}`, which it does not declare")))?,
         };
-        let branch = &self.plan.branches[index];
-        let (declared, fields) = (&branch.payload, branch.fields.clone());
-        let name = branch.name.clone();
-        match (declared, &reply.payload) {
+        let branch = &plan.branches[index];
+        match (&branch.payload, &reply.payload) {
             (PayloadType::Empty, ReplyPayload::Empty) => {}
-            (PayloadType::Identity(ty), ReplyPayload::Identity(value)) if value.ty() == *ty => self.store(fields[0], value),
+            (PayloadType::Identity(ty), ReplyPayload::Identity(value)) if value.ty() == *ty => self.store(branch.fields[0], value),
             (PayloadType::Struct(declared), ReplyPayload::Struct(given)) if given.len() == declared.len() => {
                 for (k, (field, ty)) in declared.iter().enumerate() {
                     match given.iter().find(|(n, _)| *n == &**field) {
-                        Some((_, value)) if value.ty() == *ty => self.store(fields[k], value),
+                        Some((_, value)) if value.ty() == *ty => self.store(branch.fields[k], value),
                         Some((_, value)) => return Err(HostError(format!("field `{field}` of `{event}` is {ty}, but the implementation returned a {}", value.ty()))),
                         None => return Err(HostError(format!("the implementation of `{event}` did not return field `{field}`"))),
                     }
@@ -241,7 +240,7 @@ impl ReplyOut<'_> {
                     ReplyPayload::Identity(v) => format!("a {}", v.ty()),
                     ReplyPayload::Struct(fields) => format!("{} fields", fields.len()),
                 };
-                return Err(HostError(format!("branch `{name}` of `{event}` carries {declared}, but the implementation returned {found}")));
+                return Err(HostError(format!("branch `{}` of `{event}` carries {declared}, but the implementation returned {found}", branch.name)));
             }
         }
         Ok(index as u32)
