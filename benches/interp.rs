@@ -15,8 +15,10 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
-const NESTED_STRING: &str = "~for(0..1000)\n| each _ |> for(0..100)\n    | each i |> add(a: \"0\", b: i)\n| done |> _\n";
-const NESTED_TYPED: &str = "~for(0..1000)\n| each _ |> for(0..100)\n    | each i |> add(a: 0, b: i)\n| done |> _\n";
+const NESTED_STRING: &str =
+    "~for(0..1000)\n| each _ |> for(0..100)\n    | each i |> add(a: \"0\", b: i)\n| done |> _\n";
+const NESTED_TYPED: &str =
+    "~for(0..1000)\n| each _ |> for(0..100)\n    | each i |> add(a: 0, b: i)\n| done |> _\n";
 const SUM_FOLD: &str = "~capture({ sum: 0 })\n| as acc |> for(0..1000000)\n    | each i |> captured { sum: acc.sum + i }\n| captured total |> result total.sum\n";
 
 /// The host function of the string benchmark: parses both arguments and adds them into the
@@ -40,10 +42,20 @@ fn registry(acc: &Arc<AtomicI64>, typed: bool) -> Registry {
     let acc = acc.clone();
     if typed {
         let f: fn(&AtomicI64, i64, i64) -> i64 = black_box(add_typed);
-        registry.event("~event add { a: i64, b: i64 } | sum i64", move |a: i64, b: i64| f(&acc, a, b)).unwrap();
+        registry
+            .event(
+                "~event add { a: i64, b: i64 } | sum i64",
+                move |a: i64, b: i64| f(&acc, a, b),
+            )
+            .unwrap();
     } else {
         let f: fn(&AtomicI64, &str, &str) -> &'static str = black_box(add_text);
-        registry.event("~event add { a: []const u8, b: []const u8 } | sum []const u8", move |a: &str, b: &str| f(&acc, a, b)).unwrap();
+        registry
+            .event(
+                "~event add { a: []const u8, b: []const u8 } | sum []const u8",
+                move |a: &str, b: &str| f(&acc, a, b),
+            )
+            .unwrap();
     }
     registry
 }
@@ -81,14 +93,27 @@ fn native_sum_fold(n: i64) -> i64 {
 fn nested_loop(c: &mut Criterion) {
     let mut group = c.benchmark_group("nested_loop");
     group.throughput(Throughput::Elements(100_000));
-    for (name, typed, source) in [("string", false, NESTED_STRING), ("typed", true, NESTED_TYPED)] {
+    for (name, typed, source) in [
+        ("string", false, NESTED_STRING),
+        ("typed", true, NESTED_TYPED),
+    ] {
         let acc = Arc::new(AtomicI64::new(0));
-        let flow = Engine::new(registry(&acc, typed)).compile("bench", source, &CompileOptions::default()).unwrap();
+        let flow = Engine::new(registry(&acc, typed))
+            .compile("bench", source, &CompileOptions::default())
+            .unwrap();
         let inputs = Inputs::new();
         let limits = RunLimits::default();
-        group.bench_function(BenchmarkId::new("interp", name), |b| b.iter(|| flow.run(&inputs, &limits).unwrap()));
+        group.bench_function(BenchmarkId::new("interp", name), |b| {
+            b.iter(|| flow.run(&inputs, &limits).unwrap())
+        });
         group.bench_function(BenchmarkId::new("native", name), |b| {
-            b.iter(|| if typed { native_typed(&acc) } else { native_string(&acc) })
+            b.iter(|| {
+                if typed {
+                    native_typed(&acc)
+                } else {
+                    native_string(&acc)
+                }
+            })
         });
     }
     group.finish();
@@ -97,10 +122,14 @@ fn nested_loop(c: &mut Criterion) {
 fn sum_fold(c: &mut Criterion) {
     let mut group = c.benchmark_group("sum_fold");
     group.throughput(Throughput::Elements(1_000_000));
-    let flow = Engine::new(Registry::new()).compile("bench", SUM_FOLD, &CompileOptions::default()).unwrap();
+    let flow = Engine::new(Registry::new())
+        .compile("bench", SUM_FOLD, &CompileOptions::default())
+        .unwrap();
     let (inputs, limits) = (Inputs::new(), RunLimits::default());
     group.bench_function("interp", |b| b.iter(|| flow.run(&inputs, &limits).unwrap()));
-    group.bench_function("native", |b| b.iter(|| native_sum_fold(black_box(1_000_000))));
+    group.bench_function("native", |b| {
+        b.iter(|| native_sum_fold(black_box(1_000_000)))
+    });
     group.finish();
 }
 
@@ -108,7 +137,13 @@ fn front_end(c: &mut Criterion) {
     let acc = Arc::new(AtomicI64::new(0));
     let engine = Engine::new(registry(&acc, false));
     let options = CompileOptions::default();
-    c.bench_function("front_end/parse_check_layout", |b| b.iter(|| engine.compile("bench", black_box(NESTED_STRING), &options).unwrap()));
+    c.bench_function("front_end/parse_check_layout", |b| {
+        b.iter(|| {
+            engine
+                .compile("bench", black_box(NESTED_STRING), &options)
+                .unwrap()
+        })
+    });
 }
 
 criterion_group!(benches, nested_loop, sum_fold, front_end);

@@ -162,9 +162,20 @@ fn clamp(span: Span, len: usize) -> std::ops::Range<usize> {
 }
 
 /// Renders one run-time error with a source snippet (`error[Overflow]: ...`).
-pub fn render_runtime_error(name: &str, text: &str, code: &str, message: &str, span: Span, color: bool) -> String {
+pub fn render_runtime_error(
+    name: &str,
+    text: &str,
+    code: &str,
+    message: &str,
+    span: Span,
+    color: bool,
+) -> String {
     let file = SimpleFile::new(name, text);
-    let mut buffer = if color { termcolor::Buffer::ansi() } else { termcolor::Buffer::no_color() };
+    let mut buffer = if color {
+        termcolor::Buffer::ansi()
+    } else {
+        termcolor::Buffer::no_color()
+    };
     let report = Report::error()
         .with_code(code)
         .with_message(message)

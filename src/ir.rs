@@ -329,9 +329,20 @@ impl Expr {
     /// The expression's type (fixed by the checker).
     pub fn ty(&self) -> Type {
         match self {
-            Expr::Int(_) | Expr::NegInt(..) | Expr::IntArith(..) | Expr::FloatToInt(..) => Type::Int,
-            Expr::Float(_) | Expr::NegFloat(_) | Expr::FloatArith(..) | Expr::IntToFloat(_) => Type::Float,
-            Expr::Bool(_) | Expr::Not(_) | Expr::IntCmp(..) | Expr::FloatCmp(..) | Expr::BoolCmp(..) | Expr::StrCmp(..) | Expr::And(..) | Expr::Or(..) => Type::Bool,
+            Expr::Int(_) | Expr::NegInt(..) | Expr::IntArith(..) | Expr::FloatToInt(..) => {
+                Type::Int
+            }
+            Expr::Float(_) | Expr::NegFloat(_) | Expr::FloatArith(..) | Expr::IntToFloat(_) => {
+                Type::Float
+            }
+            Expr::Bool(_)
+            | Expr::Not(_)
+            | Expr::IntCmp(..)
+            | Expr::FloatCmp(..)
+            | Expr::BoolCmp(..)
+            | Expr::StrCmp(..)
+            | Expr::And(..)
+            | Expr::Or(..) => Type::Bool,
             Expr::Str(_) => Type::Str,
             Expr::Local(_, ty) | Expr::Select(_, _, _, ty) => *ty,
         }
@@ -361,7 +372,11 @@ pub mod arith {
                 }
                 // `i64::MIN % -1` is 0 (no overflow: the remainder exists).
                 let r = a.wrapping_rem(b);
-                Ok(if r != 0 && ((r < 0) != (b < 0)) { r + b } else { r })
+                Ok(if r != 0 && ((r < 0) != (b < 0)) {
+                    r + b
+                } else {
+                    r
+                })
             }
         }
     }
@@ -376,9 +391,10 @@ pub mod arith {
         }
     }
 
-    /// Float to int, truncating toward zero; NaN and out-of-range values are `Overflow`.
+    /// Float to int, truncating toward zero; NaN (outside every range) and out-of-range values
+    /// are `Overflow`.
     pub fn float_to_int(v: f64) -> Result<i64, ErrorCode> {
-        if v.is_nan() || v < -9_223_372_036_854_775_808.0 || v >= 9_223_372_036_854_775_808.0 {
+        if !(-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&v) {
             Err(ErrorCode::Overflow)
         } else {
             Ok(v as i64)

@@ -74,7 +74,10 @@ impl Layout {
         let mut replies: Vec<(u32, ReplyPlan)> = builder.replies;
         replies.sort_by_key(|(site, _)| *site);
         assert!(
-            replies.iter().enumerate().all(|(i, (site, _))| *site == i as u32),
+            replies
+                .iter()
+                .enumerate()
+                .all(|(i, (site, _))| *site == i as u32),
             "invocation sites are numbered densely"
         );
         Layout {
@@ -129,7 +132,11 @@ impl Builder<'_> {
             let decl = &self.program.locals[local.0 as usize];
             let buffer = if decl.owns_buffer {
                 let first = self.buffers;
-                self.buffers += if decl.kind == crate::ir::LocalKind::AccumulatorField { 2 } else { 1 };
+                self.buffers += if decl.kind == crate::ir::LocalKind::AccumulatorField {
+                    2
+                } else {
+                    1
+                };
                 first
             } else {
                 NO_BUFFER
@@ -198,12 +205,35 @@ pub struct LayoutTable<'a> {
 
 impl fmt::Display for LayoutTable<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "flow state: {} words ({} bytes), {} string buffers", self.layout.words, self.layout.bytes(), self.layout.buffers)?;
-        writeln!(f, "{:>6}  {:>6}  {:<5}  {:<16}  name", "local", "offset", "type", "kind")?;
+        writeln!(
+            f,
+            "flow state: {} words ({} bytes), {} string buffers",
+            self.layout.words,
+            self.layout.bytes(),
+            self.layout.buffers
+        )?;
+        writeln!(
+            f,
+            "{:>6}  {:>6}  {:<5}  {:<16}  name",
+            "local", "offset", "type", "kind"
+        )?;
         for (i, decl) in self.program.locals.iter().enumerate() {
             let slot = self.layout.slots[i];
-            let buffer = if slot.buffer == NO_BUFFER { String::new() } else { format!("  (buffer {})", slot.buffer) };
-            writeln!(f, "{:>6}  {:>6}  {:<5}  {:<16}  {}{}", i, slot.offset * 8, decl.ty.name(), format!("{:?}", decl.kind), decl.name, buffer)?;
+            let buffer = if slot.buffer == NO_BUFFER {
+                String::new()
+            } else {
+                format!("  (buffer {})", slot.buffer)
+            };
+            writeln!(
+                f,
+                "{:>6}  {:>6}  {:<5}  {:<16}  {}{}",
+                i,
+                slot.offset * 8,
+                decl.ty.name(),
+                format!("{:?}", decl.kind),
+                decl.name,
+                buffer
+            )?;
         }
         Ok(())
     }

@@ -38,7 +38,10 @@ pub mod value;
 
 pub use diag::{Code, Diagnostic, SourceErrors};
 pub use engine::{CompileOptions, Engine, Flow, FlowStats, InputError, Inputs, Tier};
-pub use host::{Args, CaptureSink, HostError, OutputSink, Registry, RegistryError, Reply, ReplyValue, Scope, StdoutSink};
+pub use host::{
+    Args, CaptureSink, HostError, OutputSink, Registry, RegistryError, Reply, ReplyValue, Scope,
+    StdoutSink,
+};
 pub use limits::{FrontEndLimits, InterruptHandle, RunLimits};
 pub use outcome::{ErrorCode, Limit, Outcome, RuntimeError};
 pub use types::{EventSig, PayloadType, Type};

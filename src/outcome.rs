@@ -65,7 +65,14 @@ pub struct RuntimeError {
 
 impl fmt::Display for RuntimeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {} at {}:{}", self.code.as_str(), self.message, self.line, self.column)
+        write!(
+            f,
+            "{}: {} at {}:{}",
+            self.code.as_str(),
+            self.message,
+            self.line,
+            self.column
+        )
     }
 }
 
@@ -75,7 +82,11 @@ pub enum Outcome {
     /// The run finished: the value of the last top-level flow (none for a source without flows).
     Ok { value: Option<Value>, fuel: u64 },
     /// A limit stopped the run.
-    Exhausted { limit: Limit, fuel: u64, last_event: Option<Arc<str>> },
+    Exhausted {
+        limit: Limit,
+        fuel: u64,
+        last_event: Option<Arc<str>>,
+    },
     /// A run-time error stopped the run.
     Error { error: RuntimeError, fuel: u64 },
 }
@@ -83,7 +94,9 @@ pub enum Outcome {
 impl Outcome {
     pub fn fuel(&self) -> u64 {
         match self {
-            Outcome::Ok { fuel, .. } | Outcome::Exhausted { fuel, .. } | Outcome::Error { fuel, .. } => *fuel,
+            Outcome::Ok { fuel, .. }
+            | Outcome::Exhausted { fuel, .. }
+            | Outcome::Error { fuel, .. } => *fuel,
         }
     }
 
@@ -102,7 +115,11 @@ impl Outcome {
                 "value": value.as_ref().map(Value::to_json),
                 "fuel": fuel,
             }),
-            Outcome::Exhausted { limit, fuel, last_event } => serde_json::json!({
+            Outcome::Exhausted {
+                limit,
+                fuel,
+                last_event,
+            } => serde_json::json!({
                 "outcome": "exhausted",
                 "limit": limit.as_str(),
                 "fuel": fuel,

@@ -33,7 +33,12 @@ pub struct TrapError {
 }
 
 impl Trap {
-    pub fn error(code: ErrorCode, message: impl Into<String>, event: Option<Arc<str>>, span: Span) -> Trap {
+    pub fn error(
+        code: ErrorCode,
+        message: impl Into<String>,
+        event: Option<Arc<str>>,
+        span: Span,
+    ) -> Trap {
         Trap::Error(Box::new(TrapError {
             code,
             message: message.into(),

@@ -16,7 +16,8 @@ impl Type {
     /// Resolves a written type (`i64`, `[]const u8`, `float`, ...).
     pub fn from_written(text: &str) -> Option<Type> {
         Some(match text {
-            "i64" | "i32" | "i16" | "i8" | "u64" | "u32" | "u16" | "u8" | "usize" | "isize" | "int" => Type::Int,
+            "i64" | "i32" | "i16" | "i8" | "u64" | "u32" | "u16" | "u8" | "usize" | "isize"
+            | "int" => Type::Int,
             "f64" | "f32" | "float" => Type::Float,
             "bool" => Type::Bool,
             "[]const u8" | "[]u8" | "str" | "string" => Type::Str,

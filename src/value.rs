@@ -17,7 +17,9 @@ impl Scalar {
         match self {
             Scalar::Int(v) => serde_json::Value::from(*v),
             // JSON has no NaN or infinity: those become null.
-            Scalar::Float(v) => serde_json::Number::from_f64(*v).map(serde_json::Value::Number).unwrap_or(serde_json::Value::Null),
+            Scalar::Float(v) => serde_json::Number::from_f64(*v)
+                .map(serde_json::Value::Number)
+                .unwrap_or(serde_json::Value::Null),
             Scalar::Bool(v) => serde_json::Value::from(*v),
             Scalar::Str(v) => serde_json::Value::from(v.as_str()),
         }
@@ -97,7 +99,10 @@ impl Value {
                 object.insert("value".into(), v.to_json());
             }
             Payload::Struct(fields) => {
-                let fields = fields.iter().map(|(name, v)| (name.to_string(), v.to_json())).collect();
+                let fields = fields
+                    .iter()
+                    .map(|(name, v)| (name.to_string(), v.to_json()))
+                    .collect();
                 object.insert("fields".into(), serde_json::Value::Object(fields));
             }
         }

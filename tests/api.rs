@@ -1,16 +1,20 @@
 //! The embedding API: registry, typed host closures, scopes, libraries, outcomes and output.
 
 use koru_jit::{
-    CaptureSink, Code, CompileOptions, Engine, ErrorCode, EventSig, Flow, HostError, InputError, Inputs, Limit, Outcome, PayloadType, Registry,
-    RegistryError, Reply, RunLimits, Scalar, Scope, Type,
+    CaptureSink, Code, CompileOptions, Engine, ErrorCode, EventSig, Flow, HostError, InputError,
+    Inputs, Limit, Outcome, PayloadType, Registry, RegistryError, Reply, RunLimits, Scalar, Scope,
+    Type,
 };
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
-const NESTED_LOOP: &str = "~for(0..1000)\n| each _ |> for(0..100)\n    | each i |> add(a: \"0\", b: i)\n| done |> _\n";
+const NESTED_LOOP: &str =
+    "~for(0..1000)\n| each _ |> for(0..100)\n    | each i |> add(a: \"0\", b: i)\n| done |> _\n";
 
 fn compile(registry: Registry, source: &str) -> Flow {
-    Engine::new(registry).compile("test", source, &CompileOptions::default()).unwrap()
+    Engine::new(registry)
+        .compile("test", source, &CompileOptions::default())
+        .unwrap()
 }
 
 fn run(flow: &Flow) -> Outcome {
@@ -27,15 +31,21 @@ fn spec9_nested_loop_from_the_rust_api() {
     let acc = accumulator.clone();
     let mut registry = Registry::new();
     registry
-        .event("~event add { a: []const u8, b: []const u8 } | sum []const u8", move |a: &str, b: &str| {
-            let sum = a.parse::<i64>().unwrap() + b.parse::<i64>().unwrap();
-            acc.fetch_add(sum, Ordering::Relaxed);
-            sum.to_string()
-        })
+        .event(
+            "~event add { a: []const u8, b: []const u8 } | sum []const u8",
+            move |a: &str, b: &str| {
+                let sum = a.parse::<i64>().unwrap() + b.parse::<i64>().unwrap();
+                acc.fetch_add(sum, Ordering::Relaxed);
+                sum.to_string()
+            },
+        )
         .unwrap();
     let outcome = run(&compile(registry, NESTED_LOOP));
     assert_eq!(accumulator.load(Ordering::Relaxed), 4_950_000);
-    assert_eq!(json(&outcome), r#"{"outcome":"ok","value":{"branch":"done"},"fuel":100000}"#);
+    assert_eq!(
+        json(&outcome),
+        r#"{"outcome":"ok","value":{"branch":"done"},"fuel":100000}"#
+    );
 }
 
 #[test]
@@ -43,7 +53,11 @@ fn spec9_produce_consume_from_the_rust_api() {
     let mut registry = Registry::with_std();
     let sink = Arc::new(CaptureSink::new());
     registry.set_output(sink.clone());
-    registry.event("~event produce {} | value { num: []const u8 }", || Reply::branch("value").field("num", "42")).unwrap();
+    registry
+        .event("~event produce {} | value { num: []const u8 }", || {
+            Reply::branch("value").field("num", "42")
+        })
+        .unwrap();
     let source = "~pub event consume { n: []const u8 }\n| echoed { got: []const u8 }\n\n~consume = std.io:print.ln(\"[consume] received n = '{{n:s}}'\")\n    |> echoed { got: n }\n\n~produce() | value v |> consume(n: v.num)\n";
     let outcome = run(&compile(registry, source));
     assert_eq!(sink.take_out(), "[consume] received n = '42'\n");
@@ -58,20 +72,40 @@ fn spec9_if_with_a_flow_input_from_the_rust_api() {
     let sink = Arc::new(CaptureSink::new());
     registry.set_output(sink.clone());
     let source = "~if(value > 10)\n| then |> std.io:println(text: \"Greater than 10\")\n| else |> std.io:println(text: \"10 or less\")\n";
-    let flow = Engine::new(registry).compile("if", source, &CompileOptions::default().input("value", Type::Int)).unwrap();
-    flow.run(&Inputs::new().set("value", 42i64), &RunLimits::default()).unwrap();
-    flow.run(&Inputs::new().set("value", 7i64), &RunLimits::default()).unwrap();
+    let flow = Engine::new(registry)
+        .compile(
+            "if",
+            source,
+            &CompileOptions::default().input("value", Type::Int),
+        )
+        .unwrap();
+    flow.run(&Inputs::new().set("value", 42i64), &RunLimits::default())
+        .unwrap();
+    flow.run(&Inputs::new().set("value", 7i64), &RunLimits::default())
+        .unwrap();
     assert_eq!(sink.take_out(), "Greater than 10\n10 or less\n");
 }
 
 #[test]
 fn host_events_receive_native_values_and_return_every_payload_kind() {
     let mut registry = Registry::new();
-    registry.event("~event empty {} | done", || Reply::branch("done")).unwrap();
-    registry.event("~event int { x: i64 } | v i64", |x: i64| x * 2).unwrap();
-    registry.event("~event float { x: f64 } | v f64", |x: f64| x / 4.0).unwrap();
-    registry.event("~event boolean { x: bool } | v bool", |x: bool| !x).unwrap();
-    registry.event("~event text { x: []const u8 } | v []const u8", |x: &str| x.to_uppercase()).unwrap();
+    registry
+        .event("~event empty {} | done", || Reply::branch("done"))
+        .unwrap();
+    registry
+        .event("~event int { x: i64 } | v i64", |x: i64| x * 2)
+        .unwrap();
+    registry
+        .event("~event float { x: f64 } | v f64", |x: f64| x / 4.0)
+        .unwrap();
+    registry
+        .event("~event boolean { x: bool } | v bool", |x: bool| !x)
+        .unwrap();
+    registry
+        .event("~event text { x: []const u8 } | v []const u8", |x: &str| {
+            x.to_uppercase()
+        })
+        .unwrap();
     registry
         .event("~event record { x: i64, name: []const u8, ok: bool } | r { n: i64, label: []const u8, flag: bool, half: f64 }", |x: i64, name: &str, ok: bool| {
             Reply::branch("r").field("label", format!("<{name}>")).field("n", x).field("flag", ok).field("half", x as f64 / 2.0)
@@ -90,7 +124,9 @@ fn host_events_receive_native_values_and_return_every_payload_kind() {
         ),
     ];
     for (source, expected) in cases {
-        let flow = engine.compile("t", source, &CompileOptions::default()).unwrap();
+        let flow = engine
+            .compile("t", source, &CompileOptions::default())
+            .unwrap();
         let value = run(&flow).value().unwrap().to_json().to_string();
         assert_eq!(value, expected, "{source}");
     }
@@ -99,19 +135,37 @@ fn host_events_receive_native_values_and_return_every_payload_kind() {
 #[test]
 fn host_errors_and_replies_that_break_the_declaration_are_host_errors() {
     let mut registry = Registry::new();
-    registry.event("~event fail {} | ok", || Err::<Reply, _>(HostError::new("database unavailable"))).unwrap();
-    registry.event("~event stray {} | ok | other", || Reply::branch("elsewhere")).unwrap();
-    registry.event("~event mistyped {} | ok i64", || "not a number").unwrap();
+    registry
+        .event("~event fail {} | ok", || {
+            Err::<Reply, _>(HostError::new("database unavailable"))
+        })
+        .unwrap();
+    registry
+        .event("~event stray {} | ok | other", || {
+            Reply::branch("elsewhere")
+        })
+        .unwrap();
+    registry
+        .event("~event mistyped {} | ok i64", || "not a number")
+        .unwrap();
     let engine = Engine::new(registry);
     for (source, message) in [
         ("~fail()", "database unavailable"),
         ("~stray()", "returned branch `elsewhere`"),
         ("~mistyped()", "carries int"),
     ] {
-        let outcome = run(&engine.compile("t", source, &CompileOptions::default()).unwrap());
-        let Outcome::Error { error, fuel } = outcome else { panic!("{source}: {outcome:?}") };
+        let outcome = run(&engine
+            .compile("t", source, &CompileOptions::default())
+            .unwrap());
+        let Outcome::Error { error, fuel } = outcome else {
+            panic!("{source}: {outcome:?}")
+        };
         assert_eq!(error.code, ErrorCode::HostError, "{source}");
-        assert!(error.message.contains(message), "{source}: {}", error.message);
+        assert!(
+            error.message.contains(message),
+            "{source}: {}",
+            error.message
+        );
         assert_eq!((error.line, error.column, fuel), (1, 2, 1));
     }
 }
@@ -119,29 +173,82 @@ fn host_errors_and_replies_that_break_the_declaration_are_host_errors() {
 #[test]
 fn a_host_panic_is_caught_and_the_engine_stays_usable() {
     let mut registry = Registry::new();
-    registry.event("~event boom { n: i64 } | ok i64", |n: i64| if n == 0 { panic!("boom at zero") } else { n }).unwrap();
+    registry
+        .event("~event boom { n: i64 } | ok i64", |n: i64| {
+            if n == 0 {
+                panic!("boom at zero")
+            } else {
+                n
+            }
+        })
+        .unwrap();
     let engine = Engine::new(registry);
-    let flow = engine.compile("t", "~boom(n: x)", &CompileOptions::default().input("x", Type::Int)).unwrap();
-    let outcome = flow.run(&Inputs::new().set("x", 0i64), &RunLimits::default()).unwrap();
-    let Outcome::Error { error, .. } = &outcome else { panic!("{outcome:?}") };
+    let flow = engine
+        .compile(
+            "t",
+            "~boom(n: x)",
+            &CompileOptions::default().input("x", Type::Int),
+        )
+        .unwrap();
+    let outcome = flow
+        .run(&Inputs::new().set("x", 0i64), &RunLimits::default())
+        .unwrap();
+    let Outcome::Error { error, .. } = &outcome else {
+        panic!("{outcome:?}")
+    };
     assert_eq!(error.code, ErrorCode::HostPanic);
     assert!(error.message.contains("boom at zero"));
-    let again = flow.run(&Inputs::new().set("x", 5i64), &RunLimits::default()).unwrap();
-    assert_eq!(json(&again), r#"{"outcome":"ok","value":{"branch":"ok","value":5},"fuel":1}"#);
+    let again = flow
+        .run(&Inputs::new().set("x", 5i64), &RunLimits::default())
+        .unwrap();
+    assert_eq!(
+        json(&again),
+        r#"{"outcome":"ok","value":{"branch":"ok","value":5},"fuel":1}"#
+    );
 }
 
 #[test]
 fn the_registry_rejects_mismatched_duplicated_and_unknown_implementations() {
     let mut registry = Registry::new();
-    let mismatch = registry.event("~event add { a: i64, b: i64 } | sum i64", |a: &str| a.len() as i64).unwrap_err();
-    assert!(matches!(mismatch, RegistryError::SignatureMismatch { .. }), "{mismatch}");
-    assert_eq!(mismatch.to_string(), "event `add` takes (int, int) but the implementation takes (str)");
-    registry.event("~event add { a: i64, b: i64 } | sum i64", |a: i64, b: i64| a + b).unwrap();
-    assert!(matches!(registry.event("~event add { a: i64 } | sum i64", |a: i64| a), Err(RegistryError::DuplicateEvent(_))));
-    assert!(matches!(registry.implement("add", |a: i64, b: i64| a - b), Err(RegistryError::AlreadyImplemented(_))));
-    assert!(matches!(registry.implement("nope", || ()), Err(RegistryError::UnknownEvent(_))));
-    assert!(matches!(registry.event("~event a {}\n~event b {}", || ()), Err(RegistryError::NotOneEvent(2))));
-    let Err(RegistryError::Declaration(errors)) = registry.declare("~event broken { x: wat }") else { panic!("expected a declaration error") };
+    let mismatch = registry
+        .event("~event add { a: i64, b: i64 } | sum i64", |a: &str| {
+            a.len() as i64
+        })
+        .unwrap_err();
+    assert!(
+        matches!(mismatch, RegistryError::SignatureMismatch { .. }),
+        "{mismatch}"
+    );
+    assert_eq!(
+        mismatch.to_string(),
+        "event `add` takes (int, int) but the implementation takes (str)"
+    );
+    registry
+        .event(
+            "~event add { a: i64, b: i64 } | sum i64",
+            |a: i64, b: i64| a + b,
+        )
+        .unwrap();
+    assert!(matches!(
+        registry.event("~event add { a: i64 } | sum i64", |a: i64| a),
+        Err(RegistryError::DuplicateEvent(_))
+    ));
+    assert!(matches!(
+        registry.implement("add", |a: i64, b: i64| a - b),
+        Err(RegistryError::AlreadyImplemented(_))
+    ));
+    assert!(matches!(
+        registry.implement("nope", || ()),
+        Err(RegistryError::UnknownEvent(_))
+    ));
+    assert!(matches!(
+        registry.event("~event a {}\n~event b {}", || ()),
+        Err(RegistryError::NotOneEvent(2))
+    ));
+    let Err(RegistryError::Declaration(errors)) = registry.declare("~event broken { x: wat }")
+    else {
+        panic!("expected a declaration error")
+    };
     assert_eq!(errors.positions(), vec![(Code::E0204, 1, 20)]);
 }
 
@@ -151,36 +258,76 @@ fn events_can_be_declared_with_a_rust_builder_and_implemented_with_positional_ar
     registry
         .declare_event(EventSig {
             name: "sum4".into(),
-            inputs: vec![("a".into(), Type::Int), ("b".into(), Type::Int), ("c".into(), Type::Int), ("label".into(), Type::Str)],
+            inputs: vec![
+                ("a".into(), Type::Int),
+                ("b".into(), Type::Int),
+                ("c".into(), Type::Int),
+                ("label".into(), Type::Str),
+            ],
             branches: vec![koru_jit::types::BranchSig {
                 name: "total".into(),
-                payload: PayloadType::Struct(vec![("n".into(), Type::Int), ("label".into(), Type::Str)]),
+                payload: PayloadType::Struct(vec![
+                    ("n".into(), Type::Int),
+                    ("label".into(), Type::Str),
+                ]),
             }],
         })
         .unwrap();
     registry
         .implement_with_args("sum4", |args: &koru_jit::Args<'_>| {
-            Reply::branch("total").field("n", args.int(0) + args.int(1) + args.int(2)).field("label", args.str(3).to_string())
+            Reply::branch("total")
+                .field("n", args.int(0) + args.int(1) + args.int(2))
+                .field("label", args.str(3).to_string())
         })
         .unwrap();
-    let outcome = run(&compile(registry, "~sum4(a: 1, b: 2, c: 3, label: \"six\")"));
-    assert_eq!(outcome.value().unwrap().to_json().to_string(), r#"{"branch":"total","fields":{"n":6,"label":"six"}}"#);
+    let outcome = run(&compile(
+        registry,
+        "~sum4(a: 1, b: 2, c: 3, label: \"six\")",
+    ));
+    assert_eq!(
+        outcome.value().unwrap().to_json().to_string(),
+        r#"{"branch":"total","fields":{"n":6,"label":"six"}}"#
+    );
 }
 
 #[test]
 fn an_event_declared_but_not_implemented_is_a_check_error() {
     let mut registry = Registry::new();
     registry.declare("~event later {} | ok").unwrap();
-    let errors = Engine::new(registry).compile("t", "~later()", &CompileOptions::default()).err().unwrap();
+    let errors = Engine::new(registry)
+        .compile("t", "~later()", &CompileOptions::default())
+        .err()
+        .unwrap();
     assert_eq!(errors.positions(), vec![(Code::E0209, 1, 2)]);
 }
 
 fn scoped_registry() -> Registry {
     let mut registry = Registry::with_std();
-    registry.event("~event users.get { id: i64 } | found []const u8 | missing", |id: i64| if id == 1 { Reply::branch("found").value("ada") } else { Reply::branch("missing") }).unwrap();
-    registry.event("~event users.delete { id: i64 } | ok", |_: i64| Reply::branch("ok")).unwrap();
-    registry.event("~event admin:reset {} | ok", || Reply::branch("ok")).unwrap();
-    registry.event("~event hello { name: []const u8 } | said", |_: &str| Reply::branch("said")).unwrap();
+    registry
+        .event(
+            "~event users.get { id: i64 } | found []const u8 | missing",
+            |id: i64| {
+                if id == 1 {
+                    Reply::branch("found").value("ada")
+                } else {
+                    Reply::branch("missing")
+                }
+            },
+        )
+        .unwrap();
+    registry
+        .event("~event users.delete { id: i64 } | ok", |_: i64| {
+            Reply::branch("ok")
+        })
+        .unwrap();
+    registry
+        .event("~event admin:reset {} | ok", || Reply::branch("ok"))
+        .unwrap();
+    registry
+        .event("~event hello { name: []const u8 } | said", |_: &str| {
+            Reply::branch("said")
+        })
+        .unwrap();
     registry.add_scope("readers", Scope::new().allow("users.get"));
     registry.add_scope("users", Scope::new().allow_with_cost("users.*", 2));
     registry.add_scope("admins", Scope::new().include("users").allow("admin:*"));
@@ -191,21 +338,54 @@ fn scoped_registry() -> Registry {
 #[test]
 fn scopes_allow_exact_names_globs_aliases_and_included_scopes() {
     let engine = Engine::new(scoped_registry());
-    let check = |scope: &str, source: &str| engine.compile("t", source, &CompileOptions::default().scope(scope)).map(|f| run(&f));
+    let check = |scope: &str, source: &str| {
+        engine
+            .compile("t", source, &CompileOptions::default().scope(scope))
+            .map(|f| run(&f))
+    };
     assert!(check("readers", "~users.get(id: 1)").is_ok());
     let denied = check("readers", "~users.delete(id: 1)").err().unwrap();
     assert_eq!(denied.positions(), vec![(Code::E0301, 1, 2)]);
-    assert!(denied.diagnostics[0].message.contains("`users.delete` is not allowed in scope `readers`"));
-    assert_eq!(check("users", "~users.delete(id: 1)").unwrap().fuel(), 2, "glob with cost 2");
+    assert!(denied.diagnostics[0]
+        .message
+        .contains("`users.delete` is not allowed in scope `readers`"));
+    assert_eq!(
+        check("users", "~users.delete(id: 1)").unwrap().fuel(),
+        2,
+        "glob with cost 2"
+    );
     assert!(check("admins", "~admin:reset()").is_ok());
-    assert_eq!(check("admins", "~users.get(id: 2)").unwrap().fuel(), 2, "included scope keeps its costs");
-    assert_eq!(check("greeters", "~greet(name: \"x\")").unwrap().fuel(), 7, "alias with its own cost");
+    assert_eq!(
+        check("admins", "~users.get(id: 2)").unwrap().fuel(),
+        2,
+        "included scope keeps its costs"
+    );
+    assert_eq!(
+        check("greeters", "~greet(name: \"x\")").unwrap().fuel(),
+        7,
+        "alias with its own cost"
+    );
     let original = check("greeters", "~hello(name: \"x\")").err().unwrap();
-    assert_eq!(original.positions(), vec![(Code::E0301, 1, 2)], "the aliased name is not exposed");
-    let unknown = engine.compile("t", "~users.get(id: 1)", &CompileOptions::default().scope("nobody")).err().unwrap();
+    assert_eq!(
+        original.positions(),
+        vec![(Code::E0301, 1, 2)],
+        "the aliased name is not exposed"
+    );
+    let unknown = engine
+        .compile(
+            "t",
+            "~users.get(id: 1)",
+            &CompileOptions::default().scope("nobody"),
+        )
+        .err()
+        .unwrap();
     assert_eq!(unknown.diagnostics[0].code, Code::E0302);
     // Builtins are always allowed.
-    assert!(check("readers", "~for(0..3)\n| each i |> users.get(id: i)\n    | found |> _\n    | missing |> _").is_ok());
+    assert!(check(
+        "readers",
+        "~for(0..3)\n| each i |> users.get(id: i)\n    | found |> _\n    | missing |> _"
+    )
+    .is_ok());
 }
 
 #[test]
@@ -218,25 +398,64 @@ fn a_library_attached_to_a_scope_provides_subflows_to_its_flows() {
             "~event describe { id: i64 }\n| known []const u8\n| unknown\n\n~describe = users.get(id: id)\n| found name |> known name\n| missing |> unknown\n",
         )
         .unwrap();
-    let broken = registry.attach_library("users", "broken.kz", "~event broken {} | ok\n~broken = nothere()\n").unwrap_err();
+    let broken = registry
+        .attach_library(
+            "users",
+            "broken.kz",
+            "~event broken {} | ok\n~broken = nothere()\n",
+        )
+        .unwrap_err();
     assert!(matches!(broken, RegistryError::Library(_)), "{broken}");
     let engine = Engine::new(registry);
-    let flow = engine.compile("t", "~describe(id: 1)", &CompileOptions::default().scope("users")).unwrap();
+    let flow = engine
+        .compile(
+            "t",
+            "~describe(id: 1)",
+            &CompileOptions::default().scope("users"),
+        )
+        .unwrap();
     let outcome = run(&flow);
-    assert_eq!(json(&outcome), r#"{"outcome":"ok","value":{"branch":"known","value":"ada"},"fuel":3}"#, "subflow 1 + users.get 2");
+    assert_eq!(
+        json(&outcome),
+        r#"{"outcome":"ok","value":{"branch":"known","value":"ada"},"fuel":3}"#,
+        "subflow 1 + users.get 2"
+    );
     // Included scopes bring their libraries along; other scopes do not see them.
-    assert!(engine.compile("t", "~describe(id: 2)", &CompileOptions::default().scope("admins")).is_ok());
-    let missing = engine.compile("t", "~describe(id: 2)", &CompileOptions::default().scope("readers")).err().unwrap();
+    assert!(engine
+        .compile(
+            "t",
+            "~describe(id: 2)",
+            &CompileOptions::default().scope("admins")
+        )
+        .is_ok());
+    let missing = engine
+        .compile(
+            "t",
+            "~describe(id: 2)",
+            &CompileOptions::default().scope("readers"),
+        )
+        .err()
+        .unwrap();
     assert_eq!(missing.diagnostics[0].code, Code::E0201);
 }
 
 #[test]
 fn output_can_be_captured_per_run() {
     let engine = Engine::new(Registry::with_std());
-    let flow = engine.compile("t", "~std.io:print(text: \"a\") |> std.io:eprintln(message: \"b\")", &CompileOptions::default()).unwrap();
+    let flow = engine
+        .compile(
+            "t",
+            "~std.io:print(text: \"a\") |> std.io:eprintln(message: \"b\")",
+            &CompileOptions::default(),
+        )
+        .unwrap();
     let sink = CaptureSink::new();
-    flow.run_with_output(&Inputs::new(), &RunLimits::default(), &sink).unwrap();
-    assert_eq!((sink.take_out(), sink.take_err()), ("a".to_string(), "b\n".to_string()));
+    flow.run_with_output(&Inputs::new(), &RunLimits::default(), &sink)
+        .unwrap();
+    assert_eq!(
+        (sink.take_out(), sink.take_err()),
+        ("a".to_string(), "b\n".to_string())
+    );
 }
 
 #[test]
@@ -244,13 +463,46 @@ fn fuel_stops_before_the_refused_dispatch() {
     let calls = Arc::new(Mutex::new(Vec::new()));
     let seen = calls.clone();
     let mut registry = Registry::new();
-    registry.event("~event tick { n: i64 } | ok", move |n: i64| seen.lock().unwrap().push(n)).unwrap();
+    registry
+        .event("~event tick { n: i64 } | ok", move |n: i64| {
+            seen.lock().unwrap().push(n)
+        })
+        .unwrap();
     let flow = compile(registry, "~for(0..10) | each i |> tick(n: i)");
-    let outcome = flow.run(&Inputs::new(), &RunLimits { fuel: Some(3), ..RunLimits::default() }).unwrap();
-    assert_eq!(json(&outcome), r#"{"outcome":"exhausted","limit":"Fuel","fuel":3,"last_event":"tick"}"#);
+    let outcome = flow
+        .run(
+            &Inputs::new(),
+            &RunLimits {
+                fuel: Some(3),
+                ..RunLimits::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        json(&outcome),
+        r#"{"outcome":"exhausted","limit":"Fuel","fuel":3,"last_event":"tick"}"#
+    );
     assert_eq!(*calls.lock().unwrap(), vec![0, 1, 2]);
-    let outcome = flow.run(&Inputs::new(), &RunLimits { max_iterations: Some(4), ..RunLimits::default() }).unwrap();
-    assert!(matches!(outcome, Outcome::Exhausted { limit: Limit::LoopIterations, fuel: 4, .. }), "{outcome:?}");
+    let outcome = flow
+        .run(
+            &Inputs::new(),
+            &RunLimits {
+                max_iterations: Some(4),
+                ..RunLimits::default()
+            },
+        )
+        .unwrap();
+    assert!(
+        matches!(
+            outcome,
+            Outcome::Exhausted {
+                limit: Limit::LoopIterations,
+                fuel: 4,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
 }
 
 #[test]
@@ -263,22 +515,81 @@ fn an_interrupt_or_deadline_stops_an_endless_loop() {
         std::thread::sleep(std::time::Duration::from_millis(20));
         trigger.interrupt();
     });
-    let outcome = flow.run(&Inputs::new(), &RunLimits { interrupt: Some(interrupt), ..RunLimits::default() }).unwrap();
+    let outcome = flow
+        .run(
+            &Inputs::new(),
+            &RunLimits {
+                interrupt: Some(interrupt),
+                ..RunLimits::default()
+            },
+        )
+        .unwrap();
     stopper.join().unwrap();
-    assert!(matches!(outcome, Outcome::Exhausted { limit: Limit::Interrupted, .. }), "{outcome:?}");
+    assert!(
+        matches!(
+            outcome,
+            Outcome::Exhausted {
+                limit: Limit::Interrupted,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
     let deadline = std::time::Instant::now() + std::time::Duration::from_millis(20);
-    let outcome = flow.run(&Inputs::new(), &RunLimits { deadline: Some(deadline), ..RunLimits::default() }).unwrap();
-    assert!(matches!(outcome, Outcome::Exhausted { limit: Limit::Deadline, .. }), "{outcome:?}");
+    let outcome = flow
+        .run(
+            &Inputs::new(),
+            &RunLimits {
+                deadline: Some(deadline),
+                ..RunLimits::default()
+            },
+        )
+        .unwrap();
+    assert!(
+        matches!(
+            outcome,
+            Outcome::Exhausted {
+                limit: Limit::Deadline,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
 }
 
 #[test]
 fn inputs_must_match_the_compiled_declaration() {
     let engine = Engine::new(Registry::new());
-    let flow = engine.compile("t", "~if(x > 1) | then |> yes | else |> no", &CompileOptions::default().input("x", Type::Int)).unwrap();
-    assert_eq!(flow.run(&Inputs::new(), &RunLimits::default()), Err(InputError::Missing("x".into())));
-    assert!(matches!(flow.run(&Inputs::new().set("x", 1.5), &RunLimits::default()), Err(InputError::WrongType { .. })));
-    assert_eq!(flow.run(&Inputs::new().set("x", 2i64).set("y", 1i64), &RunLimits::default()), Err(InputError::Unknown("y".into())));
-    assert_eq!(json(&flow.run(&Inputs::new().set("x", 2i64), &RunLimits::default()).unwrap()), r#"{"outcome":"ok","value":{"branch":"yes"},"fuel":0}"#);
+    let flow = engine
+        .compile(
+            "t",
+            "~if(x > 1) | then |> yes | else |> no",
+            &CompileOptions::default().input("x", Type::Int),
+        )
+        .unwrap();
+    assert_eq!(
+        flow.run(&Inputs::new(), &RunLimits::default()),
+        Err(InputError::Missing("x".into()))
+    );
+    assert!(matches!(
+        flow.run(&Inputs::new().set("x", 1.5), &RunLimits::default()),
+        Err(InputError::WrongType { .. })
+    ));
+    assert_eq!(
+        flow.run(
+            &Inputs::new().set("x", 2i64).set("y", 1i64),
+            &RunLimits::default()
+        ),
+        Err(InputError::Unknown("y".into()))
+    );
+    assert_eq!(
+        json(
+            &flow
+                .run(&Inputs::new().set("x", 2i64), &RunLimits::default())
+                .unwrap()
+        ),
+        r#"{"outcome":"ok","value":{"branch":"yes"},"fuel":0}"#
+    );
 }
 
 #[test]
@@ -287,17 +598,33 @@ fn compiled_flows_are_shared_across_threads() {
     assert_send_sync::<Flow>();
     assert_send_sync::<Engine>();
     let mut registry = Registry::new();
-    registry.event("~event add { a: i64, b: i64 } | sum i64", |a: i64, b: i64| a + b).unwrap();
+    registry
+        .event(
+            "~event add { a: i64, b: i64 } | sum i64",
+            |a: i64, b: i64| a + b,
+        )
+        .unwrap();
     let source = "~capture({ s: 0 })\n| as acc |> for(0..n)\n    | each i |> add(a: acc.s, b: i)\n        | sum v |> captured { s: v }\n| captured t |> total t.s";
-    let flow = Engine::new(registry).compile("t", source, &CompileOptions::default().input("n", Type::Int)).unwrap();
+    let flow = Engine::new(registry)
+        .compile(
+            "t",
+            source,
+            &CompileOptions::default().input("n", Type::Int),
+        )
+        .unwrap();
     let threads: Vec<_> = (0..4i64)
         .map(|k| {
             let flow = flow.clone();
             std::thread::spawn(move || {
                 for n in 0..200 {
                     let n = n + k;
-                    let outcome = flow.run(&Inputs::new().set("n", n), &RunLimits::default()).unwrap();
-                    assert_eq!(outcome.value().unwrap().field(""), Some(&Scalar::Int(n * (n - 1) / 2)));
+                    let outcome = flow
+                        .run(&Inputs::new().set("n", n), &RunLimits::default())
+                        .unwrap();
+                    assert_eq!(
+                        outcome.value().unwrap().field(""),
+                        Some(&Scalar::Int(n * (n - 1) / 2))
+                    );
                 }
             })
         })
@@ -313,10 +640,24 @@ fn compiled_flows_are_shared_across_threads() {
 fn all_errors_of_a_source_are_reported_together_with_positions() {
     let engine = Engine::new(Registry::with_std());
     let source = "~nope()\n~std.io:println(txt: \"x\")\n~if(1) | then |> _\n";
-    let errors = engine.compile("t", source, &CompileOptions::default()).err().unwrap();
-    assert_eq!(errors.positions(), vec![(Code::E0201, 1, 2), (Code::E0205, 2, 2), (Code::E0205, 2, 17), (Code::E0204, 3, 5)]);
+    let errors = engine
+        .compile("t", source, &CompileOptions::default())
+        .err()
+        .unwrap();
+    assert_eq!(
+        errors.positions(),
+        vec![
+            (Code::E0201, 1, 2),
+            (Code::E0205, 2, 2),
+            (Code::E0205, 2, 17),
+            (Code::E0204, 3, 5)
+        ]
+    );
     let rendered = errors.render(false);
-    assert!(rendered.contains("error[E0201]: unknown event `nope`"), "{rendered}");
+    assert!(
+        rendered.contains("error[E0201]: unknown event `nope`"),
+        "{rendered}"
+    );
     assert!(rendered.contains("┌─ t:1:2"), "{rendered}");
     assert_eq!(errors.to_json()["errors"][0]["code"], "E0201");
 }

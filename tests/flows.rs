@@ -58,11 +58,19 @@ fn parse_value(text: &str) -> Scalar {
 fn expectations(source: &str) -> Result<Expectations, String> {
     let mut e = Expectations::default();
     for line in source.lines() {
-        let Some(comment) = line.trim_start().strip_prefix("//") else { continue };
-        let Some((key, value)) = comment.trim_start().split_once(':') else { continue };
+        let Some(comment) = line.trim_start().strip_prefix("//") else {
+            continue;
+        };
+        let Some((key, value)) = comment.trim_start().split_once(':') else {
+            continue;
+        };
         let raw = value.strip_prefix(' ').unwrap_or(value);
         let value = value.trim();
-        let number = || value.parse::<u64>().map_err(|_| format!("`{key}` needs a number, got `{value}`"));
+        let number = || {
+            value
+                .parse::<u64>()
+                .map_err(|_| format!("`{key}` needs a number, got `{value}`"))
+        };
         match key.trim() {
             "input" => {
                 let (name, v) = value.split_once('=').ok_or("`input` takes name=value")?;
@@ -77,14 +85,21 @@ fn expectations(source: &str) -> Result<Expectations, String> {
                 e.outcome = Some(if value == "none" {
                     serde_json::Value::Null
                 } else {
-                    serde_json::from_str(value).map_err(|err| format!("bad outcome JSON `{value}`: {err}"))?
+                    serde_json::from_str(value)
+                        .map_err(|err| format!("bad outcome JSON `{value}`: {err}"))?
                 })
             }
             "fuel" => e.fuel = Some(number()?),
             "exhausted" => e.exhausted = Some(value.to_string()),
             "runtime" => e.runtime = Some(value.to_string()),
             "error" => e.errors.push(value.to_string()),
-            "accumulator" => e.accumulator = Some(value.parse().map_err(|_| "`accumulator` needs an integer")?),
+            "accumulator" => {
+                e.accumulator = Some(
+                    value
+                        .parse()
+                        .map_err(|_| "`accumulator` needs an integer")?,
+                )
+            }
             _ => {}
         }
     }
@@ -114,9 +129,19 @@ fn run_file(path: &Path) -> Result<(), Failed> {
     let flow = match engine.compile(&name, &source, &options) {
         Ok(flow) => flow,
         Err(errors) => {
-            let found: Vec<String> = errors.positions().iter().map(|(code, l, c)| format!("{code} at {l}:{c}")).collect();
+            let found: Vec<String> = errors
+                .positions()
+                .iter()
+                .map(|(code, l, c)| format!("{code} at {l}:{c}"))
+                .collect();
             if found != e.errors {
-                return Err(format!("expected errors {:?}, found {:?}\n{}", e.errors, found, errors.render(false)).into());
+                return Err(format!(
+                    "expected errors {:?}, found {:?}\n{}",
+                    e.errors,
+                    found,
+                    errors.render(false)
+                )
+                .into());
             }
             return Ok(());
         }
@@ -133,34 +158,54 @@ fn run_file(path: &Path) -> Result<(), Failed> {
         max_iterations: e.iteration_limit,
         ..RunLimits::default()
     };
-    let outcome = flow.run(&inputs, &limits).map_err(|err| format!("input error: {err}"))?;
+    let outcome = flow
+        .run(&inputs, &limits)
+        .map_err(|err| format!("input error: {err}"))?;
     let mut problems = Vec::new();
     let out = sink.take_out();
     if out != lines(&e.stdout) {
-        problems.push(format!("stdout:\n--- expected\n{}--- found\n{out}", lines(&e.stdout)));
+        problems.push(format!(
+            "stdout:\n--- expected\n{}--- found\n{out}",
+            lines(&e.stdout)
+        ));
     }
     let err = sink.take_err();
     if err != lines(&e.stderr) {
-        problems.push(format!("stderr:\n--- expected\n{}--- found\n{err}", lines(&e.stderr)));
+        problems.push(format!(
+            "stderr:\n--- expected\n{}--- found\n{err}",
+            lines(&e.stderr)
+        ));
     }
     match &outcome {
         Outcome::Ok { value, .. } => match &e.outcome {
             Some(expected) => {
-                let found = value.as_ref().map(|v| v.to_json()).unwrap_or(serde_json::Value::Null);
+                let found = value
+                    .as_ref()
+                    .map(|v| v.to_json())
+                    .unwrap_or(serde_json::Value::Null);
                 if found != *expected {
                     problems.push(format!("value: expected {expected}, found {found}"));
                 }
             }
-            None => problems.push(format!("expected a stop, but the run finished: {}", outcome.to_json())),
+            None => problems.push(format!(
+                "expected a stop, but the run finished: {}",
+                outcome.to_json()
+            )),
         },
-        Outcome::Exhausted { limit, last_event, .. } => {
+        Outcome::Exhausted {
+            limit, last_event, ..
+        } => {
             let found = match last_event {
                 Some(last) => format!("{} last={last}", limit.as_str()),
                 None => limit.as_str().to_string(),
             };
             let expected = e.exhausted.clone().unwrap_or_default();
             // `exhausted: Fuel` checks the limit; `exhausted: Fuel last=add` also the last event.
-            let matches = if expected.contains("last=") { found == expected } else { limit.as_str() == expected };
+            let matches = if expected.contains("last=") {
+                found == expected
+            } else {
+                limit.as_str() == expected
+            };
             if !matches {
                 problems.push(format!("exhausted: expected `{expected}`, found `{found}`"));
             }
@@ -168,7 +213,10 @@ fn run_file(path: &Path) -> Result<(), Failed> {
         Outcome::Error { error, .. } => {
             let found = format!("{} at {}:{}", error.code.as_str(), error.line, error.column);
             if e.runtime.as_deref() != Some(found.as_str()) {
-                problems.push(format!("runtime: expected {:?}, found `{found}` ({})", e.runtime, error.message));
+                problems.push(format!(
+                    "runtime: expected {:?}, found `{found}` ({})",
+                    e.runtime, error.message
+                ));
             }
         }
     }
@@ -191,7 +239,9 @@ fn run_file(path: &Path) -> Result<(), Failed> {
 }
 
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     let mut entries: Vec<_> = entries.flatten().map(|e| e.path()).collect();
     entries.sort();
     for path in entries {
@@ -212,7 +262,11 @@ fn main() {
     let trials = files
         .into_iter()
         .map(|path| {
-            let name = path.strip_prefix(&root).unwrap_or(&path).display().to_string();
+            let name = path
+                .strip_prefix(&root)
+                .unwrap_or(&path)
+                .display()
+                .to_string();
             Trial::test(format!("interp::{name}"), move || run_file(&path))
         })
         .collect();

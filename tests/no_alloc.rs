@@ -48,23 +48,34 @@ fn allocations_during(f: impl FnOnce()) -> u64 {
 
 fn registry() -> Registry {
     let mut registry = Registry::with_std();
-    registry.event("~event add { a: i64, b: i64 } | sum i64", |a: i64, b: i64| a + b).unwrap();
+    registry
+        .event(
+            "~event add { a: i64, b: i64 } | sum i64",
+            |a: i64, b: i64| a + b,
+        )
+        .unwrap();
     // String arguments, exactly as SPEC 9; the reply is a static string so the host itself does
     // not allocate either.
     registry
-        .event("~event add_text { a: []const u8, b: []const u8 } | sum []const u8", |a: &str, b: &str| {
-            let _ = a.parse::<i64>().unwrap_or(0) + b.parse::<i64>().unwrap_or(0);
-            "ok"
-        })
+        .event(
+            "~event add_text { a: []const u8, b: []const u8 } | sum []const u8",
+            |a: &str, b: &str| {
+                let _ = a.parse::<i64>().unwrap_or(0) + b.parse::<i64>().unwrap_or(0);
+                "ok"
+            },
+        )
         .unwrap();
     registry
-        .event("~event pick { n: i64 } | small { label: []const u8 } | big i64", |n: i64| {
-            if n < 50 {
-                koru_jit::Reply::branch("small").field("label", "small")
-            } else {
-                koru_jit::Reply::branch("big").value(n)
-            }
-        })
+        .event(
+            "~event pick { n: i64 } | small { label: []const u8 } | big i64",
+            |n: i64| {
+                if n < 50 {
+                    koru_jit::Reply::branch("small").field("label", "small")
+                } else {
+                    koru_jit::Reply::branch("big").value(n)
+                }
+            },
+        )
         .unwrap();
     registry
 }
@@ -86,12 +97,16 @@ fn assert_steady_state_allocates_nothing(source: &str, options: CompileOptions, 
             assert_eq!(outcome, first);
         }
     });
-    assert_eq!(count, 0, "steady-state runs of {source:?} allocated {count} times");
+    assert_eq!(
+        count, 0,
+        "steady-state runs of {source:?} allocated {count} times"
+    );
 }
 
 #[test]
 fn nested_loop_with_typed_add_allocates_nothing_after_the_first_run() {
-    let source = "~for(0..1000)\n| each _ |> for(0..100)\n    | each i |> add(a: 0, b: i)\n| done |> _\n";
+    let source =
+        "~for(0..1000)\n| each _ |> for(0..100)\n    | each i |> add(a: 0, b: i)\n| done |> _\n";
     assert_steady_state_allocates_nothing(source, CompileOptions::default(), Inputs::new());
 }
 

@@ -2,7 +2,10 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 use koru_jit::layout::LayoutTable;
-use koru_jit::{CompileOptions, Engine, Flow, Inputs, Outcome, Registry, RunLimits, Scalar, Scope, SourceErrors, Type};
+use koru_jit::{
+    CompileOptions, Engine, Flow, Inputs, Outcome, Registry, RunLimits, Scalar, Scope,
+    SourceErrors, Type,
+};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicI64;
@@ -16,7 +19,11 @@ const EXIT_RUNTIME_ERROR: u8 = 3;
 const EXIT_EXHAUSTED: u8 = 4;
 
 #[derive(Parser)]
-#[command(name = "koru-jit", version, about = "Run Koru flows: parse, check, lay out and execute event-continuation programs")]
+#[command(
+    name = "koru-jit",
+    version,
+    about = "Run Koru flows: parse, check, lay out and execute event-continuation programs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -105,34 +112,57 @@ fn main() -> ExitCode {
             stats,
         } => {
             if !matches!(tier, TierArg::Interp) {
-                eprintln!("error: the JIT tier is not available yet in this build; use --tier interp");
+                eprintln!(
+                    "error: the JIT tier is not available yet in this build; use --tier interp"
+                );
                 return ExitCode::from(EXIT_USAGE);
             }
             let limits = RunLimits {
                 fuel,
                 max_iterations,
-                deadline: deadline_ms.map(|ms| std::time::Instant::now() + std::time::Duration::from_millis(ms)),
+                deadline: deadline_ms
+                    .map(|ms| std::time::Instant::now() + std::time::Duration::from_millis(ms)),
                 interrupt: None,
             };
             run(&file, &inputs, scope, &limits, json, stats)
         }
-        Command::Check { file, inputs, scope, json } => match load(&file, &inputs, scope) {
+        Command::Check {
+            file,
+            inputs,
+            scope,
+            json,
+        } => match load(&file, &inputs, scope) {
             Ok(_) => {
                 if json {
-                    println!("{}", serde_json::json!({ "outcome": "valid", "errors": [] }));
+                    println!(
+                        "{}",
+                        serde_json::json!({ "outcome": "valid", "errors": [] })
+                    );
                 }
                 EXIT_OK
             }
             Err(code) => report_load_error(code, json),
         },
-        Command::Emit { file, what, inputs, scope } => emit(&file, what, &inputs, scope),
+        Command::Emit {
+            file,
+            what,
+            inputs,
+            scope,
+        } => emit(&file, what, &inputs, scope),
         Command::Scopes => {
             let (engine, _) = engine();
             for event in engine.registry().events() {
                 println!("event {}", describe(&event.sig));
             }
             for scope in engine.registry().scope_names() {
-                println!("scope {scope}: {:?}", engine.registry().scope(scope).map(|s| s.rules()).unwrap_or_default());
+                println!(
+                    "scope {scope}: {:?}",
+                    engine
+                        .registry()
+                        .scope(scope)
+                        .map(|s| s.rules())
+                        .unwrap_or_default()
+                );
             }
             EXIT_OK
         }
@@ -140,18 +170,40 @@ fn main() -> ExitCode {
 }
 
 fn describe(sig: &koru_jit::EventSig) -> String {
-    let inputs: Vec<String> = sig.inputs.iter().map(|(n, t)| format!("{n}: {t}")).collect();
-    let branches: Vec<String> = sig.branches.iter().map(|b| format!("| {} {}", b.name, b.payload)).collect();
-    format!("{} {{ {} }} {}", sig.name, inputs.join(", "), branches.join(" "))
+    let inputs: Vec<String> = sig
+        .inputs
+        .iter()
+        .map(|(n, t)| format!("{n}: {t}"))
+        .collect();
+    let branches: Vec<String> = sig
+        .branches
+        .iter()
+        .map(|b| format!("| {} {}", b.name, b.payload))
+        .collect();
+    format!(
+        "{} {{ {} }} {}",
+        sig.name,
+        inputs.join(", "),
+        branches.join(" ")
+    )
 }
 
 /// The command line's registry: the standard library and the example events of the Koru articles.
 fn engine() -> (Engine, Arc<AtomicI64>) {
     let mut registry = Registry::with_std();
     let accumulator = Arc::new(AtomicI64::new(0));
-    koru_jit::host::register_demo_events(&mut registry, accumulator.clone()).expect("the demo events are valid");
+    koru_jit::host::register_demo_events(&mut registry, accumulator.clone())
+        .expect("the demo events are valid");
     registry.add_scope("std", Scope::new().allow("std.*"));
-    registry.add_scope("demo", Scope::new().include("std").allow("add").allow("multiply").allow("subtract").allow("produce"));
+    registry.add_scope(
+        "demo",
+        Scope::new()
+            .include("std")
+            .allow("add")
+            .allow("multiply")
+            .allow("subtract")
+            .allow("produce"),
+    );
     (Engine::new(registry), accumulator)
 }
 
@@ -183,8 +235,13 @@ fn parse_inputs(inputs: &[String]) -> Result<(Vec<(String, Type)>, Inputs), Stri
     Ok((types, values))
 }
 
-fn load(file: &str, inputs: &[String], scope: Option<String>) -> Result<(Flow, Inputs, Arc<AtomicI64>), LoadError> {
-    let bytes = std::fs::read(file).map_err(|e| LoadError::Usage(format!("cannot read `{file}`: {e}")))?;
+fn load(
+    file: &str,
+    inputs: &[String],
+    scope: Option<String>,
+) -> Result<(Flow, Inputs, Arc<AtomicI64>), LoadError> {
+    let bytes =
+        std::fs::read(file).map_err(|e| LoadError::Usage(format!("cannot read `{file}`: {e}")))?;
     let (engine, accumulator) = engine();
     let source = match String::from_utf8(bytes) {
         Ok(source) => source,
@@ -194,7 +251,11 @@ fn load(file: &str, inputs: &[String], scope: Option<String>) -> Result<(Flow, I
             return Err(LoadError::Invalid(Box::new(SourceErrors {
                 name: file.to_string(),
                 text,
-                diagnostics: vec![koru_jit::Diagnostic::new(koru_jit::Code::E0101, "the source is not valid UTF-8", koru_jit::span::Span::new(offset, offset + 1))],
+                diagnostics: vec![koru_jit::Diagnostic::new(
+                    koru_jit::Code::E0101,
+                    "the source is not valid UTF-8",
+                    koru_jit::span::Span::new(offset, offset + 1),
+                )],
             })));
         }
     };
@@ -204,7 +265,9 @@ fn load(file: &str, inputs: &[String], scope: Option<String>) -> Result<(Flow, I
         inputs: types,
         ..CompileOptions::default()
     };
-    let flow = engine.compile(file, &source, &options).map_err(|e| LoadError::Invalid(Box::new(e)))?;
+    let flow = engine
+        .compile(file, &source, &options)
+        .map_err(|e| LoadError::Invalid(Box::new(e)))?;
     Ok((flow, values, accumulator))
 }
 
@@ -224,7 +287,14 @@ fn report_load_error(error: LoadError, json: bool) -> u8 {
     }
 }
 
-fn run(file: &str, inputs: &[String], scope: Option<String>, limits: &RunLimits, json: bool, stats: bool) -> u8 {
+fn run(
+    file: &str,
+    inputs: &[String],
+    scope: Option<String>,
+    limits: &RunLimits,
+    json: bool,
+    stats: bool,
+) -> u8 {
     let (flow, values, _accumulator) = match load(file, inputs, scope) {
         Ok(loaded) => loaded,
         Err(error) => return report_load_error(error, json),
@@ -250,16 +320,34 @@ fn run(file: &str, inputs: &[String], scope: Option<String>, limits: &RunLimits,
     }
     match &outcome {
         Outcome::Ok { value, fuel } => {
-            let shown = value.as_ref().map(|v| v.to_json().to_string()).unwrap_or_else(|| "no value (no top-level flow)".into());
+            let shown = value
+                .as_ref()
+                .map(|v| v.to_json().to_string())
+                .unwrap_or_else(|| "no value (no top-level flow)".into());
             eprintln!("result: {shown} (fuel {fuel})");
         }
-        Outcome::Exhausted { limit, fuel, last_event } => {
-            eprintln!("exhausted: {} limit reached (fuel {fuel}, last event {})", limit.as_str(), last_event.as_deref().unwrap_or("none"));
+        Outcome::Exhausted {
+            limit,
+            fuel,
+            last_event,
+        } => {
+            eprintln!(
+                "exhausted: {} limit reached (fuel {fuel}, last event {})",
+                limit.as_str(),
+                last_event.as_deref().unwrap_or("none")
+            );
         }
         Outcome::Error { error, .. } => {
             eprint!(
                 "{}",
-                koru_jit::diag::render_runtime_error(file, flow.source(), error.code.as_str(), &error.message, error.span, std::io::stderr().is_terminal())
+                koru_jit::diag::render_runtime_error(
+                    file,
+                    flow.source(),
+                    error.code.as_str(),
+                    &error.message,
+                    error.span,
+                    std::io::stderr().is_terminal()
+                )
             );
         }
     }

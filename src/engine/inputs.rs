@@ -18,7 +18,11 @@ pub enum InputError {
     #[error("missing flow input `{0}`")]
     Missing(String),
     #[error("flow input `{name}` is {expected}, but {found} was given")]
-    WrongType { name: String, expected: Type, found: Type },
+    WrongType {
+        name: String,
+        expected: Type,
+        found: Type,
+    },
     #[error("the flow has no input `{0}`")]
     Unknown(String),
 }
@@ -46,12 +50,23 @@ impl Inputs {
     }
 
     /// Writes the inputs into the flow state (a `str` is copied into the input's buffer).
-    pub(crate) fn write(&self, program: &Program, layout: &Layout, state: &mut RunState) -> Result<(), InputError> {
-        if let Some((name, _)) = self.values.iter().find(|(n, _)| !program.inputs.iter().any(|i| *i.name == **n)) {
+    pub(crate) fn write(
+        &self,
+        program: &Program,
+        layout: &Layout,
+        state: &mut RunState,
+    ) -> Result<(), InputError> {
+        if let Some((name, _)) = self
+            .values
+            .iter()
+            .find(|(n, _)| !program.inputs.iter().any(|i| *i.name == **n))
+        {
             return Err(InputError::Unknown(name.clone()));
         }
         for input in &program.inputs {
-            let value = self.get(&input.name).ok_or_else(|| InputError::Missing(input.name.to_string()))?;
+            let value = self
+                .get(&input.name)
+                .ok_or_else(|| InputError::Missing(input.name.to_string()))?;
             if value.ty() != input.ty {
                 return Err(InputError::WrongType {
                     name: input.name.to_string(),

@@ -67,7 +67,9 @@ pub struct Engine {
 
 impl Engine {
     pub fn new(registry: Registry) -> Engine {
-        Engine { registry: Arc::new(registry) }
+        Engine {
+            registry: Arc::new(registry),
+        }
     }
 
     pub fn registry(&self) -> &Registry {
@@ -76,7 +78,12 @@ impl Engine {
 
     /// Parses and checks `source`, lays out its flow state, and returns a flow ready to run many
     /// times. All parse and check errors are returned together.
-    pub fn compile(&self, name: &str, source: &str, options: &CompileOptions) -> Result<Flow, SourceErrors> {
+    pub fn compile(
+        &self,
+        name: &str,
+        source: &str,
+        options: &CompileOptions,
+    ) -> Result<Flow, SourceErrors> {
         let errors = |diagnostics| SourceErrors {
             name: name.to_string(),
             text: source.to_string(),
@@ -88,7 +95,11 @@ impl Engine {
         }
         let check = CheckOptions {
             scope: options.scope.clone(),
-            inputs: options.inputs.iter().map(|(n, t)| (Arc::from(n.as_str()), *t)).collect(),
+            inputs: options
+                .inputs
+                .iter()
+                .map(|(n, t)| (Arc::from(n.as_str()), *t))
+                .collect(),
             limits: options.limits.clone(),
         };
         let program = crate::sema::check(&self.registry, &file, source, &check).map_err(errors)?;
@@ -96,7 +107,11 @@ impl Engine {
         if layout.bytes() > options.limits.max_state_bytes {
             return Err(errors(vec![crate::diag::Diagnostic::new(
                 crate::diag::Code::E0105,
-                format!("the flow state needs {} bytes, more than the limit of {}", layout.bytes(), options.limits.max_state_bytes),
+                format!(
+                    "the flow state needs {} bytes, more than the limit of {}",
+                    layout.bytes(),
+                    options.limits.max_state_bytes
+                ),
                 crate::span::Span::default(),
             )]));
         }
@@ -130,7 +145,7 @@ struct FlowInner {
     layout: Layout,
     registry: Arc<Registry>,
     /// Run states kept for reuse, so that steady-state runs allocate nothing.
-    states: Mutex<Vec<Box<RunState>>>,
+    states: Mutex<Vec<RunState>>,
     stats: stats::Counters,
 }
 
@@ -166,16 +181,39 @@ impl Flow {
     }
 
     /// Like [`Flow::run`], with `std.io` output sent to `output`.
-    pub fn run_with_output(&self, inputs: &Inputs, limits: &RunLimits, output: &dyn OutputSink) -> Result<Outcome, InputError> {
+    pub fn run_with_output(
+        &self,
+        inputs: &Inputs,
+        limits: &RunLimits,
+        output: &dyn OutputSink,
+    ) -> Result<Outcome, InputError> {
         let inner = &*self.inner;
-        let mut state = inner.states.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_else(|| Box::new(RunState::new(&inner.program, &inner.layout)));
+        let mut state = inner
+            .states
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+            .unwrap_or_else(|| RunState::new(&inner.program, &inner.layout));
         state.reset();
-        let result = inputs.write(&inner.program, &inner.layout, &mut state).map(|()| {
-            let result = crate::interp::run(&inner.program, &inner.layout, &inner.registry, &mut state, limits, output);
-            self.outcome(result, &state)
-        });
+        let result = inputs
+            .write(&inner.program, &inner.layout, &mut state)
+            .map(|()| {
+                let result = crate::interp::run(
+                    &inner.program,
+                    &inner.layout,
+                    &inner.registry,
+                    &mut state,
+                    limits,
+                    output,
+                );
+                self.outcome(result, &state)
+            });
         inner.stats.record(&state);
-        inner.states.lock().unwrap_or_else(|e| e.into_inner()).push(state);
+        inner
+            .states
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(state);
         result
     }
 
@@ -225,13 +263,18 @@ impl Flow {
                 Type::Float => Scalar::Float(f64::from_bits(bits)),
                 Type::Bool => Scalar::Bool(bits != 0),
                 // SAFETY: a str local holds a live (pointer, length) pair of UTF-8 from this run.
-                Type::Str => Scalar::Str(unsafe { crate::host::word_str(bits, state.frame[slot.offset as usize + 1]) }.to_string()),
+                Type::Str => Scalar::Str(
+                    unsafe { crate::host::word_str(bits, state.frame[slot.offset as usize + 1]) }
+                        .to_string(),
+                ),
             }
         };
         let payload = match &desc.payload {
             ValuePayload::Empty => Payload::Empty,
             ValuePayload::Identity(local) => Payload::Identity(read(*local)),
-            ValuePayload::Struct(fields) => Payload::Struct(fields.iter().map(|(n, l)| (n.clone(), read(*l))).collect()),
+            ValuePayload::Struct(fields) => {
+                Payload::Struct(fields.iter().map(|(n, l)| (n.clone(), read(*l))).collect())
+            }
         };
         Value {
             branch: desc.branch.clone(),

@@ -35,7 +35,8 @@ impl Counters {
 
     pub fn record(&self, state: &RunState) {
         self.runs.fetch_add(1, Ordering::Relaxed);
-        self.dispatched_fuel.fetch_add(state.fuel_used, Ordering::Relaxed);
+        self.dispatched_fuel
+            .fetch_add(state.fuel_used, Ordering::Relaxed);
         for (counter, &n) in self.loop_iterations.iter().zip(&state.loop_iterations) {
             if n != 0 {
                 counter.fetch_add(n, Ordering::Relaxed);
@@ -47,7 +48,11 @@ impl Counters {
         FlowStats {
             runs: self.runs.load(Ordering::Relaxed),
             fuel: self.dispatched_fuel.load(Ordering::Relaxed),
-            loop_iterations: self.loop_iterations.iter().map(|c| c.load(Ordering::Relaxed)).collect(),
+            loop_iterations: self
+                .loop_iterations
+                .iter()
+                .map(|c| c.load(Ordering::Relaxed))
+                .collect(),
             state_bytes: 0,
             steps: program.step_count,
         }

@@ -7,9 +7,9 @@
 
 use crate::types::{PayloadType, Type};
 use smallvec::SmallVec;
-use std::sync::Arc;
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 /// A value in a host reply.
 #[derive(Clone, Debug, PartialEq)]
@@ -188,7 +188,10 @@ impl ReplyOut<'_> {
     fn only_branch(&self) -> Result<&BranchPlan, HostError> {
         match self.plan.branches.as_slice() {
             [only] => Ok(only),
-            _ => Err(HostError(format!("`{}` has several branches; its implementation must name one with Reply::branch", self.plan.event))),
+            _ => Err(HostError(format!(
+                "`{}` has several branches; its implementation must name one with Reply::branch",
+                self.plan.event
+            ))),
         }
     }
 
@@ -201,7 +204,11 @@ impl ReplyOut<'_> {
                 self.store(field, &value);
                 Ok(0)
             }
-            (declared, _) => Err(HostError(format!("`{}` carries {declared}, but the implementation returned a {}", self.plan.event, value.ty()))),
+            (declared, _) => Err(HostError(format!(
+                "`{}` carries {declared}, but the implementation returned a {}",
+                self.plan.event,
+                value.ty()
+            ))),
         }
     }
 
@@ -224,8 +231,12 @@ impl ReplyOut<'_> {
         let branch = &plan.branches[index];
         match (&branch.payload, &reply.payload) {
             (PayloadType::Empty, ReplyPayload::Empty) => {}
-            (PayloadType::Identity(ty), ReplyPayload::Identity(value)) if value.ty() == *ty => self.store(branch.fields[0], value),
-            (PayloadType::Struct(declared), ReplyPayload::Struct(given)) if given.len() == declared.len() => {
+            (PayloadType::Identity(ty), ReplyPayload::Identity(value)) if value.ty() == *ty => {
+                self.store(branch.fields[0], value)
+            }
+            (PayloadType::Struct(declared), ReplyPayload::Struct(given))
+                if given.len() == declared.len() =>
+            {
                 for (k, (field, ty)) in declared.iter().enumerate() {
                     match given.iter().find(|(n, _)| *n == &**field) {
                         Some((_, value)) if value.ty() == *ty => self.store(branch.fields[k], value),
@@ -286,7 +297,8 @@ impl<R: IntoReply, E: Into<HostError>> IntoReply for Result<R, E> {
 }
 
 /// A type-erased host implementation: arguments as words, in declared input order.
-pub type ErasedHostFn = Box<dyn Fn(&[u64], &mut ReplyOut<'_>) -> Result<u32, HostError> + Send + Sync>;
+pub type ErasedHostFn =
+    Box<dyn Fn(&[u64], &mut ReplyOut<'_>) -> Result<u32, HostError> + Send + Sync>;
 
 /// Arguments of a host call, read by position, for closures registered with
 /// [`crate::Registry::implement_with_args`] (any number of inputs).
@@ -299,7 +311,11 @@ pub struct Args<'a> {
 
 impl<'a> Args<'a> {
     pub(crate) fn new(words: &'a [u64], offsets: &'a [usize], types: &'a [Type]) -> Args<'a> {
-        Args { words, offsets, types }
+        Args {
+            words,
+            offsets,
+            types,
+        }
     }
 
     /// The declared type of input `i`.
@@ -332,7 +348,12 @@ impl<'a> Args<'a> {
     /// Input `i` as a `str`. Panics if input `i` is not declared `str` (the registry records the
     /// declared types and checks them here).
     pub fn str(&self, i: usize) -> &'a str {
-        assert_eq!(self.types[i], Type::Str, "host input {i} is declared {}, not str", self.types[i]);
+        assert_eq!(
+            self.types[i],
+            Type::Str,
+            "host input {i} is declared {}, not str",
+            self.types[i]
+        );
         let at = self.offsets[i];
         // SAFETY: `Registry::implement_with_args` only hands out `Args` whose `offsets` were
         // computed from the event's declared inputs, and the assertion above checked that this one
@@ -349,7 +370,9 @@ pub(crate) unsafe fn word_str<'a>(ptr: u64, len: u64) -> &'a str {
         return "";
     }
     // SAFETY: guaranteed by the caller.
-    unsafe { std::str::from_utf8_unchecked(std::slice::from_raw_parts(ptr as *const u8, len as usize)) }
+    unsafe {
+        std::str::from_utf8_unchecked(std::slice::from_raw_parts(ptr as *const u8, len as usize))
+    }
 }
 
 /// A Rust closure usable as a host implementation. `Marker` lets one closure type implement the
@@ -364,23 +387,51 @@ pub trait HostFunction<Marker>: Send + Sync + 'static {
 pub struct Params<T>(std::marker::PhantomData<T>);
 
 macro_rules! kind_type {
-    (i64) => { i64 };
-    (f64) => { f64 };
-    (bool) => { bool };
-    (str) => { &str };
+    (i64) => {
+        i64
+    };
+    (f64) => {
+        f64
+    };
+    (bool) => {
+        bool
+    };
+    (str) => {
+        &str
+    };
 }
 
 macro_rules! kind_tag {
-    (i64) => { Type::Int };
-    (f64) => { Type::Float };
-    (bool) => { Type::Bool };
-    (str) => { Type::Str };
+    (i64) => {
+        Type::Int
+    };
+    (f64) => {
+        Type::Float
+    };
+    (bool) => {
+        Type::Bool
+    };
+    (str) => {
+        Type::Str
+    };
 }
 
 macro_rules! read_arg {
-    (i64, $w:ident, $i:ident) => {{ let v = $w[$i] as i64; $i += 1; v }};
-    (f64, $w:ident, $i:ident) => {{ let v = f64::from_bits($w[$i]); $i += 1; v }};
-    (bool, $w:ident, $i:ident) => {{ let v = $w[$i] != 0; $i += 1; v }};
+    (i64, $w:ident, $i:ident) => {{
+        let v = $w[$i] as i64;
+        $i += 1;
+        v
+    }};
+    (f64, $w:ident, $i:ident) => {{
+        let v = f64::from_bits($w[$i]);
+        $i += 1;
+        v
+    }};
+    (bool, $w:ident, $i:ident) => {{
+        let v = $w[$i] != 0;
+        $i += 1;
+        v
+    }};
     (str, $w:ident, $i:ident) => {{
         // SAFETY: the registry only accepts this closure for an event whose inputs have exactly
         // these types (checked against `arg_types`), and the engine passes a valid UTF-8

@@ -18,7 +18,10 @@ mod scope;
 mod stdlib;
 
 pub use demo::register_demo_events;
-pub use function::{Args, BranchPlan, FieldPlan, HostError, HostFunction, IntoReply, Reply, ReplyBranch, ReplyOut, ReplyPayload, ReplyPlan, ReplyValue};
+pub use function::{
+    Args, BranchPlan, FieldPlan, HostError, HostFunction, IntoReply, Reply, ReplyBranch, ReplyOut,
+    ReplyPayload, ReplyPlan, ReplyValue,
+};
 pub use scope::{Scope, ScopeRule};
 pub use stdlib::{CaptureSink, OutputSink, StdEvent, StdoutSink, STD_DECLARATIONS};
 
@@ -71,8 +74,16 @@ pub enum RegistryError {
     #[error("event `{0}` is already implemented")]
     AlreadyImplemented(String),
     /// The closure's parameters do not match the event's declared inputs.
-    #[error("event `{event}` takes ({}) but the implementation takes ({})", type_list(expected), type_list(found))]
-    SignatureMismatch { event: String, expected: Vec<Type>, found: Vec<Type> },
+    #[error(
+        "event `{event}` takes ({}) but the implementation takes ({})",
+        type_list(expected),
+        type_list(found)
+    )]
+    SignatureMismatch {
+        event: String,
+        expected: Vec<Type>,
+        found: Vec<Type>,
+    },
     /// The declaration text has errors.
     #[error("invalid declaration: {0}")]
     Declaration(SourceErrors),
@@ -88,12 +99,19 @@ pub enum RegistryError {
 }
 
 fn type_list(types: &[Type]) -> String {
-    types.iter().map(|t| t.name()).collect::<Vec<_>>().join(", ")
+    types
+        .iter()
+        .map(|t| t.name())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// What a name means in a scope.
 pub(crate) enum Resolution {
-    Allowed { host: usize, cost: u64 },
+    Allowed {
+        host: usize,
+        cost: u64,
+    },
     /// The event exists but the scope does not allow it.
     Denied,
     Unknown,
@@ -128,10 +146,14 @@ impl Registry {
     /// A registry with the standard library events (SPEC 5).
     pub fn with_std() -> Registry {
         let mut registry = Registry::new();
-        let names = registry.declare(STD_DECLARATIONS).expect("the standard declarations are valid");
+        let names = registry
+            .declare(STD_DECLARATIONS)
+            .expect("the standard declarations are valid");
         for name in names {
             let index = registry.by_name[&name];
-            registry.events[index].implementation = Implementation::Std(stdlib::std_event(&name).expect("every std declaration is a std event"));
+            registry.events[index].implementation = Implementation::Std(
+                stdlib::std_event(&name).expect("every std declaration is a std event"),
+            );
         }
         registry
     }
@@ -164,9 +186,18 @@ impl Registry {
     /// Implements a declared event with a typed closure whose parameters are the event's inputs
     /// in declared order (`i64`, `f64`, `bool` or `&str`; up to three; see
     /// [`Registry::implement_with_args`] for more).
-    pub fn implement<M, F: HostFunction<M>>(&mut self, name: &str, function: F) -> Result<(), RegistryError> {
+    pub fn implement<M, F: HostFunction<M>>(
+        &mut self,
+        name: &str,
+        function: F,
+    ) -> Result<(), RegistryError> {
         let index = self.implementable(name)?;
-        let expected: Vec<Type> = self.events[index].sig.inputs.iter().map(|(_, t)| *t).collect();
+        let expected: Vec<Type> = self.events[index]
+            .sig
+            .inputs
+            .iter()
+            .map(|(_, t)| *t)
+            .collect();
         let found = F::arg_types();
         if expected != found {
             return Err(RegistryError::SignatureMismatch {
@@ -180,25 +211,42 @@ impl Registry {
     }
 
     /// Implements a declared event with a closure that reads any number of inputs by position.
-    pub fn implement_with_args<R, F>(&mut self, name: &str, function: F) -> Result<(), RegistryError>
+    pub fn implement_with_args<R, F>(
+        &mut self,
+        name: &str,
+        function: F,
+    ) -> Result<(), RegistryError>
     where
         R: IntoReply,
         F: Fn(&Args<'_>) -> R + Send + Sync + 'static,
     {
         let index = self.implementable(name)?;
-        let types: Vec<Type> = self.events[index].sig.inputs.iter().map(|(_, t)| *t).collect();
+        let types: Vec<Type> = self.events[index]
+            .sig
+            .inputs
+            .iter()
+            .map(|(_, t)| *t)
+            .collect();
         let mut offsets = Vec::with_capacity(types.len());
         let mut at = 0;
         for ty in &types {
             offsets.push(at);
             at += ty.words() as usize;
         }
-        self.events[index].implementation = Implementation::Closure(Box::new(move |words: &[u64], out: &mut function::ReplyOut<'_>| function(&Args::new(words, &offsets, &types)).write_reply(out)));
+        self.events[index].implementation = Implementation::Closure(Box::new(
+            move |words: &[u64], out: &mut function::ReplyOut<'_>| {
+                function(&Args::new(words, &offsets, &types)).write_reply(out)
+            },
+        ));
         Ok(())
     }
 
     /// Declares one event from Koru text and implements it: the usual way to add a host event.
-    pub fn event<M, F: HostFunction<M>>(&mut self, declaration: &str, function: F) -> Result<(), RegistryError> {
+    pub fn event<M, F: HostFunction<M>>(
+        &mut self,
+        declaration: &str,
+        function: F,
+    ) -> Result<(), RegistryError> {
         let sigs = crate::sema::declarations(declaration).map_err(RegistryError::Declaration)?;
         if sigs.len() != 1 {
             return Err(RegistryError::NotOneEvent(sigs.len()));
@@ -218,7 +266,10 @@ impl Registry {
     }
 
     fn implementable(&self, name: &str) -> Result<usize, RegistryError> {
-        let index = *self.by_name.get(name).ok_or_else(|| RegistryError::UnknownEvent(name.to_string()))?;
+        let index = *self
+            .by_name
+            .get(name)
+            .ok_or_else(|| RegistryError::UnknownEvent(name.to_string()))?;
         if self.events[index].is_implemented() {
             return Err(RegistryError::AlreadyImplemented(name.to_string()));
         }
@@ -232,12 +283,22 @@ impl Registry {
 
     /// Attaches a library (event declarations and subflows) to a scope: flows checked against
     /// that scope can call its subflows. The library is checked against the scope now.
-    pub fn attach_library(&mut self, scope: &str, name: &str, text: &str) -> Result<(), RegistryError> {
+    pub fn attach_library(
+        &mut self,
+        scope: &str,
+        name: &str,
+        text: &str,
+    ) -> Result<(), RegistryError> {
         if !self.scopes.contains_key(scope) {
             return Err(RegistryError::UnknownScope(scope.to_string()));
         }
-        let library = crate::sema::check_library(self, scope, name, text).map_err(RegistryError::Library)?;
-        self.scopes.get_mut(scope).expect("checked above").libraries.push(Arc::new(library));
+        let library =
+            crate::sema::check_library(self, scope, name, text).map_err(RegistryError::Library)?;
+        self.scopes
+            .get_mut(scope)
+            .expect("checked above")
+            .libraries
+            .push(Arc::new(library));
         Ok(())
     }
 
@@ -285,7 +346,12 @@ impl Registry {
         }
     }
 
-    fn resolve_in<'a>(&'a self, scope: &'a str, name: &str, visited: &mut Vec<&'a str>) -> Option<(usize, u64)> {
+    fn resolve_in<'a>(
+        &'a self,
+        scope: &'a str,
+        name: &str,
+        visited: &mut Vec<&'a str>,
+    ) -> Option<(usize, u64)> {
         if visited.contains(&scope) {
             return None;
         }
@@ -293,9 +359,17 @@ impl Registry {
         let rules = &self.scopes.get(scope)?.rules;
         for rule in rules {
             let found = match rule {
-                ScopeRule::Alias { alias, target, cost } if alias == name => self.by_name.get(target.as_str()).map(|&h| (h, *cost)),
-                ScopeRule::Exact { name: exact, cost } if exact == name => self.by_name.get(name).map(|&h| (h, *cost)),
-                ScopeRule::Glob { prefix, cost } if name.starts_with(prefix.as_str()) => self.by_name.get(name).map(|&h| (h, *cost)),
+                ScopeRule::Alias {
+                    alias,
+                    target,
+                    cost,
+                } if alias == name => self.by_name.get(target.as_str()).map(|&h| (h, *cost)),
+                ScopeRule::Exact { name: exact, cost } if exact == name => {
+                    self.by_name.get(name).map(|&h| (h, *cost))
+                }
+                ScopeRule::Glob { prefix, cost } if name.starts_with(prefix.as_str()) => {
+                    self.by_name.get(name).map(|&h| (h, *cost))
+                }
                 ScopeRule::Include { scope: inner } => self.resolve_in(inner, name, visited),
                 _ => None,
             };
@@ -312,7 +386,10 @@ impl Registry {
         let mut scopes = Vec::new();
         let mut i = 0;
         while i < names.len() {
-            let found = self.scopes.get(names[i]).ok_or_else(|| names[i].to_string())?;
+            let found = self
+                .scopes
+                .get(names[i])
+                .ok_or_else(|| names[i].to_string())?;
             scopes.push(found);
             for rule in &found.rules {
                 if let ScopeRule::Include { scope: inner } = rule {

@@ -10,7 +10,11 @@ pub enum ScopeRule {
     /// Every event whose name starts with `prefix` (`users.*` is the prefix `users.`).
     Glob { prefix: String, cost: u64 },
     /// `alias -> target`: the flow calls `alias`, the host runs `target`.
-    Alias { alias: String, target: String, cost: u64 },
+    Alias {
+        alias: String,
+        target: String,
+        cost: u64,
+    },
     /// Everything another scope allows.
     Include { scope: String },
 }
@@ -61,7 +65,9 @@ impl Scope {
 
     /// Allows everything the scope named `scope` allows (resolved when a flow is checked).
     pub fn include(mut self, scope: &str) -> Scope {
-        self.rules.push(ScopeRule::Include { scope: scope.to_string() });
+        self.rules.push(ScopeRule::Include {
+            scope: scope.to_string(),
+        });
         self
     }
 

@@ -81,10 +81,16 @@ impl CaptureSink {
 
 impl OutputSink for CaptureSink {
     fn out(&self, text: &str) {
-        self.out.lock().unwrap_or_else(|e| e.into_inner()).push_str(text);
+        self.out
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_str(text);
     }
 
     fn err(&self, text: &str) {
-        self.err.lock().unwrap_or_else(|e| e.into_inner()).push_str(text);
+        self.err
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push_str(text);
     }
 }

@@ -54,7 +54,14 @@ impl Exec<'_> {
                 let v = self.eval_int(e)?;
                 match v.checked_neg() {
                     Some(n) => n as u64,
-                    None => return Err(Trap::error(ErrorCode::Overflow, "integer overflow in `-`", None, *span)),
+                    None => {
+                        return Err(Trap::error(
+                            ErrorCode::Overflow,
+                            "integer overflow in `-`",
+                            None,
+                            *span,
+                        ))
+                    }
                 }
             }
             Expr::NegFloat(e) => (-f64::from_bits(self.eval(e)?)).to_bits(),
@@ -64,7 +71,14 @@ impl Exec<'_> {
                 let b = self.eval_int(b)?;
                 match arith::int(*op, a, b) {
                     Ok(v) => v as u64,
-                    Err(code) => return Err(Trap::error(code, arith::describe(code, op_symbol(*op)), None, *span)),
+                    Err(code) => {
+                        return Err(Trap::error(
+                            code,
+                            arith::describe(code, op_symbol(*op)),
+                            None,
+                            *span,
+                        ))
+                    }
                 }
             }
             Expr::FloatArith(op, a, b) => {
@@ -98,7 +112,8 @@ impl Exec<'_> {
                 let (ap, al) = self.eval_str(a)?;
                 let (bp, bl) = self.eval_str(b)?;
                 // SAFETY: `eval_str` yields live UTF-8 (literals, run-state buffers, inputs).
-                let equal = unsafe { crate::host::word_str(ap, al) == crate::host::word_str(bp, bl) };
+                let equal =
+                    unsafe { crate::host::word_str(ap, al) == crate::host::word_str(bp, bl) };
                 u64::from(equal == (*op == CmpOp::Eq))
             }
             Expr::And(a, b) => u64::from(self.eval_bool(a)? && self.eval_bool(b)?),
@@ -106,7 +121,14 @@ impl Exec<'_> {
             Expr::IntToFloat(e) => (self.eval_int(e)? as f64).to_bits(),
             Expr::FloatToInt(e, span) => match arith::float_to_int(f64::from_bits(self.eval(e)?)) {
                 Ok(v) => v as u64,
-                Err(code) => return Err(Trap::error(code, "float out of range for int in `@as`", None, *span)),
+                Err(code) => {
+                    return Err(Trap::error(
+                        code,
+                        "float out of range for int in `@as`",
+                        None,
+                        *span,
+                    ))
+                }
             },
             Expr::Select(c, a, b, _) => {
                 if self.eval_bool(c)? {

@@ -21,7 +21,14 @@ use std::time::Instant;
 const DEADLINE_POLL: u32 = 256;
 
 /// Runs every top-level flow of `program`; returns the value of the last one.
-pub fn run(program: &Program, layout: &Layout, registry: &Registry, state: &mut RunState, limits: &RunLimits, output: &dyn OutputSink) -> Result<Option<ValueId>, Trap> {
+pub fn run(
+    program: &Program,
+    layout: &Layout,
+    registry: &Registry,
+    state: &mut RunState,
+    limits: &RunLimits,
+    output: &dyn OutputSink,
+) -> Result<Option<ValueId>, Trap> {
     let mut exec = Exec {
         program,
         layout,
@@ -81,7 +88,14 @@ impl Exec<'_> {
     }
 
     /// Takes the first continuation for `branch` whose guard holds and runs its step.
-    fn select(&mut self, arms: &Arms, branch: u32, first_value: ValueId, event: &str, span: Span) -> Result<ValueId, Trap> {
+    fn select(
+        &mut self,
+        arms: &Arms,
+        branch: u32,
+        first_value: ValueId,
+        event: &str,
+        span: Span,
+    ) -> Result<ValueId, Trap> {
         let value = ValueId(first_value.0 + branch);
         if arms.arms.is_empty() {
             return Ok(value);
@@ -254,7 +268,10 @@ impl Exec<'_> {
         let Some(exit) = s.exits.iter().find(|e| e.value == value) else {
             return Err(Trap::error(
                 ErrorCode::NoBranchMatch,
-                format!("subflow `{}` ended with a branch its event does not declare", s.name),
+                format!(
+                    "subflow `{}` ended with a branch its event does not declare",
+                    s.name
+                ),
                 Some(s.name.clone()),
                 s.span,
             ));
@@ -337,14 +354,30 @@ impl Exec<'_> {
                         let args = &state.args;
                         match catch_unwind(AssertUnwindSafe(|| function(args, &mut out))) {
                             Ok(Ok(branch)) => branch,
-                            Ok(Err(error)) => return Err(Trap::error(ErrorCode::HostError, error.0, Some(event.name.clone()), s.span)),
-                            Err(panic) => return Err(Trap::error(ErrorCode::HostPanic, panic_message(&panic), Some(event.name.clone()), s.span)),
+                            Ok(Err(error)) => {
+                                return Err(Trap::error(
+                                    ErrorCode::HostError,
+                                    error.0,
+                                    Some(event.name.clone()),
+                                    s.span,
+                                ))
+                            }
+                            Err(panic) => {
+                                return Err(Trap::error(
+                                    ErrorCode::HostPanic,
+                                    panic_message(&panic),
+                                    Some(event.name.clone()),
+                                    s.span,
+                                ))
+                            }
                         }
                     }
                     Implementation::Std(kind) => {
                         // SAFETY: the checker gave std events exactly one `str` input, so the
                         // arguments are one (pointer, length) pair of live UTF-8.
-                        let text = unsafe { crate::host::word_str(self.state.args[0], self.state.args[1]) };
+                        let text = unsafe {
+                            crate::host::word_str(self.state.args[0], self.state.args[1])
+                        };
                         match kind {
                             StdEvent::Print => self.output.out(text),
                             StdEvent::Println => {
@@ -364,7 +397,12 @@ impl Exec<'_> {
                         0
                     }
                     Implementation::Missing => {
-                        return Err(Trap::error(ErrorCode::HostError, format!("event `{}` has no implementation", event.name), Some(event.name.clone()), s.span));
+                        return Err(Trap::error(
+                            ErrorCode::HostError,
+                            format!("event `{}` has no implementation", event.name),
+                            Some(event.name.clone()),
+                            s.span,
+                        ));
                     }
                 }
             }
@@ -372,7 +410,8 @@ impl Exec<'_> {
                 let mut text = std::mem::take(&mut self.state.text);
                 text.clear();
                 let formatted = self.format_template(parts, &mut text);
-                let charged = formatted.and_then(|()| self.charge(event.cost, Charged::Host(s.event.0)));
+                let charged =
+                    formatted.and_then(|()| self.charge(event.cost, Charged::Host(s.event.0)));
                 if charged.is_ok() {
                     text.push('\n');
                     self.output.out(&text);
@@ -400,13 +439,16 @@ impl Exec<'_> {
                     Type::Float => {
                         let _ = write!(text, "{}", f64::from_bits(self.eval(expr)?));
                     }
-                    Type::Bool => text.push_str(if self.eval(expr)? != 0 { "true" } else { "false" }),
+                    Type::Bool => text.push_str(if self.eval(expr)? != 0 {
+                        "true"
+                    } else {
+                        "false"
+                    }),
                 },
             }
         }
         Ok(())
     }
-
 }
 
 fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {

@@ -17,12 +17,20 @@ pub fn resolve_type(ty: &ast::TypeExpr, diagnostics: &mut Vec<Diagnostic>) -> Op
     found
 }
 
-fn fields(fields: &[ast::FieldDecl], what: &str, diagnostics: &mut Vec<Diagnostic>) -> Option<Vec<(Arc<str>, Type)>> {
+fn fields(
+    fields: &[ast::FieldDecl],
+    what: &str,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Option<Vec<(Arc<str>, Type)>> {
     let mut out: Vec<(Arc<str>, Type)> = Vec::new();
     let mut ok = true;
     for field in fields {
         if out.iter().any(|(name, _)| **name == *field.name.name) {
-            diagnostics.push(Diagnostic::new(Code::E0205, format!("{what} `{}` is declared twice", field.name.name), field.name.span));
+            diagnostics.push(Diagnostic::new(
+                Code::E0205,
+                format!("{what} `{}` is declared twice", field.name.name),
+                field.name.span,
+            ));
             ok = false;
             continue;
         }
@@ -41,13 +49,19 @@ pub fn event_sig(decl: &ast::EventDecl, diagnostics: &mut Vec<Diagnostic>) -> Op
     let mut ok = inputs.is_some();
     for branch in &decl.branches {
         if branches.iter().any(|b| *b.name == *branch.name.name) {
-            diagnostics.push(Diagnostic::new(Code::E0206, format!("branch `{}` is declared twice", branch.name.name), branch.name.span));
+            diagnostics.push(Diagnostic::new(
+                Code::E0206,
+                format!("branch `{}` is declared twice", branch.name.name),
+                branch.name.span,
+            ));
             ok = false;
             continue;
         }
         let payload = match &branch.payload {
             ast::PayloadDecl::Empty => Some(PayloadType::Empty),
-            ast::PayloadDecl::Identity(ty) => resolve_type(ty, diagnostics).map(PayloadType::Identity),
+            ast::PayloadDecl::Identity(ty) => {
+                resolve_type(ty, diagnostics).map(PayloadType::Identity)
+            }
             ast::PayloadDecl::Struct(f) => fields(f, "field", diagnostics).map(PayloadType::Struct),
         };
         match payload {

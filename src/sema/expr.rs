@@ -9,10 +9,19 @@ use crate::types::Type;
 
 impl Lowerer<'_> {
     /// Lowers an expression and checks it has type `expected`.
-    pub(super) fn lower_typed(&mut self, expr: &ast::Expr, expected: Type, what: &str) -> Option<Expr> {
+    pub(super) fn lower_typed(
+        &mut self,
+        expr: &ast::Expr,
+        expected: Type,
+        what: &str,
+    ) -> Option<Expr> {
         let (lowered, ty) = self.lower_expr(expr)?;
         if ty != expected {
-            self.error(Code::E0204, format!("{what} must be {expected}, found {ty}"), expr.span);
+            self.error(
+                Code::E0204,
+                format!("{what} must be {expected}, found {ty}"),
+                expr.span,
+            );
             return None;
         }
         Some(lowered)
@@ -28,7 +37,11 @@ impl Lowerer<'_> {
             ExprKind::Int(v) => match i64::try_from(*v) {
                 Ok(v) => Some((Expr::Int(v), Type::Int)),
                 Err(_) => {
-                    self.error(Code::E0101, "integer literal out of range for int (64-bit signed)", span);
+                    self.error(
+                        Code::E0101,
+                        "integer literal out of range for int (64-bit signed)",
+                        span,
+                    );
                     None
                 }
             },
@@ -38,12 +51,26 @@ impl Lowerer<'_> {
             ExprKind::Name(name) => match self.lookup(name).cloned() {
                 Some(Bound::Scalar(local, ty)) => Some((Expr::Local(local, ty), ty)),
                 Some(Bound::Struct(fields)) => {
-                    let names: Vec<String> = fields.iter().map(|(n, _, _)| format!("`{name}.{n}`")).collect();
-                    self.error(Code::E0204, format!("`{name}` is a struct payload; use one of its fields: {}", names.join(", ")), span);
+                    let names: Vec<String> = fields
+                        .iter()
+                        .map(|(n, _, _)| format!("`{name}.{n}`"))
+                        .collect();
+                    self.error(
+                        Code::E0204,
+                        format!(
+                            "`{name}` is a struct payload; use one of its fields: {}",
+                            names.join(", ")
+                        ),
+                        span,
+                    );
                     None
                 }
                 Some(Bound::Empty) => {
-                    self.error(Code::E0204, format!("`{name}` binds an empty payload and has no value"), span);
+                    self.error(
+                        Code::E0204,
+                        format!("`{name}` binds an empty payload and has no value"),
+                        span,
+                    );
                     None
                 }
                 None => {
@@ -53,20 +80,42 @@ impl Lowerer<'_> {
             },
             ExprKind::Field(base, field) => {
                 let ExprKind::Name(name) = &base.kind else {
-                    self.error(Code::E0203, format!("field `{}` of a value that has no fields", field.name), field.span);
+                    self.error(
+                        Code::E0203,
+                        format!("field `{}` of a value that has no fields", field.name),
+                        field.span,
+                    );
                     return None;
                 };
                 match self.lookup(name).cloned() {
-                    Some(Bound::Struct(fields)) => match fields.iter().find(|(n, _, _)| **n == *field.name) {
-                        Some((_, local, ty)) => Some((Expr::Local(*local, *ty), *ty)),
-                        None => {
-                            let names: Vec<String> = fields.iter().map(|(n, _, _)| format!("`{n}`")).collect();
-                            self.error(Code::E0203, format!("`{name}` has no field `{}` (its fields: {})", field.name, names.join(", ")), field.span);
-                            None
+                    Some(Bound::Struct(fields)) => {
+                        match fields.iter().find(|(n, _, _)| **n == *field.name) {
+                            Some((_, local, ty)) => Some((Expr::Local(*local, *ty), *ty)),
+                            None => {
+                                let names: Vec<String> =
+                                    fields.iter().map(|(n, _, _)| format!("`{n}`")).collect();
+                                self.error(
+                                    Code::E0203,
+                                    format!(
+                                        "`{name}` has no field `{}` (its fields: {})",
+                                        field.name,
+                                        names.join(", ")
+                                    ),
+                                    field.span,
+                                );
+                                None
+                            }
                         }
-                    },
+                    }
                     Some(_) => {
-                        self.error(Code::E0203, format!("`{name}` has no fields, so it has no field `{}`", field.name), field.span);
+                        self.error(
+                            Code::E0203,
+                            format!(
+                                "`{name}` has no fields, so it has no field `{}`",
+                                field.name
+                            ),
+                            field.span,
+                        );
                         None
                     }
                     None => {
@@ -101,15 +150,29 @@ impl Lowerer<'_> {
                 let target = super::decl::resolve_type(ty, &mut Vec::new());
                 let (inner, from) = self.lower_expr(operand)?;
                 match (target, from) {
-                    (Some(Type::Int), Type::Int) | (Some(Type::Float), Type::Float) => Some((inner, from)),
-                    (Some(Type::Float), Type::Int) => Some((Expr::IntToFloat(Box::new(inner)), Type::Float)),
-                    (Some(Type::Int), Type::Float) => Some((Expr::FloatToInt(Box::new(inner), span), Type::Int)),
+                    (Some(Type::Int), Type::Int) | (Some(Type::Float), Type::Float) => {
+                        Some((inner, from))
+                    }
+                    (Some(Type::Float), Type::Int) => {
+                        Some((Expr::IntToFloat(Box::new(inner)), Type::Float))
+                    }
+                    (Some(Type::Int), Type::Float) => {
+                        Some((Expr::FloatToInt(Box::new(inner), span), Type::Int))
+                    }
                     (Some(to), from) => {
-                        self.error(Code::E0204, format!("`@as` converts between int and float, not {from} to {to}"), span);
+                        self.error(
+                            Code::E0204,
+                            format!("`@as` converts between int and float, not {from} to {to}"),
+                            span,
+                        );
                         None
                     }
                     (None, _) => {
-                        self.error(Code::E0204, format!("unknown type `{}` in `@as`", ty.text), ty.span);
+                        self.error(
+                            Code::E0204,
+                            format!("unknown type `{}` in `@as`", ty.text),
+                            ty.span,
+                        );
                         None
                     }
                 }
@@ -120,21 +183,38 @@ impl Lowerer<'_> {
                 let b_lowered = self.lower_expr(b);
                 let ((a_expr, a_ty), (b_expr, b_ty)) = (a_lowered?, b_lowered?);
                 if a_ty != b_ty {
-                    self.error(Code::E0204, format!("the arms of `if` have different types: {a_ty} and {b_ty}"), span);
+                    self.error(
+                        Code::E0204,
+                        format!("the arms of `if` have different types: {a_ty} and {b_ty}"),
+                        span,
+                    );
                     return None;
                 }
                 let ty = a_ty;
-                Some((Expr::Select(Box::new(cond?), Box::new(a_expr), Box::new(b_expr), ty), ty))
+                Some((
+                    Expr::Select(Box::new(cond?), Box::new(a_expr), Box::new(b_expr), ty),
+                    ty,
+                ))
             }
         }
     }
 
-    fn lower_binary(&mut self, op: BinaryOp, a: &ast::Expr, b: &ast::Expr, span: crate::span::Span) -> Option<(Expr, Type)> {
+    fn lower_binary(
+        &mut self,
+        op: BinaryOp,
+        a: &ast::Expr,
+        b: &ast::Expr,
+        span: crate::span::Span,
+    ) -> Option<(Expr, Type)> {
         if matches!(op, BinaryOp::And | BinaryOp::Or) {
             let left = self.lower_bool(a, &format!("the left operand of `{}`", op.symbol()));
             let right = self.lower_bool(b, &format!("the right operand of `{}`", op.symbol()));
             let (left, right) = (Box::new(left?), Box::new(right?));
-            let lowered = if op == BinaryOp::And { Expr::And(left, right) } else { Expr::Or(left, right) };
+            let lowered = if op == BinaryOp::And {
+                Expr::And(left, right)
+            } else {
+                Expr::Or(left, right)
+            };
             return Some((lowered, Type::Bool));
         }
         let left = self.lower_expr(a);
@@ -153,10 +233,18 @@ impl Lowerer<'_> {
         if !(is_number(lt) && is_number(rt)) {
             let (l, r) = (Box::new(left), Box::new(right));
             return match (cmp, lt, rt) {
-                (Some(cmp @ (CmpOp::Eq | CmpOp::Ne)), Type::Str, Type::Str) => Some((Expr::StrCmp(cmp, l, r), Type::Bool)),
-                (Some(cmp @ (CmpOp::Eq | CmpOp::Ne)), Type::Bool, Type::Bool) => Some((Expr::BoolCmp(cmp, l, r), Type::Bool)),
+                (Some(cmp @ (CmpOp::Eq | CmpOp::Ne)), Type::Str, Type::Str) => {
+                    Some((Expr::StrCmp(cmp, l, r), Type::Bool))
+                }
+                (Some(cmp @ (CmpOp::Eq | CmpOp::Ne)), Type::Bool, Type::Bool) => {
+                    Some((Expr::BoolCmp(cmp, l, r), Type::Bool))
+                }
                 _ => {
-                    self.error(Code::E0204, format!("`{}` cannot combine {lt} and {rt}", op.symbol()), span);
+                    self.error(
+                        Code::E0204,
+                        format!("`{}` cannot combine {lt} and {rt}", op.symbol()),
+                        span,
+                    );
                     None
                 }
             };

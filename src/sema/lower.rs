@@ -74,7 +74,13 @@ pub(crate) struct Lowerer<'a> {
 }
 
 impl<'a> Lowerer<'a> {
-    pub fn new(registry: &'a Registry, options: &'a CheckOptions, text: &'a str, subflows: &'a HashMap<String, SubflowDef<'a>>, recursive: &'a [String]) -> Lowerer<'a> {
+    pub fn new(
+        registry: &'a Registry,
+        options: &'a CheckOptions,
+        text: &'a str,
+        subflows: &'a HashMap<String, SubflowDef<'a>>,
+        recursive: &'a [String],
+    ) -> Lowerer<'a> {
         let mut lowerer = Lowerer {
             registry,
             options,
@@ -100,7 +106,11 @@ impl<'a> Lowerer<'a> {
         };
         for (name, ty) in &options.inputs {
             if lowerer.inputs.iter().any(|i| i.name == *name) {
-                lowerer.error(Code::E0205, format!("flow input `{name}` is given twice"), Span::default());
+                lowerer.error(
+                    Code::E0205,
+                    format!("flow input `{name}` is given twice"),
+                    Span::default(),
+                );
                 continue;
             }
             let local = lowerer.new_local(name.clone(), *ty, LocalKind::FlowInput);
@@ -160,8 +170,17 @@ impl<'a> Lowerer<'a> {
     }
 
     pub(super) fn new_local(&mut self, name: Arc<str>, ty: Type, kind: LocalKind) -> LocalId {
-        let owns_buffer = ty == Type::Str && matches!(kind, LocalKind::FlowInput | LocalKind::Payload | LocalKind::AccumulatorField);
-        self.locals.push(LocalDecl { name, ty, kind, owns_buffer });
+        let owns_buffer = ty == Type::Str
+            && matches!(
+                kind,
+                LocalKind::FlowInput | LocalKind::Payload | LocalKind::AccumulatorField
+            );
+        self.locals.push(LocalDecl {
+            name,
+            ty,
+            kind,
+            owns_buffer,
+        });
         LocalId(self.locals.len() as u32 - 1)
     }
 
@@ -178,7 +197,10 @@ impl<'a> Lowerer<'a> {
                 self.too_large = true;
                 self.diagnostics.push(Diagnostic::new(
                     Code::E0105,
-                    format!("the flow has more than {} steps once subflows are inlined", self.options.limits.max_steps),
+                    format!(
+                        "the flow has more than {} steps once subflows are inlined",
+                        self.options.limits.max_steps
+                    ),
                     span,
                 ));
             }
@@ -199,7 +221,11 @@ impl<'a> Lowerer<'a> {
     }
 
     pub(super) fn lookup(&self, name: &str) -> Option<&Bound> {
-        self.scope.iter().rev().find(|b| &*b.name == name).map(|b| &b.bound)
+        self.scope
+            .iter()
+            .rev()
+            .find(|b| &*b.name == name)
+            .map(|b| &b.bound)
     }
 
     pub fn lower_flow(&mut self, flow: &ast::Flow) {
@@ -219,7 +245,11 @@ impl<'a> Lowerer<'a> {
         self.scope = self.input_bindings();
         for (input, ty) in def.sig.inputs.clone() {
             if self.lookup(&input).is_some() {
-                self.error(Code::E0208, format!("subflow input `{input}` shadows a flow input of the same name"), def.span);
+                self.error(
+                    Code::E0208,
+                    format!("subflow input `{input}` shadows a flow input of the same name"),
+                    def.span,
+                );
             }
             let local = self.new_local(input.clone(), ty, LocalKind::SubflowInput);
             self.scope.push(Binding {
@@ -272,25 +302,43 @@ impl<'a> Lowerer<'a> {
         match self.registry.resolve(self.options.scope.as_deref(), name) {
             Resolution::Allowed { host, cost } => {
                 if !self.registry.events()[host].is_implemented() {
-                    self.error(Code::E0209, format!("event `{name}` is declared but the host registered no implementation"), invocation.path.span);
+                    self.error(
+                        Code::E0209,
+                        format!(
+                            "event `{name}` is declared but the host registered no implementation"
+                        ),
+                        invocation.path.span,
+                    );
                     return None;
                 }
                 self.lower_host(invocation, host, cost)
             }
             Resolution::Denied => {
                 let scope = self.options.scope.clone().unwrap_or_default();
-                self.error(Code::E0301, format!("event `{name}` is not allowed in scope `{scope}` (EventDenied)"), invocation.path.span);
+                self.error(
+                    Code::E0301,
+                    format!("event `{name}` is not allowed in scope `{scope}` (EventDenied)"),
+                    invocation.path.span,
+                );
                 None
             }
             Resolution::Unknown => {
-                self.error(Code::E0201, format!("unknown event `{name}`"), invocation.path.span);
+                self.error(
+                    Code::E0201,
+                    format!("unknown event `{name}`"),
+                    invocation.path.span,
+                );
                 None
             }
         }
     }
 
     fn event_use(&mut self, host: usize, name: &str, cost: u64) -> EventUse {
-        if let Some(i) = self.events.iter().position(|e| e.host == host && &*e.name == name) {
+        if let Some(i) = self
+            .events
+            .iter()
+            .position(|e| e.host == host && &*e.name == name)
+        {
             return EventUse(i as u32);
         }
         self.events.push(EventRef {
@@ -303,12 +351,21 @@ impl<'a> Lowerer<'a> {
     }
 
     /// Locals for a payload, how a binding of it is bound, and its value description.
-    fn payload_locals(&mut self, payload: &PayloadType, kind: LocalKind, prefix: &str) -> (Vec<LocalId>, Bound, ValuePayload) {
+    fn payload_locals(
+        &mut self,
+        payload: &PayloadType,
+        kind: LocalKind,
+        prefix: &str,
+    ) -> (Vec<LocalId>, Bound, ValuePayload) {
         match payload {
             PayloadType::Empty => (Vec::new(), Bound::Empty, ValuePayload::Empty),
             PayloadType::Identity(ty) => {
                 let local = self.new_local(Arc::from(prefix), *ty, kind);
-                (vec![local], Bound::Scalar(local, *ty), ValuePayload::Identity(local))
+                (
+                    vec![local],
+                    Bound::Scalar(local, *ty),
+                    ValuePayload::Identity(local),
+                )
             }
             PayloadType::Struct(fields) => {
                 let mut locals = Vec::new();
@@ -320,7 +377,11 @@ impl<'a> Lowerer<'a> {
                     bound.push((name.clone(), local, *ty));
                     described.push((name.clone(), local));
                 }
-                (locals, Bound::Struct(bound), ValuePayload::Struct(described))
+                (
+                    locals,
+                    Bound::Struct(bound),
+                    ValuePayload::Struct(described),
+                )
             }
         }
     }
@@ -328,7 +389,10 @@ impl<'a> Lowerer<'a> {
     fn lower_host(&mut self, invocation: &ast::Invocation, host: usize, cost: u64) -> Option<Step> {
         let name = invocation.path.text.as_str();
         let sig = self.registry.events()[host].sig.clone();
-        let args = if matches!(self.registry.events()[host].implementation, Implementation::Std(StdEvent::PrintTemplate)) {
+        let args = if matches!(
+            self.registry.events()[host].implementation,
+            Implementation::Std(StdEvent::PrintTemplate)
+        ) {
             Arguments::Template(self.lower_template(invocation)?)
         } else {
             Arguments::Inputs(self.lower_args(&invocation.args, &sig.inputs, name, invocation.span))
@@ -340,15 +404,29 @@ impl<'a> Lowerer<'a> {
         let branches = sig.result_branches();
         let mut pending = Vec::new();
         for branch in &branches {
-            let (locals, bound, payload) = self.payload_locals(&branch.payload, LocalKind::Payload, &format!("{name}.{}", branch.name));
+            let (locals, bound, payload) = self.payload_locals(
+                &branch.payload,
+                LocalKind::Payload,
+                &format!("{name}.{}", branch.name),
+            );
             payloads.push(locals);
-            infos.push(BranchInfo { name: branch.name.clone(), bound });
+            infos.push(BranchInfo {
+                name: branch.name.clone(),
+                bound,
+            });
             pending.push((branch.name.clone(), payload));
         }
         for (branch, payload) in pending {
             self.new_value(branch, payload, invocation.span);
         }
-        let arms = self.lower_arms(&invocation.continuations, &infos, &[], name, invocation.span, None);
+        let arms = self.lower_arms(
+            &invocation.continuations,
+            &infos,
+            &[],
+            name,
+            invocation.span,
+            None,
+        );
         self.invoke_sites += 1;
         Some(Step::Invoke(Box::new(Invoke {
             event,
@@ -363,11 +441,17 @@ impl<'a> Lowerer<'a> {
 
     fn lower_template(&mut self, invocation: &ast::Invocation) -> Option<Vec<TemplatePart>> {
         let literal = match invocation.args.as_slice() {
-            [ast::Arg { value: ast::ArgValue::Expr(e), .. }] if matches!(e.kind, ast::ExprKind::Str(_)) => e,
+            [ast::Arg {
+                value: ast::ArgValue::Expr(e),
+                ..
+            }] if matches!(e.kind, ast::ExprKind::Str(_)) => e,
             _ => {
                 self.error(
                     Code::E0205,
-                    format!("`{}` takes one string literal: a template such as \"n = {{{{ n }}}}\"", invocation.path.text),
+                    format!(
+                        "`{}` takes one string literal: a template such as \"n = {{{{ n }}}}\"",
+                        invocation.path.text
+                    ),
                     invocation.span,
                 );
                 return None;
@@ -384,7 +468,9 @@ impl<'a> Lowerer<'a> {
         let mut lowered = Vec::new();
         for part in parts {
             match part {
-                crate::syntax::TemplatePart::Text(text) => lowered.push(TemplatePart::Text(text.into_boxed_str())),
+                crate::syntax::TemplatePart::Text(text) => {
+                    lowered.push(TemplatePart::Text(text.into_boxed_str()))
+                }
                 crate::syntax::TemplatePart::Hole(expr, format) => {
                     let (ir, ty) = self.lower_expr(&expr)?;
                     let expected = match format {
@@ -395,7 +481,13 @@ impl<'a> Lowerer<'a> {
                     };
                     if let Some(expected) = expected {
                         if expected != ty {
-                            self.error(Code::E0204, format!("this hole formats a {expected}, but the expression is a {ty}"), expr.span);
+                            self.error(
+                                Code::E0204,
+                                format!(
+                                    "this hole formats a {expected}, but the expression is a {ty}"
+                                ),
+                                expr.span,
+                            );
                             return None;
                         }
                     }
@@ -407,7 +499,13 @@ impl<'a> Lowerer<'a> {
     }
 
     /// Matches arguments to inputs: by name, or one positional argument for a one-input event.
-    fn lower_args(&mut self, args: &[ast::Arg], inputs: &[(Arc<str>, Type)], event: &str, span: Span) -> Vec<Argument> {
+    fn lower_args(
+        &mut self,
+        args: &[ast::Arg],
+        inputs: &[(Arc<str>, Type)],
+        event: &str,
+        span: Span,
+    ) -> Vec<Argument> {
         let mut slots: Vec<Option<Argument>> = (0..inputs.len()).map(|_| None).collect();
         let mut failed = vec![false; inputs.len()];
         for arg in args {
@@ -416,8 +514,16 @@ impl<'a> Lowerer<'a> {
                     Some(index) => index,
                     None => {
                         let names: Vec<&str> = inputs.iter().map(|(n, _)| &**n).collect();
-                        let known = if names.is_empty() { "it takes no inputs".to_string() } else { format!("its inputs: {}", names.join(", ")) };
-                        self.error(Code::E0205, format!("`{event}` has no input `{}` ({known})", name.name), name.span);
+                        let known = if names.is_empty() {
+                            "it takes no inputs".to_string()
+                        } else {
+                            format!("its inputs: {}", names.join(", "))
+                        };
+                        self.error(
+                            Code::E0205,
+                            format!("`{event}` has no input `{}` ({known})", name.name),
+                            name.span,
+                        );
                         continue;
                     }
                 },
@@ -425,19 +531,33 @@ impl<'a> Lowerer<'a> {
                 None => {
                     self.error(
                         Code::E0205,
-                        format!("`{event}` takes {} inputs: name each argument (`name: value`)", inputs.len()),
+                        format!(
+                            "`{event}` takes {} inputs: name each argument (`name: value`)",
+                            inputs.len()
+                        ),
                         arg.span,
                     );
                     continue;
                 }
             };
             if slots[index].is_some() || failed[index] {
-                self.error(Code::E0205, format!("input `{}` of `{event}` is given twice", inputs[index].0), arg.span);
+                self.error(
+                    Code::E0205,
+                    format!("input `{}` of `{event}` is given twice", inputs[index].0),
+                    arg.span,
+                );
                 continue;
             }
             let ast::ArgValue::Expr(expr) = &arg.value else {
                 failed[index] = true;
-                self.error(Code::E0204, format!("input `{}` of `{event}` takes a {}, not a range or struct literal", inputs[index].0, inputs[index].1), arg.span);
+                self.error(
+                    Code::E0204,
+                    format!(
+                        "input `{}` of `{event}` takes a {}, not a range or struct literal",
+                        inputs[index].0, inputs[index].1
+                    ),
+                    arg.span,
+                );
                 continue;
             };
             let Some((lowered, ty)) = self.lower_expr(expr) else {
@@ -453,25 +573,52 @@ impl<'a> Lowerer<'a> {
                 Some(BufferId(self.conversion_buffers - 1))
             } else {
                 failed[index] = true;
-                self.error(Code::E0204, format!("input `{}` of `{event}` is {expected}, found {ty}", inputs[index].0), expr.span);
+                self.error(
+                    Code::E0204,
+                    format!(
+                        "input `{}` of `{event}` is {expected}, found {ty}",
+                        inputs[index].0
+                    ),
+                    expr.span,
+                );
                 continue;
             };
-            slots[index] = Some(Argument { expr: lowered, format_into });
+            slots[index] = Some(Argument {
+                expr: lowered,
+                format_into,
+            });
         }
         for (index, slot) in slots.iter().enumerate() {
             if slot.is_none() && !failed[index] {
-                self.error(Code::E0205, format!("missing input `{}` of `{event}`", inputs[index].0), span);
+                self.error(
+                    Code::E0205,
+                    format!("missing input `{}` of `{event}`", inputs[index].0),
+                    span,
+                );
             }
         }
         slots
             .into_iter()
-            .map(|slot| slot.unwrap_or(Argument { expr: Expr::Int(0), format_into: None }))
+            .map(|slot| {
+                slot.unwrap_or(Argument {
+                    expr: Expr::Int(0),
+                    format_into: None,
+                })
+            })
             .collect()
     }
 
     /// Lowers the continuations of an invocation whose branches are `branches`. `exempt` branches
     /// may be left unhandled (the builtins' `else` and `done`).
-    fn lower_arms(&mut self, continuations: &[ast::Continuation], branches: &[BranchInfo], exempt: &[&str], event: &str, span: Span, capture: Option<(usize, CaptureContext)>) -> Arms {
+    fn lower_arms(
+        &mut self,
+        continuations: &[ast::Continuation],
+        branches: &[BranchInfo],
+        exempt: &[&str],
+        event: &str,
+        span: Span,
+        capture: Option<(usize, CaptureContext)>,
+    ) -> Arms {
         let mut arms = Arms {
             arms: Vec::new(),
             by_branch: vec![Vec::new(); branches.len()],
@@ -480,17 +627,31 @@ impl<'a> Lowerer<'a> {
         let mut catch_alls = Vec::new();
         for continuation in continuations {
             let (branch, binding, guard) = match &continuation.kind {
-                ast::ContinuationKind::Branch { branch, binding, guard } => {
+                ast::ContinuationKind::Branch {
+                    branch,
+                    binding,
+                    guard,
+                } => {
                     let Some(index) = branches.iter().position(|b| *b.name == *branch.name) else {
-                        let names: Vec<String> = branches.iter().map(|b| format!("`{}`", b.name)).collect();
-                        self.error(Code::E0206, format!("`{event}` has no branch `{}` (its branches: {})", branch.name, names.join(", ")), branch.span);
+                        let names: Vec<String> =
+                            branches.iter().map(|b| format!("`{}`", b.name)).collect();
+                        self.error(
+                            Code::E0206,
+                            format!(
+                                "`{event}` has no branch `{}` (its branches: {})",
+                                branch.name,
+                                names.join(", ")
+                            ),
+                            branch.span,
+                        );
                         continue;
                     };
                     (Some(index), binding.as_ref(), guard.as_ref())
                 }
                 ast::ContinuationKind::Pipe => {
                     if branches.len() != 1 {
-                        let names: Vec<String> = branches.iter().map(|b| format!("`{}`", b.name)).collect();
+                        let names: Vec<String> =
+                            branches.iter().map(|b| format!("`{}`", b.name)).collect();
                         self.error(
                             Code::E0206,
                             format!("`|>` continues an event with one branch, but `{event}` has {}: name the branch with `| name |>`", names.join(", ")),
@@ -505,7 +666,14 @@ impl<'a> Lowerer<'a> {
             let scope_len = self.scope.len();
             if let (Some(index), Some(ast::Binding::Name(name))) = (branch, binding) {
                 if self.lookup(&name.name).is_some() {
-                    self.error(Code::E0208, format!("binding `{}` shadows a binding or input of the same name in scope", name.name), name.span);
+                    self.error(
+                        Code::E0208,
+                        format!(
+                            "binding `{}` shadows a binding or input of the same name in scope",
+                            name.name
+                        ),
+                        name.span,
+                    );
                 }
                 self.scope.push(Binding {
                     name: Arc::from(name.name.as_str()),
@@ -525,7 +693,12 @@ impl<'a> Lowerer<'a> {
             let arm_index = arms.arms.len() as u32;
             match branch {
                 Some(index) => {
-                    if guard.is_none() && !matches!(&continuation.kind, ast::ContinuationKind::Branch { guard: Some(_), .. }) {
+                    if guard.is_none()
+                        && !matches!(
+                            &continuation.kind,
+                            ast::ContinuationKind::Branch { guard: Some(_), .. }
+                        )
+                    {
                         handled[index] = true;
                     }
                     arms.by_branch[index].push(arm_index);
@@ -544,7 +717,11 @@ impl<'a> Lowerer<'a> {
         if !continuations.is_empty() && catch_alls.is_empty() {
             for (index, branch) in branches.iter().enumerate() {
                 if !handled[index] && !exempt.contains(&&*branch.name) {
-                    let shown = if branch.name.is_empty() { "the result".to_string() } else { format!("branch `{}`", branch.name) };
+                    let shown = if branch.name.is_empty() {
+                        "the result".to_string()
+                    } else {
+                        format!("branch `{}`", branch.name)
+                    };
                     self.error(Code::E0207, format!("{shown} of `{event}` is not handled (add `| {} |> ...` or a catch-all `|? |> ...`)", branch.name), span);
                 }
             }
@@ -552,14 +729,23 @@ impl<'a> Lowerer<'a> {
         arms
     }
 
-    fn lower_call(&mut self, invocation: &ast::Invocation, name: &str, def: &SubflowDef<'a>) -> Option<Step> {
+    fn lower_call(
+        &mut self,
+        invocation: &ast::Invocation,
+        name: &str,
+        def: &SubflowDef<'a>,
+    ) -> Option<Step> {
         let sig = def.sig.clone();
         let call_span = self.sp(invocation.span);
         let args = self.lower_args(&invocation.args, &sig.inputs, name, invocation.span);
         let mut inputs = Vec::new();
         let mut body_scope = self.input_bindings();
         for ((input, ty), argument) in sig.inputs.iter().zip(args) {
-            let local = self.new_local(Arc::from(format!("{name}.{input}")), *ty, LocalKind::SubflowInput);
+            let local = self.new_local(
+                Arc::from(format!("{name}.{input}")),
+                *ty,
+                LocalKind::SubflowInput,
+            );
             inputs.push((local, argument));
             body_scope.push(Binding {
                 name: input.clone(),
@@ -589,9 +775,16 @@ impl<'a> Lowerer<'a> {
         let mut infos = Vec::new();
         let mut pending = Vec::new();
         for branch in &branches {
-            let (locals, bound, payload) = self.payload_locals(&branch.payload, LocalKind::SubflowResult, &format!("{name}.{}", branch.name));
+            let (locals, bound, payload) = self.payload_locals(
+                &branch.payload,
+                LocalKind::SubflowResult,
+                &format!("{name}.{}", branch.name),
+            );
             results.push(locals);
-            infos.push(BranchInfo { name: branch.name.clone(), bound });
+            infos.push(BranchInfo {
+                name: branch.name.clone(),
+                bound,
+            });
             pending.push((branch.name.clone(), payload));
         }
         let first_value = ValueId(self.values.len() as u32);
@@ -600,8 +793,18 @@ impl<'a> Lowerer<'a> {
         }
         let mut values = Vec::new();
         step_values(&body, &mut values);
-        let exits = values.into_iter().filter_map(|v| self.exit_for(&sig, v, &results).ok()).collect();
-        let arms = self.lower_arms(&invocation.continuations, &infos, &[], name, invocation.span, None);
+        let exits = values
+            .into_iter()
+            .filter_map(|v| self.exit_for(&sig, v, &results).ok())
+            .collect();
+        let arms = self.lower_arms(
+            &invocation.continuations,
+            &infos,
+            &[],
+            name,
+            invocation.span,
+            None,
+        );
         Some(Step::Call(Box::new(SubflowCall {
             name: Arc::from(name),
             inputs,
@@ -615,66 +818,139 @@ impl<'a> Lowerer<'a> {
     }
 
     /// How a value the subflow body yields becomes a branch of the subflow's event.
-    fn exit_for(&self, sig: &EventSig, value: ValueId, results: &[Vec<LocalId>]) -> Result<Exit, String> {
+    fn exit_for(
+        &self,
+        sig: &EventSig,
+        value: ValueId,
+        results: &[Vec<LocalId>],
+    ) -> Result<Exit, String> {
         if sig.is_void() {
-            return Ok(Exit { value, branch: 0, copies: Vec::new() });
+            return Ok(Exit {
+                value,
+                branch: 0,
+                copies: Vec::new(),
+            });
         }
         let desc = &self.values[value.0 as usize];
-        let names: Vec<String> = sig.branches.iter().map(|b| format!("`{}`", b.name)).collect();
+        let names: Vec<String> = sig
+            .branches
+            .iter()
+            .map(|b| format!("`{}`", b.name))
+            .collect();
         let Some(branch) = sig.branch_index(&desc.branch) else {
-            let what = if desc.branch.is_empty() { "the unnamed result of a void event".to_string() } else { format!("branch `{}`", desc.branch) };
+            let what = if desc.branch.is_empty() {
+                "the unnamed result of a void event".to_string()
+            } else {
+                format!("branch `{}`", desc.branch)
+            };
             return Err(format!("subflow `{}` can end with {what}, which its event does not declare (its branches: {})", sig.name, names.join(", ")));
         };
-        let result = |field: usize| results.get(branch).and_then(|r| r.get(field)).copied().unwrap_or(LocalId(0));
+        let result = |field: usize| {
+            results
+                .get(branch)
+                .and_then(|r| r.get(field))
+                .copied()
+                .unwrap_or(LocalId(0))
+        };
         let declared = &sig.branches[branch].payload;
         let ty = |local: LocalId| self.locals[local.0 as usize].ty;
         let copies = match (declared, &desc.payload) {
             (PayloadType::Empty, ValuePayload::Empty) => Some(Vec::new()),
-            (PayloadType::Identity(t), ValuePayload::Identity(local)) if ty(*local) == *t => Some(vec![(*local, result(0))]),
-            (PayloadType::Struct(fields), ValuePayload::Struct(found)) if fields.len() == found.len() => fields
-                .iter()
-                .enumerate()
-                .map(|(k, (fname, fty))| found.iter().find(|(n, l)| n == fname && ty(*l) == *fty).map(|(_, l)| (*l, result(k))))
-                .collect(),
+            (PayloadType::Identity(t), ValuePayload::Identity(local)) if ty(*local) == *t => {
+                Some(vec![(*local, result(0))])
+            }
+            (PayloadType::Struct(fields), ValuePayload::Struct(found))
+                if fields.len() == found.len() =>
+            {
+                fields
+                    .iter()
+                    .enumerate()
+                    .map(|(k, (fname, fty))| {
+                        found
+                            .iter()
+                            .find(|(n, l)| n == fname && ty(*l) == *fty)
+                            .map(|(_, l)| (*l, result(k)))
+                    })
+                    .collect()
+            }
             _ => None,
         };
-        copies.map(|copies| Exit { value, branch: branch as u32, copies }).ok_or_else(|| {
-            let found = match &desc.payload {
-                ValuePayload::Empty => "no payload".to_string(),
-                ValuePayload::Identity(l) => ty(*l).to_string(),
-                ValuePayload::Struct(fields) => {
-                    let shown: Vec<String> = fields.iter().map(|(n, l)| format!("{n}: {}", ty(*l))).collect();
-                    format!("{{ {} }}", shown.join(", "))
-                }
-            };
-            format!("branch `{}` of `{}` carries {declared}, but this path ends with {found}", desc.branch, sig.name)
-        })
+        copies
+            .map(|copies| Exit {
+                value,
+                branch: branch as u32,
+                copies,
+            })
+            .ok_or_else(|| {
+                let found = match &desc.payload {
+                    ValuePayload::Empty => "no payload".to_string(),
+                    ValuePayload::Identity(l) => ty(*l).to_string(),
+                    ValuePayload::Struct(fields) => {
+                        let shown: Vec<String> = fields
+                            .iter()
+                            .map(|(n, l)| format!("{n}: {}", ty(*l)))
+                            .collect();
+                        format!("{{ {} }}", shown.join(", "))
+                    }
+                };
+                format!(
+                    "branch `{}` of `{}` carries {declared}, but this path ends with {found}",
+                    desc.branch, sig.name
+                )
+            })
     }
 
-    fn single_arg<'b>(&mut self, invocation: &'b ast::Invocation, what: &str, names: &[&str]) -> Option<&'b ast::ArgValue> {
+    fn single_arg<'b>(
+        &mut self,
+        invocation: &'b ast::Invocation,
+        what: &str,
+        names: &[&str],
+    ) -> Option<&'b ast::ArgValue> {
         match invocation.args.as_slice() {
-            [arg] if arg.name.as_ref().is_none_or(|n| names.contains(&n.name.as_str())) => Some(&arg.value),
+            [arg]
+                if arg
+                    .name
+                    .as_ref()
+                    .is_none_or(|n| names.contains(&n.name.as_str())) =>
+            {
+                Some(&arg.value)
+            }
             _ => {
-                self.error(Code::E0205, format!("`{}` takes one argument: {what}", invocation.path.text), invocation.span);
+                self.error(
+                    Code::E0205,
+                    format!("`{}` takes one argument: {what}", invocation.path.text),
+                    invocation.span,
+                );
                 None
             }
         }
     }
 
     fn lower_for(&mut self, invocation: &ast::Invocation) -> Option<Step> {
-        let (start, end) = match self.single_arg(invocation, "a range such as for(0..10)", &["range"])? {
-            ast::ArgValue::Range(start, end) => (start, end),
-            _ => {
-                self.error(Code::E0204, "`for` takes a range such as for(0..10)", invocation.span);
-                return None;
-            }
-        };
+        let (start, end) =
+            match self.single_arg(invocation, "a range such as for(0..10)", &["range"])? {
+                ast::ArgValue::Range(start, end) => (start, end),
+                _ => {
+                    self.error(
+                        Code::E0204,
+                        "`for` takes a range such as for(0..10)",
+                        invocation.span,
+                    );
+                    return None;
+                }
+            };
         let start = self.lower_typed(start, Type::Int, "a range bound");
         let end = self.lower_typed(end, Type::Int, "a range bound");
         let index = self.new_local(Arc::from("for.each"), Type::Int, LocalKind::LoopVariable);
         let loop_index = self.loops.len() as u32;
-        self.loops.push(LoopInfo { span: self.sp(invocation.span) });
-        let first_value = self.new_value(Arc::from("each"), ValuePayload::Identity(index), invocation.span);
+        self.loops.push(LoopInfo {
+            span: self.sp(invocation.span),
+        });
+        let first_value = self.new_value(
+            Arc::from("each"),
+            ValuePayload::Identity(index),
+            invocation.span,
+        );
         self.new_value(Arc::from("done"), ValuePayload::Empty, invocation.span);
         let infos = [
             BranchInfo {
@@ -686,7 +962,14 @@ impl<'a> Lowerer<'a> {
                 bound: Bound::Empty,
             },
         ];
-        let arms = self.lower_arms(&invocation.continuations, &infos, &["done"], "for", invocation.span, None);
+        let arms = self.lower_arms(
+            &invocation.continuations,
+            &infos,
+            &["done"],
+            "for",
+            invocation.span,
+            None,
+        );
         Some(Step::For(Box::new(ForLoop {
             start: start?,
             end: end?,
@@ -702,7 +985,11 @@ impl<'a> Lowerer<'a> {
         match self.single_arg(invocation, "a bool condition", &["cond", "condition"])? {
             ast::ArgValue::Expr(e) => self.lower_bool(e, "a condition"),
             _ => {
-                self.error(Code::E0204, format!("`{}` takes a bool condition", invocation.path.text), invocation.span);
+                self.error(
+                    Code::E0204,
+                    format!("`{}` takes a bool condition", invocation.path.text),
+                    invocation.span,
+                );
                 None
             }
         }
@@ -721,7 +1008,14 @@ impl<'a> Lowerer<'a> {
     fn lower_if(&mut self, invocation: &ast::Invocation) -> Option<Step> {
         let cond = self.condition(invocation);
         let (first_value, infos) = self.empty_branches(["then", "else"], invocation.span);
-        let arms = self.lower_arms(&invocation.continuations, &infos, &["else"], "if", invocation.span, None);
+        let arms = self.lower_arms(
+            &invocation.continuations,
+            &infos,
+            &["else"],
+            "if",
+            invocation.span,
+            None,
+        );
         Some(Step::If(Box::new(IfStep {
             cond: cond?,
             arms,
@@ -733,9 +1027,18 @@ impl<'a> Lowerer<'a> {
     fn lower_while(&mut self, invocation: &ast::Invocation) -> Option<Step> {
         let cond = self.condition(invocation);
         let loop_index = self.loops.len() as u32;
-        self.loops.push(LoopInfo { span: self.sp(invocation.span) });
+        self.loops.push(LoopInfo {
+            span: self.sp(invocation.span),
+        });
         let (first_value, infos) = self.empty_branches(["body", "done"], invocation.span);
-        let arms = self.lower_arms(&invocation.continuations, &infos, &["done"], "while", invocation.span, None);
+        let arms = self.lower_arms(
+            &invocation.continuations,
+            &infos,
+            &["done"],
+            "while",
+            invocation.span,
+            None,
+        );
         Some(Step::While(Box::new(WhileLoop {
             cond: cond?,
             loop_index,
@@ -746,11 +1049,19 @@ impl<'a> Lowerer<'a> {
     }
 
     fn lower_capture(&mut self, invocation: &ast::Invocation) -> Option<Step> {
-        let init = match self.single_arg(invocation, "a struct literal such as capture({ sum: 0 })", &["init", "expr"])? {
+        let init = match self.single_arg(
+            invocation,
+            "a struct literal such as capture({ sum: 0 })",
+            &["init", "expr"],
+        )? {
             ast::ArgValue::Struct(fields) => fields,
             _ => {
                 let at = invocation.args.first().map_or(invocation.span, |a| a.span);
-                self.error(Code::E0204, "`capture` takes a struct literal such as capture({ sum: 0 })", at);
+                self.error(
+                    Code::E0204,
+                    "`capture` takes a struct literal such as capture({ sum: 0 })",
+                    at,
+                );
                 return None;
             }
         };
@@ -758,8 +1069,15 @@ impl<'a> Lowerer<'a> {
         let mut exprs = Vec::new();
         let mut ok = true;
         for field in init {
-            if fields.iter().any(|(n, _, _): &(Arc<str>, LocalId, Type)| **n == *field.name.name) {
-                self.error(Code::E0205, format!("accumulator field `{}` is given twice", field.name.name), field.name.span);
+            if fields
+                .iter()
+                .any(|(n, _, _): &(Arc<str>, LocalId, Type)| **n == *field.name.name)
+            {
+                self.error(
+                    Code::E0205,
+                    format!("accumulator field `{}` is given twice", field.name.name),
+                    field.name.span,
+                );
                 ok = false;
                 continue;
             }
@@ -768,11 +1086,16 @@ impl<'a> Lowerer<'a> {
                 continue;
             };
             let name: Arc<str> = Arc::from(field.name.name.as_str());
-            let local = self.new_local(Arc::from(format!("acc.{name}")), ty, LocalKind::AccumulatorField);
+            let local = self.new_local(
+                Arc::from(format!("acc.{name}")),
+                ty,
+                LocalKind::AccumulatorField,
+            );
             fields.push((name, local, ty));
             exprs.push(expr);
         }
-        let payload = ValuePayload::Struct(fields.iter().map(|(n, l, _)| (n.clone(), *l)).collect());
+        let payload =
+            ValuePayload::Struct(fields.iter().map(|(n, l, _)| (n.clone(), *l)).collect());
         let first_value = self.new_value(Arc::from("as"), payload.clone(), invocation.span);
         let captured = self.new_value(Arc::from("captured"), payload, invocation.span);
         let infos = [
@@ -789,7 +1112,14 @@ impl<'a> Lowerer<'a> {
             fields: fields.clone(),
             value: captured,
         };
-        let arms = self.lower_arms(&invocation.continuations, &infos, &[], "capture", invocation.span, Some((0, context)));
+        let arms = self.lower_arms(
+            &invocation.continuations,
+            &infos,
+            &[],
+            "capture",
+            invocation.span,
+            Some((0, context)),
+        );
         ok.then(|| {
             Step::Capture(Box::new(CaptureStep {
                 fields: fields.iter().map(|(_, l, _)| *l).collect(),
@@ -813,25 +1143,53 @@ impl<'a> Lowerer<'a> {
             ast::ConstructorPayload::Struct(fields) => fields.as_slice(),
             ast::ConstructorPayload::Empty => &[],
             ast::ConstructorPayload::Identity(e) => {
-                self.error(Code::E0204, "`captured` takes named fields: captured { field: value }", e.span);
+                self.error(
+                    Code::E0204,
+                    "`captured` takes named fields: captured { field: value }",
+                    e.span,
+                );
                 return None;
             }
         };
         let mut assigns: Vec<(LocalId, Expr)> = Vec::new();
         let mut ok = true;
         for init in inits {
-            let Some((_, local, ty)) = context.fields.iter().find(|(n, _, _)| **n == *init.name.name) else {
-                let names: Vec<String> = context.fields.iter().map(|(n, _, _)| format!("`{n}`")).collect();
-                self.error(Code::E0203, format!("the accumulator has no field `{}` (its fields: {})", init.name.name, names.join(", ")), init.name.span);
+            let Some((_, local, ty)) = context
+                .fields
+                .iter()
+                .find(|(n, _, _)| **n == *init.name.name)
+            else {
+                let names: Vec<String> = context
+                    .fields
+                    .iter()
+                    .map(|(n, _, _)| format!("`{n}`"))
+                    .collect();
+                self.error(
+                    Code::E0203,
+                    format!(
+                        "the accumulator has no field `{}` (its fields: {})",
+                        init.name.name,
+                        names.join(", ")
+                    ),
+                    init.name.span,
+                );
                 ok = false;
                 continue;
             };
             if assigns.iter().any(|(l, _)| l == local) {
-                self.error(Code::E0205, format!("field `{}` is assigned twice", init.name.name), init.name.span);
+                self.error(
+                    Code::E0205,
+                    format!("field `{}` is assigned twice", init.name.name),
+                    init.name.span,
+                );
                 ok = false;
                 continue;
             }
-            match self.lower_typed(&init.value, *ty, &format!("accumulator field `{}`", init.name.name)) {
+            match self.lower_typed(
+                &init.value,
+                *ty,
+                &format!("accumulator field `{}`", init.name.name),
+            ) {
                 Some(expr) => assigns.push((*local, expr)),
                 None => ok = false,
             }
@@ -864,8 +1222,15 @@ impl<'a> Lowerer<'a> {
                 let mut ok = true;
                 for init in inits {
                     let field: Arc<str> = Arc::from(init.name.name.as_str());
-                    if described.iter().any(|(n, _): &(Arc<str>, LocalId)| *n == field) {
-                        self.error(Code::E0205, format!("field `{field}` is given twice"), init.name.span);
+                    if described
+                        .iter()
+                        .any(|(n, _): &(Arc<str>, LocalId)| *n == field)
+                    {
+                        self.error(
+                            Code::E0205,
+                            format!("field `{field}` is given twice"),
+                            init.name.span,
+                        );
                         ok = false;
                         continue;
                     }
@@ -873,7 +1238,11 @@ impl<'a> Lowerer<'a> {
                         ok = false;
                         continue;
                     };
-                    let local = self.new_local(Arc::from(format!("{name}.{field}")), ty, LocalKind::Temporary);
+                    let local = self.new_local(
+                        Arc::from(format!("{name}.{field}")),
+                        ty,
+                        LocalKind::Temporary,
+                    );
                     fields.push((local, expr));
                     described.push((field, local));
                 }
@@ -894,10 +1263,18 @@ impl<'a> Lowerer<'a> {
 
 /// Every value `step` can yield (values of loop bodies and `as` steps are discarded, not yielded).
 pub(crate) fn step_values(step: &Step, out: &mut Vec<ValueId>) {
-    fn arms_values(arms: &Arms, first: ValueId, yielding: &[usize], exempt_default: &[usize], out: &mut Vec<ValueId>) {
+    fn arms_values(
+        arms: &Arms,
+        first: ValueId,
+        yielding: &[usize],
+        exempt_default: &[usize],
+        out: &mut Vec<ValueId>,
+    ) {
         for &branch in yielding {
             let value = ValueId(first.0 + branch as u32);
-            if arms.arms.is_empty() || (arms.by_branch[branch].is_empty() && exempt_default.contains(&branch)) {
+            if arms.arms.is_empty()
+                || (arms.by_branch[branch].is_empty() && exempt_default.contains(&branch))
+            {
                 out.push(value);
                 continue;
             }
@@ -910,8 +1287,20 @@ pub(crate) fn step_values(step: &Step, out: &mut Vec<ValueId>) {
         }
     }
     match step {
-        Step::Invoke(s) => arms_values(&s.arms, s.first_value, &(0..s.payloads.len()).collect::<Vec<_>>(), &[], out),
-        Step::Call(s) => arms_values(&s.arms, s.first_value, &(0..s.results.len()).collect::<Vec<_>>(), &[], out),
+        Step::Invoke(s) => arms_values(
+            &s.arms,
+            s.first_value,
+            &(0..s.payloads.len()).collect::<Vec<_>>(),
+            &[],
+            out,
+        ),
+        Step::Call(s) => arms_values(
+            &s.arms,
+            s.first_value,
+            &(0..s.results.len()).collect::<Vec<_>>(),
+            &[],
+            out,
+        ),
         Step::For(s) => arms_values(&s.arms, s.first_value, &[1], &[1], out),
         Step::If(s) => arms_values(&s.arms, s.first_value, &[0, 1], &[1], out),
         Step::While(s) => arms_values(&s.arms, s.first_value, &[1], &[1], out),

@@ -29,7 +29,12 @@ pub struct CheckOptions {
 }
 
 /// Imports accepted for compatibility with Koru sources.
-const KNOWN_IMPORTS: &[&str] = &["$std/io", "$std/control", "$std/runtime", "$std/interpreter"];
+const KNOWN_IMPORTS: &[&str] = &[
+    "$std/io",
+    "$std/control",
+    "$std/runtime",
+    "$std/interpreter",
+];
 
 /// A subflow definition: its event's signature and its body.
 pub(crate) struct SubflowDef<'a> {
@@ -43,7 +48,12 @@ pub(crate) struct SubflowDef<'a> {
 }
 
 /// Parses and checks `text`, producing the typed IR.
-pub fn check(registry: &Registry, file: &ast::SourceFile, text: &str, options: &CheckOptions) -> Result<Program, Vec<Diagnostic>> {
+pub fn check(
+    registry: &Registry,
+    file: &ast::SourceFile,
+    text: &str,
+    options: &CheckOptions,
+) -> Result<Program, Vec<Diagnostic>> {
     let mut diagnostics = Vec::new();
     let mut libraries: Vec<Arc<Library>> = Vec::new();
     if let Some(scope) = &options.scope {
@@ -54,7 +64,11 @@ pub fn check(registry: &Registry, file: &ast::SourceFile, text: &str, options: &
                 }
             }
             Err(unknown) => {
-                diagnostics.push(Diagnostic::new(Code::E0302, format!("unknown scope `{unknown}`"), Span::default()));
+                diagnostics.push(Diagnostic::new(
+                    Code::E0302,
+                    format!("unknown scope `{unknown}`"),
+                    Span::default(),
+                ));
                 return Err(diagnostics);
             }
         }
@@ -62,14 +76,25 @@ pub fn check(registry: &Registry, file: &ast::SourceFile, text: &str, options: &
     let mut subflows: HashMap<String, SubflowDef> = HashMap::new();
     for library in &libraries {
         let mut ignored = Vec::new();
-        collect_subflows(registry, &library.file, &library.text, true, &mut subflows, &mut ignored);
+        collect_subflows(
+            registry,
+            &library.file,
+            &library.text,
+            true,
+            &mut subflows,
+            &mut ignored,
+        );
     }
     collect_subflows(registry, file, text, false, &mut subflows, &mut diagnostics);
     let recursive = find_recursion(&subflows, file, &mut diagnostics);
     let mut lowerer = lower::Lowerer::new(registry, options, text, &subflows, &recursive);
     // Check every subflow of the source once, so that its errors are reported even if nothing
     // calls it (calls inline a fresh, silent copy).
-    let mut names: Vec<&String> = subflows.iter().filter(|(_, def)| !def.from_library).map(|(name, _)| name).collect();
+    let mut names: Vec<&String> = subflows
+        .iter()
+        .filter(|(_, def)| !def.from_library)
+        .map(|(name, _)| name)
+        .collect();
     names.sort_by_key(|name| subflows[*name].span.start);
     for name in names {
         if !recursive.contains(name) {
@@ -94,22 +119,35 @@ pub fn check(registry: &Registry, file: &ast::SourceFile, text: &str, options: &
 
 /// Collects declared events and subflows; reports imports, duplicate and unimplemented
 /// declarations and undeclared subflows.
-fn collect_subflows<'a>(registry: &Registry, file: &'a ast::SourceFile, text: &'a str, from_library: bool, subflows: &mut HashMap<String, SubflowDef<'a>>, diagnostics: &mut Vec<Diagnostic>) {
+fn collect_subflows<'a>(
+    registry: &Registry,
+    file: &'a ast::SourceFile,
+    text: &'a str,
+    from_library: bool,
+    subflows: &mut HashMap<String, SubflowDef<'a>>,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
     let mut declared: HashMap<&str, (&ast::EventDecl, Option<EventSig>)> = HashMap::new();
     for item in &file.items {
         match item {
-            ast::Item::Import(import) => {
-                if !KNOWN_IMPORTS.contains(&import.path.as_str()) {
-                    diagnostics.push(Diagnostic::new(
-                        Code::E0104,
-                        format!("unknown import `{}` (only {} are known)", import.path, KNOWN_IMPORTS.join(", ")),
-                        import.span,
-                    ));
-                }
+            ast::Item::Import(import) if !KNOWN_IMPORTS.contains(&import.path.as_str()) => {
+                diagnostics.push(Diagnostic::new(
+                    Code::E0104,
+                    format!(
+                        "unknown import `{}` (only {} are known)",
+                        import.path,
+                        KNOWN_IMPORTS.join(", ")
+                    ),
+                    import.span,
+                ));
             }
             ast::Item::Event(decl) => {
                 if declared.contains_key(decl.name.text.as_str()) {
-                    diagnostics.push(Diagnostic::new(Code::E0209, format!("event `{}` is declared twice", decl.name.text), decl.name.span));
+                    diagnostics.push(Diagnostic::new(
+                        Code::E0209,
+                        format!("event `{}` is declared twice", decl.name.text),
+                        decl.name.span,
+                    ));
                     continue;
                 }
                 let sig = event_sig(decl, diagnostics);
@@ -120,10 +158,16 @@ fn collect_subflows<'a>(registry: &Registry, file: &'a ast::SourceFile, text: &'
     }
     let mut implemented: Vec<&str> = Vec::new();
     for item in &file.items {
-        let ast::Item::Subflow(subflow) = item else { continue };
+        let ast::Item::Subflow(subflow) = item else {
+            continue;
+        };
         let name = subflow.name.text.as_str();
         if implemented.contains(&name) {
-            diagnostics.push(Diagnostic::new(Code::E0209, format!("subflow `{name}` is implemented twice"), subflow.name.span));
+            diagnostics.push(Diagnostic::new(
+                Code::E0209,
+                format!("subflow `{name}` is implemented twice"),
+                subflow.name.span,
+            ));
             continue;
         }
         implemented.push(name);
@@ -174,7 +218,11 @@ fn collect_subflows<'a>(registry: &Registry, file: &'a ast::SourceFile, text: &'
 }
 
 /// Finds subflows that call themselves, directly or through others (E0209).
-fn find_recursion(subflows: &HashMap<String, SubflowDef>, file: &ast::SourceFile, diagnostics: &mut Vec<Diagnostic>) -> Vec<String> {
+fn find_recursion(
+    subflows: &HashMap<String, SubflowDef>,
+    file: &ast::SourceFile,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Vec<String> {
     let mut calls: HashMap<&str, Vec<&str>> = HashMap::new();
     for (name, def) in subflows {
         let mut called = Vec::new();
@@ -206,7 +254,10 @@ fn find_recursion(subflows: &HashMap<String, SubflowDef>, file: &ast::SourceFile
                             .unwrap_or(subflows[start].span);
                         diagnostics.push(Diagnostic::new(
                             Code::E0209,
-                            format!("subflow `{start}` calls itself ({}); recursion is not supported", cycle.join(" -> ")),
+                            format!(
+                                "subflow `{start}` calls itself ({}); recursion is not supported",
+                                cycle.join(" -> ")
+                            ),
                             span,
                         ));
                     }
@@ -252,8 +303,16 @@ pub fn declarations(text: &str) -> Result<Vec<EventSig>, SourceErrors> {
                 }
             }
             ast::Item::Import(_) => {}
-            ast::Item::Subflow(s) => diagnostics.push(Diagnostic::new(Code::E0104, "expected only event declarations, found a subflow", s.span)),
-            ast::Item::Flow(f) => diagnostics.push(Diagnostic::new(Code::E0104, "expected only event declarations, found a flow", f.span)),
+            ast::Item::Subflow(s) => diagnostics.push(Diagnostic::new(
+                Code::E0104,
+                "expected only event declarations, found a subflow",
+                s.span,
+            )),
+            ast::Item::Flow(f) => diagnostics.push(Diagnostic::new(
+                Code::E0104,
+                "expected only event declarations, found a flow",
+                f.span,
+            )),
         }
     }
     if diagnostics.is_empty() {
@@ -268,7 +327,12 @@ pub fn declarations(text: &str) -> Result<Vec<EventSig>, SourceErrors> {
 }
 
 /// Parses and checks a library for [`Registry::attach_library`].
-pub fn check_library(registry: &Registry, scope: &str, name: &str, text: &str) -> Result<Library, SourceErrors> {
+pub fn check_library(
+    registry: &Registry,
+    scope: &str,
+    name: &str,
+    text: &str,
+) -> Result<Library, SourceErrors> {
     let options = CheckOptions {
         scope: Some(scope.to_string()),
         ..CheckOptions::default()
@@ -276,7 +340,11 @@ pub fn check_library(registry: &Registry, scope: &str, name: &str, text: &str) -
     let (file, mut diagnostics) = crate::syntax::parse(text, &options.limits);
     for item in &file.items {
         if let ast::Item::Flow(flow) = item {
-            diagnostics.push(Diagnostic::new(Code::E0104, "a library holds event declarations and subflows, not top-level flows", flow.span));
+            diagnostics.push(Diagnostic::new(
+                Code::E0104,
+                "a library holds event declarations and subflows, not top-level flows",
+                flow.span,
+            ));
         }
     }
     if diagnostics.is_empty() {

@@ -36,7 +36,11 @@ pub struct ItemTokens {
 
 /// Splits `tokens` into items and lays each out. Errors are pushed to `diagnostics`; an item with
 /// errors is not returned (so the grammar never sees it), which keeps errors from cascading.
-pub fn layout(tokens: Vec<Token>, limits: &FrontEndLimits, diagnostics: &mut Vec<Diagnostic>) -> Vec<ItemTokens> {
+pub fn layout(
+    tokens: Vec<Token>,
+    limits: &FrontEndLimits,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> Vec<ItemTokens> {
     let has_items = tokens.iter().any(is_item_start);
     let mut items = Vec::new();
     let mut current: Vec<Token> = Vec::new();
@@ -89,7 +93,12 @@ fn bracket_depth(tokens: &[Token]) -> i32 {
     depth.max(0)
 }
 
-fn flush(current: &mut Vec<Token>, limits: &FrontEndLimits, diagnostics: &mut Vec<Diagnostic>, items: &mut Vec<ItemTokens>) {
+fn flush(
+    current: &mut Vec<Token>,
+    limits: &FrontEndLimits,
+    diagnostics: &mut Vec<Diagnostic>,
+    items: &mut Vec<ItemTokens>,
+) {
     if current.is_empty() {
         return;
     }
@@ -117,7 +126,12 @@ fn flush(current: &mut Vec<Token>, limits: &FrontEndLimits, diagnostics: &mut Ve
         return;
     }
     let laid_out = match kind {
-        ItemKind::Import | ItemKind::Event => Some(tokens.into_iter().map(|t| (t.span.start as usize, t.tok, t.span.end as usize)).collect()),
+        ItemKind::Import | ItemKind::Event => Some(
+            tokens
+                .into_iter()
+                .map(|t| (t.span.start as usize, t.tok, t.span.end as usize))
+                .collect(),
+        ),
         ItemKind::Subflow | ItemKind::Flow => Nester::new(kind, limits, diagnostics).run(tokens),
     };
     if let Some(tokens) = laid_out {
@@ -127,7 +141,11 @@ fn flush(current: &mut Vec<Token>, limits: &FrontEndLimits, diagnostics: &mut Ve
 
 /// Reports unbalanced brackets (E0102 for an unclosed one, E0101 for a stray closer) and
 /// brackets nested deeper than the limit.
-fn check_brackets(tokens: &[Token], limits: &FrontEndLimits, diagnostics: &mut Vec<Diagnostic>) -> bool {
+fn check_brackets(
+    tokens: &[Token],
+    limits: &FrontEndLimits,
+    diagnostics: &mut Vec<Diagnostic>,
+) -> bool {
     let mut open: Vec<&Token> = Vec::new();
     for token in tokens {
         match token.tok {
@@ -136,7 +154,10 @@ fn check_brackets(tokens: &[Token], limits: &FrontEndLimits, diagnostics: &mut V
                 if open.len() > limits.max_nesting {
                     diagnostics.push(Diagnostic::new(
                         Code::E0105,
-                        format!("brackets nested deeper than the limit of {}", limits.max_nesting),
+                        format!(
+                            "brackets nested deeper than the limit of {}",
+                            limits.max_nesting
+                        ),
                         token.span,
                     ));
                     return false;
@@ -159,7 +180,11 @@ fn check_brackets(tokens: &[Token], limits: &FrontEndLimits, diagnostics: &mut V
                         return false;
                     }
                     None => {
-                        diagnostics.push(Diagnostic::new(Code::E0101, format!("unexpected {}", token.tok), token.span));
+                        diagnostics.push(Diagnostic::new(
+                            Code::E0101,
+                            format!("unexpected {}", token.tok),
+                            token.span,
+                        ));
                         return false;
                     }
                 }
@@ -168,7 +193,11 @@ fn check_brackets(tokens: &[Token], limits: &FrontEndLimits, diagnostics: &mut V
         }
     }
     if let Some(opener) = open.last() {
-        diagnostics.push(Diagnostic::new(Code::E0102, format!("unclosed {}", opener.tok), opener.span));
+        diagnostics.push(Diagnostic::new(
+            Code::E0102,
+            format!("unclosed {}", opener.tok),
+            opener.span,
+        ));
         return false;
     }
     true
@@ -176,11 +205,17 @@ fn check_brackets(tokens: &[Token], limits: &FrontEndLimits, diagnostics: &mut V
 
 /// `None` for host-language items such as `~proc`.
 fn classify(tokens: &[Token]) -> Option<ItemKind> {
-    let body = if tokens[0].tok == Tok::Tilde { &tokens[1..] } else { tokens };
+    let body = if tokens[0].tok == Tok::Tilde {
+        &tokens[1..]
+    } else {
+        tokens
+    };
     match body.first().map(|t| &t.tok) {
         Some(Tok::Import) => return Some(ItemKind::Import),
         Some(Tok::Pub | Tok::Event) => return Some(ItemKind::Event),
-        Some(Tok::Ident(word)) if matches!(word.as_str(), "proc" | "const" | "fn" | "var" | "struct") => {
+        Some(Tok::Ident(word))
+            if matches!(word.as_str(), "proc" | "const" | "fn" | "var" | "struct") =>
+        {
             // `~proc name {` is host code; `~proc(...)` would be an ordinary invocation.
             if matches!(body.get(1).map(|t| &t.tok), Some(Tok::Ident(_))) {
                 return None;
@@ -219,7 +254,11 @@ struct Nester<'a> {
 const HEAD_LINE: u32 = u32::MAX;
 
 impl<'a> Nester<'a> {
-    fn new(kind: ItemKind, limits: &'a FrontEndLimits, diagnostics: &'a mut Vec<Diagnostic>) -> Nester<'a> {
+    fn new(
+        kind: ItemKind,
+        limits: &'a FrontEndLimits,
+        diagnostics: &'a mut Vec<Diagnostic>,
+    ) -> Nester<'a> {
         Nester {
             kind,
             limits,
@@ -230,7 +269,8 @@ impl<'a> Nester<'a> {
     }
 
     fn emit(&mut self, token: &Token, tok: Tok) {
-        self.out.push((token.span.start as usize, tok, token.span.end as usize));
+        self.out
+            .push((token.span.start as usize, tok, token.span.end as usize));
     }
 
     fn run(mut self, tokens: Vec<Token>) -> Option<Vec<(usize, Tok, usize)>> {
@@ -257,10 +297,18 @@ impl<'a> Nester<'a> {
         let mut step_position = true;
         while i < tokens.len() {
             let token = &tokens[i];
-            if depth == 0 && token.line_start && i > 0 && matches!(token.tok, Tok::Bar | Tok::BarQuestion | Tok::Pipe) {
+            if depth == 0
+                && token.line_start
+                && i > 0
+                && matches!(token.tok, Tok::Bar | Tok::BarQuestion | Tok::Pipe)
+            {
                 // A continuation line: close what its indentation ends.
                 line_indent = token.column;
-                while self.stack.last().is_some_and(|open| !open.head && open.indent >= line_indent) {
+                while self
+                    .stack
+                    .last()
+                    .is_some_and(|open| !open.head && open.indent >= line_indent)
+                {
                     self.stack.pop();
                     self.emit(token, Tok::BlockClose);
                 }
@@ -286,7 +334,10 @@ impl<'a> Nester<'a> {
                     if self.stack.len() > self.limits.max_nesting {
                         self.diagnostics.push(Diagnostic::new(
                             Code::E0105,
-                            format!("continuations nested deeper than the limit of {}", self.limits.max_nesting),
+                            format!(
+                                "continuations nested deeper than the limit of {}",
+                                self.limits.max_nesting
+                            ),
                             tokens[i].span,
                         ));
                         return None;
@@ -336,7 +387,11 @@ impl<'a> Nester<'a> {
         }
         let last = tokens.last().expect("items are never empty");
         while self.stack.pop().is_some() {
-            self.out.push((last.span.end as usize, Tok::BlockClose, last.span.end as usize));
+            self.out.push((
+                last.span.end as usize,
+                Tok::BlockClose,
+                last.span.end as usize,
+            ));
         }
         Some(self.out)
     }

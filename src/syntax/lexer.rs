@@ -61,7 +61,9 @@ impl Lexer<'_> {
                             Tok::Error(Code::E0103, "use spaces for indentation".into()),
                         );
                         // One error per line is enough.
-                        while self.pos < self.bytes.len() && matches!(self.bytes[self.pos], b' ' | b'\t') {
+                        while self.pos < self.bytes.len()
+                            && matches!(self.bytes[self.pos], b' ' | b'\t')
+                        {
                             self.pos += 1;
                         }
                     }
@@ -143,13 +145,20 @@ impl Lexer<'_> {
         let start = self.pos;
         if self.bytes[self.pos] == b'0' && matches!(self.peek(1), Some(b'x' | b'X')) {
             self.pos += 2;
-            while self.pos < self.bytes.len() && (self.bytes[self.pos].is_ascii_hexdigit() || self.bytes[self.pos] == b'_') {
+            while self.pos < self.bytes.len()
+                && (self.bytes[self.pos].is_ascii_hexdigit() || self.bytes[self.pos] == b'_')
+            {
                 self.pos += 1;
             }
-            let digits: String = self.text[start + 2..self.pos].chars().filter(|c| *c != '_').collect();
+            let digits: String = self.text[start + 2..self.pos]
+                .chars()
+                .filter(|c| *c != '_')
+                .collect();
             let tok = match u64::from_str_radix(&digits, 16) {
                 Ok(value) => Tok::Int(value),
-                Err(_) if digits.is_empty() => Tok::Error(Code::E0101, "hexadecimal literal has no digits".into()),
+                Err(_) if digits.is_empty() => {
+                    Tok::Error(Code::E0101, "hexadecimal literal has no digits".into())
+                }
                 Err(_) => Tok::Error(Code::E0101, "integer literal out of range".into()),
             };
             self.push(start, tok);
@@ -171,7 +180,10 @@ impl Lexer<'_> {
                 self.digits();
             }
         }
-        let text: String = self.text[start..self.pos].chars().filter(|c| *c != '_').collect();
+        let text: String = self.text[start..self.pos]
+            .chars()
+            .filter(|c| *c != '_')
+            .collect();
         let tok = if is_float {
             match text.parse::<f64>() {
                 Ok(value) if value.is_finite() => Tok::Float(value),
@@ -194,7 +206,9 @@ impl Lexer<'_> {
     }
 
     fn digits(&mut self) {
-        while self.pos < self.bytes.len() && (self.bytes[self.pos].is_ascii_digit() || self.bytes[self.pos] == b'_') {
+        while self.pos < self.bytes.len()
+            && (self.bytes[self.pos].is_ascii_digit() || self.bytes[self.pos] == b'_')
+        {
             self.pos += 1;
         }
     }
@@ -250,7 +264,10 @@ impl Lexer<'_> {
             _ => {
                 let ch = self.text[self.pos..].chars().next().unwrap_or('?');
                 (
-                    Tok::Error(Code::E0101, format!("unexpected character `{}`", ch.escape_debug())),
+                    Tok::Error(
+                        Code::E0101,
+                        format!("unexpected character `{}`", ch.escape_debug()),
+                    ),
                     ch.len_utf8(),
                 )
             }
@@ -274,7 +291,9 @@ pub fn unescape(rest: &str) -> Result<(String, usize), (Code, String, usize)> {
             '"' => return Ok((value, i + 1)),
             '\n' => return Err((Code::E0102, "unterminated string literal".into(), i)),
             '\\' => {
-                let Some((j, escaped)) = chars.next() else { break };
+                let Some((j, escaped)) = chars.next() else {
+                    break;
+                };
                 match escaped {
                     'n' => value.push('\n'),
                     't' => value.push('\t'),
@@ -287,7 +306,9 @@ pub fn unescape(rest: &str) -> Result<(String, usize), (Code, String, usize)> {
                         let parsed = body
                             .strip_prefix('{')
                             .and_then(|b| b.find('}').map(|end| &b[..end]))
-                            .and_then(|hex| u32::from_str_radix(hex, 16).ok().map(|v| (v, hex.len())))
+                            .and_then(|hex| {
+                                u32::from_str_radix(hex, 16).ok().map(|v| (v, hex.len()))
+                            })
                             .and_then(|(v, len)| char::from_u32(v).map(|c| (c, len)));
                         match parsed {
                             Some((ch, len)) => {
@@ -298,19 +319,28 @@ pub fn unescape(rest: &str) -> Result<(String, usize), (Code, String, usize)> {
                                 }
                             }
                             None => {
-                                let end = rest[j..].find('"').map(|e| j + e + 1).unwrap_or(rest.len());
+                                let end =
+                                    rest[j..].find('"').map(|e| j + e + 1).unwrap_or(rest.len());
                                 return Err((Code::E0101, "invalid unicode escape".into(), end));
                             }
                         }
                     }
                     other => {
                         let end = rest[j..].find('"').map(|e| j + e + 1).unwrap_or(rest.len());
-                        return Err((Code::E0101, format!("unknown escape `\\{}`", other.escape_debug()), end));
+                        return Err((
+                            Code::E0101,
+                            format!("unknown escape `\\{}`", other.escape_debug()),
+                            end,
+                        ));
                     }
                 }
             }
             c => value.push(c),
         }
     }
-    Err((Code::E0102, "unterminated string literal".into(), rest.len()))
+    Err((
+        Code::E0102,
+        "unterminated string literal".into(),
+        rest.len(),
+    ))
 }

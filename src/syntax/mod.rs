@@ -23,7 +23,11 @@ pub fn parse(source: &str, limits: &FrontEndLimits) -> (ast::SourceFile, Vec<Dia
     if source.len() > limits.max_source_bytes {
         diagnostics.push(Diagnostic::new(
             Code::E0105,
-            format!("source is {} bytes, more than the limit of {}", source.len(), limits.max_source_bytes),
+            format!(
+                "source is {} bytes, more than the limit of {}",
+                source.len(),
+                limits.max_source_bytes
+            ),
             Span::new(0, 0),
         ));
         return (ast::SourceFile::default(), diagnostics);

@@ -27,9 +27,17 @@ pub fn span(l: usize, r: usize) -> Span {
 }
 
 /// Builds an expression node, computing its height and refusing trees that are too tall.
-pub fn expr(kind: ExprKind, l: usize, r: usize) -> Result<Expr, ParseError<usize, Tok, DepthError>> {
+pub fn expr(
+    kind: ExprKind,
+    l: usize,
+    r: usize,
+) -> Result<Expr, ParseError<usize, Tok, DepthError>> {
     let child_depth = match &kind {
-        ExprKind::Int(_) | ExprKind::Float(_) | ExprKind::Str(_) | ExprKind::Bool(_) | ExprKind::Name(_) => 0,
+        ExprKind::Int(_)
+        | ExprKind::Float(_)
+        | ExprKind::Str(_)
+        | ExprKind::Bool(_)
+        | ExprKind::Name(_) => 0,
         ExprKind::Field(e, _) | ExprKind::Unary(_, e) | ExprKind::As(_, e) => e.depth,
         ExprKind::Binary(_, a, b) => a.depth.max(b.depth),
         ExprKind::If(c, a, b) => c.depth.max(a.depth).max(b.depth),
@@ -69,20 +77,32 @@ pub fn parse_expr(tokens: Vec<(usize, Tok, usize)>, end: usize) -> Result<Expr, 
 
 fn convert_error(error: ParseError<usize, Tok, DepthError>, end: usize) -> Diagnostic {
     match error {
-        ParseError::InvalidToken { location } => Diagnostic::new(Code::E0101, "invalid token", Span::new(location, location + 1)),
+        ParseError::InvalidToken { location } => Diagnostic::new(
+            Code::E0101,
+            "invalid token",
+            Span::new(location, location + 1),
+        ),
         ParseError::UnrecognizedEof { location, expected } => Diagnostic::new(
             Code::E0101,
             format!("unexpected end of item{}", expected_list(&expected)),
             Span::new(location.min(end), end),
         ),
-        ParseError::UnrecognizedToken { token: (l, tok, r), expected } => {
+        ParseError::UnrecognizedToken {
+            token: (l, tok, r),
+            expected,
+        } => {
             let message = match tok {
-                Tok::BlockClose => format!("unexpected end of continuations{}", expected_list(&expected)),
+                Tok::BlockClose => format!(
+                    "unexpected end of continuations{}",
+                    expected_list(&expected)
+                ),
                 other => format!("unexpected {other}{}", expected_list(&expected)),
             };
             Diagnostic::new(Code::E0101, message, Span::new(l, r.max(l)))
         }
-        ParseError::ExtraToken { token: (l, tok, r) } => Diagnostic::new(Code::E0101, format!("unexpected {tok}"), Span::new(l, r)),
+        ParseError::ExtraToken { token: (l, tok, r) } => {
+            Diagnostic::new(Code::E0101, format!("unexpected {tok}"), Span::new(l, r))
+        }
         ParseError::User { error } => Diagnostic::new(
             Code::E0105,
             format!("expression nested deeper than the limit of {MAX_EXPR_DEPTH}"),
@@ -106,6 +126,10 @@ fn expected_list(expected: &[String]) -> String {
     match shown.len() {
         0 => String::new(),
         1..=6 => format!(", expected {}", shown.join(" or ")),
-        _ => format!(", expected one of {} and {} more", shown[..5].join(", "), shown.len() - 5),
+        _ => format!(
+            ", expected one of {} and {} more",
+            shown[..5].join(", "),
+            shown.len() - 5
+        ),
     }
 }

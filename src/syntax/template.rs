@@ -27,14 +27,21 @@ pub enum TemplatePart {
 /// Parses the raw text of a string literal (quotes included) that starts at `offset` in the
 /// source. Holes are parsed as expressions with their own spans.
 pub fn parse_template(raw: &str, offset: usize) -> Result<Vec<TemplatePart>, Diagnostic> {
-    let body = raw.strip_prefix('"').and_then(|b| b.strip_suffix('"')).unwrap_or(raw);
+    let body = raw
+        .strip_prefix('"')
+        .and_then(|b| b.strip_suffix('"'))
+        .unwrap_or(raw);
     let base = offset + 1;
     let mut parts = Vec::new();
     let mut rest = 0;
     while let Some(open) = body[rest..].find("{{").map(|i| rest + i) {
         push_text(&mut parts, &body[rest..open], base + rest)?;
         let Some(close) = body[open + 2..].find("}}").map(|i| open + 2 + i) else {
-            return Err(Diagnostic::new(Code::E0102, "unterminated `{{` in print template", Span::new(base + open, base + open + 2)));
+            return Err(Diagnostic::new(
+                Code::E0102,
+                "unterminated `{{` in print template",
+                Span::new(base + open, base + open + 2),
+            ));
         };
         let inner = &body[open + 2..close];
         let (expr_text, format) = split_format(inner);
@@ -43,13 +50,18 @@ pub fn parse_template(raw: &str, offset: usize) -> Result<Vec<TemplatePart>, Dia
             .into_iter()
             .map(|t| (t.span.start as usize, t.tok, t.span.end as usize))
             .collect();
-        if let Some((l, crate::syntax::token::Tok::Error(code, message), r)) =
-            tokens.iter().find(|(_, t, _)| matches!(t, crate::syntax::token::Tok::Error(..)))
+        if let Some((l, crate::syntax::token::Tok::Error(code, message), r)) = tokens
+            .iter()
+            .find(|(_, t, _)| matches!(t, crate::syntax::token::Tok::Error(..)))
         {
             return Err(Diagnostic::new(*code, message.clone(), Span::new(*l, *r)));
         }
         if tokens.is_empty() {
-            return Err(Diagnostic::new(Code::E0101, "empty `{{ }}` in print template", Span::new(base + open, base + close + 2)));
+            return Err(Diagnostic::new(
+                Code::E0101,
+                "empty `{{ }}` in print template",
+                Span::new(base + open, base + close + 2),
+            ));
         }
         let expr = parse_expr(tokens, expr_base + expr_text.len())?;
         parts.push(TemplatePart::Hole(expr, format));
@@ -86,6 +98,10 @@ fn push_text(parts: &mut Vec<TemplatePart>, raw: &str, offset: usize) -> Result<
             parts.push(TemplatePart::Text(text));
             Ok(())
         }
-        Err((code, message, at)) => Err(Diagnostic::new(code, message, Span::new(offset + at.min(raw.len()), offset + raw.len()))),
+        Err((code, message, at)) => Err(Diagnostic::new(
+            code,
+            message,
+            Span::new(offset + at.min(raw.len()), offset + raw.len()),
+        )),
     }
 }
