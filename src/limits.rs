@@ -13,6 +13,9 @@ pub struct FrontEndLimits {
     pub max_nesting: usize,
     /// Steps after subflows are inlined into their callers.
     pub max_steps: usize,
+    /// Steps nested in one another after subflows are inlined (every pass over the IR recurses
+    /// this deep).
+    pub max_depth: usize,
     /// Bytes of one flow state.
     pub max_state_bytes: usize,
 }
@@ -23,6 +26,7 @@ impl Default for FrontEndLimits {
             max_source_bytes: 1 << 20,
             max_nesting: 64,
             max_steps: 100_000,
+            max_depth: 256,
             max_state_bytes: 1 << 20,
         }
     }

@@ -45,6 +45,7 @@ struct Mark {
     loops: usize,
     conversions: u32,
     invoke_sites: u32,
+    steps: usize,
 }
 
 pub(crate) struct Lowerer<'a> {
@@ -67,6 +68,10 @@ pub(crate) struct Lowerer<'a> {
     steps: usize,
     invoke_sites: u32,
     too_large: bool,
+    depth: usize,
+    /// Set while checking a subflow definition: calls to other subflows are checked against
+    /// their signatures without inlining their bodies (the result is thrown away).
+    check_only: bool,
     /// Spans of library code do not point into the source: runtime errors there point at the call.
     span_override: Option<Span>,
     pub(super) scope: Vec<Binding>,
@@ -100,6 +105,8 @@ impl<'a> Lowerer<'a> {
             steps: 0,
             invoke_sites: 0,
             too_large: false,
+            depth: 0,
+            check_only: false,
             span_override: None,
             scope: Vec::new(),
             captures: Vec::new(),
@@ -156,6 +163,7 @@ impl<'a> Lowerer<'a> {
             loops: self.loops.len(),
             conversions: self.conversion_buffers,
             invoke_sites: self.invoke_sites,
+            steps: self.steps,
         }
     }
 
@@ -167,6 +175,7 @@ impl<'a> Lowerer<'a> {
         self.loops.truncate(mark.loops);
         self.conversion_buffers = mark.conversions;
         self.invoke_sites = mark.invoke_sites;
+        self.steps = mark.steps;
     }
 
     pub(super) fn new_local(&mut self, name: Arc<str>, ty: Type, kind: LocalKind) -> LocalId {
@@ -258,7 +267,10 @@ impl<'a> Lowerer<'a> {
             });
         }
         self.captures.clear();
-        if let Some(body) = self.lower_step(def.body) {
+        self.check_only = true;
+        let body = self.lower_step(def.body);
+        self.check_only = false;
+        if let Some(body) = body {
             let mut values = Vec::new();
             step_values(&body, &mut values);
             for value in values {
@@ -281,7 +293,29 @@ impl<'a> Lowerer<'a> {
         }
     }
 
+    /// Guards the depth of the step tree (which grows with inlining), then lowers.
     fn lower_invocation(&mut self, invocation: &ast::Invocation) -> Option<Step> {
+        if self.depth >= self.options.limits.max_depth {
+            if !self.too_large {
+                self.too_large = true;
+                self.diagnostics.push(Diagnostic::new(
+                    Code::E0105,
+                    format!(
+                        "steps are nested more than {} deep once subflows are inlined",
+                        self.options.limits.max_depth
+                    ),
+                    invocation.span,
+                ));
+            }
+            return None;
+        }
+        self.depth += 1;
+        let lowered = self.lower_invocation_at_depth(invocation);
+        self.depth -= 1;
+        lowered
+    }
+
+    fn lower_invocation_at_depth(&mut self, invocation: &ast::Invocation) -> Option<Step> {
         if !self.count_step(invocation.span) {
             return None;
         }
@@ -762,7 +796,11 @@ impl<'a> Lowerer<'a> {
         }
         self.text = def.text;
         self.silent += 1;
-        let body = self.lower_step(def.body);
+        let body = if self.check_only {
+            Some(Step::Yield(ValueId(0)))
+        } else {
+            self.lower_step(def.body)
+        };
         self.silent -= 1;
         self.text = saved_text;
         self.span_override = saved_override;

@@ -217,60 +217,103 @@ fn collect_subflows<'a>(
     }
 }
 
-/// Finds subflows that call themselves, directly or through others (E0209).
+/// Finds subflows that call themselves, directly or through others (E0209): the members of every
+/// strongly connected component of the call graph that has a cycle (Tarjan's algorithm, iterative
+/// so that long call chains cannot overflow the stack).
 fn find_recursion(
     subflows: &HashMap<String, SubflowDef>,
     file: &ast::SourceFile,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Vec<String> {
-    let mut calls: HashMap<&str, Vec<&str>> = HashMap::new();
-    for (name, def) in subflows {
-        let mut called = Vec::new();
-        invoked_paths(def.body, &mut called);
-        called.retain(|c| subflows.contains_key(*c));
-        calls.insert(name.as_str(), called);
-    }
-    let mut recursive = Vec::new();
-    let mut names: Vec<&str> = calls.keys().copied().collect();
+    let mut names: Vec<&str> = subflows.keys().map(String::as_str).collect();
     names.sort_unstable();
-    for start in names {
-        // Depth-first search for a path from `start` back to itself (explicit stack).
-        let mut stack: Vec<(&str, Vec<&str>)> = vec![(start, vec![start])];
-        let mut seen: Vec<&str> = Vec::new();
-        while let Some((node, path)) = stack.pop() {
-            for &next in calls.get(node).map(|v| v.as_slice()).unwrap_or(&[]) {
-                if next == start {
-                    let mut cycle = path.clone();
-                    cycle.push(start);
-                    recursive.push(start.to_string());
-                    if !subflows[start].from_library {
-                        let span = file
-                            .items
-                            .iter()
-                            .find_map(|item| match item {
-                                ast::Item::Subflow(s) if s.name.text == start => Some(s.name.span),
-                                _ => None,
-                            })
-                            .unwrap_or(subflows[start].span);
-                        diagnostics.push(Diagnostic::new(
-                            Code::E0209,
-                            format!(
-                                "subflow `{start}` calls itself ({}); recursion is not supported",
-                                cycle.join(" -> ")
-                            ),
-                            span,
-                        ));
-                    }
-                    stack.clear();
-                    break;
+    let id: HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (*n, i)).collect();
+    let calls: Vec<Vec<usize>> = names
+        .iter()
+        .map(|name| {
+            let mut called = Vec::new();
+            invoked_paths(subflows[*name].body, &mut called);
+            let mut edges: Vec<usize> = called.iter().filter_map(|c| id.get(c).copied()).collect();
+            edges.sort_unstable();
+            edges.dedup();
+            edges
+        })
+        .collect();
+    const UNVISITED: usize = usize::MAX;
+    let n = names.len();
+    let (mut index, mut lowlink, mut on_stack) = (vec![UNVISITED; n], vec![0; n], vec![false; n]);
+    let (mut stack, mut next_index, mut components) = (Vec::new(), 0, Vec::new());
+    for root in 0..n {
+        if index[root] != UNVISITED {
+            continue;
+        }
+        let mut frames: Vec<(usize, usize)> = vec![(root, 0)];
+        index[root] = next_index;
+        lowlink[root] = next_index;
+        next_index += 1;
+        stack.push(root);
+        on_stack[root] = true;
+        while let Some(&mut (node, ref mut child)) = frames.last_mut() {
+            if let Some(&next) = calls[node].get(*child) {
+                *child += 1;
+                if index[next] == UNVISITED {
+                    index[next] = next_index;
+                    lowlink[next] = next_index;
+                    next_index += 1;
+                    stack.push(next);
+                    on_stack[next] = true;
+                    frames.push((next, 0));
+                } else if on_stack[next] {
+                    lowlink[node] = lowlink[node].min(index[next]);
                 }
-                if !seen.contains(&next) {
-                    seen.push(next);
-                    let mut longer = path.clone();
-                    longer.push(next);
-                    stack.push((next, longer));
+                continue;
+            }
+            frames.pop();
+            if let Some(&(parent, _)) = frames.last() {
+                lowlink[parent] = lowlink[parent].min(lowlink[node]);
+            }
+            if lowlink[node] == index[node] {
+                let mut component = Vec::new();
+                while let Some(member) = stack.pop() {
+                    on_stack[member] = false;
+                    component.push(member);
+                    if member == node {
+                        break;
+                    }
+                }
+                if component.len() > 1 || calls[node].contains(&node) {
+                    component.sort_unstable();
+                    components.push(component);
                 }
             }
+        }
+    }
+    let mut recursive = Vec::new();
+    for component in components {
+        let members: Vec<&str> = component.iter().map(|&i| names[i]).collect();
+        for &name in &members {
+            recursive.push(name.to_string());
+            if subflows[name].from_library {
+                continue;
+            }
+            let span = file
+                .items
+                .iter()
+                .find_map(|item| match item {
+                    ast::Item::Subflow(s) if s.name.text == name => Some(s.name.span),
+                    _ => None,
+                })
+                .unwrap_or(subflows[name].span);
+            let how = if members.len() == 1 {
+                "calls itself".to_string()
+            } else {
+                format!("is part of a call cycle ({})", members.join(", "))
+            };
+            diagnostics.push(Diagnostic::new(
+                Code::E0209,
+                format!("subflow `{name}` {how}; recursion is not supported"),
+                span,
+            ));
         }
     }
     recursive
