@@ -139,6 +139,8 @@ pub struct Arms {
     /// For each branch of the event: indices into `arms`, in the order they are tried
     /// (source order, catch-all last).
     pub by_branch: Vec<Vec<u32>>,
+    /// For each branch: the arm taken without trying guards, when the first candidate has none.
+    pub unguarded: Vec<Option<u32>>,
 }
 
 #[derive(Debug)]

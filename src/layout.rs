@@ -100,7 +100,7 @@ struct Builder<'p> {
 impl Builder<'_> {
     fn reply_plan(&self, s: &Invoke) -> ReplyPlan {
         let sig = &self.program.events[s.event.0 as usize].sig;
-        let branches = sig
+        let branches: Vec<BranchPlan> = sig
             .result_branches()
             .into_iter()
             .zip(&s.payloads)
@@ -120,9 +120,19 @@ impl Builder<'_> {
                     .collect(),
             })
             .collect();
+        let only_identity = match branches.as_slice() {
+            [BranchPlan {
+                payload: crate::types::PayloadType::Identity(_),
+                fields,
+                ..
+            }] => fields.first().copied(),
+            _ => None,
+        };
         ReplyPlan {
             event: self.program.events[s.event.0 as usize].name.clone(),
+            span: s.span,
             branches,
+            only_identity,
         }
     }
 

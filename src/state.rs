@@ -66,6 +66,8 @@ pub struct RunState {
     pub loop_iterations: Vec<u64>,
     pub fuel_used: u64,
     pub iterations: u64,
+    /// The host call site in progress (to name the event if its implementation panics).
+    pub calling: u32,
     pub last_event: Charged,
     pub last_subflow: Option<Arc<str>>,
 }
@@ -83,6 +85,7 @@ impl RunState {
             loop_iterations: vec![0; program.loops.len()],
             fuel_used: 0,
             iterations: 0,
+            calling: 0,
             last_event: Charged::Nothing,
             last_subflow: None,
         }

@@ -147,7 +147,11 @@ pub struct ReplyOut<'a> {
 #[derive(Clone, Debug)]
 pub struct ReplyPlan {
     pub event: Arc<str>,
+    /// Where the call is written, for errors raised while it runs.
+    pub span: crate::span::Span,
     pub branches: Vec<BranchPlan>,
+    /// For an event with one branch whose payload is a single value: that value's slot.
+    pub only_identity: Option<FieldPlan>,
 }
 
 #[derive(Clone, Debug)]
@@ -198,18 +202,22 @@ impl ReplyOut<'_> {
     /// The identity payload of the event's only branch.
     #[inline]
     pub(crate) fn identity(&mut self, value: ReplyValue) -> Result<u32, HostError> {
-        let branch = self.only_branch()?;
-        match (&branch.payload, branch.fields.first()) {
-            (PayloadType::Identity(ty), Some(&field)) if *ty == value.ty() => {
+        match self.plan.only_identity {
+            Some(field) if field.ty == value.ty() => {
                 self.store(field, &value);
                 Ok(0)
             }
-            (declared, _) => Err(HostError(format!(
-                "`{}` carries {declared}, but the implementation returned a {}",
-                self.plan.event,
-                value.ty()
-            ))),
+            _ => self.identity_mismatch(value.ty()),
         }
+    }
+
+    #[cold]
+    fn identity_mismatch(&self, found: Type) -> Result<u32, HostError> {
+        let branch = self.only_branch()?;
+        Err(HostError(format!(
+            "`{}` carries {}, but the implementation returned a {found}",
+            self.plan.event, branch.payload
+        )))
     }
 
     /// Writes a full reply, checking it against the declaration.

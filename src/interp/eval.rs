@@ -36,7 +36,17 @@ impl Exec<'_> {
     }
 
     pub(super) fn eval_int(&mut self, expr: &Expr) -> Result<i64, Trap> {
-        self.eval(expr).map(|bits| bits as i64)
+        self.eval_operand(expr).map(|bits| bits as i64)
+    }
+
+    /// `eval` with literals and locals (most operands) handled inline.
+    #[inline(always)]
+    pub(super) fn eval_operand(&mut self, expr: &Expr) -> Result<u64, Trap> {
+        match expr {
+            Expr::Local(local, _) => Ok(self.state.frame[self.layout.slot(*local).offset as usize]),
+            Expr::Int(v) => Ok(*v as u64),
+            _ => self.eval(expr),
+        }
     }
 
     pub(super) fn eval_bool(&mut self, expr: &Expr) -> Result<bool, Trap> {
@@ -67,8 +77,8 @@ impl Exec<'_> {
             Expr::NegFloat(e) => (-f64::from_bits(self.eval(e)?)).to_bits(),
             Expr::Not(e) => u64::from(!self.eval_bool(e)?),
             Expr::IntArith(op, a, b, span) => {
-                let a = self.eval_int(a)?;
-                let b = self.eval_int(b)?;
+                let a = self.eval_operand(a)? as i64;
+                let b = self.eval_operand(b)? as i64;
                 match arith::int(*op, a, b) {
                     Ok(v) => v as u64,
                     Err(code) => {

@@ -41,11 +41,27 @@ pub fn run(
         interrupt: limits.interrupt.as_ref(),
         poll: DEADLINE_POLL,
     };
-    let mut last = None;
-    for flow in &program.flows {
-        last = Some(exec.step(flow)?);
-    }
-    Ok(last)
+    // A host panic unwinds through the interpreter's own frames (plain Rust; the run state is
+    // reset before its next use) to here: caught once per run rather than once per call.
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        let mut last = None;
+        for flow in &program.flows {
+            last = Some(exec.step(flow)?);
+        }
+        Ok(last)
+    }));
+    result.unwrap_or_else(|panic| {
+        let site = layout.replies.get(exec.state.calling as usize);
+        let (event, span) = site.map_or((None, Span::default()), |plan| {
+            (Some(plan.event.clone()), plan.span)
+        });
+        Err(Trap::error(
+            ErrorCode::HostPanic,
+            panic_message(&panic),
+            event,
+            span,
+        ))
+    })
 }
 
 pub(crate) struct Exec<'r> {
@@ -99,6 +115,12 @@ impl Exec<'_> {
         let value = ValueId(first_value.0 + branch);
         if arms.arms.is_empty() {
             return Ok(value);
+        }
+        if let Some(index) = arms.unguarded[branch as usize] {
+            return match &arms.arms[index as usize].step {
+                Some(step) => self.step(step),
+                None => Ok(value),
+            };
         }
         let candidates = &arms.by_branch[branch as usize];
         // Only exempt branches (`else`, `done`) can have no continuation once the check passed.
@@ -210,6 +232,15 @@ impl Exec<'_> {
 
     /// `captured { ... }`: every expression is evaluated before any field is assigned.
     fn update(&mut self, s: &CaptureUpdate) -> Result<(), Trap> {
+        // One non-`str` field: nothing else is assigned, so evaluate and store directly.
+        if let [(local, expr)] = s.assigns.as_slice() {
+            let slot = self.layout.slot(*local);
+            if slot.ty != Type::Str {
+                let bits = self.eval_operand(expr)?;
+                self.state.frame[slot.offset as usize] = bits;
+                return Ok(());
+            }
+        }
         // `scratch` may be in use by an enclosing update's evaluation only if expressions could
         // run steps, which they cannot; so it is free here.
         self.state.scratch.clear();
@@ -336,7 +367,7 @@ impl Exec<'_> {
                                 self.state.args.push(ptr);
                                 self.state.args.push(len);
                             } else {
-                                let bits = self.eval(&argument.expr)?;
+                                let bits = self.eval_operand(&argument.expr)?;
                                 self.state.args.push(bits);
                             }
                         }
@@ -351,24 +382,16 @@ impl Exec<'_> {
                             buffers: &mut state.buffers,
                             plan: &self.layout.replies[s.site as usize],
                         };
-                        let args = &state.args;
-                        match catch_unwind(AssertUnwindSafe(|| function(args, &mut out))) {
-                            Ok(Ok(branch)) => branch,
-                            Ok(Err(error)) => {
+                        state.calling = s.site;
+                        match function(&state.args, &mut out) {
+                            Ok(branch) => branch,
+                            Err(error) => {
                                 return Err(Trap::error(
                                     ErrorCode::HostError,
                                     error.0,
                                     Some(event.name.clone()),
                                     s.span,
-                                ))
-                            }
-                            Err(panic) => {
-                                return Err(Trap::error(
-                                    ErrorCode::HostPanic,
-                                    panic_message(&panic),
-                                    Some(event.name.clone()),
-                                    s.span,
-                                ))
+                                ));
                             }
                         }
                     }

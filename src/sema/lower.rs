@@ -656,6 +656,7 @@ impl<'a> Lowerer<'a> {
         let mut arms = Arms {
             arms: Vec::new(),
             by_branch: vec![Vec::new(); branches.len()],
+            unguarded: Vec::new(),
         };
         let mut handled = vec![false; branches.len()];
         let mut catch_alls = Vec::new();
@@ -748,6 +749,15 @@ impl<'a> Lowerer<'a> {
         for list in &mut arms.by_branch {
             list.extend(&catch_alls);
         }
+        arms.unguarded = arms
+            .by_branch
+            .iter()
+            .map(|list| {
+                list.first()
+                    .copied()
+                    .filter(|&first| arms.arms[first as usize].guard.is_none())
+            })
+            .collect();
         if !continuations.is_empty() && catch_alls.is_empty() {
             for (index, branch) in branches.iter().enumerate() {
                 if !handled[index] && !exempt.contains(&&*branch.name) {

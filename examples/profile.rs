@@ -1,0 +1,35 @@
+//! A fixed workload for instruction-count profiling (`valgrind --tool=callgrind`): the typed
+//! nested loop (`KORU_PROFILE=typed`, the default), the string one (`string`) or the pure
+//! sum-fold (`fold`), run 20 times.
+use koru_jit::{CompileOptions, Engine, Inputs, Registry, RunLimits};
+
+fn main() {
+    let which = std::env::var("KORU_PROFILE").unwrap_or_else(|_| "typed".into());
+    let mut registry = Registry::new();
+    registry
+        .event(
+            "~event add { a: i64, b: i64 } | sum i64",
+            |a: i64, b: i64| a + b,
+        )
+        .unwrap();
+    registry
+        .event(
+            "~event add_text { a: []const u8, b: []const u8 } | sum []const u8",
+            |a: &str, b: &str| {
+                std::hint::black_box(a.parse::<i64>().unwrap_or(0) + b.parse::<i64>().unwrap_or(0));
+                "ok"
+            },
+        )
+        .unwrap();
+    let source = match which.as_str() {
+        "string" => "~for(0..1000)\n| each _ |> for(0..100)\n    | each i |> add_text(a: \"0\", b: i)\n| done |> _\n",
+        "fold" => "~capture({ sum: 0 })\n| as acc |> for(0..100000)\n    | each i |> captured { sum: acc.sum + i }\n| captured total |> result total.sum\n",
+        _ => "~for(0..1000)\n| each _ |> for(0..100)\n    | each i |> add(a: 0, b: i)\n| done |> _\n",
+    };
+    let flow = Engine::new(registry)
+        .compile("profile", source, &CompileOptions::default())
+        .unwrap();
+    for _ in 0..20 {
+        std::hint::black_box(flow.run(&Inputs::new(), &RunLimits::default()).unwrap());
+    }
+}
