@@ -13,6 +13,20 @@ pub enum Scalar {
 }
 
 impl Scalar {
+    /// A value written as text, typed by its form: `42` is an int, `4.2` a float, `true` and
+    /// `false` are bools, anything else is a str (the command line's `--input` convention).
+    pub fn from_text(text: &str) -> Scalar {
+        if let Ok(v) = text.parse::<i64>() {
+            Scalar::Int(v)
+        } else if let Ok(v) = text.parse::<f64>() {
+            Scalar::Float(v)
+        } else if text == "true" || text == "false" {
+            Scalar::Bool(text == "true")
+        } else {
+            Scalar::Str(text.to_string())
+        }
+    }
+
     pub fn to_json(&self) -> serde_json::Value {
         match self {
             Scalar::Int(v) => serde_json::Value::from(*v),

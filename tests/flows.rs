@@ -43,18 +43,6 @@ struct Expectations {
     accumulator: Option<i64>,
 }
 
-fn parse_value(text: &str) -> Scalar {
-    if let Ok(v) = text.parse::<i64>() {
-        Scalar::Int(v)
-    } else if let Ok(v) = text.parse::<f64>() {
-        Scalar::Float(v)
-    } else if text == "true" || text == "false" {
-        Scalar::Bool(text == "true")
-    } else {
-        Scalar::Str(text.to_string())
-    }
-}
-
 fn expectations(source: &str) -> Result<Expectations, String> {
     let mut e = Expectations::default();
     for line in source.lines() {
@@ -74,7 +62,7 @@ fn expectations(source: &str) -> Result<Expectations, String> {
         match key.trim() {
             "input" => {
                 let (name, v) = value.split_once('=').ok_or("`input` takes name=value")?;
-                e.inputs.push((name.to_string(), parse_value(v)));
+                e.inputs.push((name.to_string(), Scalar::from_text(v)));
             }
             "scope" => e.scope = Some(value.to_string()),
             "fuel-limit" => e.fuel_limit = Some(number()?),

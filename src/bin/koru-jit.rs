@@ -219,15 +219,7 @@ fn parse_inputs(inputs: &[String]) -> Result<(Vec<(String, Type)>, Inputs), Stri
         let Some((name, text)) = input.split_once('=') else {
             return Err(format!("--input takes NAME=VALUE, got `{input}`"));
         };
-        let value = if let Ok(v) = text.parse::<i64>() {
-            Scalar::Int(v)
-        } else if let Ok(v) = text.parse::<f64>() {
-            Scalar::Float(v)
-        } else if text == "true" || text == "false" {
-            Scalar::Bool(text == "true")
-        } else {
-            Scalar::Str(text.to_string())
-        };
+        let value = Scalar::from_text(text);
         types.retain(|(n, _): &(String, Type)| n != name);
         types.push((name.to_string(), value.ty()));
         values.insert(name, value);

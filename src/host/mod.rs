@@ -98,6 +98,20 @@ pub enum RegistryError {
     UnknownScope(String),
 }
 
+/// A closure taking `found` can implement `sig` only if they are its inputs' types, in order.
+fn check_signature(sig: &EventSig, found: Vec<Type>) -> Result<(), RegistryError> {
+    let expected: Vec<Type> = sig.inputs.iter().map(|(_, t)| *t).collect();
+    if expected == found {
+        Ok(())
+    } else {
+        Err(RegistryError::SignatureMismatch {
+            event: sig.name.to_string(),
+            expected,
+            found,
+        })
+    }
+}
+
 fn type_list(types: &[Type]) -> String {
     types
         .iter()
@@ -192,20 +206,7 @@ impl Registry {
         function: F,
     ) -> Result<(), RegistryError> {
         let index = self.implementable(name)?;
-        let expected: Vec<Type> = self.events[index]
-            .sig
-            .inputs
-            .iter()
-            .map(|(_, t)| *t)
-            .collect();
-        let found = F::arg_types();
-        if expected != found {
-            return Err(RegistryError::SignatureMismatch {
-                event: name.to_string(),
-                expected,
-                found,
-            });
-        }
+        check_signature(&self.events[index].sig, F::arg_types())?;
         self.events[index].implementation = Implementation::Closure(function.into_erased());
         Ok(())
     }
@@ -252,15 +253,7 @@ impl Registry {
             return Err(RegistryError::NotOneEvent(sigs.len()));
         }
         let name = sigs[0].name.clone();
-        let expected: Vec<Type> = sigs[0].inputs.iter().map(|(_, t)| *t).collect();
-        let found = F::arg_types();
-        if expected != found {
-            return Err(RegistryError::SignatureMismatch {
-                event: name.to_string(),
-                expected,
-                found,
-            });
-        }
+        check_signature(&sigs[0], F::arg_types())?;
         self.declare_event(sigs.into_iter().next().expect("one signature"))?;
         self.implement(&name, function)
     }

@@ -420,6 +420,36 @@ impl<'a> Lowerer<'a> {
         }
     }
 
+    /// For an invocation of an event with signature `sig`: the payload locals of each branch,
+    /// how a binding of each branch is bound, and the value of branch 0 (branch `b` is
+    /// `first_value + b`).
+    fn branch_slots(
+        &mut self,
+        sig: &EventSig,
+        kind: LocalKind,
+        name: &str,
+        span: Span,
+    ) -> (Vec<Vec<LocalId>>, Vec<BranchInfo>, ValueId) {
+        let mut slots = Vec::new();
+        let mut infos = Vec::new();
+        let mut payloads = Vec::new();
+        for branch in sig.result_branches() {
+            let prefix = format!("{name}.{}", branch.name);
+            let (locals, bound, payload) = self.payload_locals(&branch.payload, kind, &prefix);
+            slots.push(locals);
+            infos.push(BranchInfo {
+                name: branch.name.clone(),
+                bound,
+            });
+            payloads.push((branch.name, payload));
+        }
+        let first_value = ValueId(self.values.len() as u32);
+        for (branch, payload) in payloads {
+            self.new_value(branch, payload, span);
+        }
+        (slots, infos, first_value)
+    }
+
     fn lower_host(&mut self, invocation: &ast::Invocation, host: usize, cost: u64) -> Option<Step> {
         let name = invocation.path.text.as_str();
         let sig = self.registry.events()[host].sig.clone();
@@ -432,27 +462,8 @@ impl<'a> Lowerer<'a> {
             Arguments::Inputs(self.lower_args(&invocation.args, &sig.inputs, name, invocation.span))
         };
         let event = self.event_use(host, name, cost);
-        let mut payloads = Vec::new();
-        let mut infos = Vec::new();
-        let first_value = ValueId(self.values.len() as u32);
-        let branches = sig.result_branches();
-        let mut pending = Vec::new();
-        for branch in &branches {
-            let (locals, bound, payload) = self.payload_locals(
-                &branch.payload,
-                LocalKind::Payload,
-                &format!("{name}.{}", branch.name),
-            );
-            payloads.push(locals);
-            infos.push(BranchInfo {
-                name: branch.name.clone(),
-                bound,
-            });
-            pending.push((branch.name.clone(), payload));
-        }
-        for (branch, payload) in pending {
-            self.new_value(branch, payload, invocation.span);
-        }
+        let (payloads, infos, first_value) =
+            self.branch_slots(&sig, LocalKind::Payload, name, invocation.span);
         let arms = self.lower_arms(
             &invocation.continuations,
             &infos,
@@ -818,27 +829,8 @@ impl<'a> Lowerer<'a> {
         self.scope = saved_scope;
         let body = body?;
 
-        let branches = sig.result_branches();
-        let mut results = Vec::new();
-        let mut infos = Vec::new();
-        let mut pending = Vec::new();
-        for branch in &branches {
-            let (locals, bound, payload) = self.payload_locals(
-                &branch.payload,
-                LocalKind::SubflowResult,
-                &format!("{name}.{}", branch.name),
-            );
-            results.push(locals);
-            infos.push(BranchInfo {
-                name: branch.name.clone(),
-                bound,
-            });
-            pending.push((branch.name.clone(), payload));
-        }
-        let first_value = ValueId(self.values.len() as u32);
-        for (branch, payload) in pending {
-            self.new_value(branch, payload, invocation.span);
-        }
+        let (results, infos, first_value) =
+            self.branch_slots(&sig, LocalKind::SubflowResult, name, invocation.span);
         let mut values = Vec::new();
         step_values(&body, &mut values);
         let exits = values
