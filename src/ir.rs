@@ -70,6 +70,27 @@ pub struct Program {
     pub step_count: usize,
     /// Host invocations (see [`Invoke::site`]).
     pub invoke_sites: u32,
+    /// Names of the subflows called, for `last_event` (see [`SubflowCall::name_index`]).
+    pub subflow_names: Vec<Arc<str>>,
+}
+
+/// `last_event` as both tiers record it: 0 for none, `1 + i` for host event `i` of
+/// [`Program::events`], [`LAST_EVENT_SUBFLOW`]` | k` for subflow name `k`.
+pub const LAST_EVENT_SUBFLOW: u32 = 0x8000_0000;
+
+impl Program {
+    /// The name behind a `last_event` code.
+    pub fn last_event_name(&self, code: u32) -> Option<Arc<str>> {
+        if code == 0 {
+            None
+        } else if code & LAST_EVENT_SUBFLOW != 0 {
+            self.subflow_names
+                .get((code & !LAST_EVENT_SUBFLOW) as usize)
+                .cloned()
+        } else {
+            self.events.get(code as usize - 1).map(|e| e.name.clone())
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -193,6 +214,8 @@ pub struct Invoke {
 #[derive(Debug)]
 pub struct SubflowCall {
     pub name: Arc<str>,
+    /// Index into [`Program::subflow_names`].
+    pub name_index: u32,
     pub inputs: Vec<(LocalId, Argument)>,
     pub body: Step,
     /// For every value the body can yield: the subflow branch it is and the copies to make.

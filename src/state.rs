@@ -7,16 +7,6 @@ use crate::outcome::{ErrorCode, Limit};
 use crate::span::Span;
 use std::sync::Arc;
 
-/// Which event was charged last (for `Exhausted`'s `last_event`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Charged {
-    Nothing,
-    /// Index into [`Program::events`].
-    Host(u32),
-    /// A subflow call; the name is kept in [`RunState::last_subflow`].
-    Subflow,
-}
-
 /// Why a run stopped early.
 #[derive(Debug)]
 pub enum Trap {
@@ -48,7 +38,33 @@ impl Trap {
     }
 }
 
+/// `repr(C)`: generated code reads and writes the fields before `frame` at fixed offsets
+/// (`std::mem::offset_of!`); both tiers keep their counters here.
+#[repr(C)]
 pub struct RunState {
+    pub fuel_used: u64,
+    /// `u64::MAX` when unlimited.
+    pub fuel_limit: u64,
+    pub iterations: u64,
+    /// `u64::MAX` when unlimited.
+    pub iteration_limit: u64,
+    /// The last event charged, coded as [`Program::last_event_name`] reads it.
+    pub last_event: u32,
+    /// The host call site in progress (to name the event if its implementation panics).
+    pub calling: u32,
+    /// Generated code: the value of the last top-level flow.
+    pub value: u32,
+    /// Generated code: why it stopped (an index of its trap table, or a `Limit`).
+    pub trap: u32,
+    /// Generated code: ticks left before the deadline is read again.
+    pub poll_countdown: u64,
+    /// Generated code: per-loop iteration counters (`loop_iterations`).
+    pub loop_counts: *mut u64,
+    /// Generated code: the interrupt flag of this run (a flag that is never set without one).
+    pub interrupt: *const std::sync::atomic::AtomicBool,
+    /// A host error or panic caught in a native shim.
+    pub host_trap: Option<Box<TrapError>>,
+    pub deadline: Option<std::time::Instant>,
     /// The flow state, in 8-byte words.
     pub frame: Vec<u64>,
     /// String buffers of locals that own their text (see the layout).
@@ -64,13 +80,11 @@ pub struct RunState {
     /// Scratch for print templates.
     pub text: String,
     pub loop_iterations: Vec<u64>,
-    pub fuel_used: u64,
-    pub iterations: u64,
-    /// The host call site in progress (to name the event if its implementation panics).
-    pub calling: u32,
-    pub last_event: Charged,
-    pub last_subflow: Option<Arc<str>>,
 }
+
+// SAFETY: the raw pointers (`loop_counts`, `interrupt`) are set at the start of each run to data
+// that outlives it and are only used by the thread running it.
+unsafe impl Send for RunState {}
 
 impl RunState {
     pub fn new(program: &Program, layout: &Layout) -> RunState {
@@ -84,10 +98,18 @@ impl RunState {
             text: String::new(),
             loop_iterations: vec![0; program.loops.len()],
             fuel_used: 0,
+            fuel_limit: u64::MAX,
             iterations: 0,
+            iteration_limit: u64::MAX,
+            last_event: 0,
             calling: 0,
-            last_event: Charged::Nothing,
-            last_subflow: None,
+            value: 0,
+            trap: 0,
+            poll_countdown: 0,
+            loop_counts: std::ptr::null_mut(),
+            interrupt: std::ptr::null(),
+            host_trap: None,
+            deadline: None,
         }
     }
 
@@ -98,7 +120,7 @@ impl RunState {
         self.current_half.fill(false);
         self.fuel_used = 0;
         self.iterations = 0;
-        self.last_event = Charged::Nothing;
-        self.last_subflow = None;
+        self.last_event = 0;
+        self.host_trap = None;
     }
 }

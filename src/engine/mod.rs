@@ -24,7 +24,7 @@ use crate::limits::{FrontEndLimits, RunLimits};
 use crate::outcome::{Outcome, RuntimeError};
 use crate::sema::CheckOptions;
 use crate::span::LineIndex;
-use crate::state::{Charged, RunState, Trap};
+use crate::state::{RunState, Trap};
 use crate::types::Type;
 use crate::value::{Payload, Scalar, Value};
 use std::sync::{Arc, Mutex};
@@ -228,11 +228,7 @@ impl Flow {
             Err(Trap::Exhausted(limit)) => Outcome::Exhausted {
                 limit,
                 fuel,
-                last_event: match state.last_event {
-                    Charged::Nothing => None,
-                    Charged::Host(index) => Some(inner.program.events[index as usize].name.clone()),
-                    Charged::Subflow => state.last_subflow.clone(),
-                },
+                last_event: inner.program.last_event_name(state.last_event),
             },
             Err(Trap::Error(error)) => {
                 let at = inner.lines.line_col(&inner.source, error.span.start);

@@ -308,6 +308,88 @@ impl<R: IntoReply, E: Into<HostError>> IntoReply for Result<R, E> {
 pub type ErasedHostFn =
     Box<dyn Fn(&[u64], &mut ReplyOut<'_>) -> Result<u32, HostError> + Send + Sync>;
 
+/// How generated code passes one argument to a native shim.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShimArg {
+    /// `int`: an `i64` register.
+    Int,
+    /// `float`: an `f64` register.
+    Float,
+    /// `bool`: a word register holding 0 or 1.
+    Bool,
+    /// `str`: a pointer to its (pointer, length) pair of words.
+    Str,
+}
+
+/// The typed `extern "C"` entry of a host closure, for generated code:
+/// `extern "C" fn(env, state, plan, args...) -> u32` returning the branch index, or
+/// [`SHIM_FAILED`] after recording a host error or panic in the run state.
+#[derive(Clone)]
+pub struct NativeShim {
+    pub code: *const u8,
+    /// The closure; generated code passes it back as `env`.
+    pub env: *const u8,
+    /// The arguments in registers; `None` for closures registered with
+    /// `implement_with_args`, whose shim takes a pointer to the argument words instead.
+    pub args: Option<Vec<ShimArg>>,
+    /// Keeps the closure alive as long as the shim can be called.
+    _closure: Arc<dyn std::any::Any + Send + Sync>,
+}
+
+// SAFETY: `code` is a function pointer and `env` points into `_closure`, which is `Send + Sync`;
+// neither is ever written through.
+unsafe impl Send for NativeShim {}
+// SAFETY: as above.
+unsafe impl Sync for NativeShim {}
+
+/// The branch index a shim returns when the call failed (the reason is in the run state).
+pub const SHIM_FAILED: u32 = u32::MAX;
+
+/// A host closure ready for both tiers.
+#[doc(hidden)]
+pub struct HostClosure {
+    pub(crate) erased: ErasedHostFn,
+    pub(crate) shim: NativeShim,
+}
+
+/// Runs a host call from a shim: catches panics and records failures in the run state.
+///
+/// # Safety
+/// `state` and `plan` must be the pointers generated code received: the live run state of this
+/// run and the reply plan of the calling site.
+pub(crate) unsafe fn shim_call(
+    state: *mut crate::state::RunState,
+    plan: *const ReplyPlan,
+    call: impl FnOnce(&mut ReplyOut<'_>) -> Result<u32, HostError>,
+) -> u32 {
+    // SAFETY: guaranteed by the caller; generated code holds no other reference to the run state
+    // while the call runs.
+    let (state, plan) = unsafe { (&mut *state, &*plan) };
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut out = ReplyOut {
+            frame: &mut state.frame,
+            buffers: &mut state.buffers,
+            plan,
+        };
+        call(&mut out)
+    }));
+    let (code, message) = match result {
+        Ok(Ok(branch)) => return branch,
+        Ok(Err(error)) => (crate::outcome::ErrorCode::HostError, error.0),
+        Err(panic) => (
+            crate::outcome::ErrorCode::HostPanic,
+            crate::interp::panic_message(&panic),
+        ),
+    };
+    state.host_trap = Some(Box::new(crate::state::TrapError {
+        code,
+        message,
+        event: Some(plan.event.clone()),
+        span: plan.span,
+    }));
+    SHIM_FAILED
+}
+
 /// Arguments of a host call, read by position, for closures registered with
 /// [`crate::Registry::implement_with_args`] (any number of inputs).
 pub struct Args<'a> {
@@ -388,7 +470,8 @@ pub(crate) unsafe fn word_str<'a>(ptr: u64, len: u64) -> &'a str {
 pub trait HostFunction<Marker>: Send + Sync + 'static {
     /// The argument types, in order.
     fn arg_types() -> Vec<Type>;
-    fn into_erased(self) -> ErasedHostFn;
+    #[doc(hidden)]
+    fn into_closure(self) -> HostClosure;
 }
 
 #[doc(hidden)]
@@ -424,6 +507,29 @@ macro_rules! kind_tag {
     };
 }
 
+macro_rules! kind_shim_arg {
+    (i64) => {
+        ShimArg::Int
+    };
+    (f64) => {
+        ShimArg::Float
+    };
+    (bool) => {
+        ShimArg::Bool
+    };
+    (str) => {
+        ShimArg::Str
+    };
+}
+
+/// The register type of a kind in a shim's signature.
+macro_rules! kind_abi {
+    (i64) => { i64 };
+    (f64) => { f64 };
+    (bool) => { u64 };
+    (str) => { *const [u64; 2] };
+}
+
 macro_rules! read_arg {
     (i64, $w:ident, $i:ident) => {{
         let v = $w[$i] as i64;
@@ -450,8 +556,27 @@ macro_rules! read_arg {
     }};
 }
 
+/// Turns a shim register back into the closure's argument.
+macro_rules! from_abi {
+    (i64, $a:ident) => {
+        $a
+    };
+    (f64, $a:ident) => {
+        $a
+    };
+    (bool, $a:ident) => {
+        $a != 0
+    };
+    (str, $a:ident) => {{
+        // SAFETY: generated code passes, for a `str` input, a pointer to a live (pointer, length)
+        // pair of UTF-8 (a flow-state slot, a literal of the compiled flow or a conversion
+        // buffer of the run state).
+        unsafe { word_str((*$a)[0], (*$a)[1]) }
+    }};
+}
+
 macro_rules! host_function {
-    ($($kind:ident)*) => {
+    ($(($name:ident $kind:ident))*) => {
         impl<F, R> HostFunction<Params<($(kind_type!($kind),)*)>> for F
         where
             F: Fn($(kind_type!($kind)),*) -> R + Send + Sync + 'static,
@@ -462,34 +587,103 @@ macro_rules! host_function {
             }
 
             #[allow(unused_mut, unused_variables, unused_assignments, clippy::unused_unit)]
-            fn into_erased(self) -> ErasedHostFn {
-                Box::new(move |words: &[u64], out: &mut ReplyOut<'_>| {
+            fn into_closure(self) -> HostClosure {
+                /// The typed native entry of closures of type `F`.
+                ///
+                /// # Safety
+                /// Called only by generated code, with `env` the closure registered with this
+                /// shim, the live run state, the calling site's reply plan, and one argument per
+                /// input of the declared types.
+                #[allow(clippy::too_many_arguments)]
+                unsafe extern "C" fn shim<F, R>(env: *const u8, state: *mut crate::state::RunState, plan: *const ReplyPlan $(, $name: kind_abi!($kind))*) -> u32
+                where
+                    F: Fn($(kind_type!($kind)),*) -> R,
+                    R: IntoReply,
+                {
+                    // SAFETY: `env` is the `Arc<F>` kept alive by `NativeShim::_closure`.
+                    let function = unsafe { &*(env as *const F) };
+                    $(let $name = from_abi!($kind, $name);)*
+                    // SAFETY: forwarded from the caller's contract.
+                    unsafe { shim_call(state, plan, |out| function($($name),*).write_reply(out)) }
+                }
+                let function = Arc::new(self);
+                let erased_function = function.clone();
+                let shim = NativeShim {
+                    code: shim::<F, R> as *const u8,
+                    env: Arc::as_ptr(&function) as *const u8,
+                    args: Some(vec![$(kind_shim_arg!($kind)),*]),
+                    _closure: function,
+                };
+                let erased: ErasedHostFn = Box::new(move |words: &[u64], out: &mut ReplyOut<'_>| {
                     let mut i = 0usize;
-                    (self)($(read_arg!($kind, words, i)),*).write_reply(out)
-                })
+                    (erased_function)($(read_arg!($kind, words, i)),*).write_reply(out)
+                });
+                HostClosure { erased, shim }
             }
         }
     };
 }
 
 macro_rules! for_each_kind {
-    ($m:ident [$($prefix:ident)*]) => {
-        $m!($($prefix)* i64);
-        $m!($($prefix)* f64);
-        $m!($($prefix)* bool);
-        $m!($($prefix)* str);
+    ($m:ident [$($prefix:tt)*] $name:ident) => {
+        $m!($($prefix)* ($name i64));
+        $m!($($prefix)* ($name f64));
+        $m!($($prefix)* ($name bool));
+        $m!($($prefix)* ($name str));
     };
 }
 
 macro_rules! host_function_2 {
-    ($($prefix:ident)*) => { for_each_kind!(host_function [$($prefix)*]); };
+    ($($prefix:tt)*) => { for_each_kind!(host_function [$($prefix)*] a2); };
 }
 
 macro_rules! host_function_3 {
-    ($($prefix:ident)*) => { for_each_kind!(host_function_2 [$($prefix)*]); };
+    ($($prefix:tt)*) => { for_each_kind!(host_function_2 [$($prefix)*] a1); };
 }
 
 host_function!();
-for_each_kind!(host_function []);
-for_each_kind!(host_function_2 []);
-for_each_kind!(host_function_3 []);
+for_each_kind!(host_function [] a1);
+for_each_kind!(host_function_2 [] a1);
+for_each_kind!(host_function_3 [] a0);
+
+/// The native entry of closures registered with `implement_with_args`: arguments as words in
+/// memory.
+///
+/// # Safety
+/// As for the typed shims; `args` points to the input words in declared order.
+pub(crate) unsafe extern "C" fn args_shim(
+    env: *const u8,
+    state: *mut crate::state::RunState,
+    plan: *const ReplyPlan,
+    args: *const u64,
+) -> u32 {
+    // SAFETY: `env` is the `ArgsClosure` kept alive by the shim's `_closure`.
+    let closure = unsafe { &*(env as *const ArgsClosure) };
+    // SAFETY: generated code passes as many words as the inputs take.
+    let words = unsafe { std::slice::from_raw_parts(args, closure.words) };
+    // SAFETY: forwarded from the caller's contract.
+    unsafe { shim_call(state, plan, |out| (closure.function)(words, out)) }
+}
+
+/// A closure over positional [`Args`], with the number of words its inputs take.
+pub(crate) struct ArgsClosure {
+    pub function: ErasedHostFn,
+    pub words: usize,
+}
+
+impl ArgsClosure {
+    pub(crate) fn into_closure(self) -> HostClosure {
+        let closure = Arc::new(self);
+        let for_interp = closure.clone();
+        let shim = NativeShim {
+            code: args_shim as *const u8,
+            env: Arc::as_ptr(&closure) as *const u8,
+            args: None,
+            _closure: closure,
+        };
+        HostClosure {
+            erased: Box::new(move |words, out| (for_interp.function)(words, out)),
+            shim,
+        }
+    }
+}

@@ -25,7 +25,8 @@ pub use function::{
 pub use scope::{Scope, ScopeRule};
 pub use stdlib::{CaptureSink, OutputSink, StdEvent, StdoutSink, STD_DECLARATIONS};
 
-pub(crate) use function::{word_str, ErasedHostFn};
+pub(crate) use function::{word_str, ArgsClosure, HostClosure};
+pub use function::{NativeShim, ShimArg, SHIM_FAILED};
 
 use crate::diag::SourceErrors;
 use crate::syntax::ast;
@@ -37,7 +38,7 @@ use std::sync::Arc;
 pub(crate) enum Implementation {
     /// Declared, not (yet) implemented: flows that call it are rejected (E0209).
     Missing,
-    Closure(ErasedHostFn),
+    Closure(HostClosure),
     Std(StdEvent),
 }
 
@@ -207,7 +208,7 @@ impl Registry {
     ) -> Result<(), RegistryError> {
         let index = self.implementable(name)?;
         check_signature(&self.events[index].sig, F::arg_types())?;
-        self.events[index].implementation = Implementation::Closure(function.into_erased());
+        self.events[index].implementation = Implementation::Closure(function.into_closure());
         Ok(())
     }
 
@@ -234,11 +235,18 @@ impl Registry {
             offsets.push(at);
             at += ty.words() as usize;
         }
-        self.events[index].implementation = Implementation::Closure(Box::new(
-            move |words: &[u64], out: &mut function::ReplyOut<'_>| {
+        let words = at;
+        let erased: function::ErasedHostFn =
+            Box::new(move |words: &[u64], out: &mut function::ReplyOut<'_>| {
                 function(&Args::new(words, &offsets, &types)).write_reply(out)
-            },
-        ));
+            });
+        self.events[index].implementation = Implementation::Closure(
+            ArgsClosure {
+                function: erased,
+                words,
+            }
+            .into_closure(),
+        );
         Ok(())
     }
 

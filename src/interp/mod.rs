@@ -12,7 +12,7 @@ use crate::layout::Layout;
 use crate::limits::RunLimits;
 use crate::outcome::{ErrorCode, Limit};
 use crate::span::Span;
-use crate::state::{Charged, RunState, Trap};
+use crate::state::{RunState, Trap};
 use crate::types::Type;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
@@ -148,7 +148,7 @@ impl Exec<'_> {
         ))
     }
 
-    fn charge(&mut self, cost: u64, charged: Charged) -> Result<(), Trap> {
+    fn charge(&mut self, cost: u64, charged: u32) -> Result<(), Trap> {
         let used = self.state.fuel_used.saturating_add(cost);
         if used > self.fuel_limit {
             return Err(Trap::Exhausted(Limit::Fuel));
@@ -293,8 +293,7 @@ impl Exec<'_> {
         for (local, argument) in &s.inputs {
             self.write_argument(argument, *local)?;
         }
-        self.charge(1, Charged::Subflow)?;
-        self.state.last_subflow = Some(s.name.clone());
+        self.charge(1, LAST_EVENT_SUBFLOW | s.name_index)?;
         let value = self.step(&s.body)?;
         let Some(exit) = s.exits.iter().find(|e| e.value == value) else {
             return Err(Trap::error(
@@ -373,9 +372,10 @@ impl Exec<'_> {
                         }
                     }
                 }
-                self.charge(event.cost, Charged::Host(s.event.0))?;
+                self.charge(event.cost, s.event.0 + 1)?;
                 match &host.implementation {
-                    Implementation::Closure(function) => {
+                    Implementation::Closure(closure) => {
+                        let function = &closure.erased;
                         let state = &mut *self.state;
                         let mut out = ReplyOut {
                             frame: &mut state.frame,
@@ -433,8 +433,7 @@ impl Exec<'_> {
                 let mut text = std::mem::take(&mut self.state.text);
                 text.clear();
                 let formatted = self.format_template(parts, &mut text);
-                let charged =
-                    formatted.and_then(|()| self.charge(event.cost, Charged::Host(s.event.0)));
+                let charged = formatted.and_then(|()| self.charge(event.cost, s.event.0 + 1));
                 if charged.is_ok() {
                     text.push('\n');
                     self.output.out(&text);
@@ -474,7 +473,7 @@ impl Exec<'_> {
     }
 }
 
-fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
     let text = panic
         .downcast_ref::<&str>()
         .map(|s| s.to_string())

@@ -67,6 +67,7 @@ pub(crate) struct Lowerer<'a> {
     silent: u32,
     steps: usize,
     invoke_sites: u32,
+    subflow_names: Vec<Arc<str>>,
     too_large: bool,
     depth: usize,
     /// Set while checking a subflow definition: calls to other subflows are checked against
@@ -104,6 +105,7 @@ impl<'a> Lowerer<'a> {
             silent: 0,
             steps: 0,
             invoke_sites: 0,
+            subflow_names: Vec::new(),
             too_large: false,
             depth: 0,
             check_only: false,
@@ -141,6 +143,7 @@ impl<'a> Lowerer<'a> {
             loops: self.loops,
             step_count: self.steps,
             invoke_sites: self.invoke_sites,
+            subflow_names: self.subflow_names,
         };
         (program, self.diagnostics)
     }
@@ -845,8 +848,16 @@ impl<'a> Lowerer<'a> {
             invocation.span,
             None,
         );
+        let name_index = match self.subflow_names.iter().position(|n| &**n == name) {
+            Some(index) => index,
+            None => {
+                self.subflow_names.push(Arc::from(name));
+                self.subflow_names.len() - 1
+            }
+        } as u32;
         Some(Step::Call(Box::new(SubflowCall {
             name: Arc::from(name),
+            name_index,
             inputs,
             body,
             exits,
