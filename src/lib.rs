@@ -26,6 +26,7 @@ pub mod engine;
 pub mod host;
 mod interp;
 pub mod ir;
+pub mod jit;
 pub mod layout;
 pub mod limits;
 pub mod outcome;

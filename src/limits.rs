@@ -68,4 +68,9 @@ impl InterruptHandle {
     pub fn is_interrupted(&self) -> bool {
         self.flag.load(Ordering::Relaxed)
     }
+
+    /// The flag itself, which generated code reads at loop back-edges and dispatches.
+    pub(crate) fn flag(&self) -> &AtomicBool {
+        &self.flag
+    }
 }

@@ -65,6 +65,10 @@ pub struct RunState {
     /// A host error or panic caught in a native shim.
     pub host_trap: Option<Box<TrapError>>,
     pub deadline: Option<std::time::Instant>,
+    /// Generated code: where `std.io` writes during this run (valid only while it runs).
+    pub output: *const (dyn crate::host::OutputSink + 'static),
+    /// Generated code: for each conversion site, the (pointer, length) pair of its buffer.
+    pub conversion_pairs: Vec<[u64; 2]>,
     /// The flow state, in 8-byte words.
     pub frame: Vec<u64>,
     /// String buffers of locals that own their text (see the layout).
@@ -82,7 +86,7 @@ pub struct RunState {
     pub loop_iterations: Vec<u64>,
 }
 
-// SAFETY: the raw pointers (`loop_counts`, `interrupt`) are set at the start of each run to data
+// SAFETY: the raw pointers (`loop_counts`, `interrupt`, `output`) are set at the start of each run to data
 // that outlives it and are only used by the thread running it.
 unsafe impl Send for RunState {}
 
@@ -110,6 +114,9 @@ impl RunState {
             interrupt: std::ptr::null(),
             host_trap: None,
             deadline: None,
+            output: std::ptr::null::<crate::host::StdoutSink>()
+                as *const dyn crate::host::OutputSink,
+            conversion_pairs: vec![[0; 2]; program.conversion_buffers as usize],
         }
     }
 

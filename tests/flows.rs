@@ -1,5 +1,10 @@
-//! Runs every `tests/flows/**/*.kz` file and compares what happens with the expectations written
-//! in its comments. One test per file (and, as tiers are added, per tier).
+//! Runs every `tests/flows/**/*.kz` file on every tier and compares what happens with the
+//! expectations written in its comments. Three tests per file:
+//!
+//! * `interp::FILE`: the interpreter meets the expectations;
+//! * `jit::FILE`: native code meets them too, and gives the interpreter's output, outcome, fuel
+//!   and host-call sequence exactly;
+//! * `aarch64::FILE`: the flow compiles with the aarch64 backend (not run: this machine is x86-64).
 //!
 //! Directives (each a `// name: value` comment line):
 //!
@@ -21,7 +26,7 @@
 
 mod common;
 
-use koru_jit::{CaptureSink, CompileOptions, Engine, Inputs, Outcome, RunLimits, Scalar};
+use koru_jit::{CaptureSink, CompileOptions, Engine, Inputs, Outcome, RunLimits, Scalar, Tier};
 use libtest_mimic::{Arguments, Failed, Trial};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -101,20 +106,35 @@ fn lines(expected: &[String]) -> String {
     expected.iter().map(|l| format!("{l}\n")).collect()
 }
 
-fn run_file(path: &Path) -> Result<(), Failed> {
+/// Everything observable about one run, for comparing tiers.
+#[derive(Debug, PartialEq)]
+struct Observed {
+    stdout: String,
+    stderr: String,
+    outcome: serde_json::Value,
+    calls: Vec<String>,
+    accumulator: i64,
+}
+
+fn compile_options(e: &Expectations, tier: Tier) -> CompileOptions {
+    CompileOptions {
+        scope: e.scope.clone(),
+        inputs: e.inputs.iter().map(|(n, v)| (n.clone(), v.ty())).collect(),
+        tier,
+        ..CompileOptions::default()
+    }
+}
+
+/// Runs the file on `tier`; `Ok(None)` when it was expected not to compile (and did not).
+fn run_file(path: &Path, tier: Tier) -> Result<Option<Observed>, Failed> {
     let source = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
     let e = expectations(&source)?;
-    let (mut registry, accumulator) = common::test_registry();
+    let (mut registry, accumulator, log) = common::test_registry();
     let sink = Arc::new(CaptureSink::new());
     registry.set_output(sink.clone());
     let engine = Engine::new(registry);
-    let options = CompileOptions {
-        scope: e.scope.clone(),
-        inputs: e.inputs.iter().map(|(n, v)| (n.clone(), v.ty())).collect(),
-        ..CompileOptions::default()
-    };
     let name = path.display().to_string();
-    let flow = match engine.compile(&name, &source, &options) {
+    let flow = match engine.compile(&name, &source, &compile_options(&e, tier)) {
         Ok(flow) => flow,
         Err(errors) => {
             let found: Vec<String> = errors
@@ -131,11 +151,14 @@ fn run_file(path: &Path) -> Result<(), Failed> {
                 )
                 .into());
             }
-            return Ok(());
+            return Ok(None);
         }
     };
     if !e.errors.is_empty() {
         return Err(format!("expected errors {:?}, but the source compiled", e.errors).into());
+    }
+    if tier == Tier::Jit && flow.tier() != Tier::Jit {
+        return Err(format!("the JIT did not compile this flow: {:?}", flow.jit_error()).into());
     }
     let mut inputs = Inputs::new();
     for (name, value) in &e.inputs {
@@ -213,17 +236,65 @@ fn run_file(path: &Path) -> Result<(), Failed> {
             problems.push(format!("fuel: expected {fuel}, found {}", outcome.fuel()));
         }
     }
+    let accumulator = accumulator.load(Ordering::Relaxed);
     if let Some(expected) = e.accumulator {
-        let found = accumulator.load(Ordering::Relaxed);
-        if found != expected {
-            problems.push(format!("accumulator: expected {expected}, found {found}"));
+        if accumulator != expected {
+            problems.push(format!(
+                "accumulator: expected {expected}, found {accumulator}"
+            ));
         }
     }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(problems.join("\n").into())
+    if !problems.is_empty() {
+        return Err(problems.join("\n").into());
     }
+    let calls = std::mem::take(&mut *log.lock().unwrap());
+    Ok(Some(Observed {
+        stdout: out,
+        stderr: err,
+        outcome: outcome.to_json(),
+        calls,
+        accumulator,
+    }))
+}
+
+/// The JIT meets the expectations and observably equals the interpreter.
+fn run_file_on_both_tiers(path: &Path) -> Result<(), Failed> {
+    let native = run_file(path, Tier::Jit)?;
+    let interpreted = run_file(path, Tier::Interp).map_err(|e| {
+        format!(
+            "the interpreter fails this file too: {}",
+            e.message().unwrap_or("")
+        )
+    })?;
+    if native != interpreted {
+        return Err(format!(
+            "the tiers differ\n--- interpreter\n{interpreted:#?}\n--- jit\n{native:#?}"
+        )
+        .into());
+    }
+    Ok(())
+}
+
+/// The flow compiles for aarch64 (files expected not to compile are skipped).
+fn compile_for_aarch64(path: &Path) -> Result<(), Failed> {
+    let source = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
+    let e = expectations(&source)?;
+    let (registry, _, _) = common::test_registry();
+    let engine = Engine::new(registry);
+    let Ok(flow) = engine.compile("aarch64", &source, &compile_options(&e, Tier::Interp)) else {
+        return Ok(());
+    };
+    let bytes = koru_jit::jit::compile_for_target(
+        flow.program(),
+        flow.layout(),
+        engine.registry(),
+        "aarch64-unknown-linux-gnu",
+    )
+    .map_err(|e| e.to_string())?;
+    if bytes == 0 {
+        return Err("the aarch64 backend produced no code".into());
+    }
+    Ok(())
 }
 
 fn collect(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -247,16 +318,23 @@ fn main() {
     let mut files = Vec::new();
     collect(&root, &mut files);
     assert!(!files.is_empty(), "no .kz files under {}", root.display());
-    let trials = files
-        .into_iter()
-        .map(|path| {
-            let name = path
-                .strip_prefix(&root)
-                .unwrap_or(&path)
-                .display()
-                .to_string();
-            Trial::test(format!("interp::{name}"), move || run_file(&path))
-        })
-        .collect();
+    let mut trials = Vec::new();
+    for path in files {
+        let name = path
+            .strip_prefix(&root)
+            .unwrap_or(&path)
+            .display()
+            .to_string();
+        let (p1, p2, p3) = (path.clone(), path.clone(), path);
+        trials.push(Trial::test(format!("interp::{name}"), move || {
+            run_file(&p1, Tier::Interp).map(|_| ())
+        }));
+        trials.push(Trial::test(format!("jit::{name}"), move || {
+            run_file_on_both_tiers(&p2)
+        }));
+        trials.push(Trial::test(format!("aarch64::{name}"), move || {
+            compile_for_aarch64(&p3)
+        }));
+    }
     libtest_mimic::run(&args, trials).exit();
 }

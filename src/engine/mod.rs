@@ -35,6 +35,9 @@ pub enum Tier {
     /// The interpreter only.
     #[default]
     Interp,
+    /// Native code, compiled before the first run. A flow the JIT cannot lower stays in the
+    /// interpreter ([`Flow::jit_error`] says why).
+    Jit,
 }
 
 /// How a source is compiled.
@@ -45,9 +48,15 @@ pub struct CompileOptions {
     /// Flow inputs (name and type) the caller supplies at each run.
     pub inputs: Vec<(String, Type)>,
     pub limits: FrontEndLimits,
+    pub tier: Tier,
 }
 
 impl CompileOptions {
+    pub fn tier(mut self, tier: Tier) -> Self {
+        self.tier = tier;
+        self
+    }
+
     pub fn scope(mut self, scope: &str) -> Self {
         self.scope = Some(scope.to_string());
         self
@@ -116,6 +125,13 @@ impl Engine {
             )]));
         }
         let stats = stats::Counters::new(program.loops.len());
+        let (native, jit_error) = match options.tier {
+            Tier::Interp => (None, None),
+            Tier::Jit => match crate::jit::compile(&program, &layout, &self.registry) {
+                Ok(code) => (Some(code), None),
+                Err(error) => (None, Some(error)),
+            },
+        };
         Ok(Flow {
             inner: Arc::new(FlowInner {
                 name: name.to_string(),
@@ -126,6 +142,8 @@ impl Engine {
                 registry: self.registry.clone(),
                 states: Mutex::new(Vec::new()),
                 stats,
+                native,
+                jit_error,
             }),
         })
     }
@@ -147,6 +165,9 @@ struct FlowInner {
     /// Run states kept for reuse, so that steady-state runs allocate nothing.
     states: Mutex<Vec<RunState>>,
     stats: stats::Counters,
+    /// Declared after `program` and `layout`, which its code points into; dropped first.
+    native: Option<crate::jit::NativeCode>,
+    jit_error: Option<crate::jit::JitError>,
 }
 
 impl Flow {
@@ -169,6 +190,25 @@ impl Flow {
     /// The flow inputs the source was compiled with.
     pub fn inputs(&self) -> &[crate::ir::InputDecl] {
         &self.inner.program.inputs
+    }
+
+    /// The tier runs of this flow use.
+    pub fn tier(&self) -> Tier {
+        if self.inner.native.is_some() {
+            Tier::Jit
+        } else {
+            Tier::Interp
+        }
+    }
+
+    /// Why the JIT could not compile this flow, if it was asked to and could not.
+    pub fn jit_error(&self) -> Option<&crate::jit::JitError> {
+        self.inner.jit_error.as_ref()
+    }
+
+    /// Bytes of native code (0 when interpreted).
+    pub fn code_bytes(&self) -> usize {
+        self.inner.native.as_ref().map_or(0, |n| n.code_bytes())
     }
 
     pub fn stats(&self) -> FlowStats {
@@ -198,14 +238,17 @@ impl Flow {
         let result = inputs
             .write(&inner.program, &inner.layout, &mut state)
             .map(|()| {
-                let result = crate::interp::run(
-                    &inner.program,
-                    &inner.layout,
-                    &inner.registry,
-                    &mut state,
-                    limits,
-                    output,
-                );
+                let result = match &inner.native {
+                    Some(native) => native.run(&inner.program, &mut state, limits, output),
+                    None => crate::interp::run(
+                        &inner.program,
+                        &inner.layout,
+                        &inner.registry,
+                        &mut state,
+                        limits,
+                        output,
+                    ),
+                };
                 self.outcome(result, &state)
             });
         inner.stats.record(&state);

@@ -1,76 +1,185 @@
 //! The registry the test files run against: the standard library, the command line's example
-//! events, and test events covering every payload kind, host errors and panics.
+//! events (logging copies), and test events covering every payload kind, host errors and panics.
+//! Every call is logged, so that tiers can be compared call by call.
 
 #![allow(dead_code)]
 
 use koru_jit::{HostError, Registry, Reply, Scope};
-use std::sync::atomic::AtomicI64;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 
-pub fn test_registry() -> (Registry, Arc<AtomicI64>) {
+/// The calls made during a run, as `name(arguments)`.
+pub type CallLog = Arc<Mutex<Vec<String>>>;
+
+fn parse(text: &str) -> Result<i64, HostError> {
+    text.trim()
+        .parse::<i64>()
+        .map_err(|_| HostError(format!("`{text}` is not an integer")))
+}
+
+pub fn test_registry() -> (Registry, Arc<AtomicI64>, CallLog) {
     let mut registry = Registry::with_std();
     let accumulator = Arc::new(AtomicI64::new(0));
-    koru_jit::host::register_demo_events(&mut registry, accumulator.clone()).unwrap();
+    let log: CallLog = Arc::default();
+    let record = |log: &CallLog, call: String| log.lock().unwrap().push(call);
+
+    // The CLI's example events (src/host/demo.rs), with the same declarations, logging calls.
+    let (l, acc) = (log.clone(), accumulator.clone());
     registry
         .event(
-            "~event test.fail { message: []const u8 } | ok",
-            |message: &str| Err::<(), _>(HostError::new(message)),
-        )
-        .unwrap();
-    registry
-        .event(
-            "~event test.panic { message: []const u8 } | ok",
-            |message: &str| -> () { panic!("{message}") },
-        )
-        .unwrap();
-    registry
-        .event(
-            "~event test.pick { n: i64 } | zero | one { label: []const u8, n: i64 } | many i64",
-            |n: i64| match n {
-                0 => Reply::branch("zero"),
-                1 => Reply::branch("one").field("n", n).field("label", "one"),
-                _ => Reply::branch("many").value(n),
+            "~event add { a: []const u8, b: []const u8 } | sum []const u8",
+            move |a: &str, b: &str| {
+                record(&l, format!("add({a}, {b})"));
+                let sum = parse(a)? + parse(b)?;
+                acc.fetch_add(sum, Ordering::Relaxed);
+                Ok::<_, HostError>(sum.to_string())
             },
         )
         .unwrap();
+    let l = log.clone();
+    registry
+        .event(
+            "~event multiply { value: []const u8, by: []const u8 } | product []const u8",
+            move |value: &str, by: &str| {
+                record(&l, format!("multiply({value}, {by})"));
+                let product = parse(value)?
+                    .checked_mul(parse(by)?)
+                    .ok_or("product overflows")?;
+                Ok::<_, HostError>(product.to_string())
+            },
+        )
+        .unwrap();
+    let l = log.clone();
+    registry
+        .event(
+            "~event subtract { value: []const u8, by: []const u8 } | difference []const u8",
+            move |value: &str, by: &str| {
+                record(&l, format!("subtract({value}, {by})"));
+                let difference = parse(value)?
+                    .checked_sub(parse(by)?)
+                    .ok_or("difference overflows")?;
+                Ok::<_, HostError>(difference.to_string())
+            },
+        )
+        .unwrap();
+    let l = log.clone();
+    registry
+        .event("~event produce {} | value { num: []const u8 }", move || {
+            record(&l, "produce()".into());
+            Reply::branch("value").field("num", "42")
+        })
+        .unwrap();
+
+    let l = log.clone();
+    registry
+        .event(
+            "~event test.fail { message: []const u8 } | ok",
+            move |message: &str| {
+                record(&l, format!("test.fail({message})"));
+                Err::<(), _>(HostError::new(message))
+            },
+        )
+        .unwrap();
+    let l = log.clone();
+    registry
+        .event(
+            "~event test.panic { message: []const u8 } | ok",
+            move |message: &str| -> () {
+                record(&l, format!("test.panic({message})"));
+                panic!("{message}")
+            },
+        )
+        .unwrap();
+    let l = log.clone();
+    registry
+        .event(
+            "~event test.pick { n: i64 } | zero | one { label: []const u8, n: i64 } | many i64",
+            move |n: i64| {
+                record(&l, format!("test.pick({n})"));
+                match n {
+                    0 => Reply::branch("zero"),
+                    1 => Reply::branch("one").field("n", n).field("label", "one"),
+                    _ => Reply::branch("many").value(n),
+                }
+            },
+        )
+        .unwrap();
+    let l = log.clone();
     registry
         .event(
             "~event test.echo { text: []const u8 } | echoed []const u8",
-            |text: &str| text.to_string(),
+            move |text: &str| {
+                record(&l, format!("test.echo({text})"));
+                text.to_string()
+            },
         )
         .unwrap();
+    let l = log.clone();
     registry
         .event(
             "~event test.negate { on: bool } | value bool",
-            |on: bool| !on,
+            move |on: bool| {
+                record(&l, format!("test.negate({on})"));
+                !on
+            },
         )
         .unwrap();
+    let l = log.clone();
     registry
-        .event("~event test.half { x: f64 } | value f64", |x: f64| x / 2.0)
+        .event("~event test.half { x: f64 } | value f64", move |x: f64| {
+            record(&l, format!("test.half({x})"));
+            x / 2.0
+        })
         .unwrap();
+    let l = log.clone();
     registry
         .event(
             "~event test.typed_add { a: i64, b: i64 } | sum i64",
-            |a: i64, b: i64| a + b,
+            move |a: i64, b: i64| {
+                record(&l, format!("test.typed_add({a}, {b})"));
+                a + b
+            },
         )
         .unwrap();
+    let l = log.clone();
     registry
-        .event("~event test.bad_reply {} | ok i64", || {
+        .event("~event test.bad_reply {} | ok i64", move || {
+            record(&l, "test.bad_reply()".into());
             Reply::branch("nope")
         })
         .unwrap();
+    let l = log.clone();
     registry
-        .event("~event test.wrong_type {} | ok i64", || "text")
+        .event("~event test.wrong_type {} | ok i64", move || {
+            record(&l, "test.wrong_type()".into());
+            "text"
+        })
         .unwrap();
-    registry.event("~event test.nothing {}", || ()).unwrap();
+    let l = log.clone();
+    registry
+        .event("~event test.nothing {}", move || {
+            record(&l, "test.nothing()".into());
+        })
+        .unwrap();
     registry
         .declare("~event test.unimplemented {} | ok")
         .unwrap();
     registry
         .declare("~event test.sum4 { a: i64, b: i64, c: i64, d: i64 } | sum i64")
         .unwrap();
+    let l = log.clone();
     registry
-        .implement_with_args("test.sum4", |args: &koru_jit::Args<'_>| {
+        .implement_with_args("test.sum4", move |args: &koru_jit::Args<'_>| {
+            record(
+                &l,
+                format!(
+                    "test.sum4({}, {}, {}, {})",
+                    args.int(0),
+                    args.int(1),
+                    args.int(2),
+                    args.int(3)
+                ),
+            );
             args.int(0) + args.int(1) + args.int(2) + args.int(3)
         })
         .unwrap();
@@ -92,5 +201,5 @@ pub fn test_registry() -> (Registry, Arc<AtomicI64>) {
             .alias("shout", "std.io:println", 3)
             .allow("test.*"),
     );
-    (registry, accumulator)
+    (registry, accumulator, log)
 }

@@ -1,0 +1,1248 @@
+//! Lowering the typed IR to Cranelift IR over the flow-state layout.
+//!
+//! * Every local is a Cranelift variable (two for a `str`: pointer and length), so loops keep
+//!   their values in registers. The flow state is written where something outside the function
+//!   reads it: the payload of the final value, and `str` arguments passed by address. Host
+//!   replies are written into the flow state by the shim and loaded back into variables.
+//! * Builtins are control flow: `for` and `while` are native loops, `if` a branch, `capture`
+//!   variables; subflows are inlined (the IR already is); branch selection after a host call is a
+//!   `switch` on the returned branch index.
+//! * Fuel, iteration count, last event and per-loop counters live in variables and are written
+//!   back to the run state at the single exit block.
+//! * Nothing is called by symbol: host shims and runtime helpers are pointer constants.
+
+use super::runtime::{
+    self, NativeData, NativePart, TrapSite, STATUS_ERROR, STATUS_EXHAUSTED, STATUS_HOST, STATUS_OK,
+};
+use crate::host::{Implementation, Registry, ShimArg, StdEvent, SHIM_FAILED};
+use crate::ir::*;
+use crate::layout::Layout;
+use crate::outcome::{ErrorCode, Limit};
+use crate::span::Span;
+use crate::state::RunState;
+use crate::types::Type;
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::{
+    types, AbiParam, Block, Function, InstBuilder, MemFlagsData, Signature, StackSlotData,
+    StackSlotKind, UserFuncName, Value,
+};
+use cranelift_codegen::isa::CallConv;
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Switch, Variable};
+use std::collections::HashMap;
+use std::mem::offset_of;
+use std::sync::Arc;
+
+const I64: types::Type = types::I64;
+const I32: types::Type = types::I32;
+const F64: types::Type = types::F64;
+
+/// A lowered flow: the function and the data its code refers to.
+pub struct Lowered {
+    pub function: Function,
+    pub data: Box<NativeData>,
+}
+
+/// A scalar (int, bool as 0/1, float) or a string (pointer, length).
+#[derive(Clone, Copy)]
+enum Val {
+    Scalar(Value),
+    Str(Value, Value),
+}
+
+/// Where a step's value goes.
+enum SinkKind<'s> {
+    /// The value is discarded: continue at this block (loop bodies, `as` steps).
+    Jump(Block),
+    /// The value of a top-level flow: write its payload to the flow state, then continue.
+    TopLevel(Block),
+    /// The end of an inlined subflow: map the value to a branch, copy its payload, continue at
+    /// that branch's block.
+    Exit {
+        exits: &'s [Exit],
+        blocks: Vec<Block>,
+        name: &'s Arc<str>,
+        span: Span,
+    },
+}
+
+struct Sink<'s> {
+    kind: SinkKind<'s>,
+    /// Distinguishes sinks, so that an arm shared by several branches is lowered once per sink.
+    id: u32,
+}
+
+/// Lowers `program` to a function `extern "C" fn(frame: *mut u64, state: *mut RunState) -> u32`.
+/// `data` must be boxed before the call: generated code embeds its address.
+pub fn lower(
+    program: &Program,
+    layout: &Layout,
+    registry: &Registry,
+    call_conv: CallConv,
+    context: &mut FunctionBuilderContext,
+) -> Result<Lowered, String> {
+    let mut signature = Signature::new(call_conv);
+    signature.params.push(AbiParam::new(I64));
+    signature.params.push(AbiParam::new(I64));
+    signature.returns.push(AbiParam::new(I32));
+    let mut function = Function::with_name_signature(UserFuncName::user(0, 0), signature);
+    let mut data = Box::new(NativeData::default());
+    {
+        let builder = FunctionBuilder::new(&mut function, context);
+        let mut lower = Lower::new(program, layout, registry, call_conv, builder, &mut data);
+        lower.flows()?;
+        lower.b.seal_all_blocks();
+        lower
+            .b
+            .finalize(cranelift_codegen::isa::TargetFrontendConfig {
+                default_call_conv: call_conv,
+                pointer_width: target_lexicon::PointerWidth::U64,
+                page_size_align_log2: 12,
+            });
+    }
+    Ok(Lowered { function, data })
+}
+
+struct Lower<'a, 'f> {
+    program: &'a Program,
+    layout: &'a Layout,
+    registry: &'a Registry,
+    call_conv: CallConv,
+    b: FunctionBuilder<'f>,
+    data: &'a mut NativeData,
+    frame: Value,
+    state: Value,
+    /// Per local: its variables (the second for a `str`'s length).
+    vars: Vec<(Variable, Option<Variable>)>,
+    fuel: Variable,
+    iterations: Variable,
+    last_event: Variable,
+    countdown: Variable,
+    loop_vars: Vec<Variable>,
+    fuel_limit: Value,
+    iteration_limit: Value,
+    interrupt: Value,
+    loop_counts: Value,
+    exit: Block,
+    /// Arms already lowered into a block of their own, per (arm, sink).
+    arm_blocks: HashMap<(usize, u32), Block>,
+    next_sink: u32,
+}
+
+fn state_offset(field: usize) -> i32 {
+    field as i32
+}
+
+impl<'a, 'f> Lower<'a, 'f> {
+    fn new(
+        program: &'a Program,
+        layout: &'a Layout,
+        registry: &'a Registry,
+        call_conv: CallConv,
+        mut b: FunctionBuilder<'f>,
+        data: &'a mut NativeData,
+    ) -> Lower<'a, 'f> {
+        let entry = b.create_block();
+        b.append_block_params_for_function_params(entry);
+        b.switch_to_block(entry);
+        let frame = b.block_params(entry)[0];
+        let state = b.block_params(entry)[1];
+        let vars = program
+            .locals
+            .iter()
+            .map(|local| match local.ty {
+                Type::Str => (b.declare_var(I64), Some(b.declare_var(I64))),
+                Type::Float => (b.declare_var(F64), None),
+                _ => (b.declare_var(I64), None),
+            })
+            .collect();
+        let flags = MemFlagsData::trusted();
+        let load = |b: &mut FunctionBuilder, ty, field: usize| {
+            b.ins().load(ty, flags, state, state_offset(field))
+        };
+        let fuel = b.declare_var(I64);
+        let value = load(&mut b, I64, offset_of!(RunState, fuel_used));
+        b.def_var(fuel, value);
+        let iterations = b.declare_var(I64);
+        let value = load(&mut b, I64, offset_of!(RunState, iterations));
+        b.def_var(iterations, value);
+        let last_event = b.declare_var(I32);
+        let value = load(&mut b, I32, offset_of!(RunState, last_event));
+        b.def_var(last_event, value);
+        let countdown = b.declare_var(I64);
+        let value = load(&mut b, I64, offset_of!(RunState, poll_countdown));
+        b.def_var(countdown, value);
+        let fuel_limit = load(&mut b, I64, offset_of!(RunState, fuel_limit));
+        let iteration_limit = load(&mut b, I64, offset_of!(RunState, iteration_limit));
+        let interrupt = load(&mut b, I64, offset_of!(RunState, interrupt));
+        let loop_counts = load(&mut b, I64, offset_of!(RunState, loop_counts));
+        let loop_vars = program
+            .loops
+            .iter()
+            .map(|_| {
+                let var = b.declare_var(I64);
+                let zero = b.ins().iconst(I64, 0);
+                b.def_var(var, zero);
+                var
+            })
+            .collect();
+        let exit = b.create_block();
+        b.append_block_param(exit, I32);
+        let mut lower = Lower {
+            program,
+            layout,
+            registry,
+            call_conv,
+            b,
+            data,
+            frame,
+            state,
+            vars,
+            fuel,
+            iterations,
+            last_event,
+            countdown,
+            loop_vars,
+            fuel_limit,
+            iteration_limit,
+            interrupt,
+            loop_counts,
+            exit,
+            arm_blocks: HashMap::new(),
+            next_sink: 0,
+        };
+        // Flow inputs are written by the caller: read them once.
+        for input in &program.inputs {
+            lower.load_local(input.local);
+        }
+        lower
+    }
+
+    fn sink(&mut self, kind: SinkKind<'a>) -> Sink<'a> {
+        self.next_sink += 1;
+        Sink {
+            kind,
+            id: self.next_sink,
+        }
+    }
+
+    fn flows(&mut self) -> Result<(), String> {
+        for flow in &self.program.flows {
+            let next = self.b.create_block();
+            let sink = self.sink(SinkKind::TopLevel(next));
+            self.step(flow, &sink)?;
+            self.b.switch_to_block(next);
+        }
+        let ok = self.b.ins().iconst(I32, i64::from(STATUS_OK));
+        self.b.ins().jump(self.exit, &[ok.into()]);
+        self.exit_block();
+        Ok(())
+    }
+
+    /// The single exit: write the counters back to the run state and return the status.
+    fn exit_block(&mut self) {
+        self.b.switch_to_block(self.exit);
+        let status = self.b.block_params(self.exit)[0];
+        let flags = MemFlagsData::trusted();
+        let fuel = self.b.use_var(self.fuel);
+        self.b.ins().store(
+            flags,
+            fuel,
+            self.state,
+            state_offset(offset_of!(RunState, fuel_used)),
+        );
+        let iterations = self.b.use_var(self.iterations);
+        self.b.ins().store(
+            flags,
+            iterations,
+            self.state,
+            state_offset(offset_of!(RunState, iterations)),
+        );
+        let last = self.b.use_var(self.last_event);
+        self.b.ins().store(
+            flags,
+            last,
+            self.state,
+            state_offset(offset_of!(RunState, last_event)),
+        );
+        for k in 0..self.loop_vars.len() {
+            let count = self.b.use_var(self.loop_vars[k]);
+            let offset = (k * 8) as i32;
+            let old = self.b.ins().load(I64, flags, self.loop_counts, offset);
+            let new = self.b.ins().iadd(old, count);
+            self.b.ins().store(flags, new, self.loop_counts, offset);
+        }
+        self.b.ins().return_(&[status]);
+    }
+
+    // ------------------------------------------------------------------ locals
+
+    fn get(&mut self, local: LocalId) -> Val {
+        let (first, second) = self.vars[local.0 as usize];
+        let a = self.b.use_var(first);
+        match second {
+            Some(second) => Val::Str(a, self.b.use_var(second)),
+            None => Val::Scalar(a),
+        }
+    }
+
+    fn set(&mut self, local: LocalId, value: Val) {
+        let (first, second) = self.vars[local.0 as usize];
+        match (value, second) {
+            (Val::Scalar(v), None) => self.b.def_var(first, v),
+            (Val::Str(p, l), Some(second)) => {
+                self.b.def_var(first, p);
+                self.b.def_var(second, l);
+            }
+            _ => unreachable!("the checker keeps str and scalar locals apart"),
+        }
+    }
+
+    /// Reads a local from the flow state into its variables.
+    fn load_local(&mut self, local: LocalId) {
+        let slot = self.layout.slot(local);
+        let offset = (slot.offset * 8) as i32;
+        let flags = MemFlagsData::trusted();
+        let value = match slot.ty {
+            Type::Str => {
+                let p = self.b.ins().load(I64, flags, self.frame, offset);
+                let l = self.b.ins().load(I64, flags, self.frame, offset + 8);
+                Val::Str(p, l)
+            }
+            Type::Float => Val::Scalar(self.b.ins().load(F64, flags, self.frame, offset)),
+            _ => Val::Scalar(self.b.ins().load(I64, flags, self.frame, offset)),
+        };
+        self.set(local, value);
+    }
+
+    /// Writes a local's variables to the flow state.
+    fn store_local(&mut self, local: LocalId) {
+        let offset = (self.layout.slot(local).offset * 8) as i32;
+        let flags = MemFlagsData::trusted();
+        match self.get(local) {
+            Val::Scalar(v) => {
+                self.b.ins().store(flags, v, self.frame, offset);
+            }
+            Val::Str(p, l) => {
+                self.b.ins().store(flags, p, self.frame, offset);
+                self.b.ins().store(flags, l, self.frame, offset + 8);
+            }
+        }
+    }
+
+    // ------------------------------------------------------------------ exits and traps
+
+    fn jump_exit(&mut self, status: u32) {
+        let status = self.b.ins().iconst(I32, i64::from(status));
+        self.b.ins().jump(self.exit, &[status.into()]);
+    }
+
+    fn trap_site(
+        &mut self,
+        code: ErrorCode,
+        message: String,
+        event: Option<Arc<str>>,
+        span: Span,
+    ) -> u32 {
+        self.data.traps.push(TrapSite {
+            code,
+            message,
+            event,
+            span,
+        });
+        self.data.traps.len() as u32 - 1
+    }
+
+    /// Leaves with a run-time error at `site`.
+    fn fail(&mut self, site: u32) {
+        let site = self.b.ins().iconst(I32, i64::from(site));
+        self.b.ins().store(
+            MemFlagsData::trusted(),
+            site,
+            self.state,
+            state_offset(offset_of!(RunState, trap)),
+        );
+        self.jump_exit(STATUS_ERROR);
+    }
+
+    /// If `condition` holds, leave with the error at `site`; else continue in a new block.
+    fn fail_if(&mut self, condition: Value, site: u32) {
+        let failing = self.b.create_block();
+        let next = self.b.create_block();
+        self.b.set_cold_block(failing);
+        self.b.ins().brif(condition, failing, &[], next, &[]);
+        self.b.switch_to_block(failing);
+        self.fail(site);
+        self.b.switch_to_block(next);
+    }
+
+    /// If `condition` holds, leave because of `limit`.
+    fn exhaust_if(&mut self, condition: Value, limit: Limit) {
+        let failing = self.b.create_block();
+        let next = self.b.create_block();
+        self.b.set_cold_block(failing);
+        self.b.ins().brif(condition, failing, &[], next, &[]);
+        self.b.switch_to_block(failing);
+        let code = self
+            .b
+            .ins()
+            .iconst(I32, i64::from(runtime::limit_code(limit)));
+        self.b.ins().store(
+            MemFlagsData::trusted(),
+            code,
+            self.state,
+            state_offset(offset_of!(RunState, trap)),
+        );
+        self.jump_exit(STATUS_EXHAUSTED);
+        self.b.switch_to_block(next);
+    }
+
+    /// A host call or helper reported failure (`failed` nonzero): leave with its recorded error.
+    fn host_fail_if(&mut self, failed: Value) {
+        let failing = self.b.create_block();
+        let next = self.b.create_block();
+        self.b.set_cold_block(failing);
+        self.b.ins().brif(failed, failing, &[], next, &[]);
+        self.b.switch_to_block(failing);
+        self.jump_exit(STATUS_HOST);
+        self.b.switch_to_block(next);
+    }
+
+    // ------------------------------------------------------------------ limits
+
+    /// The interrupt flag, and now and then the deadline (as the interpreter's `poll`).
+    fn poll(&mut self) {
+        let flag = self
+            .b
+            .ins()
+            .load(types::I8, MemFlagsData::trusted(), self.interrupt, 0);
+        self.exhaust_if(flag, Limit::Interrupted);
+        let countdown = self.b.use_var(self.countdown);
+        let countdown = self.b.ins().iadd_imm_s(countdown, -1);
+        self.b.def_var(self.countdown, countdown);
+        let zero = self.b.ins().icmp_imm_s(IntCC::Equal, countdown, 0);
+        let read_clock = self.b.create_block();
+        let next = self.b.create_block();
+        self.b.set_cold_block(read_clock);
+        self.b.ins().brif(zero, read_clock, &[], next, &[]);
+        self.b.switch_to_block(read_clock);
+        let reset = self.b.ins().iconst(I64, runtime::DEADLINE_POLL as i64);
+        self.b.def_var(self.countdown, reset);
+        let result = self
+            .call_helper(
+                runtime::helper_poll as *const u8,
+                &[I64],
+                Some(I32),
+                &[self.state],
+            )
+            .expect("helper_poll returns");
+        self.exhaust_if(result, Limit::Deadline);
+        self.b.ins().jump(next, &[]);
+        self.b.switch_to_block(next);
+    }
+
+    /// Charges `cost` fuel before a dispatch (after its arguments are evaluated).
+    fn charge(&mut self, cost: u64, event_code: u32) {
+        let fuel = self.b.use_var(self.fuel);
+        let added = self.b.ins().iadd_imm_s(fuel, cost as i64);
+        // Saturate as the interpreter does: a wrapped sum means "more than any limit".
+        let wrapped = self.b.ins().icmp(IntCC::UnsignedLessThan, added, fuel);
+        let max = self.b.ins().iconst(I64, -1);
+        let used = self.b.ins().select(wrapped, max, added);
+        let over = self
+            .b
+            .ins()
+            .icmp(IntCC::UnsignedGreaterThan, used, self.fuel_limit);
+        self.exhaust_if(over, Limit::Fuel);
+        self.b.def_var(self.fuel, used);
+        let code = self.b.ins().iconst(I32, i64::from(event_code));
+        self.b.def_var(self.last_event, code);
+        self.poll();
+    }
+
+    /// One loop iteration (as the interpreter's `tick`).
+    fn tick(&mut self, loop_index: u32) {
+        let iterations = self.b.use_var(self.iterations);
+        let over = self.b.ins().icmp(
+            IntCC::UnsignedGreaterThanOrEqual,
+            iterations,
+            self.iteration_limit,
+        );
+        self.exhaust_if(over, Limit::LoopIterations);
+        let iterations = self.b.ins().iadd_imm_s(iterations, 1);
+        self.b.def_var(self.iterations, iterations);
+        let var = self.loop_vars[loop_index as usize];
+        let count = self.b.use_var(var);
+        let count = self.b.ins().iadd_imm_s(count, 1);
+        self.b.def_var(var, count);
+        self.poll();
+    }
+
+    // ------------------------------------------------------------------ calls
+
+    fn signature(&self, params: &[types::Type], ret: Option<types::Type>) -> Signature {
+        let mut signature = Signature::new(self.call_conv);
+        signature
+            .params
+            .extend(params.iter().map(|t| AbiParam::new(*t)));
+        signature.returns.extend(ret.map(AbiParam::new));
+        signature
+    }
+
+    /// Calls a function at a fixed address (a runtime helper or a host shim).
+    fn call_helper(
+        &mut self,
+        address: *const u8,
+        params: &[types::Type],
+        ret: Option<types::Type>,
+        args: &[Value],
+    ) -> Option<Value> {
+        let signature = self.signature(params, ret);
+        let sig = self.b.import_signature(signature);
+        let callee = self.b.ins().iconst(I64, address as i64);
+        let call = self.b.ins().call_indirect(sig, callee, args);
+        self.b.inst_results(call).first().copied()
+    }
+
+    fn address(&mut self, pointer: *const u8) -> Value {
+        self.b.ins().iconst(I64, pointer as i64)
+    }
+
+    /// A 16-byte stack slot holding a string's (pointer, length); returns its address.
+    fn spill_pair(&mut self, p: Value, l: Value) -> Value {
+        let slot =
+            self.b
+                .create_sized_stack_slot(StackSlotData::new(StackSlotKind::ExplicitSlot, 16, 3));
+        let flags = MemFlagsData::trusted();
+        self.b.ins().stack_store(I64, p, slot, 0);
+        self.b.ins().stack_store(I64, l, slot, 8);
+        let _ = flags;
+        self.b.ins().stack_addr(I64, slot, 0)
+    }
+
+    /// Formats a number or bool into a conversion buffer; returns the address of its pair.
+    fn format_argument(&mut self, expr: &Expr, buffer: BufferId) -> Value {
+        let ty = expr.ty();
+        let bits = match self.expr(expr) {
+            Val::Scalar(v) if ty == Type::Float => {
+                self.b.ins().bitcast(I64, MemFlagsData::new(), v)
+            }
+            Val::Scalar(v) => v,
+            Val::Str(..) => unreachable!("strings are not converted"),
+        };
+        let code = match ty {
+            Type::Int => 0,
+            Type::Float => 1,
+            _ => 2,
+        };
+        let buffer = self.b.ins().iconst(I64, i64::from(buffer.0));
+        let code = self.b.ins().iconst(I64, code);
+        self.call_helper(
+            runtime::helper_format as *const u8,
+            &[I64, I64, I64, I64],
+            Some(I64),
+            &[self.state, buffer, code, bits],
+        )
+        .expect("helper_format returns")
+    }
+
+    /// A `str` argument's address: a conversion pair, or the value spilled to a stack slot.
+    fn str_argument(&mut self, argument: &Argument) -> Value {
+        match argument.format_into {
+            Some(buffer) => self.format_argument(&argument.expr, buffer),
+            None => match self.expr(&argument.expr) {
+                Val::Str(p, l) => self.spill_pair(p, l),
+                Val::Scalar(_) => unreachable!("the checker typed this argument str"),
+            },
+        }
+    }
+
+    // ------------------------------------------------------------------ steps
+
+    fn step(&mut self, step: &'a Step, sink: &Sink<'a>) -> Result<(), String> {
+        match step {
+            Step::Invoke(s) => self.invoke(s, sink),
+            Step::Call(s) => self.call(s, sink),
+            Step::For(s) => self.for_loop(s, sink),
+            Step::If(s) => {
+                let cond = self.scalar(&s.cond);
+                let then_block = self.b.create_block();
+                let else_block = self.b.create_block();
+                self.b.ins().brif(cond, then_block, &[], else_block, &[]);
+                self.b.switch_to_block(then_block);
+                self.select(&s.arms, 0, s.first_value, sink, "if", s.span)?;
+                self.b.switch_to_block(else_block);
+                self.select(&s.arms, 1, s.first_value, sink, "if", s.span)
+            }
+            Step::While(s) => self.while_loop(s, sink),
+            Step::Capture(s) => {
+                let values: Vec<Val> = s.init.iter().map(|e| self.expr(e)).collect();
+                for (&local, value) in s.fields.iter().zip(values) {
+                    self.assign_accumulator(local, value);
+                }
+                let after = self.b.create_block();
+                let discard = self.sink(SinkKind::Jump(after));
+                self.select(&s.arms, 0, s.first_value, &discard, "capture", s.span)?;
+                self.b.switch_to_block(after);
+                self.select(&s.arms, 1, s.first_value, sink, "capture", s.span)
+            }
+            Step::Update(s) => {
+                // Every expression first, then every assignment (SPEC 4.4).
+                let values: Vec<Val> = s.assigns.iter().map(|(_, e)| self.expr(e)).collect();
+                for ((local, _), value) in s.assigns.iter().zip(values) {
+                    self.assign_accumulator(*local, value);
+                }
+                self.finish(s.value, sink);
+                Ok(())
+            }
+            Step::Construct(s) => {
+                for (local, expr) in &s.fields {
+                    let value = self.expr(expr);
+                    self.set(*local, value);
+                }
+                self.finish(s.value, sink);
+                Ok(())
+            }
+            Step::Yield(value) => {
+                self.finish(*value, sink);
+                Ok(())
+            }
+        }
+    }
+
+    /// An accumulator field takes a copy of a string (into its other buffer), or the scalar.
+    fn assign_accumulator(&mut self, local: LocalId, value: Val) {
+        let value = match value {
+            Val::Str(p, l) => {
+                let buffer = self.layout.slot(local).buffer;
+                let buffer = self.b.ins().iconst(I64, i64::from(buffer));
+                let p = self
+                    .call_helper(
+                        runtime::helper_assign_str as *const u8,
+                        &[I64, I64, I64, I64],
+                        Some(I64),
+                        &[self.state, buffer, p, l],
+                    )
+                    .expect("helper_assign_str returns");
+                Val::Str(p, l)
+            }
+            scalar => scalar,
+        };
+        self.set(local, value);
+    }
+
+    /// Sends `value` where `sink` says.
+    fn finish(&mut self, value: ValueId, sink: &Sink<'a>) {
+        match &sink.kind {
+            SinkKind::Jump(block) => {
+                self.b.ins().jump(*block, &[]);
+            }
+            SinkKind::TopLevel(next) => {
+                for local in self.program.values[value.0 as usize].payload.locals() {
+                    self.store_local(local);
+                }
+                let id = self.b.ins().iconst(I32, i64::from(value.0));
+                self.b.ins().store(
+                    MemFlagsData::trusted(),
+                    id,
+                    self.state,
+                    state_offset(offset_of!(RunState, value)),
+                );
+                self.b.ins().jump(*next, &[]);
+            }
+            SinkKind::Exit {
+                exits,
+                blocks,
+                name,
+                span,
+            } => match exits.iter().find(|e| e.value == value) {
+                Some(exit) => {
+                    for &(from, to) in &exit.copies {
+                        let v = self.get(from);
+                        self.set(to, v);
+                    }
+                    self.b.ins().jump(blocks[exit.branch as usize], &[]);
+                }
+                None => {
+                    let message =
+                        format!("subflow `{name}` ended with a branch its event does not declare");
+                    let site = self.trap_site(
+                        ErrorCode::NoBranchMatch,
+                        message,
+                        Some((*name).clone()),
+                        *span,
+                    );
+                    self.fail(site);
+                }
+            },
+        }
+    }
+
+    /// Runs the first continuation for `branch` whose guard holds (as the interpreter's `select`).
+    fn select(
+        &mut self,
+        arms: &'a Arms,
+        branch: usize,
+        first_value: ValueId,
+        sink: &Sink<'a>,
+        event: &str,
+        span: Span,
+    ) -> Result<(), String> {
+        let value = ValueId(first_value.0 + branch as u32);
+        if arms.arms.is_empty() || arms.by_branch[branch].is_empty() {
+            self.finish(value, sink);
+            return Ok(());
+        }
+        for &index in &arms.by_branch[branch] {
+            let arm = &arms.arms[index as usize];
+            let taken = match &arm.guard {
+                None => None,
+                Some(guard) => {
+                    let holds = self.scalar(guard);
+                    let yes = self.b.create_block();
+                    let no = self.b.create_block();
+                    self.b.ins().brif(holds, yes, &[], no, &[]);
+                    self.b.switch_to_block(yes);
+                    Some(no)
+                }
+            };
+            match &arm.step {
+                None => self.finish(value, sink),
+                Some(step) => {
+                    // An arm can be a candidate of several branches (a catch-all): lower its step
+                    // once per sink and jump to it.
+                    let key = (arm as *const Arm as usize, sink.id);
+                    match self.arm_blocks.get(&key) {
+                        Some(&block) => {
+                            self.b.ins().jump(block, &[]);
+                        }
+                        None => {
+                            let block = self.b.create_block();
+                            self.arm_blocks.insert(key, block);
+                            self.b.ins().jump(block, &[]);
+                            self.b.switch_to_block(block);
+                            self.step(step, sink)?;
+                        }
+                    }
+                }
+            }
+            match taken {
+                None => return Ok(()),
+                Some(no) => self.b.switch_to_block(no),
+            }
+        }
+        let name = &self.program.values[value.0 as usize].branch;
+        let site = self.trap_site(
+            ErrorCode::NoBranchMatch,
+            format!("no continuation of `{event}` took branch `{name}`"),
+            Some(event.into()),
+            span,
+        );
+        self.fail(site);
+        Ok(())
+    }
+
+    fn for_loop(&mut self, s: &'a ForLoop, sink: &Sink<'a>) -> Result<(), String> {
+        let start = self.scalar(&s.start);
+        let end = self.scalar(&s.end);
+        let counter = self.b.declare_var(I64);
+        self.b.def_var(counter, start);
+        let header = self.b.create_block();
+        let body = self.b.create_block();
+        let latch = self.b.create_block();
+        let done = self.b.create_block();
+        self.b.ins().jump(header, &[]);
+        self.b.switch_to_block(header);
+        let i = self.b.use_var(counter);
+        let more = self.b.ins().icmp(IntCC::SignedLessThan, i, end);
+        self.b.ins().brif(more, body, &[], done, &[]);
+        self.b.switch_to_block(body);
+        self.tick(s.loop_index);
+        let i = self.b.use_var(counter);
+        self.set(s.index, Val::Scalar(i));
+        let discard = self.sink(SinkKind::Jump(latch));
+        self.select(&s.arms, 0, s.first_value, &discard, "for", s.span)?;
+        self.b.switch_to_block(latch);
+        let i = self.b.use_var(counter);
+        let next = self.b.ins().iadd_imm_s(i, 1);
+        self.b.def_var(counter, next);
+        self.b.ins().jump(header, &[]);
+        self.b.switch_to_block(done);
+        self.select(&s.arms, 1, s.first_value, sink, "for", s.span)
+    }
+
+    fn while_loop(&mut self, s: &'a WhileLoop, sink: &Sink<'a>) -> Result<(), String> {
+        let header = self.b.create_block();
+        let body = self.b.create_block();
+        let done = self.b.create_block();
+        self.b.ins().jump(header, &[]);
+        self.b.switch_to_block(header);
+        let cond = self.scalar(&s.cond);
+        self.b.ins().brif(cond, body, &[], done, &[]);
+        self.b.switch_to_block(body);
+        self.tick(s.loop_index);
+        let discard = self.sink(SinkKind::Jump(header));
+        self.select(&s.arms, 0, s.first_value, &discard, "while", s.span)?;
+        self.b.switch_to_block(done);
+        self.select(&s.arms, 1, s.first_value, sink, "while", s.span)
+    }
+
+    fn call(&mut self, s: &'a SubflowCall, sink: &Sink<'a>) -> Result<(), String> {
+        for (local, argument) in &s.inputs {
+            let value = match argument.format_into {
+                Some(buffer) => {
+                    let pair = self.format_argument(&argument.expr, buffer);
+                    let flags = MemFlagsData::trusted();
+                    let p = self.b.ins().load(I64, flags, pair, 0);
+                    let l = self.b.ins().load(I64, flags, pair, 8);
+                    Val::Str(p, l)
+                }
+                None => self.expr(&argument.expr),
+            };
+            self.set(*local, value);
+        }
+        self.charge(1, LAST_EVENT_SUBFLOW | s.name_index);
+        let blocks: Vec<Block> = s.results.iter().map(|_| self.b.create_block()).collect();
+        let exit = self.sink(SinkKind::Exit {
+            exits: &s.exits,
+            blocks: blocks.clone(),
+            name: &s.name,
+            span: s.span,
+        });
+        self.step(&s.body, &exit)?;
+        for (branch, &block) in blocks.iter().enumerate() {
+            self.b.switch_to_block(block);
+            self.select(&s.arms, branch, s.first_value, sink, &s.name, s.span)?;
+        }
+        Ok(())
+    }
+
+    fn invoke(&mut self, s: &'a Invoke, sink: &Sink<'a>) -> Result<(), String> {
+        let event = &self.program.events[s.event.0 as usize];
+        let plan = &self.layout.replies[s.site as usize];
+        let host = &self.registry.events()[event.host];
+        let branch = match (&s.args, &host.implementation) {
+            (Arguments::Template(parts), _) => {
+                let mut words: Vec<Value> = Vec::new();
+                let mut native = Vec::new();
+                for part in parts {
+                    match part {
+                        TemplatePart::Text(text) => native.push(NativePart::Text(text.clone())),
+                        TemplatePart::Hole(expr) => {
+                            native.push(NativePart::Hole(expr.ty()));
+                            match self.expr(expr) {
+                                Val::Str(p, l) => words.extend([p, l]),
+                                Val::Scalar(v) if expr.ty() == Type::Float => {
+                                    words.push(self.b.ins().bitcast(I64, MemFlagsData::new(), v))
+                                }
+                                Val::Scalar(v) => words.push(v),
+                            }
+                        }
+                    }
+                }
+                self.data.templates.push(native);
+                let template = self.data.templates.len() as i64 - 1;
+                let slot = self.b.create_sized_stack_slot(StackSlotData::new(
+                    StackSlotKind::ExplicitSlot,
+                    (words.len().max(1) * 8) as u32,
+                    3,
+                ));
+                for (k, word) in words.iter().enumerate() {
+                    self.b.ins().stack_store(I64, *word, slot, (k * 8) as i32);
+                }
+                let words = self.b.ins().stack_addr(I64, slot, 0);
+                self.charge(event.cost, s.event.0 + 1);
+                let data = self.address(&*self.data as *const NativeData as *const u8);
+                let template = self.b.ins().iconst(I64, template);
+                let failed = self
+                    .call_helper(
+                        runtime::helper_template as *const u8,
+                        &[I64, I64, I64, I64],
+                        Some(I32),
+                        &[self.state, data, template, words],
+                    )
+                    .expect("helper_template returns");
+                self.host_fail_if(failed);
+                None
+            }
+            (Arguments::Inputs(args), Implementation::Std(kind)) => {
+                let pair = self.str_argument(&args[0]);
+                self.charge(event.cost, s.event.0 + 1);
+                let kind = match kind {
+                    StdEvent::Print | StdEvent::PrintTemplate => 0,
+                    StdEvent::Println => 1,
+                    StdEvent::Eprintln => 2,
+                };
+                let kind = self.b.ins().iconst(I64, kind);
+                let failed = self
+                    .call_helper(
+                        runtime::helper_std as *const u8,
+                        &[I64, I64, I64],
+                        Some(I32),
+                        &[self.state, kind, pair],
+                    )
+                    .expect("helper_std returns");
+                self.host_fail_if(failed);
+                None
+            }
+            (Arguments::Inputs(args), Implementation::Closure(closure)) => {
+                let shim = &closure.shim;
+                let mut params = vec![I64, I64, I64];
+                let mut values = Vec::new();
+                match &shim.args {
+                    Some(kinds) => {
+                        for (argument, kind) in args.iter().zip(kinds) {
+                            let (ty, value) = match kind {
+                                ShimArg::Str => (I64, self.str_argument(argument)),
+                                ShimArg::Float => (F64, self.scalar(&argument.expr)),
+                                ShimArg::Int | ShimArg::Bool => (I64, self.scalar(&argument.expr)),
+                            };
+                            params.push(ty);
+                            values.push(value);
+                        }
+                    }
+                    None => {
+                        let mut words = Vec::new();
+                        for argument in args {
+                            match argument.format_into {
+                                Some(buffer) => {
+                                    let pair = self.format_argument(&argument.expr, buffer);
+                                    let flags = MemFlagsData::trusted();
+                                    words.push(self.b.ins().load(I64, flags, pair, 0));
+                                    words.push(self.b.ins().load(I64, flags, pair, 8));
+                                }
+                                None => match self.expr(&argument.expr) {
+                                    Val::Str(p, l) => words.extend([p, l]),
+                                    Val::Scalar(v) if argument.expr.ty() == Type::Float => words
+                                        .push(self.b.ins().bitcast(I64, MemFlagsData::new(), v)),
+                                    Val::Scalar(v) => words.push(v),
+                                },
+                            }
+                        }
+                        let slot = self.b.create_sized_stack_slot(StackSlotData::new(
+                            StackSlotKind::ExplicitSlot,
+                            (words.len().max(1) * 8) as u32,
+                            3,
+                        ));
+                        for (k, word) in words.iter().enumerate() {
+                            self.b.ins().stack_store(I64, *word, slot, (k * 8) as i32);
+                        }
+                        params.push(I64);
+                        values.push(self.b.ins().stack_addr(I64, slot, 0));
+                    }
+                }
+                self.charge(event.cost, s.event.0 + 1);
+                let env = self.address(shim.env);
+                let plan_address = self.address(plan as *const crate::host::ReplyPlan as *const u8);
+                let mut call_args = vec![env, self.state, plan_address];
+                call_args.extend(values);
+                let branch = self
+                    .call_helper(shim.code, &params, Some(I32), &call_args)
+                    .expect("shims return a branch");
+                let failed =
+                    self.b
+                        .ins()
+                        .icmp_imm_s(IntCC::Equal, branch, i64::from(SHIM_FAILED as i32));
+                self.host_fail_if(failed);
+                Some(branch)
+            }
+            (_, Implementation::Missing) => {
+                return Err(format!("event `{}` has no implementation", event.name))
+            }
+        };
+        let branches = plan.branches.len();
+        match branch {
+            Some(branch) if branches > 1 => {
+                let blocks: Vec<Block> = (0..branches).map(|_| self.b.create_block()).collect();
+                let mut switch = Switch::new();
+                for (index, &block) in blocks.iter().enumerate() {
+                    switch.set_entry(index as u128, block);
+                }
+                let otherwise = self.b.create_block();
+                self.b.set_cold_block(otherwise);
+                switch.emit(&mut self.b, branch, otherwise);
+                self.b.switch_to_block(otherwise);
+                let site = self.trap_site(
+                    ErrorCode::HostError,
+                    format!("`{}` returned an unknown branch", event.name),
+                    Some(event.name.clone()),
+                    s.span,
+                );
+                self.fail(site);
+                for (index, &block) in blocks.iter().enumerate() {
+                    self.b.switch_to_block(block);
+                    self.branch_taken(s, index, sink)?;
+                }
+                Ok(())
+            }
+            _ => self.branch_taken(s, 0, sink),
+        }
+    }
+
+    /// After a host call returned `branch`: load its payload, select its continuation.
+    fn branch_taken(
+        &mut self,
+        s: &'a Invoke,
+        branch: usize,
+        sink: &Sink<'a>,
+    ) -> Result<(), String> {
+        for &local in &s.payloads[branch] {
+            self.load_local(local);
+        }
+        let event = self.program.events[s.event.0 as usize].name.clone();
+        self.select(&s.arms, branch, s.first_value, sink, &event, s.span)
+    }
+
+    // ------------------------------------------------------------------ expressions
+
+    fn scalar(&mut self, expr: &Expr) -> Value {
+        match self.expr(expr) {
+            Val::Scalar(v) => v,
+            Val::Str(..) => unreachable!("the checker typed this expression as a scalar"),
+        }
+    }
+
+    fn bool_value(&mut self, condition: Value) -> Value {
+        self.b.ins().uextend(I64, condition)
+    }
+
+    fn expr(&mut self, expr: &Expr) -> Val {
+        let value = match expr {
+            Expr::Int(v) => self.b.ins().iconst(I64, *v),
+            Expr::Float(v) => self.b.ins().f64const(*v),
+            Expr::Bool(v) => self.b.ins().iconst(I64, i64::from(*v)),
+            Expr::Str(text) => {
+                let p = self.b.ins().iconst(I64, text.as_ptr() as i64);
+                let l = self.b.ins().iconst(I64, text.len() as i64);
+                return Val::Str(p, l);
+            }
+            Expr::Local(local, _) => return self.get(*local),
+            Expr::NegInt(e, span) => {
+                let v = self.scalar(e);
+                let is_min = self.b.ins().icmp_imm_s(IntCC::Equal, v, i64::MIN);
+                let site = self.trap_site(
+                    ErrorCode::Overflow,
+                    "integer overflow in `-`".into(),
+                    None,
+                    *span,
+                );
+                self.fail_if(is_min, site);
+                self.b.ins().ineg(v)
+            }
+            Expr::NegFloat(e) => {
+                let v = self.scalar(e);
+                self.b.ins().fneg(v)
+            }
+            Expr::Not(e) => {
+                let v = self.scalar(e);
+                self.b.ins().bxor_imm_s(v, 1)
+            }
+            Expr::IntArith(op, a, b, span) => {
+                let a = self.scalar(a);
+                let b = self.scalar(b);
+                self.int_arith(*op, a, b, *span)
+            }
+            Expr::FloatArith(op, a, b) => {
+                let a = self.scalar(a);
+                let b = self.scalar(b);
+                match op {
+                    FloatOp::Add => self.b.ins().fadd(a, b),
+                    FloatOp::Sub => self.b.ins().fsub(a, b),
+                    FloatOp::Mul => self.b.ins().fmul(a, b),
+                    FloatOp::Div => self.b.ins().fdiv(a, b),
+                    FloatOp::Rem => self
+                        .call_helper(
+                            runtime::helper_float_rem as *const u8,
+                            &[F64, F64],
+                            Some(F64),
+                            &[a, b],
+                        )
+                        .expect("helper_float_rem returns"),
+                }
+            }
+            Expr::IntCmp(op, a, b) | Expr::BoolCmp(op, a, b) => {
+                let a = self.scalar(a);
+                let b = self.scalar(b);
+                let cc = match op {
+                    CmpOp::Eq => IntCC::Equal,
+                    CmpOp::Ne => IntCC::NotEqual,
+                    CmpOp::Lt => IntCC::SignedLessThan,
+                    CmpOp::Le => IntCC::SignedLessThanOrEqual,
+                    CmpOp::Gt => IntCC::SignedGreaterThan,
+                    CmpOp::Ge => IntCC::SignedGreaterThanOrEqual,
+                };
+                let c = self.b.ins().icmp(cc, a, b);
+                self.bool_value(c)
+            }
+            Expr::FloatCmp(op, a, b) => {
+                let a = self.scalar(a);
+                let b = self.scalar(b);
+                let cc = match op {
+                    CmpOp::Eq => FloatCC::Equal,
+                    CmpOp::Ne => FloatCC::NotEqual,
+                    CmpOp::Lt => FloatCC::LessThan,
+                    CmpOp::Le => FloatCC::LessThanOrEqual,
+                    CmpOp::Gt => FloatCC::GreaterThan,
+                    CmpOp::Ge => FloatCC::GreaterThanOrEqual,
+                };
+                let c = self.b.ins().fcmp(cc, a, b);
+                self.bool_value(c)
+            }
+            Expr::StrCmp(op, a, b) => {
+                let (Val::Str(ap, al), Val::Str(bp, bl)) = (self.expr(a), self.expr(b)) else {
+                    unreachable!("the checker typed both sides str")
+                };
+                let equal = self
+                    .call_helper(
+                        runtime::helper_str_eq as *const u8,
+                        &[I64, I64, I64, I64],
+                        Some(I64),
+                        &[ap, al, bp, bl],
+                    )
+                    .expect("helper_str_eq returns");
+                match op {
+                    CmpOp::Ne => self.b.ins().bxor_imm_s(equal, 1),
+                    _ => equal,
+                }
+            }
+            Expr::And(a, b) => return self.short_circuit(a, b, true),
+            Expr::Or(a, b) => return self.short_circuit(a, b, false),
+            Expr::IntToFloat(e) => {
+                let v = self.scalar(e);
+                self.b.ins().fcvt_from_sint(F64, v)
+            }
+            Expr::FloatToInt(e, span) => {
+                let v = self.scalar(e);
+                let low = self.b.ins().f64const(-9_223_372_036_854_775_808.0);
+                let high = self.b.ins().f64const(9_223_372_036_854_775_808.0);
+                // NaN fails `v >= low`; out-of-range values fail one of the two bounds.
+                let above_low = self.b.ins().fcmp(FloatCC::GreaterThanOrEqual, v, low);
+                let below_high = self.b.ins().fcmp(FloatCC::LessThan, v, high);
+                let in_range = self.b.ins().band(above_low, below_high);
+                let out = self.b.ins().bxor_imm_s(in_range, 1);
+                let site = self.trap_site(
+                    ErrorCode::Overflow,
+                    "float out of range for int in `@as`".into(),
+                    None,
+                    *span,
+                );
+                self.fail_if(out, site);
+                self.b.ins().fcvt_to_sint(I64, v)
+            }
+            Expr::Select(c, a, b, ty) => return self.select_expr(c, a, b, *ty),
+        };
+        Val::Scalar(value)
+    }
+
+    fn int_arith(&mut self, op: IntOp, a: Value, b: Value, span: Span) -> Value {
+        let symbol = match op {
+            IntOp::Add => "+",
+            IntOp::Sub => "-",
+            IntOp::Mul => "*",
+            IntOp::Div => "/",
+            IntOp::Rem => "%",
+        };
+        let overflow = |this: &mut Self| {
+            this.trap_site(
+                ErrorCode::Overflow,
+                arith::describe(ErrorCode::Overflow, symbol),
+                None,
+                span,
+            )
+        };
+        match op {
+            IntOp::Add | IntOp::Sub | IntOp::Mul => {
+                let (result, overflowed) = match op {
+                    IntOp::Add => self.b.ins().sadd_overflow(a, b),
+                    IntOp::Sub => self.b.ins().ssub_overflow(a, b),
+                    _ => self.b.ins().smul_overflow(a, b),
+                };
+                let site = overflow(self);
+                self.fail_if(overflowed, site);
+                result
+            }
+            IntOp::Div | IntOp::Rem => {
+                let zero = self.b.ins().icmp_imm_s(IntCC::Equal, b, 0);
+                let site = self.trap_site(
+                    ErrorCode::DivisionByZero,
+                    arith::describe(ErrorCode::DivisionByZero, symbol),
+                    None,
+                    span,
+                );
+                self.fail_if(zero, site);
+                let minus_one = self.b.ins().icmp_imm_s(IntCC::Equal, b, -1);
+                if op == IntOp::Div {
+                    let is_min = self.b.ins().icmp_imm_s(IntCC::Equal, a, i64::MIN);
+                    let both = self.b.ins().band(is_min, minus_one);
+                    let site = overflow(self);
+                    self.fail_if(both, site);
+                    return self.b.ins().sdiv(a, b);
+                }
+                // `x % -1` is 0; dividing by 1 instead avoids the hardware trap on `MIN % -1`.
+                let one = self.b.ins().iconst(I64, 1);
+                let divisor = self.b.ins().select(minus_one, one, b);
+                let r = self.b.ins().srem(a, divisor);
+                // Floored: when the remainder and the divisor differ in sign, add the divisor.
+                let nonzero = self.b.ins().icmp_imm_s(IntCC::NotEqual, r, 0);
+                let signs = self.b.ins().bxor(r, b);
+                let differ = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, signs, 0);
+                let adjust = self.b.ins().band(nonzero, differ);
+                let adjusted = self.b.ins().iadd(r, b);
+                self.b.ins().select(adjust, adjusted, r)
+            }
+        }
+    }
+
+    /// `a && b` (`and` true) or `a || b`: `b` only runs when it decides.
+    fn short_circuit(&mut self, a: &Expr, b: &Expr, and: bool) -> Val {
+        let left = self.scalar(a);
+        let evaluate_right = self.b.create_block();
+        let join = self.b.create_block();
+        let result = self.b.append_block_param(join, I64);
+        if and {
+            self.b
+                .ins()
+                .brif(left, evaluate_right, &[], join, &[left.into()]);
+        } else {
+            self.b
+                .ins()
+                .brif(left, join, &[left.into()], evaluate_right, &[]);
+        }
+        self.b.switch_to_block(evaluate_right);
+        let right = self.scalar(b);
+        self.b.ins().jump(join, &[right.into()]);
+        self.b.switch_to_block(join);
+        Val::Scalar(result)
+    }
+
+    /// `if (c) a else b`: only the chosen arm runs (it may fail).
+    fn select_expr(&mut self, c: &Expr, a: &Expr, b: &Expr, ty: Type) -> Val {
+        let cond = self.scalar(c);
+        let then_block = self.b.create_block();
+        let else_block = self.b.create_block();
+        let join = self.b.create_block();
+        let params: Vec<Value> = match ty {
+            Type::Str => vec![
+                self.b.append_block_param(join, I64),
+                self.b.append_block_param(join, I64),
+            ],
+            Type::Float => vec![self.b.append_block_param(join, F64)],
+            _ => vec![self.b.append_block_param(join, I64)],
+        };
+        self.b.ins().brif(cond, then_block, &[], else_block, &[]);
+        for (block, arm) in [(then_block, a), (else_block, b)] {
+            self.b.switch_to_block(block);
+            let args: Vec<Value> = match self.expr(arm) {
+                Val::Scalar(v) => vec![v],
+                Val::Str(p, l) => vec![p, l],
+            };
+            let args: Vec<_> = args.into_iter().map(Into::into).collect();
+            self.b.ins().jump(join, &args);
+        }
+        self.b.switch_to_block(join);
+        match params.as_slice() {
+            [p, l] => Val::Str(*p, *l),
+            [v] => Val::Scalar(*v),
+            _ => unreachable!("one or two parameters"),
+        }
+    }
+}

@@ -1,0 +1,300 @@
+//! What generated code needs at run time: the data a compiled flow keeps beside its code, the
+//! helpers it calls (each an `extern "C"` function reached through a pointer constant, never a
+//! symbol), and the single place that turns a code pointer into a callable.
+
+use crate::host::OutputSink;
+use crate::ir::{Program, ValueId};
+use crate::limits::RunLimits;
+use crate::outcome::{ErrorCode, Limit};
+use crate::span::Span;
+use crate::state::{RunState, Trap, TrapError};
+use crate::types::Type;
+use std::fmt::Write;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+/// What the compiled function returns.
+pub const STATUS_OK: u32 = 0;
+/// A run-time error at trap site `state.trap`.
+pub const STATUS_ERROR: u32 = 1;
+/// A host error or panic, recorded in `state.host_trap`.
+pub const STATUS_HOST: u32 = 2;
+/// A limit, `state.trap` holding its [`limit_code`].
+pub const STATUS_EXHAUSTED: u32 = 3;
+
+/// Ticks between two readings of the clock when a deadline is set (as in the interpreter).
+pub const DEADLINE_POLL: u64 = 256;
+
+pub fn limit_code(limit: Limit) -> u32 {
+    match limit {
+        Limit::Fuel => 0,
+        Limit::LoopIterations => 1,
+        Limit::Deadline => 2,
+        Limit::Interrupted => 3,
+    }
+}
+
+fn limit_from_code(code: u32) -> Limit {
+    match code {
+        0 => Limit::Fuel,
+        1 => Limit::LoopIterations,
+        2 => Limit::Deadline,
+        _ => Limit::Interrupted,
+    }
+}
+
+/// A place generated code can fail, with everything the outcome reports.
+#[derive(Debug)]
+pub struct TrapSite {
+    pub code: ErrorCode,
+    pub message: String,
+    pub event: Option<Arc<str>>,
+    pub span: Span,
+}
+
+/// One part of a `std.io:print.ln` template.
+#[derive(Debug)]
+pub enum NativePart {
+    Text(Box<str>),
+    Hole(Type),
+}
+
+/// Data a compiled flow keeps beside its code; generated code refers to it by address.
+#[derive(Debug, Default)]
+pub struct NativeData {
+    pub traps: Vec<TrapSite>,
+    pub templates: Vec<Vec<NativePart>>,
+}
+
+/// Never set: the interrupt flag of runs without an interrupt handle.
+static NEVER_INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// The signature of every compiled flow: `extern "C" fn(frame, state) -> status`.
+pub type Entry = unsafe extern "C" fn(*mut u64, *mut RunState) -> u32;
+
+/// Runs compiled code over `state` (already holding the flow inputs).
+///
+/// # Safety
+/// `entry` must be the code compiled from `program` and the layout `state` was made for, with
+/// its [`NativeData`] alive.
+pub unsafe fn run(
+    entry: Entry,
+    data: &NativeData,
+    program: &Program,
+    state: &mut RunState,
+    limits: &RunLimits,
+    output: &dyn OutputSink,
+) -> Result<Option<ValueId>, Trap> {
+    state.fuel_limit = limits.fuel.unwrap_or(u64::MAX);
+    state.iteration_limit = limits.max_iterations.unwrap_or(u64::MAX);
+    state.deadline = limits.deadline;
+    state.poll_countdown = if limits.deadline.is_some() {
+        DEADLINE_POLL
+    } else {
+        u64::MAX
+    };
+    state.interrupt = limits
+        .interrupt
+        .as_ref()
+        .map_or(&NEVER_INTERRUPTED, |i| i.flag());
+    state.loop_counts = state.loop_iterations.as_mut_ptr();
+    // SAFETY: only the lifetime is erased; the pointer is cleared below, before `output` can end.
+    state.output = unsafe {
+        std::mem::transmute::<*const (dyn OutputSink + '_), *const (dyn OutputSink + 'static)>(
+            output,
+        )
+    };
+    let frame = state.frame.as_mut_ptr();
+    // SAFETY: the caller guarantees `entry` matches this state's layout. Nothing unwinds out of
+    // generated code: host shims and helpers catch every panic.
+    let status = unsafe { entry(frame, state) };
+    state.output = std::ptr::null::<crate::host::StdoutSink>() as *const dyn OutputSink;
+    match status {
+        STATUS_OK => Ok((!program.flows.is_empty()).then_some(ValueId(state.value))),
+        STATUS_ERROR => {
+            let site = &data.traps[state.trap as usize];
+            Err(Trap::error(
+                site.code,
+                site.message.clone(),
+                site.event.clone(),
+                site.span,
+            ))
+        }
+        STATUS_HOST => Err(Trap::Error(state.host_trap.take().unwrap_or_else(|| {
+            Box::new(TrapError {
+                code: ErrorCode::HostError,
+                message: "a host call failed without a reason".into(),
+                event: None,
+                span: Span::default(),
+            })
+        }))),
+        _ => Err(Trap::Exhausted(limit_from_code(state.trap))),
+    }
+}
+
+/// Runs `f`, turning a panic (from an embedder's output sink) into a `HostPanic` of the run.
+fn guarded(state: &mut RunState, what: &str, f: impl FnOnce(&mut RunState)) -> u32 {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut *state))) {
+        Ok(()) => 0,
+        Err(panic) => {
+            state.host_trap = Some(Box::new(TrapError {
+                code: ErrorCode::HostPanic,
+                message: crate::interp::panic_message(&panic),
+                event: Some(Arc::from(what)),
+                span: Span::default(),
+            }));
+            1
+        }
+    }
+}
+
+/// # Safety
+/// The pairs must be live UTF-8 (flow-state strings always are).
+pub unsafe extern "C" fn helper_str_eq(a_ptr: u64, a_len: u64, b_ptr: u64, b_len: u64) -> u64 {
+    // SAFETY: guaranteed by the caller.
+    let equal =
+        unsafe { crate::host::word_str(a_ptr, a_len) == crate::host::word_str(b_ptr, b_len) };
+    u64::from(equal)
+}
+
+/// Formats a number or bool into conversion buffer `buffer` (SPEC 2.1); returns the address of
+/// its (pointer, length) pair.
+///
+/// # Safety
+/// `state` is the live run state; `buffer` one of its conversion buffers.
+pub unsafe extern "C" fn helper_format(
+    state: *mut RunState,
+    buffer: u64,
+    ty: u64,
+    bits: u64,
+) -> *const [u64; 2] {
+    // SAFETY: guaranteed by the caller.
+    let state = unsafe { &mut *state };
+    let text = &mut state.conversions[buffer as usize];
+    text.clear();
+    match ty {
+        0 => text.push_str(itoa::Buffer::new().format(bits as i64)),
+        1 => {
+            let _ = write!(text, "{}", f64::from_bits(bits));
+        }
+        _ => text.push_str(if bits != 0 { "true" } else { "false" }),
+    }
+    let pair = &mut state.conversion_pairs[buffer as usize];
+    *pair = [text.as_ptr() as u64, text.len() as u64];
+    pair
+}
+
+/// Copies a string into an accumulator field's other buffer and makes it current (double
+/// buffering, as in the interpreter); returns the new pointer (the length is unchanged).
+///
+/// # Safety
+/// `state` is the live run state; (`ptr`, `len`) live UTF-8 not in the field's other buffer.
+pub unsafe extern "C" fn helper_assign_str(
+    state: *mut RunState,
+    buffer: u64,
+    ptr: u64,
+    len: u64,
+) -> u64 {
+    // SAFETY: guaranteed by the caller.
+    let state = unsafe { &mut *state };
+    let half = !state.current_half[buffer as usize];
+    state.current_half[buffer as usize] = half;
+    let target = &mut state.buffers[buffer as usize + usize::from(half)];
+    target.clear();
+    // SAFETY: guaranteed by the caller.
+    target.push_str(unsafe { crate::host::word_str(ptr, len) });
+    target.as_ptr() as u64
+}
+
+/// `std.io:print` (0), `println` (1) or `eprintln` (2) of one string; 0 on success.
+///
+/// # Safety
+/// `state` is the live run state of a run whose output is set; `pair` points at live UTF-8.
+pub unsafe extern "C" fn helper_std(state: *mut RunState, kind: u64, pair: *const [u64; 2]) -> u32 {
+    // SAFETY: guaranteed by the caller.
+    let (state, pair) = unsafe { (&mut *state, *pair) };
+    let name = ["std.io:print", "std.io:println", "std.io:eprintln"][kind.min(2) as usize];
+    guarded(state, name, |state| {
+        // SAFETY: `output` is set for the whole run; the pair is live (caller).
+        let (output, text) = unsafe { (&*state.output, crate::host::word_str(pair[0], pair[1])) };
+        if kind == 0 {
+            output.out(text);
+            return;
+        }
+        state.text.clear();
+        state.text.push_str(text);
+        state.text.push('\n');
+        if kind == 1 {
+            output.out(&state.text);
+        } else {
+            output.err(&state.text);
+        }
+    })
+}
+
+/// `std.io:print.ln` of template `template`, its holes' values in `words` (a `str` takes two).
+///
+/// # Safety
+/// `state` is the live run state of a run whose output is set; `data` the flow's data; `words`
+/// holds the holes in order.
+pub unsafe extern "C" fn helper_template(
+    state: *mut RunState,
+    data: *const NativeData,
+    template: u64,
+    words: *const u64,
+) -> u32 {
+    // SAFETY: guaranteed by the caller.
+    let (state, data) = unsafe { (&mut *state, &*data) };
+    let parts = &data.templates[template as usize];
+    guarded(state, "std.io:print.ln", |state| {
+        let mut text = std::mem::take(&mut state.text);
+        text.clear();
+        let mut at = 0;
+        for part in parts {
+            // SAFETY: one word per scalar hole and two per str hole, as laid out by the caller.
+            let word = |k: usize| unsafe { *words.add(k) };
+            match part {
+                NativePart::Text(t) => text.push_str(t),
+                NativePart::Hole(Type::Str) => {
+                    // SAFETY: a str hole holds a live (pointer, length) pair.
+                    text.push_str(unsafe { crate::host::word_str(word(at), word(at + 1)) });
+                    at += 2;
+                }
+                NativePart::Hole(ty) => {
+                    let bits = word(at);
+                    at += 1;
+                    match ty {
+                        Type::Int => text.push_str(itoa::Buffer::new().format(bits as i64)),
+                        Type::Float => {
+                            let _ = write!(text, "{}", f64::from_bits(bits));
+                        }
+                        _ => text.push_str(if bits != 0 { "true" } else { "false" }),
+                    }
+                }
+            }
+        }
+        text.push('\n');
+        // SAFETY: `output` is set for the whole run.
+        unsafe { &*state.output }.out(&text);
+        state.text = text;
+    })
+}
+
+/// Reads the clock when the countdown ran out: 0 to go on, else `1 + limit_code(Deadline)`.
+///
+/// # Safety
+/// `state` is the live run state.
+pub unsafe extern "C" fn helper_poll(state: *mut RunState) -> u32 {
+    // SAFETY: guaranteed by the caller.
+    let state = unsafe { &mut *state };
+    state.poll_countdown = DEADLINE_POLL;
+    match state.deadline {
+        Some(deadline) if std::time::Instant::now() >= deadline => 1 + limit_code(Limit::Deadline),
+        _ => 0,
+    }
+}
+
+/// Floored float remainder (Cranelift has no `frem`).
+pub extern "C" fn helper_float_rem(a: f64, b: f64) -> f64 {
+    crate::ir::arith::float_rem(a, b)
+}
