@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use koru_jit::layout::LayoutTable;
 use koru_jit::{
     CompileOptions, Engine, Flow, Inputs, Outcome, Registry, RunLimits, Scalar, Scope,
-    SourceErrors, Type,
+    SourceErrors, Tier, Type,
 };
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -69,7 +69,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Show what a flow became: its syntax tree, typed IR or flow-state layout.
+    /// Show what a flow became: syntax tree, typed IR, flow-state layout, Cranelift IR or machine code.
     Emit {
         file: String,
         #[arg(long, value_enum)]
@@ -92,9 +92,16 @@ enum TierArg {
 
 #[derive(Clone, Copy, ValueEnum)]
 enum EmitWhat {
+    /// The syntax tree.
     Ast,
+    /// The typed IR both tiers read.
     Ir,
+    /// The flow-state layout: every local's offset and type.
     Layout,
+    /// The Cranelift IR the JIT generates.
+    Clif,
+    /// The machine code (Cranelift's disassembly of its lowered instructions).
+    Asm,
 }
 
 fn main() -> ExitCode {
@@ -111,12 +118,14 @@ fn main() -> ExitCode {
             json,
             stats,
         } => {
-            if !matches!(tier, TierArg::Interp) {
-                eprintln!(
-                    "error: the JIT tier is not available yet in this build; use --tier interp"
-                );
-                return ExitCode::from(EXIT_USAGE);
-            }
+            let tier = match tier {
+                TierArg::Interp => Tier::Interp,
+                TierArg::Jit => Tier::Jit,
+                TierArg::Auto => {
+                    eprintln!("error: the auto tier is not available yet; use --tier interp or --tier jit");
+                    return ExitCode::from(EXIT_USAGE);
+                }
+            };
             let limits = RunLimits {
                 fuel,
                 max_iterations,
@@ -124,14 +133,14 @@ fn main() -> ExitCode {
                     .map(|ms| std::time::Instant::now() + std::time::Duration::from_millis(ms)),
                 interrupt: None,
             };
-            run(&file, &inputs, scope, &limits, json, stats)
+            run(&file, &inputs, scope, tier, &limits, json, stats)
         }
         Command::Check {
             file,
             inputs,
             scope,
             json,
-        } => match load(&file, &inputs, scope) {
+        } => match load(&file, &inputs, scope, Tier::Interp) {
             Ok(_) => {
                 if json {
                     println!(
@@ -231,6 +240,7 @@ fn load(
     file: &str,
     inputs: &[String],
     scope: Option<String>,
+    tier: Tier,
 ) -> Result<(Flow, Inputs, Arc<AtomicI64>), LoadError> {
     let bytes =
         std::fs::read(file).map_err(|e| LoadError::Usage(format!("cannot read `{file}`: {e}")))?;
@@ -255,6 +265,7 @@ fn load(
     let options = CompileOptions {
         scope,
         inputs: types,
+        tier,
         ..CompileOptions::default()
     };
     let flow = engine
@@ -283,11 +294,12 @@ fn run(
     file: &str,
     inputs: &[String],
     scope: Option<String>,
+    tier: Tier,
     limits: &RunLimits,
     json: bool,
     stats: bool,
 ) -> u8 {
-    let (flow, values, _accumulator) = match load(file, inputs, scope) {
+    let (flow, values, _accumulator) = match load(file, inputs, scope, tier) {
         Ok(loaded) => loaded,
         Err(error) => return report_load_error(error, json),
     };
@@ -298,8 +310,16 @@ fn run(
             return EXIT_USAGE;
         }
     };
+    if let Some(error) = flow.jit_error() {
+        eprintln!("note: running in the interpreter: {error}");
+    }
     if stats {
-        eprintln!("stats: {:?}", flow.stats());
+        eprintln!(
+            "stats: {:?} tier {:?}, {} bytes of native code",
+            flow.stats(),
+            flow.tier(),
+            flow.code_bytes()
+        );
     }
     let code = match &outcome {
         Outcome::Ok { .. } => EXIT_OK,
@@ -368,12 +388,33 @@ fn emit(file: &str, what: EmitWhat, inputs: &[String], scope: Option<String>) ->
         }
         return EXIT_OK;
     }
-    let (flow, _, _) = match load(file, inputs, scope) {
+    let (flow, _, _) = match load(file, inputs, scope, Tier::Interp) {
         Ok(loaded) => loaded,
         Err(error) => return report_load_error(error, false),
     };
     match what {
         EmitWhat::Ir => println!("{:#?}", flow.program()),
+        EmitWhat::Clif | EmitWhat::Asm => {
+            match koru_jit::jit::compile_with_listing(
+                flow.program(),
+                flow.layout(),
+                flow.registry(),
+                true,
+            ) {
+                Ok((_, listing)) => print!(
+                    "{}",
+                    if matches!(what, EmitWhat::Clif) {
+                        listing.clif
+                    } else {
+                        listing.asm
+                    }
+                ),
+                Err(error) => {
+                    eprintln!("error: {error}");
+                    return EXIT_RUNTIME_ERROR;
+                }
+            }
+        }
         EmitWhat::Layout => print!(
             "{}",
             LayoutTable {

@@ -183,6 +183,11 @@ impl Flow {
         &self.inner.program
     }
 
+    /// The registry the flow was checked against.
+    pub fn registry(&self) -> &Registry {
+        &self.inner.registry
+    }
+
     pub fn layout(&self) -> &Layout {
         &self.inner.layout
     }

@@ -1,16 +1,20 @@
-//! Interpreter tier against a native Rust loop that calls the same host function, in one run.
+//! The interpreter and the JIT against a native Rust loop that calls the same host function, in
+//! one run.
 //!
 //! * `nested_loop/*`: SPEC 9's nested loop (100,000 host calls) with string arguments exactly as
 //!   written (`add(a: "0", b: i)`, the int formatted into a reusable buffer) and typed
 //!   (`add(a: 0, b: i)` with `i64` inputs). The native loops call the identical host function
 //!   through a non-inlinable function pointer; the string one formats into a stack buffer.
-//! * `sum_fold`: capture + for summing 0..1,000,000 with no host call.
-//! * `front_end`: parse + check + layout of the nested-loop flow.
+//! * `sum_fold`: capture + for summing 0..10,000,000 with no host call, against a native loop whose
+//!   accumulator goes through `black_box` every iteration.
+//! * `compile/*`: parse + check + layout of the nested-loop flow, and its JIT compile (lowering,
+//!   Cranelift, finalize).
 //!
-//! Flows are compiled outside the timed loop. Divide nested-loop times by 100,000 for ns per call.
+//! Flows are compiled outside the timed loops. Divide nested-loop times by 100,000 for ns per
+//! call, sum-fold times by 10,000,000 for ns per iteration.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use koru_jit::{CompileOptions, Engine, Inputs, Registry, RunLimits};
+use koru_jit::{CompileOptions, Engine, Inputs, Registry, RunLimits, Tier};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -19,7 +23,7 @@ const NESTED_STRING: &str =
     "~for(0..1000)\n| each _ |> for(0..100)\n    | each i |> add(a: \"0\", b: i)\n| done |> _\n";
 const NESTED_TYPED: &str =
     "~for(0..1000)\n| each _ |> for(0..100)\n    | each i |> add(a: 0, b: i)\n| done |> _\n";
-const SUM_FOLD: &str = "~capture({ sum: 0 })\n| as acc |> for(0..1000000)\n    | each i |> captured { sum: acc.sum + i }\n| captured total |> result total.sum\n";
+const SUM_FOLD: &str = "~capture({ sum: 0 })\n| as acc |> for(0..10000000)\n    | each i |> captured { sum: acc.sum + i }\n| captured total |> result total.sum\n";
 
 /// The host function of the string benchmark: parses both arguments and adds them into the
 /// accumulator (Koru's `add`). Its `sum` reply is a static string, so neither side allocates.
@@ -98,14 +102,16 @@ fn nested_loop(c: &mut Criterion) {
         ("typed", true, NESTED_TYPED),
     ] {
         let acc = Arc::new(AtomicI64::new(0));
-        let flow = Engine::new(registry(&acc, typed))
-            .compile("bench", source, &CompileOptions::default())
-            .unwrap();
-        let inputs = Inputs::new();
-        let limits = RunLimits::default();
-        group.bench_function(BenchmarkId::new("interp", name), |b| {
-            b.iter(|| flow.run(&inputs, &limits).unwrap())
-        });
+        let engine = Engine::new(registry(&acc, typed));
+        let (inputs, limits) = (Inputs::new(), RunLimits::default());
+        for tier in [Tier::Interp, Tier::Jit] {
+            let flow = engine
+                .compile("bench", source, &CompileOptions::default().tier(tier))
+                .unwrap();
+            assert_eq!(flow.tier(), tier);
+            let id = BenchmarkId::new(if tier == Tier::Jit { "jit" } else { "interp" }, name);
+            group.bench_function(id, |b| b.iter(|| flow.run(&inputs, &limits).unwrap()));
+        }
         group.bench_function(BenchmarkId::new("native", name), |b| {
             b.iter(|| {
                 if typed {
@@ -121,30 +127,41 @@ fn nested_loop(c: &mut Criterion) {
 
 fn sum_fold(c: &mut Criterion) {
     let mut group = c.benchmark_group("sum_fold");
-    group.throughput(Throughput::Elements(1_000_000));
-    let flow = Engine::new(Registry::new())
-        .compile("bench", SUM_FOLD, &CompileOptions::default())
-        .unwrap();
+    group.throughput(Throughput::Elements(10_000_000));
+    let engine = Engine::new(Registry::new());
     let (inputs, limits) = (Inputs::new(), RunLimits::default());
-    group.bench_function("interp", |b| b.iter(|| flow.run(&inputs, &limits).unwrap()));
+    for tier in [Tier::Interp, Tier::Jit] {
+        let flow = engine
+            .compile("bench", SUM_FOLD, &CompileOptions::default().tier(tier))
+            .unwrap();
+        assert_eq!(flow.tier(), tier);
+        let name = if tier == Tier::Jit { "jit" } else { "interp" };
+        group.bench_function(name, |b| b.iter(|| flow.run(&inputs, &limits).unwrap()));
+    }
     group.bench_function("native", |b| {
-        b.iter(|| native_sum_fold(black_box(1_000_000)))
+        b.iter(|| native_sum_fold(black_box(10_000_000)))
     });
     group.finish();
 }
 
-fn front_end(c: &mut Criterion) {
+fn compile(c: &mut Criterion) {
     let acc = Arc::new(AtomicI64::new(0));
     let engine = Engine::new(registry(&acc, false));
     let options = CompileOptions::default();
-    c.bench_function("front_end/parse_check_layout", |b| {
+    let mut group = c.benchmark_group("compile");
+    group.bench_function("front_end", |b| {
         b.iter(|| {
             engine
                 .compile("bench", black_box(NESTED_STRING), &options)
                 .unwrap()
         })
     });
+    let flow = engine.compile("bench", NESTED_STRING, &options).unwrap();
+    group.bench_function("jit", |b| {
+        b.iter(|| koru_jit::jit::compile(flow.program(), flow.layout(), engine.registry()).unwrap())
+    });
+    group.finish();
 }
 
-criterion_group!(benches, nested_loop, sum_fold, front_end);
+criterion_group!(benches, nested_loop, sum_fold, compile);
 criterion_main!(benches);
