@@ -1,0 +1,284 @@
+//! Differential testing: random well-typed flows, run by the interpreter and by native code, must
+//! give the same output, outcome, fuel and host-call sequence.
+//!
+//! The generator is seeded, so a failure names the seed and prints the flow. `KORU_DIFF_CASES`
+//! raises the number of cases (CI runs the default); `KORU_DIFF_SEED` replays one.
+
+mod common;
+
+use koru_jit::{CaptureSink, CompileOptions, Engine, Inputs, RunLimits, Tier};
+use std::sync::Arc;
+
+/// A small deterministic generator (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+}
+
+/// Builds the source of one random flow.
+struct Generator {
+    rng: Rng,
+    names: u32,
+}
+
+/// What is in scope where an expression is generated.
+#[derive(Clone, Default)]
+struct Scope {
+    ints: Vec<String>,
+    floats: Vec<String>,
+    strs: Vec<String>,
+    /// The fields of the innermost accumulator (all ints), when inside an `as` step.
+    accumulator: Option<(String, Vec<String>)>,
+}
+
+impl Generator {
+    fn fresh(&mut self, prefix: &str) -> String {
+        self.names += 1;
+        format!("{prefix}{}", self.names)
+    }
+
+    fn int(&mut self, scope: &Scope, depth: u32) -> String {
+        let leaf = depth == 0 || self.rng.chance(35);
+        if leaf {
+            return match self.rng.below(10) {
+                0..=2 if !scope.ints.is_empty() => scope.ints[self.rng.below(scope.ints.len() as u64) as usize].clone(),
+                3 if scope.accumulator.is_some() => {
+                    let (name, fields) = scope.accumulator.clone().unwrap();
+                    format!("{name}.{}", fields[self.rng.below(fields.len() as u64) as usize])
+                }
+                4 => ["9223372036854775807", "-9223372036854775808", "4611686018427387904", "-1"][self.rng.below(4) as usize].to_string(),
+                _ => (self.rng.below(21) as i64 - 10).to_string(),
+            };
+        }
+        match self.rng.below(8) {
+            0..=4 => {
+                let op = ["+", "-", "*", "/", "%"][self.rng.below(5) as usize];
+                format!("({} {op} {})", self.int(scope, depth - 1), self.int(scope, depth - 1))
+            }
+            5 => format!("-{}", self.int(scope, depth - 1)),
+            6 => format!("(if ({}) {} else {})", self.boolean(scope, depth - 1), self.int(scope, depth - 1), self.int(scope, depth - 1)),
+            _ => format!("@as(int, {})", self.float(scope, depth - 1)),
+        }
+    }
+
+    fn float(&mut self, scope: &Scope, depth: u32) -> String {
+        if depth == 0 || self.rng.chance(40) {
+            return match self.rng.below(6) {
+                0 if !scope.floats.is_empty() => scope.floats[self.rng.below(scope.floats.len() as u64) as usize].clone(),
+                1 => "1e300".to_string(),
+                _ => format!("{}.5", self.rng.below(20) as i64 - 10),
+            };
+        }
+        match self.rng.below(3) {
+            0 => {
+                let op = ["+", "-", "*", "/", "%"][self.rng.below(5) as usize];
+                format!("({} {op} {})", self.float(scope, depth - 1), self.float(scope, depth - 1))
+            }
+            1 => format!("@as(float, {})", self.int(scope, depth - 1)),
+            _ => format!("-{}", self.float(scope, depth - 1)),
+        }
+    }
+
+    fn boolean(&mut self, scope: &Scope, depth: u32) -> String {
+        if depth == 0 || self.rng.chance(25) {
+            return ["true", "false"][self.rng.below(2) as usize].to_string();
+        }
+        match self.rng.below(7) {
+            0..=2 => {
+                let op = ["==", "!=", "<", "<=", ">", ">="][self.rng.below(6) as usize];
+                format!("{} {op} {}", self.int(scope, depth - 1), self.int(scope, depth - 1))
+            }
+            3 => {
+                let op = ["==", "!=", "<", ">="][self.rng.below(4) as usize];
+                format!("{} {op} {}", self.float(scope, depth - 1), self.int(scope, depth - 1))
+            }
+            4 => format!("({} && {})", self.boolean(scope, depth - 1), self.boolean(scope, depth - 1)),
+            5 => format!("({} || {})", self.boolean(scope, depth - 1), self.boolean(scope, depth - 1)),
+            _ if !scope.strs.is_empty() => format!("{} == \"42\"", scope.strs[0]),
+            _ => format!("!({})", self.boolean(scope, depth - 1)),
+        }
+    }
+
+    /// A step (what follows `|>`): its text, and its continuation lines (already indented)
+    /// that must follow the line it is written on. Its continuations sit at `indent`.
+    fn step(&mut self, scope: &Scope, depth: u32, indent: usize) -> (String, Vec<String>) {
+        let pad = " ".repeat(indent);
+        let mut lines = Vec::new();
+        let continuation = |this: &mut Self, lines: &mut Vec<String>, header: String, scope: &Scope| {
+            let (head, below) = this.step(scope, depth.saturating_sub(1), indent + 4);
+            lines.push(format!("{pad}{header} |> {head}"));
+            lines.extend(below);
+        };
+        let choice = if depth == 0 { 6 + self.rng.below(3) } else { self.rng.below(11) };
+        let head = match choice {
+            0 => {
+                let (a, b) = (self.int(scope, 2), self.int(scope, 2));
+                let v = self.fresh("v");
+                let mut inner = scope.clone();
+                inner.ints.push(v.clone());
+                continuation(self, &mut lines, format!("| sum {v}"), &inner);
+                format!("test.typed_add(a: {a}, b: {b})")
+            }
+            1 => {
+                let n = self.int(scope, 1);
+                let (o, m) = (self.fresh("o"), self.fresh("m"));
+                continuation(self, &mut lines, "| zero".into(), scope);
+                let mut with_o = scope.clone();
+                with_o.ints.push(format!("{o}.n"));
+                with_o.strs.push(format!("{o}.label"));
+                continuation(self, &mut lines, format!("| one {o}"), &with_o);
+                let mut with_m = scope.clone();
+                with_m.ints.push(m.clone());
+                let guard = self.boolean(&with_m, 1);
+                continuation(self, &mut lines, format!("| many {m} when {guard}"), &with_m);
+                if self.rng.chance(70) {
+                    continuation(self, &mut lines, "|?".into(), scope);
+                } else {
+                    // Without a catch-all, `many` needs an unguarded continuation (SPEC 2.2).
+                    continuation(self, &mut lines, "| many".into(), scope);
+                }
+                format!("test.pick(n: {n})")
+            }
+            2 => {
+                let (start, end) = (self.rng.below(4), self.rng.below(12));
+                let i = self.fresh("i");
+                let mut inner = scope.clone();
+                inner.ints.push(i.clone());
+                continuation(self, &mut lines, format!("| each {i}"), &inner);
+                if self.rng.chance(50) {
+                    continuation(self, &mut lines, "| done".into(), scope);
+                }
+                format!("for({start}..{end})")
+            }
+            3 => {
+                let cond = self.boolean(scope, 2);
+                continuation(self, &mut lines, "| then".into(), scope);
+                if self.rng.chance(60) {
+                    continuation(self, &mut lines, "| else".into(), scope);
+                }
+                format!("if({cond})")
+            }
+            4 => {
+                let acc = self.fresh("acc");
+                let (x, y) = (self.int(scope, 1), self.int(scope, 1));
+                let mut inner = scope.clone();
+                inner.accumulator = Some((acc.clone(), vec!["x".to_string(), "y".to_string()]));
+                if self.rng.chance(50) {
+                    let limit = self.rng.below(30) + 1;
+                    let update = format!("captured {{ x: {acc}.x + 1, y: {} }}", self.int(&inner, 2));
+                    lines.push(format!("{pad}| as {acc} |> while({acc}.x < {limit})"));
+                    lines.push(format!("{pad}    | body |> {update}"));
+                } else {
+                    continuation(self, &mut lines, format!("| as {acc}"), &inner);
+                }
+                let total = self.fresh("t");
+                let mut after = scope.clone();
+                after.ints.push(format!("{total}.x"));
+                after.ints.push(format!("{total}.y"));
+                continuation(self, &mut lines, format!("| captured {total}"), &after);
+                format!("capture({{ x: {x}, y: {y} }})")
+            }
+            5 => {
+                let text = self.fresh("w");
+                let mut inner = scope.clone();
+                inner.strs.push(text.clone());
+                let argument = if self.rng.chance(50) { self.int(scope, 1) } else { "\"42\"".to_string() };
+                continuation(self, &mut lines, format!("| echoed {text}"), &inner);
+                format!("test.echo(text: {argument})")
+            }
+            6 => format!("std.io:print.ln(\"n={{{{ {} }}}} f={{{{ {} }}}}\")", self.int(scope, 2), self.float(scope, 1)),
+            7 if scope.accumulator.is_some() => {
+                let (name, _) = scope.accumulator.clone().unwrap();
+                format!("captured {{ y: {name}.x + {}, x: {name}.y }}", self.int(scope, 1))
+            }
+            _ => format!("result {{ n: {}, b: {} }}", self.int(scope, 2), self.boolean(scope, 1)),
+        };
+        (head, lines)
+    }
+}
+
+/// Generates a whole flow.
+fn generate(seed: u64) -> String {
+    let mut generator = Generator {
+        rng: Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1),
+        names: 0,
+    };
+    let depth = 2 + generator.rng.below(3) as u32;
+    // The head must be an invocation: retry constructors away.
+    loop {
+        let (head, lines) = generator.step(&Scope::default(), depth, 0);
+        if head.contains('(') && !head.starts_with("result") && !head.starts_with("captured") {
+            let mut source = format!("~{head}\n");
+            for line in lines {
+                source.push_str(&line);
+                source.push('\n');
+            }
+            return source;
+        }
+    }
+}
+
+fn run(source: &str, tier: Tier, limits: &RunLimits) -> Result<(String, String, Vec<String>), String> {
+    let (mut registry, _, log) = common::test_registry();
+    let sink = Arc::new(CaptureSink::new());
+    registry.set_output(sink.clone());
+    let engine = Engine::new(registry);
+    let flow = engine.compile("random", source, &CompileOptions::default().tier(tier)).map_err(|e| e.render(false))?;
+    if tier == Tier::Jit && flow.tier() != Tier::Jit {
+        return Err(format!("the JIT did not compile the flow: {:?}", flow.jit_error()));
+    }
+    let outcome = flow.run(&Inputs::new(), limits).map_err(|e| e.to_string())?;
+    let calls = std::mem::take(&mut *log.lock().unwrap());
+    Ok((outcome.to_json().to_string(), sink.take_out(), calls))
+}
+
+#[test]
+fn random_flows_behave_the_same_in_both_tiers() {
+    let cases: u64 = std::env::var("KORU_DIFF_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
+    let seeds: Vec<u64> = match std::env::var("KORU_DIFF_SEED").ok().and_then(|v| v.parse().ok()) {
+        Some(seed) => vec![seed],
+        None => (1..=cases).collect(),
+    };
+    let (mut compiled, mut stopped) = (0, 0);
+    for seed in seeds {
+        let source = generate(seed);
+        if std::env::var("KORU_DIFF_PRINT").is_ok() {
+            eprintln!("seed {seed}:\n{source}");
+        }
+        let mut rng = Rng(seed | 1);
+        let limits = RunLimits {
+            fuel: rng.chance(30).then(|| rng.below(20)),
+            // Always bounded: a random loop may count from a huge negative number.
+            max_iterations: Some(if rng.chance(30) { rng.below(40) } else { 10_000 }),
+            ..RunLimits::default()
+        };
+        let interpreted = match run(&source, Tier::Interp, &limits) {
+            Ok(result) => result,
+            Err(errors) => panic!("seed {seed}: the generator produced an invalid flow:\n{source}\n{errors}"),
+        };
+        let native = run(&source, Tier::Jit, &limits).unwrap_or_else(|e| panic!("seed {seed}:\n{source}\n{e}"));
+        assert_eq!(interpreted, native, "seed {seed}: the tiers differ on\n{source}\nlimits {limits:?}");
+        compiled += 1;
+        if !interpreted.0.starts_with("{\"outcome\":\"ok\"") {
+            stopped += 1;
+        }
+    }
+    // The generator must exercise both finished runs and stopped ones (errors, limits).
+    if compiled > 50 {
+        assert!(stopped > compiled / 20 && stopped < compiled * 19 / 20, "{stopped} of {compiled} runs stopped early");
+    }
+}
