@@ -1,10 +1,15 @@
 //! A fixed workload for instruction-count profiling (`valgrind --tool=callgrind`): the typed
 //! nested loop (`KORU_PROFILE=typed`, the default), the string one (`string`) or the pure
-//! sum-fold (`fold`), run 20 times.
-use koru_jit::{CompileOptions, Engine, Inputs, Registry, RunLimits};
+//! sum-fold (`fold`), run 20 times, on the tier `KORU_TIER` names (`interp`, the default, or `jit`).
+use koru_jit::{CompileOptions, Engine, Inputs, Registry, RunLimits, Tier};
 
 fn main() {
     let which = std::env::var("KORU_PROFILE").unwrap_or_else(|_| "typed".into());
+    let tier = if std::env::var("KORU_TIER").as_deref() == Ok("jit") {
+        Tier::Jit
+    } else {
+        Tier::Interp
+    };
     let mut registry = Registry::new();
     registry
         .event(
@@ -27,8 +32,9 @@ fn main() {
         _ => "~for(0..1000)\n| each _ |> for(0..100)\n    | each i |> add(a: 0, b: i)\n| done |> _\n",
     };
     let flow = Engine::new(registry)
-        .compile("profile", source, &CompileOptions::default())
+        .compile("profile", source, &CompileOptions::default().tier(tier))
         .unwrap();
+    assert_eq!(flow.tier(), tier, "{:?}", flow.jit_error());
     for _ in 0..20 {
         std::hint::black_box(flow.run(&Inputs::new(), &RunLimits::default()).unwrap());
     }

@@ -55,22 +55,42 @@ impl Generator {
         let leaf = depth == 0 || self.rng.chance(35);
         if leaf {
             return match self.rng.below(10) {
-                0..=2 if !scope.ints.is_empty() => scope.ints[self.rng.below(scope.ints.len() as u64) as usize].clone(),
+                0..=2 if !scope.ints.is_empty() => {
+                    scope.ints[self.rng.below(scope.ints.len() as u64) as usize].clone()
+                }
                 3 if scope.accumulator.is_some() => {
                     let (name, fields) = scope.accumulator.clone().unwrap();
-                    format!("{name}.{}", fields[self.rng.below(fields.len() as u64) as usize])
+                    format!(
+                        "{name}.{}",
+                        fields[self.rng.below(fields.len() as u64) as usize]
+                    )
                 }
-                4 => ["9223372036854775807", "-9223372036854775808", "4611686018427387904", "-1"][self.rng.below(4) as usize].to_string(),
+                4 => [
+                    "9223372036854775807",
+                    "-9223372036854775808",
+                    "4611686018427387904",
+                    "-1",
+                ][self.rng.below(4) as usize]
+                    .to_string(),
                 _ => (self.rng.below(21) as i64 - 10).to_string(),
             };
         }
         match self.rng.below(8) {
             0..=4 => {
                 let op = ["+", "-", "*", "/", "%"][self.rng.below(5) as usize];
-                format!("({} {op} {})", self.int(scope, depth - 1), self.int(scope, depth - 1))
+                format!(
+                    "({} {op} {})",
+                    self.int(scope, depth - 1),
+                    self.int(scope, depth - 1)
+                )
             }
             5 => format!("-{}", self.int(scope, depth - 1)),
-            6 => format!("(if ({}) {} else {})", self.boolean(scope, depth - 1), self.int(scope, depth - 1), self.int(scope, depth - 1)),
+            6 => format!(
+                "(if ({}) {} else {})",
+                self.boolean(scope, depth - 1),
+                self.int(scope, depth - 1),
+                self.int(scope, depth - 1)
+            ),
             _ => format!("@as(int, {})", self.float(scope, depth - 1)),
         }
     }
@@ -78,7 +98,9 @@ impl Generator {
     fn float(&mut self, scope: &Scope, depth: u32) -> String {
         if depth == 0 || self.rng.chance(40) {
             return match self.rng.below(6) {
-                0 if !scope.floats.is_empty() => scope.floats[self.rng.below(scope.floats.len() as u64) as usize].clone(),
+                0 if !scope.floats.is_empty() => {
+                    scope.floats[self.rng.below(scope.floats.len() as u64) as usize].clone()
+                }
                 1 => "1e300".to_string(),
                 _ => format!("{}.5", self.rng.below(20) as i64 - 10),
             };
@@ -86,7 +108,11 @@ impl Generator {
         match self.rng.below(3) {
             0 => {
                 let op = ["+", "-", "*", "/", "%"][self.rng.below(5) as usize];
-                format!("({} {op} {})", self.float(scope, depth - 1), self.float(scope, depth - 1))
+                format!(
+                    "({} {op} {})",
+                    self.float(scope, depth - 1),
+                    self.float(scope, depth - 1)
+                )
             }
             1 => format!("@as(float, {})", self.int(scope, depth - 1)),
             _ => format!("-{}", self.float(scope, depth - 1)),
@@ -100,14 +126,30 @@ impl Generator {
         match self.rng.below(7) {
             0..=2 => {
                 let op = ["==", "!=", "<", "<=", ">", ">="][self.rng.below(6) as usize];
-                format!("{} {op} {}", self.int(scope, depth - 1), self.int(scope, depth - 1))
+                format!(
+                    "{} {op} {}",
+                    self.int(scope, depth - 1),
+                    self.int(scope, depth - 1)
+                )
             }
             3 => {
                 let op = ["==", "!=", "<", ">="][self.rng.below(4) as usize];
-                format!("{} {op} {}", self.float(scope, depth - 1), self.int(scope, depth - 1))
+                format!(
+                    "{} {op} {}",
+                    self.float(scope, depth - 1),
+                    self.int(scope, depth - 1)
+                )
             }
-            4 => format!("({} && {})", self.boolean(scope, depth - 1), self.boolean(scope, depth - 1)),
-            5 => format!("({} || {})", self.boolean(scope, depth - 1), self.boolean(scope, depth - 1)),
+            4 => format!(
+                "({} && {})",
+                self.boolean(scope, depth - 1),
+                self.boolean(scope, depth - 1)
+            ),
+            5 => format!(
+                "({} || {})",
+                self.boolean(scope, depth - 1),
+                self.boolean(scope, depth - 1)
+            ),
             _ if !scope.strs.is_empty() => format!("{} == \"42\"", scope.strs[0]),
             _ => format!("!({})", self.boolean(scope, depth - 1)),
         }
@@ -118,12 +160,17 @@ impl Generator {
     fn step(&mut self, scope: &Scope, depth: u32, indent: usize) -> (String, Vec<String>) {
         let pad = " ".repeat(indent);
         let mut lines = Vec::new();
-        let continuation = |this: &mut Self, lines: &mut Vec<String>, header: String, scope: &Scope| {
-            let (head, below) = this.step(scope, depth.saturating_sub(1), indent + 4);
-            lines.push(format!("{pad}{header} |> {head}"));
-            lines.extend(below);
+        let continuation =
+            |this: &mut Self, lines: &mut Vec<String>, header: String, scope: &Scope| {
+                let (head, below) = this.step(scope, depth.saturating_sub(1), indent + 4);
+                lines.push(format!("{pad}{header} |> {head}"));
+                lines.extend(below);
+            };
+        let choice = if depth == 0 {
+            6 + self.rng.below(3)
+        } else {
+            self.rng.below(11)
         };
-        let choice = if depth == 0 { 6 + self.rng.below(3) } else { self.rng.below(11) };
         let head = match choice {
             0 => {
                 let (a, b) = (self.int(scope, 2), self.int(scope, 2));
@@ -144,7 +191,12 @@ impl Generator {
                 let mut with_m = scope.clone();
                 with_m.ints.push(m.clone());
                 let guard = self.boolean(&with_m, 1);
-                continuation(self, &mut lines, format!("| many {m} when {guard}"), &with_m);
+                continuation(
+                    self,
+                    &mut lines,
+                    format!("| many {m} when {guard}"),
+                    &with_m,
+                );
                 if self.rng.chance(70) {
                     continuation(self, &mut lines, "|?".into(), scope);
                 } else {
@@ -179,7 +231,8 @@ impl Generator {
                 inner.accumulator = Some((acc.clone(), vec!["x".to_string(), "y".to_string()]));
                 if self.rng.chance(50) {
                     let limit = self.rng.below(30) + 1;
-                    let update = format!("captured {{ x: {acc}.x + 1, y: {} }}", self.int(&inner, 2));
+                    let update =
+                        format!("captured {{ x: {acc}.x + 1, y: {} }}", self.int(&inner, 2));
                     lines.push(format!("{pad}| as {acc} |> while({acc}.x < {limit})"));
                     lines.push(format!("{pad}    | body |> {update}"));
                 } else {
@@ -196,16 +249,31 @@ impl Generator {
                 let text = self.fresh("w");
                 let mut inner = scope.clone();
                 inner.strs.push(text.clone());
-                let argument = if self.rng.chance(50) { self.int(scope, 1) } else { "\"42\"".to_string() };
+                let argument = if self.rng.chance(50) {
+                    self.int(scope, 1)
+                } else {
+                    "\"42\"".to_string()
+                };
                 continuation(self, &mut lines, format!("| echoed {text}"), &inner);
                 format!("test.echo(text: {argument})")
             }
-            6 => format!("std.io:print.ln(\"n={{{{ {} }}}} f={{{{ {} }}}}\")", self.int(scope, 2), self.float(scope, 1)),
+            6 => format!(
+                "std.io:print.ln(\"n={{{{ {} }}}} f={{{{ {} }}}}\")",
+                self.int(scope, 2),
+                self.float(scope, 1)
+            ),
             7 if scope.accumulator.is_some() => {
                 let (name, _) = scope.accumulator.clone().unwrap();
-                format!("captured {{ y: {name}.x + {}, x: {name}.y }}", self.int(scope, 1))
+                format!(
+                    "captured {{ y: {name}.x + {}, x: {name}.y }}",
+                    self.int(scope, 1)
+                )
             }
-            _ => format!("result {{ n: {}, b: {} }}", self.int(scope, 2), self.boolean(scope, 1)),
+            _ => format!(
+                "result {{ n: {}, b: {} }}",
+                self.int(scope, 2),
+                self.boolean(scope, 1)
+            ),
         };
         (head, lines)
     }
@@ -232,24 +300,41 @@ fn generate(seed: u64) -> String {
     }
 }
 
-fn run(source: &str, tier: Tier, limits: &RunLimits) -> Result<(String, String, Vec<String>), String> {
+fn run(
+    source: &str,
+    tier: Tier,
+    limits: &RunLimits,
+) -> Result<(String, String, Vec<String>), String> {
     let (mut registry, _, log) = common::test_registry();
     let sink = Arc::new(CaptureSink::new());
     registry.set_output(sink.clone());
     let engine = Engine::new(registry);
-    let flow = engine.compile("random", source, &CompileOptions::default().tier(tier)).map_err(|e| e.render(false))?;
+    let flow = engine
+        .compile("random", source, &CompileOptions::default().tier(tier))
+        .map_err(|e| e.render(false))?;
     if tier == Tier::Jit && flow.tier() != Tier::Jit {
-        return Err(format!("the JIT did not compile the flow: {:?}", flow.jit_error()));
+        return Err(format!(
+            "the JIT did not compile the flow: {:?}",
+            flow.jit_error()
+        ));
     }
-    let outcome = flow.run(&Inputs::new(), limits).map_err(|e| e.to_string())?;
+    let outcome = flow
+        .run(&Inputs::new(), limits)
+        .map_err(|e| e.to_string())?;
     let calls = std::mem::take(&mut *log.lock().unwrap());
     Ok((outcome.to_json().to_string(), sink.take_out(), calls))
 }
 
 #[test]
 fn random_flows_behave_the_same_in_both_tiers() {
-    let cases: u64 = std::env::var("KORU_DIFF_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(300);
-    let seeds: Vec<u64> = match std::env::var("KORU_DIFF_SEED").ok().and_then(|v| v.parse().ok()) {
+    let cases: u64 = std::env::var("KORU_DIFF_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(300);
+    let seeds: Vec<u64> = match std::env::var("KORU_DIFF_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
         Some(seed) => vec![seed],
         None => (1..=cases).collect(),
     };
@@ -263,15 +348,25 @@ fn random_flows_behave_the_same_in_both_tiers() {
         let limits = RunLimits {
             fuel: rng.chance(30).then(|| rng.below(20)),
             // Always bounded: a random loop may count from a huge negative number.
-            max_iterations: Some(if rng.chance(30) { rng.below(40) } else { 10_000 }),
+            max_iterations: Some(if rng.chance(30) {
+                rng.below(40)
+            } else {
+                10_000
+            }),
             ..RunLimits::default()
         };
         let interpreted = match run(&source, Tier::Interp, &limits) {
             Ok(result) => result,
-            Err(errors) => panic!("seed {seed}: the generator produced an invalid flow:\n{source}\n{errors}"),
+            Err(errors) => {
+                panic!("seed {seed}: the generator produced an invalid flow:\n{source}\n{errors}")
+            }
         };
-        let native = run(&source, Tier::Jit, &limits).unwrap_or_else(|e| panic!("seed {seed}:\n{source}\n{e}"));
-        assert_eq!(interpreted, native, "seed {seed}: the tiers differ on\n{source}\nlimits {limits:?}");
+        let native = run(&source, Tier::Jit, &limits)
+            .unwrap_or_else(|e| panic!("seed {seed}:\n{source}\n{e}"));
+        assert_eq!(
+            interpreted, native,
+            "seed {seed}: the tiers differ on\n{source}\nlimits {limits:?}"
+        );
         compiled += 1;
         if !interpreted.0.starts_with("{\"outcome\":\"ok\"") {
             stopped += 1;
@@ -279,6 +374,9 @@ fn random_flows_behave_the_same_in_both_tiers() {
     }
     // The generator must exercise both finished runs and stopped ones (errors, limits).
     if compiled > 50 {
-        assert!(stopped > compiled / 20 && stopped < compiled * 19 / 20, "{stopped} of {compiled} runs stopped early");
+        assert!(
+            stopped > compiled / 20 && stopped < compiled * 19 / 20,
+            "{stopped} of {compiled} runs stopped early"
+        );
     }
 }

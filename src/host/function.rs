@@ -211,6 +211,18 @@ impl ReplyOut<'_> {
         }
     }
 
+    /// [`ReplyOut::identity`] for a number or bool, given as its bits.
+    #[inline]
+    pub(crate) fn identity_scalar(&mut self, ty: Type, bits: u64) -> Result<u32, HostError> {
+        match self.plan.only_identity {
+            Some(field) if field.ty == ty => {
+                self.frame[field.offset as usize] = bits;
+                Ok(0)
+            }
+            _ => self.identity_mismatch(ty),
+        }
+    }
+
     #[cold]
     fn identity_mismatch(&self, found: Type) -> Result<u32, HostError> {
         let branch = self.only_branch()?;
@@ -296,7 +308,24 @@ macro_rules! identity_reply {
         })*
     };
 }
-identity_reply!(i64, f64, bool, &'static str, String, ReplyValue);
+identity_reply!(&'static str, String, ReplyValue);
+
+macro_rules! scalar_reply {
+    ($($t:ty => $ty:expr, $bits:expr);* $(;)?) => {
+        $(impl IntoReply for $t {
+            /// The identity payload of the event's only branch, stored as its bits.
+            #[inline]
+            fn write_reply(self, out: &mut ReplyOut<'_>) -> Result<u32, HostError> {
+                out.identity_scalar($ty, $bits(self))
+            }
+        })*
+    };
+}
+scalar_reply! {
+    i64 => Type::Int, |v: i64| v as u64;
+    f64 => Type::Float, f64::to_bits;
+    bool => Type::Bool, u64::from;
+}
 
 impl<R: IntoReply, E: Into<HostError>> IntoReply for Result<R, E> {
     fn write_reply(self, out: &mut ReplyOut<'_>) -> Result<u32, HostError> {

@@ -113,14 +113,18 @@ struct Lower<'a, 'f> {
     state: Value,
     /// Per local: its variables (the second for a `str`'s length).
     vars: Vec<(Variable, Option<Variable>)>,
-    fuel: Variable,
+    /// Fuel left before the limit: `fuel_limit - fuel_used`.
+    room: Variable,
     iterations: Variable,
     last_event: Variable,
-    countdown: Variable,
+    /// Loop iterations allowed before the next slow path (limit check, interrupt, deadline).
+    budget: Variable,
     loop_vars: Vec<Variable>,
     fuel_limit: Value,
     iteration_limit: Value,
     interrupt: Value,
+    /// Locals something reads (others are never loaded back from the flow state).
+    read: Vec<bool>,
     loop_counts: Value,
     exit: Block,
     /// Arms already lowered into a block of their own, per (arm, sink).
@@ -159,22 +163,24 @@ impl<'a, 'f> Lower<'a, 'f> {
         let load = |b: &mut FunctionBuilder, ty, field: usize| {
             b.ins().load(ty, flags, state, state_offset(field))
         };
-        let fuel = b.declare_var(I64);
-        let value = load(&mut b, I64, offset_of!(RunState, fuel_used));
-        b.def_var(fuel, value);
+        let fuel_limit = load(&mut b, I64, offset_of!(RunState, fuel_limit));
+        let iteration_limit = load(&mut b, I64, offset_of!(RunState, iteration_limit));
+        let interrupt = load(&mut b, I64, offset_of!(RunState, interrupt));
+        let loop_counts = load(&mut b, I64, offset_of!(RunState, loop_counts));
+        let room = b.declare_var(I64);
+        let used = load(&mut b, I64, offset_of!(RunState, fuel_used));
+        let value = b.ins().isub(fuel_limit, used);
+        b.def_var(room, value);
         let iterations = b.declare_var(I64);
         let value = load(&mut b, I64, offset_of!(RunState, iterations));
         b.def_var(iterations, value);
         let last_event = b.declare_var(I32);
         let value = load(&mut b, I32, offset_of!(RunState, last_event));
         b.def_var(last_event, value);
-        let countdown = b.declare_var(I64);
-        let value = load(&mut b, I64, offset_of!(RunState, poll_countdown));
-        b.def_var(countdown, value);
-        let fuel_limit = load(&mut b, I64, offset_of!(RunState, fuel_limit));
-        let iteration_limit = load(&mut b, I64, offset_of!(RunState, iteration_limit));
-        let interrupt = load(&mut b, I64, offset_of!(RunState, interrupt));
-        let loop_counts = load(&mut b, I64, offset_of!(RunState, loop_counts));
+        // The first loop iteration takes the slow path, which grants the first budget.
+        let budget = b.declare_var(I64);
+        let one = b.ins().iconst(I64, 1);
+        b.def_var(budget, one);
         let loop_vars = program
             .loops
             .iter()
@@ -197,14 +203,15 @@ impl<'a, 'f> Lower<'a, 'f> {
             frame,
             state,
             vars,
-            fuel,
+            room,
             iterations,
             last_event,
-            countdown,
+            budget,
             loop_vars,
             fuel_limit,
             iteration_limit,
             interrupt,
+            read: read_locals(program),
             loop_counts,
             exit,
             arm_blocks: HashMap::new(),
@@ -243,7 +250,8 @@ impl<'a, 'f> Lower<'a, 'f> {
         self.b.switch_to_block(self.exit);
         let status = self.b.block_params(self.exit)[0];
         let flags = MemFlagsData::trusted();
-        let fuel = self.b.use_var(self.fuel);
+        let room = self.b.use_var(self.room);
+        let fuel = self.b.ins().isub(self.fuel_limit, room);
         self.b.ins().store(
             flags,
             fuel,
@@ -409,25 +417,50 @@ impl<'a, 'f> Lower<'a, 'f> {
 
     // ------------------------------------------------------------------ limits
 
-    /// The interrupt flag, and now and then the deadline (as the interpreter's `poll`).
-    fn poll(&mut self) {
+    /// Leaves if another thread triggered the interrupt.
+    fn check_interrupt(&mut self) {
         let flag = self
             .b
             .ins()
             .load(types::I8, MemFlagsData::trusted(), self.interrupt, 0);
         self.exhaust_if(flag, Limit::Interrupted);
-        let countdown = self.b.use_var(self.countdown);
-        let countdown = self.b.ins().iadd_imm_s(countdown, -1);
-        self.b.def_var(self.countdown, countdown);
-        let zero = self.b.ins().icmp_imm_s(IntCC::Equal, countdown, 0);
-        let read_clock = self.b.create_block();
+    }
+
+    /// Charges `cost` fuel before a dispatch (after its arguments are evaluated), as the
+    /// interpreter does: a dispatch that would go over the limit is refused.
+    fn charge(&mut self, cost: u64, event_code: u32) {
+        let room = self.b.use_var(self.room);
+        let over = self
+            .b
+            .ins()
+            .icmp_imm_u(IntCC::UnsignedLessThan, room, cost as i64);
+        self.exhaust_if(over, Limit::Fuel);
+        let room = self.b.ins().iadd_imm_s(room, (cost as i64).wrapping_neg());
+        self.b.def_var(self.room, room);
+        let code = self.b.ins().iconst(I32, i64::from(event_code));
+        self.b.def_var(self.last_event, code);
+        self.check_interrupt();
+    }
+
+    /// One loop iteration. The fast path spends one unit of budget; when the budget runs out,
+    /// the slow path checks the iteration limit (exactly: the budget never exceeds what is
+    /// left), the interrupt and the deadline, and grants at most `DEADLINE_POLL` more.
+    fn tick(&mut self, loop_index: u32) {
+        let budget = self.b.use_var(self.budget);
+        let budget = self.b.ins().iadd_imm_s(budget, -1);
+        self.b.def_var(self.budget, budget);
+        let spent = self.b.ins().icmp_imm_s(IntCC::Equal, budget, 0);
+        let slow = self.b.create_block();
         let next = self.b.create_block();
-        self.b.set_cold_block(read_clock);
-        self.b.ins().brif(zero, read_clock, &[], next, &[]);
-        self.b.switch_to_block(read_clock);
-        let reset = self.b.ins().iconst(I64, runtime::DEADLINE_POLL as i64);
-        self.b.def_var(self.countdown, reset);
-        let result = self
+        self.b.set_cold_block(slow);
+        self.b.ins().brif(spent, slow, &[], next, &[]);
+        self.b.switch_to_block(slow);
+        let iterations = self.b.use_var(self.iterations);
+        let left = self.b.ins().isub(self.iteration_limit, iterations);
+        let none_left = self.b.ins().icmp_imm_s(IntCC::Equal, left, 0);
+        self.exhaust_if(none_left, Limit::LoopIterations);
+        self.check_interrupt();
+        let clock = self
             .call_helper(
                 runtime::helper_poll as *const u8,
                 &[I64],
@@ -435,46 +468,19 @@ impl<'a, 'f> Lower<'a, 'f> {
                 &[self.state],
             )
             .expect("helper_poll returns");
-        self.exhaust_if(result, Limit::Deadline);
+        self.exhaust_if(clock, Limit::Deadline);
+        let most = self.b.ins().iconst(I64, runtime::DEADLINE_POLL as i64);
+        let grant = self.b.ins().umin(left, most);
+        self.b.def_var(self.budget, grant);
         self.b.ins().jump(next, &[]);
         self.b.switch_to_block(next);
-    }
-
-    /// Charges `cost` fuel before a dispatch (after its arguments are evaluated).
-    fn charge(&mut self, cost: u64, event_code: u32) {
-        let fuel = self.b.use_var(self.fuel);
-        let added = self.b.ins().iadd_imm_s(fuel, cost as i64);
-        // Saturate as the interpreter does: a wrapped sum means "more than any limit".
-        let wrapped = self.b.ins().icmp(IntCC::UnsignedLessThan, added, fuel);
-        let max = self.b.ins().iconst(I64, -1);
-        let used = self.b.ins().select(wrapped, max, added);
-        let over = self
-            .b
-            .ins()
-            .icmp(IntCC::UnsignedGreaterThan, used, self.fuel_limit);
-        self.exhaust_if(over, Limit::Fuel);
-        self.b.def_var(self.fuel, used);
-        let code = self.b.ins().iconst(I32, i64::from(event_code));
-        self.b.def_var(self.last_event, code);
-        self.poll();
-    }
-
-    /// One loop iteration (as the interpreter's `tick`).
-    fn tick(&mut self, loop_index: u32) {
         let iterations = self.b.use_var(self.iterations);
-        let over = self.b.ins().icmp(
-            IntCC::UnsignedGreaterThanOrEqual,
-            iterations,
-            self.iteration_limit,
-        );
-        self.exhaust_if(over, Limit::LoopIterations);
         let iterations = self.b.ins().iadd_imm_s(iterations, 1);
         self.b.def_var(self.iterations, iterations);
         let var = self.loop_vars[loop_index as usize];
         let count = self.b.use_var(var);
         let count = self.b.ins().iadd_imm_s(count, 1);
         self.b.def_var(var, count);
-        self.poll();
     }
 
     // ------------------------------------------------------------------ calls
@@ -986,7 +992,9 @@ impl<'a, 'f> Lower<'a, 'f> {
         sink: &Sink<'a>,
     ) -> Result<(), String> {
         for &local in &s.payloads[branch] {
-            self.load_local(local);
+            if self.read[local.0 as usize] {
+                self.load_local(local);
+            }
         }
         let event = self.program.events[s.event.0 as usize].name.clone();
         self.select(&s.arms, branch, s.first_value, sink, &event, s.span)
@@ -1245,4 +1253,103 @@ impl<'a, 'f> Lower<'a, 'f> {
             _ => unreachable!("one or two parameters"),
         }
     }
+}
+
+/// Which locals are read: by an expression, by a subflow exit's copy, or as the payload of a
+/// top-level flow's value (the engine reads those from the flow state).
+fn read_locals(program: &Program) -> Vec<bool> {
+    fn expr(e: &Expr, read: &mut Vec<bool>) {
+        match e {
+            Expr::Local(local, _) => read[local.0 as usize] = true,
+            Expr::Int(_) | Expr::Float(_) | Expr::Bool(_) | Expr::Str(_) => {}
+            Expr::NegInt(a, _)
+            | Expr::NegFloat(a)
+            | Expr::Not(a)
+            | Expr::IntToFloat(a)
+            | Expr::FloatToInt(a, _) => expr(a, read),
+            Expr::IntArith(_, a, b, _)
+            | Expr::FloatArith(_, a, b)
+            | Expr::IntCmp(_, a, b)
+            | Expr::FloatCmp(_, a, b)
+            | Expr::BoolCmp(_, a, b)
+            | Expr::StrCmp(_, a, b)
+            | Expr::And(a, b)
+            | Expr::Or(a, b) => {
+                expr(a, read);
+                expr(b, read);
+            }
+            Expr::Select(c, a, b, _) => {
+                expr(c, read);
+                expr(a, read);
+                expr(b, read);
+            }
+        }
+    }
+    fn arms(a: &Arms, read: &mut Vec<bool>) {
+        for arm in &a.arms {
+            if let Some(guard) = &arm.guard {
+                expr(guard, read);
+            }
+            if let Some(s) = &arm.step {
+                step(s, read);
+            }
+        }
+    }
+    fn step(s: &Step, read: &mut Vec<bool>) {
+        match s {
+            Step::Invoke(s) => {
+                match &s.args {
+                    Arguments::Inputs(args) => args.iter().for_each(|a| expr(&a.expr, read)),
+                    Arguments::Template(parts) => parts.iter().for_each(|p| {
+                        if let TemplatePart::Hole(e) = p {
+                            expr(e, read)
+                        }
+                    }),
+                }
+                arms(&s.arms, read);
+            }
+            Step::Call(s) => {
+                s.inputs.iter().for_each(|(_, a)| expr(&a.expr, read));
+                step(&s.body, read);
+                for exit in &s.exits {
+                    for (from, _) in &exit.copies {
+                        read[from.0 as usize] = true;
+                    }
+                }
+                arms(&s.arms, read);
+            }
+            Step::For(s) => {
+                expr(&s.start, read);
+                expr(&s.end, read);
+                arms(&s.arms, read);
+            }
+            Step::If(s) => {
+                expr(&s.cond, read);
+                arms(&s.arms, read);
+            }
+            Step::While(s) => {
+                expr(&s.cond, read);
+                arms(&s.arms, read);
+            }
+            Step::Capture(s) => {
+                s.init.iter().for_each(|e| expr(e, read));
+                arms(&s.arms, read);
+            }
+            Step::Update(s) => s.assigns.iter().for_each(|(_, e)| expr(e, read)),
+            Step::Construct(s) => s.fields.iter().for_each(|(_, e)| expr(e, read)),
+            Step::Yield(_) => {}
+        }
+    }
+    let mut read = vec![false; program.locals.len()];
+    for flow in &program.flows {
+        step(flow, &mut read);
+        let mut values = Vec::new();
+        crate::sema::step_values(flow, &mut values);
+        for value in values {
+            for local in program.values[value.0 as usize].payload.locals() {
+                read[local.0 as usize] = true;
+            }
+        }
+    }
+    read
 }

@@ -98,6 +98,18 @@ fn host_isa() -> Result<OwnedTargetIsa, JitError> {
             .map_err(|e| e.to_string())?;
         flags.set("is_pic", "false").map_err(|e| e.to_string())?;
         flags.set("opt_level", "speed").map_err(|e| e.to_string())?;
+        // The IR verifier guards the lowering in debug builds (the test suite); release builds
+        // skip its cost at every compile.
+        flags
+            .set(
+                "enable_verifier",
+                if cfg!(debug_assertions) {
+                    "true"
+                } else {
+                    "false"
+                },
+            )
+            .map_err(|e| e.to_string())?;
         let builder = cranelift_native::builder().map_err(|e| e.to_string())?;
         builder
             .finish(settings::Flags::new(flags))

@@ -1313,7 +1313,7 @@ impl<'a> Lowerer<'a> {
 }
 
 /// Every value `step` can yield (values of loop bodies and `as` steps are discarded, not yielded).
-pub(crate) fn step_values(step: &Step, out: &mut Vec<ValueId>) {
+pub fn step_values(step: &Step, out: &mut Vec<ValueId>) {
     fn arms_values(
         arms: &Arms,
         first: ValueId,

@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 pub use decl::event_sig;
+pub use lower::step_values;
 
 /// What a source is checked against.
 #[derive(Clone, Debug, Default)]
