@@ -257,11 +257,16 @@ impl Generator {
                 continuation(self, &mut lines, format!("| echoed {text}"), &inner);
                 format!("test.echo(text: {argument})")
             }
-            6 => format!(
-                "std.io:print.ln(\"n={{{{ {} }}}} f={{{{ {} }}}}\")",
-                self.int(scope, 2),
-                self.float(scope, 1)
-            ),
+            6 => {
+                // A template hole sits inside a string literal: no string literals in it.
+                let mut plain = scope.clone();
+                plain.strs.clear();
+                format!(
+                    "std.io:print.ln(\"n={{{{ {} }}}} f={{{{ {} }}}}\")",
+                    self.int(&plain, 2),
+                    self.float(&plain, 1)
+                )
+            }
             7 if scope.accumulator.is_some() => {
                 let (name, _) = scope.accumulator.clone().unwrap();
                 format!(
