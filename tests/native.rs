@@ -1,0 +1,294 @@
+//! The JIT tier as an embedder sees it: limits that stop native loops, host failures inside
+//! native code, sharing across threads, and what builtins become.
+
+use koru_jit::{
+    CompileOptions, Engine, ErrorCode, Inputs, InterruptHandle, Limit, Outcome, Registry,
+    RunLimits, Tier,
+};
+use std::time::{Duration, Instant};
+
+const ENDLESS: &str = "~capture({ n: 0 })\n| as acc |> while(acc.n >= 0)\n    | body |> captured { n: acc.n + 1 }\n| captured c |> _";
+
+fn jit(registry: Registry, source: &str) -> koru_jit::Flow {
+    let flow = Engine::new(registry)
+        .compile("native", source, &CompileOptions::default().tier(Tier::Jit))
+        .unwrap();
+    assert_eq!(flow.tier(), Tier::Jit, "{:?}", flow.jit_error());
+    flow
+}
+
+#[test]
+fn an_interrupt_from_another_thread_stops_a_native_endless_loop_promptly() {
+    let flow = jit(Registry::new(), ENDLESS);
+    let interrupt = InterruptHandle::new();
+    let trigger = interrupt.clone();
+    let stopper = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(20));
+        let at = Instant::now();
+        trigger.interrupt();
+        at
+    });
+    let outcome = flow
+        .run(
+            &Inputs::new(),
+            &RunLimits {
+                interrupt: Some(interrupt),
+                ..RunLimits::default()
+            },
+        )
+        .unwrap();
+    let stopped = Instant::now();
+    let requested = stopper.join().unwrap();
+    assert!(
+        matches!(
+            outcome,
+            Outcome::Exhausted {
+                limit: Limit::Interrupted,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    let latency = stopped.saturating_duration_since(requested);
+    assert!(
+        latency < Duration::from_millis(500),
+        "stopped {latency:?} after the request"
+    );
+}
+
+#[test]
+fn a_deadline_stops_a_native_endless_loop() {
+    let flow = jit(Registry::new(), ENDLESS);
+    let deadline = Instant::now() + Duration::from_millis(20);
+    let outcome = flow
+        .run(
+            &Inputs::new(),
+            &RunLimits {
+                deadline: Some(deadline),
+                ..RunLimits::default()
+            },
+        )
+        .unwrap();
+    assert!(
+        matches!(
+            outcome,
+            Outcome::Exhausted {
+                limit: Limit::Deadline,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    assert!(Instant::now() < deadline + Duration::from_millis(500));
+}
+
+#[test]
+fn iteration_and_fuel_limits_stop_native_code_where_the_interpreter_stops() {
+    let mut registry = Registry::new();
+    registry
+        .event("~event tick { n: i64 } | ok", |_: i64| ())
+        .unwrap();
+    let engine = Engine::new(registry);
+    let source = "~for(0..1000)\n| each i |> tick(n: i)";
+    for limits in [
+        RunLimits {
+            max_iterations: Some(300),
+            ..RunLimits::default()
+        },
+        RunLimits {
+            fuel: Some(777),
+            ..RunLimits::default()
+        },
+        RunLimits {
+            max_iterations: Some(0),
+            ..RunLimits::default()
+        },
+        RunLimits {
+            fuel: Some(0),
+            ..RunLimits::default()
+        },
+    ] {
+        let outcomes: Vec<Outcome> = [Tier::Interp, Tier::Jit]
+            .iter()
+            .map(|&tier| {
+                engine
+                    .compile("t", source, &CompileOptions::default().tier(tier))
+                    .unwrap()
+                    .run(&Inputs::new(), &limits)
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(outcomes[0], outcomes[1], "{limits:?}");
+        assert!(
+            matches!(outcomes[1], Outcome::Exhausted { .. }),
+            "{:?}",
+            outcomes[1]
+        );
+    }
+}
+
+#[test]
+fn host_errors_and_panics_in_native_code_become_outcomes() {
+    let mut registry = Registry::new();
+    registry
+        .event(
+            "~event risky { n: i64 } | ok i64",
+            |n: i64| -> Result<i64, koru_jit::HostError> {
+                match n {
+                    3 => Err("three is not allowed".into()),
+                    5 => panic!("five"),
+                    n => Ok(n),
+                }
+            },
+        )
+        .unwrap();
+    let source = "~for(first..limit)\n| each i |> risky(n: i)\n    | ok |> _";
+    let options = CompileOptions::default()
+        .tier(Tier::Jit)
+        .input("first", koru_jit::Type::Int)
+        .input("limit", koru_jit::Type::Int);
+    let flow = Engine::new(registry)
+        .compile("t", source, &options)
+        .unwrap();
+    assert_eq!(flow.tier(), Tier::Jit);
+    let run = |first: i64, limit: i64| {
+        flow.run(
+            &Inputs::new().set("first", first).set("limit", limit),
+            &RunLimits::default(),
+        )
+        .unwrap()
+    };
+    let Outcome::Error { error, fuel } = run(0, 10) else {
+        panic!("expected a host error")
+    };
+    assert_eq!(
+        (error.code, error.message.as_str(), fuel),
+        (ErrorCode::HostError, "three is not allowed", 4)
+    );
+    assert_eq!(error.event.as_deref(), Some("risky"));
+    assert_eq!((error.line, error.column), (2, 13));
+    let Outcome::Error { error, fuel } = run(4, 10) else {
+        panic!("expected a host panic")
+    };
+    assert_eq!((error.code, fuel), (ErrorCode::HostPanic, 2));
+    assert!(error.message.contains("five"), "{}", error.message);
+    assert!(
+        matches!(run(0, 3), Outcome::Ok { fuel: 3, .. }),
+        "the engine is still usable"
+    );
+}
+
+#[test]
+fn a_native_host_panic_is_caught_in_the_shim() {
+    let mut registry = Registry::new();
+    registry
+        .event("~event boom {} | ok", || -> () {
+            panic!("boom in native code")
+        })
+        .unwrap();
+    let flow = jit(registry, "~boom()");
+    for _ in 0..3 {
+        let Outcome::Error { error, .. } = flow.run(&Inputs::new(), &RunLimits::default()).unwrap()
+        else {
+            panic!("expected HostPanic")
+        };
+        assert_eq!(error.code, ErrorCode::HostPanic);
+        assert!(
+            error.message.contains("boom in native code"),
+            "{}",
+            error.message
+        );
+    }
+}
+
+#[test]
+fn native_flows_are_shared_across_threads() {
+    let mut registry = Registry::new();
+    registry
+        .event(
+            "~event add { a: i64, b: i64 } | sum i64",
+            |a: i64, b: i64| a + b,
+        )
+        .unwrap();
+    let source = "~capture({ s: 0 })\n| as acc |> for(0..n)\n    | each i |> add(a: acc.s, b: i)\n        | sum v |> captured { s: v }\n| captured t |> total t.s";
+    let flow = Engine::new(registry)
+        .compile(
+            "t",
+            source,
+            &CompileOptions::default()
+                .tier(Tier::Jit)
+                .input("n", koru_jit::Type::Int),
+        )
+        .unwrap();
+    assert_eq!(flow.tier(), Tier::Jit);
+    let threads: Vec<_> = (0..4i64)
+        .map(|k| {
+            let flow = flow.clone();
+            std::thread::spawn(move || {
+                for n in 0..500 {
+                    let n = n + k;
+                    let outcome = flow
+                        .run(&Inputs::new().set("n", n), &RunLimits::default())
+                        .unwrap();
+                    assert_eq!(
+                        outcome.value().unwrap().field(""),
+                        Some(&koru_jit::Scalar::Int(n * (n - 1) / 2))
+                    );
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    assert_eq!(flow.stats().runs, 2000);
+}
+
+#[test]
+fn builtins_become_control_flow_without_calls() {
+    // A capture over a for loop with an `if`: the only call in the function is the cold slow path
+    // of the loop budget (every 256 iterations: limit, interrupt, deadline); the accumulator lives
+    // in registers (no stack slot), and nothing is allocated.
+    let source = "~capture({ sum: 0, odd: 0 })\n| as acc |> for(0..n)\n    | each i |> if(i % 2 == 1)\n        | then |> captured { sum: acc.sum + i, odd: acc.odd + 1 }\n        | else |> captured { sum: acc.sum + i }\n| captured total |> result total.sum";
+    let engine = Engine::new(Registry::new());
+    let flow = engine
+        .compile(
+            "t",
+            source,
+            &CompileOptions::default().input("n", koru_jit::Type::Int),
+        )
+        .unwrap();
+    let (_, listing) =
+        koru_jit::jit::compile_with_listing(flow.program(), flow.layout(), engine.registry(), true)
+            .unwrap();
+    assert_eq!(
+        listing.clif.matches("call_indirect").count(),
+        1,
+        "{}",
+        listing.clif
+    );
+    assert!(!listing.clif.contains("stack_addr"), "{}", listing.clif);
+    assert!(listing.clif.contains("brif"));
+    assert!(listing.asm.contains("call"), "the disassembly is shown");
+}
+
+#[test]
+fn every_spec9_example_compiles_for_aarch64() {
+    let mut registry = Registry::with_std();
+    koru_jit::host::register_demo_events(&mut registry, Default::default()).unwrap();
+    let engine = Engine::new(registry);
+    for example in ["examples/nested_loop.kz", "examples/produce_consume.kz"] {
+        let source = std::fs::read_to_string(example).unwrap();
+        let flow = engine
+            .compile(example, &source, &CompileOptions::default())
+            .unwrap();
+        let bytes = koru_jit::jit::compile_for_target(
+            flow.program(),
+            flow.layout(),
+            engine.registry(),
+            "aarch64-unknown-linux-gnu",
+        )
+        .unwrap();
+        assert!(bytes > 0);
+    }
+}
