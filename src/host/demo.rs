@@ -8,7 +8,7 @@ use std::sync::Arc;
 fn parse(text: &str) -> Result<i64, HostError> {
     text.trim()
         .parse::<i64>()
-        .map_err(|_| HostError(format!("`{text}` is not an integer")))
+        .map_err(|_| HostError::new(format!("`{text}` is not an integer")))
 }
 
 /// Registers `add`, `multiply`, `subtract` and `produce`. `add` also adds both numbers into

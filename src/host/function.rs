@@ -111,26 +111,35 @@ impl Reply {
     }
 }
 
-/// An error a host implementation reports; the run ends with `HostError`.
+/// An error a host implementation reports; the run ends with `HostError`. One pointer wide,
+/// so that a host call's `Result` comes back in registers.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
-pub struct HostError(pub String);
+pub struct HostError(Box<String>);
 
 impl HostError {
     pub fn new(message: impl fmt::Display) -> HostError {
-        HostError(message.to_string())
+        HostError(Box::new(message.to_string()))
+    }
+
+    pub fn message(&self) -> &str {
+        &self.0
+    }
+
+    pub(crate) fn into_message(self) -> String {
+        *self.0
     }
 }
 
 impl From<&str> for HostError {
     fn from(message: &str) -> Self {
-        HostError(message.to_string())
+        HostError::new(message)
     }
 }
 
 impl From<String> for HostError {
     fn from(message: String) -> Self {
-        HostError(message)
+        HostError(Box::new(message))
     }
 }
 
@@ -179,7 +188,12 @@ impl ReplyOut<'_> {
             ReplyValue::Int(v) => self.frame[offset] = *v as u64,
             ReplyValue::Float(v) => self.frame[offset] = v.to_bits(),
             ReplyValue::Bool(v) => self.frame[offset] = u64::from(*v),
-            ReplyValue::Str(text) => {
+            // A `'static` string outlives every run: point at it, no copy.
+            ReplyValue::Str(Cow::Borrowed(text)) => {
+                self.frame[offset] = text.as_ptr() as u64;
+                self.frame[offset + 1] = text.len() as u64;
+            }
+            ReplyValue::Str(Cow::Owned(text)) => {
                 let buffer = &mut self.buffers[field.buffer as usize];
                 buffer.clear();
                 buffer.push_str(text);
@@ -192,7 +206,7 @@ impl ReplyOut<'_> {
     fn only_branch(&self) -> Result<&BranchPlan, HostError> {
         match self.plan.branches.as_slice() {
             [only] => Ok(only),
-            _ => Err(HostError(format!(
+            _ => Err(HostError::new(format!(
                 "`{}` has several branches; its implementation must name one with Reply::branch",
                 self.plan.event
             ))),
@@ -226,7 +240,7 @@ impl ReplyOut<'_> {
     #[cold]
     fn identity_mismatch(&self, found: Type) -> Result<u32, HostError> {
         let branch = self.only_branch()?;
-        Err(HostError(format!(
+        Err(HostError::new(format!(
             "`{}` carries {}, but the implementation returned a {found}",
             self.plan.event, branch.payload
         )))
@@ -246,7 +260,7 @@ impl ReplyOut<'_> {
                 .branches
                 .iter()
                 .position(|b| *b.name == **name)
-                .ok_or_else(|| HostError(format!("the implementation of `{event}` returned branch `{name}`, which it does not declare")))?,
+                .ok_or_else(|| HostError::new(format!("the implementation of `{event}` returned branch `{name}`, which it does not declare")))?,
         };
         let branch = &plan.branches[index];
         match (&branch.payload, &reply.payload) {
@@ -260,8 +274,8 @@ impl ReplyOut<'_> {
                 for (k, (field, ty)) in declared.iter().enumerate() {
                     match given.iter().find(|(n, _)| *n == &**field) {
                         Some((_, value)) if value.ty() == *ty => self.store(branch.fields[k], value),
-                        Some((_, value)) => return Err(HostError(format!("field `{field}` of `{event}` is {ty}, but the implementation returned a {}", value.ty()))),
-                        None => return Err(HostError(format!("the implementation of `{event}` did not return field `{field}`"))),
+                        Some((_, value)) => return Err(HostError::new(format!("field `{field}` of `{event}` is {ty}, but the implementation returned a {}", value.ty()))),
+                        None => return Err(HostError::new(format!("the implementation of `{event}` did not return field `{field}`"))),
                     }
                 }
             }
@@ -271,7 +285,7 @@ impl ReplyOut<'_> {
                     ReplyPayload::Identity(v) => format!("a {}", v.ty()),
                     ReplyPayload::Struct(fields) => format!("{} fields", fields.len()),
                 };
-                return Err(HostError(format!("branch `{}` of `{event}` carries {declared}, but the implementation returned {found}", branch.name)));
+                return Err(HostError::new(format!("branch `{}` of `{event}` carries {declared}, but the implementation returned {found}", branch.name)));
             }
         }
         Ok(index as u32)
@@ -404,7 +418,7 @@ pub(crate) unsafe fn shim_call(
     }));
     let (code, message) = match result {
         Ok(Ok(branch)) => return branch,
-        Ok(Err(error)) => (crate::outcome::ErrorCode::HostError, error.0),
+        Ok(Err(error)) => (crate::outcome::ErrorCode::HostError, error.into_message()),
         Err(panic) => (
             crate::outcome::ErrorCode::HostPanic,
             crate::interp::panic_message(&panic),

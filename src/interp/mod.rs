@@ -388,7 +388,7 @@ impl Exec<'_> {
                             Err(error) => {
                                 return Err(Trap::error(
                                     ErrorCode::HostError,
-                                    error.0,
+                                    error.into_message(),
                                     Some(event.name.clone()),
                                     s.span,
                                 ));

@@ -115,17 +115,11 @@ struct Lower<'a, 'f> {
     vars: Vec<(Variable, Option<Variable>)>,
     /// Fuel left before the limit: `fuel_limit - fuel_used`.
     room: Variable,
-    iterations: Variable,
     last_event: Variable,
     /// Loop iterations allowed before the next slow path (limit check, interrupt, deadline).
     budget: Variable,
-    loop_vars: Vec<Variable>,
-    fuel_limit: Value,
-    iteration_limit: Value,
-    interrupt: Value,
     /// Locals something reads (others are never loaded back from the flow state).
     read: Vec<bool>,
-    loop_counts: Value,
     exit: Block,
     /// Arms already lowered into a block of their own, per (arm, sink).
     arm_blocks: HashMap<(usize, u32), Block>,
@@ -163,34 +157,19 @@ impl<'a, 'f> Lower<'a, 'f> {
         let load = |b: &mut FunctionBuilder, ty, field: usize| {
             b.ins().load(ty, flags, state, state_offset(field))
         };
+        // Fuel is tracked as the room left; the limit itself is read again only at the exit.
         let fuel_limit = load(&mut b, I64, offset_of!(RunState, fuel_limit));
-        let iteration_limit = load(&mut b, I64, offset_of!(RunState, iteration_limit));
-        let interrupt = load(&mut b, I64, offset_of!(RunState, interrupt));
-        let loop_counts = load(&mut b, I64, offset_of!(RunState, loop_counts));
         let room = b.declare_var(I64);
         let used = load(&mut b, I64, offset_of!(RunState, fuel_used));
         let value = b.ins().isub(fuel_limit, used);
         b.def_var(room, value);
-        let iterations = b.declare_var(I64);
-        let value = load(&mut b, I64, offset_of!(RunState, iterations));
-        b.def_var(iterations, value);
         let last_event = b.declare_var(I32);
         let value = load(&mut b, I32, offset_of!(RunState, last_event));
         b.def_var(last_event, value);
-        // The first loop iteration takes the slow path, which grants the first budget.
+        // No budget yet: the first iteration takes the slow path, which grants one.
         let budget = b.declare_var(I64);
-        let one = b.ins().iconst(I64, 1);
-        b.def_var(budget, one);
-        let loop_vars = program
-            .loops
-            .iter()
-            .map(|_| {
-                let var = b.declare_var(I64);
-                let zero = b.ins().iconst(I64, 0);
-                b.def_var(var, zero);
-                var
-            })
-            .collect();
+        let zero = b.ins().iconst(I64, 0);
+        b.def_var(budget, zero);
         let exit = b.create_block();
         b.append_block_param(exit, I32);
         let mut lower = Lower {
@@ -204,15 +183,9 @@ impl<'a, 'f> Lower<'a, 'f> {
             state,
             vars,
             room,
-            iterations,
             last_event,
             budget,
-            loop_vars,
-            fuel_limit,
-            iteration_limit,
-            interrupt,
             read: read_locals(program),
-            loop_counts,
             exit,
             arm_blocks: HashMap::new(),
             next_sink: 0,
@@ -245,40 +218,37 @@ impl<'a, 'f> Lower<'a, 'f> {
         Ok(())
     }
 
+    fn state_load(&mut self, ty: types::Type, field: usize) -> Value {
+        self.b
+            .ins()
+            .load(ty, MemFlagsData::trusted(), self.state, state_offset(field))
+    }
+
+    fn state_store(&mut self, value: Value, field: usize) {
+        self.b.ins().store(
+            MemFlagsData::trusted(),
+            value,
+            self.state,
+            state_offset(field),
+        );
+    }
+
     /// The single exit: write the counters back to the run state and return the status.
+    /// While native code runs, `RunState::iterations` holds the count at which the budget runs
+    /// out (the slow path moves it); the count now is that minus the budget left.
     fn exit_block(&mut self) {
         self.b.switch_to_block(self.exit);
         let status = self.b.block_params(self.exit)[0];
-        let flags = MemFlagsData::trusted();
         let room = self.b.use_var(self.room);
-        let fuel = self.b.ins().isub(self.fuel_limit, room);
-        self.b.ins().store(
-            flags,
-            fuel,
-            self.state,
-            state_offset(offset_of!(RunState, fuel_used)),
-        );
-        let iterations = self.b.use_var(self.iterations);
-        self.b.ins().store(
-            flags,
-            iterations,
-            self.state,
-            state_offset(offset_of!(RunState, iterations)),
-        );
+        let limit = self.state_load(I64, offset_of!(RunState, fuel_limit));
+        let fuel = self.b.ins().isub(limit, room);
+        self.state_store(fuel, offset_of!(RunState, fuel_used));
+        let horizon = self.state_load(I64, offset_of!(RunState, iterations));
+        let budget = self.b.use_var(self.budget);
+        let iterations = self.b.ins().isub(horizon, budget);
+        self.state_store(iterations, offset_of!(RunState, iterations));
         let last = self.b.use_var(self.last_event);
-        self.b.ins().store(
-            flags,
-            last,
-            self.state,
-            state_offset(offset_of!(RunState, last_event)),
-        );
-        for k in 0..self.loop_vars.len() {
-            let count = self.b.use_var(self.loop_vars[k]);
-            let offset = (k * 8) as i32;
-            let old = self.b.ins().load(I64, flags, self.loop_counts, offset);
-            let new = self.b.ins().iadd(old, count);
-            self.b.ins().store(flags, new, self.loop_counts, offset);
-        }
+        self.state_store(last, offset_of!(RunState, last_event));
         self.b.ins().return_(&[status]);
     }
 
@@ -419,10 +389,11 @@ impl<'a, 'f> Lower<'a, 'f> {
 
     /// Leaves if another thread triggered the interrupt.
     fn check_interrupt(&mut self) {
+        let interrupt = self.state_load(I64, offset_of!(RunState, interrupt));
         let flag = self
             .b
             .ins()
-            .load(types::I8, MemFlagsData::trusted(), self.interrupt, 0);
+            .load(types::I8, MemFlagsData::trusted(), interrupt, 0);
         self.exhaust_if(flag, Limit::Interrupted);
     }
 
@@ -442,21 +413,20 @@ impl<'a, 'f> Lower<'a, 'f> {
         self.check_interrupt();
     }
 
-    /// One loop iteration. The fast path spends one unit of budget; when the budget runs out,
-    /// the slow path checks the iteration limit (exactly: the budget never exceeds what is
-    /// left), the interrupt and the deadline, and grants at most `DEADLINE_POLL` more.
-    fn tick(&mut self, loop_index: u32) {
+    /// Makes sure some budget is left: when it ran out, the slow path checks the iteration limit
+    /// (exactly: a grant never exceeds what is left), the interrupt and the deadline, and grants
+    /// at most `DEADLINE_POLL` more iterations.
+    fn ensure_budget(&mut self) {
         let budget = self.b.use_var(self.budget);
-        let budget = self.b.ins().iadd_imm_s(budget, -1);
-        self.b.def_var(self.budget, budget);
         let spent = self.b.ins().icmp_imm_s(IntCC::Equal, budget, 0);
         let slow = self.b.create_block();
         let next = self.b.create_block();
         self.b.set_cold_block(slow);
         self.b.ins().brif(spent, slow, &[], next, &[]);
         self.b.switch_to_block(slow);
-        let iterations = self.b.use_var(self.iterations);
-        let left = self.b.ins().isub(self.iteration_limit, iterations);
+        let horizon = self.state_load(I64, offset_of!(RunState, iterations));
+        let limit = self.state_load(I64, offset_of!(RunState, iteration_limit));
+        let left = self.b.ins().isub(limit, horizon);
         let none_left = self.b.ins().icmp_imm_s(IntCC::Equal, left, 0);
         self.exhaust_if(none_left, Limit::LoopIterations);
         self.check_interrupt();
@@ -472,15 +442,18 @@ impl<'a, 'f> Lower<'a, 'f> {
         let most = self.b.ins().iconst(I64, runtime::DEADLINE_POLL as i64);
         let grant = self.b.ins().umin(left, most);
         self.b.def_var(self.budget, grant);
+        let horizon = self.b.ins().iadd(horizon, grant);
+        self.state_store(horizon, offset_of!(RunState, iterations));
         self.b.ins().jump(next, &[]);
         self.b.switch_to_block(next);
-        let iterations = self.b.use_var(self.iterations);
-        let iterations = self.b.ins().iadd_imm_s(iterations, 1);
-        self.b.def_var(self.iterations, iterations);
-        let var = self.loop_vars[loop_index as usize];
-        let count = self.b.use_var(var);
-        let count = self.b.ins().iadd_imm_s(count, 1);
-        self.b.def_var(var, count);
+    }
+
+    /// One loop iteration: one unit of budget.
+    fn tick(&mut self) {
+        self.ensure_budget();
+        let budget = self.b.use_var(self.budget);
+        let budget = self.b.ins().iadd_imm_s(budget, -1);
+        self.b.def_var(self.budget, budget);
     }
 
     // ------------------------------------------------------------------ calls
@@ -555,6 +528,16 @@ impl<'a, 'f> Lower<'a, 'f> {
     fn str_argument(&mut self, argument: &Argument) -> Value {
         match argument.format_into {
             Some(buffer) => self.format_argument(&argument.expr, buffer),
+            // A literal's pair is a constant of the compiled flow: nothing to store per call.
+            None if matches!(argument.expr, Expr::Str(_)) => {
+                let Expr::Str(text) = &argument.expr else {
+                    unreachable!("matched above")
+                };
+                let pair = Box::new([text.as_ptr() as u64, text.len() as u64]);
+                let address = &*pair as *const [u64; 2] as *const u8;
+                self.data.literal_pairs.push(pair);
+                self.address(address)
+            }
             None => match self.expr(&argument.expr) {
                 Val::Str(p, l) => self.spill_pair(p, l),
                 Val::Scalar(_) => unreachable!("the checker typed this argument str"),
@@ -748,6 +731,9 @@ impl<'a, 'f> Lower<'a, 'f> {
     }
 
     fn for_loop(&mut self, s: &'a ForLoop, sink: &Sink<'a>) -> Result<(), String> {
+        if !contains_loop(&s.arms) {
+            return self.innermost_for_loop(s, sink);
+        }
         let start = self.scalar(&s.start);
         let end = self.scalar(&s.end);
         let counter = self.b.declare_var(I64);
@@ -762,7 +748,7 @@ impl<'a, 'f> Lower<'a, 'f> {
         let more = self.b.ins().icmp(IntCC::SignedLessThan, i, end);
         self.b.ins().brif(more, body, &[], done, &[]);
         self.b.switch_to_block(body);
-        self.tick(s.loop_index);
+        self.tick();
         let i = self.b.use_var(counter);
         self.set(s.index, Val::Scalar(i));
         let discard = self.sink(SinkKind::Jump(latch));
@@ -776,6 +762,55 @@ impl<'a, 'f> Lower<'a, 'f> {
         self.select(&s.arms, 1, s.first_value, sink, "for", s.span)
     }
 
+    /// A `for` with no loop inside: it takes its iterations from the budget a chunk at a time
+    /// (`min(end - i, budget)`, at least one), so an iteration costs an increment and a compare
+    /// at the bottom. Exact: a chunk never exceeds the budget, and only a trap, which ends the
+    /// run, leaves a chunk early.
+    fn innermost_for_loop(&mut self, s: &'a ForLoop, sink: &Sink<'a>) -> Result<(), String> {
+        let start = self.scalar(&s.start);
+        let end = self.scalar(&s.end);
+        let counter = self.b.declare_var(I64);
+        self.b.def_var(counter, start);
+        let chunk_end = self.b.declare_var(I64);
+        let outer = self.b.create_block();
+        let refill = self.b.create_block();
+        let body = self.b.create_block();
+        let latch = self.b.create_block();
+        let done = self.b.create_block();
+        self.b.ins().jump(outer, &[]);
+        // More iterations? Then reserve a chunk of them.
+        self.b.switch_to_block(outer);
+        let i = self.b.use_var(counter);
+        let more = self.b.ins().icmp(IntCC::SignedLessThan, i, end);
+        self.b.ins().brif(more, refill, &[], done, &[]);
+        self.b.switch_to_block(refill);
+        self.ensure_budget();
+        let i = self.b.use_var(counter);
+        let budget = self.b.use_var(self.budget);
+        let remaining = self.b.ins().isub(end, i);
+        let chunk = self.b.ins().umin(remaining, budget);
+        let budget = self.b.ins().isub(budget, chunk);
+        self.b.def_var(self.budget, budget);
+        let stop = self.b.ins().iadd(i, chunk);
+        self.b.def_var(chunk_end, stop);
+        self.b.ins().jump(body, &[]);
+        // The chunk's iterations, tested at the bottom.
+        self.b.switch_to_block(body);
+        let i = self.b.use_var(counter);
+        self.set(s.index, Val::Scalar(i));
+        let discard = self.sink(SinkKind::Jump(latch));
+        self.select(&s.arms, 0, s.first_value, &discard, "for", s.span)?;
+        self.b.switch_to_block(latch);
+        let i = self.b.use_var(counter);
+        let next = self.b.ins().iadd_imm_s(i, 1);
+        self.b.def_var(counter, next);
+        let stop = self.b.use_var(chunk_end);
+        let in_chunk = self.b.ins().icmp(IntCC::SignedLessThan, next, stop);
+        self.b.ins().brif(in_chunk, body, &[], outer, &[]);
+        self.b.switch_to_block(done);
+        self.select(&s.arms, 1, s.first_value, sink, "for", s.span)
+    }
+
     fn while_loop(&mut self, s: &'a WhileLoop, sink: &Sink<'a>) -> Result<(), String> {
         let header = self.b.create_block();
         let body = self.b.create_block();
@@ -785,7 +820,7 @@ impl<'a, 'f> Lower<'a, 'f> {
         let cond = self.scalar(&s.cond);
         self.b.ins().brif(cond, body, &[], done, &[]);
         self.b.switch_to_block(body);
-        self.tick(s.loop_index);
+        self.tick();
         let discard = self.sink(SinkKind::Jump(header));
         self.select(&s.arms, 0, s.first_value, &discard, "while", s.span)?;
         self.b.switch_to_block(done);
@@ -1352,4 +1387,21 @@ fn read_locals(program: &Program) -> Vec<bool> {
         }
     }
     read
+}
+
+/// Whether a loop runs anywhere inside these arms (inlined subflows included).
+fn contains_loop(arms: &Arms) -> bool {
+    fn step(s: &Step) -> bool {
+        match s {
+            Step::For(_) | Step::While(_) => true,
+            Step::Invoke(s) => contains_loop(&s.arms),
+            Step::Call(s) => step(&s.body) || contains_loop(&s.arms),
+            Step::If(s) => contains_loop(&s.arms),
+            Step::Capture(s) => contains_loop(&s.arms),
+            Step::Update(_) | Step::Construct(_) | Step::Yield(_) => false,
+        }
+    }
+    arms.arms
+        .iter()
+        .any(|arm| arm.step.as_ref().is_some_and(step))
 }

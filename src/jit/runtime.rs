@@ -64,6 +64,9 @@ pub enum NativePart {
 pub struct NativeData {
     pub traps: Vec<TrapSite>,
     pub templates: Vec<Vec<NativePart>>,
+    /// (pointer, length) pairs of string literals passed by address (boxed: their addresses
+    /// are baked into the code).
+    pub literal_pairs: Vec<Box<[u64; 2]>>,
 }
 
 /// Never set: the interrupt flag of runs without an interrupt handle.

@@ -14,7 +14,7 @@ pub type CallLog = Arc<Mutex<Vec<String>>>;
 fn parse(text: &str) -> Result<i64, HostError> {
     text.trim()
         .parse::<i64>()
-        .map_err(|_| HostError(format!("`{text}` is not an integer")))
+        .map_err(|_| HostError::new(format!("`{text}` is not an integer")))
 }
 
 pub fn test_registry() -> (Registry, Arc<AtomicI64>, CallLog) {
