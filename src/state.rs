@@ -75,8 +75,11 @@ pub struct RunState {
     pub buffers: Vec<String>,
     /// Which of an accumulator field's two buffers is current (indexed like `buffers`).
     pub current_half: Vec<bool>,
-    /// Buffers for numbers and bools formatted into `str` inputs, one per site.
+    /// Buffers for floats and bools formatted into `str` inputs, one per site.
     pub conversions: Vec<String>,
+    /// Buffers for ints formatted into `str` inputs, one per site: the text stays where itoa
+    /// writes it, no copy.
+    pub int_conversions: Vec<itoa::Buffer>,
     /// Host call arguments, as words.
     pub args: Vec<u64>,
     /// Scratch for `captured` (evaluate all, then assign).
@@ -91,12 +94,42 @@ pub struct RunState {
 unsafe impl Send for RunState {}
 
 impl RunState {
+    /// Formats a number or bool (given as its bits) into conversion buffer `buffer` (SPEC 2.1);
+    /// returns the text's (pointer, length), valid until the same site converts again.
+    pub fn format_conversion(
+        &mut self,
+        buffer: usize,
+        ty: crate::types::Type,
+        bits: u64,
+    ) -> (u64, u64) {
+        use crate::types::Type;
+        let text: &str = match ty {
+            Type::Int => self.int_conversions[buffer].format(bits as i64),
+            Type::Float => {
+                use std::fmt::Write;
+                let text = &mut self.conversions[buffer];
+                text.clear();
+                let _ = write!(text, "{}", f64::from_bits(bits));
+                text
+            }
+            _ => {
+                if bits != 0 {
+                    "true"
+                } else {
+                    "false"
+                }
+            }
+        };
+        (text.as_ptr() as u64, text.len() as u64)
+    }
+
     pub fn new(program: &Program, layout: &Layout) -> RunState {
         RunState {
             frame: vec![0; layout.words as usize],
             buffers: vec![String::new(); layout.buffers as usize],
             current_half: vec![false; layout.buffers as usize],
             conversions: vec![String::new(); program.conversion_buffers as usize],
+            int_conversions: vec![itoa::Buffer::new(); program.conversion_buffers as usize],
             args: Vec::with_capacity(16),
             scratch: Vec::with_capacity(16),
             text: String::new(),

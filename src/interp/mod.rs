@@ -332,19 +332,10 @@ impl Exec<'_> {
 
     /// Formats a number or bool into a conversion buffer (SPEC 2.1); returns (pointer, length).
     fn format_argument(&mut self, expr: &Expr, buffer: BufferId) -> Result<(u64, u64), Trap> {
-        let ty = self.expr_type(expr);
         let bits = self.eval(expr)?;
-        let text = &mut self.state.conversions[buffer.0 as usize];
-        text.clear();
-        match ty {
-            Type::Int => text.push_str(itoa::Buffer::new().format(bits as i64)),
-            Type::Float => {
-                use std::fmt::Write;
-                let _ = write!(text, "{}", f64::from_bits(bits));
-            }
-            _ => text.push_str(if bits != 0 { "true" } else { "false" }),
-        }
-        Ok((text.as_ptr() as u64, text.len() as u64))
+        Ok(self
+            .state
+            .format_conversion(buffer.0 as usize, expr.ty(), bits))
     }
 
     fn invoke(&mut self, s: &Invoke) -> Result<ValueId, Trap> {

@@ -514,6 +514,16 @@ impl<'a, 'f> Lower<'a, 'f> {
             _ => 2,
         };
         let buffer = self.b.ins().iconst(I64, i64::from(buffer.0));
+        if ty == Type::Int {
+            return self
+                .call_helper(
+                    runtime::helper_format_int as *const u8,
+                    &[I64, I64, I64],
+                    Some(I64),
+                    &[self.state, buffer, bits],
+                )
+                .expect("helper_format_int returns");
+        }
         let code = self.b.ins().iconst(I64, code);
         self.call_helper(
             runtime::helper_format as *const u8,

@@ -173,18 +173,35 @@ pub unsafe extern "C" fn helper_format(
 ) -> *const [u64; 2] {
     // SAFETY: guaranteed by the caller.
     let state = unsafe { &mut *state };
-    let text = &mut state.conversions[buffer as usize];
-    text.clear();
-    match ty {
-        0 => text.push_str(itoa::Buffer::new().format(bits as i64)),
-        1 => {
-            let _ = write!(text, "{}", f64::from_bits(bits));
-        }
-        _ => text.push_str(if bits != 0 { "true" } else { "false" }),
-    }
+    let ty = match ty {
+        0 => Type::Int,
+        1 => Type::Float,
+        _ => Type::Bool,
+    };
+    let (ptr, len) = state.format_conversion(buffer as usize, ty, bits);
     let pair = &mut state.conversion_pairs[buffer as usize];
-    *pair = [text.as_ptr() as u64, text.len() as u64];
+    *pair = [ptr, len];
     pair
+}
+
+/// [`helper_format`] for an int, the common case (`add(a: "0", b: i)`): itoa writes into the
+/// site's buffer and the pair points at that text.
+///
+/// # Safety
+/// `state` is the live run state; `buffer` one of its conversion buffers.
+pub unsafe extern "C" fn helper_format_int(
+    state: *mut RunState,
+    buffer: u64,
+    value: i64,
+) -> *const [u64; 2] {
+    // SAFETY: guaranteed by the caller.
+    let state = unsafe { &mut *state };
+    let buffer = buffer as usize;
+    let text = state.int_conversions[buffer].format(value);
+    let pair = [text.as_ptr() as u64, text.len() as u64];
+    let slot = &mut state.conversion_pairs[buffer];
+    *slot = pair;
+    slot
 }
 
 /// Copies a string into an accumulator field's other buffer and makes it current (double
