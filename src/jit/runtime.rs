@@ -66,6 +66,9 @@ pub struct NativeData {
     pub templates: Vec<Vec<NativePart>>,
     /// (pointer, length) pairs of string literals passed by address (boxed: their addresses
     /// are baked into the code).
+    // Boxed on purpose: generated code holds their addresses, which must not move as the
+    // vector grows.
+    #[allow(clippy::vec_box)]
     pub literal_pairs: Vec<Box<[u64; 2]>>,
 }
 
