@@ -423,7 +423,7 @@ pub(crate) unsafe fn shim_call(
         Ok(Err(error)) => (crate::outcome::ErrorCode::HostError, error.into_message()),
         Err(panic) => (
             crate::outcome::ErrorCode::HostPanic,
-            crate::interp::panic_message(&panic),
+            crate::host::panic_message(&panic),
         ),
     };
     state.host_trap = Some(Box::new(crate::state::TrapError {

@@ -404,3 +404,13 @@ impl Registry {
         Ok(scopes)
     }
 }
+
+/// The message of a caught host panic.
+pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    let text = panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a non-string panic payload".to_string());
+    format!("host implementation panicked: {text}")
+}

@@ -57,7 +57,7 @@ pub fn run(
         });
         Err(Trap::error(
             ErrorCode::HostPanic,
-            panic_message(&panic),
+            crate::host::panic_message(&panic),
             event,
             span,
         ))
@@ -462,13 +462,4 @@ impl Exec<'_> {
         }
         Ok(())
     }
-}
-
-pub(crate) fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
-    let text = panic
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| panic.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a non-string panic payload".to_string());
-    format!("host implementation panicked: {text}")
 }

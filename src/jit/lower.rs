@@ -804,19 +804,34 @@ impl<'a, 'f> Lower<'a, 'f> {
         let stop = self.b.ins().iadd(i, chunk);
         self.b.def_var(chunk_end, stop);
         self.b.ins().jump(body, &[]);
-        // The chunk's iterations, tested at the bottom.
-        self.b.switch_to_block(body);
-        let i = self.b.use_var(counter);
-        self.set(s.index, Val::Scalar(i));
-        let discard = self.sink(SinkKind::Jump(latch));
-        self.select(&s.arms, 0, s.first_value, &discard, "for", s.span)?;
-        self.b.switch_to_block(latch);
-        let i = self.b.use_var(counter);
-        let next = self.b.ins().iadd_imm_s(i, 1);
-        self.b.def_var(counter, next);
-        let stop = self.b.use_var(chunk_end);
-        let in_chunk = self.b.ins().icmp(IntCC::SignedLessThan, next, stop);
-        self.b.ins().brif(in_chunk, body, &[], outer, &[]);
+        // The chunk's iterations, tested at the bottom. A small body without calls is written
+        // twice, so that a pair of iterations takes one backward branch.
+        let copies = if unrollable(&s.arms) { 2 } else { 1 };
+        let mut entry = body;
+        for copy in 0..copies {
+            self.b.switch_to_block(entry);
+            let i = self.b.use_var(counter);
+            self.set(s.index, Val::Scalar(i));
+            let this_latch = if copy == 0 {
+                latch
+            } else {
+                self.b.create_block()
+            };
+            let discard = self.sink(SinkKind::Jump(this_latch));
+            self.select(&s.arms, 0, s.first_value, &discard, "for", s.span)?;
+            self.b.switch_to_block(this_latch);
+            let i = self.b.use_var(counter);
+            let next = self.b.ins().iadd_imm_s(i, 1);
+            self.b.def_var(counter, next);
+            let stop = self.b.use_var(chunk_end);
+            let in_chunk = self.b.ins().icmp(IntCC::SignedLessThan, next, stop);
+            if copy + 1 == copies {
+                self.b.ins().brif(in_chunk, body, &[], outer, &[]);
+            } else {
+                entry = self.b.create_block();
+                self.b.ins().brif(in_chunk, entry, &[], outer, &[]);
+            }
+        }
         self.b.switch_to_block(done);
         self.select(&s.arms, 1, s.first_value, sink, "for", s.span)
     }
@@ -1414,4 +1429,29 @@ fn contains_loop(arms: &Arms) -> bool {
     arms.arms
         .iter()
         .any(|arm| arm.step.as_ref().is_some_and(step))
+}
+
+/// A loop body worth writing twice: no call of any kind (host events, subflows, helpers that
+/// print or copy strings) and only a few steps.
+fn unrollable(arms: &Arms) -> bool {
+    fn step(s: &Step, budget: &mut i32) -> bool {
+        *budget -= 1;
+        if *budget < 0 {
+            return false;
+        }
+        match s {
+            Step::If(s) => arms_ok(&s.arms, budget),
+            Step::Construct(_) | Step::Yield(_) => true,
+            // Strings assigned to an accumulator go through a helper.
+            Step::Update(u) => u.assigns.iter().all(|(_, e)| e.ty() != Type::Str),
+            _ => false,
+        }
+    }
+    fn arms_ok(arms: &Arms, budget: &mut i32) -> bool {
+        arms.arms
+            .iter()
+            .all(|arm| arm.step.as_ref().is_none_or(|s| step(s, budget)))
+    }
+    let mut budget = 8;
+    arms_ok(arms, &mut budget)
 }

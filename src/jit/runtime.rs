@@ -145,7 +145,7 @@ fn guarded(state: &mut RunState, what: &str, f: impl FnOnce(&mut RunState)) -> u
         Err(panic) => {
             state.host_trap = Some(Box::new(TrapError {
                 code: ErrorCode::HostPanic,
-                message: crate::interp::panic_message(&panic),
+                message: crate::host::panic_message(&panic),
                 event: Some(Arc::from(what)),
                 span: Span::default(),
             }));
