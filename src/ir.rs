@@ -239,6 +239,9 @@ pub struct ForLoop {
     pub start: Expr,
     pub end: Expr,
     pub index: LocalId,
+    /// Holds the evaluated `end` while the loop runs, so that a run can move to native code at
+    /// the loop head (on-stack replacement) with everything the loop needs in the flow state.
+    pub bound: LocalId,
     pub loop_index: u32,
     /// Arms of `each` (branch 0) and `done` (branch 1).
     pub arms: Arms,

@@ -189,7 +189,7 @@ impl Builder<'_> {
                 self.arms(&s.arms, top);
             }
             Step::For(s) => {
-                let top = self.place(&[s.index], top);
+                let top = self.place(&[s.index, s.bound], top);
                 self.arms(&s.arms, top);
             }
             Step::If(s) => self.arms(&s.arms, top),

@@ -38,7 +38,10 @@ pub mod types;
 pub mod value;
 
 pub use diag::{Code, Diagnostic, SourceErrors};
-pub use engine::{CompileOptions, Engine, Flow, FlowStats, InputError, Inputs, Tier};
+pub use engine::{
+    live_code_bytes, CacheConfig, CompileOptions, Engine, EngineConfig, Flow, FlowStats,
+    InputError, Inputs, Tier, TierPolicy,
+};
 pub use host::{
     Args, CaptureSink, HostError, OutputSink, Registry, RegistryError, Reply, ReplyValue, Scope,
     StdoutSink,

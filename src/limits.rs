@@ -6,7 +6,7 @@ use std::time::Instant;
 
 /// Bounds on what the front end accepts, so that no input can exhaust the stack or memory.
 /// Exceeding one is error E0105.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct FrontEndLimits {
     pub max_source_bytes: usize,
     /// Brackets and continuation blocks nested in one another.

@@ -12,6 +12,9 @@ use std::sync::Arc;
 pub enum Trap {
     Error(Box<TrapError>),
     Exhausted(Limit),
+    /// The run moved to native code at a loop head and finished there with this result; the
+    /// interpreter unwinds its own frames and returns it.
+    Finished(Box<Result<Option<crate::ir::ValueId>, Trap>>),
 }
 
 #[derive(Debug)]
@@ -58,6 +61,9 @@ pub struct RunState {
     pub trap: u32,
     /// Generated code: ticks left before the deadline is read again.
     pub poll_countdown: u64,
+    /// Generated code: where to start: 0 at the beginning, `1 + k` at the head of loop `k`
+    /// (on-stack replacement, with the flow state as the interpreter left it).
+    pub osr_entry: u32,
     /// Generated code: per-loop iteration counters (`loop_iterations`).
     pub loop_counts: *mut u64,
     /// Generated code: the interrupt flag of this run (a flag that is never set without one).
@@ -143,6 +149,7 @@ impl RunState {
             value: 0,
             trap: 0,
             poll_countdown: 0,
+            osr_entry: 0,
             loop_counts: std::ptr::null_mut(),
             interrupt: std::ptr::null(),
             host_trap: None,

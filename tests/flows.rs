@@ -4,6 +4,9 @@
 //! * `interp::FILE`: the interpreter meets the expectations;
 //! * `jit::FILE`: native code meets them too, and gives the interpreter's output, outcome, fuel
 //!   and host-call sequence exactly;
+//! * `auto::FILE`: the auto tier with thresholds of 1, run twice: the first run starts in the
+//!   interpreter and moves to native code at its first loop back-edge, the second starts native;
+//!   both observably equal the interpreter;
 //! * `aarch64::FILE`: the flow compiles with the aarch64 backend (not run: this machine is x86-64).
 //!
 //! Directives (each a `// name: value` comment line):
@@ -26,7 +29,10 @@
 
 mod common;
 
-use koru_jit::{CaptureSink, CompileOptions, Engine, Inputs, Outcome, RunLimits, Scalar, Tier};
+use koru_jit::{
+    CaptureSink, CompileOptions, Engine, EngineConfig, Inputs, Outcome, RunLimits, Scalar, Tier,
+    TierPolicy,
+};
 use libtest_mimic::{Arguments, Failed, Trial};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -127,12 +133,22 @@ fn compile_options(e: &Expectations, tier: Tier) -> CompileOptions {
 
 /// Runs the file on `tier`; `Ok(None)` when it was expected not to compile (and did not).
 fn run_file(path: &Path, tier: Tier) -> Result<Option<Observed>, Failed> {
+    run_file_times(path, tier, 1)
+}
+
+/// Runs the file `runs` times on one compiled flow, checking every run; returns the last run's
+/// observations. The auto tier compiles at the first opportunity (thresholds of 1).
+fn run_file_times(path: &Path, tier: Tier, runs: usize) -> Result<Option<Observed>, Failed> {
     let source = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
     let e = expectations(&source)?;
     let (mut registry, accumulator, log) = common::test_registry();
     let sink = Arc::new(CaptureSink::new());
     registry.set_output(sink.clone());
-    let engine = Engine::new(registry);
+    let config = EngineConfig {
+        policy: TierPolicy::eager(),
+        ..EngineConfig::default()
+    };
+    let engine = Engine::with_config(registry, config);
     let name = path.display().to_string();
     let flow = match engine.compile(&name, &source, &compile_options(&e, tier)) {
         Ok(flow) => flow,
@@ -169,8 +185,28 @@ fn run_file(path: &Path, tier: Tier) -> Result<Option<Observed>, Failed> {
         max_iterations: e.iteration_limit,
         ..RunLimits::default()
     };
+    let mut last = None;
+    for run in 0..runs {
+        accumulator.store(0, Ordering::Relaxed);
+        let observed = check_run(&flow, &inputs, &limits, &e, &sink, &accumulator, &log)
+            .map_err(|problem| format!("run {}: {}", run + 1, problem.message().unwrap_or("")))?;
+        last = Some(observed);
+    }
+    Ok(last)
+}
+
+/// One run of a compiled file, checked against its expectations.
+fn check_run(
+    flow: &koru_jit::Flow,
+    inputs: &Inputs,
+    limits: &RunLimits,
+    e: &Expectations,
+    sink: &CaptureSink,
+    accumulator: &std::sync::atomic::AtomicI64,
+    log: &common::CallLog,
+) -> Result<Observed, Failed> {
     let outcome = flow
-        .run(&inputs, &limits)
+        .run(inputs, limits)
         .map_err(|err| format!("input error: {err}"))?;
     let mut problems = Vec::new();
     let out = sink.take_out();
@@ -248,13 +284,28 @@ fn run_file(path: &Path, tier: Tier) -> Result<Option<Observed>, Failed> {
         return Err(problems.join("\n").into());
     }
     let calls = std::mem::take(&mut *log.lock().unwrap());
-    Ok(Some(Observed {
+    Ok(Observed {
         stdout: out,
         stderr: err,
         outcome: outcome.to_json(),
         calls,
         accumulator,
-    }))
+    })
+}
+
+/// The auto tier, twice (a mid-run switch, then a native run), observably equals the interpreter.
+fn run_file_auto(path: &Path) -> Result<(), Failed> {
+    let auto = run_file_times(path, Tier::Auto, 2)?;
+    let interpreted = run_file(path, Tier::Interp).map_err(|e| {
+        format!(
+            "the interpreter fails this file too: {}",
+            e.message().unwrap_or("")
+        )
+    })?;
+    if auto != interpreted {
+        return Err(format!("the auto tier differs from the interpreter\n--- interpreter\n{interpreted:#?}\n--- auto\n{auto:#?}").into());
+    }
+    Ok(())
 }
 
 /// The JIT meets the expectations and observably equals the interpreter.
@@ -325,7 +376,10 @@ fn main() {
             .unwrap_or(&path)
             .display()
             .to_string();
-        let (p1, p2, p3) = (path.clone(), path.clone(), path);
+        let (p1, p2, p3, p4) = (path.clone(), path.clone(), path.clone(), path);
+        trials.push(Trial::test(format!("auto::{name}"), move || {
+            run_file_auto(&p4)
+        }));
         trials.push(Trial::test(format!("interp::{name}"), move || {
             run_file(&p1, Tier::Interp).map(|_| ())
         }));

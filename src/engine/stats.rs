@@ -1,12 +1,19 @@
-//! Per-flow counters: runs and loop iterations (what the tiering policy will read).
+//! Per-flow counters: runs, iterations in each tier, tier changes, compile cost.
 
+use super::Tier;
 use crate::ir::Program;
 use crate::state::RunState;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 pub(crate) struct Counters {
-    runs: AtomicU64,
-    dispatched_fuel: AtomicU64,
+    pub runs: AtomicU64,
+    native_runs: AtomicU64,
+    fuel: AtomicU64,
+    interpreted_iterations: AtomicU64,
+    native_iterations: AtomicU64,
+    pub osr_entries: AtomicU64,
+    pub compile_nanos: AtomicU64,
     loop_iterations: Vec<AtomicU64>,
 }
 
@@ -14,10 +21,22 @@ pub(crate) struct Counters {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FlowStats {
     pub runs: u64,
+    /// Runs that started in native code.
+    pub native_runs: u64,
     /// Fuel used over all runs.
     pub fuel: u64,
-    /// Iterations of each `for`/`while` loop over all runs, in source order.
+    /// `for`/`while` iterations run by the interpreter, and by native code.
+    pub interpreted_iterations: u64,
+    pub native_iterations: u64,
+    /// Iterations the interpreter ran of each loop, in source order (what tiering reads).
     pub loop_iterations: Vec<u64>,
+    /// Runs that moved to native code at a loop head.
+    pub osr_entries: u64,
+    /// The tier the next run starts in.
+    pub tier: Tier,
+    /// Time the JIT took (zero if it never ran).
+    pub compile_time: Duration,
+    pub code_bytes: usize,
     /// Bytes of one flow state.
     pub state_bytes: usize,
     /// Steps after inlining.
@@ -28,32 +47,58 @@ impl Counters {
     pub fn new(loops: usize) -> Counters {
         Counters {
             runs: AtomicU64::new(0),
-            dispatched_fuel: AtomicU64::new(0),
+            native_runs: AtomicU64::new(0),
+            fuel: AtomicU64::new(0),
+            interpreted_iterations: AtomicU64::new(0),
+            native_iterations: AtomicU64::new(0),
+            osr_entries: AtomicU64::new(0),
+            compile_nanos: AtomicU64::new(0),
             loop_iterations: (0..loops).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 
-    pub fn record(&self, state: &RunState) {
+    /// Adds one finished run. The interpreter counts per loop; native code counts the total.
+    pub fn record(&self, state: &RunState, native_run: bool) {
         self.runs.fetch_add(1, Ordering::Relaxed);
-        self.dispatched_fuel
-            .fetch_add(state.fuel_used, Ordering::Relaxed);
+        if native_run {
+            self.native_runs.fetch_add(1, Ordering::Relaxed);
+        }
+        self.fuel.fetch_add(state.fuel_used, Ordering::Relaxed);
+        let mut interpreted = 0;
         for (counter, &n) in self.loop_iterations.iter().zip(&state.loop_iterations) {
             if n != 0 {
                 counter.fetch_add(n, Ordering::Relaxed);
+                interpreted += n;
             }
         }
+        self.interpreted_iterations
+            .fetch_add(interpreted, Ordering::Relaxed);
+        self.native_iterations.fetch_add(
+            state.iterations.saturating_sub(interpreted),
+            Ordering::Relaxed,
+        );
     }
 
-    pub fn snapshot(&self, program: &Program) -> FlowStats {
+    pub fn snapshot(
+        &self,
+        program: &Program,
+        tier: Tier,
+        code_bytes: usize,
+        state_bytes: usize,
+    ) -> FlowStats {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         FlowStats {
-            runs: self.runs.load(Ordering::Relaxed),
-            fuel: self.dispatched_fuel.load(Ordering::Relaxed),
-            loop_iterations: self
-                .loop_iterations
-                .iter()
-                .map(|c| c.load(Ordering::Relaxed))
-                .collect(),
-            state_bytes: 0,
+            runs: load(&self.runs),
+            native_runs: load(&self.native_runs),
+            fuel: load(&self.fuel),
+            interpreted_iterations: load(&self.interpreted_iterations),
+            native_iterations: load(&self.native_iterations),
+            loop_iterations: self.loop_iterations.iter().map(load).collect(),
+            osr_entries: load(&self.osr_entries),
+            tier,
+            compile_time: Duration::from_nanos(load(&self.compile_nanos)),
+            code_bytes,
+            state_bytes,
             steps: program.step_count,
         }
     }

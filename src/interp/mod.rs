@@ -20,6 +20,27 @@ use std::time::Instant;
 /// How often (in ticks: loop iterations and dispatches) the deadline is read.
 const DEADLINE_POLL: u32 = 256;
 
+/// How often (in back-edges of one loop) the interpreter asks the engine whether to move on.
+pub const OSR_CHECK_INTERVAL: u32 = 256;
+
+/// What the engine does at hot loop back-edges (tiering). The interpreter calls it every
+/// [`OSR_CHECK_INTERVAL`] back-edges, with the flow state complete for the loop's next
+/// iteration. `Some` means the run continued elsewhere (native code from that loop head) and
+/// finished with this result.
+pub trait Tiering {
+    fn back_edge(
+        &self,
+        loop_index: u32,
+        state: &mut RunState,
+    ) -> Option<Result<Option<ValueId>, Trap>>;
+
+    /// Back-edges between two calls of [`Tiering::back_edge`] (at most
+    /// [`OSR_CHECK_INTERVAL`]).
+    fn check_interval(&self) -> u32 {
+        OSR_CHECK_INTERVAL
+    }
+}
+
 /// Runs every top-level flow of `program`; returns the value of the last one.
 pub fn run(
     program: &Program,
@@ -28,6 +49,7 @@ pub fn run(
     state: &mut RunState,
     limits: &RunLimits,
     output: &dyn OutputSink,
+    tiering: Option<&dyn Tiering>,
 ) -> Result<Option<ValueId>, Trap> {
     let mut exec = Exec {
         program,
@@ -40,6 +62,10 @@ pub fn run(
         deadline: limits.deadline,
         interrupt: limits.interrupt.as_ref(),
         poll: DEADLINE_POLL,
+        tiering,
+        osr_countdown: tiering.map_or(OSR_CHECK_INTERVAL, |t| {
+            t.check_interval().clamp(1, OSR_CHECK_INTERVAL)
+        }),
     };
     // A host panic unwinds through the interpreter's own frames (plain Rust; the run state is
     // reset before its next use) to here: caught once per run rather than once per call.
@@ -50,6 +76,10 @@ pub fn run(
         }
         Ok(last)
     }));
+    let result = result.map(|r| match r {
+        Err(Trap::Finished(done)) => *done,
+        other => other,
+    });
     result.unwrap_or_else(|panic| {
         let site = layout.replies.get(exec.state.calling as usize);
         let (event, span) = site.map_or((None, Span::default()), |plan| {
@@ -75,6 +105,8 @@ pub(crate) struct Exec<'r> {
     deadline: Option<Instant>,
     interrupt: Option<&'r crate::limits::InterruptHandle>,
     poll: u32,
+    tiering: Option<&'r dyn Tiering>,
+    osr_countdown: u32,
 }
 
 impl Exec<'_> {
@@ -188,9 +220,27 @@ impl Exec<'_> {
         Ok(())
     }
 
+    /// At a loop's back-edge: now and then, let the engine move the run on (see [`Tiering`]).
+    #[inline]
+    fn back_edge(&mut self, loop_index: u32) -> Result<(), Trap> {
+        let Some(tiering) = self.tiering else {
+            return Ok(());
+        };
+        self.osr_countdown -= 1;
+        if self.osr_countdown != 0 {
+            return Ok(());
+        }
+        self.osr_countdown = tiering.check_interval().clamp(1, OSR_CHECK_INTERVAL);
+        match tiering.back_edge(loop_index, self.state) {
+            Some(result) => Err(Trap::Finished(Box::new(result))),
+            None => Ok(()),
+        }
+    }
+
     fn for_loop(&mut self, s: &ForLoop) -> Result<ValueId, Trap> {
         let start = self.eval_int(&s.start)?;
         let end = self.eval_int(&s.end)?;
+        self.state.frame[self.layout.slot(s.bound).offset as usize] = end as u64;
         let offset = self.layout.slot(s.index).offset as usize;
         let mut i = start;
         while i < end {
@@ -199,6 +249,7 @@ impl Exec<'_> {
             if !s.arms.arms.is_empty() {
                 self.select(&s.arms, 0, s.first_value, "for", s.span)?;
             }
+            self.back_edge(s.loop_index)?;
             i += 1;
         }
         self.select(&s.arms, 1, s.first_value, "for", s.span)
@@ -210,6 +261,7 @@ impl Exec<'_> {
             if !s.arms.arms.is_empty() {
                 self.select(&s.arms, 0, s.first_value, "while", s.span)?;
             }
+            self.back_edge(s.loop_index)?;
         }
         self.select(&s.arms, 1, s.first_value, "while", s.span)
     }

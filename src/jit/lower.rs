@@ -124,6 +124,30 @@ struct Lower<'a, 'f> {
     /// Arms already lowered into a block of their own, per (arm, sink).
     arm_blocks: HashMap<(usize, u32), Block>,
     next_sink: u32,
+    /// The loops around the code being lowered, innermost last.
+    loops: Vec<OpenLoop>,
+    /// Where a run can enter at each loop's head (on-stack replacement), by loop index.
+    osr_targets: HashMap<u32, OsrTarget>,
+}
+
+/// A loop being lowered, as an entry at an inner loop's head must rebuild it.
+#[derive(Clone, Copy)]
+enum OpenLoop {
+    /// A `for`: its counter and end are variables, rebuilt from its index and bound locals.
+    For {
+        counter: Variable,
+        end: Variable,
+        index: LocalId,
+        bound: LocalId,
+    },
+    While,
+}
+
+struct OsrTarget {
+    head: Block,
+    /// The loop itself, and the loops around it.
+    this: OpenLoop,
+    around: Vec<OpenLoop>,
 }
 
 fn state_offset(field: usize) -> i32 {
@@ -189,6 +213,8 @@ impl<'a, 'f> Lower<'a, 'f> {
             exit,
             arm_blocks: HashMap::new(),
             next_sink: 0,
+            loops: Vec::new(),
+            osr_targets: HashMap::new(),
         };
         // Flow inputs are written by the caller: read them once.
         for input in &program.inputs {
@@ -206,6 +232,13 @@ impl<'a, 'f> Lower<'a, 'f> {
     }
 
     fn flows(&mut self) -> Result<(), String> {
+        // `state.osr_entry` is 0 for a run from the beginning, `1 + k` to continue an interpreted
+        // run at the head of loop `k`.
+        let normal = self.b.create_block();
+        let dispatch = self.b.create_block();
+        let entry = self.state_load(I32, offset_of!(RunState, osr_entry));
+        self.b.ins().brif(entry, dispatch, &[], normal, &[]);
+        self.b.switch_to_block(normal);
         for flow in &self.program.flows {
             let next = self.b.create_block();
             let sink = self.sink(SinkKind::TopLevel(next));
@@ -214,8 +247,64 @@ impl<'a, 'f> Lower<'a, 'f> {
         }
         let ok = self.b.ins().iconst(I32, i64::from(STATUS_OK));
         self.b.ins().jump(self.exit, &[ok.into()]);
+        self.osr_dispatch(dispatch, entry);
         self.exit_block();
         Ok(())
+    }
+
+    /// Enters at a loop head with the flow state as the interpreter left it: every local is read
+    /// back, every enclosing `for` resumes its current iteration, and the loop itself its next.
+    fn osr_dispatch(&mut self, dispatch: Block, entry: Value) {
+        self.b.switch_to_block(dispatch);
+        let mut targets: Vec<(u32, OsrTarget)> = self.osr_targets.drain().collect();
+        targets.sort_by_key(|(k, _)| *k);
+        let blocks: Vec<Block> = targets.iter().map(|_| self.b.create_block()).collect();
+        let mut switch = Switch::new();
+        for ((k, _), &block) in targets.iter().zip(&blocks) {
+            switch.set_entry(u128::from(k + 1), block);
+        }
+        let unknown = self.b.create_block();
+        switch.emit(&mut self.b, entry, unknown);
+        self.b.switch_to_block(unknown);
+        let site = self.trap_site(
+            ErrorCode::HostError,
+            "no loop to continue at in native code".into(),
+            None,
+            Span::default(),
+        );
+        self.fail(site);
+        for ((_, target), block) in targets.into_iter().zip(blocks) {
+            self.b.switch_to_block(block);
+            for local in 0..self.program.locals.len() {
+                self.load_local(LocalId(local as u32));
+            }
+            for open in &target.around {
+                self.resume_loop(*open, 0);
+            }
+            self.resume_loop(target.this, 1);
+            self.b.ins().jump(target.head, &[]);
+        }
+    }
+
+    /// Sets a `for`'s counter to its index local plus `step`, and its end to its bound local.
+    fn resume_loop(&mut self, open: OpenLoop, step: i64) {
+        if let OpenLoop::For {
+            counter,
+            end,
+            index,
+            bound,
+        } = open
+        {
+            let Val::Scalar(i) = self.get(index) else {
+                unreachable!("an int local")
+            };
+            let i = self.b.ins().iadd_imm_s(i, step);
+            self.b.def_var(counter, i);
+            let Val::Scalar(e) = self.get(bound) else {
+                unreachable!("an int local")
+            };
+            self.b.def_var(end, e);
+        }
     }
 
     fn state_load(&mut self, ty: types::Type, field: usize) -> Value {
@@ -740,29 +829,57 @@ impl<'a, 'f> Lower<'a, 'f> {
         Ok(())
     }
 
+    /// Starts a `for`: evaluates its range into its counter and end variables (the end is also
+    /// its bound local, which an entry at its head reads back).
+    fn open_for(&mut self, s: &'a ForLoop) -> OpenLoop {
+        let start = self.scalar(&s.start);
+        let end_value = self.scalar(&s.end);
+        self.set(s.bound, Val::Scalar(end_value));
+        let counter = self.b.declare_var(I64);
+        self.b.def_var(counter, start);
+        let end = self.b.declare_var(I64);
+        self.b.def_var(end, end_value);
+        OpenLoop::For {
+            counter,
+            end,
+            index: s.index,
+            bound: s.bound,
+        }
+    }
+
+    fn register_osr(&mut self, loop_index: u32, head: Block, this: OpenLoop) {
+        let around = self.loops.clone();
+        self.osr_targets
+            .insert(loop_index, OsrTarget { head, this, around });
+    }
+
     fn for_loop(&mut self, s: &'a ForLoop, sink: &Sink<'a>) -> Result<(), String> {
         if !contains_loop(&s.arms) {
             return self.innermost_for_loop(s, sink);
         }
-        let start = self.scalar(&s.start);
-        let end = self.scalar(&s.end);
-        let counter = self.b.declare_var(I64);
-        self.b.def_var(counter, start);
+        let open = self.open_for(s);
+        let OpenLoop::For { counter, end, .. } = open else {
+            unreachable!("a for loop")
+        };
         let header = self.b.create_block();
         let body = self.b.create_block();
         let latch = self.b.create_block();
         let done = self.b.create_block();
+        self.register_osr(s.loop_index, header, open);
         self.b.ins().jump(header, &[]);
         self.b.switch_to_block(header);
         let i = self.b.use_var(counter);
-        let more = self.b.ins().icmp(IntCC::SignedLessThan, i, end);
+        let end_value = self.b.use_var(end);
+        let more = self.b.ins().icmp(IntCC::SignedLessThan, i, end_value);
         self.b.ins().brif(more, body, &[], done, &[]);
         self.b.switch_to_block(body);
         self.tick();
         let i = self.b.use_var(counter);
         self.set(s.index, Val::Scalar(i));
         let discard = self.sink(SinkKind::Jump(latch));
+        self.loops.push(open);
         self.select(&s.arms, 0, s.first_value, &discard, "for", s.span)?;
+        self.loops.pop();
         self.b.switch_to_block(latch);
         let i = self.b.use_var(counter);
         let next = self.b.ins().iadd_imm_s(i, 1);
@@ -777,20 +894,22 @@ impl<'a, 'f> Lower<'a, 'f> {
     /// at the bottom. Exact: a chunk never exceeds the budget, and only a trap, which ends the
     /// run, leaves a chunk early.
     fn innermost_for_loop(&mut self, s: &'a ForLoop, sink: &Sink<'a>) -> Result<(), String> {
-        let start = self.scalar(&s.start);
-        let end = self.scalar(&s.end);
-        let counter = self.b.declare_var(I64);
-        self.b.def_var(counter, start);
+        let open = self.open_for(s);
+        let OpenLoop::For { counter, end, .. } = open else {
+            unreachable!("a for loop")
+        };
         let chunk_end = self.b.declare_var(I64);
         let outer = self.b.create_block();
         let refill = self.b.create_block();
         let body = self.b.create_block();
         let latch = self.b.create_block();
         let done = self.b.create_block();
+        self.register_osr(s.loop_index, outer, open);
         self.b.ins().jump(outer, &[]);
         // More iterations? Then reserve a chunk of them.
         self.b.switch_to_block(outer);
         let i = self.b.use_var(counter);
+        let end = self.b.use_var(end);
         let more = self.b.ins().icmp(IntCC::SignedLessThan, i, end);
         self.b.ins().brif(more, refill, &[], done, &[]);
         self.b.switch_to_block(refill);
@@ -818,7 +937,9 @@ impl<'a, 'f> Lower<'a, 'f> {
                 self.b.create_block()
             };
             let discard = self.sink(SinkKind::Jump(this_latch));
+            self.loops.push(open);
             self.select(&s.arms, 0, s.first_value, &discard, "for", s.span)?;
+            self.loops.pop();
             self.b.switch_to_block(this_latch);
             let i = self.b.use_var(counter);
             let next = self.b.ins().iadd_imm_s(i, 1);
@@ -840,6 +961,7 @@ impl<'a, 'f> Lower<'a, 'f> {
         let header = self.b.create_block();
         let body = self.b.create_block();
         let done = self.b.create_block();
+        self.register_osr(s.loop_index, header, OpenLoop::While);
         self.b.ins().jump(header, &[]);
         self.b.switch_to_block(header);
         let cond = self.scalar(&s.cond);
@@ -847,7 +969,9 @@ impl<'a, 'f> Lower<'a, 'f> {
         self.b.switch_to_block(body);
         self.tick();
         let discard = self.sink(SinkKind::Jump(header));
+        self.loops.push(OpenLoop::While);
         self.select(&s.arms, 0, s.first_value, &discard, "while", s.span)?;
+        self.loops.pop();
         self.b.switch_to_block(done);
         self.select(&s.arms, 1, s.first_value, sink, "while", s.span)
     }

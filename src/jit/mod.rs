@@ -18,7 +18,16 @@ use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::FunctionBuilderContext;
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{Linkage, Module};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+
+/// Bytes of native code alive in this process (compiled, not yet freed).
+static LIVE_CODE_BYTES: AtomicUsize = AtomicUsize::new(0);
+
+/// Bytes of native code alive in this process: what the bounded caches keep in check.
+pub fn live_code_bytes() -> usize {
+    LIVE_CODE_BYTES.load(Ordering::Relaxed)
+}
 
 /// Why a flow could not be compiled to native code (it then stays in the interpreter).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -59,6 +68,7 @@ unsafe impl Sync for NativeCode {}
 
 impl Drop for NativeCode {
     fn drop(&mut self) {
+        LIVE_CODE_BYTES.fetch_sub(self.code_bytes, Ordering::Relaxed);
         if let Some(module) = self.module.take() {
             // SAFETY: the `Flow` owning this code is being dropped, so no run can be executing
             // it, and nothing else holds its address.
@@ -198,6 +208,7 @@ pub fn compile_with_listing(
     // SAFETY: `lower` built this function with exactly the `Entry` signature
     // (`extern "C" fn(*mut u64, *mut RunState) -> u32` in the ISA's default C convention).
     let entry = unsafe { std::mem::transmute::<*const u8, runtime::Entry>(pointer) };
+    LIVE_CODE_BYTES.fetch_add(code_bytes, Ordering::Relaxed);
     Ok((
         NativeCode {
             module: Some(module),

@@ -993,6 +993,7 @@ impl<'a> Lowerer<'a> {
         let start = self.lower_typed(start, Type::Int, "a range bound");
         let end = self.lower_typed(end, Type::Int, "a range bound");
         let index = self.new_local(Arc::from("for.each"), Type::Int, LocalKind::LoopVariable);
+        let bound = self.new_local(Arc::from("for.end"), Type::Int, LocalKind::LoopVariable);
         let loop_index = self.loops.len() as u32;
         self.loops.push(LoopInfo {
             span: self.sp(invocation.span),
@@ -1025,6 +1026,7 @@ impl<'a> Lowerer<'a> {
             start: start?,
             end: end?,
             index,
+            bound,
             loop_index,
             arms,
             first_value,

@@ -1,0 +1,261 @@
+//! Tiered execution: counters, on-stack replacement, background compilation, a thread-safe
+//! engine and a bounded code cache.
+
+use koru_jit::{
+    CacheConfig, CompileOptions, Engine, EngineConfig, Inputs, Outcome, Registry, RunLimits,
+    Scalar, Tier, TierPolicy, Type,
+};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const NESTED_LOOP: &str =
+    "~for(0..1000)\n| each _ |> for(0..100)\n    | each i |> add(a: \"0\", b: i)\n| done |> _\n";
+
+fn demo_engine(config: EngineConfig) -> (Engine, Arc<AtomicI64>) {
+    let mut registry = Registry::with_std();
+    let accumulator = Arc::new(AtomicI64::new(0));
+    koru_jit::host::register_demo_events(&mut registry, accumulator.clone()).unwrap();
+    (Engine::with_config(registry, config), accumulator)
+}
+
+fn policy(call_threshold: u64, loop_threshold: u64, background: bool) -> EngineConfig {
+    EngineConfig {
+        policy: TierPolicy {
+            call_threshold,
+            loop_threshold,
+            background,
+        },
+        ..EngineConfig::default()
+    }
+}
+
+#[test]
+fn a_single_long_run_moves_to_native_code_in_the_middle_of_its_loop() {
+    let (engine, accumulator) = demo_engine(policy(1_000, 5_000, false));
+    let flow = engine
+        .compile("nested", NESTED_LOOP, &CompileOptions::default())
+        .unwrap();
+    assert_eq!(flow.tier(), Tier::Interp);
+    let outcome = flow.run(&Inputs::new(), &RunLimits::default()).unwrap();
+    assert_eq!(
+        outcome.to_json().to_string(),
+        r#"{"outcome":"ok","value":{"branch":"done"},"fuel":100000}"#
+    );
+    assert_eq!(accumulator.load(Ordering::Relaxed), 4_950_000);
+    let stats = flow.stats();
+    assert_eq!(
+        (stats.runs, stats.osr_entries, stats.native_runs),
+        (1, 1, 0),
+        "{stats:?}"
+    );
+    // The switch happens at the first check after 5,000 iterations of the inner loop.
+    assert!(
+        stats.interpreted_iterations >= 5_000 && stats.interpreted_iterations < 6_000,
+        "{stats:?}"
+    );
+    assert_eq!(
+        stats.interpreted_iterations + stats.native_iterations,
+        101_000,
+        "{stats:?}"
+    );
+    assert_eq!(stats.tier, Tier::Jit);
+    assert!(stats.code_bytes > 0 && stats.compile_time > Duration::ZERO);
+    // The next run starts native.
+    flow.run(&Inputs::new(), &RunLimits::default()).unwrap();
+    assert_eq!(flow.stats().native_runs, 1);
+}
+
+#[test]
+fn limits_hold_across_the_switch() {
+    let (engine, _) = demo_engine(policy(1_000, 1, false));
+    let interp = demo_engine(EngineConfig::default()).0;
+    let options = CompileOptions::default();
+    for limits in [
+        RunLimits {
+            fuel: Some(77_777),
+            ..RunLimits::default()
+        },
+        RunLimits {
+            max_iterations: Some(50_500),
+            ..RunLimits::default()
+        },
+    ] {
+        let auto = engine.compile("nested", NESTED_LOOP, &options).unwrap();
+        let expected = interp
+            .compile("nested", NESTED_LOOP, &options.clone().tier(Tier::Interp))
+            .unwrap()
+            .run(&Inputs::new(), &limits)
+            .unwrap();
+        let found = auto.run(&Inputs::new(), &limits).unwrap();
+        assert_eq!(found, expected, "{limits:?}");
+        assert!(matches!(found, Outcome::Exhausted { .. }));
+        assert_eq!(auto.stats().osr_entries, 1);
+    }
+}
+
+#[test]
+fn flows_that_run_often_are_compiled_on_the_background_thread() {
+    let (engine, _) = demo_engine(policy(10, 1_000_000, true));
+    let flow = engine
+        .compile("small", "~add(a: \"1\", b: 2)", &CompileOptions::default())
+        .unwrap();
+    let started = Instant::now();
+    let mut runs = 0;
+    while flow.tier() != Tier::Jit {
+        let outcome = flow.run(&Inputs::new(), &RunLimits::default()).unwrap();
+        assert_eq!(
+            outcome.value().unwrap().field(""),
+            Some(&Scalar::Str("3".into()))
+        );
+        runs += 1;
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "never compiled after {runs} runs"
+        );
+        if runs > 10 {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+    assert!(runs >= 10, "compiled only after the threshold");
+    let before = flow.stats().native_runs;
+    flow.run(&Inputs::new(), &RunLimits::default()).unwrap();
+    assert_eq!(flow.stats().native_runs, before + 1);
+}
+
+#[test]
+fn eight_threads_share_one_engine() {
+    let mut registry = Registry::with_std();
+    registry
+        .event(
+            "~event add { a: i64, b: i64 } | sum i64",
+            |a: i64, b: i64| a + b,
+        )
+        .unwrap();
+    let engine = Engine::with_config(registry, policy(500, 2_000, true));
+    let sources = [
+        ("sum", "~capture({ s: 0 })\n| as acc |> for(0..n)\n    | each i |> add(a: acc.s, b: i)\n        | sum v |> captured { s: v }\n| captured t |> total t.s"),
+        ("square", "~capture({ s: 0 })\n| as acc |> for(0..n)\n    | each _ |> captured { s: acc.s + n }\n| captured t |> total t.s"),
+        ("branch", "~if(n % 2 == 0)\n| then |> total n / 2\n| else |> total n * 3 + 1"),
+    ];
+    let expected = |which: usize, n: i64| match which {
+        0 => n * (n - 1) / 2,
+        1 => n * n,
+        _ => {
+            if n % 2 == 0 {
+                n / 2
+            } else {
+                n * 3 + 1
+            }
+        }
+    };
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let engine = engine.clone();
+            std::thread::spawn(move || {
+                for run in 0..10_000i64 {
+                    let which = ((run + t) % 3) as usize;
+                    let (name, source) = sources[which];
+                    // Every thread compiles through the shared cache: all get the same flows.
+                    let flow = engine
+                        .compile(
+                            name,
+                            source,
+                            &CompileOptions::default().input("n", Type::Int),
+                        )
+                        .unwrap();
+                    let n = (run * 7 + t) % 60;
+                    let outcome = flow
+                        .run(&Inputs::new().set("n", n), &RunLimits::default())
+                        .unwrap();
+                    assert_eq!(
+                        outcome.value().unwrap().field(""),
+                        Some(&Scalar::Int(expected(which, n))),
+                        "thread {t} run {run} {name} n={n}"
+                    );
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let stats = engine.cache_stats();
+    assert_eq!(stats.entries, 3);
+    assert!(stats.hits >= 80_000 - 3, "{stats:?}");
+}
+
+/// Resident memory of this process, in bytes (Linux).
+fn resident_bytes() -> usize {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: usize = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+#[test]
+fn a_bounded_cache_keeps_native_code_and_memory_bounded() {
+    let flows: usize = std::env::var("KORU_CACHE_FLOWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let config = EngineConfig {
+        policy: TierPolicy::eager(),
+        cache: CacheConfig {
+            max_entries: 16,
+            max_code_bytes: 64 << 10,
+        },
+    };
+    let mut registry = Registry::with_std();
+    registry
+        .event(
+            "~event add { a: i64, b: i64 } | sum i64",
+            |a: i64, b: i64| a + b,
+        )
+        .unwrap();
+    let engine = Engine::with_config(registry, config);
+    let mut samples = Vec::new();
+    let started = Instant::now();
+    for k in 0..flows {
+        // Distinct sources; every one compiled to native code.
+        let source = format!("~add(a: {k}, b: 1)");
+        let flow = engine
+            .compile("many", &source, &CompileOptions::default().tier(Tier::Jit))
+            .unwrap();
+        assert_eq!(flow.tier(), Tier::Jit);
+        let outcome = flow.run(&Inputs::new(), &RunLimits::default()).unwrap();
+        assert_eq!(
+            outcome.value().unwrap().field(""),
+            Some(&Scalar::Int(k as i64 + 1))
+        );
+        if k % (flows / 10).max(1) == 0 || k + 1 == flows {
+            samples.push((k, koru_jit::live_code_bytes(), resident_bytes()));
+        }
+    }
+    let stats = engine.cache_stats();
+    assert!(
+        stats.entries <= 16 && stats.code_bytes <= 64 << 10,
+        "{stats:?}"
+    );
+    eprintln!(
+        "{flows} flows in {:?}; (flow, live native code bytes, resident bytes):",
+        started.elapsed()
+    );
+    for sample in &samples {
+        eprintln!("  {sample:?}");
+    }
+    // Native code alive stays within the cache bound (plus a flow or two in flight).
+    for (_, code, _) in &samples {
+        assert!(*code <= (64 << 10) + 8192, "{samples:?}");
+    }
+    // Memory after the first tenth does not keep growing (allowing allocator noise).
+    let (_, _, early) = samples[1];
+    let (_, _, last) = *samples.last().unwrap();
+    assert!(
+        last < early + (64 << 20),
+        "resident memory grew from {early} to {last}: {samples:?}"
+    );
+}
