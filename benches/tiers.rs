@@ -9,12 +9,18 @@
 //!   accumulator goes through `black_box` every iteration.
 //! * `compile/*`: parse + check + layout of the nested-loop flow, and its JIT compile (lowering,
 //!   Cranelift, finalize).
+//! * `auto/*`: the auto tier. `single_run`: one run of the nested loop from a fresh compile
+//!   (interpreted until the inner loop is hot, then native), against a JIT-only compile + run.
+//!   `three_step`: many runs of three small cached flows, per run of all three, in each tier.
 //!
 //! Flows are compiled outside the timed loops. Divide nested-loop times by 100,000 for ns per
 //! call, sum-fold times by 10,000,000 for ns per iteration.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use koru_jit::{CompileOptions, Engine, Inputs, Registry, RunLimits, Tier};
+use koru_jit::{
+    CacheConfig, CompileOptions, Engine, EngineConfig, Inputs, Registry, RunLimits, Tier,
+    TierPolicy,
+};
 use std::hint::black_box;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -163,5 +169,86 @@ fn compile(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, nested_loop, sum_fold, compile);
+fn auto(c: &mut Criterion) {
+    let mut group = c.benchmark_group("auto");
+    // No cache: every iteration compiles afresh, so compile time is inside the measurement.
+    let uncached = |policy: TierPolicy| {
+        let mut registry = Registry::with_std();
+        koru_jit::host::register_demo_events(&mut registry, Default::default()).unwrap();
+        Engine::with_config(
+            registry,
+            EngineConfig {
+                policy,
+                cache: CacheConfig {
+                    max_entries: 0,
+                    max_code_bytes: 0,
+                },
+            },
+        )
+    };
+    let (inputs, limits) = (Inputs::new(), RunLimits::default());
+    let engine = uncached(TierPolicy::default());
+    for (name, tier) in [
+        ("auto", Tier::Auto),
+        ("jit_including_compile", Tier::Jit),
+        ("interp", Tier::Interp),
+    ] {
+        group.bench_function(BenchmarkId::new("single_run", name), |b| {
+            b.iter(|| {
+                let flow = engine
+                    .compile(
+                        "bench",
+                        NESTED_STRING,
+                        &CompileOptions::default().tier(tier),
+                    )
+                    .unwrap();
+                flow.run(&inputs, &limits).unwrap()
+            })
+        });
+    }
+    let sources = [
+        r#"~add(a: "10", b: "20")"#,
+        r#"~multiply(value: "30", by: "3")"#,
+        r#"~subtract(value: "90", by: "5")"#,
+    ];
+    let mut registry = Registry::with_std();
+    koru_jit::host::register_demo_events(&mut registry, Default::default()).unwrap();
+    let engine = Engine::new(registry);
+    for (name, tier) in [
+        ("auto", Tier::Auto),
+        ("jit", Tier::Jit),
+        ("interp", Tier::Interp),
+    ] {
+        let flows: Vec<_> = sources
+            .iter()
+            .map(|s| {
+                engine
+                    .compile("bench", s, &CompileOptions::default().tier(tier))
+                    .unwrap()
+            })
+            .collect();
+        // Warm up past the call threshold and let the compiler thread finish.
+        for _ in 0..2_000 {
+            for flow in &flows {
+                flow.run(&inputs, &limits).unwrap();
+            }
+        }
+        while tier == Tier::Auto && flows.iter().any(|f| f.tier() != Tier::Jit) {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            for flow in &flows {
+                flow.run(&inputs, &limits).unwrap();
+            }
+        }
+        group.bench_function(BenchmarkId::new("three_step", name), |b| {
+            b.iter(|| {
+                for flow in &flows {
+                    black_box(flow.run(&inputs, &limits).unwrap());
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, nested_loop, sum_fold, compile, auto);
 criterion_main!(benches);

@@ -34,7 +34,9 @@ enum Command {
     /// Run a flow file and print its output; the outcome goes to stderr (or stdout with --json).
     Run {
         file: String,
-        #[arg(long, value_enum, default_value_t = TierArg::Interp)]
+        /// `auto` starts in the interpreter and moves hot flows and loops to native code; `jit`
+        /// compiles before the first run; `interp` never compiles.
+        #[arg(long, value_enum, default_value_t = TierArg::Auto)]
         tier: TierArg,
         /// Declare and supply a flow input: `42` is an int, `4.2` a float, `true`/`false` a bool,
         /// anything else a str.
@@ -121,10 +123,7 @@ fn main() -> ExitCode {
             let tier = match tier {
                 TierArg::Interp => Tier::Interp,
                 TierArg::Jit => Tier::Jit,
-                TierArg::Auto => {
-                    eprintln!("error: the auto tier is not available yet; use --tier interp or --tier jit");
-                    return ExitCode::from(EXIT_USAGE);
-                }
+                TierArg::Auto => Tier::Auto,
             };
             let limits = RunLimits {
                 fuel,
@@ -314,12 +313,7 @@ fn run(
         eprintln!("note: running in the interpreter: {error}");
     }
     if stats {
-        eprintln!(
-            "stats: {:?} tier {:?}, {} bytes of native code",
-            flow.stats(),
-            flow.tier(),
-            flow.code_bytes()
-        );
+        eprint!("{}", describe_stats(&flow.stats()));
     }
     let code = match &outcome {
         Outcome::Ok { .. } => EXIT_OK,
@@ -364,6 +358,39 @@ fn run(
         }
     }
     code
+}
+
+fn describe_stats(stats: &koru_jit::FlowStats) -> String {
+    let tier = match stats.tier {
+        Tier::Jit => "native code",
+        _ => "the interpreter",
+    };
+    let mut text = format!("stats: the next run starts in {tier}\n");
+    text += &format!(
+        "  runs: {} ({} started in native code)\n",
+        stats.runs, stats.native_runs
+    );
+    text += &format!(
+        "  loop iterations: {} interpreted, {} native\n",
+        stats.interpreted_iterations, stats.native_iterations
+    );
+    if stats.osr_entries > 0 {
+        text += &format!(
+            "  switched to native code in the middle of a loop: {} time(s)\n",
+            stats.osr_entries
+        );
+    }
+    if stats.code_bytes > 0 {
+        text += &format!(
+            "  compiled in {:?} to {} bytes of native code\n",
+            stats.compile_time, stats.code_bytes
+        );
+    }
+    text += &format!(
+        "  fuel: {}; flow state: {} bytes; steps: {}\n",
+        stats.fuel, stats.state_bytes, stats.steps
+    );
+    text
 }
 
 fn emit(file: &str, what: EmitWhat, inputs: &[String], scope: Option<String>) -> u8 {
