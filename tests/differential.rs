@@ -1,5 +1,5 @@
-//! Differential testing: random well-typed flows, run by the interpreter and by native code, must
-//! give the same output, outcome, fuel and host-call sequence.
+//! Differential testing: random well-typed flows, run by the interpreter, by native code, and by
+//! the auto tier switching mid-run, must give the same output, outcome, fuel and host calls.
 //!
 //! The generator is seeded, so a failure names the seed and prints the flow. `KORU_DIFF_CASES`
 //! raises the number of cases (CI runs the default); `KORU_DIFF_SEED` replays one.
@@ -313,7 +313,12 @@ fn run(
     let (mut registry, _, log) = common::test_registry();
     let sink = Arc::new(CaptureSink::new());
     registry.set_output(sink.clone());
-    let engine = Engine::new(registry);
+    // The auto tier compiles at the first opportunity: a run switches at its first back-edge.
+    let config = koru_jit::EngineConfig {
+        policy: koru_jit::TierPolicy::eager(),
+        ..koru_jit::EngineConfig::default()
+    };
+    let engine = Engine::with_config(registry, config);
     let flow = engine
         .compile("random", source, &CompileOptions::default().tier(tier))
         .map_err(|e| e.render(false))?;
@@ -371,6 +376,12 @@ fn random_flows_behave_the_same_in_both_tiers() {
         assert_eq!(
             interpreted, native,
             "seed {seed}: the tiers differ on\n{source}\nlimits {limits:?}"
+        );
+        let switching = run(&source, Tier::Auto, &limits)
+            .unwrap_or_else(|e| panic!("seed {seed}:\n{source}\n{e}"));
+        assert_eq!(
+            interpreted, switching,
+            "seed {seed}: the auto tier differs on\n{source}\nlimits {limits:?}"
         );
         compiled += 1;
         if !interpreted.0.starts_with("{\"outcome\":\"ok\"") {
