@@ -21,6 +21,7 @@
 //! [`engine`] (compile once, run many times), [`host`] (registry, scopes, standard library),
 //! [`diag`] (the one place diagnostics are rendered).
 
+pub mod cost;
 pub mod diag;
 pub mod engine;
 pub mod host;
@@ -37,6 +38,7 @@ pub mod syntax;
 pub mod types;
 pub mod value;
 
+pub use cost::CostBound;
 pub use diag::{Code, Diagnostic, SourceErrors};
 pub use engine::{
     live_code_bytes, CacheConfig, CompileOptions, Engine, EngineConfig, Flow, FlowStats,

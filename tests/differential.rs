@@ -328,9 +328,21 @@ fn run(
             flow.jit_error()
         ));
     }
+    let bound = flow.cost_bound(&Inputs::new());
     let outcome = flow
         .run(&Inputs::new(), limits)
         .map_err(|e| e.to_string())?;
+    // The static bound is never below what the run used.
+    let stats = flow.stats();
+    let iterations = stats.interpreted_iterations + stats.native_iterations;
+    if bound.fuel.is_some_and(|b| outcome.fuel() > b)
+        || bound.iterations.is_some_and(|b| iterations > b)
+    {
+        return Err(format!(
+            "the run used {} fuel and {iterations} iterations, above its bound {bound:?}",
+            outcome.fuel()
+        ));
+    }
     let calls = std::mem::take(&mut *log.lock().unwrap());
     Ok((outcome.to_json().to_string(), sink.take_out(), calls))
 }

@@ -60,6 +60,10 @@ enum Command {
         /// Print per-flow statistics to stderr.
         #[arg(long)]
         stats: bool,
+        /// Refuse to run (exit 4) a flow whose static cost bound exceeds --fuel or
+        /// --max-iterations (an unbounded flow exceeds any limit).
+        #[arg(long)]
+        refuse_over_limits: bool,
     },
     /// Parse and check a flow file without running it.
     Check {
@@ -119,6 +123,7 @@ fn main() -> ExitCode {
             scope,
             json,
             stats,
+            refuse_over_limits,
         } => {
             let tier = match tier {
                 TierArg::Interp => Tier::Interp,
@@ -132,7 +137,16 @@ fn main() -> ExitCode {
                     .map(|ms| std::time::Instant::now() + std::time::Duration::from_millis(ms)),
                 interrupt: None,
             };
-            run(&file, &inputs, scope, tier, &limits, json, stats)
+            run(
+                &file,
+                &inputs,
+                scope,
+                tier,
+                &limits,
+                json,
+                stats,
+                refuse_over_limits,
+            )
         }
         Command::Check {
             file,
@@ -140,11 +154,20 @@ fn main() -> ExitCode {
             scope,
             json,
         } => match load(&file, &inputs, scope, Tier::Interp) {
-            Ok(_) => {
+            Ok((flow, values, _)) => {
+                let bound = flow.cost_bound(&values);
                 if json {
                     println!(
                         "{}",
-                        serde_json::json!({ "outcome": "valid", "errors": [] })
+                        serde_json::json!({ "outcome": "valid", "errors": [], "cost_bound": bound.to_json() })
+                    );
+                } else {
+                    let show =
+                        |v: Option<u64>| v.map_or("unbounded".to_string(), |v| v.to_string());
+                    eprintln!(
+                        "valid; a run uses at most {} fuel and {} loop iterations",
+                        show(bound.fuel),
+                        show(bound.iterations)
                     );
                 }
                 EXIT_OK
@@ -297,11 +320,30 @@ fn run(
     limits: &RunLimits,
     json: bool,
     stats: bool,
+    refuse_over_limits: bool,
 ) -> u8 {
     let (flow, values, _accumulator) = match load(file, inputs, scope, tier) {
         Ok(loaded) => loaded,
         Err(error) => return report_load_error(error, json),
     };
+    if refuse_over_limits {
+        let bound = flow.cost_bound(&values);
+        if let Some(limit) = bound.exceeds(limits) {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "outcome": "refused", "limit": limit.as_str(), "cost_bound": bound.to_json() })
+                );
+            } else {
+                eprintln!(
+                    "refused: a run could exceed the {} limit (static bound: {})",
+                    limit.as_str(),
+                    bound.to_json()
+                );
+            }
+            return EXIT_EXHAUSTED;
+        }
+    }
     let outcome = match flow.run(&values, limits) {
         Ok(outcome) => outcome,
         Err(error) => {

@@ -28,6 +28,7 @@ pub use cache::CacheConfig;
 pub use inputs::{InputError, Inputs};
 pub use stats::FlowStats;
 
+use crate::cost::CostBound;
 use crate::diag::SourceErrors;
 use crate::host::{OutputSink, Registry};
 use crate::interp::Tiering;
@@ -422,6 +423,23 @@ impl Flow {
     /// Bytes of native code (0 when interpreted).
     pub fn code_bytes(&self) -> usize {
         self.inner.native().map_or(0, |n| n.code_bytes())
+    }
+
+    /// An upper bound of the fuel and loop iterations a run with `inputs` can use, computed
+    /// without running it (see [`crate::cost`]); compare it with limits through
+    /// [`crate::CostBound::exceeds`] to refuse a flow in advance.
+    pub fn cost_bound(&self, inputs: &Inputs) -> CostBound {
+        let values: Vec<Option<i64>> = self
+            .inner
+            .program
+            .inputs
+            .iter()
+            .map(|input| match inputs.get(&input.name) {
+                Some(Scalar::Int(v)) => Some(*v),
+                _ => None,
+            })
+            .collect();
+        crate::cost::bound(&self.inner.program, &values)
     }
 
     /// Compiles the flow to native code now, on this thread (a no-op if it is compiled).
