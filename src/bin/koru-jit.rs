@@ -312,16 +312,29 @@ fn report_load_error(error: LoadError, json: bool) -> u8 {
     }
 }
 
-fn run(
-    file: &str,
-    inputs: &[String],
+/// What `koru-jit run` was asked to do.
+struct RunRequest<'a> {
+    file: &'a str,
+    inputs: &'a [String],
     scope: Option<String>,
     tier: Tier,
-    limits: &RunLimits,
+    limits: &'a RunLimits,
     json: bool,
     stats: bool,
     refuse_over_limits: bool,
-) -> u8 {
+}
+
+fn run(request: RunRequest<'_>) -> u8 {
+    let RunRequest {
+        file,
+        inputs,
+        scope,
+        tier,
+        limits,
+        json,
+        stats,
+        refuse_over_limits,
+    } = request;
     let (flow, values, _accumulator) = match load(file, inputs, scope, tier) {
         Ok(loaded) => loaded,
         Err(error) => return report_load_error(error, json),
