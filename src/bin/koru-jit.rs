@@ -137,16 +137,16 @@ fn main() -> ExitCode {
                     .map(|ms| std::time::Instant::now() + std::time::Duration::from_millis(ms)),
                 interrupt: None,
             };
-            run(
-                &file,
-                &inputs,
+            run(RunRequest {
+                file: &file,
+                inputs: &inputs,
                 scope,
                 tier,
-                &limits,
+                limits: &limits,
                 json,
                 stats,
                 refuse_over_limits,
-            )
+            })
         }
         Command::Check {
             file,
