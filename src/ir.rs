@@ -295,6 +295,14 @@ pub struct Construct {
     pub span: Span,
 }
 
+/// Where an expression can fail at run time: its span, and the event whose argument, guard or
+/// continuation it is (a builtin's name for `for`, `if`, ...), as both tiers report it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ErrorSite {
+    pub span: Span,
+    pub event: Option<Arc<str>>,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IntOp {
     Add,
@@ -332,11 +340,11 @@ pub enum Expr {
     Str(Box<str>),
     Local(LocalId, Type),
     /// Checked: `Overflow` on `-i64::MIN`.
-    NegInt(Box<Expr>, Span),
+    NegInt(Box<Expr>, ErrorSite),
     NegFloat(Box<Expr>),
     Not(Box<Expr>),
     /// Checked arithmetic: `Overflow`, `DivisionByZero`; `/` truncates, `%` is floored.
-    IntArith(IntOp, Box<Expr>, Box<Expr>, Span),
+    IntArith(IntOp, Box<Expr>, Box<Expr>, ErrorSite),
     FloatArith(FloatOp, Box<Expr>, Box<Expr>),
     IntCmp(CmpOp, Box<Expr>, Box<Expr>),
     FloatCmp(CmpOp, Box<Expr>, Box<Expr>),
@@ -348,7 +356,7 @@ pub enum Expr {
     Or(Box<Expr>, Box<Expr>),
     IntToFloat(Box<Expr>),
     /// Truncates toward zero; NaN or out of range is `Overflow`.
-    FloatToInt(Box<Expr>, Span),
+    FloatToInt(Box<Expr>, ErrorSite),
     /// `if (c) a else b`
     Select(Box<Expr>, Box<Expr>, Box<Expr>, Type),
 }

@@ -18,6 +18,9 @@ pub struct FrontEndLimits {
     pub max_depth: usize,
     /// Bytes of one flow state.
     pub max_state_bytes: usize,
+    /// Bindings, loop variables, accumulator fields, payload fields and temporaries of one flow
+    /// after inlining.
+    pub max_bindings: usize,
 }
 
 impl Default for FrontEndLimits {
@@ -28,6 +31,7 @@ impl Default for FrontEndLimits {
             max_steps: 100_000,
             max_depth: 256,
             max_state_bytes: 1 << 20,
+            max_bindings: 65_536,
         }
     }
 }

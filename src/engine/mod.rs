@@ -226,6 +226,17 @@ impl Engine {
         };
         let program =
             crate::sema::check(&self.shared.registry, &file, source, &check).map_err(errors)?;
+        if program.locals.len() > options.limits.max_bindings {
+            return Err(errors(vec![crate::diag::Diagnostic::new(
+                crate::diag::Code::E0105,
+                format!(
+                    "the flow has {} bindings once subflows are inlined, more than the limit of {}",
+                    program.locals.len(),
+                    options.limits.max_bindings
+                ),
+                crate::span::Span::default(),
+            )]));
+        }
         let layout = Layout::of(&program);
         if layout.bytes() > options.limits.max_state_bytes {
             return Err(errors(vec![crate::diag::Diagnostic::new(

@@ -60,7 +60,7 @@ impl Exec<'_> {
             Expr::Float(v) => v.to_bits(),
             Expr::Bool(v) => u64::from(*v),
             Expr::Local(local, _) => self.state.frame[self.layout.slot(*local).offset as usize],
-            Expr::NegInt(e, span) => {
+            Expr::NegInt(e, site) => {
                 let v = self.eval_int(e)?;
                 match v.checked_neg() {
                     Some(n) => n as u64,
@@ -68,15 +68,15 @@ impl Exec<'_> {
                         return Err(Trap::error(
                             ErrorCode::Overflow,
                             "integer overflow in `-`",
-                            None,
-                            *span,
+                            site.event.clone(),
+                            site.span,
                         ))
                     }
                 }
             }
             Expr::NegFloat(e) => (-f64::from_bits(self.eval(e)?)).to_bits(),
             Expr::Not(e) => u64::from(!self.eval_bool(e)?),
-            Expr::IntArith(op, a, b, span) => {
+            Expr::IntArith(op, a, b, site) => {
                 let a = self.eval_operand(a)? as i64;
                 let b = self.eval_operand(b)? as i64;
                 match arith::int(*op, a, b) {
@@ -85,8 +85,8 @@ impl Exec<'_> {
                         return Err(Trap::error(
                             code,
                             arith::describe(code, op_symbol(*op)),
-                            None,
-                            *span,
+                            site.event.clone(),
+                            site.span,
                         ))
                     }
                 }
@@ -129,14 +129,14 @@ impl Exec<'_> {
             Expr::And(a, b) => u64::from(self.eval_bool(a)? && self.eval_bool(b)?),
             Expr::Or(a, b) => u64::from(self.eval_bool(a)? || self.eval_bool(b)?),
             Expr::IntToFloat(e) => (self.eval_int(e)? as f64).to_bits(),
-            Expr::FloatToInt(e, span) => match arith::float_to_int(f64::from_bits(self.eval(e)?)) {
+            Expr::FloatToInt(e, site) => match arith::float_to_int(f64::from_bits(self.eval(e)?)) {
                 Ok(v) => v as u64,
                 Err(code) => {
                     return Err(Trap::error(
                         code,
                         "float out of range for int in `@as`",
-                        None,
-                        *span,
+                        site.event.clone(),
+                        site.span,
                     ))
                 }
             },

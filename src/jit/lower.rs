@@ -1208,14 +1208,14 @@ impl<'a, 'f> Lower<'a, 'f> {
                 return Val::Str(p, l);
             }
             Expr::Local(local, _) => return self.get(*local),
-            Expr::NegInt(e, span) => {
+            Expr::NegInt(e, at) => {
                 let v = self.scalar(e);
                 let is_min = self.b.ins().icmp_imm_s(IntCC::Equal, v, i64::MIN);
                 let site = self.trap_site(
                     ErrorCode::Overflow,
                     "integer overflow in `-`".into(),
-                    None,
-                    *span,
+                    at.event.clone(),
+                    at.span,
                 );
                 self.fail_if(is_min, site);
                 self.b.ins().ineg(v)
@@ -1228,10 +1228,10 @@ impl<'a, 'f> Lower<'a, 'f> {
                 let v = self.scalar(e);
                 self.b.ins().bxor_imm_s(v, 1)
             }
-            Expr::IntArith(op, a, b, span) => {
+            Expr::IntArith(op, a, b, at) => {
                 let a = self.scalar(a);
                 let b = self.scalar(b);
-                self.int_arith(*op, a, b, *span)
+                self.int_arith(*op, a, b, at)
             }
             Expr::FloatArith(op, a, b) => {
                 let a = self.scalar(a);
@@ -1302,7 +1302,7 @@ impl<'a, 'f> Lower<'a, 'f> {
                 let v = self.scalar(e);
                 self.b.ins().fcvt_from_sint(F64, v)
             }
-            Expr::FloatToInt(e, span) => {
+            Expr::FloatToInt(e, at) => {
                 let v = self.scalar(e);
                 let low = self.b.ins().f64const(-9_223_372_036_854_775_808.0);
                 let high = self.b.ins().f64const(9_223_372_036_854_775_808.0);
@@ -1314,8 +1314,8 @@ impl<'a, 'f> Lower<'a, 'f> {
                 let site = self.trap_site(
                     ErrorCode::Overflow,
                     "float out of range for int in `@as`".into(),
-                    None,
-                    *span,
+                    at.event.clone(),
+                    at.span,
                 );
                 self.fail_if(out, site);
                 self.b.ins().fcvt_to_sint(I64, v)
@@ -1325,7 +1325,8 @@ impl<'a, 'f> Lower<'a, 'f> {
         Val::Scalar(value)
     }
 
-    fn int_arith(&mut self, op: IntOp, a: Value, b: Value, span: Span) -> Value {
+    fn int_arith(&mut self, op: IntOp, a: Value, b: Value, at: &ErrorSite) -> Value {
+        let (span, event) = (at.span, at.event.clone());
         let symbol = match op {
             IntOp::Add => "+",
             IntOp::Sub => "-",
@@ -1337,7 +1338,7 @@ impl<'a, 'f> Lower<'a, 'f> {
             this.trap_site(
                 ErrorCode::Overflow,
                 arith::describe(ErrorCode::Overflow, symbol),
-                None,
+                event.clone(),
                 span,
             )
         };
@@ -1357,7 +1358,7 @@ impl<'a, 'f> Lower<'a, 'f> {
                 let site = self.trap_site(
                     ErrorCode::DivisionByZero,
                     arith::describe(ErrorCode::DivisionByZero, symbol),
-                    None,
+                    event.clone(),
                     span,
                 );
                 self.fail_if(zero, site);

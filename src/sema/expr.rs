@@ -133,7 +133,10 @@ impl Lowerer<'_> {
                 }
                 let (inner, ty) = self.lower_expr(operand)?;
                 match ty {
-                    Type::Int => Some((Expr::NegInt(Box::new(inner), span), Type::Int)),
+                    Type::Int => Some((
+                        Expr::NegInt(Box::new(inner), self.error_site(span)),
+                        Type::Int,
+                    )),
                     Type::Float => Some((Expr::NegFloat(Box::new(inner)), Type::Float)),
                     _ => {
                         self.error(Code::E0204, format!("`-` needs a number, found {ty}"), span);
@@ -156,9 +159,10 @@ impl Lowerer<'_> {
                     (Some(Type::Float), Type::Int) => {
                         Some((Expr::IntToFloat(Box::new(inner)), Type::Float))
                     }
-                    (Some(Type::Int), Type::Float) => {
-                        Some((Expr::FloatToInt(Box::new(inner), span), Type::Int))
-                    }
+                    (Some(Type::Int), Type::Float) => Some((
+                        Expr::FloatToInt(Box::new(inner), self.error_site(span)),
+                        Type::Int,
+                    )),
                     (Some(to), from) => {
                         self.error(
                             Code::E0204,
@@ -269,11 +273,11 @@ impl Lowerer<'_> {
             });
         }
         let lowered = match (ty, op) {
-            (Type::Int, BinaryOp::Add) => Expr::IntArith(IntOp::Add, l, r, span),
-            (Type::Int, BinaryOp::Sub) => Expr::IntArith(IntOp::Sub, l, r, span),
-            (Type::Int, BinaryOp::Mul) => Expr::IntArith(IntOp::Mul, l, r, span),
-            (Type::Int, BinaryOp::Div) => Expr::IntArith(IntOp::Div, l, r, span),
-            (Type::Int, _) => Expr::IntArith(IntOp::Rem, l, r, span),
+            (Type::Int, BinaryOp::Add) => Expr::IntArith(IntOp::Add, l, r, self.error_site(span)),
+            (Type::Int, BinaryOp::Sub) => Expr::IntArith(IntOp::Sub, l, r, self.error_site(span)),
+            (Type::Int, BinaryOp::Mul) => Expr::IntArith(IntOp::Mul, l, r, self.error_site(span)),
+            (Type::Int, BinaryOp::Div) => Expr::IntArith(IntOp::Div, l, r, self.error_site(span)),
+            (Type::Int, _) => Expr::IntArith(IntOp::Rem, l, r, self.error_site(span)),
             (_, BinaryOp::Add) => Expr::FloatArith(FloatOp::Add, l, r),
             (_, BinaryOp::Sub) => Expr::FloatArith(FloatOp::Sub, l, r),
             (_, BinaryOp::Mul) => Expr::FloatArith(FloatOp::Mul, l, r),

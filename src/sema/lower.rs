@@ -70,6 +70,9 @@ pub(crate) struct Lowerer<'a> {
     subflow_names: Vec<Arc<str>>,
     too_large: bool,
     depth: usize,
+    /// The invocation whose arguments, guards and continuations are being lowered: the event a
+    /// run-time error in them names.
+    event_context: Option<Arc<str>>,
     /// Set while checking a subflow definition: calls to other subflows are checked against
     /// their signatures without inlining their bodies (the result is thrown away).
     check_only: bool,
@@ -109,6 +112,7 @@ impl<'a> Lowerer<'a> {
             too_large: false,
             depth: 0,
             check_only: false,
+            event_context: None,
             span_override: None,
             scope: Vec::new(),
             captures: Vec::new(),
@@ -156,6 +160,15 @@ impl<'a> Lowerer<'a> {
 
     fn sp(&self, span: Span) -> Span {
         self.span_override.unwrap_or(span)
+    }
+
+    /// Where an expression at `span` fails: the span (or the call, in library code) and the
+    /// invocation it belongs to.
+    pub(super) fn error_site(&self, span: Span) -> ErrorSite {
+        ErrorSite {
+            span: self.sp(span),
+            event: self.event_context.clone(),
+        }
     }
 
     fn mark(&self) -> Mark {
@@ -313,7 +326,11 @@ impl<'a> Lowerer<'a> {
             return None;
         }
         self.depth += 1;
+        let context = self
+            .event_context
+            .replace(Arc::from(invocation.path.text.as_str()));
         let lowered = self.lower_invocation_at_depth(invocation);
+        self.event_context = context;
         self.depth -= 1;
         lowered
     }

@@ -1,0 +1,274 @@
+//! Limits that hold in every tier, for flows from untrusted sources.
+
+mod common;
+
+use koru_jit::{
+    Code, CompileOptions, Engine, EngineConfig, ErrorCode, FrontEndLimits, Inputs, InterruptHandle,
+    Limit, Outcome, Registry, RunLimits, Tier, TierPolicy,
+};
+use std::time::{Duration, Instant};
+
+const FOREVER: &str = "~while(true)\n| body |> _";
+
+fn engines() -> Vec<(Tier, Engine)> {
+    [Tier::Interp, Tier::Jit, Tier::Auto]
+        .into_iter()
+        .map(|tier| {
+            let config = EngineConfig {
+                policy: TierPolicy::eager(),
+                ..EngineConfig::default()
+            };
+            (tier, Engine::with_config(common::test_registry().0, config))
+        })
+        .collect()
+}
+
+fn run(engine: &Engine, tier: Tier, source: &str, limits: &RunLimits) -> Outcome {
+    let flow = engine
+        .compile("limits", source, &CompileOptions::default().tier(tier))
+        .unwrap();
+    flow.run(&Inputs::new(), limits).unwrap()
+}
+
+#[test]
+fn while_true_is_stopped_by_the_iteration_limit_at_the_same_point_in_every_tier() {
+    for (tier, engine) in engines() {
+        let outcome = run(
+            &engine,
+            tier,
+            FOREVER,
+            &RunLimits {
+                max_iterations: Some(12_345),
+                ..RunLimits::default()
+            },
+        );
+        assert_eq!(
+            outcome,
+            Outcome::Exhausted {
+                limit: Limit::LoopIterations,
+                fuel: 0,
+                last_event: None
+            },
+            "{tier:?}"
+        );
+        let flow = engine
+            .compile("limits", FOREVER, &CompileOptions::default().tier(tier))
+            .unwrap();
+        flow.run(
+            &Inputs::new(),
+            &RunLimits {
+                max_iterations: Some(12_345),
+                ..RunLimits::default()
+            },
+        )
+        .unwrap();
+        let stats = flow.stats();
+        assert_eq!(
+            stats.interpreted_iterations + stats.native_iterations,
+            2 * 12_345,
+            "{tier:?}: exactly the limit, twice"
+        );
+    }
+}
+
+#[test]
+fn while_true_is_stopped_by_a_deadline_in_every_tier() {
+    for (tier, engine) in engines() {
+        let started = Instant::now();
+        let deadline = started + Duration::from_millis(30);
+        let outcome = run(
+            &engine,
+            tier,
+            FOREVER,
+            &RunLimits {
+                deadline: Some(deadline),
+                ..RunLimits::default()
+            },
+        );
+        assert!(
+            matches!(
+                outcome,
+                Outcome::Exhausted {
+                    limit: Limit::Deadline,
+                    ..
+                }
+            ),
+            "{tier:?}: {outcome:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "{tier:?}: took {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+#[test]
+fn while_true_is_stopped_by_an_interrupt_within_milliseconds_in_every_tier() {
+    for (tier, engine) in engines() {
+        let interrupt = InterruptHandle::new();
+        let trigger = interrupt.clone();
+        let stopper = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(30));
+            trigger.interrupt();
+            Instant::now()
+        });
+        let outcome = run(
+            &engine,
+            tier,
+            FOREVER,
+            &RunLimits {
+                interrupt: Some(interrupt),
+                ..RunLimits::default()
+            },
+        );
+        let stopped = Instant::now();
+        let requested = stopper.join().unwrap();
+        assert!(
+            matches!(
+                outcome,
+                Outcome::Exhausted {
+                    limit: Limit::Interrupted,
+                    ..
+                }
+            ),
+            "{tier:?}: {outcome:?}"
+        );
+        let latency = stopped.saturating_duration_since(requested);
+        assert!(
+            latency < Duration::from_millis(100),
+            "{tier:?}: stopped {latency:?} after the request"
+        );
+    }
+}
+
+#[test]
+fn fuel_stops_at_the_same_dispatch_in_every_tier() {
+    let source = "~for(0..100)\n| each i |> test.typed_add(a: i, b: 1)\n    | sum s when s % 7 == 0 |> std.io:print(text: s)\n    | sum _ |> _";
+    let mut outcomes = Vec::new();
+    for (tier, engine) in engines() {
+        for fuel in [0, 1, 8, 50] {
+            outcomes.push((
+                fuel,
+                run(
+                    &engine,
+                    tier,
+                    source,
+                    &RunLimits {
+                        fuel: Some(fuel),
+                        ..RunLimits::default()
+                    },
+                ),
+            ));
+        }
+    }
+    for chunk in outcomes.chunks(4).skip(1) {
+        assert_eq!(chunk, &outcomes[..4]);
+    }
+    assert!(matches!(
+        outcomes[2].1,
+        Outcome::Exhausted {
+            limit: Limit::Fuel,
+            fuel: 8,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn run_time_errors_name_the_event_and_span_where_they_happened_in_every_tier() {
+    let source =
+        "~for(0..10)\n| each i |> test.typed_add(a: 100 / (5 - i), b: 1)\n    | sum _ |> _";
+    for (tier, engine) in engines() {
+        let Outcome::Error { error, fuel } = run(&engine, tier, source, &RunLimits::default())
+        else {
+            panic!("{tier:?}: expected an error")
+        };
+        assert_eq!(
+            (
+                error.code,
+                error.event.as_deref(),
+                error.line,
+                error.column,
+                fuel
+            ),
+            (ErrorCode::DivisionByZero, Some("test.typed_add"), 2, 31, 5),
+            "{tier:?}"
+        );
+    }
+    let source = "~for(0..3)\n| each i when 1 / (i - 1) > 0 |> _\n|? |> _";
+    for (tier, engine) in engines() {
+        let Outcome::Error { error, .. } = run(&engine, tier, source, &RunLimits::default()) else {
+            panic!("{tier:?}: expected an error")
+        };
+        assert_eq!(
+            (error.event.as_deref(), error.line, error.column),
+            (Some("for"), 2, 15),
+            "{tier:?}: a guard of `for` names `for`"
+        );
+    }
+}
+
+#[test]
+fn front_end_resource_limits_are_errors_with_a_code() {
+    let engine = Engine::new(Registry::with_std());
+    let tight = FrontEndLimits {
+        max_bindings: 8,
+        max_state_bytes: 64,
+        ..FrontEndLimits::default()
+    };
+    let source = "~capture({ a: 1, b: 2, c: 3, d: 4, e: 5, f: 6, g: 7, h: 8, i: 9 })\n| as x |> _\n| captured y |> _";
+    let errors = engine
+        .compile(
+            "big",
+            source,
+            &CompileOptions {
+                limits: tight.clone(),
+                ..CompileOptions::default()
+            },
+        )
+        .err()
+        .unwrap();
+    assert_eq!(errors.diagnostics[0].code, Code::E0105);
+    assert!(
+        errors.diagnostics[0].message.contains("bindings"),
+        "{}",
+        errors.diagnostics[0].message
+    );
+    let small = FrontEndLimits {
+        max_source_bytes: 10,
+        ..FrontEndLimits::default()
+    };
+    let errors = engine
+        .compile(
+            "big",
+            source,
+            &CompileOptions {
+                limits: small,
+                ..CompileOptions::default()
+            },
+        )
+        .err()
+        .unwrap();
+    assert!(errors.diagnostics[0].message.contains("limit of 10"));
+    let state = FrontEndLimits {
+        max_state_bytes: 32,
+        ..FrontEndLimits::default()
+    };
+    let errors = engine
+        .compile(
+            "big",
+            source,
+            &CompileOptions {
+                limits: state,
+                ..CompileOptions::default()
+            },
+        )
+        .err()
+        .unwrap();
+    assert!(
+        errors.diagnostics[0].message.contains("flow state"),
+        "{}",
+        errors.diagnostics[0].message
+    );
+}
