@@ -12,6 +12,8 @@
 //! * `auto/*`: the auto tier. `single_run`: one run of the nested loop from a fresh compile
 //!   (interpreted until the inner loop is hot, then native), against a JIT-only compile + run.
 //!   `three_step`: many runs of three small cached flows, per run of all three, in each tier.
+//! * `limits/*`: the JIT benchmarks with every limit set (fuel, iterations, a deadline and an
+//!   interrupt handle, none reached) against no limits.
 //!
 //! Flows are compiled outside the timed loops. Divide nested-loop times by 100,000 for ns per
 //! call, sum-fold times by 10,000,000 for ns per iteration.
@@ -250,5 +252,35 @@ fn auto(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, nested_loop, sum_fold, compile, auto);
+fn limits(c: &mut Criterion) {
+    let mut group = c.benchmark_group("limits");
+    let acc = Arc::new(AtomicI64::new(0));
+    let typed = Engine::new(registry(&acc, true));
+    let pure = Engine::new(Registry::new());
+    let all_limits = || RunLimits {
+        fuel: Some(u64::MAX / 2),
+        max_iterations: Some(u64::MAX / 2),
+        deadline: Some(std::time::Instant::now() + std::time::Duration::from_secs(3600)),
+        interrupt: Some(koru_jit::InterruptHandle::new()),
+    };
+    for (name, engine, source) in [
+        ("nested_loop_typed", &typed, NESTED_TYPED),
+        ("sum_fold", &pure, SUM_FOLD),
+    ] {
+        let flow = engine
+            .compile("bench", source, &CompileOptions::default().tier(Tier::Jit))
+            .unwrap();
+        let inputs = Inputs::new();
+        let (off, on) = (RunLimits::default(), all_limits());
+        group.bench_function(BenchmarkId::new(name, "off"), |b| {
+            b.iter(|| flow.run(&inputs, &off).unwrap())
+        });
+        group.bench_function(BenchmarkId::new(name, "on"), |b| {
+            b.iter(|| flow.run(&inputs, &on).unwrap())
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, nested_loop, sum_fold, compile, auto, limits);
 criterion_main!(benches);

@@ -78,3 +78,42 @@ impl InterruptHandle {
         &self.flag
     }
 }
+
+/// A coarse clock for deadlines, as in wasmtime's epoch interruption: a ticker thread (started by
+/// the first run with a deadline) adds one every millisecond. Both tiers compare it with the run's
+/// deadline epoch at loop back-edges and dispatches (a load and a compare, no system call) and
+/// read the real clock only once it has passed.
+pub(crate) mod epoch {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Once;
+    use std::time::{Duration, Instant};
+
+    static EPOCH: AtomicU64 = AtomicU64::new(0);
+    static TICKER: Once = Once::new();
+    const TICK: Duration = Duration::from_millis(1);
+
+    /// The counter generated code reads.
+    pub fn counter() -> &'static AtomicU64 {
+        &EPOCH
+    }
+
+    pub fn now() -> u64 {
+        EPOCH.load(Ordering::Relaxed)
+    }
+
+    /// The epoch from which `deadline` may have passed. Every tick lasts at least a millisecond,
+    /// so reaching it means at least the time left has gone by.
+    pub fn of_deadline(deadline: Instant) -> u64 {
+        TICKER.call_once(|| {
+            // If the ticker cannot start, deadlines are read from the clock at every check.
+            let _ = std::thread::Builder::new()
+                .name("koru-jit-epoch".into())
+                .spawn(|| loop {
+                    std::thread::sleep(TICK);
+                    EPOCH.fetch_add(1, Ordering::Relaxed);
+                });
+        });
+        let left = deadline.saturating_duration_since(Instant::now());
+        now().saturating_add((left.as_micros() / TICK.as_micros()) as u64)
+    }
+}

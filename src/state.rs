@@ -59,8 +59,9 @@ pub struct RunState {
     pub value: u32,
     /// Generated code: why it stopped (an index of its trap table, or a `Limit`).
     pub trap: u32,
-    /// Generated code: ticks left before the deadline is read again.
-    pub poll_countdown: u64,
+    /// The epoch (see `limits::epoch`) from which the deadline may have passed; `u64::MAX`
+    /// without a deadline.
+    pub deadline_epoch: u64,
     /// Generated code: where to start: 0 at the beginning, `1 + k` at the head of loop `k`
     /// (on-stack replacement, with the flow state as the interpreter left it).
     pub osr_entry: u32,
@@ -148,7 +149,7 @@ impl RunState {
             calling: 0,
             value: 0,
             trap: 0,
-            poll_countdown: 0,
+            deadline_epoch: u64::MAX,
             osr_entry: 0,
             loop_counts: std::ptr::null_mut(),
             interrupt: std::ptr::null(),

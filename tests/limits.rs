@@ -272,3 +272,54 @@ fn front_end_resource_limits_are_errors_with_a_code() {
         errors.diagnostics[0].message
     );
 }
+
+#[test]
+fn a_deadline_is_noticed_at_the_next_dispatch_of_a_loop_of_slow_host_calls() {
+    for tier in [Tier::Interp, Tier::Jit, Tier::Auto] {
+        let mut registry = Registry::new();
+        registry
+            .event("~event slow {} | ok", || {
+                std::thread::sleep(Duration::from_millis(5))
+            })
+            .unwrap();
+        let config = EngineConfig {
+            policy: TierPolicy::eager(),
+            ..EngineConfig::default()
+        };
+        let engine = Engine::with_config(registry, config);
+        let flow = engine
+            .compile(
+                "slow",
+                "~for(0..1000)\n| each _ |> slow()",
+                &CompileOptions::default().tier(tier),
+            )
+            .unwrap();
+        let started = Instant::now();
+        let outcome = flow
+            .run(
+                &Inputs::new(),
+                &RunLimits {
+                    deadline: Some(started + Duration::from_millis(30)),
+                    ..RunLimits::default()
+                },
+            )
+            .unwrap();
+        let Outcome::Exhausted {
+            limit: Limit::Deadline,
+            fuel,
+            ..
+        } = outcome
+        else {
+            panic!("{tier:?}: {outcome:?}")
+        };
+        assert!(
+            (6..=12).contains(&fuel),
+            "{tier:?}: {fuel} calls of 5 ms before a 30 ms deadline was noticed"
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(80),
+            "{tier:?}: {:?}",
+            started.elapsed()
+        );
+    }
+}

@@ -17,9 +17,6 @@ use crate::types::Type;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
 
-/// How often (in ticks: loop iterations and dispatches) the deadline is read.
-const DEADLINE_POLL: u32 = 256;
-
 /// How often (in back-edges of one loop) the interpreter asks the engine whether to move on.
 pub const OSR_CHECK_INTERVAL: u32 = 256;
 
@@ -60,8 +57,10 @@ pub fn run(
         fuel_limit: limits.fuel.unwrap_or(u64::MAX),
         iteration_limit: limits.max_iterations.unwrap_or(u64::MAX),
         deadline: limits.deadline,
+        deadline_epoch: limits
+            .deadline
+            .map_or(u64::MAX, crate::limits::epoch::of_deadline),
         interrupt: limits.interrupt.as_ref(),
-        poll: DEADLINE_POLL,
         tiering,
         osr_countdown: tiering.map_or(OSR_CHECK_INTERVAL, |t| {
             t.check_interval().clamp(1, OSR_CHECK_INTERVAL)
@@ -103,8 +102,8 @@ pub(crate) struct Exec<'r> {
     fuel_limit: u64,
     iteration_limit: u64,
     deadline: Option<Instant>,
+    deadline_epoch: u64,
     interrupt: Option<&'r crate::limits::InterruptHandle>,
-    poll: u32,
     tiering: Option<&'r dyn Tiering>,
     osr_countdown: u32,
 }
@@ -201,6 +200,7 @@ impl Exec<'_> {
         self.poll()
     }
 
+    /// The interrupt, and the deadline: its epoch first, the clock only once that has passed.
     #[inline]
     fn poll(&mut self) -> Result<(), Trap> {
         if let Some(interrupt) = self.interrupt {
@@ -208,10 +208,8 @@ impl Exec<'_> {
                 return Err(Trap::Exhausted(Limit::Interrupted));
             }
         }
-        if let Some(deadline) = self.deadline {
-            self.poll -= 1;
-            if self.poll == 0 {
-                self.poll = DEADLINE_POLL;
+        if crate::limits::epoch::now() >= self.deadline_epoch {
+            if let Some(deadline) = self.deadline {
                 if Instant::now() >= deadline {
                     return Err(Trap::Exhausted(Limit::Deadline));
                 }

@@ -476,7 +476,8 @@ impl<'a, 'f> Lower<'a, 'f> {
 
     // ------------------------------------------------------------------ limits
 
-    /// Leaves if another thread triggered the interrupt.
+    /// Leaves if another thread triggered the interrupt, or the deadline passed (the epoch word
+    /// is compared on the way; the clock is read only once it has passed the deadline's epoch).
     fn check_interrupt(&mut self) {
         let interrupt = self.state_load(I64, offset_of!(RunState, interrupt));
         let flag = self
@@ -484,6 +485,29 @@ impl<'a, 'f> Lower<'a, 'f> {
             .ins()
             .load(types::I8, MemFlagsData::trusted(), interrupt, 0);
         self.exhaust_if(flag, Limit::Interrupted);
+        let counter = self.address(crate::limits::epoch::counter() as *const _ as *const u8);
+        let epoch = self.b.ins().load(I64, MemFlagsData::trusted(), counter, 0);
+        let deadline = self.state_load(I64, offset_of!(RunState, deadline_epoch));
+        let maybe = self
+            .b
+            .ins()
+            .icmp(IntCC::UnsignedGreaterThanOrEqual, epoch, deadline);
+        let read_clock = self.b.create_block();
+        let next = self.b.create_block();
+        self.b.set_cold_block(read_clock);
+        self.b.ins().brif(maybe, read_clock, &[], next, &[]);
+        self.b.switch_to_block(read_clock);
+        let clock = self
+            .call_helper(
+                runtime::helper_poll as *const u8,
+                &[I64],
+                Some(I32),
+                &[self.state],
+            )
+            .expect("helper_poll returns");
+        self.exhaust_if(clock, Limit::Deadline);
+        self.b.ins().jump(next, &[]);
+        self.b.switch_to_block(next);
     }
 
     /// Charges `cost` fuel before a dispatch (after its arguments are evaluated), as the
@@ -504,7 +528,7 @@ impl<'a, 'f> Lower<'a, 'f> {
 
     /// Makes sure some budget is left: when it ran out, the slow path checks the iteration limit
     /// (exactly: a grant never exceeds what is left), the interrupt and the deadline, and grants
-    /// at most `DEADLINE_POLL` more iterations.
+    /// at most `BUDGET_GRANT` more iterations.
     fn ensure_budget(&mut self) {
         let budget = self.b.use_var(self.budget);
         let spent = self.b.ins().icmp_imm_s(IntCC::Equal, budget, 0);
@@ -519,16 +543,7 @@ impl<'a, 'f> Lower<'a, 'f> {
         let none_left = self.b.ins().icmp_imm_s(IntCC::Equal, left, 0);
         self.exhaust_if(none_left, Limit::LoopIterations);
         self.check_interrupt();
-        let clock = self
-            .call_helper(
-                runtime::helper_poll as *const u8,
-                &[I64],
-                Some(I32),
-                &[self.state],
-            )
-            .expect("helper_poll returns");
-        self.exhaust_if(clock, Limit::Deadline);
-        let most = self.b.ins().iconst(I64, runtime::DEADLINE_POLL as i64);
+        let most = self.b.ins().iconst(I64, runtime::BUDGET_GRANT as i64);
         let grant = self.b.ins().umin(left, most);
         self.b.def_var(self.budget, grant);
         let horizon = self.b.ins().iadd(horizon, grant);

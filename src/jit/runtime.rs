@@ -22,8 +22,9 @@ pub const STATUS_HOST: u32 = 2;
 /// A limit, `state.trap` holding its [`limit_code`].
 pub const STATUS_EXHAUSTED: u32 = 3;
 
-/// Ticks between two readings of the clock when a deadline is set (as in the interpreter).
-pub const DEADLINE_POLL: u64 = 256;
+/// At most this many loop iterations run between two checks of the iteration limit, the
+/// interrupt and the deadline epoch.
+pub const BUDGET_GRANT: u64 = 256;
 
 pub fn limit_code(limit: Limit) -> u32 {
     match limit {
@@ -94,11 +95,9 @@ pub unsafe fn run(
     state.fuel_limit = limits.fuel.unwrap_or(u64::MAX);
     state.iteration_limit = limits.max_iterations.unwrap_or(u64::MAX);
     state.deadline = limits.deadline;
-    state.poll_countdown = if limits.deadline.is_some() {
-        DEADLINE_POLL
-    } else {
-        u64::MAX
-    };
+    state.deadline_epoch = limits
+        .deadline
+        .map_or(u64::MAX, crate::limits::epoch::of_deadline);
     state.interrupt = limits
         .interrupt
         .as_ref()
@@ -303,14 +302,14 @@ pub unsafe extern "C" fn helper_template(
     })
 }
 
-/// Reads the clock when the countdown ran out: 0 to go on, else `1 + limit_code(Deadline)`.
+/// Reads the clock once the deadline epoch has passed: 0 to go on, else
+/// `1 + limit_code(Deadline)`.
 ///
 /// # Safety
 /// `state` is the live run state.
 pub unsafe extern "C" fn helper_poll(state: *mut RunState) -> u32 {
     // SAFETY: guaranteed by the caller.
     let state = unsafe { &mut *state };
-    state.poll_countdown = DEADLINE_POLL;
     match state.deadline {
         Some(deadline) if std::time::Instant::now() >= deadline => 1 + limit_code(Limit::Deadline),
         _ => 0,
