@@ -1,12 +1,30 @@
 //! Measures the cold path: parse + check + lay out + run tiny flows with no cache.
-use koru_jit::{CacheConfig, CompileOptions, Engine, EngineConfig, Inputs, Registry, RunLimits, Tier};
+use koru_jit::{
+    CacheConfig, CompileOptions, Engine, EngineConfig, Inputs, Registry, RunLimits, Tier,
+};
 fn main() {
     let mut registry = Registry::with_std();
     koru_jit::host::register_demo_events(&mut registry, Default::default()).unwrap();
-    let engine = Engine::with_config(registry, EngineConfig { cache: CacheConfig { max_entries: 0, max_code_bytes: 0 }, ..Default::default() });
-    let sources = [r#"~add(a: "10", b: "20")"#, r#"~multiply(value: "30", by: "3")"#, r#"~subtract(value: "90", by: "5")"#];
+    let engine = Engine::with_config(
+        registry,
+        EngineConfig {
+            cache: CacheConfig {
+                max_entries: 0,
+                max_code_bytes: 0,
+            },
+            ..Default::default()
+        },
+    );
+    let sources = [
+        r#"~add(a: "10", b: "20")"#,
+        r#"~multiply(value: "30", by: "3")"#,
+        r#"~subtract(value: "90", by: "5")"#,
+    ];
     let options = CompileOptions::default().tier(Tier::Interp);
-    let n = std::env::var("N").ok().and_then(|v| v.parse().ok()).unwrap_or(10_000);
+    let n = std::env::var("N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
     let started = std::time::Instant::now();
     for _ in 0..n {
         for source in &sources {
@@ -14,5 +32,8 @@ fn main() {
             std::hint::black_box(flow.run(&Inputs::new(), &RunLimits::default()).unwrap());
         }
     }
-    println!("{:.0} ns per step (parse+check+run)", started.elapsed().as_nanos() as f64 / (3 * n) as f64);
+    println!(
+        "{:.0} ns per step (parse+check+run)",
+        started.elapsed().as_nanos() as f64 / (3 * n) as f64
+    );
 }

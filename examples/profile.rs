@@ -1,6 +1,7 @@
 //! A fixed workload for instruction-count profiling (`valgrind --tool=callgrind`): the typed
-//! nested loop (`KORU_PROFILE=typed`, the default), the string one (`string`) or the pure
-//! sum-fold (`fold`), run 20 times, on the tier `KORU_TIER` names (`interp`, the default, or `jit`).
+//! nested loop (`KORU_PROFILE=typed`, the default), the string one (`string`), the pure sum-fold
+//! (`fold`), each run 20 times, or three small flows of the demo events run 100,000 times each
+//! (`three`), on the tier `KORU_TIER` names (`interp`, the default, or `jit`).
 use koru_jit::{CompileOptions, Engine, Inputs, Registry, RunLimits, Tier};
 
 fn main() {
@@ -10,6 +11,31 @@ fn main() {
     } else {
         Tier::Interp
     };
+    let (inputs, limits) = (Inputs::new(), RunLimits::default());
+    if which == "three" {
+        let mut registry = Registry::with_std();
+        koru_jit::host::register_demo_events(&mut registry, Default::default()).unwrap();
+        let engine = Engine::new(registry);
+        let sources = [
+            r#"~add(a: "10", b: "20")"#,
+            r#"~multiply(value: "30", by: "3")"#,
+            r#"~subtract(value: "90", by: "5")"#,
+        ];
+        let flows: Vec<_> = sources
+            .iter()
+            .map(|s| {
+                engine
+                    .compile("three", s, &CompileOptions::default().tier(tier))
+                    .unwrap()
+            })
+            .collect();
+        for _ in 0..100_000 {
+            for flow in &flows {
+                std::hint::black_box(flow.run(&inputs, &limits).unwrap());
+            }
+        }
+        return;
+    }
     let mut registry = Registry::new();
     registry
         .event(
@@ -36,6 +62,6 @@ fn main() {
         .unwrap();
     assert_eq!(flow.tier(), tier, "{:?}", flow.jit_error());
     for _ in 0..20 {
-        std::hint::black_box(flow.run(&Inputs::new(), &RunLimits::default()).unwrap());
+        std::hint::black_box(flow.run(&inputs, &limits).unwrap());
     }
 }

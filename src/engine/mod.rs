@@ -309,7 +309,10 @@ struct FlowInner {
     layout: Layout,
     registry: Arc<Registry>,
     /// Run states kept for reuse, so that steady-state runs allocate nothing.
-    states: Mutex<Vec<RunState>>,
+    // Boxed on purpose: a run state is a few hundred bytes, and moving it in and out of the pool
+    // at every run would copy them all.
+    #[allow(clippy::vec_box)]
+    states: Mutex<Vec<Box<RunState>>>,
     stats: stats::Counters,
     tier: Tier,
     policy: TierPolicy,
@@ -491,7 +494,7 @@ impl Flow {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .pop()
-            .unwrap_or_else(|| RunState::new(&inner.program, &inner.layout));
+            .unwrap_or_else(|| Box::new(RunState::new(&inner.program, &inner.layout)));
         state.reset();
         let mut native_run = false;
         let result = inputs

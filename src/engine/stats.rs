@@ -59,23 +59,24 @@ impl Counters {
 
     /// Adds one finished run. The interpreter counts per loop; native code counts the total.
     pub fn record(&self, state: &RunState, native_run: bool) {
-        self.runs.fetch_add(1, Ordering::Relaxed);
-        if native_run {
-            self.native_runs.fetch_add(1, Ordering::Relaxed);
-        }
-        self.fuel.fetch_add(state.fuel_used, Ordering::Relaxed);
-        let mut interpreted = 0;
-        for (counter, &n) in self.loop_iterations.iter().zip(&state.loop_iterations) {
+        // Atomic adds are locked instructions: skip the ones that would add nothing.
+        let add = |counter: &AtomicU64, n: u64| {
             if n != 0 {
                 counter.fetch_add(n, Ordering::Relaxed);
-                interpreted += n;
             }
+        };
+        add(&self.runs, 1);
+        add(&self.native_runs, u64::from(native_run));
+        add(&self.fuel, state.fuel_used);
+        let mut interpreted = 0;
+        for (counter, &n) in self.loop_iterations.iter().zip(&state.loop_iterations) {
+            add(counter, n);
+            interpreted += n;
         }
-        self.interpreted_iterations
-            .fetch_add(interpreted, Ordering::Relaxed);
-        self.native_iterations.fetch_add(
+        add(&self.interpreted_iterations, interpreted);
+        add(
+            &self.native_iterations,
             state.iterations.saturating_sub(interpreted),
-            Ordering::Relaxed,
         );
     }
 
