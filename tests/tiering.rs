@@ -182,7 +182,10 @@ fn eight_threads_share_one_engine() {
     }
     let stats = engine.cache_stats();
     assert_eq!(stats.entries, 3);
-    assert!(stats.hits >= 80_000 - 3, "{stats:?}");
+    // Threads that miss the same source at the same moment each compile it once (the cache keeps
+    // one): at most one miss per thread and source.
+    assert!(stats.misses >= 3 && stats.misses <= 3 * 8, "{stats:?}");
+    assert_eq!(stats.hits + stats.misses, 80_000, "{stats:?}");
 }
 
 /// Resident memory of this process, in bytes (Linux).
