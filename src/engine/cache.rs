@@ -1,12 +1,25 @@
 //! The compiled-flow cache: keyed by source text and everything that changes what it compiles
 //! to, bounded in entries and in bytes of native code, least recently used out first. An evicted
 //! flow's native code is freed when the last run holding the flow finishes.
+//!
+//! Each entry is a slot filled once: threads asking for a source that is being compiled wait for
+//! that compile instead of compiling it again. Errors are kept too (they do not change).
 
 use super::{CompileOptions, Flow, Tier};
+use crate::diag::SourceErrors;
 use crate::limits::FrontEndLimits;
 use crate::types::Type;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
+
+/// A cache entry: the compile result, filled once by the first thread that asked.
+pub(crate) type Slot = Arc<OnceLock<Result<Flow, SourceErrors>>>;
+
+fn code_bytes(slot: &Slot) -> usize {
+    slot.get()
+        .and_then(|r| r.as_ref().ok())
+        .map_or(0, Flow::code_bytes)
+}
 
 /// Bounds of the cache. `max_entries: 0` turns caching off.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -64,7 +77,7 @@ pub(crate) struct Cache {
 
 #[derive(Default)]
 struct Inner {
-    entries: HashMap<Key, (Flow, u64)>,
+    entries: HashMap<Key, (Slot, u64)>,
     clock: u64,
     stats: CacheStats,
 }
@@ -77,57 +90,49 @@ impl Cache {
         }
     }
 
-    pub fn get(&self, key: &Key) -> Option<Flow> {
-        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        inner.clock += 1;
-        let clock = inner.clock;
-        match inner.entries.get_mut(key) {
-            Some((flow, used)) => {
-                *used = clock;
-                let flow = flow.clone();
-                inner.stats.hits += 1;
-                Some(flow)
-            }
-            None => {
-                inner.stats.misses += 1;
-                None
-            }
-        }
+    pub fn enabled(&self) -> bool {
+        self.config.max_entries > 0
     }
 
-    pub fn insert(&self, key: Key, flow: Flow) {
-        if self.config.max_entries == 0 {
-            return;
-        }
+    /// The slot for `key`, new (and empty) on a miss; evicts to stay within bounds.
+    pub fn slot(&self, key: Key) -> Slot {
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         inner.clock += 1;
         let clock = inner.clock;
-        inner.entries.insert(key, (flow, clock));
+        if let Some((slot, used)) = inner.entries.get_mut(&key) {
+            *used = clock;
+            let slot = slot.clone();
+            inner.stats.hits += 1;
+            return slot;
+        }
+        inner.stats.misses += 1;
+        let slot = Slot::default();
+        inner.entries.insert(key.clone(), (slot.clone(), clock));
         loop {
-            let code_bytes: usize = inner.entries.values().map(|(f, _)| f.code_bytes()).sum();
-            if inner.entries.len() <= self.config.max_entries
-                && code_bytes <= self.config.max_code_bytes
+            let bytes: usize = inner.entries.values().map(|(s, _)| code_bytes(s)).sum();
+            if inner.entries.len() <= self.config.max_entries && bytes <= self.config.max_code_bytes
             {
                 break;
             }
-            let Some(oldest) = inner
+            // Never the slot just made: the caller is about to fill it.
+            let oldest = inner
                 .entries
                 .iter()
+                .filter(|(k, _)| **k != key)
                 .min_by_key(|(_, (_, used))| *used)
-                .map(|(k, _)| k.clone())
-            else {
-                break;
-            };
+                .map(|(k, _)| k.clone());
+            let Some(oldest) = oldest else { break };
             inner.entries.remove(&oldest);
             inner.stats.evictions += 1;
         }
+        slot
     }
 
     pub fn stats(&self) -> CacheStats {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         CacheStats {
             entries: inner.entries.len(),
-            code_bytes: inner.entries.values().map(|(f, _)| f.code_bytes()).sum(),
+            code_bytes: inner.entries.values().map(|(s, _)| code_bytes(s)).sum(),
             ..inner.stats
         }
     }

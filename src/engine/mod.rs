@@ -179,20 +179,21 @@ impl Engine {
 
     /// Parses and checks `source`, lays out its flow state, and returns a flow ready to run many
     /// times. All parse and check errors are returned together. A flow compiled before with the
-    /// same source, scope, inputs and tier comes from the cache.
+    /// same source, scope, inputs, limits and tier comes from the cache (its errors too), and a
+    /// source being compiled by another thread is waited for, not compiled twice.
     pub fn compile(
         &self,
         name: &str,
         source: &str,
         options: &CompileOptions,
     ) -> Result<Flow, SourceErrors> {
-        let key = cache::Key::new(source, options);
-        if let Some(flow) = self.shared.cache.get(&key) {
-            return Ok(flow);
+        if !self.shared.cache.enabled() {
+            return self.compile_uncached(name, source, options);
         }
-        let flow = self.compile_uncached(name, source, options)?;
-        self.shared.cache.insert(key, flow.clone());
-        Ok(flow)
+        // One compile per source, however many threads ask at once: the others wait for it.
+        let slot = self.shared.cache.slot(cache::Key::new(source, options));
+        slot.get_or_init(|| self.compile_uncached(name, source, options))
+            .clone()
     }
 
     /// Cache statistics: entries and native code bytes held.
