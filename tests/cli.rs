@@ -147,3 +147,27 @@ fn invalid_utf8_is_a_diagnostic_not_a_crash() {
         "{err}"
     );
 }
+
+#[test]
+fn bench_reports_every_runner_with_ratios_to_native() {
+    let (code, out, err) = koru(&[
+        "bench",
+        "--workload",
+        "nested-loop-typed",
+        "--tier",
+        "jit",
+        "--tier",
+        "native",
+        "--rounds",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let results = report["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    assert_eq!(results[0]["runner"], "jit");
+    assert!(results[0]["median_ns"].as_f64().unwrap() > 0.0);
+    assert_eq!(results[1]["ratio_to_native"].as_f64(), Some(1.0));
+    assert_eq!(koru(&["bench", "--workload", "nope"]).0, 2);
+}

@@ -87,6 +87,26 @@ enum Command {
     },
     /// List the host events and scopes the command line registers.
     Scopes,
+    /// Run the built-in benchmark workloads in every tier and as native Rust, interleaved, and
+    /// report medians, spread and ratios (build with --release).
+    Bench {
+        /// Only these workloads (repeatable): nested-loop, nested-loop-typed, three-step-cold,
+        /// three-step-cached, sum-fold, compile.
+        #[arg(long = "workload")]
+        workloads: Vec<String>,
+        /// Only these runners (repeatable): interp, jit, auto, native.
+        #[arg(long = "tier")]
+        tiers: Vec<String>,
+        /// Measured rounds (one more warm-up round is dropped).
+        #[arg(long, default_value_t = 7)]
+        rounds: usize,
+        /// Print one JSON object with every figure and ratio instead of the table.
+        #[arg(long)]
+        json: bool,
+        /// Print the whole BENCHMARKS.md (command, machine, table, what the numbers mean).
+        #[arg(long)]
+        markdown: bool,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -180,6 +200,13 @@ fn main() -> ExitCode {
             inputs,
             scope,
         } => emit(&file, what, &inputs, scope),
+        Command::Bench {
+            workloads,
+            tiers,
+            rounds,
+            json,
+            markdown,
+        } => bench(&workloads, &tiers, rounds, json, markdown),
         Command::Scopes => {
             let (engine, _) = engine();
             for event in engine.registry().events() {
@@ -413,6 +440,60 @@ fn run(request: RunRequest<'_>) -> u8 {
         }
     }
     code
+}
+
+fn bench(workloads: &[String], tiers: &[String], rounds: usize, json: bool, markdown: bool) -> u8 {
+    use koru_jit::bench::{BenchOptions, Runner, Workload};
+    let mut options = BenchOptions {
+        rounds: rounds.max(1),
+        ..BenchOptions::default()
+    };
+    if !workloads.is_empty() {
+        options.workloads = Vec::new();
+        for name in workloads {
+            match Workload::from_name(name) {
+                Some(workload) => options.workloads.push(workload),
+                None => {
+                    eprintln!("error: unknown workload `{name}`");
+                    return EXIT_USAGE;
+                }
+            }
+        }
+    }
+    if !tiers.is_empty() {
+        options.runners = Vec::new();
+        for name in tiers {
+            let runner = match name.as_str() {
+                "interp" => Runner::Tier(Tier::Interp),
+                "jit" => Runner::Tier(Tier::Jit),
+                "auto" => Runner::Tier(Tier::Auto),
+                "native" => Runner::Native,
+                _ => {
+                    eprintln!("error: unknown tier `{name}` (interp, jit, auto or native)");
+                    return EXIT_USAGE;
+                }
+            };
+            options.runners.push(runner);
+        }
+    }
+    if cfg!(debug_assertions) {
+        eprintln!("note: this is a debug build; measure with `cargo run --release -- bench`");
+    }
+    let measurements = koru_jit::bench::run(&options);
+    if json {
+        println!(
+            "{}",
+            koru_jit::bench::to_json(&measurements, options.rounds)
+        );
+    } else if markdown {
+        print!(
+            "{}",
+            koru_jit::bench::markdown(&measurements, options.rounds)
+        );
+    } else {
+        print!("{}", koru_jit::bench::table(&measurements));
+    }
+    EXIT_OK
 }
 
 fn describe_stats(stats: &koru_jit::FlowStats) -> String {
