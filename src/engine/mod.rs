@@ -22,6 +22,7 @@
 
 mod cache;
 mod inputs;
+mod pool;
 mod stats;
 
 pub use cache::CacheConfig;
@@ -258,7 +259,7 @@ impl Engine {
             program,
             layout,
             registry: self.shared.registry.clone(),
-            states: Mutex::new(Vec::new()),
+            states: pool::StatePool::new(),
             stats,
             tier: options.tier,
             policy: self.shared.config.policy.clone(),
@@ -310,10 +311,7 @@ struct FlowInner {
     layout: Layout,
     registry: Arc<Registry>,
     /// Run states kept for reuse, so that steady-state runs allocate nothing.
-    // Boxed on purpose: a run state is a few hundred bytes, and moving it in and out of the pool
-    // at every run would copy them all.
-    #[allow(clippy::vec_box)]
-    states: Mutex<Vec<Box<RunState>>>,
+    states: pool::StatePool,
     stats: stats::Counters,
     tier: Tier,
     policy: TierPolicy,
@@ -492,10 +490,7 @@ impl Flow {
         }
         let mut state = inner
             .states
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop()
-            .unwrap_or_else(|| Box::new(RunState::new(&inner.program, &inner.layout)));
+            .take(|| RunState::new(&inner.program, &inner.layout));
         state.reset();
         let mut native_run = false;
         let result = inputs
@@ -528,11 +523,7 @@ impl Flow {
                 self.outcome(result, &state)
             });
         inner.stats.record(&state, native_run);
-        inner
-            .states
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(state);
+        inner.states.give_back(state);
         result
     }
 

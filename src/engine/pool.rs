@@ -1,0 +1,66 @@
+//! Run states kept for reuse: one spare taken and returned without a lock (the common case: one
+//! run of a flow at a time), and a locked pool for concurrent runs.
+
+use crate::state::RunState;
+use std::ptr;
+use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::Mutex;
+
+pub(crate) struct StatePool {
+    /// Null, or a run state owned by the pool (made by `Box::into_raw`).
+    spare: AtomicPtr<RunState>,
+    // Boxed on purpose: a run state is a few hundred bytes, and moving it in and out of the pool
+    // at every run would copy them all.
+    #[allow(clippy::vec_box)]
+    more: Mutex<Vec<Box<RunState>>>,
+}
+
+impl StatePool {
+    pub fn new() -> StatePool {
+        StatePool {
+            spare: AtomicPtr::new(ptr::null_mut()),
+            more: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// A run state, made by `make` if the pool is empty.
+    pub fn take(&self, make: impl FnOnce() -> RunState) -> Box<RunState> {
+        let spare = self.spare.swap(ptr::null_mut(), Ordering::Acquire);
+        if !spare.is_null() {
+            // SAFETY: a non-null `spare` came from `Box::into_raw` in `give_back`, and the swap
+            // made this thread its only owner.
+            return unsafe { Box::from_raw(spare) };
+        }
+        self.more
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+            .unwrap_or_else(|| Box::new(make()))
+    }
+
+    pub fn give_back(&self, state: Box<RunState>) {
+        let raw = Box::into_raw(state);
+        if let Err(raw) = self
+            .spare
+            .compare_exchange(ptr::null_mut(), raw, Ordering::Release, Ordering::Relaxed)
+            .map_err(|_| raw)
+        {
+            // SAFETY: `raw` came from `Box::into_raw` just above and was not stored.
+            let state = unsafe { Box::from_raw(raw) };
+            self.more
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(state);
+        }
+    }
+}
+
+impl Drop for StatePool {
+    fn drop(&mut self) {
+        let spare = *self.spare.get_mut();
+        if !spare.is_null() {
+            // SAFETY: the pool owns its spare; `&mut self` means no other thread can take it.
+            drop(unsafe { Box::from_raw(spare) });
+        }
+    }
+}
