@@ -25,7 +25,7 @@ pub fn lex(text: &str, base: usize) -> Vec<Token> {
         base,
         line_begin: 0,
         at_line_start: true,
-        tokens: Vec::new(),
+        tokens: Vec::with_capacity(text.len() / 3 + 4),
     };
     lexer.run();
     lexer.tokens
