@@ -151,7 +151,7 @@ struct EngineShared {
     config: EngineConfig,
     cache: cache::Cache,
     /// The compiler thread's queue, started at the first background compile.
-    compiler: OnceLock<Mutex<Sender<Weak<FlowInner>>>>,
+    compiler: OnceLock<Mutex<Sender<(Weak<FlowInner>, bool)>>>,
 }
 
 impl Engine {
@@ -268,7 +268,7 @@ impl Engine {
             engine: Arc::downgrade(&self.shared),
         });
         if options.tier == Tier::Jit {
-            inner.compile_now();
+            inner.compile_now(false);
         }
         Ok(Flow { inner })
     }
@@ -276,16 +276,16 @@ impl Engine {
 
 impl EngineShared {
     /// Queues a flow for the compiler thread, starting it on first use.
-    fn submit(&self, flow: Weak<FlowInner>) {
+    fn submit(&self, flow: Weak<FlowInner>, osr: bool) {
         let queue = self.compiler.get_or_init(|| {
-            let (sender, receiver) = channel::<Weak<FlowInner>>();
+            let (sender, receiver) = channel::<(Weak<FlowInner>, bool)>();
             std::thread::Builder::new()
                 .name("koru-jit-compiler".into())
                 .spawn(move || {
                     // Ends when the engine (the only sender) is dropped.
-                    for job in receiver {
+                    for (job, osr) in receiver {
                         if let Some(flow) = job.upgrade() {
-                            flow.compile_now();
+                            flow.compile_now(osr);
                         }
                     }
                 })
@@ -293,7 +293,10 @@ impl EngineShared {
             Mutex::new(sender)
         });
         // A send only fails if the compiler thread is gone; the flow then stays interpreted.
-        let _ = queue.lock().unwrap_or_else(|e| e.into_inner()).send(flow);
+        let _ = queue
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send((flow, osr));
     }
 }
 
@@ -323,11 +326,16 @@ struct FlowInner {
 }
 
 impl FlowInner {
-    /// Compiles now on this thread (unless another thread did).
-    fn compile_now(&self) {
+    /// Compiles now on this thread (unless another thread did); with loop entries for on-stack
+    /// replacement when a hot loop asked.
+    fn compile_now(&self, osr: bool) {
         self.native.get_or_init(|| {
             let started = Instant::now();
-            let result = crate::jit::compile(&self.program, &self.layout, &self.registry);
+            let result = if osr {
+                crate::jit::compile_with_osr(&self.program, &self.layout, &self.registry)
+            } else {
+                crate::jit::compile(&self.program, &self.layout, &self.registry)
+            };
             let elapsed = started.elapsed();
             self.stats.compile_nanos.store(elapsed.as_nanos() as u64, Ordering::Relaxed);
             match &result {
@@ -339,17 +347,17 @@ impl FlowInner {
     }
 
     /// Asks for native code: now (synchronous policy) or from the compiler thread, once.
-    fn request_compile(self: &Arc<Self>) {
+    fn request_compile(self: &Arc<Self>, osr: bool) {
         if self.native.get().is_some() || self.compile_requested.swap(true, Ordering::AcqRel) {
             return;
         }
         if self.policy.background {
             if let Some(engine) = self.engine.upgrade() {
-                engine.submit(Arc::downgrade(self));
+                engine.submit(Arc::downgrade(self), osr);
                 return;
             }
         }
-        self.compile_now();
+        self.compile_now(osr);
     }
 
     fn native(&self) -> Option<&NativeCode> {
@@ -374,8 +382,9 @@ impl Tiering for RunTiering<'_> {
         if state.loop_iterations[loop_index as usize] < self.flow.policy.loop_threshold {
             return None;
         }
-        self.flow.request_compile();
-        let native = self.flow.native()?;
+        self.flow.request_compile(true);
+        // Code compiled for runs that start natively has no loop entries: keep interpreting.
+        let native = self.flow.native().filter(|n| n.has_osr_entries())?;
         self.flow.stats.osr_entries.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(target: "koru_jit", flow = %self.flow.name, loop_index, iterations = state.loop_iterations[loop_index as usize], "continuing in native code");
         state.osr_entry = loop_index + 1;
@@ -457,7 +466,7 @@ impl Flow {
 
     /// Compiles the flow to native code now, on this thread (a no-op if it is compiled).
     pub fn compile_native(&self) -> Result<(), JitError> {
-        self.inner.compile_now();
+        self.inner.compile_now(false);
         self.jit_error().map_or(Ok(()), |e| Err(e.clone()))
     }
 
@@ -486,7 +495,7 @@ impl Flow {
         // The call threshold counts finished runs: with 1, the first run starts interpreted.
         let runs_before = inner.stats.runs.load(Ordering::Relaxed);
         if inner.tier == Tier::Auto && runs_before >= inner.policy.call_threshold {
-            inner.request_compile();
+            inner.request_compile(false);
         }
         let mut state = inner
             .states

@@ -79,6 +79,7 @@ pub fn lower(
     registry: &Registry,
     call_conv: CallConv,
     context: &mut FunctionBuilderContext,
+    osr: bool,
 ) -> Result<Lowered, String> {
     let mut signature = Signature::new(call_conv);
     signature.params.push(AbiParam::new(I64));
@@ -88,7 +89,9 @@ pub fn lower(
     let mut data = Box::new(NativeData::default());
     {
         let builder = FunctionBuilder::new(&mut function, context);
-        let mut lower = Lower::new(program, layout, registry, call_conv, builder, &mut data);
+        let mut lower = Lower::new(
+            program, layout, registry, call_conv, builder, &mut data, osr,
+        );
         lower.flows()?;
         lower.b.seal_all_blocks();
         lower
@@ -121,6 +124,10 @@ struct Lower<'a, 'f> {
     /// Locals something reads (others are never loaded back from the flow state).
     read: Vec<bool>,
     exit: Block,
+    /// Leaves with a limit computed at run time (see [`Lower::stop_block`]).
+    stop: Option<Block>,
+    /// Whether loops get entries for on-stack replacement.
+    osr: bool,
     /// Arms already lowered into a block of their own, per (arm, sink).
     arm_blocks: HashMap<(usize, u32), Block>,
     next_sink: u32,
@@ -162,6 +169,7 @@ impl<'a, 'f> Lower<'a, 'f> {
         call_conv: CallConv,
         mut b: FunctionBuilder<'f>,
         data: &'a mut NativeData,
+        osr: bool,
     ) -> Lower<'a, 'f> {
         let entry = b.create_block();
         b.append_block_params_for_function_params(entry);
@@ -211,6 +219,8 @@ impl<'a, 'f> Lower<'a, 'f> {
             budget,
             read: read_locals(program),
             exit,
+            stop: None,
+            osr,
             arm_blocks: HashMap::new(),
             next_sink: 0,
             loops: Vec::new(),
@@ -248,6 +258,7 @@ impl<'a, 'f> Lower<'a, 'f> {
         let ok = self.b.ins().iconst(I32, i64::from(STATUS_OK));
         self.b.ins().jump(self.exit, &[ok.into()]);
         self.osr_dispatch(dispatch, entry);
+        self.fill_stop_block();
         self.exit_block();
         Ok(())
     }
@@ -476,28 +487,29 @@ impl<'a, 'f> Lower<'a, 'f> {
 
     // ------------------------------------------------------------------ limits
 
-    /// Leaves if another thread triggered the interrupt, or the deadline passed (the epoch word
-    /// is compared on the way; the clock is read only once it has passed the deadline's epoch).
+    /// Leaves if another thread triggered the interrupt or the deadline passed. The fast path
+    /// is one test of (interrupt flag | epoch >= deadline epoch); the cold path asks the runtime
+    /// which it is (and reads the clock), and leaves through the shared stop block.
     fn check_interrupt(&mut self) {
         let interrupt = self.state_load(I64, offset_of!(RunState, interrupt));
         let flag = self
             .b
             .ins()
             .load(types::I8, MemFlagsData::trusted(), interrupt, 0);
-        self.exhaust_if(flag, Limit::Interrupted);
         let counter = self.address(crate::limits::epoch::counter() as *const _ as *const u8);
         let epoch = self.b.ins().load(I64, MemFlagsData::trusted(), counter, 0);
         let deadline = self.state_load(I64, offset_of!(RunState, deadline_epoch));
-        let maybe = self
+        let late = self
             .b
             .ins()
             .icmp(IntCC::UnsignedGreaterThanOrEqual, epoch, deadline);
-        let read_clock = self.b.create_block();
+        let maybe = self.b.ins().bor(late, flag);
+        let ask = self.b.create_block();
         let next = self.b.create_block();
-        self.b.set_cold_block(read_clock);
-        self.b.ins().brif(maybe, read_clock, &[], next, &[]);
-        self.b.switch_to_block(read_clock);
-        let clock = self
+        self.b.set_cold_block(ask);
+        self.b.ins().brif(maybe, ask, &[], next, &[]);
+        self.b.switch_to_block(ask);
+        let code = self
             .call_helper(
                 runtime::helper_poll as *const u8,
                 &[I64],
@@ -505,9 +517,31 @@ impl<'a, 'f> Lower<'a, 'f> {
                 &[self.state],
             )
             .expect("helper_poll returns");
-        self.exhaust_if(clock, Limit::Deadline);
-        self.b.ins().jump(next, &[]);
+        let stop = self.stop_block();
+        self.b.ins().brif(code, stop, &[code.into()], next, &[]);
         self.b.switch_to_block(next);
+    }
+
+    /// The shared cold block that leaves with `1 + limit code` (its parameter); filled at the
+    /// end, by [`Lower::fill_stop_block`].
+    fn stop_block(&mut self) -> Block {
+        if let Some(block) = self.stop {
+            return block;
+        }
+        let block = self.b.create_block();
+        self.b.set_cold_block(block);
+        self.b.append_block_param(block, I32);
+        self.stop = Some(block);
+        block
+    }
+
+    fn fill_stop_block(&mut self) {
+        let Some(block) = self.stop else { return };
+        self.b.switch_to_block(block);
+        let code = self.b.block_params(block)[0];
+        let limit = self.b.ins().iadd_imm_s(code, -1);
+        self.state_store(limit, offset_of!(RunState, trap));
+        self.jump_exit(STATUS_EXHAUSTED);
     }
 
     /// Charges `cost` fuel before a dispatch (after its arguments are evaluated), as the
@@ -863,6 +897,9 @@ impl<'a, 'f> Lower<'a, 'f> {
     }
 
     fn register_osr(&mut self, loop_index: u32, head: Block, this: OpenLoop) {
+        if !self.osr {
+            return;
+        }
         let around = self.loops.clone();
         self.osr_targets
             .insert(loop_index, OsrTarget { head, this, around });

@@ -58,6 +58,7 @@ pub struct NativeCode {
     entry: runtime::Entry,
     data: Box<runtime::NativeData>,
     code_bytes: usize,
+    osr: bool,
 }
 
 // SAFETY: the module's memory is only freed in `drop`, and the code and its data are immutable
@@ -80,6 +81,11 @@ impl Drop for NativeCode {
 impl NativeCode {
     pub fn code_bytes(&self) -> usize {
         self.code_bytes
+    }
+
+    /// Whether an interpreted run can continue in this code at a loop head.
+    pub fn has_osr_entries(&self) -> bool {
+        self.osr
     }
 
     /// Runs the code over `state` (see [`runtime::run`]).
@@ -135,7 +141,18 @@ pub fn compile(
     layout: &Layout,
     registry: &Registry,
 ) -> Result<NativeCode, JitError> {
-    compile_with_listing(program, layout, registry, false).map(|(code, _)| code)
+    build(program, layout, registry, false, false).map(|(code, _)| code)
+}
+
+/// Like [`compile`], with an entry at every loop head so that an interpreted run can continue in
+/// the code (on-stack replacement). The entries cost compile time; runs that start in native
+/// code do not need them.
+pub fn compile_with_osr(
+    program: &Program,
+    layout: &Layout,
+    registry: &Registry,
+) -> Result<NativeCode, JitError> {
+    build(program, layout, registry, false, true).map(|(code, _)| code)
 }
 
 /// Like [`compile`], also returning the Cranelift IR and the disassembly when `listing` is set.
@@ -144,6 +161,16 @@ pub fn compile_with_listing(
     layout: &Layout,
     registry: &Registry,
     listing: bool,
+) -> Result<(NativeCode, Listing), JitError> {
+    build(program, layout, registry, listing, false)
+}
+
+fn build(
+    program: &Program,
+    layout: &Layout,
+    registry: &Registry,
+    listing: bool,
+    osr: bool,
 ) -> Result<(NativeCode, Listing), JitError> {
     let isa = host_isa()?;
     let mut builder = JITBuilder::with_isa(isa.clone(), cranelift_module::default_libcall_names());
@@ -166,6 +193,7 @@ pub fn compile_with_listing(
         registry,
         isa.default_call_conv(),
         &mut builder_context,
+        osr,
     )
     .map_err(JitError::Unsupported)?;
     let mut context = module.make_context();
@@ -215,6 +243,7 @@ pub fn compile_with_listing(
             entry,
             data: lowered.data,
             code_bytes,
+            osr,
         },
         text,
     ))
@@ -249,6 +278,7 @@ pub fn compile_for_target(
         registry,
         isa.default_call_conv(),
         &mut builder_context,
+        true,
     )
     .map_err(JitError::Unsupported)?;
     let mut context = cranelift_codegen::Context::for_function(lowered.function);

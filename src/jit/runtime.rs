@@ -302,14 +302,19 @@ pub unsafe extern "C" fn helper_template(
     })
 }
 
-/// Reads the clock once the deadline epoch has passed: 0 to go on, else
-/// `1 + limit_code(Deadline)`.
+/// The cold path of a stop check: the interrupt flag or the deadline epoch said "maybe". Returns
+/// 0 to go on, else `1 + limit_code` of the limit reached (the interrupt first, then the
+/// deadline, read from the clock).
 ///
 /// # Safety
-/// `state` is the live run state.
+/// `state` is the live run state (its `interrupt` pointer valid for the run).
 pub unsafe extern "C" fn helper_poll(state: *mut RunState) -> u32 {
     // SAFETY: guaranteed by the caller.
     let state = unsafe { &mut *state };
+    // SAFETY: `interrupt` points at the run's flag (or a never-set static) for the whole run.
+    if unsafe { &*state.interrupt }.load(std::sync::atomic::Ordering::Relaxed) {
+        return 1 + limit_code(Limit::Interrupted);
+    }
     match state.deadline {
         Some(deadline) if std::time::Instant::now() >= deadline => 1 + limit_code(Limit::Deadline),
         _ => 0,
