@@ -146,12 +146,15 @@ pub struct Engine {
     shared: Arc<EngineShared>,
 }
 
+/// A flow for the compiler thread, and whether a hot loop asked (then with loop entries).
+type CompileJob = (Weak<FlowInner>, bool);
+
 struct EngineShared {
     registry: Arc<Registry>,
     config: EngineConfig,
     cache: cache::Cache,
     /// The compiler thread's queue, started at the first background compile.
-    compiler: OnceLock<Mutex<Sender<(Weak<FlowInner>, bool)>>>,
+    compiler: OnceLock<Mutex<Sender<CompileJob>>>,
 }
 
 impl Engine {
@@ -278,7 +281,7 @@ impl EngineShared {
     /// Queues a flow for the compiler thread, starting it on first use.
     fn submit(&self, flow: Weak<FlowInner>, osr: bool) {
         let queue = self.compiler.get_or_init(|| {
-            let (sender, receiver) = channel::<(Weak<FlowInner>, bool)>();
+            let (sender, receiver) = channel::<CompileJob>();
             std::thread::Builder::new()
                 .name("koru-jit-compiler".into())
                 .spawn(move || {
