@@ -506,58 +506,6 @@ fn fuel_stops_before_the_refused_dispatch() {
 }
 
 #[test]
-fn an_interrupt_or_deadline_stops_an_endless_loop() {
-    let engine = Engine::new(Registry::new());
-    let flow = engine.compile("t", "~capture({ n: 0 })\n| as acc |> while(acc.n >= 0)\n    | body |> captured { n: acc.n + 1 }\n| captured c |> _", &CompileOptions::default()).unwrap();
-    let interrupt = koru_jit::InterruptHandle::new();
-    let trigger = interrupt.clone();
-    let stopper = std::thread::spawn(move || {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        trigger.interrupt();
-    });
-    let outcome = flow
-        .run(
-            &Inputs::new(),
-            &RunLimits {
-                interrupt: Some(interrupt),
-                ..RunLimits::default()
-            },
-        )
-        .unwrap();
-    stopper.join().unwrap();
-    assert!(
-        matches!(
-            outcome,
-            Outcome::Exhausted {
-                limit: Limit::Interrupted,
-                ..
-            }
-        ),
-        "{outcome:?}"
-    );
-    let deadline = std::time::Instant::now() + std::time::Duration::from_millis(20);
-    let outcome = flow
-        .run(
-            &Inputs::new(),
-            &RunLimits {
-                deadline: Some(deadline),
-                ..RunLimits::default()
-            },
-        )
-        .unwrap();
-    assert!(
-        matches!(
-            outcome,
-            Outcome::Exhausted {
-                limit: Limit::Deadline,
-                ..
-            }
-        ),
-        "{outcome:?}"
-    );
-}
-
-#[test]
 fn inputs_must_match_the_compiled_declaration() {
     let engine = Engine::new(Registry::new());
     let flow = engine

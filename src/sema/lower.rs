@@ -215,20 +215,23 @@ impl<'a> Lowerer<'a> {
         ValueId(self.values.len() as u32 - 1)
     }
 
+    /// Reports E0105 once per source (the first limit hit is what the user needs to see).
+    fn too_large(&mut self, message: String, span: Span) {
+        if !self.too_large {
+            self.too_large = true;
+            self.diagnostics
+                .push(Diagnostic::new(Code::E0105, message, span));
+        }
+    }
+
     fn count_step(&mut self, span: Span) -> bool {
         self.steps += 1;
         if self.steps > self.options.limits.max_steps {
-            if !self.too_large {
-                self.too_large = true;
-                self.diagnostics.push(Diagnostic::new(
-                    Code::E0105,
-                    format!(
-                        "the flow has more than {} steps once subflows are inlined",
-                        self.options.limits.max_steps
-                    ),
-                    span,
-                ));
-            }
+            let message = format!(
+                "the flow has more than {} steps once subflows are inlined",
+                self.options.limits.max_steps
+            );
+            self.too_large(message, span);
             return false;
         }
         true
@@ -312,17 +315,11 @@ impl<'a> Lowerer<'a> {
     /// Guards the depth of the step tree (which grows with inlining), then lowers.
     fn lower_invocation(&mut self, invocation: &ast::Invocation) -> Option<Step> {
         if self.depth >= self.options.limits.max_depth {
-            if !self.too_large {
-                self.too_large = true;
-                self.diagnostics.push(Diagnostic::new(
-                    Code::E0105,
-                    format!(
-                        "steps are nested more than {} deep once subflows are inlined",
-                        self.options.limits.max_depth
-                    ),
-                    invocation.span,
-                ));
-            }
+            let message = format!(
+                "steps are nested more than {} deep once subflows are inlined",
+                self.options.limits.max_depth
+            );
+            self.too_large(message, invocation.span);
             return None;
         }
         self.depth += 1;
