@@ -12,6 +12,8 @@
 //! * `auto/*`: the auto tier. `single_run`: one run of the nested loop from a fresh compile
 //!   (interpreted until the inner loop is hot, then native), against a JIT-only compile + run.
 //!   `three_step`: many runs of three small cached flows, per run of all three, in each tier.
+//! * `three_step_cold/*`: parse + check + layout + run of the three small flows with the
+//!   compiled-flow cache off, per iteration of all three (auto and interp; the cold path).
 //! * `limits/*`: the JIT benchmarks with every limit set (fuel, iterations, a deadline and an
 //!   interrupt handle, none reached) against no limits.
 //!
@@ -252,6 +254,40 @@ fn auto(c: &mut Criterion) {
     group.finish();
 }
 
+fn three_step_cold(c: &mut Criterion) {
+    let mut group = c.benchmark_group("three_step_cold");
+    let sources = [
+        r#"~add(a: "10", b: "20")"#,
+        r#"~multiply(value: "30", by: "3")"#,
+        r#"~subtract(value: "90", by: "5")"#,
+    ];
+    let mut registry = Registry::with_std();
+    koru_jit::host::register_demo_events(&mut registry, Default::default()).unwrap();
+    let engine = Engine::with_config(
+        registry,
+        EngineConfig {
+            policy: TierPolicy::default(),
+            cache: CacheConfig {
+                max_entries: 0,
+                max_code_bytes: 0,
+            },
+        },
+    );
+    let (inputs, limits) = (Inputs::new(), RunLimits::default());
+    for (name, tier) in [("auto", Tier::Auto), ("interp", Tier::Interp)] {
+        let options = CompileOptions::default().tier(tier);
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                for source in &sources {
+                    let flow = engine.compile("bench", source, &options).unwrap();
+                    black_box(flow.run(&inputs, &limits).unwrap());
+                }
+            })
+        });
+    }
+    group.finish();
+}
+
 fn limits(c: &mut Criterion) {
     let mut group = c.benchmark_group("limits");
     let acc = Arc::new(AtomicI64::new(0));
@@ -282,5 +318,13 @@ fn limits(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, nested_loop, sum_fold, compile, auto, limits);
+criterion_group!(
+    benches,
+    nested_loop,
+    sum_fold,
+    compile,
+    auto,
+    three_step_cold,
+    limits
+);
 criterion_main!(benches);

@@ -7,6 +7,7 @@ use koru_jit::{
     SourceErrors, Tier, Type,
 };
 use std::io::IsTerminal;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicI64;
 use std::sync::Arc;
@@ -97,6 +98,14 @@ enum Command {
         /// Only these runners (repeatable): interp, jit, auto, native.
         #[arg(long = "tier")]
         tiers: Vec<String>,
+        /// Also run the peer engines: Rhai, Lua 5.4, LuaJIT (build with `--features peers`) and
+        /// CPython (`python3`, or the program named by KORU_BENCH_PYTHON).
+        #[arg(long)]
+        peers: bool,
+        /// Write an SVG chart of ns per operation by engine and tier, and of the auto tier's
+        /// switch to native code, to this file.
+        #[arg(long, value_name = "FILE.svg")]
+        plot: Option<PathBuf>,
         /// Measured rounds (one more warm-up round is dropped).
         #[arg(long, default_value_t = 7)]
         rounds: usize,
@@ -204,9 +213,19 @@ fn main() -> ExitCode {
             workloads,
             tiers,
             rounds,
+            peers,
+            plot,
             json,
             markdown,
-        } => bench(&workloads, &tiers, rounds, json, markdown),
+        } => bench(BenchArgs {
+            workloads,
+            tiers,
+            rounds,
+            peers,
+            plot,
+            json,
+            markdown,
+        }),
         Command::Scopes => {
             let (engine, _) = engine();
             for event in engine.registry().events() {
@@ -442,15 +461,25 @@ fn run(request: RunRequest<'_>) -> u8 {
     code
 }
 
-fn bench(workloads: &[String], tiers: &[String], rounds: usize, json: bool, markdown: bool) -> u8 {
+struct BenchArgs {
+    workloads: Vec<String>,
+    tiers: Vec<String>,
+    rounds: usize,
+    peers: bool,
+    plot: Option<PathBuf>,
+    json: bool,
+    markdown: bool,
+}
+
+fn bench(args: BenchArgs) -> u8 {
     use koru_jit::bench::{BenchOptions, Runner, Workload};
     let mut options = BenchOptions {
-        rounds: rounds.max(1),
+        rounds: args.rounds.max(1),
         ..BenchOptions::default()
     };
-    if !workloads.is_empty() {
+    if !args.workloads.is_empty() {
         options.workloads = Vec::new();
-        for name in workloads {
+        for name in &args.workloads {
             match Workload::from_name(name) {
                 Some(workload) => options.workloads.push(workload),
                 None => {
@@ -460,9 +489,9 @@ fn bench(workloads: &[String], tiers: &[String], rounds: usize, json: bool, mark
             }
         }
     }
-    if !tiers.is_empty() {
+    if !args.tiers.is_empty() {
         options.runners = Vec::new();
-        for name in tiers {
+        for name in &args.tiers {
             let runner = match name.as_str() {
                 "interp" => Runner::Tier(Tier::Interp),
                 "jit" => Runner::Tier(Tier::Jit),
@@ -476,22 +505,53 @@ fn bench(workloads: &[String], tiers: &[String], rounds: usize, json: bool, mark
             options.runners.push(runner);
         }
     }
+    if args.peers {
+        options = options.with_peers();
+    }
     if cfg!(debug_assertions) {
         eprintln!("note: this is a debug build; measure with `cargo run --release -- bench`");
     }
-    let measurements = koru_jit::bench::run(&options);
-    if json {
-        println!(
-            "{}",
-            koru_jit::bench::to_json(&measurements, options.rounds)
-        );
-    } else if markdown {
+    let report = koru_jit::bench::run(&options);
+    if let Some(path) = &args.plot {
+        let timeline = koru_jit::bench::auto_timeline(500);
+        let svg = koru_jit::bench::plot::svg(&report, Some(&timeline));
+        if let Err(e) = std::fs::write(path, svg) {
+            eprintln!("error: cannot write {}: {e}", path.display());
+            return EXIT_USAGE;
+        }
+    }
+    if args.json {
+        println!("{}", koru_jit::bench::to_json(&report));
+    } else if args.markdown {
+        // The command that regenerates this output, quoted in its header.
+        let mut command = String::from("cargo run --release");
+        if cfg!(feature = "peers") {
+            command += " --features peers";
+        }
+        command += " -- bench";
+        for name in &args.workloads {
+            command += &format!(" --workload {name}");
+        }
+        for name in &args.tiers {
+            command += &format!(" --tier {name}");
+        }
+        if args.rounds != 7 {
+            command += &format!(" --rounds {}", args.rounds);
+        }
+        if args.peers {
+            command += " --peers";
+        }
+        if let Some(path) = &args.plot {
+            command += &format!(" --plot {}", path.display());
+        }
+        command += " --markdown > BENCHMARKS.md";
+        let chart = args.plot.as_ref().map(|p| p.display().to_string());
         print!(
             "{}",
-            koru_jit::bench::markdown(&measurements, options.rounds)
+            koru_jit::bench::markdown(&report, &command, chart.as_deref())
         );
     } else {
-        print!("{}", koru_jit::bench::table(&measurements));
+        print!("{}", koru_jit::bench::table(&report));
     }
     EXIT_OK
 }

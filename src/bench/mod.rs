@@ -2,6 +2,9 @@
 //! hand-written native Rust calling the same host functions (the physical limit), interleaved
 //! round by round in one process, reported as medians with their spread.
 
+pub mod peers;
+pub mod plot;
+
 use crate::engine::{CacheConfig, CompileOptions, Engine, EngineConfig, Flow, Tier, TierPolicy};
 use crate::host::{HostError, Registry};
 use crate::limits::RunLimits;
@@ -10,6 +13,8 @@ use std::hint::black_box;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
+
+pub use peers::Peer;
 
 /// A workload of the suite.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -71,6 +76,8 @@ pub enum Runner {
     Tier(Tier),
     /// Hand-written Rust calling the same host functions.
     Native,
+    /// Another engine running the same workload with the same host functions.
+    Peer(Peer),
 }
 
 impl Runner {
@@ -80,6 +87,7 @@ impl Runner {
             Runner::Tier(Tier::Jit) => "jit",
             Runner::Tier(Tier::Auto) => "auto",
             Runner::Native => "native",
+            Runner::Peer(peer) => peer.name(),
         }
     }
 }
@@ -90,6 +98,8 @@ pub struct Measurement {
     pub workload: Workload,
     pub runner: Runner,
     pub samples: Vec<f64>,
+    /// Why there are no (or fewer) samples: the peer is unavailable or failed a round.
+    pub error: Option<String>,
 }
 
 impl Measurement {
@@ -124,6 +134,16 @@ pub struct BenchOptions {
     pub workloads: Vec<Workload>,
     pub runners: Vec<Runner>,
     pub rounds: usize,
+    /// The CPython peer's program: `KORU_BENCH_PYTHON` or `python3`.
+    pub python: String,
+}
+
+impl BenchOptions {
+    /// Adds every peer engine to the runners.
+    pub fn with_peers(mut self) -> Self {
+        self.runners.extend(Peer::ALL.into_iter().map(Runner::Peer));
+        self
+    }
 }
 
 impl Default for BenchOptions {
@@ -137,6 +157,7 @@ impl Default for BenchOptions {
                 Runner::Native,
             ],
             rounds: 7,
+            python: std::env::var("KORU_BENCH_PYTHON").unwrap_or_else(|_| "python3".to_string()),
         }
     }
 }
@@ -222,10 +243,13 @@ fn registry(accumulator: &Arc<AtomicI64>) -> Registry {
 /// A prepared measurement: runs one round, returns the operations it did.
 type Round = Box<dyn FnMut() -> u64>;
 
+/// One round's figures: operations done and, for a peer that timed itself, its nanoseconds.
+type Sample = Result<(u64, Option<f64>), String>;
+
 struct Prepared {
     workload: Workload,
     runner: Runner,
-    round: Round,
+    round: Box<dyn FnMut() -> Sample>,
 }
 
 fn engine_for(accumulator: &Arc<AtomicI64>, cache: bool) -> Engine {
@@ -393,12 +417,64 @@ fn prepare(workload: Workload, runner: Runner) -> Option<Prepared> {
             })
         }
         (Workload::Compile, _) => return None,
+        (_, Runner::Peer(_)) => unreachable!("peers are prepared by `prepare_peers`"),
     };
+    let mut round = round;
     Some(Prepared {
         workload,
         runner,
-        round,
+        round: Box::new(move || Ok((round(), None))),
     })
+}
+
+/// Starts each peer once (one engine or child process shared by its workloads) and prepares a
+/// measurement per workload it runs; an unavailable peer gets one row saying why.
+fn prepare_peers(
+    options: &BenchOptions,
+    prepared: &mut Vec<Prepared>,
+    missing: &mut Vec<Measurement>,
+) {
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    for &runner in &options.runners {
+        let Runner::Peer(peer) = runner else { continue };
+        let workloads: Vec<Workload> = options
+            .workloads
+            .iter()
+            .copied()
+            .filter(|w| Peer::runs(w.name()))
+            .collect();
+        let Some(&first) = workloads.first() else {
+            continue;
+        };
+        match peers::PeerEngine::start(peer, &options.python) {
+            Ok((engine, version)) => {
+                eprintln!("peer {}: {version}", peer.name());
+                let engine = Rc::new(RefCell::new(engine));
+                for workload in workloads {
+                    let engine = engine.clone();
+                    prepared.push(Prepared {
+                        workload,
+                        runner,
+                        round: Box::new(move || match engine.borrow_mut().round(workload.name()) {
+                            Ok(Some(sample)) => Ok((sample.operations, sample.ns)),
+                            Ok(None) => Err(format!("does not run {}", workload.name())),
+                            Err(e) => Err(e),
+                        }),
+                    });
+                }
+            }
+            Err(reason) => {
+                eprintln!("peer {}: unavailable: {reason}", peer.name());
+                missing.push(Measurement {
+                    workload: first,
+                    runner,
+                    samples: Vec::new(),
+                    error: Some(format!("unavailable: {reason}")),
+                });
+            }
+        }
+    }
 }
 
 /// The hand-written floor of the cold workload: a special-purpose parser for `name(a: "x", b: "y")`
@@ -424,35 +500,128 @@ fn native_parse_and_run(source: &str, accumulator: &AtomicI64) -> Option<i64> {
 
 /// Runs every (workload, runner) pair `rounds` times, interleaved: round 1 of everything, then
 /// round 2, so that drifts of the machine hit every runner alike. One warm-up round is dropped.
-pub fn run(options: &BenchOptions) -> Vec<Measurement> {
+pub fn run(options: &BenchOptions) -> Report {
     let mut prepared: Vec<Prepared> = Vec::new();
     for &workload in &options.workloads {
         for &runner in &options.runners {
+            if matches!(runner, Runner::Peer(_)) {
+                continue;
+            }
             if let Some(p) = prepare(workload, runner) {
                 prepared.push(p);
             }
         }
     }
+    let mut missing = Vec::new();
+    prepare_peers(options, &mut prepared, &mut missing);
     let mut samples: Vec<Vec<f64>> = vec![Vec::new(); prepared.len()];
+    let mut errors: Vec<Option<String>> = vec![None; prepared.len()];
     for round in 0..=options.rounds {
         for (k, p) in prepared.iter_mut().enumerate() {
+            if errors[k].is_some() {
+                continue;
+            }
             let started = Instant::now();
-            let operations = (p.round)();
-            let ns = started.elapsed().as_nanos() as f64 / operations as f64;
-            if round > 0 {
-                samples[k].push(ns);
+            match (p.round)() {
+                Ok((operations, timed)) => {
+                    let elapsed = timed.unwrap_or_else(|| started.elapsed().as_nanos() as f64);
+                    if round > 0 {
+                        samples[k].push(elapsed / operations.max(1) as f64);
+                    }
+                }
+                Err(e) => errors[k] = Some(format!("failed: {e}")),
             }
         }
     }
-    prepared
+    // Rows in the order of the workloads, then of the runners asked for.
+    let mut measurements: Vec<Measurement> = prepared
         .into_iter()
         .zip(samples)
-        .map(|(p, samples)| Measurement {
+        .zip(errors)
+        .map(|((p, samples), error)| Measurement {
             workload: p.workload,
             runner: p.runner,
             samples,
+            error,
         })
-        .collect()
+        .chain(missing)
+        .collect();
+    let position = |runner: Runner| options.runners.iter().position(|&r| r == runner);
+    let workload_position = |w: Workload| options.workloads.iter().position(|&x| x == w);
+    measurements.sort_by_key(|m| (workload_position(m.workload), position(m.runner)));
+    Report {
+        measurements,
+        rounds: options.rounds,
+    }
+}
+
+/// The auto tier's switch to native code, seen from the host: one run of the string nested loop
+/// from a fresh compile, with an `add` that notes the time every `chunk` calls. Returns
+/// (calls so far, mean ns per call over the chunk) and the flow's statistics.
+pub fn auto_timeline(chunk: u64) -> (Vec<(u64, f64)>, crate::FlowStats) {
+    use std::sync::atomic::AtomicU64;
+    const CALLS: u64 = 100_000;
+    let chunk = chunk.clamp(1, CALLS);
+    struct Marks {
+        start: Instant,
+        calls: AtomicU64,
+        ns: Vec<AtomicU64>,
+    }
+    let marks = Arc::new(Marks {
+        start: Instant::now(),
+        calls: AtomicU64::new(0),
+        ns: (0..CALLS / chunk).map(|_| AtomicU64::new(0)).collect(),
+    });
+    let mut registry = Registry::with_std();
+    let m = marks.clone();
+    registry
+        .event(
+            "~event add { a: []const u8, b: []const u8 } | sum []const u8",
+            move |a: &str, b: &str| {
+                let calls = m.calls.fetch_add(1, Ordering::Relaxed) + 1;
+                if calls.is_multiple_of(chunk) {
+                    if let Some(slot) = m.ns.get((calls / chunk - 1) as usize) {
+                        slot.store(m.start.elapsed().as_nanos() as u64, Ordering::Relaxed);
+                    }
+                }
+                host::parse(a)?;
+                host::parse(b)?;
+                Ok::<_, HostError>("ok")
+            },
+        )
+        .expect("valid declaration");
+    let engine = Engine::with_config(
+        registry,
+        EngineConfig {
+            policy: TierPolicy::default(),
+            cache: CacheConfig {
+                max_entries: 0,
+                max_code_bytes: 0,
+            },
+        },
+    );
+    let flow = compile(&engine, NESTED_STRING, Tier::Auto);
+    let started = marks.start.elapsed().as_nanos() as u64;
+    black_box(
+        flow.run(&Inputs::new(), &RunLimits::default())
+            .expect("no inputs"),
+    );
+    let mut previous = started;
+    let points = marks
+        .ns
+        .iter()
+        .enumerate()
+        .map(|(k, slot)| {
+            let now = slot.load(Ordering::Relaxed);
+            let point = (
+                (k as u64 + 1) * chunk,
+                now.saturating_sub(previous) as f64 / chunk as f64,
+            );
+            previous = now;
+            point
+        })
+        .collect();
+    (points, flow.stats())
 }
 
 /// Nanoseconds with the precision they deserve (sub-nanosecond figures keep two decimals).
@@ -464,53 +633,204 @@ fn ns(value: f64) -> String {
     }
 }
 
-fn native_median(measurements: &[Measurement], workload: Workload) -> Option<f64> {
-    measurements
-        .iter()
-        .find(|m| m.workload == workload && m.runner == Runner::Native)
-        .map(Measurement::median)
+/// The result of one `koru-jit bench`: every measurement, the engines' versions, the targets.
+pub struct Report {
+    pub measurements: Vec<Measurement>,
+    pub rounds: usize,
 }
 
-/// A table: workload, runner, median ns/op, spread (min-max), ratio to native.
-pub fn table(measurements: &[Measurement]) -> String {
+/// A performance target of the issues, checked against the figures of this one run.
+pub struct Target {
+    pub description: &'static str,
+    /// The measured ratio or figure, in words.
+    pub measured: String,
+    /// `None` when a figure it needs was not measured (workload, tier or peer not run).
+    pub met: Option<bool>,
+}
+
+impl Report {
+    fn median(&self, workload: Workload, runner: Runner) -> Option<f64> {
+        self.measurements
+            .iter()
+            .find(|m| m.workload == workload && m.runner == runner && !m.samples.is_empty())
+            .map(Measurement::median)
+    }
+
+    /// The fastest peer on a workload and its median.
+    pub fn best_peer(&self, workload: Workload) -> Option<(Peer, f64)> {
+        self.measurements
+            .iter()
+            .filter(|m| m.workload == workload && !m.samples.is_empty())
+            .filter_map(|m| match m.runner {
+                Runner::Peer(peer) => Some((peer, m.median())),
+                _ => None,
+            })
+            .min_by(|a, b| a.1.total_cmp(&b.1))
+    }
+
+    fn ratio_to_native(&self, m: &Measurement) -> Option<f64> {
+        let native = self.median(m.workload, Runner::Native)?;
+        (!m.samples.is_empty()).then(|| m.median() / native)
+    }
+
+    fn ratio_to_best_peer(&self, m: &Measurement) -> Option<f64> {
+        let (_, best) = self.best_peer(m.workload)?;
+        (!m.samples.is_empty()).then(|| m.median() / best)
+    }
+
+    /// The targets of issues 3 and 6, each with what this run measured.
+    pub fn targets(&self) -> Vec<Target> {
+        let jit = Runner::Tier(Tier::Jit);
+        let mut targets = Vec::new();
+        for (workload, description) in [
+            (
+                Workload::NestedLoopTyped,
+                "jit within 1.5x of native on nested-loop-typed",
+            ),
+            (
+                Workload::NestedLoop,
+                "jit within 1.5x of native on nested-loop",
+            ),
+            (Workload::SumFold, "jit within 1.5x of native on sum-fold"),
+        ] {
+            let ratio = self
+                .median(workload, jit)
+                .zip(self.median(workload, Runner::Native))
+                .map(|(j, n)| j / n);
+            targets.push(Target {
+                description,
+                measured: ratio.map_or("not measured".into(), |r| format!("{r:.2}x native")),
+                met: ratio.map(|r| r <= 1.5),
+            });
+        }
+        let against_luajit = |workload: Workload, runner: Runner| {
+            self.median(workload, runner)
+                .zip(self.median(workload, Runner::Peer(Peer::LuaJit)))
+                .map(|(ours, luajit)| ours / luajit)
+        };
+        for (workload, runner, description) in [
+            (
+                Workload::NestedLoop,
+                Runner::Tier(Tier::Interp),
+                "interp faster than LuaJIT on nested-loop",
+            ),
+            (
+                Workload::NestedLoopTyped,
+                Runner::Tier(Tier::Interp),
+                "interp faster than LuaJIT on nested-loop-typed",
+            ),
+            (
+                Workload::ThreeStepCold,
+                Runner::Tier(Tier::Auto),
+                "three-step-cold (auto, the default tier) faster than LuaJIT's load+call",
+            ),
+        ] {
+            let ratio = against_luajit(workload, runner);
+            targets.push(Target {
+                description,
+                measured: ratio.map_or("not measured".into(), |r| format!("{r:.2}x LuaJIT")),
+                met: ratio.map(|r| r < 1.0),
+            });
+        }
+        let cached = self.median(Workload::ThreeStepCached, Runner::Tier(Tier::Auto));
+        targets.push(Target {
+            description: "three-step-cached (auto) at most 150 ns per flow run",
+            measured: cached.map_or("not measured".into(), |c| format!("{} ns", ns(c))),
+            met: cached.map(|c| c <= 150.0),
+        });
+        targets
+    }
+}
+
+fn ratio_text(ratio: Option<f64>) -> String {
+    ratio.map_or("-".to_string(), |r| format!("{r:.2}x"))
+}
+
+fn verdict(met: Option<bool>) -> &'static str {
+    match met {
+        Some(true) => "met",
+        Some(false) => "MISSED",
+        None => "not measured",
+    }
+}
+
+/// A table: workload, runner, median ns/op, spread (min-max), ratios to native and to the
+/// best peer; then the targets.
+pub fn table(report: &Report) -> String {
     let mut out = format!(
-        "{:<18} {:<7} {:>12} {:>22} {:>10}  {}\n",
-        "workload", "runner", "median ns", "spread (min-max)", "x native", "per"
+        "{:<18} {:<8} {:>12} {:>22} {:>9} {:>11}  {}\n",
+        "workload", "runner", "median ns", "spread (min-max)", "x native", "x best peer", "per"
     );
-    for m in measurements {
-        let ratio = native_median(measurements, m.workload)
-            .map_or("-".to_string(), |n| format!("{:.2}x", m.median() / n));
+    for m in &report.measurements {
+        if let Some(error) = m.error.as_ref().filter(|_| m.samples.is_empty()) {
+            out += &format!("{:<18} {:<8} {error}\n", m.workload.name(), m.runner.name());
+            continue;
+        }
         out += &format!(
-            "{:<18} {:<7} {:>12} {:>22} {:>10}  {}\n",
+            "{:<18} {:<8} {:>12} {:>22} {:>9} {:>11}  {}{}\n",
             m.workload.name(),
             m.runner.name(),
             ns(m.median()),
             format!("{}-{}", ns(m.min()), ns(m.max())),
-            ratio,
-            m.workload.unit()
+            ratio_text(report.ratio_to_native(m)),
+            ratio_text(report.ratio_to_best_peer(m)),
+            m.workload.unit(),
+            m.error
+                .as_ref()
+                .map_or(String::new(), |e| format!(" ({e})")),
+        );
+    }
+    out += "\ntargets:\n";
+    for target in report.targets() {
+        out += &format!(
+            "  {:<13} {:<72} {}\n",
+            verdict(target.met),
+            target.description,
+            target.measured
         );
     }
     out
 }
 
 /// Every figure and ratio as one JSON object.
-pub fn to_json(measurements: &[Measurement], rounds: usize) -> serde_json::Value {
-    let results: Vec<serde_json::Value> = measurements
+pub fn to_json(report: &Report) -> serde_json::Value {
+    let results: Vec<serde_json::Value> = report
+        .measurements
         .iter()
         .map(|m| {
+            let samples = !m.samples.is_empty();
             serde_json::json!({
                 "workload": m.workload.name(),
                 "runner": m.runner.name(),
                 "unit": m.workload.unit(),
-                "median_ns": m.median(),
-                "min_ns": m.min(),
-                "max_ns": m.max(),
+                "median_ns": samples.then(|| m.median()),
+                "min_ns": samples.then(|| m.min()),
+                "max_ns": samples.then(|| m.max()),
                 "samples_ns": m.samples,
-                "ratio_to_native": native_median(measurements, m.workload).map(|n| m.median() / n),
+                "ratio_to_native": report.ratio_to_native(m),
+                "ratio_to_best_peer": report.ratio_to_best_peer(m),
+                "best_peer": report.best_peer(m.workload).map(|(p, _)| p.name()),
+                "error": m.error,
             })
         })
         .collect();
-    serde_json::json!({ "rounds": rounds, "results": results })
+    let targets: Vec<serde_json::Value> = report
+        .targets()
+        .into_iter()
+        .map(|t| {
+            serde_json::json!({
+                "target": t.description,
+                "measured": t.measured,
+                "met": t.met,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "machine": machine(),
+        "rounds": report.rounds,
+        "results": results,
+        "targets": targets,
+    })
 }
 
 /// What this machine is, for the report.
@@ -532,34 +852,58 @@ pub fn machine() -> String {
     )
 }
 
-/// The whole BENCHMARKS.md: command, machine, table and what each number means.
-pub fn markdown(measurements: &[Measurement], rounds: usize) -> String {
+/// The whole BENCHMARKS.md: command, machine, table, targets, chart and what each number means.
+pub fn markdown(report: &Report, command: &str, chart: Option<&str>) -> String {
     let mut out = String::new();
     out += "# Benchmarks\n\n";
-    out += "Generated by `cargo run --release -- bench --markdown > BENCHMARKS.md`; do not edit by hand.\n\n";
-    out += &format!("Machine: {}. Rounds: {rounds} measured (one warm-up round dropped), interleaved: round 1 of every\nworkload and runner, then round 2, and so on, in one process.\n\n", machine());
-    out += "| workload | runner | median ns per op | spread (min-max) | x native | op |\n|---|---|---|---|---|---|\n";
-    for m in measurements {
-        let ratio = native_median(measurements, m.workload)
-            .map_or("-".to_string(), |n| format!("{:.2}x", m.median() / n));
+    out += &format!("Generated by `{command}`; do not edit by hand.\n\n");
+    out += &format!(
+        "Machine: {}. Rounds: {} measured (one warm-up round dropped), interleaved: round 1 of\nevery workload and runner, then round 2, and so on, in one run.\n\n",
+        machine(),
+        report.rounds
+    );
+    out += "| workload | runner | median ns per op | spread (min-max) | x native | x best peer | op |\n|---|---|---|---|---|---|---|\n";
+    for m in &report.measurements {
+        if let Some(error) = m.error.as_ref().filter(|_| m.samples.is_empty()) {
+            out += &format!(
+                "| {} | {} | {error} | | | | |\n",
+                m.workload.name(),
+                m.runner.name()
+            );
+            continue;
+        }
         out += &format!(
-            "| {} | {} | {} | {}-{} | {} | {} |\n",
+            "| {} | {} | {} | {}-{} | {} | {} | {} |\n",
             m.workload.name(),
             m.runner.name(),
             ns(m.median()),
             ns(m.min()),
             ns(m.max()),
-            ratio,
+            ratio_text(report.ratio_to_native(m)),
+            ratio_text(report.ratio_to_best_peer(m)),
             m.workload.unit()
         );
+    }
+    out += "\n## Targets (ratios from this run)\n\n| target | measured | |\n|---|---|---|\n";
+    for target in report.targets() {
+        out += &format!(
+            "| {} | {} | {} |\n",
+            target.description,
+            target.measured,
+            verdict(target.met)
+        );
+    }
+    if let Some(chart) = chart {
+        out += &format!("\n![ns per operation by engine and tier; auto tier timeline]({chart})\n");
     }
     out += "\n## What the numbers mean\n\n";
     out += "* **interp**, **jit**, **auto**: the flow run by the interpreter, by native code compiled before the\n  measured rounds, and by the auto tier (for the loop workloads a fresh compile each round, so\n  the interpreted start and the switch to native code are inside the time).\n";
     out += "* **native**: hand-written Rust calling the same host functions through a non-inlinable\n  pointer: the physical limit. The string nested loop formats `i` into a stack buffer; the\n  cold workload uses a special-purpose parser for `name(a: \"x\", b: \"y\")`, a floor.\n";
-    out += "* **nested-loop**: SPEC 9's nested loop, `add(a: \"0\", b: i)` (100,000 host calls per run); the\n  host parses both strings and adds them into an atomic accumulator. **nested-loop-typed**:\n  `add_typed(a: 0, b: i)` with `i64` inputs.\n";
+    out += "* **rhai**, **luajit** (in-process, mlua vendored), **lua5.4** (mlua vendored, a child process:\n  mlua links one Lua per binary) and **cpython** (`python3`, a child process that times its own\n  rounds): the same workloads written the obvious way in each language, with the same host\n  functions registered as Rust closures (Python functions for CPython). Each checks its result.\n  Cold: `lua.load(src).call()`, Rhai `eval`, Python `eval(src)`; cached: a function / AST / code\n  object compiled once. Build with `--features peers` for Rhai and the Luas.\n";
+    out += "* **nested-loop**: SPEC 9's nested loop, `add(a: \"0\", b: i)` (100,000 host calls per run); the\n  host parses both strings and adds them into an accumulator. **nested-loop-typed**:\n  `add_typed(a: 0, b: i)` with `i64` arguments.\n";
     out += "* **three-step-cold**: parse + check + layout + run of `add(a: \"10\", b: \"20\")`,\n  `multiply(value: \"30\", by: \"3\")`, `subtract(value: \"90\", by: \"5\")` with the compiled-flow cache\n  off (the jit row includes a JIT compile per step). **three-step-cached**: runs of the same three\n  flows compiled once (auto measured after warm-up, once native).\n";
     out += "* **sum-fold**: `capture` + `for` summing 0..1,000,000 in flow code; the native loop passes its\n  accumulator through `black_box` every iteration.\n";
     out += "* **compile**: parse + check + layout of the nested loop (interp row) and its JIT compile\n  (lowering, Cranelift, finalize; jit row).\n";
-    out += "\nPeers (Rhai, Lua 5.4, LuaJIT, CPython) are not part of this build yet; the reference\nnumbers measured by the peers harness on this kind of machine are in `../shared/peers/README.md`.\n";
+    out += "* **x best peer**: the median over the fastest peer's median on that workload.\n";
     out
 }
