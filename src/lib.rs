@@ -33,6 +33,8 @@ pub mod layout;
 pub mod limits;
 pub mod outcome;
 pub mod sema;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod span;
 mod state;
 pub mod syntax;

@@ -88,6 +88,37 @@ enum Command {
     },
     /// List the host events and scopes the command line registers.
     Scopes,
+    /// Serve flows over HTTP (POST /v1/run, /v1/check; GET /v1/flows/stats, /metrics,
+    /// /healthz) with the scopes, limits and API keys of a TOML configuration file.
+    #[cfg(feature = "server")]
+    Serve {
+        /// The configuration file (see README "Serving flows over HTTP").
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Send load to a running `koru-jit serve` and report requests per second and latency
+    /// percentiles (every answer checked); `soak` also reports the server's memory and native
+    /// code at the start, middle and end.
+    #[cfg(feature = "server")]
+    Load {
+        /// The server, `host:port` or `http://host:port`.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        address: String,
+        /// The API key to send.
+        #[arg(long)]
+        key: String,
+        /// small (one cached flow), nested (SPEC 9's nested loop), soak (10,000 distinct flows).
+        #[arg(long, default_value = "small")]
+        workload: String,
+        /// Connections, one thread each.
+        #[arg(long, default_value_t = 4)]
+        connections: usize,
+        #[arg(long, default_value_t = 10_000)]
+        requests: u64,
+        /// Print one JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run the built-in benchmark workloads in every tier and as native Rust, interleaved, and
     /// report medians, spread and ratios (build with --release).
     Bench {
@@ -226,6 +257,17 @@ fn main() -> ExitCode {
             json,
             markdown,
         }),
+        #[cfg(feature = "server")]
+        Command::Serve { config } => serve(&config),
+        #[cfg(feature = "server")]
+        Command::Load {
+            address,
+            key,
+            workload,
+            connections,
+            requests,
+            json,
+        } => send_load(&address, &key, &workload, connections, requests, json),
         Command::Scopes => {
             let (engine, _) = engine();
             for event in engine.registry().events() {
@@ -267,6 +309,12 @@ fn describe(sig: &koru_jit::EventSig) -> String {
 
 /// The command line's registry: the standard library and the example events of the Koru articles.
 fn engine() -> (Engine, Arc<AtomicI64>) {
+    let (registry, accumulator) = registry();
+    (Engine::new(registry), accumulator)
+}
+
+/// The command line's host events: std, and the demo events of SPEC 9 and the benchmarks.
+fn registry() -> (Registry, Arc<AtomicI64>) {
     let mut registry = Registry::with_std();
     let accumulator = Arc::new(AtomicI64::new(0));
     koru_jit::host::register_demo_events(&mut registry, accumulator.clone())
@@ -281,7 +329,7 @@ fn engine() -> (Engine, Arc<AtomicI64>) {
             .allow("subtract")
             .allow("produce"),
     );
-    (Engine::new(registry), accumulator)
+    (registry, accumulator)
 }
 
 enum LoadError {
@@ -459,6 +507,89 @@ fn run(request: RunRequest<'_>) -> u8 {
         }
     }
     code
+}
+
+#[cfg(feature = "server")]
+fn serve(config: &std::path::Path) -> u8 {
+    let config = match koru_jit::server::ServerConfig::load(config) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_USAGE;
+        }
+    };
+    // The same host events as `koru-jit run` (see `koru-jit scopes`); the configuration's
+    // scopes choose which of them each API key reaches.
+    let (registry, _) = registry();
+    match koru_jit::server::serve_blocking(config, registry) {
+        Ok(()) => EXIT_OK,
+        Err(e) => {
+            eprintln!("error: {e}");
+            EXIT_USAGE
+        }
+    }
+}
+
+#[cfg(feature = "server")]
+fn send_load(
+    address: &str,
+    key: &str,
+    workload: &str,
+    connections: usize,
+    requests: u64,
+    json: bool,
+) -> u8 {
+    use koru_jit::server::load::{self, LoadOptions, LoadWorkload};
+    let Some(workload) = LoadWorkload::from_name(workload) else {
+        eprintln!("error: unknown workload `{workload}` (small, nested or soak)");
+        return EXIT_USAGE;
+    };
+    let report = load::run(&LoadOptions {
+        address: address.to_string(),
+        key: key.to_string(),
+        workload,
+        connections,
+        requests,
+    });
+    if json {
+        println!("{}", report.to_json());
+    } else {
+        println!(
+            "{} requests in {:.2} s: {:.0} requests/s, p50 {:.0} us, p99 {:.0} us, max {:.0} us, {} failed",
+            report.requests,
+            report.elapsed.as_secs_f64(),
+            report.requests_per_second(),
+            report.p50.as_secs_f64() * 1e6,
+            report.p99.as_secs_f64() * 1e6,
+            report.max.as_secs_f64() * 1e6,
+            report.failures
+        );
+        let mib = |b: Option<u64>| {
+            b.map_or("?".to_string(), |b| {
+                format!("{:.1} MiB", b as f64 / 1048576.0)
+            })
+        };
+        let n = |v: Option<u64>| v.map_or("?".to_string(), |v| v.to_string());
+        for s in &report.snapshots {
+            println!(
+                "  after {:>8} requests: resident {}, native code {} bytes, cache entries {}, evictions {}, native flows {}",
+                s.after_requests,
+                mib(s.resident_bytes),
+                n(s.native_code_bytes),
+                n(s.cache_entries),
+                n(s.cache_evictions),
+                n(s.native_flows)
+            );
+        }
+        if let Some(failure) = &report.first_failure {
+            println!("first failure: {failure}");
+        }
+    }
+    if report.failures > 0 {
+        EXIT_RUNTIME_ERROR
+    } else {
+        EXIT_OK
+    }
 }
 
 struct BenchArgs {

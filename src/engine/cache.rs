@@ -128,6 +128,24 @@ impl Cache {
         slot
     }
 
+    /// The cached flows that checked, with their scope, most recently used first.
+    pub fn flows(&self) -> Vec<(Option<String>, Flow)> {
+        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let mut flows: Vec<(u64, Option<String>, Flow)> = inner
+            .entries
+            .iter()
+            .filter_map(|(key, (slot, used))| match slot.get() {
+                Some(Ok(flow)) => Some((*used, key.scope.clone(), flow.clone())),
+                _ => None,
+            })
+            .collect();
+        flows.sort_by_key(|(used, _, _)| std::cmp::Reverse(*used));
+        flows
+            .into_iter()
+            .map(|(_, scope, flow)| (scope, flow))
+            .collect()
+    }
+
     pub fn stats(&self) -> CacheStats {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         CacheStats {

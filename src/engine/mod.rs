@@ -25,7 +25,7 @@ mod inputs;
 mod pool;
 mod stats;
 
-pub use cache::CacheConfig;
+pub use cache::{CacheConfig, CacheStats};
 pub use inputs::{InputError, Inputs};
 pub use stats::FlowStats;
 
@@ -198,6 +198,13 @@ impl Engine {
         let slot = self.shared.cache.slot(cache::Key::new(source, options));
         slot.get_or_init(|| self.compile_uncached(name, source, options))
             .clone()
+    }
+
+    /// The flows in the compiled-flow cache that checked, with the scope each was checked
+    /// against, most recently used first (a snapshot: each `Flow` keeps its code alive while
+    /// held, so drop it soon).
+    pub fn cached_flows(&self) -> Vec<(Option<String>, Flow)> {
+        self.shared.cache.flows()
     }
 
     /// Cache statistics: entries and native code bytes held.

@@ -1,0 +1,335 @@
+//! The server's TOML configuration: address, request and cache bounds, scopes (the events and
+//! subflow libraries each exposes, and its run limits) and API keys mapped to scopes.
+//!
+//! ```toml
+//! listen = "127.0.0.1:8080"      # the default
+//! max_body_bytes = 65536         # request bodies above this get 413
+//! max_concurrent_runs = 4        # runs beyond this wait (default: 2 per core)
+//!
+//! [cache]                        # the compiled-flow cache (entries and native code bytes)
+//! max_entries = 1024
+//! max_code_bytes = 67108864
+//!
+//! [scopes.public]
+//! allow = ["add", "multiply", "std.io.*"]   # events, or globs ending in `*`
+//! include = []                               # other scopes whose events this one exposes
+//! libraries = ["lib/math.kz"]                # subflow libraries, relative to this file
+//! fuel = 100000                              # run limits (defaults: 1,000,000 fuel,
+//! max_iterations = 1000000                   #   10,000,000 iterations, 1000 ms)
+//! deadline_ms = 100
+//!
+//! [[keys]]
+//! name = "alice"                 # shown in logs, never the key itself
+//! key_env = "KORU_KEY_ALICE"     # or `key = "..."` written in the file
+//! scopes = ["public"]            # the first is the default when a request names none
+//! ```
+
+use crate::host::{Registry, Scope};
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+/// Why a configuration cannot be used; the message names the file and, for TOML errors, the
+/// line and column.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConfigError(pub String);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default = "default_listen")]
+    listen: String,
+    #[serde(default = "default_max_body_bytes")]
+    max_body_bytes: usize,
+    max_concurrent_runs: Option<usize>,
+    #[serde(default)]
+    cache: CacheSection,
+    #[serde(default)]
+    scopes: BTreeMap<String, ScopeSection>,
+    #[serde(default)]
+    keys: Vec<KeySection>,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:8080".to_string()
+}
+
+fn default_max_body_bytes() -> usize {
+    64 * 1024
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CacheSection {
+    max_entries: Option<usize>,
+    max_code_bytes: Option<usize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScopeSection {
+    #[serde(default)]
+    allow: Vec<String>,
+    #[serde(default)]
+    include: Vec<String>,
+    #[serde(default)]
+    libraries: Vec<PathBuf>,
+    fuel: Option<u64>,
+    max_iterations: Option<u64>,
+    deadline_ms: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeySection {
+    name: Option<String>,
+    key: Option<String>,
+    key_env: Option<String>,
+    scopes: Vec<String>,
+}
+
+/// The run limits of a scope.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScopeLimits {
+    pub fuel: u64,
+    pub max_iterations: u64,
+    pub deadline_ms: u64,
+}
+
+impl Default for ScopeLimits {
+    fn default() -> Self {
+        ScopeLimits {
+            fuel: 1_000_000,
+            max_iterations: 10_000_000,
+            deadline_ms: 1000,
+        }
+    }
+}
+
+/// What an API key may do.
+#[derive(Clone, Debug)]
+pub struct Grant {
+    /// The key's name, for logs (never the key itself).
+    pub name: String,
+    /// The scopes the key may use; the first is the default.
+    pub scopes: Vec<String>,
+}
+
+/// A checked configuration.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub listen: String,
+    pub max_body_bytes: usize,
+    pub max_concurrent_runs: usize,
+    pub cache: crate::engine::CacheConfig,
+    pub scopes: BTreeMap<String, ScopeConfig>,
+    /// API key -> grant.
+    pub keys: HashMap<String, Grant>,
+}
+
+/// One scope: its rules, libraries (read from disk) and limits.
+#[derive(Clone, Debug)]
+pub struct ScopeConfig {
+    pub allow: Vec<String>,
+    pub include: Vec<String>,
+    /// (file name, source) of each subflow library.
+    pub libraries: Vec<(String, String)>,
+    pub limits: ScopeLimits,
+}
+
+impl ServerConfig {
+    /// Reads and checks a configuration file; library paths are relative to it.
+    pub fn load(path: &Path) -> Result<ServerConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError(format!("cannot read `{}`: {e}", path.display())))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        ServerConfig::parse(&text, &path.display().to_string(), base)
+    }
+
+    /// Parses and checks configuration text named `name`; library paths are relative to `base`.
+    pub fn parse(text: &str, name: &str, base: &Path) -> Result<ServerConfig, ConfigError> {
+        let file: File = toml::from_str(text).map_err(|e| {
+            let at = e
+                .span()
+                .map(|span| {
+                    let before = &text[..span.start.min(text.len())];
+                    let line = before.matches('\n').count() + 1;
+                    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                    format!(":{line}:{column}")
+                })
+                .unwrap_or_default();
+            ConfigError(format!("{name}{at}: {}", e.message()))
+        })?;
+        let error = |message: String| ConfigError(format!("{name}: {message}"));
+        let mut scopes = BTreeMap::new();
+        for (scope_name, section) in &file.scopes {
+            for included in &section.include {
+                if !file.scopes.contains_key(included) {
+                    return Err(error(format!(
+                        "scope `{scope_name}` includes `{included}`, which is not a scope of this file"
+                    )));
+                }
+            }
+            let mut libraries = Vec::new();
+            for library in &section.libraries {
+                let path = base.join(library);
+                let source = std::fs::read_to_string(&path).map_err(|e| {
+                    error(format!(
+                        "scope `{scope_name}`: cannot read library `{}`: {e}",
+                        path.display()
+                    ))
+                })?;
+                libraries.push((library.display().to_string(), source));
+            }
+            let defaults = ScopeLimits::default();
+            scopes.insert(
+                scope_name.clone(),
+                ScopeConfig {
+                    allow: section.allow.clone(),
+                    include: section.include.clone(),
+                    libraries,
+                    limits: ScopeLimits {
+                        fuel: section.fuel.unwrap_or(defaults.fuel),
+                        max_iterations: section.max_iterations.unwrap_or(defaults.max_iterations),
+                        deadline_ms: section.deadline_ms.unwrap_or(defaults.deadline_ms),
+                    },
+                },
+            );
+        }
+        let mut keys = HashMap::new();
+        for (index, section) in file.keys.iter().enumerate() {
+            let label = section
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("key #{}", index + 1));
+            let key = match (&section.key, &section.key_env) {
+                (Some(key), None) => key.clone(),
+                (None, Some(variable)) => std::env::var(variable).map_err(|_| {
+                    error(format!(
+                        "{label}: the environment variable `{variable}` is not set"
+                    ))
+                })?,
+                _ => {
+                    return Err(error(format!(
+                        "{label}: give exactly one of `key` and `key_env`"
+                    )))
+                }
+            };
+            if key.len() < 8 {
+                return Err(error(format!(
+                    "{label}: API keys must be at least 8 characters"
+                )));
+            }
+            if section.scopes.is_empty() {
+                return Err(error(format!("{label}: no scopes")));
+            }
+            for scope in &section.scopes {
+                if !scopes.contains_key(scope) {
+                    return Err(error(format!(
+                        "{label}: unknown scope `{scope}` (scopes: {})",
+                        scopes.keys().cloned().collect::<Vec<_>>().join(", ")
+                    )));
+                }
+            }
+            let grant = Grant {
+                name: label.clone(),
+                scopes: section.scopes.clone(),
+            };
+            if keys.insert(key, grant).is_some() {
+                return Err(error(format!("{label}: the same key is given twice")));
+            }
+        }
+        if keys.is_empty() {
+            return Err(error(
+                "no `[[keys]]`: every request needs an API key".to_string(),
+            ));
+        }
+        let defaults = crate::engine::CacheConfig::default();
+        Ok(ServerConfig {
+            listen: file.listen,
+            max_body_bytes: file.max_body_bytes,
+            max_concurrent_runs: file
+                .max_concurrent_runs
+                .unwrap_or_else(|| 2 * std::thread::available_parallelism().map_or(1, |n| n.get())),
+            cache: crate::engine::CacheConfig {
+                max_entries: file.cache.max_entries.unwrap_or(defaults.max_entries),
+                max_code_bytes: file.cache.max_code_bytes.unwrap_or(defaults.max_code_bytes),
+            },
+            scopes,
+            keys,
+        })
+    }
+
+    /// Adds the scopes to `registry` and attaches their libraries (checked now: a library that
+    /// does not check against its scope is an error naming the file and position).
+    pub fn apply(&self, registry: &mut Registry) -> Result<(), ConfigError> {
+        for (name, scope) in &self.scopes {
+            let mut rules = Scope::new();
+            for pattern in &scope.allow {
+                if !pattern.ends_with('*') && registry.event_index(pattern).is_none() {
+                    return Err(ConfigError(format!(
+                        "scope `{name}` allows `{pattern}`, which is not a registered event"
+                    )));
+                }
+                rules = rules.allow(pattern);
+            }
+            for included in &scope.include {
+                rules = rules.include(included);
+            }
+            registry.add_scope(name, rules);
+        }
+        for (name, scope) in &self.scopes {
+            for (file, source) in &scope.libraries {
+                registry
+                    .attach_library(name, file, source)
+                    .map_err(|e| ConfigError(format!("scope `{name}`, library `{file}`: {e}")))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<ServerConfig, ConfigError> {
+        ServerConfig::parse(text, "test.toml", Path::new("."))
+    }
+
+    #[test]
+    fn a_minimal_file_gets_the_documented_defaults() {
+        let config = parse(
+            "[scopes.public]\nallow = [\"add\"]\n[[keys]]\nkey = \"k-12345678\"\nscopes = [\"public\"]\n",
+        )
+        .unwrap();
+        assert_eq!(config.listen, "127.0.0.1:8080");
+        assert_eq!(config.max_body_bytes, 65536);
+        assert_eq!(config.scopes["public"].limits, ScopeLimits::default());
+        assert_eq!(config.keys["k-12345678"].scopes, ["public"]);
+        assert_eq!(config.keys["k-12345678"].name, "key #1");
+    }
+
+    #[test]
+    fn errors_name_the_file_and_position_or_the_offending_entry() {
+        let e = parse("listen = \n").unwrap_err().0;
+        assert!(e.starts_with("test.toml:1:"), "{e}");
+        let e = parse("[scopes.a]\nfuel = -1\n").unwrap_err().0;
+        assert!(e.starts_with("test.toml:2:"), "{e}");
+        let e = parse("[scopes.a]\nallowed = []\n").unwrap_err().0;
+        assert!(e.contains("unknown field `allowed`"), "{e}");
+        let e = parse("[scopes.a]\n[[keys]]\nkey = \"k-12345678\"\nscopes = [\"b\"]\n")
+            .unwrap_err()
+            .0;
+        assert!(e.contains("unknown scope `b`"), "{e}");
+        let e = parse("[scopes.a]\n[[keys]]\nkey = \"short\"\nscopes = [\"a\"]\n")
+            .unwrap_err()
+            .0;
+        assert!(e.contains("at least 8"), "{e}");
+        let e = parse("[scopes.a]\n").unwrap_err().0;
+        assert!(e.contains("no `[[keys]]`"), "{e}");
+        let e = parse("[scopes.a]\ninclude = [\"z\"]\n").unwrap_err().0;
+        assert!(e.contains("includes `z`"), "{e}");
+    }
+}
