@@ -1,0 +1,485 @@
+//! `koru-jit serve` over real HTTP on loopback: keys, scopes, diagnostics, limits, concurrency,
+//! statistics, metrics, body limits and graceful shutdown.
+
+use koru_jit::server::client::Client;
+use koru_jit::server::{self, ServerConfig};
+use koru_jit::{HostError, Registry};
+use serde_json::json;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const CONFIG: &str = r#"
+listen = "127.0.0.1:0"
+max_body_bytes = 4096
+max_concurrent_runs = 4
+
+[cache]
+max_entries = 64
+
+[scopes.public]
+allow = ["add", "std.*"]
+libraries = ["lib/math.kz"]
+fuel = 1000
+max_iterations = 100000
+
+[scopes.slow]
+allow = ["nap"]
+deadline_ms = 40
+
+[[keys]]
+name = "alice"
+key = "alice-key-123"
+scopes = ["public", "slow"]
+
+[[keys]]
+name = "bob"
+key = "bob-key-4567"
+scopes = ["slow"]
+"#;
+
+/// A server on a loopback port in a thread of its own; stops when dropped.
+struct TestServer {
+    address: String,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+fn registry() -> Registry {
+    let mut registry = Registry::with_std();
+    registry
+        .event(
+            "~event add { a: []const u8, b: []const u8 } | sum []const u8",
+            |a: &str, b: &str| -> Result<String, HostError> {
+                let parse = |t: &str| {
+                    t.parse::<i64>()
+                        .map_err(|_| HostError::new(format!("`{t}` is not an integer")))
+                };
+                Ok((parse(a)? + parse(b)?).to_string())
+            },
+        )
+        .unwrap();
+    registry
+        .event("~event nap { ms: i64 } | done", |ms: i64| {
+            std::thread::sleep(Duration::from_millis(ms as u64));
+        })
+        .unwrap();
+    registry
+}
+
+fn start() -> TestServer {
+    let dir = std::env::temp_dir().join(format!("koru-serve-test-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("lib")).unwrap();
+    std::fs::write(
+        dir.join("lib/math.kz"),
+        "~event add3 { a: []const u8, b: []const u8, c: []const u8 }\n| total []const u8\n\n~add3 = add(a: a, b: b)\n| sum s |> add(a: s, b: c)\n    | sum t |> total t\n",
+    )
+    .unwrap();
+    let config = ServerConfig::parse(CONFIG, "test.toml", &dir).unwrap();
+    let (router, _) = server::router(config, registry()).unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (ready, address) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            ready.send(listener.local_addr().unwrap()).unwrap();
+            server::serve(listener, router, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+    });
+    TestServer {
+        address: address.recv().unwrap().to_string(),
+        stop: Some(stop),
+        thread: Some(thread),
+    }
+}
+
+fn run(server: &TestServer, key: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+    let response = Client::new(&server.address)
+        .post_json("/v1/run", key, &body.to_string())
+        .unwrap();
+    assert_eq!(
+        response.header("content-type"),
+        Some("application/json"),
+        "{}",
+        response.body
+    );
+    (response.status, response.json())
+}
+
+#[test]
+fn a_flow_runs_under_its_scope_with_library_subflows_and_inputs() {
+    let server = start();
+    let (status, body) = run(
+        &server,
+        "alice-key-123",
+        json!({ "source": "~add3(a: x, b: \"2\", c: \"3\")", "inputs": { "x": "1" } }),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["outcome"], "ok");
+    assert_eq!(body["value"], json!({ "branch": "total", "value": "6" }));
+    assert_eq!(body["scope"], "public");
+    assert_eq!(body["fuel"], 3);
+    assert_eq!(body["flow"].as_str().unwrap().len(), 16);
+}
+
+#[test]
+fn a_missing_or_wrong_key_is_401_and_an_ungranted_scope_403() {
+    let server = start();
+    let mut client = Client::new(&server.address);
+    let response = client
+        .request(
+            "POST",
+            "/v1/run",
+            &[],
+            br#"{"source": "~add(a: \"1\", b: \"2\")"}"#,
+        )
+        .unwrap();
+    assert_eq!(response.status, 401);
+    assert_eq!(response.json()["error"]["code"], "unauthorized");
+    let (status, body) = run(
+        &server,
+        "mallory-key-0",
+        json!({ "source": "~add(a: \"1\", b: \"2\")" }),
+    );
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("unauthorized"))
+    );
+    let (status, body) = run(
+        &server,
+        "bob-key-4567",
+        json!({ "source": "~add(a: \"1\", b: \"2\")", "scope": "public" }),
+    );
+    assert_eq!(status, 403);
+    assert_eq!(body["error"]["code"], "scope_denied");
+}
+
+#[test]
+fn a_denied_event_and_a_parse_error_are_422_with_every_diagnostic_and_position() {
+    let server = start();
+    // bob's only scope does not allow `add`.
+    let (status, body) = run(
+        &server,
+        "bob-key-4567",
+        json!({ "source": "~add(a: \"1\", b: \"2\")" }),
+    );
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["outcome"], "invalid");
+    assert_eq!(body["errors"][0]["code"], "E0301");
+    assert_eq!(
+        (
+            body["errors"][0]["line"].as_u64(),
+            body["errors"][0]["column"].as_u64()
+        ),
+        (Some(1), Some(2))
+    );
+    let (status, body) = run(
+        &server,
+        "alice-key-123",
+        json!({ "source": "~add(a: \"1\", b: )\n~add(a: \"1\" b: \"2\")" }),
+    );
+    assert_eq!(status, 422, "{body}");
+    let errors = body["errors"].as_array().unwrap();
+    assert!(errors.len() >= 2, "{body}");
+    assert!(
+        errors
+            .iter()
+            .all(|e| e["code"].as_str().unwrap().starts_with("E01")),
+        "{body}"
+    );
+    assert_eq!(errors[1]["line"], 2);
+}
+
+#[test]
+fn budgets_and_deadlines_stop_runs_with_exhausted() {
+    let server = start();
+    // 1000 fuel in `public`: the loop's 1001st call is refused.
+    let (status, body) = run(
+        &server,
+        "alice-key-123",
+        json!({ "source": "~for(0..5000)\n| each i |> add(a: \"0\", b: \"1\")" }),
+    );
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["outcome"], "exhausted");
+    assert_eq!(body["limit"], "Fuel");
+    assert_eq!(body["fuel"], 1000);
+    // 40 ms in `slow`: naps of 5 ms stop after a handful.
+    let started = Instant::now();
+    let (status, body) = run(
+        &server,
+        "bob-key-4567",
+        json!({ "source": "~for(0..100)\n| each _ |> nap(ms: 5)" }),
+    );
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["outcome"], "exhausted");
+    assert_eq!(body["limit"], "Deadline");
+    assert!(
+        started.elapsed() < Duration::from_millis(400),
+        "{:?}",
+        started.elapsed()
+    );
+    // A host error is the flow's own failure: 422 `error`, with the event and position.
+    let (status, body) = run(
+        &server,
+        "alice-key-123",
+        json!({ "source": "~add(a: \"x\", b: \"1\")" }),
+    );
+    assert_eq!(status, 422);
+    assert_eq!(body["outcome"], "error");
+    assert_eq!(body["code"], "HostError");
+    assert_eq!(body["event"], "add");
+}
+
+#[test]
+fn malformed_requests_get_json_errors() {
+    let server = start();
+    let mut client = Client::new(&server.address);
+    let response = client
+        .post_json("/v1/run", "alice-key-123", "{\"source\": ")
+        .unwrap();
+    assert_eq!(response.status, 400);
+    assert_eq!(response.json()["error"]["code"], "bad_json");
+    assert_eq!(response.json()["error"]["line"], 1);
+    for (body, needle) in [
+        (json!({ "sauce": "~add()" }), "unknown field `sauce`"),
+        (json!({ "inputs": {} }), "`source` is required"),
+        (json!({ "source": 3 }), "`source` must be a string"),
+        (
+            json!({ "source": "~add(a: x, b: \"1\")", "inputs": { "x": [1] } }),
+            "input `x`",
+        ),
+        (
+            json!({ "source": "~add(a: x, b: \"1\")", "inputs": { "x": 18446744073709551615u64 } }),
+            "does not fit",
+        ),
+        (json!([1, 2]), "must be a JSON object"),
+    ] {
+        let (status, answer) = run(&server, "alice-key-123", body);
+        assert_eq!(status, 400, "{answer}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(needle),
+            "{answer}"
+        );
+    }
+    // A body over max_body_bytes (4096): 413, still JSON.
+    let big = json!({ "source": "x".repeat(5000) }).to_string();
+    let response = client.post_json("/v1/run", "alice-key-123", &big).unwrap();
+    assert_eq!(response.status, 413);
+    assert_eq!(response.json()["error"]["code"], "body_too_large");
+    // Unknown endpoints and methods.
+    assert_eq!(client.get("/v2/run", None).unwrap().status, 404);
+    assert_eq!(
+        client.get("/v1/run", Some("alice-key-123")).unwrap().status,
+        405
+    );
+}
+
+#[test]
+fn check_reports_the_cost_bound_without_running() {
+    let server = start();
+    let response = Client::new(&server.address)
+        .post_json(
+            "/v1/check",
+            "alice-key-123",
+            &json!({ "source": "~for(0..1000)\n| each _ |> for(0..100)\n    | each i |> add(a: \"0\", b: i)\n| done |> _\n" }).to_string(),
+        )
+        .unwrap();
+    assert_eq!(response.status, 200, "{}", response.body);
+    let body = response.json();
+    assert_eq!(body["outcome"], "valid");
+    assert_eq!(
+        body["cost_bound"],
+        json!({ "fuel": 100000, "iterations": 101000 })
+    );
+    assert_eq!(body["may_exceed"], "Fuel");
+    let stats = Client::new(&server.address)
+        .get("/v1/flows/stats", Some("alice-key-123"))
+        .unwrap()
+        .json();
+    assert_eq!(stats["flows"][0]["runs"], 0, "{stats}");
+}
+
+#[test]
+fn concurrent_requests_are_isolated_and_each_gets_its_own_answer_and_output() {
+    let server = start();
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let address = server.address.clone();
+            std::thread::spawn(move || {
+                let mut client = Client::new(&address);
+                for k in 0..100 {
+                    let n = t * 1000 + k;
+                    // Three kinds of flow, interleaved: a printing one, a failing one, a summing one.
+                    let (body, want_status) = match k % 3 {
+                        0 => (json!({ "source": "~std.io:println(text: s)", "inputs": { "s": format!("req {n}") } }), 200),
+                        1 => (json!({ "source": "~add(a: s, b: \"1\")", "inputs": { "s": "nope" } }), 422),
+                        _ => (json!({ "source": "~add(a: s, b: \"1\")", "inputs": { "s": n.to_string() } }), 200),
+                    };
+                    let response = client.post_json("/v1/run", "alice-key-123", &body.to_string()).unwrap();
+                    assert_eq!(response.status, want_status, "{}", response.body);
+                    let answer = response.json();
+                    match k % 3 {
+                        0 => assert_eq!(answer["output"], format!("req {n}\n")),
+                        1 => assert_eq!(answer["code"], "HostError"),
+                        _ => assert_eq!(answer["value"]["value"], (n + 1).to_string()),
+                    }
+                }
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().unwrap();
+    }
+    let metrics = Client::new(&server.address)
+        .get("/metrics", None)
+        .unwrap()
+        .body;
+    assert!(
+        metrics.contains("koru_http_requests_total{endpoint=\"/v1/run\",status=\"200\"} 536"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("koru_http_requests_total{endpoint=\"/v1/run\",status=\"422\"} 264"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("koru_http_request_duration_seconds_count{endpoint=\"/v1/run\"} 800"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn flows_are_cached_across_requests_tier_up_and_stats_show_only_the_keys_scopes() {
+    let server = start();
+    let mut client = Client::new(&server.address);
+    let source = json!({ "source": "~add(a: \"20\", b: \"22\")" }).to_string();
+    // Past the call threshold (1000 finished runs), the flow is compiled in the background.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut runs = 0;
+    let flow = loop {
+        let response = client
+            .post_json("/v1/run", "alice-key-123", &source)
+            .unwrap();
+        assert_eq!(response.status, 200);
+        runs += 1;
+        if runs % 100 == 0 {
+            let stats = client
+                .get("/v1/flows/stats", Some("alice-key-123"))
+                .unwrap()
+                .json();
+            let flow = stats["flows"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|f| f["scope"] == "public")
+                .cloned()
+                .unwrap();
+            if flow["tier"] == "jit" {
+                assert_eq!(stats["cache"]["misses"], 1, "compiled once: {stats}");
+                break flow;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never tiered up after {runs} runs"
+        );
+    };
+    assert!(runs > 1000);
+    assert!(flow["code_bytes"].as_u64().unwrap() > 0);
+    assert!(flow["compile_time_us"].as_f64().unwrap() > 0.0);
+    // bob sees no flow of `public`.
+    let stats = client
+        .get("/v1/flows/stats", Some("bob-key-4567"))
+        .unwrap()
+        .json();
+    assert_eq!(stats["flows"], json!([]));
+    assert_eq!(client.get("/v1/flows/stats", None).unwrap().status, 401);
+    let metrics = client.get("/metrics", None).unwrap().body;
+    assert!(metrics.contains("koru_native_flows 1"), "{metrics}");
+    assert!(metrics.contains("koru_flow_compiles_total 1"), "{metrics}");
+    assert_eq!(client.get("/healthz", None).unwrap().body, "ok\n");
+}
+
+#[test]
+fn the_binary_serves_a_config_file_and_shuts_down_gracefully_on_sigterm() {
+    let dir = std::env::temp_dir().join(format!("koru-serve-bin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("serve.toml");
+    std::fs::write(
+        &config,
+        "listen = \"127.0.0.1:0\"\n[scopes.public]\nallow = [\"add\"]\nfuel = 200000\nmax_iterations = 200000\n[[keys]]\nkey = \"k-12345678\"\nscopes = [\"public\"]\n",
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_koru-jit"))
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stderr, &mut line).unwrap();
+    let address = line
+        .trim()
+        .strip_prefix("koru-jit serve: listening on http://")
+        .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+        .to_string();
+    // A request in flight when SIGTERM arrives is answered before the server exits.
+    let in_flight = {
+        let address = address.clone();
+        std::thread::spawn(move || {
+            Client::new(&address).post_json(
+                "/v1/run",
+                "k-12345678",
+                &json!({ "source": "~for(0..1000)\n| each _ |> for(0..100)\n    | each i |> add(a: \"0\", b: i)\n| done |> _\n" }).to_string(),
+            )
+        })
+    };
+    std::thread::sleep(Duration::from_millis(2));
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let response = in_flight.join().unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "{status}");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert!(rest.contains("shut down"), "{rest}");
+    // The request either finished (200) or was refused before it started (connection error):
+    // never cut off half way.
+    if let Ok(response) = response {
+        assert_eq!(response.status, 200, "{}", response.body);
+        assert_eq!(response.json()["outcome"], "ok");
+    }
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_koru-jit"))
+        .args(["serve", "--config"])
+        .arg(Path::new("/nonexistent/serve.toml"))
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("cannot read"));
+}
