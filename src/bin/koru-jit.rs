@@ -95,6 +95,9 @@ enum Command {
         /// The configuration file (see README "Serving flows over HTTP").
         #[arg(long)]
         config: PathBuf,
+        /// Listen on this address instead of the configuration's `listen`.
+        #[arg(long)]
+        listen: Option<String>,
     },
     /// Send load to a running `koru-jit serve` and report requests per second and latency
     /// percentiles (every answer checked); `soak` also reports the server's memory and native
@@ -258,7 +261,7 @@ fn main() -> ExitCode {
             markdown,
         }),
         #[cfg(feature = "server")]
-        Command::Serve { config } => serve(&config),
+        Command::Serve { config, listen } => serve(&config, listen),
         #[cfg(feature = "server")]
         Command::Load {
             address,
@@ -510,14 +513,17 @@ fn run(request: RunRequest<'_>) -> u8 {
 }
 
 #[cfg(feature = "server")]
-fn serve(config: &std::path::Path) -> u8 {
-    let config = match koru_jit::server::ServerConfig::load(config) {
+fn serve(config: &std::path::Path, listen: Option<String>) -> u8 {
+    let mut config = match koru_jit::server::ServerConfig::load(config) {
         Ok(config) => config,
         Err(e) => {
             eprintln!("error: {e}");
             return EXIT_USAGE;
         }
     };
+    if let Some(listen) = listen {
+        config.listen = listen;
+    }
     // The same host events as `koru-jit run` (see `koru-jit scopes`); the configuration's
     // scopes choose which of them each API key reaches.
     let (registry, _) = registry();
