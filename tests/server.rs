@@ -290,10 +290,64 @@ fn malformed_requests_get_json_errors() {
     assert_eq!(response.json()["error"]["code"], "body_too_large");
     // Unknown endpoints and methods.
     assert_eq!(client.get("/v2/run", None).unwrap().status, 404);
-    assert_eq!(
-        client.get("/v1/run", Some("alice-key-123")).unwrap().status,
-        405
-    );
+    let response = client.get("/v1/run", Some("alice-key-123")).unwrap();
+    assert_eq!(response.status, 405);
+    assert_eq!(response.json()["error"]["code"], "method_not_allowed");
+}
+
+#[test]
+fn random_bodies_never_get_a_server_error() {
+    let server = start();
+    let mut client = Client::new(&server.address);
+    // A fixed xorshift stream: mangled versions of a valid body, and raw bytes.
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let valid = json!({ "source": "~for(0..3)\n| each i |> add(a: \"1\", b: \"2\")", "inputs": { "x": 1 } })
+        .to_string()
+        .into_bytes();
+    let noise = b"{}[]\"\\:,~|0\n ";
+    for round in 0..400 {
+        let mut body = valid.clone();
+        if round % 4 == 3 {
+            body = (0..next() % 300).map(|_| next() as u8).collect();
+        } else {
+            for _ in 0..1 + next() % 4 {
+                let at = (next() as usize) % body.len();
+                match next() % 3 {
+                    0 => body[at] = next() as u8,
+                    1 => {
+                        body.remove(at);
+                    }
+                    _ => body.insert(at, noise[(next() as usize) % noise.len()]),
+                }
+            }
+        }
+        let response = client
+            .request(
+                "POST",
+                "/v1/run",
+                &[("authorization", "Bearer alice-key-123")],
+                &body,
+            )
+            .unwrap();
+        assert!(
+            matches!(response.status, 200 | 400 | 422),
+            "{} for {:?}: {}",
+            response.status,
+            String::from_utf8_lossy(&body),
+            response.body
+        );
+        assert!(response.json().is_object(), "{}", response.body);
+    }
+    let metrics = client.get("/metrics", None).unwrap().body;
+    assert!(!metrics.contains("status=\"500\""), "{metrics}");
+    assert!(metrics.contains("status=\"400\""), "{metrics}");
+    assert!(metrics.contains("status=\"200\""), "{metrics}");
 }
 
 #[test]
