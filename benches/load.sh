@@ -4,7 +4,7 @@
 # answer is checked). Prints requests per second and p50/p99 latency for a cached small flow and
 # for SPEC 9's nested loop, then the soak: SOAK_REQUESTS (default 1,000,000) requests over
 # 10,000 distinct flows through a 512-entry cache, with the server's resident memory and native
-# code bytes at the start, middle and end.
+# code bytes before the run and after each tenth of it (start, middle and end among them).
 #
 #     benches/load.sh                      # everything (about 2 minutes on 2 cores)
 #     SOAK_REQUESTS=100000 benches/load.sh # a shorter soak

@@ -101,7 +101,7 @@ enum Command {
     },
     /// Send load to a running `koru-jit serve` and report requests per second and latency
     /// percentiles (every answer checked); `soak` also reports the server's memory and native
-    /// code at the start, middle and end.
+    /// code before the run and after each tenth of it.
     #[cfg(feature = "server")]
     Load {
         /// The server, `host:port` or `http://host:port`.

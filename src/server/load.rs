@@ -80,7 +80,7 @@ pub struct LoadReport {
     pub p50: Duration,
     pub p99: Duration,
     pub max: Duration,
-    /// Before the run, at its middle and at its end.
+    /// Before the run and after each tenth of it.
     pub snapshots: Vec<Snapshot>,
 }
 
@@ -190,19 +190,25 @@ fn phase(options: &LoadOptions, from: u64, to: u64) -> (Vec<Duration>, u64, Opti
     (latencies, failures.load(Ordering::Relaxed), first)
 }
 
-/// Runs the load in two halves, reading the server's gauges before, between and after.
+/// Runs the load in ten tenths, reading the server's gauges before the first and after each
+/// (so the start, the middle and the end are among them).
 pub fn run(options: &LoadOptions) -> LoadReport {
-    let half = options.requests / 2;
     let mut snapshots = vec![snapshot(&options.address, 0)];
-    let started = Instant::now();
-    let (mut latencies, mut failures, mut first_failure) = phase(options, 0, half);
-    snapshots.push(snapshot(&options.address, half));
-    let (second, more, first) = phase(options, half, options.requests);
-    let elapsed = started.elapsed();
-    snapshots.push(snapshot(&options.address, options.requests));
-    latencies.extend(second);
-    failures += more;
-    first_failure = first_failure.or(first);
+    let (mut latencies, mut failures, mut first_failure) = (Vec::new(), 0, None);
+    let mut elapsed = Duration::ZERO;
+    for tenth in 0..10u64 {
+        let (from, to) = (
+            options.requests * tenth / 10,
+            options.requests * (tenth + 1) / 10,
+        );
+        let started = Instant::now();
+        let (some, failed, first) = phase(options, from, to);
+        elapsed += started.elapsed();
+        snapshots.push(snapshot(&options.address, to));
+        latencies.extend(some);
+        failures += failed;
+        first_failure = first_failure.or(first);
+    }
     latencies.sort_unstable();
     let at = |q: f64| {
         latencies
