@@ -258,7 +258,7 @@ impl Engine {
         let inner = Arc::new(FlowInner {
             name: name.to_string(),
             source: source.to_string(),
-            lines: LineIndex::new(source),
+            lines: OnceLock::new(),
             program,
             layout,
             registry: self.shared.registry.clone(),
@@ -312,7 +312,8 @@ pub struct Flow {
 struct FlowInner {
     name: String,
     source: String,
-    lines: LineIndex,
+    /// Built at the first run-time error that needs a line and column.
+    lines: OnceLock<LineIndex>,
     program: Program,
     layout: Layout,
     registry: Arc<Registry>,
@@ -554,7 +555,10 @@ impl Flow {
             },
             Err(Trap::Finished(result)) => self.outcome(*result, state),
             Err(Trap::Error(error)) => {
-                let at = inner.lines.line_col(&inner.source, error.span.start);
+                let at = inner
+                    .lines
+                    .get_or_init(|| LineIndex::new(&inner.source))
+                    .line_col(&inner.source, error.span.start);
                 Outcome::Error {
                     error: RuntimeError {
                         code: error.code,
