@@ -709,7 +709,7 @@ impl<'a> Lowerer<'a> {
                         );
                         continue;
                     };
-                    (Some(index), binding.as_ref(), guard.as_ref())
+                    (Some(index), binding.as_ref(), guard.as_deref())
                 }
                 ast::ContinuationKind::Pipe => {
                     if branches.len() != 1 {
@@ -750,7 +750,10 @@ impl<'a> Lowerer<'a> {
                     self.captures.push(context.clone());
                 }
             }
-            let step = continuation.step.as_ref().and_then(|s| self.lower_step(s));
+            let step = continuation
+                .step
+                .as_deref()
+                .and_then(|s| self.lower_step(s));
             self.captures.truncate(captures_len);
             self.scope.truncate(scope_len);
             let arm_index = arms.arms.len() as u32;
