@@ -401,17 +401,19 @@ impl<'a> Lowerer<'a> {
         EventUse(self.events.len() as u32 - 1)
     }
 
-    /// Locals for a payload, how a binding of it is bound, and its value description.
+    /// Locals for a payload, how a binding of it is bound, and its value description. The
+    /// locals are named `{prefix}.{branch}` (and `.{field}`).
     fn payload_locals(
         &mut self,
         payload: &PayloadType,
         kind: LocalKind,
         prefix: &str,
+        branch: &str,
     ) -> (Vec<LocalId>, Bound, ValuePayload) {
         match payload {
             PayloadType::Empty => (Vec::new(), Bound::Empty, ValuePayload::Empty),
             PayloadType::Identity(ty) => {
-                let local = self.new_local(Arc::from(prefix), *ty, kind);
+                let local = self.new_local(Arc::from(format!("{prefix}.{branch}")), *ty, kind);
                 (
                     vec![local],
                     Bound::Scalar(local, *ty),
@@ -419,11 +421,12 @@ impl<'a> Lowerer<'a> {
                 )
             }
             PayloadType::Struct(fields) => {
-                let mut locals = Vec::new();
-                let mut bound = Vec::new();
-                let mut described = Vec::new();
+                let mut locals = Vec::with_capacity(fields.len());
+                let mut bound = Vec::with_capacity(fields.len());
+                let mut described = Vec::with_capacity(fields.len());
                 for (name, ty) in fields {
-                    let local = self.new_local(Arc::from(format!("{prefix}.{name}")), *ty, kind);
+                    let local =
+                        self.new_local(Arc::from(format!("{prefix}.{branch}.{name}")), *ty, kind);
                     locals.push(local);
                     bound.push((name.clone(), local, *ty));
                     described.push((name.clone(), local));
@@ -447,22 +450,19 @@ impl<'a> Lowerer<'a> {
         name: &str,
         span: Span,
     ) -> (Vec<Vec<LocalId>>, Vec<BranchInfo>, ValueId) {
-        let mut slots = Vec::new();
-        let mut infos = Vec::new();
-        let mut payloads = Vec::new();
-        for branch in sig.result_branches() {
-            let prefix = format!("{name}.{}", branch.name);
-            let (locals, bound, payload) = self.payload_locals(&branch.payload, kind, &prefix);
+        let branches = sig.result_branches();
+        let mut slots = Vec::with_capacity(branches.len());
+        let mut infos = Vec::with_capacity(branches.len());
+        let first_value = ValueId(self.values.len() as u32);
+        for branch in branches {
+            let (locals, bound, payload) =
+                self.payload_locals(&branch.payload, kind, name, &branch.name);
             slots.push(locals);
             infos.push(BranchInfo {
                 name: branch.name.clone(),
                 bound,
             });
-            payloads.push((branch.name, payload));
-        }
-        let first_value = ValueId(self.values.len() as u32);
-        for (branch, payload) in payloads {
-            self.new_value(branch, payload, span);
+            self.new_value(branch.name.clone(), payload, span);
         }
         (slots, infos, first_value)
     }
