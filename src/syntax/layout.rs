@@ -29,6 +29,7 @@ pub enum ItemKind {
 }
 
 /// One item's tokens, ready for the grammar.
+#[derive(Clone)]
 pub struct ItemTokens {
     pub tokens: Vec<(usize, Tok, usize)>,
     pub span: Span,
