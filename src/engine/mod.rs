@@ -497,17 +497,21 @@ impl Flow {
     ) -> Result<Outcome, InputError> {
         let inner = &self.inner;
         // The call threshold counts finished runs: with 1, the first run starts interpreted.
-        let runs_before = inner.stats.runs.load(Ordering::Relaxed);
-        if inner.tier == Tier::Auto && runs_before >= inner.policy.call_threshold {
+        if inner.tier == Tier::Auto
+            && inner.native.get().is_none()
+            && inner.stats.threshold_runs.load(Ordering::Relaxed) >= inner.policy.call_threshold
+        {
             inner.request_compile(false);
         }
-        let mut state = inner
-            .states
-            .take(|| RunState::new(&inner.program, &inner.layout));
+        let mut pooled = inner.states.take(|| pool::Pooled {
+            state: RunState::new(&inner.program, &inner.layout),
+            tally: inner.stats.new_tally(),
+        });
+        let state = &mut pooled.state;
         state.reset();
         let mut native_run = false;
         let result = inputs
-            .write(&inner.program, &inner.layout, &mut state)
+            .write(&inner.program, &inner.layout, state)
             .map(|()| {
                 let result = match (inner.tier, inner.native()) {
                     (Tier::Interp, _) | (_, None) => {
@@ -522,7 +526,7 @@ impl Flow {
                             &inner.program,
                             &inner.layout,
                             &inner.registry,
-                            &mut state,
+                            state,
                             limits,
                             output,
                             hook,
@@ -530,13 +534,19 @@ impl Flow {
                     }
                     (_, Some(native)) => {
                         native_run = true;
-                        native.run(&inner.program, &mut state, limits, output)
+                        native.run(&inner.program, state, limits, output)
                     }
                 };
-                self.outcome(result, &state)
+                self.outcome(result, state)
             });
-        inner.stats.record(&state, native_run);
-        inner.states.give_back(state);
+        inner
+            .stats
+            .tally(&pooled.tally)
+            .record(&pooled.state, native_run);
+        if inner.tier == Tier::Auto && inner.native.get().is_none() {
+            inner.stats.threshold_runs.fetch_add(1, Ordering::Relaxed);
+        }
+        inner.states.give_back(pooled);
         result
     }
 
