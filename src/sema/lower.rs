@@ -413,7 +413,7 @@ impl<'a> Lowerer<'a> {
         match payload {
             PayloadType::Empty => (Vec::new(), Bound::Empty, ValuePayload::Empty),
             PayloadType::Identity(ty) => {
-                let local = self.new_local(Arc::from(format!("{prefix}.{branch}")), *ty, kind);
+                let local = self.new_local(dotted(&[prefix, branch]), *ty, kind);
                 (
                     vec![local],
                     Bound::Scalar(local, *ty),
@@ -425,8 +425,7 @@ impl<'a> Lowerer<'a> {
                 let mut bound = Vec::with_capacity(fields.len());
                 let mut described = Vec::with_capacity(fields.len());
                 for (name, ty) in fields {
-                    let local =
-                        self.new_local(Arc::from(format!("{prefix}.{branch}.{name}")), *ty, kind);
+                    let local = self.new_local(dotted(&[prefix, branch, name]), *ty, kind);
                     locals.push(local);
                     bound.push((name.clone(), local, *ty));
                     described.push((name.clone(), local));
@@ -569,7 +568,7 @@ impl<'a> Lowerer<'a> {
         span: Span,
     ) -> Vec<Argument> {
         let mut slots: Vec<Option<Argument>> = (0..inputs.len()).map(|_| None).collect();
-        let mut failed = vec![false; inputs.len()];
+        let mut failed: smallvec::SmallVec<[bool; 8]> = smallvec::smallvec![false; inputs.len()];
         for arg in args {
             let index = match &arg.name {
                 Some(name) => match inputs.iter().position(|(input, _)| **input == *name.name) {
@@ -1381,4 +1380,16 @@ pub fn step_values(step: &Step, out: &mut Vec<ValueId>) {
     }
     out.sort_by_key(|v| v.0);
     out.dedup();
+}
+
+/// `parts` joined with dots, as a local's name (what `format!` would give, without its machinery).
+fn dotted(parts: &[&str]) -> Arc<str> {
+    let mut name = String::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            name.push('.');
+        }
+        name.push_str(part);
+    }
+    Arc::from(name)
 }

@@ -18,6 +18,7 @@ use super::token::Tok;
 use crate::diag::{Code, Diagnostic};
 use crate::limits::FrontEndLimits;
 use crate::span::Span;
+use smallvec::SmallVec;
 
 /// What an item is, decided from its first tokens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,7 +85,7 @@ pub fn layout(
 }
 
 fn is_item_start(token: &Token) -> bool {
-    token.tok == Tok::Tilde && token.line_start && token.column == 0
+    matches!(token.tok, Tok::Tilde) && token.line_start && token.column == 0
 }
 
 fn bracket_depth(tokens: &[Token]) -> i32 {
@@ -154,7 +155,7 @@ fn check_brackets(
     limits: &FrontEndLimits,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> bool {
-    let mut open: Vec<&Token> = Vec::new();
+    let mut open: SmallVec<[&Token; 16]> = SmallVec::new();
     for token in tokens {
         match token.tok {
             Tok::LParen | Tok::LBrace | Tok::LBracket => {
@@ -213,7 +214,7 @@ fn check_brackets(
 
 /// `None` for host-language items such as `~proc`.
 fn classify(tokens: &[Token]) -> Option<ItemKind> {
-    let body = if tokens[0].tok == Tok::Tilde {
+    let body = if matches!(tokens[0].tok, Tok::Tilde) {
         &tokens[1..]
     } else {
         tokens
@@ -255,7 +256,7 @@ struct Nester<'a> {
     limits: &'a FrontEndLimits,
     diagnostics: &'a mut Vec<Diagnostic>,
     out: Vec<(usize, Tok, usize)>,
-    stack: Vec<Open>,
+    stack: SmallVec<[Open; 8]>,
 }
 
 /// Indentation recorded for invocations written on the head line: every new line closes them.
@@ -274,7 +275,7 @@ impl<'a> Nester<'a> {
             diagnostics,
             // Every token, plus a BlockOpen and a BlockClose per invocation (a few, usually).
             out: Vec::with_capacity(tokens + 8),
-            stack: Vec::new(),
+            stack: SmallVec::new(),
         }
     }
 
@@ -286,12 +287,12 @@ impl<'a> Nester<'a> {
     /// Each token is moved out as it is emitted, after its last read.
     fn run(mut self, tokens: &mut [Token]) -> Option<Vec<(usize, Tok, usize)>> {
         let mut i = 0;
-        if tokens[0].tok == Tok::Tilde {
+        if matches!(tokens[0].tok, Tok::Tilde) {
             self.emit(&tokens[0], Tok::Tilde);
             i = 1;
         }
         if self.kind == ItemKind::Subflow {
-            while i < tokens.len() && tokens[i].tok != Tok::Eq {
+            while i < tokens.len() && !matches!(tokens[i].tok, Tok::Eq) {
                 let tok = take(&mut tokens[i].tok);
                 self.emit(&tokens[i], tok);
                 i += 1;
@@ -330,7 +331,7 @@ impl<'a> Nester<'a> {
                 if let Some(end) = invocation_end(tokens, i) {
                     // Copy the path, turn its `(` into CallOpen, copy the arguments verbatim.
                     let mut j = i;
-                    while tokens[j].tok != Tok::LParen {
+                    while !matches!(tokens[j].tok, Tok::LParen) {
                         let tok = take(&mut tokens[j].tok);
                         self.emit(&tokens[j], tok);
                         j += 1;
@@ -391,7 +392,7 @@ impl<'a> Nester<'a> {
                     _ => {}
                 }
             }
-            let pipe_start = depth == 0 && token.tok == Tok::Pipe && !was_in_header;
+            let pipe_start = depth == 0 && matches!(token.tok, Tok::Pipe) && !was_in_header;
             let tok = if pipe_start {
                 Tok::PipeStart
             } else {
