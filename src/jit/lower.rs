@@ -548,28 +548,37 @@ impl<'a, 'f> Lower<'a, 'f> {
         self.check_interrupt();
     }
 
-    /// Makes sure some budget is left: when it ran out, the slow path checks the iteration limit
-    /// (exactly: a grant never exceeds what is left), the interrupt and the deadline, and grants
-    /// at most `BUDGET_GRANT` more iterations.
+    /// Makes sure some budget is left: when it ran out, the slow path (a call of
+    /// `runtime::helper_refill`) checks the iteration limit (exactly: a grant never exceeds what
+    /// is left), the interrupt and the deadline, and grants at most `BUDGET_GRANT` more
+    /// iterations.
     fn ensure_budget(&mut self) {
         let budget = self.b.use_var(self.budget);
         let spent = self.b.ins().icmp_imm_s(IntCC::Equal, budget, 0);
         let slow = self.b.create_block();
+        let granted = self.b.create_block();
         let next = self.b.create_block();
         self.b.set_cold_block(slow);
         self.b.ins().brif(spent, slow, &[], next, &[]);
         self.b.switch_to_block(slow);
-        let horizon = self.state_load(I64, offset_of!(RunState, iterations));
-        let limit = self.state_load(I64, offset_of!(RunState, iteration_limit));
-        let left = self.b.ins().isub(limit, horizon);
-        let none_left = self.b.ins().icmp_imm_s(IntCC::Equal, left, 0);
-        self.exhaust_if(none_left, Limit::LoopIterations);
-        self.check_interrupt();
-        let most = self.b.ins().iconst(I64, runtime::BUDGET_GRANT as i64);
-        let grant = self.b.ins().umin(left, most);
+        let grant = self
+            .call_helper(
+                runtime::helper_refill as *const u8,
+                &[I64],
+                Some(I64),
+                &[self.state],
+            )
+            .expect("helper_refill returns");
+        // A negative result is minus the stop block's code.
+        let stopped = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, grant, 0);
+        let code = self.b.ins().ineg(grant);
+        let code = self.b.ins().ireduce(I32, code);
+        let stop = self.stop_block();
+        self.b
+            .ins()
+            .brif(stopped, stop, &[code.into()], granted, &[]);
+        self.b.switch_to_block(granted);
         self.b.def_var(self.budget, grant);
-        let horizon = self.b.ins().iadd(horizon, grant);
-        self.state_store(horizon, offset_of!(RunState, iterations));
         self.b.ins().jump(next, &[]);
         self.b.switch_to_block(next);
     }
