@@ -71,9 +71,11 @@ mod tests {
 
     fn sources() -> Vec<(std::path::PathBuf, String)> {
         let mut out = Vec::new();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
         let mut pending = vec![
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/flows"),
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples"),
+            root.join("tests/flows"),
+            root.join("examples"),
+            root.join("fuzz/seeds"),
         ];
         while let Some(dir) = pending.pop() {
             for entry in std::fs::read_dir(&dir).expect("a test directory") {
@@ -90,28 +92,48 @@ mod tests {
         out
     }
 
-    /// The recursive-ascent parser is only a faster route: on every item of the test flows it
-    /// gives the table-driven parser's tree, or fails exactly where that one reports an error.
+    /// The recursive-ascent parser is only a faster route: on every item of the test flows, every
+    /// prefix of it and every variant with one token left out, it accepts exactly what the
+    /// table-driven parser accepts, with the same tree.
     #[test]
     fn fast_and_table_parsers_agree() {
         let limits = FrontEndLimits::default();
-        let mut compared = 0;
+        let agree = |item: layout::ItemTokens, at: &std::path::Path| {
+            let mut diagnostics = Vec::new();
+            let table = parser::parse_item(item.clone(), &mut diagnostics);
+            let fast = parser::parse_item_fast(item).ok().flatten();
+            assert_eq!(fast, table, "{}", at.display());
+            assert_eq!(table.is_none(), !diagnostics.is_empty());
+            table.is_some()
+        };
+        let (mut compared, mut accepted) = (0, 0);
         for (path, text) in sources() {
             let mut ignored = Vec::new();
             for item in layout::layout(lexer::lex(&text, 0), &limits, &mut ignored) {
-                if item.tokens.len() > parser::FAST_MAX_TOKENS {
+                let n = item.tokens.len();
+                if n > parser::FAST_MAX_TOKENS {
                     assert!(parser::parse_item_fast(item).is_err());
                     continue;
                 }
-                let mut diagnostics = Vec::new();
-                let table = parser::parse_item(item.clone(), &mut diagnostics);
-                let fast = parser::parse_item_fast(item).ok().flatten();
-                assert_eq!(fast, table, "{}", path.display());
-                assert_eq!(table.is_none(), !diagnostics.is_empty());
-                compared += 1;
+                let mut variants = vec![item.clone()];
+                for k in 0..n {
+                    let mut prefix = item.clone();
+                    prefix.tokens.truncate(k);
+                    variants.push(prefix);
+                    let mut without = item.clone();
+                    without.tokens.remove(k);
+                    variants.push(without);
+                }
+                for variant in variants {
+                    accepted += usize::from(agree(variant, &path));
+                    compared += 1;
+                }
             }
         }
-        assert!(compared > 300, "{compared} items compared");
+        assert!(
+            compared > 3000 && accepted > 300,
+            "{compared} compared, {accepted} accepted"
+        );
     }
 
     /// The recursive-ascent parser recurses once per symbol of the parse stack; the token bound
