@@ -97,7 +97,7 @@ impl Builder<'_> {
     fn reply_plan(&self, s: &Invoke) -> ReplyPlan {
         let sig = &self.program.events[s.event.0 as usize].sig;
         let branches: Vec<BranchPlan> = sig
-            .result_branches()
+            .result_branch_slice()
             .iter()
             .zip(&s.payloads)
             .map(|(branch, locals)| BranchPlan {

@@ -449,7 +449,7 @@ impl<'a> Lowerer<'a> {
         name: &str,
         span: Span,
     ) -> (Vec<Vec<LocalId>>, Vec<BranchInfo>, ValueId) {
-        let branches = sig.result_branches();
+        let branches = sig.result_branch_slice();
         let mut slots = Vec::with_capacity(branches.len());
         let mut infos = Vec::with_capacity(branches.len());
         let first_value = ValueId(self.values.len() as u32);
