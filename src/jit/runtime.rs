@@ -311,8 +311,9 @@ pub unsafe extern "C" fn helper_template(
 /// # Safety
 /// `state` is the live run state (its `interrupt` pointer valid for the run).
 pub unsafe extern "C" fn helper_refill(state: *mut RunState) -> i64 {
-    // SAFETY: guaranteed by the caller.
-    let run = unsafe { &mut *state };
+    // SAFETY: guaranteed by the caller; only read through (this reference ends before the
+    // writes below).
+    let run = unsafe { &*state };
     let horizon = run.iterations;
     let left = run.iteration_limit.wrapping_sub(horizon);
     if left == 0 {
@@ -328,7 +329,7 @@ pub unsafe extern "C" fn helper_refill(state: *mut RunState) -> i64 {
         }
     }
     let grant = left.min(BUDGET_GRANT);
-    // SAFETY: guaranteed by the caller (`helper_poll` only read through the pointer).
+    // SAFETY: guaranteed by the caller; no other reference to the state is live here.
     unsafe { &mut *state }.iterations = horizon.wrapping_add(grant);
     grant as i64
 }
