@@ -61,30 +61,25 @@ impl Layout {
             ],
             words: 0,
             buffers: 0,
-            replies: Vec::new(),
+            replies: Vec::with_capacity(program.invoke_sites as usize),
         };
         let mut top = 0;
         for input in &program.inputs {
-            top = builder.place(&[input.local], top);
+            top = builder.place([input.local], top);
         }
         for flow in &program.flows {
             builder.step(flow, top);
         }
         builder.words = builder.words.max(top);
-        let mut replies: Vec<(u32, ReplyPlan)> = builder.replies;
-        replies.sort_by_key(|(site, _)| *site);
-        assert!(
-            replies
-                .iter()
-                .enumerate()
-                .all(|(i, (site, _))| *site == i as u32),
-            "invocation sites are numbered densely"
-        );
         Layout {
             slots: builder.slots,
             words: builder.words,
             buffers: builder.buffers,
-            replies: replies.into_iter().map(|(_, plan)| plan).collect(),
+            replies: builder
+                .replies
+                .into_iter()
+                .map(|plan| plan.expect("invocation sites are numbered densely"))
+                .collect(),
         }
     }
 }
@@ -94,19 +89,20 @@ struct Builder<'p> {
     slots: Vec<Slot>,
     words: u32,
     buffers: u32,
-    replies: Vec<(u32, ReplyPlan)>,
+    /// Indexed by invocation site (sites are numbered in lowering order, not in tree order).
+    replies: Vec<Option<ReplyPlan>>,
 }
 
 impl Builder<'_> {
     fn reply_plan(&self, s: &Invoke) -> ReplyPlan {
         let sig = &self.program.events[s.event.0 as usize].sig;
         let branches: Vec<BranchPlan> = sig
-            .result_branches()
-            .into_iter()
+            .result_branch_slice()
+            .iter()
             .zip(&s.payloads)
             .map(|(branch, locals)| BranchPlan {
-                name: branch.name,
-                payload: branch.payload,
+                name: branch.name.clone(),
+                payload: branch.payload.clone(),
                 fields: locals
                     .iter()
                     .map(|&l| {
@@ -137,8 +133,8 @@ impl Builder<'_> {
     }
 
     /// Places `locals` from word `top`; returns the new top.
-    fn place(&mut self, locals: &[LocalId], mut top: u32) -> u32 {
-        for &local in locals {
+    fn place(&mut self, locals: impl IntoIterator<Item = LocalId>, mut top: u32) -> u32 {
+        for local in locals {
             let decl = &self.program.locals[local.0 as usize];
             let buffer = if decl.owns_buffer {
                 let first = self.buffers;
@@ -173,34 +169,36 @@ impl Builder<'_> {
     fn step(&mut self, step: &Step, top: u32) {
         match step {
             Step::Invoke(s) => {
-                let locals: Vec<LocalId> = s.payloads.iter().flatten().copied().collect();
-                let top = self.place(&locals, top);
+                let top = self.place(s.payloads.iter().flatten().copied(), top);
                 let plan = self.reply_plan(s);
-                self.replies.push((s.site, plan));
+                let site = s.site as usize;
+                if self.replies.len() <= site {
+                    self.replies.resize_with(site + 1, || None);
+                }
+                assert!(self.replies[site].is_none(), "invocation sites are unique");
+                self.replies[site] = Some(plan);
                 self.arms(&s.arms, top);
             }
             Step::Call(s) => {
-                let mut locals: Vec<LocalId> = s.inputs.iter().map(|(l, _)| *l).collect();
-                locals.extend(s.results.iter().flatten());
-                let top = self.place(&locals, top);
+                let locals = s.inputs.iter().map(|(l, _)| *l);
+                let top = self.place(locals.chain(s.results.iter().flatten().copied()), top);
                 // The body has finished (its exit copied into `results`) before a continuation
                 // runs, so the two share space.
                 self.step(&s.body, top);
                 self.arms(&s.arms, top);
             }
             Step::For(s) => {
-                let top = self.place(&[s.index, s.bound], top);
+                let top = self.place([s.index, s.bound], top);
                 self.arms(&s.arms, top);
             }
             Step::If(s) => self.arms(&s.arms, top),
             Step::While(s) => self.arms(&s.arms, top),
             Step::Capture(s) => {
-                let top = self.place(&s.fields, top);
+                let top = self.place(s.fields.iter().copied(), top);
                 self.arms(&s.arms, top);
             }
             Step::Construct(s) => {
-                let locals: Vec<LocalId> = s.fields.iter().map(|(l, _)| *l).collect();
-                self.place(&locals, top);
+                self.place(s.fields.iter().map(|(l, _)| *l), top);
             }
             Step::Update(_) | Step::Yield(_) => {}
         }

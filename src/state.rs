@@ -163,12 +163,21 @@ impl RunState {
 
     /// Clears counters for a new run (buffers keep their capacity).
     pub fn reset(&mut self) {
-        self.frame.fill(0);
-        self.loop_iterations.fill(0);
-        self.current_half.fill(false);
+        zero(&mut self.frame, 0);
+        zero(&mut self.loop_iterations, 0);
+        zero(&mut self.current_half, false);
         self.fuel_used = 0;
         self.iterations = 0;
         self.last_event = 0;
         self.host_trap = None;
+    }
+}
+
+/// Fills `slice` with `value`, skipping the call when it is empty: on this machine glibc's memset
+/// of 0 bytes at the dangling address of an empty `Vec` (a masked store to an unmapped page) costs
+/// about 90 ns, while writing nothing.
+fn zero<T: Copy>(slice: &mut [T], value: T) {
+    if !slice.is_empty() {
+        slice.fill(value);
     }
 }

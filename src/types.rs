@@ -113,13 +113,22 @@ impl EventSig {
 
     /// The branches a result can take: a void event's single unnamed branch included.
     pub fn result_branches(&self) -> Vec<BranchSig> {
+        self.result_branch_slice().to_vec()
+    }
+
+    /// [`EventSig::result_branches`] without copying them (a shared static for a void event's
+    /// unnamed branch).
+    pub(crate) fn result_branch_slice(&self) -> &[BranchSig] {
         if self.is_void() {
-            vec![BranchSig {
-                name: Arc::from(""),
-                payload: PayloadType::Empty,
-            }]
+            static VOID: std::sync::OnceLock<[BranchSig; 1]> = std::sync::OnceLock::new();
+            VOID.get_or_init(|| {
+                [BranchSig {
+                    name: Arc::from(""),
+                    payload: PayloadType::Empty,
+                }]
+            })
         } else {
-            self.branches.clone()
+            &self.branches
         }
     }
 }

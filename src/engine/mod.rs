@@ -64,7 +64,7 @@ pub enum Tier {
 /// When [`Tier::Auto`] compiles a flow.
 ///
 /// The defaults weigh compile cost against the per-step gain, measured on a 2-core machine
-/// (`benches/tiers.rs`): a JIT compile of a small flow takes about 250 µs; native code saves
+/// (`benches/tiers.rs`): a JIT compile of a small flow takes about 200 µs; native code saves
 /// about 8-14 ns per host dispatch (15.5 -> 7.1 ns typed, 21.4 -> 10.0 ns with string
 /// arguments) and about 10 ns per pure loop iteration. Compiling pays for itself after roughly
 /// 20,000-30,000 dispatches or iterations; a loop is compiled after 20,000 iterations (after
@@ -265,7 +265,7 @@ impl Engine {
         let inner = Arc::new(FlowInner {
             name: name.to_string(),
             source: source.to_string(),
-            lines: LineIndex::new(source),
+            lines: OnceLock::new(),
             program,
             layout,
             registry: self.shared.registry.clone(),
@@ -319,7 +319,8 @@ pub struct Flow {
 struct FlowInner {
     name: String,
     source: String,
-    lines: LineIndex,
+    /// Built at the first run-time error that needs a line and column.
+    lines: OnceLock<LineIndex>,
     program: Program,
     layout: Layout,
     registry: Arc<Registry>,
@@ -503,17 +504,21 @@ impl Flow {
     ) -> Result<Outcome, InputError> {
         let inner = &self.inner;
         // The call threshold counts finished runs: with 1, the first run starts interpreted.
-        let runs_before = inner.stats.runs.load(Ordering::Relaxed);
-        if inner.tier == Tier::Auto && runs_before >= inner.policy.call_threshold {
+        if inner.tier == Tier::Auto
+            && inner.native.get().is_none()
+            && inner.stats.threshold_runs.load(Ordering::Relaxed) >= inner.policy.call_threshold
+        {
             inner.request_compile(false);
         }
-        let mut state = inner
-            .states
-            .take(|| RunState::new(&inner.program, &inner.layout));
+        let mut pooled = inner.states.take(|| pool::Pooled {
+            state: RunState::new(&inner.program, &inner.layout),
+            tally: inner.stats.new_tally(),
+        });
+        let state = &mut pooled.state;
         state.reset();
         let mut native_run = false;
         let result = inputs
-            .write(&inner.program, &inner.layout, &mut state)
+            .write(&inner.program, &inner.layout, state)
             .map(|()| {
                 let result = match (inner.tier, inner.native()) {
                     (Tier::Interp, _) | (_, None) => {
@@ -528,7 +533,7 @@ impl Flow {
                             &inner.program,
                             &inner.layout,
                             &inner.registry,
-                            &mut state,
+                            state,
                             limits,
                             output,
                             hook,
@@ -536,13 +541,19 @@ impl Flow {
                     }
                     (_, Some(native)) => {
                         native_run = true;
-                        native.run(&inner.program, &mut state, limits, output)
+                        native.run(&inner.program, state, limits, output)
                     }
                 };
-                self.outcome(result, &state)
+                self.outcome(result, state)
             });
-        inner.stats.record(&state, native_run);
-        inner.states.give_back(state);
+        inner
+            .stats
+            .tally(&pooled.tally)
+            .record(&pooled.state, native_run);
+        if inner.tier == Tier::Auto && inner.native.get().is_none() {
+            inner.stats.threshold_runs.fetch_add(1, Ordering::Relaxed);
+        }
+        inner.states.give_back(pooled);
         result
     }
 
@@ -561,7 +572,10 @@ impl Flow {
             },
             Err(Trap::Finished(result)) => self.outcome(*result, state),
             Err(Trap::Error(error)) => {
-                let at = inner.lines.line_col(&inner.source, error.span.start);
+                let at = inner
+                    .lines
+                    .get_or_init(|| LineIndex::new(&inner.source))
+                    .line_col(&inner.source, error.span.start);
                 Outcome::Error {
                     error: RuntimeError {
                         code: error.code,

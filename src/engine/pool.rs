@@ -1,18 +1,26 @@
 //! Run states kept for reuse: one spare taken and returned without a lock (the common case: one
-//! run of a flow at a time), and a locked pool for concurrent runs.
+//! run of a flow at a time), and a locked pool for concurrent runs. Each state carries the tally
+//! of the runs made with it (see `stats`).
 
+use super::stats::TallyRef;
 use crate::state::RunState;
 use std::ptr;
 use std::sync::atomic::{AtomicPtr, Ordering};
 use std::sync::Mutex;
 
+/// A run state and which tally its runs add to: whoever holds it is the tally's only writer.
+pub(crate) struct Pooled {
+    pub state: RunState,
+    pub tally: TallyRef,
+}
+
 pub(crate) struct StatePool {
     /// Null, or a run state owned by the pool (made by `Box::into_raw`).
-    spare: AtomicPtr<RunState>,
+    spare: AtomicPtr<Pooled>,
     // Boxed on purpose: a run state is a few hundred bytes, and moving it in and out of the pool
     // at every run would copy them all.
     #[allow(clippy::vec_box)]
-    more: Mutex<Vec<Box<RunState>>>,
+    more: Mutex<Vec<Box<Pooled>>>,
 }
 
 impl StatePool {
@@ -24,7 +32,7 @@ impl StatePool {
     }
 
     /// A run state, made by `make` if the pool is empty.
-    pub fn take(&self, make: impl FnOnce() -> RunState) -> Box<RunState> {
+    pub fn take(&self, make: impl FnOnce() -> Pooled) -> Box<Pooled> {
         let spare = self.spare.swap(ptr::null_mut(), Ordering::Acquire);
         if !spare.is_null() {
             // SAFETY: a non-null `spare` came from `Box::into_raw` in `give_back`, and the swap
@@ -38,7 +46,7 @@ impl StatePool {
             .unwrap_or_else(|| Box::new(make()))
     }
 
-    pub fn give_back(&self, state: Box<RunState>) {
+    pub fn give_back(&self, state: Box<Pooled>) {
         let raw = Box::into_raw(state);
         if let Err(raw) = self
             .spare

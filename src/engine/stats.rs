@@ -3,18 +3,80 @@
 use super::Tier;
 use crate::ir::Program;
 use crate::state::RunState;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub(crate) struct Counters {
-    pub runs: AtomicU64,
+    /// Finished runs while the flow has no native code: what the auto tier's call threshold
+    /// reads (one locked add per run, and only until the flow is compiled).
+    pub threshold_runs: AtomicU64,
+    pub osr_entries: AtomicU64,
+    pub compile_nanos: AtomicU64,
+    loops: usize,
+    /// The tally of the flow's first run state (kept here: most flows never make another), and
+    /// whether that state was made; a snapshot sums it with the tallies of the others.
+    first: Tally,
+    first_taken: AtomicBool,
+    more: Mutex<Vec<Arc<Tally>>>,
+}
+
+/// Which tally a run state adds to.
+pub(crate) enum TallyRef {
+    First,
+    More(Arc<Tally>),
+}
+
+/// What the runs made with one run state added up. Only the thread holding that state writes it
+/// (the pool hands a state to one thread at a time, with the synchronization of a hand-over), so
+/// an update is a relaxed load and store, not a locked read-modify-write; snapshots read it from
+/// any thread.
+pub(crate) struct Tally {
+    runs: AtomicU64,
     native_runs: AtomicU64,
     fuel: AtomicU64,
     interpreted_iterations: AtomicU64,
     native_iterations: AtomicU64,
-    pub osr_entries: AtomicU64,
-    pub compile_nanos: AtomicU64,
-    loop_iterations: Vec<AtomicU64>,
+    loop_iterations: Box<[AtomicU64]>,
+}
+
+impl Tally {
+    fn new(loops: usize) -> Tally {
+        Tally {
+            runs: AtomicU64::new(0),
+            native_runs: AtomicU64::new(0),
+            fuel: AtomicU64::new(0),
+            interpreted_iterations: AtomicU64::new(0),
+            native_iterations: AtomicU64::new(0),
+            loop_iterations: (0..loops).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Adds one finished run. The interpreter counts per loop; native code counts the total.
+    /// Only the holder of the run state this tally belongs to may call it.
+    pub fn record(&self, state: &RunState, native_run: bool) {
+        let add = |counter: &AtomicU64, n: u64| {
+            if n != 0 {
+                counter.store(
+                    counter.load(Ordering::Relaxed).wrapping_add(n),
+                    Ordering::Relaxed,
+                );
+            }
+        };
+        add(&self.runs, 1);
+        add(&self.native_runs, u64::from(native_run));
+        add(&self.fuel, state.fuel_used);
+        let mut interpreted = 0;
+        for (counter, &n) in self.loop_iterations.iter().zip(&state.loop_iterations) {
+            add(counter, n);
+            interpreted += n;
+        }
+        add(&self.interpreted_iterations, interpreted);
+        add(
+            &self.native_iterations,
+            state.iterations.saturating_sub(interpreted),
+        );
+    }
 }
 
 /// A snapshot of a flow's counters.
@@ -46,38 +108,34 @@ pub struct FlowStats {
 impl Counters {
     pub fn new(loops: usize) -> Counters {
         Counters {
-            runs: AtomicU64::new(0),
-            native_runs: AtomicU64::new(0),
-            fuel: AtomicU64::new(0),
-            interpreted_iterations: AtomicU64::new(0),
-            native_iterations: AtomicU64::new(0),
+            threshold_runs: AtomicU64::new(0),
             osr_entries: AtomicU64::new(0),
             compile_nanos: AtomicU64::new(0),
-            loop_iterations: (0..loops).map(|_| AtomicU64::new(0)).collect(),
+            loops,
+            first: Tally::new(loops),
+            first_taken: AtomicBool::new(false),
+            more: Mutex::new(Vec::new()),
         }
     }
 
-    /// Adds one finished run. The interpreter counts per loop; native code counts the total.
-    pub fn record(&self, state: &RunState, native_run: bool) {
-        // Atomic adds are locked instructions: skip the ones that would add nothing.
-        let add = |counter: &AtomicU64, n: u64| {
-            if n != 0 {
-                counter.fetch_add(n, Ordering::Relaxed);
-            }
-        };
-        add(&self.runs, 1);
-        add(&self.native_runs, u64::from(native_run));
-        add(&self.fuel, state.fuel_used);
-        let mut interpreted = 0;
-        for (counter, &n) in self.loop_iterations.iter().zip(&state.loop_iterations) {
-            add(counter, n);
-            interpreted += n;
+    /// A tally for a new run state, registered for snapshots.
+    pub fn new_tally(&self) -> TallyRef {
+        if !self.first_taken.swap(true, Ordering::Relaxed) {
+            return TallyRef::First;
         }
-        add(&self.interpreted_iterations, interpreted);
-        add(
-            &self.native_iterations,
-            state.iterations.saturating_sub(interpreted),
-        );
+        let tally = Arc::new(Tally::new(self.loops));
+        self.more
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(tally.clone());
+        TallyRef::More(tally)
+    }
+
+    pub fn tally<'a>(&'a self, which: &'a TallyRef) -> &'a Tally {
+        match which {
+            TallyRef::First => &self.first,
+            TallyRef::More(tally) => tally,
+        }
     }
 
     pub fn snapshot(
@@ -88,13 +146,29 @@ impl Counters {
         state_bytes: usize,
     ) -> FlowStats {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let more = self.more.lock().unwrap_or_else(|e| e.into_inner());
+        let tallies: Vec<&Tally> = std::iter::once(&self.first)
+            .chain(more.iter().map(|t| &**t))
+            .collect();
+        let sum = |field: fn(&Tally) -> &AtomicU64| {
+            tallies
+                .iter()
+                .fold(0u64, |total, t| total.wrapping_add(load(field(t))))
+        };
+        let loop_iterations = (0..self.loops)
+            .map(|k| {
+                tallies.iter().fold(0u64, |total, t| {
+                    total.wrapping_add(load(&t.loop_iterations[k]))
+                })
+            })
+            .collect();
         FlowStats {
-            runs: load(&self.runs),
-            native_runs: load(&self.native_runs),
-            fuel: load(&self.fuel),
-            interpreted_iterations: load(&self.interpreted_iterations),
-            native_iterations: load(&self.native_iterations),
-            loop_iterations: self.loop_iterations.iter().map(load).collect(),
+            runs: sum(|t| &t.runs),
+            native_runs: sum(|t| &t.native_runs),
+            fuel: sum(|t| &t.fuel),
+            interpreted_iterations: sum(|t| &t.interpreted_iterations),
+            native_iterations: sum(|t| &t.native_iterations),
+            loop_iterations,
             osr_entries: load(&self.osr_entries),
             tier,
             compile_time: Duration::from_nanos(load(&self.compile_nanos)),

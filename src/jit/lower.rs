@@ -118,7 +118,6 @@ struct Lower<'a, 'f> {
     vars: Vec<(Variable, Option<Variable>)>,
     /// Fuel left before the limit: `fuel_limit - fuel_used`.
     room: Variable,
-    last_event: Variable,
     /// Loop iterations allowed before the next slow path (limit check, interrupt, deadline).
     budget: Variable,
     /// Locals something reads (others are never loaded back from the flow state).
@@ -195,9 +194,6 @@ impl<'a, 'f> Lower<'a, 'f> {
         let used = load(&mut b, I64, offset_of!(RunState, fuel_used));
         let value = b.ins().isub(fuel_limit, used);
         b.def_var(room, value);
-        let last_event = b.declare_var(I32);
-        let value = load(&mut b, I32, offset_of!(RunState, last_event));
-        b.def_var(last_event, value);
         // No budget yet: the first iteration takes the slow path, which grants one.
         let budget = b.declare_var(I64);
         let zero = b.ins().iconst(I64, 0);
@@ -215,7 +211,6 @@ impl<'a, 'f> Lower<'a, 'f> {
             state,
             vars,
             room,
-            last_event,
             budget,
             read: read_locals(program),
             exit,
@@ -347,8 +342,6 @@ impl<'a, 'f> Lower<'a, 'f> {
         let budget = self.b.use_var(self.budget);
         let iterations = self.b.ins().isub(horizon, budget);
         self.state_store(iterations, offset_of!(RunState, iterations));
-        let last = self.b.use_var(self.last_event);
-        self.state_store(last, offset_of!(RunState, last_event));
         self.b.ins().return_(&[status]);
     }
 
@@ -453,24 +446,17 @@ impl<'a, 'f> Lower<'a, 'f> {
         self.b.switch_to_block(next);
     }
 
-    /// If `condition` holds, leave because of `limit`.
+    /// If `condition` holds, leave because of `limit` (through the shared stop block).
     fn exhaust_if(&mut self, condition: Value, limit: Limit) {
-        let failing = self.b.create_block();
         let next = self.b.create_block();
-        self.b.set_cold_block(failing);
-        self.b.ins().brif(condition, failing, &[], next, &[]);
-        self.b.switch_to_block(failing);
+        let stop = self.stop_block();
         let code = self
             .b
             .ins()
-            .iconst(I32, i64::from(runtime::limit_code(limit)));
-        self.b.ins().store(
-            MemFlagsData::trusted(),
-            code,
-            self.state,
-            state_offset(offset_of!(RunState, trap)),
-        );
-        self.jump_exit(STATUS_EXHAUSTED);
+            .iconst(I32, 1 + i64::from(runtime::limit_code(limit)));
+        self.b
+            .ins()
+            .brif(condition, stop, &[code.into()], next, &[]);
         self.b.switch_to_block(next);
     }
 
@@ -555,33 +541,44 @@ impl<'a, 'f> Lower<'a, 'f> {
         self.exhaust_if(over, Limit::Fuel);
         let room = self.b.ins().iadd_imm_s(room, (cost as i64).wrapping_neg());
         self.b.def_var(self.room, room);
+        // Written through at once rather than kept in a variable: one store per dispatch, and one
+        // value fewer live across every loop and call.
         let code = self.b.ins().iconst(I32, i64::from(event_code));
-        self.b.def_var(self.last_event, code);
+        self.state_store(code, offset_of!(RunState, last_event));
         self.check_interrupt();
     }
 
-    /// Makes sure some budget is left: when it ran out, the slow path checks the iteration limit
-    /// (exactly: a grant never exceeds what is left), the interrupt and the deadline, and grants
-    /// at most `BUDGET_GRANT` more iterations.
+    /// Makes sure some budget is left: when it ran out, the slow path (a call of
+    /// `runtime::helper_refill`) checks the iteration limit (exactly: a grant never exceeds what
+    /// is left), the interrupt and the deadline, and grants at most `BUDGET_GRANT` more
+    /// iterations.
     fn ensure_budget(&mut self) {
         let budget = self.b.use_var(self.budget);
         let spent = self.b.ins().icmp_imm_s(IntCC::Equal, budget, 0);
         let slow = self.b.create_block();
+        let granted = self.b.create_block();
         let next = self.b.create_block();
         self.b.set_cold_block(slow);
         self.b.ins().brif(spent, slow, &[], next, &[]);
         self.b.switch_to_block(slow);
-        let horizon = self.state_load(I64, offset_of!(RunState, iterations));
-        let limit = self.state_load(I64, offset_of!(RunState, iteration_limit));
-        let left = self.b.ins().isub(limit, horizon);
-        let none_left = self.b.ins().icmp_imm_s(IntCC::Equal, left, 0);
-        self.exhaust_if(none_left, Limit::LoopIterations);
-        self.check_interrupt();
-        let most = self.b.ins().iconst(I64, runtime::BUDGET_GRANT as i64);
-        let grant = self.b.ins().umin(left, most);
+        let grant = self
+            .call_helper(
+                runtime::helper_refill as *const u8,
+                &[I64],
+                Some(I64),
+                &[self.state],
+            )
+            .expect("helper_refill returns");
+        // A negative result is minus the stop block's code.
+        let stopped = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, grant, 0);
+        let code = self.b.ins().ineg(grant);
+        let code = self.b.ins().ireduce(I32, code);
+        let stop = self.stop_block();
+        self.b
+            .ins()
+            .brif(stopped, stop, &[code.into()], granted, &[]);
+        self.b.switch_to_block(granted);
         self.b.def_var(self.budget, grant);
-        let horizon = self.b.ins().iadd(horizon, grant);
-        self.state_store(horizon, offset_of!(RunState, iterations));
         self.b.ins().jump(next, &[]);
         self.b.switch_to_block(next);
     }

@@ -302,6 +302,38 @@ pub unsafe extern "C" fn helper_template(
     })
 }
 
+/// The slow path of a loop's budget, taken when it ran out: leaves if the iteration limit is
+/// reached (exactly: a grant never exceeds what is left), then checks the interrupt and the
+/// deadline as a dispatch does, and grants at most [`BUDGET_GRANT`] more iterations, moving
+/// `state.iterations` to the count at which they run out. Returns the grant, or minus
+/// `1 + limit_code` of the limit reached.
+///
+/// # Safety
+/// `state` is the live run state (its `interrupt` pointer valid for the run).
+pub unsafe extern "C" fn helper_refill(state: *mut RunState) -> i64 {
+    // SAFETY: guaranteed by the caller; only read through (this reference ends before the
+    // writes below).
+    let run = unsafe { &*state };
+    let horizon = run.iterations;
+    let left = run.iteration_limit.wrapping_sub(horizon);
+    if left == 0 {
+        return -(1 + i64::from(limit_code(Limit::LoopIterations)));
+    }
+    // SAFETY: `interrupt` points at the run's flag (or a never-set static) for the whole run.
+    let flag = unsafe { &*run.interrupt }.load(std::sync::atomic::Ordering::Relaxed);
+    if flag || crate::limits::epoch::now() >= run.deadline_epoch {
+        // SAFETY: guaranteed by the caller.
+        let code = unsafe { helper_poll(state) };
+        if code != 0 {
+            return -i64::from(code);
+        }
+    }
+    let grant = left.min(BUDGET_GRANT);
+    // SAFETY: guaranteed by the caller; no other reference to the state is live here.
+    unsafe { &mut *state }.iterations = horizon.wrapping_add(grant);
+    grant as i64
+}
+
 /// The cold path of a stop check: the interrupt flag or the deadline epoch said "maybe". Returns
 /// 0 to go on, else `1 + limit_code` of the limit reached (the interrupt first, then the
 /// deadline, read from the clock).

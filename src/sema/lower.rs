@@ -401,17 +401,19 @@ impl<'a> Lowerer<'a> {
         EventUse(self.events.len() as u32 - 1)
     }
 
-    /// Locals for a payload, how a binding of it is bound, and its value description.
+    /// Locals for a payload, how a binding of it is bound, and its value description. The
+    /// locals are named `{prefix}.{branch}` (and `.{field}`).
     fn payload_locals(
         &mut self,
         payload: &PayloadType,
         kind: LocalKind,
         prefix: &str,
+        branch: &str,
     ) -> (Vec<LocalId>, Bound, ValuePayload) {
         match payload {
             PayloadType::Empty => (Vec::new(), Bound::Empty, ValuePayload::Empty),
             PayloadType::Identity(ty) => {
-                let local = self.new_local(Arc::from(prefix), *ty, kind);
+                let local = self.new_local(dotted(&[prefix, branch]), *ty, kind);
                 (
                     vec![local],
                     Bound::Scalar(local, *ty),
@@ -419,11 +421,11 @@ impl<'a> Lowerer<'a> {
                 )
             }
             PayloadType::Struct(fields) => {
-                let mut locals = Vec::new();
-                let mut bound = Vec::new();
-                let mut described = Vec::new();
+                let mut locals = Vec::with_capacity(fields.len());
+                let mut bound = Vec::with_capacity(fields.len());
+                let mut described = Vec::with_capacity(fields.len());
                 for (name, ty) in fields {
-                    let local = self.new_local(Arc::from(format!("{prefix}.{name}")), *ty, kind);
+                    let local = self.new_local(dotted(&[prefix, branch, name]), *ty, kind);
                     locals.push(local);
                     bound.push((name.clone(), local, *ty));
                     described.push((name.clone(), local));
@@ -447,22 +449,19 @@ impl<'a> Lowerer<'a> {
         name: &str,
         span: Span,
     ) -> (Vec<Vec<LocalId>>, Vec<BranchInfo>, ValueId) {
-        let mut slots = Vec::new();
-        let mut infos = Vec::new();
-        let mut payloads = Vec::new();
-        for branch in sig.result_branches() {
-            let prefix = format!("{name}.{}", branch.name);
-            let (locals, bound, payload) = self.payload_locals(&branch.payload, kind, &prefix);
+        let branches = sig.result_branch_slice();
+        let mut slots = Vec::with_capacity(branches.len());
+        let mut infos = Vec::with_capacity(branches.len());
+        let first_value = ValueId(self.values.len() as u32);
+        for branch in branches {
+            let (locals, bound, payload) =
+                self.payload_locals(&branch.payload, kind, name, &branch.name);
             slots.push(locals);
             infos.push(BranchInfo {
                 name: branch.name.clone(),
                 bound,
             });
-            payloads.push((branch.name, payload));
-        }
-        let first_value = ValueId(self.values.len() as u32);
-        for (branch, payload) in payloads {
-            self.new_value(branch, payload, span);
+            self.new_value(branch.name.clone(), payload, span);
         }
         (slots, infos, first_value)
     }
@@ -569,7 +568,7 @@ impl<'a> Lowerer<'a> {
         span: Span,
     ) -> Vec<Argument> {
         let mut slots: Vec<Option<Argument>> = (0..inputs.len()).map(|_| None).collect();
-        let mut failed = vec![false; inputs.len()];
+        let mut failed: smallvec::SmallVec<[bool; 8]> = smallvec::smallvec![false; inputs.len()];
         for arg in args {
             let index = match &arg.name {
                 Some(name) => match inputs.iter().position(|(input, _)| **input == *name.name) {
@@ -709,7 +708,7 @@ impl<'a> Lowerer<'a> {
                         );
                         continue;
                     };
-                    (Some(index), binding.as_ref(), guard.as_ref())
+                    (Some(index), binding.as_ref(), guard.as_deref())
                 }
                 ast::ContinuationKind::Pipe => {
                     if branches.len() != 1 {
@@ -750,7 +749,10 @@ impl<'a> Lowerer<'a> {
                     self.captures.push(context.clone());
                 }
             }
-            let step = continuation.step.as_ref().and_then(|s| self.lower_step(s));
+            let step = continuation
+                .step
+                .as_deref()
+                .and_then(|s| self.lower_step(s));
             self.captures.truncate(captures_len);
             self.scope.truncate(scope_len);
             let arm_index = arms.arms.len() as u32;
@@ -1378,4 +1380,16 @@ pub fn step_values(step: &Step, out: &mut Vec<ValueId>) {
     }
     out.sort_by_key(|v| v.0);
     out.dedup();
+}
+
+/// `parts` joined with dots, as a local's name (what `format!` would give, without its machinery).
+fn dotted(parts: &[&str]) -> Arc<str> {
+    let mut name = String::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            name.push('.');
+        }
+        name.push_str(part);
+    }
+    Arc::from(name)
 }

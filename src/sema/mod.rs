@@ -327,7 +327,7 @@ fn invoked_paths<'a>(step: &'a ast::Step, out: &mut Vec<&'a str>) {
         if let ast::Step::Invoke(invocation) = step {
             out.push(invocation.path.text.as_str());
             for c in &invocation.continuations {
-                if let Some(s) = &c.step {
+                if let Some(s) = c.step.as_deref() {
                     pending.push(s);
                 }
             }

@@ -73,7 +73,7 @@ pub enum PayloadDecl {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Subflow {
     pub name: Path,
-    pub body: Step,
+    pub body: Box<Step>,
     pub span: Span,
 }
 
@@ -103,7 +103,7 @@ pub struct Arg {
 pub enum ArgValue {
     Expr(Expr),
     /// `start..end`, the argument of `for`.
-    Range(Expr, Expr),
+    Range(Box<Expr>, Box<Expr>),
     /// `{ f: expr, ... }`, the argument of `capture`.
     Struct(Vec<FieldInit>),
 }
@@ -117,7 +117,7 @@ pub struct FieldInit {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Continuation {
     pub kind: ContinuationKind,
-    pub step: Option<Step>,
+    pub step: Option<Box<Step>>,
     pub span: Span,
 }
 
@@ -127,7 +127,7 @@ pub enum ContinuationKind {
     Branch {
         branch: Ident,
         binding: Option<Binding>,
-        guard: Option<Expr>,
+        guard: Option<Box<Expr>>,
     },
     /// `|> step` with no branch: continues a single-branch or void event.
     Pipe,

@@ -18,6 +18,7 @@ use super::token::Tok;
 use crate::diag::{Code, Diagnostic};
 use crate::limits::FrontEndLimits;
 use crate::span::Span;
+use smallvec::SmallVec;
 
 /// What an item is, decided from its first tokens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,6 +30,7 @@ pub enum ItemKind {
 }
 
 /// One item's tokens, ready for the grammar.
+#[derive(Clone)]
 pub struct ItemTokens {
     pub tokens: Vec<(usize, Tok, usize)>,
     pub span: Span,
@@ -37,19 +39,22 @@ pub struct ItemTokens {
 /// Splits `tokens` into items and lays each out. Errors are pushed to `diagnostics`; an item with
 /// errors is not returned (so the grammar never sees it), which keeps errors from cascading.
 pub fn layout(
-    tokens: Vec<Token>,
+    mut tokens: Vec<Token>,
     limits: &FrontEndLimits,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Vec<ItemTokens> {
     let has_items = tokens.iter().any(is_item_start);
     let mut items = Vec::new();
-    let mut current: Vec<Token> = Vec::new();
+    // The current item is `tokens[start..end]`: items are contiguous runs of tokens (skipped host
+    // code only ever follows an item's last token), so they are laid out in place, not copied.
+    let (mut start, mut end) = (0, 0);
     let mut skipping_host_code = false;
-    for token in tokens {
-        if is_item_start(&token) {
-            flush(&mut current, limits, diagnostics, &mut items);
+    for k in 0..tokens.len() {
+        let token = &tokens[k];
+        if is_item_start(token) {
+            flush(&mut tokens[start..end], limits, diagnostics, &mut items);
             skipping_host_code = false;
-            current.push(token);
+            (start, end) = (k, k + 1);
             continue;
         }
         if skipping_host_code {
@@ -60,25 +65,27 @@ pub fn layout(
             && token.column == 0
             // A tab in indentation is reported as E0103 by the item it belongs to.
             && !matches!(token.tok, Tok::Bar | Tok::BarQuestion | Tok::Pipe | Tok::Error(Code::E0103, _))
-            && bracket_depth(&current) == 0;
+            && bracket_depth(&tokens[start..end]) == 0;
         if host_line {
-            flush(&mut current, limits, diagnostics, &mut items);
+            let span = token.span;
+            flush(&mut tokens[start..end], limits, diagnostics, &mut items);
+            (start, end) = (k + 1, k + 1);
             diagnostics.push(Diagnostic::new(
                 Code::E0104,
                 "host-language code is not supported: events are implemented by the host application and registered with the engine",
-                token.span,
+                span,
             ));
             skipping_host_code = true;
             continue;
         }
-        current.push(token);
+        end = k + 1;
     }
-    flush(&mut current, limits, diagnostics, &mut items);
+    flush(&mut tokens[start..end], limits, diagnostics, &mut items);
     items
 }
 
 fn is_item_start(token: &Token) -> bool {
-    token.tok == Tok::Tilde && token.line_start && token.column == 0
+    matches!(token.tok, Tok::Tilde) && token.line_start && token.column == 0
 }
 
 fn bracket_depth(tokens: &[Token]) -> i32 {
@@ -93,18 +100,18 @@ fn bracket_depth(tokens: &[Token]) -> i32 {
     depth.max(0)
 }
 
+/// Lays out one item; its tokens are moved out (left as `~` placeholders).
 fn flush(
-    current: &mut Vec<Token>,
+    tokens: &mut [Token],
     limits: &FrontEndLimits,
     diagnostics: &mut Vec<Diagnostic>,
     items: &mut Vec<ItemTokens>,
 ) {
-    if current.is_empty() {
+    if tokens.is_empty() {
         return;
     }
-    let tokens = std::mem::take(current);
     let span = tokens[0].span.to(tokens[tokens.len() - 1].span);
-    let Some(kind) = classify(&tokens) else {
+    let Some(kind) = classify(tokens) else {
         // Host code: its body need not even lex as flow syntax.
         diagnostics.push(Diagnostic::new(
             Code::E0104,
@@ -114,7 +121,7 @@ fn flush(
         return;
     };
     let errors_before = diagnostics.len();
-    for token in &tokens {
+    for token in tokens.iter() {
         if let Tok::Error(code, message) = &token.tok {
             diagnostics.push(Diagnostic::new(*code, message.clone(), token.span));
         }
@@ -122,17 +129,19 @@ fn flush(
     if diagnostics.len() > errors_before {
         return;
     }
-    if !check_brackets(&tokens, limits, diagnostics) {
+    if !check_brackets(tokens, limits, diagnostics) {
         return;
     }
     let laid_out = match kind {
         ItemKind::Import | ItemKind::Event => Some(
             tokens
-                .into_iter()
-                .map(|t| (t.span.start as usize, t.tok, t.span.end as usize))
+                .iter_mut()
+                .map(|t| (t.span.start as usize, take(&mut t.tok), t.span.end as usize))
                 .collect(),
         ),
-        ItemKind::Subflow | ItemKind::Flow => Nester::new(kind, limits, diagnostics).run(tokens),
+        ItemKind::Subflow | ItemKind::Flow => {
+            Nester::new(kind, limits, diagnostics, tokens.len()).run(tokens)
+        }
     };
     if let Some(tokens) = laid_out {
         items.push(ItemTokens { tokens, span });
@@ -146,7 +155,7 @@ fn check_brackets(
     limits: &FrontEndLimits,
     diagnostics: &mut Vec<Diagnostic>,
 ) -> bool {
-    let mut open: Vec<&Token> = Vec::new();
+    let mut open: SmallVec<[&Token; 16]> = SmallVec::new();
     for token in tokens {
         match token.tok {
             Tok::LParen | Tok::LBrace | Tok::LBracket => {
@@ -205,7 +214,7 @@ fn check_brackets(
 
 /// `None` for host-language items such as `~proc`.
 fn classify(tokens: &[Token]) -> Option<ItemKind> {
-    let body = if tokens[0].tok == Tok::Tilde {
+    let body = if matches!(tokens[0].tok, Tok::Tilde) {
         &tokens[1..]
     } else {
         tokens
@@ -247,7 +256,7 @@ struct Nester<'a> {
     limits: &'a FrontEndLimits,
     diagnostics: &'a mut Vec<Diagnostic>,
     out: Vec<(usize, Tok, usize)>,
-    stack: Vec<Open>,
+    stack: SmallVec<[Open; 8]>,
 }
 
 /// Indentation recorded for invocations written on the head line: every new line closes them.
@@ -258,13 +267,15 @@ impl<'a> Nester<'a> {
         kind: ItemKind,
         limits: &'a FrontEndLimits,
         diagnostics: &'a mut Vec<Diagnostic>,
+        tokens: usize,
     ) -> Nester<'a> {
         Nester {
             kind,
             limits,
             diagnostics,
-            out: Vec::new(),
-            stack: Vec::new(),
+            // Every token, plus a BlockOpen and a BlockClose per invocation (a few, usually).
+            out: Vec::with_capacity(tokens + 8),
+            stack: SmallVec::new(),
         }
     }
 
@@ -273,15 +284,17 @@ impl<'a> Nester<'a> {
             .push((token.span.start as usize, tok, token.span.end as usize));
     }
 
-    fn run(mut self, tokens: Vec<Token>) -> Option<Vec<(usize, Tok, usize)>> {
+    /// Each token is moved out as it is emitted, after its last read.
+    fn run(mut self, tokens: &mut [Token]) -> Option<Vec<(usize, Tok, usize)>> {
         let mut i = 0;
-        if tokens[0].tok == Tok::Tilde {
+        if matches!(tokens[0].tok, Tok::Tilde) {
             self.emit(&tokens[0], Tok::Tilde);
             i = 1;
         }
         if self.kind == ItemKind::Subflow {
-            while i < tokens.len() && tokens[i].tok != Tok::Eq {
-                self.emit(&tokens[i], tokens[i].tok.clone());
+            while i < tokens.len() && !matches!(tokens[i].tok, Tok::Eq) {
+                let tok = take(&mut tokens[i].tok);
+                self.emit(&tokens[i], tok);
                 i += 1;
             }
             if i < tokens.len() {
@@ -315,16 +328,18 @@ impl<'a> Nester<'a> {
             }
             if step_position && depth == 0 {
                 step_position = false;
-                if let Some(end) = invocation_end(&tokens, i) {
+                if let Some(end) = invocation_end(tokens, i) {
                     // Copy the path, turn its `(` into CallOpen, copy the arguments verbatim.
                     let mut j = i;
-                    while tokens[j].tok != Tok::LParen {
-                        self.emit(&tokens[j], tokens[j].tok.clone());
+                    while !matches!(tokens[j].tok, Tok::LParen) {
+                        let tok = take(&mut tokens[j].tok);
+                        self.emit(&tokens[j], tok);
                         j += 1;
                     }
                     self.emit(&tokens[j], Tok::CallOpen);
-                    for token in &tokens[j + 1..=end] {
-                        self.emit(token, token.tok.clone());
+                    for token in &mut tokens[j + 1..=end] {
+                        let tok = take(&mut token.tok);
+                        self.emit(token, tok);
                     }
                     self.emit(&tokens[end], Tok::BlockOpen);
                     self.stack.push(Open {
@@ -377,12 +392,13 @@ impl<'a> Nester<'a> {
                     _ => {}
                 }
             }
-            let tok = if depth == 0 && token.tok == Tok::Pipe && !was_in_header {
+            let pipe_start = depth == 0 && matches!(token.tok, Tok::Pipe) && !was_in_header;
+            let tok = if pipe_start {
                 Tok::PipeStart
             } else {
-                token.tok.clone()
+                take(&mut tokens[i].tok)
             };
-            self.emit(token, tok);
+            self.emit(&tokens[i], tok);
             i += 1;
         }
         let last = tokens.last().expect("items are never empty");
@@ -395,6 +411,11 @@ impl<'a> Nester<'a> {
         }
         Some(self.out)
     }
+}
+
+/// Moves a token out of the item being laid out.
+fn take(tok: &mut Tok) -> Tok {
+    std::mem::replace(tok, Tok::Tilde)
 }
 
 /// If `tokens[i..]` starts with `path(`, the index of the matching `)`.

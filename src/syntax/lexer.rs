@@ -284,6 +284,12 @@ fn is_word_byte(byte: u8) -> bool {
 /// Reads a string literal body (after the opening quote) up to and including the closing quote.
 /// Returns the value and the bytes consumed, or an error with the bytes to skip.
 pub fn unescape(rest: &str) -> Result<(String, usize), (Code, String, usize)> {
+    // Most literals have no escape: copy them in one allocation of the right size.
+    if let Some(i) = rest.bytes().position(|b| matches!(b, b'"' | b'\\' | b'\n')) {
+        if rest.as_bytes()[i] == b'"' {
+            return Ok((rest[..i].to_string(), i + 1));
+        }
+    }
     let mut value = String::new();
     let mut chars = rest.char_indices();
     while let Some((i, c)) = chars.next() {

@@ -10,7 +10,18 @@ use lalrpop_util::ParseError;
 #[allow(clippy::all, clippy::pedantic, unused_parens, dead_code)]
 mod generated {
     lalrpop_util::lalrpop_mod!(pub flow);
+    // The same grammar generated as a recursive-ascent parser (build.rs): no symbol stack to
+    // allocate and grow, states are functions; it recurses once per symbol on the parse stack.
+    lalrpop_util::lalrpop_mod!(pub flow_fast);
 }
+
+/// Items of at most this many tokens are parsed by the recursive-ascent parser first (a one-call
+/// flow is about 13 tokens, SPEC 9's nested loop 34). Its recursion is bounded by the parse
+/// stack, which is bounded by the tokens: measured, about 2 KiB of native stack per token in
+/// release builds and 12 KiB in debug builds, so at most ~100 KiB and ~700 KiB here (a test
+/// parses the deepest such items on a 1 MiB stack). Longer items go to the table-driven parser,
+/// whose stack is on the heap.
+pub const FAST_MAX_TOKENS: usize = 48;
 
 /// Expression trees taller than this are refused while parsing, so that every later pass can
 /// recurse over expressions without risking the stack.
@@ -66,6 +77,18 @@ pub fn parse_item(item: ItemTokens, diagnostics: &mut Vec<Diagnostic>) -> Option
             None
         }
     }
+}
+
+/// Parses one laid-out item with the recursive-ascent parser if it is short enough. `Err` gives
+/// the item back if it is too long; `Ok(None)` means it has an error, which the table-driven
+/// [`parse_item`] then reports (its expected-token lists are the reference), from the same
+/// tokens laid out again.
+pub fn parse_item_fast(item: ItemTokens) -> Result<Option<Item>, ItemTokens> {
+    if item.tokens.len() > FAST_MAX_TOKENS {
+        return Err(item);
+    }
+    let tokens = item.tokens.into_iter().map(Ok::<_, DepthError>);
+    Ok(generated::flow_fast::ItemParser::new().parse(tokens).ok())
 }
 
 /// Parses a standalone expression (a print template hole) from raw tokens.
