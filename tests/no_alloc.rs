@@ -1,7 +1,7 @@
 //! Steady-state runs allocate nothing: after the first run of a compiled flow, further runs reuse
 //! the pooled flow state and its buffers. Checked with a counting global allocator.
 
-use koru_jit::{CompileOptions, Engine, Inputs, Registry, RunLimits, Type};
+use koru_jit::{CompileOptions, Engine, Inputs, Registry, RunLimits, Tier, Type};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
@@ -80,27 +80,34 @@ fn registry() -> Registry {
     registry
 }
 
+/// Each tier on its own (the auto tier's switch from one to the other is a one-time event, not
+/// steady state, and its timing depends on the compiler thread).
 fn assert_steady_state_allocates_nothing(source: &str, options: CompileOptions, inputs: Inputs) {
-    let engine = Engine::new(registry());
-    let flow = engine.compile("test", source, &options).unwrap();
-    let limits = RunLimits {
-        fuel: Some(u64::MAX),
-        max_iterations: Some(u64::MAX),
-        ..RunLimits::default()
-    };
-    // The first run creates the pooled state and sizes every buffer.
-    let first = flow.run(&inputs, &limits).unwrap();
-    assert!(matches!(first, koru_jit::Outcome::Ok { .. }), "{first:?}");
-    let count = allocations_during(|| {
-        for _ in 0..10 {
-            let outcome = flow.run(&inputs, &limits).unwrap();
-            assert_eq!(outcome, first);
-        }
-    });
-    assert_eq!(
-        count, 0,
-        "steady-state runs of {source:?} allocated {count} times"
-    );
+    for tier in [Tier::Interp, Tier::Jit] {
+        let engine = Engine::new(registry());
+        let flow = engine
+            .compile("test", source, &options.clone().tier(tier))
+            .unwrap();
+        assert_eq!(flow.tier(), tier);
+        let limits = RunLimits {
+            fuel: Some(u64::MAX),
+            max_iterations: Some(u64::MAX),
+            ..RunLimits::default()
+        };
+        // The first run creates the pooled state and sizes every buffer.
+        let first = flow.run(&inputs, &limits).unwrap();
+        assert!(matches!(first, koru_jit::Outcome::Ok { .. }), "{first:?}");
+        let count = allocations_during(|| {
+            for _ in 0..10 {
+                let outcome = flow.run(&inputs, &limits).unwrap();
+                assert_eq!(outcome, first);
+            }
+        });
+        assert_eq!(
+            count, 0,
+            "steady-state runs of {source:?} in {tier:?} allocated {count} times"
+        );
+    }
 }
 
 #[test]
