@@ -156,7 +156,17 @@ fn sum_fold(c: &mut Criterion) {
 
 fn compile(c: &mut Criterion) {
     let acc = Arc::new(AtomicI64::new(0));
-    let engine = Engine::new(registry(&acc, false));
+    // The cache off: every iteration parses, checks and lays out the source afresh.
+    let engine = Engine::with_config(
+        registry(&acc, false),
+        EngineConfig {
+            policy: TierPolicy::default(),
+            cache: CacheConfig {
+                max_entries: 0,
+                max_code_bytes: 0,
+            },
+        },
+    );
     let options = CompileOptions::default();
     let mut group = c.benchmark_group("compile");
     group.bench_function("front_end", |b| {
