@@ -19,6 +19,7 @@ SOAK_REQUESTS=${SOAK_REQUESTS:-1000000}
 LOG=$(mktemp)
 
 start() {
+  : >"$LOG"   # a fresh log: the previous server's "listening on" must not count
   "$BIN" serve --config examples/serve.toml --listen "$ADDRESS" 2>"$LOG" &
   SERVER=$!
   for _ in $(seq 100); do

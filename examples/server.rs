@@ -50,6 +50,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // 3. The service, as an axum Router: mount it next to the application's own routes.
     let (koru, state) = server::router(config, registry)?;
+    let options = state.serve_options();
     let app = axum::Router::new()
         .route(
             "/cache",
@@ -65,7 +66,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     runtime.block_on(async {
         let listener = tokio::net::TcpListener::bind(&address).await?;
         eprintln!("listening on http://{}", listener.local_addr()?);
-        server::serve(listener, app, server::shutdown_signal()).await
+        server::serve(listener, app, options, server::shutdown_signal()).await
     })?;
     Ok(())
 }

@@ -115,3 +115,14 @@ fn the_chart_has_a_bar_per_figure_and_the_auto_timeline() {
     assert_eq!(svg.matches("<rect").count(), 1 + report.measurements.len());
     assert_eq!(svg.matches("<polyline").count(), 1);
 }
+
+#[test]
+fn a_chart_of_nothing_measured_is_still_a_small_valid_svg() {
+    let report = bench::Report {
+        measurements: Vec::new(),
+        rounds: 1,
+    };
+    let svg = bench::plot::svg(&report, None);
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    assert!(svg.len() < 10_000, "{} bytes", svg.len());
+}

@@ -12,6 +12,8 @@ const CONFIG: &str = r#"
 listen = "127.0.0.1:0"
 max_body_bytes = 4096
 max_concurrent_runs = 4
+queue_timeout_ms = 300
+header_read_timeout_ms = 300
 
 [cache]
 max_entries = 64
@@ -21,15 +23,20 @@ allow = ["add", "std.*"]
 libraries = ["lib/math.kz"]
 fuel = 1000
 max_iterations = 100000
+max_output_bytes = 1000
 
 [scopes.slow]
 allow = ["nap"]
 deadline_ms = 40
 
+[scopes.long]
+allow = ["nap"]
+deadline_ms = 1500
+
 [[keys]]
 name = "alice"
 key = "alice-key-123"
-scopes = ["public", "slow"]
+scopes = ["public", "slow", "long"]
 
 [[keys]]
 name = "bob"
@@ -86,7 +93,8 @@ fn start() -> TestServer {
     )
     .unwrap();
     let config = ServerConfig::parse(CONFIG, "test.toml", &dir).unwrap();
-    let (router, _) = server::router(config, registry()).unwrap();
+    let (router, state) = server::router(config, registry()).unwrap();
+    let options = state.serve_options();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let (ready, address) = std::sync::mpsc::channel();
     let thread = std::thread::spawn(move || {
@@ -98,7 +106,7 @@ fn start() -> TestServer {
         runtime.block_on(async move {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             ready.send(listener.local_addr().unwrap()).unwrap();
-            server::serve(listener, router, async {
+            server::serve(listener, router, options, async {
                 let _ = stopped.await;
             })
             .await
@@ -477,13 +485,113 @@ fn flows_are_cached_across_requests_tier_up_and_stats_show_only_the_keys_scopes(
 }
 
 #[test]
+fn printed_output_is_bounded_per_scope() {
+    let server = start();
+    // `public` allows 1000 bytes of output: 40 lines of 50 bytes stop at the 20th line.
+    let line = "x".repeat(49);
+    let (status, body) = run(
+        &server,
+        "alice-key-123",
+        json!({ "source": "~for(0..40)\n| each i |> std.io:println(text: s)", "inputs": { "s": line } }),
+    );
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["outcome"], "exhausted");
+    assert_eq!(body["limit"], "Output");
+    assert_eq!(body["output"].as_str().unwrap().len(), 1000);
+    // Under the bound, all of it.
+    let (status, body) = run(
+        &server,
+        "alice-key-123",
+        json!({ "source": "~for(0..5)\n| each i |> std.io:println(text: s)", "inputs": { "s": line } }),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["output"].as_str().unwrap().len(), 250);
+}
+
+fn metric(server: &TestServer, name: &str) -> u64 {
+    let text = Client::new(&server.address)
+        .get("/metrics", None)
+        .unwrap()
+        .body;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+#[test]
+fn runs_abandoned_by_their_clients_keep_their_slot_and_the_queue_is_bounded() {
+    use std::io::Write;
+    let server = start();
+    // Six clients start one-second runs and hang up at once; four slots.
+    let body =
+        json!({ "source": "~for(0..100)\n| each _ |> nap(ms: 10)", "scope": "long" }).to_string();
+    for _ in 0..6 {
+        let mut stream = std::net::TcpStream::connect(&server.address).unwrap();
+        write!(
+            stream,
+            "POST /v1/run HTTP/1.1\r\nhost: x\r\nauthorization: Bearer alice-key-123\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    // Never more runs than slots, even with their clients gone.
+    assert_eq!(metric(&server, "koru_runs_in_flight"), 4);
+    // A new request waits its queue timeout (300 ms), then gets 503.
+    let started = Instant::now();
+    let (status, answer) = run(
+        &server,
+        "alice-key-123",
+        json!({ "source": "~add(a: \"1\", b: \"2\")" }),
+    );
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(answer["error"]["code"], "overloaded");
+    assert!(started.elapsed() >= Duration::from_millis(250));
+    // The abandoned requests are counted, as 499.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while metric(
+        &server,
+        "koru_http_requests_total{endpoint=\"/v1/run\",status=\"499\"}",
+    ) < 4
+    {
+        assert!(Instant::now() < deadline, "abandoned requests not counted");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_client_that_never_finishes_its_request_head_is_cut_off() {
+    use std::io::{Read, Write};
+    let server = start();
+    let mut stream = std::net::TcpStream::connect(&server.address).unwrap();
+    stream
+        .write_all(b"POST /v1/run HTTP/1.1\r\nhost: x\r\n")
+        .unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    // The server closes the connection after its header-read timeout (300 ms here).
+    let _ = stream.read_to_end(&mut rest);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(250) && waited < Duration::from_secs(4),
+        "{waited:?}"
+    );
+}
+
+#[test]
 fn the_binary_serves_a_config_file_and_shuts_down_gracefully_on_sigterm() {
+    use std::io::Write;
     let dir = std::env::temp_dir().join(format!("koru-serve-bin-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let config = dir.join("serve.toml");
+    // Header timeout long, drain deadline short: only the drain deadline can end a stalled client.
     std::fs::write(
         &config,
-        "listen = \"127.0.0.1:0\"\n[scopes.public]\nallow = [\"add\"]\nfuel = 200000\nmax_iterations = 200000\n[[keys]]\nkey = \"k-12345678\"\nscopes = [\"public\"]\n",
+        "listen = \"127.0.0.1:0\"\nheader_read_timeout_ms = 60000\nshutdown_timeout_ms = 1000\n[scopes.public]\nallow = [\"add\"]\nfuel = 200000\nmax_iterations = 2000000000\ndeadline_ms = 400\n[[keys]]\nkey = \"k-12345678\"\nscopes = [\"public\"]\n",
     )
     .unwrap();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_koru-jit"))
@@ -500,35 +608,53 @@ fn the_binary_serves_a_config_file_and_shuts_down_gracefully_on_sigterm() {
         .strip_prefix("koru-jit serve: listening on http://")
         .unwrap_or_else(|| panic!("unexpected first line: {line}"))
         .to_string();
-    // A request in flight when SIGTERM arrives is answered before the server exits.
+    // A client that sends half a request head and waits.
+    let mut stalled = std::net::TcpStream::connect(&address).unwrap();
+    stalled.write_all(b"POST /v1/run HTTP/1.1\r\n").unwrap();
+    // A run of ~400 ms (a pure loop stopped by its deadline), in flight when SIGTERM arrives.
     let in_flight = {
         let address = address.clone();
         std::thread::spawn(move || {
             Client::new(&address).post_json(
                 "/v1/run",
                 "k-12345678",
-                &json!({ "source": "~for(0..1000)\n| each _ |> for(0..100)\n    | each i |> add(a: \"0\", b: i)\n| done |> _\n" }).to_string(),
+                &json!({ "source": "~for(0..2000000000)\n| each i |> _" }).to_string(),
             )
         })
     };
-    std::thread::sleep(Duration::from_millis(2));
+    let probe = TestServer {
+        address: address.clone(),
+        stop: None,
+        thread: None,
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while metric(&probe, "koru_runs_in_flight") != 1 {
+        assert!(Instant::now() < deadline, "the run never started");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let terminated = Instant::now();
     let kill = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(kill.success());
-    let response = in_flight.join().unwrap();
+    // The run in flight is answered in full.
+    let response = in_flight.join().unwrap().unwrap();
+    assert_eq!(response.status, 422, "{}", response.body);
+    assert_eq!(response.json()["limit"], "Deadline");
+    // The stalled client holds the shutdown only until the drain deadline (1 s).
     let status = child.wait().unwrap();
     assert!(status.success(), "{status}");
+    assert!(
+        terminated.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        terminated.elapsed()
+    );
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert!(rest.contains("connections still open"), "{rest}");
     assert!(rest.contains("shut down"), "{rest}");
-    // The request either finished (200) or was refused before it started (connection error):
-    // never cut off half way.
-    if let Ok(response) = response {
-        assert_eq!(response.status, 200, "{}", response.body);
-        assert_eq!(response.json()["outcome"], "ok");
-    }
+    drop(stalled);
     let bad = std::process::Command::new(env!("CARGO_BIN_EXE_koru-jit"))
         .args(["serve", "--config"])
         .arg(Path::new("/nonexistent/serve.toml"))

@@ -38,6 +38,10 @@ pub fn svg(report: &Report, timeline: Option<&(Vec<(u64, f64)>, crate::FlowStats
         low = low.min(m.median());
         high = high.max(m.median());
     }
+    if !low.is_finite() || !high.is_finite() || high <= 0.0 {
+        // Nothing measured (or nothing positive): an axis needs two finite ends.
+        (low, high) = (1.0, 10.0);
+    }
     // Decades around the figures, for a log axis.
     let low = 10f64.powf(low.max(0.01).log10().floor());
     let high = 10f64.powf(high.max(low * 10.0).log10().ceil());
@@ -69,7 +73,7 @@ pub fn svg(report: &Report, timeline: Option<&(Vec<(u64, f64)>, crate::FlowStats
     );
     // Decade grid lines.
     let mut decade = low;
-    while decade <= high * 1.0001 {
+    while decade.is_finite() && decade <= high * 1.0001 {
         let gx = x(decade);
         let _ = writeln!(
             out,

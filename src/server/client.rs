@@ -33,6 +33,12 @@ pub struct Client {
     stream: Option<BufReader<TcpStream>>,
 }
 
+/// Per read and per write; and the most one answer may take in all.
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The largest answer body this client accepts.
+const MAX_BODY: usize = 64 << 20;
+
 fn invalid(message: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message.into())
 }
@@ -56,13 +62,16 @@ impl Client {
         if self.stream.is_none() {
             let stream = TcpStream::connect(&self.address)?;
             stream.set_nodelay(true)?;
-            stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+            stream.set_read_timeout(Some(TIMEOUT))?;
+            stream.set_write_timeout(Some(TIMEOUT))?;
             self.stream = Some(BufReader::new(stream));
         }
         Ok(self.stream.as_mut().expect("connected above"))
     }
 
-    /// Sends one request; retries once on a fresh connection if a kept-alive one was closed.
+    /// Sends one request. If a kept-alive connection turns out to be closed before any byte of
+    /// the answer arrived (the server closed it while idle), sends it once more on a new one;
+    /// never after an answer started, so a request is not run twice.
     pub fn request(
         &mut self,
         method: &str,
@@ -73,11 +82,12 @@ impl Client {
         let reused = self.stream.is_some();
         match self.try_request(method, path, headers, body) {
             Ok(response) => Ok(response),
-            Err(_) if reused => {
+            Err((_, true)) if reused => {
                 self.stream = None;
                 self.try_request(method, path, headers, body)
+                    .map_err(|(e, _)| e)
             }
-            Err(e) => Err(e),
+            Err((e, _)) => Err(e),
         }
     }
 
@@ -104,13 +114,14 @@ impl Client {
         self.request("GET", path, &headers, b"")
     }
 
+    /// On failure, also says whether no byte of an answer had arrived.
     fn try_request(
         &mut self,
         method: &str,
         path: &str,
         headers: &[(&str, &str)],
         body: &[u8],
-    ) -> io::Result<HttpResponse> {
+    ) -> Result<HttpResponse, (io::Error, bool)> {
         let mut head = format!(
             "{method} {path} HTTP/1.1\r\nhost: {}\r\ncontent-length: {}\r\n",
             self.address,
@@ -121,10 +132,12 @@ impl Client {
         }
         head += "\r\n";
         let result = (|| {
-            let stream = self.connection()?;
+            let stream = self.connection().map_err(|e| (e, true))?;
             let writer = stream.get_mut();
-            writer.write_all(head.as_bytes())?;
-            writer.write_all(body)?;
+            writer
+                .write_all(head.as_bytes())
+                .and_then(|()| writer.write_all(body))
+                .map_err(|e| (e, true))?;
             read_response(stream)
         })();
         match &result {
@@ -147,8 +160,26 @@ fn read_line(stream: &mut BufReader<TcpStream>) -> io::Result<String> {
     Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
-fn read_response(stream: &mut BufReader<TcpStream>) -> io::Result<HttpResponse> {
-    let status_line = read_line(stream)?;
+fn read_response(stream: &mut BufReader<TcpStream>) -> Result<HttpResponse, (io::Error, bool)> {
+    let status_line = read_line(stream).map_err(|e| {
+        let unanswered = e.kind() == io::ErrorKind::UnexpectedEof;
+        (e, unanswered)
+    })?;
+    read_rest(stream, &status_line).map_err(|e| (e, false))
+}
+
+fn read_rest(stream: &mut BufReader<TcpStream>, status_line: &str) -> io::Result<HttpResponse> {
+    let started = std::time::Instant::now();
+    let in_time = || {
+        if started.elapsed() > TIMEOUT {
+            Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the answer takes too long",
+            ))
+        } else {
+            Ok(())
+        }
+    };
     let status = status_line
         .split_whitespace()
         .nth(1)
@@ -156,6 +187,7 @@ fn read_response(stream: &mut BufReader<TcpStream>) -> io::Result<HttpResponse> 
         .ok_or_else(|| invalid(format!("bad status line `{status_line}`")))?;
     let mut headers = Vec::new();
     loop {
+        in_time()?;
         let line = read_line(stream)?;
         if line.is_empty() {
             break;
@@ -174,12 +206,16 @@ fn read_response(stream: &mut BufReader<TcpStream>) -> io::Result<HttpResponse> 
     let mut body = Vec::new();
     if find("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
         loop {
+            in_time()?;
             let size_line = read_line(stream)?;
             let size = usize::from_str_radix(size_line.split(';').next().unwrap_or("").trim(), 16)
                 .map_err(|_| invalid(format!("bad chunk size `{size_line}`")))?;
             if size == 0 {
                 while !read_line(stream)?.is_empty() {}
                 break;
+            }
+            if body.len() + size > MAX_BODY {
+                return Err(invalid("the answer is larger than this client accepts"));
             }
             let start = body.len();
             body.resize(start + size, 0);
@@ -190,6 +226,9 @@ fn read_response(stream: &mut BufReader<TcpStream>) -> io::Result<HttpResponse> 
         let length: usize = length
             .parse()
             .map_err(|_| invalid(format!("bad content-length `{length}`")))?;
+        if length > MAX_BODY {
+            return Err(invalid("the answer is larger than this client accepts"));
+        }
         body.resize(length, 0);
         stream.read_exact(&mut body)?;
     }

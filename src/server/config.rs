@@ -4,7 +4,12 @@
 //! ```toml
 //! listen = "127.0.0.1:8080"      # the default
 //! max_body_bytes = 65536         # request bodies above this get 413
-//! max_concurrent_runs = 4        # runs beyond this wait (default: 2 per core)
+//! max_concurrent_runs = 4        # runs beyond this wait (default: 2 per core)...
+//! queue_timeout_ms = 5000        # ...this long at most, then 503 (default 5000)
+//! max_connections = 1024         # connections beyond this wait to be accepted
+//! header_read_timeout_ms = 10000 # a client must send its request head within this
+//! request_timeout_ms = 30000     # a request must be answered within this, else 408
+//! shutdown_timeout_ms = 30000    # after SIGTERM, connections still open after this are cut
 //!
 //! [cache]                        # the compiled-flow cache (entries and native code bytes)
 //! max_entries = 1024
@@ -17,6 +22,7 @@
 //! fuel = 100000                              # run limits (defaults: 1,000,000 fuel,
 //! max_iterations = 1000000                   #   10,000,000 iterations, 1000 ms)
 //! deadline_ms = 100
+//! max_output_bytes = 1048576                 # what `std.io` may print per run (default 1 MiB)
 //!
 //! [[keys]]
 //! name = "alice"                 # shown in logs, never the key itself
@@ -28,6 +34,7 @@ use crate::host::{Registry, Scope};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Why a configuration cannot be used; the message names the file and, for TOML errors, the
 /// line and column.
@@ -43,6 +50,11 @@ struct File {
     #[serde(default = "default_max_body_bytes")]
     max_body_bytes: usize,
     max_concurrent_runs: Option<usize>,
+    queue_timeout_ms: Option<u64>,
+    max_connections: Option<usize>,
+    header_read_timeout_ms: Option<u64>,
+    request_timeout_ms: Option<u64>,
+    shutdown_timeout_ms: Option<u64>,
     #[serde(default)]
     cache: CacheSection,
     #[serde(default)]
@@ -78,6 +90,7 @@ struct ScopeSection {
     fuel: Option<u64>,
     max_iterations: Option<u64>,
     deadline_ms: Option<u64>,
+    max_output_bytes: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -95,6 +108,8 @@ pub struct ScopeLimits {
     pub fuel: u64,
     pub max_iterations: u64,
     pub deadline_ms: u64,
+    /// Bytes `std.io` may print in one run; past it the run stops (`exhausted`, limit `Output`).
+    pub max_output_bytes: usize,
 }
 
 impl Default for ScopeLimits {
@@ -103,6 +118,7 @@ impl Default for ScopeLimits {
             fuel: 1_000_000,
             max_iterations: 10_000_000,
             deadline_ms: 1000,
+            max_output_bytes: 1 << 20,
         }
     }
 }
@@ -122,6 +138,11 @@ pub struct ServerConfig {
     pub listen: String,
     pub max_body_bytes: usize,
     pub max_concurrent_runs: usize,
+    pub queue_timeout: Duration,
+    pub max_connections: usize,
+    pub header_read_timeout: Duration,
+    pub request_timeout: Duration,
+    pub shutdown_timeout: Duration,
     pub cache: crate::engine::CacheConfig,
     pub scopes: BTreeMap<String, ScopeConfig>,
     /// API key -> grant.
@@ -193,6 +214,9 @@ impl ServerConfig {
                         fuel: section.fuel.unwrap_or(defaults.fuel),
                         max_iterations: section.max_iterations.unwrap_or(defaults.max_iterations),
                         deadline_ms: section.deadline_ms.unwrap_or(defaults.deadline_ms),
+                        max_output_bytes: section
+                            .max_output_bytes
+                            .unwrap_or(defaults.max_output_bytes),
                     },
                 },
             );
@@ -252,6 +276,13 @@ impl ServerConfig {
             max_concurrent_runs: file
                 .max_concurrent_runs
                 .unwrap_or_else(|| 2 * std::thread::available_parallelism().map_or(1, |n| n.get())),
+            queue_timeout: Duration::from_millis(file.queue_timeout_ms.unwrap_or(5_000)),
+            max_connections: file.max_connections.unwrap_or(1024).max(1),
+            header_read_timeout: Duration::from_millis(
+                file.header_read_timeout_ms.unwrap_or(10_000),
+            ),
+            request_timeout: Duration::from_millis(file.request_timeout_ms.unwrap_or(30_000)),
+            shutdown_timeout: Duration::from_millis(file.shutdown_timeout_ms.unwrap_or(30_000)),
             cache: crate::engine::CacheConfig {
                 max_entries: file.cache.max_entries.unwrap_or(defaults.max_entries),
                 max_code_bytes: file.cache.max_code_bytes.unwrap_or(defaults.max_code_bytes),

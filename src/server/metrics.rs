@@ -42,8 +42,12 @@ impl Histogram {
 pub struct Metrics {
     /// (endpoint, status) -> requests.
     requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
-    /// Run outcomes: ok, exhausted, error, invalid, refused.
+    /// Run outcomes: ok, exhausted, error, invalid.
     outcomes: Mutex<BTreeMap<&'static str, u64>>,
+    /// Check outcomes: valid, invalid.
+    checks: Mutex<BTreeMap<&'static str, u64>>,
+    /// Runs executing now (their blocking tasks, whether or not the client still waits).
+    in_flight: AtomicU64,
     /// Latency per endpoint.
     latency: BTreeMap<&'static str, Histogram>,
 }
@@ -71,6 +75,8 @@ impl Metrics {
         Metrics {
             requests: Mutex::default(),
             outcomes: Mutex::default(),
+            checks: Mutex::default(),
+            in_flight: AtomicU64::new(0),
             latency: ENDPOINTS.iter().map(|&e| (e, Histogram::new())).collect(),
         }
     }
@@ -96,6 +102,28 @@ impl Metrics {
             .or_default() += 1;
     }
 
+    pub fn check(&self, outcome: &'static str) {
+        *self
+            .checks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(outcome)
+            .or_default() += 1;
+    }
+
+    pub fn run_started(&self) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn run_finished(&self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Runs executing now.
+    pub fn runs_in_flight(&self) -> u64 {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
     /// Requests answered so far with `status` on `endpoint`.
     pub fn requests(&self, endpoint: &'static str, status: u16) -> u64 {
         self.requests
@@ -109,7 +137,7 @@ impl Metrics {
     /// The exposition text.
     pub fn render(&self, engine: &EngineGauges) -> String {
         let mut out = String::new();
-        out += "# HELP koru_http_requests_total HTTP requests answered, by endpoint and status.\n";
+        out += "# HELP koru_http_requests_total HTTP requests by endpoint and status (499: the client went away first).\n";
         out += "# TYPE koru_http_requests_total counter\n";
         for ((endpoint, status), count) in self
             .requests
@@ -122,7 +150,7 @@ impl Metrics {
                 "koru_http_requests_total{{endpoint=\"{endpoint}\",status=\"{status}\"}} {count}"
             );
         }
-        out += "# HELP koru_runs_total Flow runs and checks by outcome (invalid: did not check).\n";
+        out += "# HELP koru_runs_total /v1/run requests by outcome (invalid: did not check).\n";
         out += "# TYPE koru_runs_total counter\n";
         for (outcome, count) in self
             .outcomes
@@ -132,6 +160,16 @@ impl Metrics {
         {
             let _ = writeln!(out, "koru_runs_total{{outcome=\"{outcome}\"}} {count}");
         }
+        out += "# HELP koru_checks_total /v1/check requests by outcome.\n";
+        out += "# TYPE koru_checks_total counter\n";
+        for (outcome, count) in self.checks.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            let _ = writeln!(out, "koru_checks_total{{outcome=\"{outcome}\"}} {count}");
+        }
+        let _ = writeln!(
+            out,
+            "# HELP koru_runs_in_flight Runs executing now.\n# TYPE koru_runs_in_flight gauge\nkoru_runs_in_flight {}",
+            self.runs_in_flight()
+        );
         let mut gauge = |name: &str, kind: &str, help: &str, value: u64| {
             let _ = writeln!(
                 out,
@@ -149,7 +187,7 @@ impl Metrics {
         gauge(
             "koru_flow_compiles_total",
             "counter",
-            "Front-end compiles (cache misses).",
+            "Compiled-flow cache misses (each one a front-end compile; uncounted with the cache off).",
             engine.cache.misses,
         );
         gauge(

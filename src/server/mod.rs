@@ -11,11 +11,13 @@
 //! * `GET /metrics` (Prometheus text) and `GET /healthz`: no key needed.
 //!
 //! Status codes: 200 `ok` (and `valid` for a check); 422 a flow that did not check (`invalid`,
-//! all diagnostics), failed at run time (`error`) or hit a limit (`exhausted`): the request was
-//! well formed, the flow could not be carried out, and the body's `outcome` says how; 400 a
+//! all diagnostics), failed at run time (`error`) or hit a limit (`exhausted`: fuel, loop
+//! iterations, deadline, or `Output` for the scope's `max_output_bytes`): the request was well
+//! formed, the flow could not be carried out, and the body's `outcome` says how; 400 a
 //! malformed request (JSON, fields, input values); 401 a missing or unknown API key; 403 a scope
-//! the key is not granted; 404/405 an unknown endpoint or method; 413 a body over the limit;
-//! 500 only for a fault of the server itself (never expected: a panic is caught and reported).
+//! the key is not granted; 404/405 an unknown endpoint or method; 408 a request not answered
+//! within `request_timeout_ms`; 413 a body over the limit; 503 every run slot busy for
+//! `queue_timeout_ms`; 500 a panic while compiling or running a flow (caught; never expected).
 //! Every error body is `{"error": {"code": ..., "message": ...}}`.
 
 pub mod client;
@@ -24,7 +26,7 @@ pub mod load;
 pub mod metrics;
 
 use crate::engine::{CompileOptions, Engine, EngineConfig, Tier, TierPolicy};
-use crate::host::{CaptureSink, Registry};
+use crate::host::Registry;
 use crate::limits::RunLimits;
 use crate::{Inputs, Outcome, Scalar};
 use axum::body::Bytes;
@@ -47,7 +49,7 @@ pub struct AppState {
     engine: Engine,
     config: ServerConfig,
     metrics: Metrics,
-    runs: tokio::sync::Semaphore,
+    runs: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -57,6 +59,15 @@ impl AppState {
 
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// The connection limits and timeouts of the configuration, for [`serve`].
+    pub fn serve_options(&self) -> ServeOptions {
+        ServeOptions {
+            max_connections: self.config.max_connections,
+            header_read_timeout: self.config.header_read_timeout,
+            shutdown_timeout: self.config.shutdown_timeout,
+        }
     }
 
     fn gauges(&self) -> EngineGauges {
@@ -86,7 +97,9 @@ pub fn router(
     );
     let state = Arc::new(AppState {
         engine,
-        runs: tokio::sync::Semaphore::new(config.max_concurrent_runs.max(1)),
+        runs: Arc::new(tokio::sync::Semaphore::new(
+            config.max_concurrent_runs.max(1),
+        )),
         metrics: Metrics::new(),
         config,
     });
@@ -113,16 +126,81 @@ pub fn router(
     Ok((router, state))
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then finishes the requests in
-/// flight (graceful shutdown).
+/// How [`serve`] treats connections.
+#[derive(Clone, Copy, Debug)]
+pub struct ServeOptions {
+    /// Connections beyond this wait to be accepted.
+    pub max_connections: usize,
+    /// A client must send its whole request head within this, or its connection is closed.
+    pub header_read_timeout: Duration,
+    /// After `shutdown`, connections still open after this are cut.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            max_connections: 1024,
+            header_read_timeout: Duration::from_secs(10),
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Serves `router` over HTTP/1.1 on `listener` until `shutdown` completes; then stops
+/// accepting, lets the requests in flight finish, and cuts whatever is still open after
+/// `options.shutdown_timeout` (a stalled client cannot hold the shutdown).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
+    options: ServeOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let connections = Arc::new(tokio::sync::Semaphore::new(options.max_connections.max(1)));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(options.header_read_timeout);
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(_) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            let _ = connection.await;
+            drop(permit);
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(options.shutdown_timeout) => {
+            eprintln!(
+                "koru-jit serve: connections still open after {:?}; closing them",
+                options.shutdown_timeout
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Completes on SIGTERM or Ctrl-C.
@@ -155,13 +233,13 @@ pub fn serve_blocking(config: ServerConfig, registry: Registry) -> Result<(), St
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
     runtime.block_on(async move {
         let address = config.listen.clone();
-        let (router, _) = router(config, registry).map_err(|e| e.to_string())?;
+        let (router, state) = router(config, registry).map_err(|e| e.to_string())?;
         let listener = tokio::net::TcpListener::bind(&address)
             .await
             .map_err(|e| format!("cannot listen on {address}: {e}"))?;
         let local = listener.local_addr().map_err(|e| e.to_string())?;
         eprintln!("koru-jit serve: listening on http://{local}");
-        serve(listener, router, shutdown_signal())
+        serve(listener, router, state.serve_options(), shutdown_signal())
             .await
             .map_err(|e| e.to_string())?;
         eprintln!("koru-jit serve: shut down");
@@ -201,19 +279,51 @@ fn json_response(status: StatusCode, body: &Json) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], text).into_response()
 }
 
-/// Records every request's endpoint, status and latency.
+/// Records every request's endpoint, status and latency, and answers 408 past the request
+/// timeout. A request whose client went away before its answer is recorded with status 499.
 async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    struct Pending<'a> {
+        metrics: &'a Metrics,
+        endpoint: &'static str,
+        started: Instant,
+        done: bool,
+    }
+    impl Drop for Pending<'_> {
+        fn drop(&mut self) {
+            if !self.done {
+                self.metrics
+                    .request(self.endpoint, 499, self.started.elapsed());
+            }
+        }
+    }
     let path = request.uri().path();
     let endpoint = metrics::ENDPOINTS
         .iter()
         .copied()
         .find(|&e| e == path)
         .unwrap_or("other");
-    let started = Instant::now();
-    let response = next.run(request).await;
-    state
-        .metrics
-        .request(endpoint, response.status().as_u16(), started.elapsed());
+    let mut pending = Pending {
+        metrics: &state.metrics,
+        endpoint,
+        started: Instant::now(),
+        done: false,
+    };
+    let response = match tokio::time::timeout(state.config.request_timeout, next.run(request)).await
+    {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "the request was not answered within the server's request timeout",
+        )
+        .into_response(),
+    };
+    pending.done = true;
+    state.metrics.request(
+        endpoint,
+        response.status().as_u16(),
+        pending.started.elapsed(),
+    );
     response
 }
 
@@ -222,7 +332,10 @@ fn authorize<'a>(state: &'a AppState, headers: &HeaderMap) -> Result<&'a config:
     let key = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(|v| {
+            let (scheme, key) = v.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then_some(key)
+        })
         .or_else(|| headers.get("x-api-key").and_then(|v| v.to_str().ok()))
         .map(str::trim);
     let Some(key) = key else {
@@ -348,28 +461,96 @@ fn flow_id(scope: &str, source: &str) -> String {
     format!("{:016x}", hasher.finish())
 }
 
-/// Runs `work` on the blocking pool under a run permit; a panic becomes a 500.
+/// Runs `work` on the blocking pool under a run permit, which the blocking task holds until it
+/// ends (also when the client has gone away meanwhile). Waits for a permit at most the queue
+/// timeout (then 503); a panic in `work` becomes a 500.
 async fn blocking<T: Send + 'static>(
     state: &Arc<AppState>,
     work: impl FnOnce(&AppState) -> T + Send + 'static,
 ) -> Result<T, ApiError> {
-    let permit = state.runs.acquire().await.map_err(|_| {
+    let overloaded = || {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "shutting_down",
-            "the server is shutting down",
+            "overloaded",
+            "every run slot stayed busy for the server's queue timeout; retry later",
         )
-    })?;
+    };
+    let permit = tokio::time::timeout(
+        state.config.queue_timeout,
+        state.runs.clone().acquire_owned(),
+    )
+    .await
+    .map_err(|_| overloaded())?
+    .map_err(|_| overloaded())?;
     let state = state.clone();
-    let result = tokio::task::spawn_blocking(move || work(&state)).await;
-    drop(permit);
-    result.map_err(|e| {
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        state.metrics.run_started();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(&state)));
+        state.metrics.run_finished();
+        result
+    })
+    .await
+    .ok()
+    .and_then(Result::ok)
+    .ok_or_else(|| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
-            format!("the server failed while handling the request: {e}"),
+            "the server failed while handling the request",
         )
     })
+}
+
+/// The `std.io` output of one run, bounded: past `limit` bytes (out and err together) it keeps
+/// nothing more and interrupts the run, which stops at its next dispatch or loop check.
+struct BoundedOutput {
+    text: std::sync::Mutex<(String, String)>,
+    limit: usize,
+    exceeded: std::sync::atomic::AtomicBool,
+    interrupt: crate::InterruptHandle,
+}
+
+impl BoundedOutput {
+    fn new(limit: usize, interrupt: crate::InterruptHandle) -> BoundedOutput {
+        BoundedOutput {
+            text: std::sync::Mutex::default(),
+            limit,
+            exceeded: std::sync::atomic::AtomicBool::new(false),
+            interrupt,
+        }
+    }
+
+    fn push(&self, err: bool, text: &str) {
+        let mut buffers = self.text.lock().unwrap_or_else(|e| e.into_inner());
+        if buffers.0.len() + buffers.1.len() + text.len() > self.limit {
+            self.exceeded
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            self.interrupt.interrupt();
+        } else if err {
+            buffers.1.push_str(text);
+        } else {
+            buffers.0.push_str(text);
+        }
+    }
+
+    fn exceeded(&self) -> bool {
+        self.exceeded.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn take(&self) -> (String, String) {
+        std::mem::take(&mut *self.text.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+}
+
+impl crate::host::OutputSink for BoundedOutput {
+    fn out(&self, text: &str) {
+        self.push(false, text);
+    }
+
+    fn err(&self, text: &str) {
+        self.push(true, text);
+    }
 }
 
 fn compile_options(request: &FlowRequest) -> CompileOptions {
@@ -404,13 +585,14 @@ async fn run(
                 }
             };
             let limits = state.config.scopes[&request.scope].limits;
+            let interrupt = crate::InterruptHandle::new();
             let run_limits = RunLimits {
                 fuel: Some(limits.fuel),
                 max_iterations: Some(limits.max_iterations),
                 deadline: Some(Instant::now() + Duration::from_millis(limits.deadline_ms)),
-                interrupt: None,
+                interrupt: Some(interrupt.clone()),
             };
-            let output = CaptureSink::new();
+            let output = BoundedOutput::new(limits.max_output_bytes, interrupt);
             let outcome = flow
                 .run_with_output(&request.inputs, &run_limits, &output)
                 .map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -421,12 +603,16 @@ async fn run(
             };
             state.metrics.outcome(name);
             let mut body = outcome.to_json();
+            // The only interrupt of a server run is the output bound (see `BoundedOutput`).
+            if output.exceeded() && matches!(outcome, Outcome::Exhausted { .. }) {
+                body["limit"] = json!("Output");
+            }
+            let (out, err) = output.take();
             body["flow"] = json!(id);
             body["scope"] = json!(request.scope);
-            body["output"] = json!(output.take_out());
-            let stderr = output.take_err();
-            if !stderr.is_empty() {
-                body["stderr"] = json!(stderr);
+            body["output"] = json!(out);
+            if !err.is_empty() {
+                body["stderr"] = json!(err);
             }
             Ok(json_response(status, &body))
         })
@@ -450,6 +636,7 @@ async fn check(
                 .compile(&id, &request.source, &compile_options(&request))
             {
                 Ok(flow) => {
+                    state.metrics.check("valid");
                     let bound = flow.cost_bound(&request.inputs);
                     let limits = state.config.scopes[&request.scope].limits;
                     let within = RunLimits {
@@ -470,6 +657,7 @@ async fn check(
                     )
                 }
                 Err(errors) => {
+                    state.metrics.check("invalid");
                     let mut body = errors.to_json();
                     body["flow"] = json!(id);
                     json_response(StatusCode::UNPROCESSABLE_ENTITY, &body)

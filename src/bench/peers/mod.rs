@@ -193,7 +193,7 @@ impl ChildPeer {
 
 impl Drop for ChildPeer {
     fn drop(&mut self) {
-        // Closing stdin ends the child's loop; kill it in case it is stuck.
+        // The child may be mid-round or stuck: kill it rather than wait for its loop to end.
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -209,14 +209,19 @@ fn build_lua54() -> Result<std::path::PathBuf, String> {
         "building the Lua 5.4 peer: cargo build --release --manifest-path {}/Cargo.toml",
         dir.display()
     );
+    // An explicit target directory, so CARGO_TARGET_DIR or a cargo config cannot move the
+    // binary away from where it is looked for.
+    let target = dir.join("target");
     let status = Command::new(cargo)
         .args(["build", "--release", "--quiet", "--manifest-path"])
         .arg(dir.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(&target)
         .stdout(Stdio::null())
         .status()
         .map_err(|e| format!("cannot run cargo to build the Lua 5.4 peer: {e}"))?;
     if !status.success() {
         return Err(format!("building the Lua 5.4 peer failed ({status})"));
     }
-    Ok(dir.join("target/release/koru-jit-peer-lua54"))
+    Ok(target.join("release/koru-jit-peer-lua54"))
 }
