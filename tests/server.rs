@@ -519,26 +519,24 @@ fn metric(server: &TestServer, name: &str) -> u64 {
 }
 
 #[test]
-fn runs_abandoned_by_their_clients_keep_their_slot_and_the_queue_is_bounded() {
-    use std::io::Write;
+fn runs_are_bounded_by_their_slots_and_the_queue_by_its_timeout() {
     let server = start();
-    // Six clients start one-second runs and hang up at once; four slots.
-    let body =
-        json!({ "source": "~for(0..100)\n| each _ |> nap(ms: 10)", "scope": "long" }).to_string();
-    for _ in 0..6 {
-        let mut stream = std::net::TcpStream::connect(&server.address).unwrap();
-        write!(
-            stream,
-            "POST /v1/run HTTP/1.1\r\nhost: x\r\nauthorization: Bearer alice-key-123\r\ncontent-length: {}\r\n\r\n{body}",
-            body.len()
-        )
-        .unwrap();
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(100));
-    // Never more runs than slots, even with their clients gone.
+    // Six clients wait for one-second runs; four slots.
+    let long = json!({ "source": "~for(0..100)\n| each _ |> nap(ms: 10)", "scope": "long" });
+    let waiting: Vec<_> = (0..6)
+        .map(|_| {
+            let (address, long) = (server.address.clone(), long.to_string());
+            std::thread::spawn(move || {
+                Client::new(&address)
+                    .post_json("/v1/run", "alice-key-123", &long)
+                    .unwrap()
+                    .status
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(150));
     assert_eq!(metric(&server, "koru_runs_in_flight"), 4);
-    // A new request waits its queue timeout (300 ms), then gets 503.
+    // A new request waits its queue timeout (300 ms), then gets 503; so do the two queued ones.
     let started = Instant::now();
     let (status, answer) = run(
         &server,
@@ -548,16 +546,50 @@ fn runs_abandoned_by_their_clients_keep_their_slot_and_the_queue_is_bounded() {
     assert_eq!(status, 503, "{answer}");
     assert_eq!(answer["error"]["code"], "overloaded");
     assert!(started.elapsed() >= Duration::from_millis(250));
-    // The abandoned requests are counted, as 499.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while metric(
-        &server,
-        "koru_http_requests_total{endpoint=\"/v1/run\",status=\"499\"}",
-    ) < 4
-    {
-        assert!(Instant::now() < deadline, "abandoned requests not counted");
-        std::thread::sleep(Duration::from_millis(20));
+    let mut statuses: Vec<u16> = waiting.into_iter().map(|t| t.join().unwrap()).collect();
+    statuses.sort_unstable();
+    // Four ran to their end (100 naps of 10 ms, within the 1.5 s deadline); two timed out queued.
+    assert_eq!(statuses, [200, 200, 200, 200, 503, 503]);
+}
+
+#[test]
+fn a_run_whose_client_hangs_up_is_interrupted_and_frees_its_slot() {
+    use std::io::Write;
+    let server = start();
+    let body =
+        json!({ "source": "~for(0..100)\n| each _ |> nap(ms: 10)", "scope": "long" }).to_string();
+    for _ in 0..4 {
+        let mut stream = std::net::TcpStream::connect(&server.address).unwrap();
+        write!(
+            stream,
+            "POST /v1/run HTTP/1.1\r\nhost: x\r\nauthorization: Bearer alice-key-123\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+        // Dropped here: the client hangs up mid-run.
     }
+    // Each run stops at its next dispatch (a nap is 10 ms), long before its second.
+    let deadline = Instant::now() + Duration::from_millis(600);
+    while metric(&server, "koru_runs_in_flight") > 0 {
+        assert!(Instant::now() < deadline, "abandoned runs kept running");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(metric(&server, "koru_runs_total{outcome=\"abandoned\"}"), 4);
+    assert_eq!(
+        metric(
+            &server,
+            "koru_http_requests_total{endpoint=\"/v1/run\",status=\"499\"}"
+        ),
+        4
+    );
+    // The slots are free again.
+    let (status, answer) = run(
+        &server,
+        "alice-key-123",
+        json!({ "source": "~add(a: \"1\", b: \"2\")" }),
+    );
+    assert_eq!(status, 200, "{answer}");
 }
 
 #[test]

@@ -42,7 +42,7 @@ impl Histogram {
 pub struct Metrics {
     /// (endpoint, status) -> requests.
     requests: Mutex<BTreeMap<(&'static str, u16), u64>>,
-    /// Run outcomes: ok, exhausted, error, invalid.
+    /// Run outcomes: ok, exhausted, error, invalid, abandoned (the client went away).
     outcomes: Mutex<BTreeMap<&'static str, u64>>,
     /// Check outcomes: valid, invalid.
     checks: Mutex<BTreeMap<&'static str, u64>>,

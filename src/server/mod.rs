@@ -570,7 +570,11 @@ async fn run(
     let answer = async {
         let grant = authorize(&state, &headers)?;
         let request = parse_request(grant, body)?;
-        blocking(&state, move |state| {
+        // If the client goes away (this future is dropped), the run is interrupted: it stops at
+        // its next dispatch or loop check and frees its slot.
+        let interrupt = crate::InterruptHandle::new();
+        let cancel = CancelOnDrop(Some(interrupt.clone()));
+        let answer = blocking(&state, move |state| {
             let id = flow_id(&request.scope, &request.source);
             let flow = match state
                 .engine
@@ -585,14 +589,13 @@ async fn run(
                 }
             };
             let limits = state.config.scopes[&request.scope].limits;
-            let interrupt = crate::InterruptHandle::new();
             let run_limits = RunLimits {
                 fuel: Some(limits.fuel),
                 max_iterations: Some(limits.max_iterations),
                 deadline: Some(Instant::now() + Duration::from_millis(limits.deadline_ms)),
                 interrupt: Some(interrupt.clone()),
             };
-            let output = BoundedOutput::new(limits.max_output_bytes, interrupt);
+            let output = BoundedOutput::new(limits.max_output_bytes, interrupt.clone());
             let outcome = flow
                 .run_with_output(&request.inputs, &run_limits, &output)
                 .map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -601,11 +604,23 @@ async fn run(
                 Outcome::Exhausted { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "exhausted"),
                 Outcome::Error { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "error"),
             };
-            state.metrics.outcome(name);
+            let interrupted = matches!(
+                outcome,
+                Outcome::Exhausted {
+                    limit: crate::Limit::Interrupted,
+                    ..
+                }
+            );
             let mut body = outcome.to_json();
-            // The only interrupt of a server run is the output bound (see `BoundedOutput`).
-            if output.exceeded() && matches!(outcome, Outcome::Exhausted { .. }) {
+            // A server run is interrupted by its output bound (see `BoundedOutput`) or because
+            // its client went away (nobody reads that answer).
+            if interrupted && output.exceeded() {
                 body["limit"] = json!("Output");
+                state.metrics.outcome(name);
+            } else if interrupted {
+                state.metrics.outcome("abandoned");
+            } else {
+                state.metrics.outcome(name);
             }
             let (out, err) = output.take();
             body["flow"] = json!(id);
@@ -616,9 +631,29 @@ async fn run(
             }
             Ok(json_response(status, &body))
         })
-        .await?
+        .await;
+        cancel.disarm();
+        answer?
     };
     answer.await.unwrap_or_else(ApiError::into_response)
+}
+
+/// Interrupts a run when dropped armed: the request's future was dropped because the client
+/// went away before the answer.
+struct CancelOnDrop(Option<crate::InterruptHandle>);
+
+impl CancelOnDrop {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(interrupt) = &self.0 {
+            interrupt.interrupt();
+        }
+    }
 }
 
 async fn check(
