@@ -161,10 +161,7 @@ fn compile(c: &mut Criterion) {
         registry(&acc, false),
         EngineConfig {
             policy: TierPolicy::default(),
-            cache: CacheConfig {
-                max_entries: 0,
-                max_code_bytes: 0,
-            },
+            cache: CacheConfig::disabled(),
         },
     );
     let options = CompileOptions::default();
@@ -193,10 +190,7 @@ fn auto(c: &mut Criterion) {
             registry,
             EngineConfig {
                 policy,
-                cache: CacheConfig {
-                    max_entries: 0,
-                    max_code_bytes: 0,
-                },
+                cache: CacheConfig::disabled(),
             },
         )
     };
@@ -277,10 +271,7 @@ fn three_step_cold(c: &mut Criterion) {
         registry,
         EngineConfig {
             policy: TierPolicy::default(),
-            cache: CacheConfig {
-                max_entries: 0,
-                max_code_bytes: 0,
-            },
+            cache: CacheConfig::disabled(),
         },
     );
     let (inputs, limits) = (Inputs::new(), RunLimits::default());

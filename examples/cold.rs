@@ -8,10 +8,7 @@ fn main() {
     let engine = Engine::with_config(
         registry,
         EngineConfig {
-            cache: CacheConfig {
-                max_entries: 0,
-                max_code_bytes: 0,
-            },
+            cache: CacheConfig::disabled(),
             ..Default::default()
         },
     );

@@ -258,10 +258,7 @@ fn engine_for(accumulator: &Arc<AtomicI64>, cache: bool) -> Engine {
         cache: if cache {
             CacheConfig::default()
         } else {
-            CacheConfig {
-                max_entries: 0,
-                max_code_bytes: 0,
-            }
+            CacheConfig::disabled()
         },
     };
     Engine::with_config(registry(accumulator), config)
@@ -594,10 +591,7 @@ pub fn auto_timeline(chunk: u64) -> (Vec<(u64, f64)>, crate::FlowStats) {
         registry,
         EngineConfig {
             policy: TierPolicy::default(),
-            cache: CacheConfig {
-                max_entries: 0,
-                max_code_bytes: 0,
-            },
+            cache: CacheConfig::disabled(),
         },
     );
     let flow = compile(&engine, NESTED_STRING, Tier::Auto);

@@ -30,6 +30,16 @@ pub struct CacheConfig {
     pub max_code_bytes: usize,
 }
 
+impl CacheConfig {
+    /// No cache: every `Engine::compile` parses, checks and lays out its source afresh.
+    pub fn disabled() -> CacheConfig {
+        CacheConfig {
+            max_entries: 0,
+            max_code_bytes: 0,
+        }
+    }
+}
+
 impl Default for CacheConfig {
     fn default() -> Self {
         CacheConfig {

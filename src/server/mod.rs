@@ -553,6 +553,23 @@ impl crate::host::OutputSink for BoundedOutput {
     }
 }
 
+/// The request's flow, compiled (or from the cache) against its scope, with its id; or the body
+/// of the 422 answer, with every diagnostic.
+fn compile_request(state: &AppState, request: &FlowRequest) -> Result<(String, crate::Flow), Json> {
+    let id = flow_id(&request.scope, &request.source);
+    match state
+        .engine
+        .compile(&id, &request.source, &compile_options(request))
+    {
+        Ok(flow) => Ok((id, flow)),
+        Err(errors) => {
+            let mut body = errors.to_json();
+            body["flow"] = json!(id);
+            Err(body)
+        }
+    }
+}
+
 fn compile_options(request: &FlowRequest) -> CompileOptions {
     CompileOptions {
         scope: Some(request.scope.clone()),
@@ -575,17 +592,11 @@ async fn run(
         let interrupt = crate::InterruptHandle::new();
         let cancel = CancelOnDrop(Some(interrupt.clone()));
         let answer = blocking(&state, move |state| {
-            let id = flow_id(&request.scope, &request.source);
-            let flow = match state
-                .engine
-                .compile(&id, &request.source, &compile_options(&request))
-            {
-                Ok(flow) => flow,
-                Err(errors) => {
+            let (id, flow) = match compile_request(state, &request) {
+                Ok(compiled) => compiled,
+                Err(invalid) => {
                     state.metrics.outcome("invalid");
-                    let mut body = errors.to_json();
-                    body["flow"] = json!(id);
-                    return Ok(json_response(StatusCode::UNPROCESSABLE_ENTITY, &body));
+                    return Ok(json_response(StatusCode::UNPROCESSABLE_ENTITY, &invalid));
                 }
             };
             let limits = state.config.scopes[&request.scope].limits;
@@ -665,12 +676,8 @@ async fn check(
         let grant = authorize(&state, &headers)?;
         let request = parse_request(grant, body)?;
         blocking(&state, move |state| {
-            let id = flow_id(&request.scope, &request.source);
-            match state
-                .engine
-                .compile(&id, &request.source, &compile_options(&request))
-            {
-                Ok(flow) => {
+            match compile_request(state, &request) {
+                Ok((id, flow)) => {
                     state.metrics.check("valid");
                     let bound = flow.cost_bound(&request.inputs);
                     let limits = state.config.scopes[&request.scope].limits;
@@ -691,11 +698,9 @@ async fn check(
                         }),
                     )
                 }
-                Err(errors) => {
+                Err(invalid) => {
                     state.metrics.check("invalid");
-                    let mut body = errors.to_json();
-                    body["flow"] = json!(id);
-                    json_response(StatusCode::UNPROCESSABLE_ENTITY, &body)
+                    json_response(StatusCode::UNPROCESSABLE_ENTITY, &invalid)
                 }
             }
         })
