@@ -362,5 +362,20 @@ mod tests {
         assert!(e.contains("no `[[keys]]`"), "{e}");
         let e = parse("[scopes.a]\ninclude = [\"z\"]\n").unwrap_err().0;
         assert!(e.contains("includes `z`"), "{e}");
+        let e = parse(
+            "[scopes.a]\n[[keys]]\nname = \"ops\"\nkey_env = \"KORU_TEST_SURELY_UNSET_KEY\"\nscopes = [\"a\"]\n",
+        )
+        .unwrap_err()
+        .0;
+        assert!(
+            e.contains("ops: the environment variable `KORU_TEST_SURELY_UNSET_KEY` is not set"),
+            "{e}"
+        );
+        let e = parse(
+            "[scopes.a]\n[[keys]]\nkey = \"k-12345678\"\nkey_env = \"X\"\nscopes = [\"a\"]\n",
+        )
+        .unwrap_err()
+        .0;
+        assert!(e.contains("exactly one of `key` and `key_env`"), "{e}");
     }
 }
