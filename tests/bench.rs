@@ -126,3 +126,21 @@ fn a_chart_of_nothing_measured_is_still_a_small_valid_svg() {
     assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
     assert!(svg.len() < 10_000, "{} bytes", svg.len());
 }
+
+#[cfg(feature = "peers")]
+#[test]
+fn the_in_process_and_lua_peers_run_and_check_their_workloads() {
+    let report = bench::run(&options(
+        vec![Workload::ThreeStepCached, Workload::ThreeStepCold],
+        vec![
+            Runner::Peer(Peer::Rhai),
+            Runner::Peer(Peer::LuaJit),
+            Runner::Peer(Peer::Lua54),
+        ],
+    ));
+    assert_eq!(report.measurements.len(), 6);
+    for row in &report.measurements {
+        assert_eq!(row.error, None, "{}", row.runner.name());
+        assert_eq!(row.samples.len(), 1);
+    }
+}
