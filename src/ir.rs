@@ -158,9 +158,10 @@ pub enum Step {
 pub struct Arms {
     pub arms: Vec<Arm>,
     /// For each branch of the event: indices into `arms`, in the order they are tried
-    /// (source order, catch-all last).
+    /// (source order, catch-all last). Empty when `arms` is: readers check `arms` first.
     pub by_branch: Vec<Vec<u32>>,
     /// For each branch: the arm taken without trying guards, when the first candidate has none.
+    /// Empty when `arms` is.
     pub unguarded: Vec<Option<u32>>,
 }
 

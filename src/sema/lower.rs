@@ -680,8 +680,13 @@ impl<'a> Lowerer<'a> {
         span: Span,
         capture: Option<(usize, CaptureContext)>,
     ) -> Arms {
+        // No continuations: nothing to lower or check, and both tiers take the value of the
+        // branch without looking at the (then empty) per-branch tables.
+        if continuations.is_empty() {
+            return Arms::default();
+        }
         let mut arms = Arms {
-            arms: Vec::new(),
+            arms: Vec::with_capacity(continuations.len()),
             by_branch: vec![Vec::new(); branches.len()],
             unguarded: Vec::new(),
         };
