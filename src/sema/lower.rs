@@ -820,11 +820,7 @@ impl<'a> Lowerer<'a> {
         let mut inputs = Vec::new();
         let mut body_scope = self.input_bindings();
         for ((input, ty), argument) in sig.inputs.iter().zip(args) {
-            let local = self.new_local(
-                Arc::from(format!("{name}.{input}")),
-                *ty,
-                LocalKind::SubflowInput,
-            );
+            let local = self.new_local(dotted(&[name, input]), *ty, LocalKind::SubflowInput);
             inputs.push((local, argument));
             body_scope.push(Binding {
                 name: input.clone(),
@@ -1287,7 +1283,7 @@ impl<'a> Lowerer<'a> {
             ast::ConstructorPayload::Empty => ValuePayload::Empty,
             ast::ConstructorPayload::Identity(e) => {
                 let (expr, ty) = self.lower_expr(e)?;
-                let local = self.new_local(Arc::from(format!("{name}")), ty, LocalKind::Temporary);
+                let local = self.new_local(name.clone(), ty, LocalKind::Temporary);
                 fields.push((local, expr));
                 ValuePayload::Identity(local)
             }
@@ -1312,11 +1308,7 @@ impl<'a> Lowerer<'a> {
                         ok = false;
                         continue;
                     };
-                    let local = self.new_local(
-                        Arc::from(format!("{name}.{field}")),
-                        ty,
-                        LocalKind::Temporary,
-                    );
+                    let local = self.new_local(dotted(&[&name, &field]), ty, LocalKind::Temporary);
                     fields.push((local, expr));
                     described.push((field, local));
                 }
@@ -1389,12 +1381,13 @@ pub fn step_values(step: &Step, out: &mut Vec<ValueId>) {
 
 /// `parts` joined with dots, as a local's name (what `format!` would give, without its machinery).
 fn dotted(parts: &[&str]) -> Arc<str> {
-    let mut name = String::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+    // Joined on the stack (short names) and copied once into the `Arc`: one allocation.
+    let mut name: smallvec::SmallVec<[u8; 64]> = smallvec::SmallVec::new();
     for (i, part) in parts.iter().enumerate() {
         if i > 0 {
-            name.push('.');
+            name.push(b'.');
         }
-        name.push_str(part);
+        name.extend_from_slice(part.as_bytes());
     }
-    Arc::from(name)
+    Arc::from(std::str::from_utf8(&name).expect("joined UTF-8 is UTF-8"))
 }
