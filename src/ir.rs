@@ -338,7 +338,8 @@ pub enum Expr {
     Int(i64),
     Float(f64),
     Bool(bool),
-    Str(Box<str>),
+    /// A literal, shared with the syntax tree.
+    Str(Arc<str>),
     Local(LocalId, Type),
     /// Checked: `Overflow` on `-i64::MIN`.
     NegInt(Box<Expr>, ErrorSite),

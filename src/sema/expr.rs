@@ -46,7 +46,7 @@ impl Lowerer<'_> {
                 }
             },
             ExprKind::Float(v) => Some((Expr::Float(*v), Type::Float)),
-            ExprKind::Str(s) => Some((Expr::Str(s.clone().into_boxed_str()), Type::Str)),
+            ExprKind::Str(s) => Some((Expr::Str(s.clone()), Type::Str)),
             ExprKind::Bool(b) => Some((Expr::Bool(*b), Type::Bool)),
             ExprKind::Name(name) => match self.lookup(name).cloned() {
                 Some(Bound::Scalar(local, ty)) => Some((Expr::Local(local, ty), ty)),

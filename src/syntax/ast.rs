@@ -1,6 +1,7 @@
 //! Syntax tree: what the source says, with a span on every node and no semantics.
 
 use crate::span::Span;
+use std::sync::Arc;
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Ident {
@@ -220,7 +221,7 @@ pub enum ExprKind {
     /// An integer literal as written (its sign comes from a unary minus).
     Int(u64),
     Float(f64),
-    Str(String),
+    Str(Arc<str>),
     Bool(bool),
     Name(String),
     Field(Box<Expr>, Ident),

@@ -4,6 +4,8 @@
 use super::token::Tok;
 use crate::diag::Code;
 use crate::span::Span;
+use std::borrow::Cow;
+use std::sync::Arc;
 
 /// A token with its span and where it stands on its line.
 #[derive(Clone, Debug)]
@@ -219,7 +221,8 @@ impl Lexer<'_> {
         match unescape(&self.text[self.pos..]) {
             Ok((value, consumed)) => {
                 self.pos += consumed;
-                self.push(start, Tok::Str(value));
+                // One allocation of the right size, shared by the syntax tree and the IR.
+                self.push(start, Tok::Str(Arc::from(&*value)));
             }
             Err((code, message, consumed)) => {
                 self.pos += consumed;
@@ -283,18 +286,18 @@ fn is_word_byte(byte: u8) -> bool {
 
 /// Reads a string literal body (after the opening quote) up to and including the closing quote.
 /// Returns the value and the bytes consumed, or an error with the bytes to skip.
-pub fn unescape(rest: &str) -> Result<(String, usize), (Code, String, usize)> {
-    // Most literals have no escape: copy them in one allocation of the right size.
+pub fn unescape(rest: &str) -> Result<(Cow<'_, str>, usize), (Code, String, usize)> {
+    // Most literals have no escape: their value is their text, borrowed.
     if let Some(i) = rest.bytes().position(|b| matches!(b, b'"' | b'\\' | b'\n')) {
         if rest.as_bytes()[i] == b'"' {
-            return Ok((rest[..i].to_string(), i + 1));
+            return Ok((Cow::Borrowed(&rest[..i]), i + 1));
         }
     }
     let mut value = String::new();
     let mut chars = rest.char_indices();
     while let Some((i, c)) = chars.next() {
         match c {
-            '"' => return Ok((value, i + 1)),
+            '"' => return Ok((Cow::Owned(value), i + 1)),
             '\n' => return Err((Code::E0102, "unterminated string literal".into(), i)),
             '\\' => {
                 let Some((j, escaped)) = chars.next() else {

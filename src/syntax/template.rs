@@ -95,7 +95,7 @@ fn push_text(parts: &mut Vec<TemplatePart>, raw: &str, offset: usize) -> Result<
     let quoted = format!("{raw}\"");
     match unescape(&quoted) {
         Ok((text, _)) => {
-            parts.push(TemplatePart::Text(text));
+            parts.push(TemplatePart::Text(text.into_owned()));
             Ok(())
         }
         Err((code, message, at)) => Err(Diagnostic::new(

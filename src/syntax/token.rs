@@ -2,6 +2,7 @@
 //! layout pass inserts to turn indentation into explicit nesting.
 
 use std::fmt;
+use std::sync::Arc;
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Tok {
@@ -36,7 +37,7 @@ pub enum Tok {
     Ident(String),
     Int(u64),
     Float(f64),
-    Str(String),
+    Str(Arc<str>),
     // Operators and delimiters.
     OrOr,
     AndAnd,
