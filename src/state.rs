@@ -96,6 +96,21 @@ pub struct RunState {
     pub loop_iterations: Vec<u64>,
 }
 
+/// The allocations of a run state, kept when it is reused for another program.
+#[derive(Default)]
+struct Storage {
+    frame: Vec<u64>,
+    buffers: Vec<String>,
+    current_half: Vec<bool>,
+    conversions: Vec<String>,
+    int_conversions: Vec<itoa::Buffer>,
+    args: Vec<u64>,
+    scratch: Vec<u64>,
+    text: String,
+    loop_iterations: Vec<u64>,
+    conversion_pairs: Vec<[u64; 2]>,
+}
+
 // SAFETY: the raw pointers (`loop_counts`, `interrupt`, `output`) are set at the start of each run to data
 // that outlives it and are only used by the thread running it.
 unsafe impl Send for RunState {}
@@ -131,16 +146,87 @@ impl RunState {
     }
 
     pub fn new(program: &Program, layout: &Layout) -> RunState {
+        RunState::build(Storage::default(), program, layout)
+    }
+
+    /// Makes this run state (of any program) the same as [`RunState::new`] would for `program`,
+    /// keeping its allocations: a state recycled from a dropped flow allocates nothing when its
+    /// capacity suffices. Kept strings are emptied.
+    pub fn reuse_for(&mut self, program: &Program, layout: &Layout) {
+        let storage = Storage {
+            frame: std::mem::take(&mut self.frame),
+            buffers: std::mem::take(&mut self.buffers),
+            current_half: std::mem::take(&mut self.current_half),
+            conversions: std::mem::take(&mut self.conversions),
+            int_conversions: std::mem::take(&mut self.int_conversions),
+            args: std::mem::take(&mut self.args),
+            scratch: std::mem::take(&mut self.scratch),
+            text: std::mem::take(&mut self.text),
+            loop_iterations: std::mem::take(&mut self.loop_iterations),
+            conversion_pairs: std::mem::take(&mut self.conversion_pairs),
+        };
+        *self = RunState::build(storage, program, layout);
+    }
+
+    /// Bytes of heap this state holds on to (what recycling it would keep alive).
+    pub fn retained_bytes(&self) -> usize {
+        fn vec<T>(v: &Vec<T>) -> usize {
+            v.capacity() * std::mem::size_of::<T>()
+        }
+        let strings = |v: &Vec<String>| vec(v) + v.iter().map(String::capacity).sum::<usize>();
+        vec(&self.frame)
+            + strings(&self.buffers)
+            + vec(&self.current_half)
+            + strings(&self.conversions)
+            + vec(&self.int_conversions)
+            + vec(&self.args)
+            + vec(&self.scratch)
+            + self.text.capacity()
+            + vec(&self.loop_iterations)
+            + vec(&self.conversion_pairs)
+    }
+
+    /// A run state for `program` over `storage`'s allocations (every field as `new` makes it).
+    fn build(storage: Storage, program: &Program, layout: &Layout) -> RunState {
+        fn sized<T: Clone>(mut v: Vec<T>, n: usize, value: T) -> Vec<T> {
+            v.clear();
+            v.resize(n, value);
+            v
+        }
+        fn strings(mut v: Vec<String>, n: usize) -> Vec<String> {
+            v.truncate(n);
+            for s in &mut v {
+                s.clear();
+            }
+            v.resize(n, String::new());
+            v
+        }
+        let Storage {
+            frame,
+            buffers,
+            current_half,
+            conversions,
+            int_conversions,
+            mut args,
+            mut scratch,
+            mut text,
+            loop_iterations,
+            conversion_pairs,
+        } = storage;
+        args.clear();
+        scratch.clear();
+        text.clear();
+        let sites = program.conversion_buffers as usize;
         RunState {
-            frame: vec![0; layout.words as usize],
-            buffers: vec![String::new(); layout.buffers as usize],
-            current_half: vec![false; layout.buffers as usize],
-            conversions: vec![String::new(); program.conversion_buffers as usize],
-            int_conversions: vec![itoa::Buffer::new(); program.conversion_buffers as usize],
-            args: Vec::new(),
-            scratch: Vec::new(),
-            text: String::new(),
-            loop_iterations: vec![0; program.loops.len()],
+            frame: sized(frame, layout.words as usize, 0),
+            buffers: strings(buffers, layout.buffers as usize),
+            current_half: sized(current_half, layout.buffers as usize, false),
+            conversions: strings(conversions, sites),
+            int_conversions: sized(int_conversions, sites, itoa::Buffer::new()),
+            args,
+            scratch,
+            text,
+            loop_iterations: sized(loop_iterations, program.loops.len(), 0),
             fuel_used: 0,
             fuel_limit: u64::MAX,
             iterations: 0,
@@ -157,7 +243,7 @@ impl RunState {
             deadline: None,
             output: std::ptr::null::<crate::host::StdoutSink>()
                 as *const dyn crate::host::OutputSink,
-            conversion_pairs: vec![[0; 2]; program.conversion_buffers as usize],
+            conversion_pairs: sized(conversion_pairs, sites, [0; 2]),
         }
     }
 

@@ -609,3 +609,58 @@ fn all_errors_of_a_source_are_reported_together_with_positions() {
     assert!(rendered.contains("┌─ t:1:2"), "{rendered}");
     assert_eq!(errors.to_json()["errors"][0]["code"], "E0201");
 }
+
+/// A dropped flow's run state is recycled by the engine for the next new flow (of another shape):
+/// every flow runs exactly as it does on an engine of its own, output included.
+#[test]
+fn recycled_run_states_run_like_new_ones() {
+    let sources = [
+        "~capture({ x: \"a\", y: \"b\" })\n| as p |> captured { x: p.y, y: p.x }\n| captured r |> r { x: r.x, y: r.y }\n",
+        "~add(a: \"10\", b: \"20\")",
+        "~capture({ p: 1 })\n| as c |> while(c.p < 100)\n    | body |> std.io:println(text: c.p) |> captured { p: c.p * 2 }\n| captured r |> last r.p\n",
+        "~for(0..3)\n| each i |> add(a: \"1\", b: i)\n    | sum s |> std.io:println(text: s)\n| done |> _\n",
+        "~multiply(value: \"30\", by: \"3\")\n| product p |> subtract(value: p, by: 5)\n",
+        "~std.io:print.ln(\"x = {{ 7 }}\")",
+    ];
+    let engine = |sink: &Arc<CaptureSink>| {
+        let mut registry = Registry::with_std();
+        koru_jit::host::register_demo_events(&mut registry, Default::default()).unwrap();
+        registry.set_output(sink.clone());
+        Engine::with_config(
+            registry,
+            koru_jit::EngineConfig {
+                cache: koru_jit::CacheConfig::disabled(),
+                ..Default::default()
+            },
+        )
+    };
+    let run_once = |engine: &Engine, sink: &CaptureSink, source: &str| {
+        let flow = engine
+            .compile("recycled", source, &CompileOptions::default())
+            .unwrap();
+        let outcome = json(&run(&flow));
+        let stats = flow.stats();
+        (outcome, sink.take_out(), stats.runs, stats.loop_iterations)
+    };
+    let expected: Vec<_> = sources
+        .iter()
+        .map(|source| {
+            let sink = Arc::new(CaptureSink::new());
+            run_once(&engine(&sink), &sink, source)
+        })
+        .collect();
+    let sink = Arc::new(CaptureSink::new());
+    let shared = engine(&sink);
+    let n = sources.len();
+    for round in 0..3 {
+        for j in 0..n {
+            let k = (n - 1 - j + round) % n;
+            assert_eq!(
+                run_once(&shared, &sink, sources[k]),
+                expected[k],
+                "{}",
+                sources[k]
+            );
+        }
+    }
+}

@@ -155,7 +155,15 @@ struct EngineShared {
     cache: cache::Cache,
     /// The compiler thread's queue, started at the first background compile.
     compiler: OnceLock<Mutex<Sender<CompileJob>>>,
+    /// Run states of dropped flows, for the first runs of new ones: a compile, run and drop of a
+    /// short-lived flow then allocates no run state (see [`EngineShared::recycle`]).
+    spare_states: Mutex<Vec<Box<pool::Pooled>>>,
 }
+
+/// At most this many run states of dropped flows are kept for reuse...
+const SPARE_STATES: usize = 8;
+/// ... each holding at most this many bytes of heap.
+const SPARE_STATE_BYTES: usize = 64 * 1024;
 
 impl Engine {
     pub fn new(registry: Registry) -> Engine {
@@ -169,6 +177,7 @@ impl Engine {
                 cache: cache::Cache::new(config.cache.clone()),
                 config,
                 compiler: OnceLock::new(),
+                spare_states: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -285,6 +294,24 @@ impl Engine {
 }
 
 impl EngineShared {
+    /// Keeps a dropped flow's run state for a new flow, unless enough are kept or it is large.
+    fn recycle(&self, state: Box<pool::Pooled>) {
+        if state.state.retained_bytes() > SPARE_STATE_BYTES {
+            return;
+        }
+        let mut spare = self.spare_states.lock().unwrap_or_else(|e| e.into_inner());
+        if spare.len() < SPARE_STATES {
+            spare.push(state);
+        }
+    }
+
+    /// A run state of a dropped flow, if one is kept.
+    fn reuse_state(&self) -> Option<Box<pool::Pooled>> {
+        self.spare_states
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .pop()
+    }
     /// Queues a flow for the compiler thread, starting it on first use.
     fn submit(&self, flow: Weak<FlowInner>, osr: bool) {
         let queue = self.compiler.get_or_init(|| {
@@ -336,7 +363,33 @@ struct FlowInner {
     engine: Weak<EngineShared>,
 }
 
+impl Drop for FlowInner {
+    /// Hands the flow's spare run state to the engine for the next new flow.
+    fn drop(&mut self) {
+        if let Some(state) = self.states.take_spare() {
+            if let Some(engine) = self.engine.upgrade() {
+                engine.recycle(state);
+            }
+        }
+    }
+}
+
 impl FlowInner {
+    /// A run state for this flow: one recycled from a dropped flow if the engine kept one.
+    fn new_state(&self) -> Box<pool::Pooled> {
+        let tally = self.stats.new_tally();
+        match self.engine.upgrade().and_then(|e| e.reuse_state()) {
+            Some(mut pooled) => {
+                pooled.state.reuse_for(&self.program, &self.layout);
+                pooled.tally = tally;
+                pooled
+            }
+            None => Box::new(pool::Pooled {
+                state: RunState::new(&self.program, &self.layout),
+                tally,
+            }),
+        }
+    }
     /// Compiles now on this thread (unless another thread did); with loop entries for on-stack
     /// replacement when a hot loop asked.
     fn compile_now(&self, osr: bool) {
@@ -510,10 +563,7 @@ impl Flow {
         {
             inner.request_compile(false);
         }
-        let mut pooled = inner.states.take(|| pool::Pooled {
-            state: RunState::new(&inner.program, &inner.layout),
-            tally: inner.stats.new_tally(),
-        });
+        let mut pooled = inner.states.take(|| inner.new_state());
         let state = &mut pooled.state;
         state.reset();
         let mut native_run = false;

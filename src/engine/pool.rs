@@ -32,18 +32,24 @@ impl StatePool {
     }
 
     /// A run state, made by `make` if the pool is empty.
-    pub fn take(&self, make: impl FnOnce() -> Pooled) -> Box<Pooled> {
+    pub fn take(&self, make: impl FnOnce() -> Box<Pooled>) -> Box<Pooled> {
         let spare = self.spare.swap(ptr::null_mut(), Ordering::Acquire);
         if !spare.is_null() {
             // SAFETY: a non-null `spare` came from `Box::into_raw` in `give_back`, and the swap
             // made this thread its only owner.
             return unsafe { Box::from_raw(spare) };
         }
-        self.more
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .pop()
-            .unwrap_or_else(|| Box::new(make()))
+        let pooled = self.more.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        // Made without the lock held.
+        pooled.unwrap_or_else(make)
+    }
+
+    /// The spare run state, if any (for a dropped flow's state to be recycled).
+    pub fn take_spare(&mut self) -> Option<Box<Pooled>> {
+        let spare = std::mem::replace(self.spare.get_mut(), ptr::null_mut());
+        // SAFETY: a non-null `spare` came from `Box::into_raw` in `give_back`; `&mut self` means
+        // no other thread can take it, and it is no longer in the pool.
+        (!spare.is_null()).then(|| unsafe { Box::from_raw(spare) })
     }
 
     pub fn give_back(&self, state: Box<Pooled>) {
