@@ -96,21 +96,6 @@ pub struct RunState {
     pub loop_iterations: Vec<u64>,
 }
 
-/// The allocations of a run state, kept when it is reused for another program.
-#[derive(Default)]
-struct Storage {
-    frame: Vec<u64>,
-    buffers: Vec<String>,
-    current_half: Vec<bool>,
-    conversions: Vec<String>,
-    int_conversions: Vec<itoa::Buffer>,
-    args: Vec<u64>,
-    scratch: Vec<u64>,
-    text: String,
-    loop_iterations: Vec<u64>,
-    conversion_pairs: Vec<[u64; 2]>,
-}
-
 // SAFETY: the raw pointers (`loop_counts`, `interrupt`, `output`) are set at the start of each run to data
 // that outlives it and are only used by the thread running it.
 unsafe impl Send for RunState {}
@@ -146,26 +131,107 @@ impl RunState {
     }
 
     pub fn new(program: &Program, layout: &Layout) -> RunState {
-        RunState::build(Storage::default(), program, layout)
+        let mut state = RunState {
+            fuel_used: 0,
+            fuel_limit: 0,
+            iterations: 0,
+            iteration_limit: 0,
+            last_event: 0,
+            calling: 0,
+            value: 0,
+            trap: 0,
+            deadline_epoch: 0,
+            osr_entry: 0,
+            loop_counts: std::ptr::null_mut(),
+            interrupt: std::ptr::null(),
+            host_trap: None,
+            deadline: None,
+            output: std::ptr::null::<crate::host::StdoutSink>()
+                as *const dyn crate::host::OutputSink,
+            conversion_pairs: Vec::new(),
+            frame: Vec::new(),
+            buffers: Vec::new(),
+            current_half: Vec::new(),
+            conversions: Vec::new(),
+            int_conversions: Vec::new(),
+            args: Vec::new(),
+            scratch: Vec::new(),
+            text: String::new(),
+            loop_iterations: Vec::new(),
+        };
+        state.reuse_for(program, layout);
+        state
     }
 
-    /// Makes this run state (of any program) the same as [`RunState::new`] would for `program`,
-    /// keeping its allocations: a state recycled from a dropped flow allocates nothing when its
-    /// capacity suffices. Kept strings are emptied.
+    /// Makes this run state (of any program) what [`RunState::new`] makes for `program`, keeping
+    /// its allocations: a state recycled from a dropped flow allocates nothing when its capacity
+    /// suffices. Kept strings are emptied.
     pub fn reuse_for(&mut self, program: &Program, layout: &Layout) {
-        let storage = Storage {
-            frame: std::mem::take(&mut self.frame),
-            buffers: std::mem::take(&mut self.buffers),
-            current_half: std::mem::take(&mut self.current_half),
-            conversions: std::mem::take(&mut self.conversions),
-            int_conversions: std::mem::take(&mut self.int_conversions),
-            args: std::mem::take(&mut self.args),
-            scratch: std::mem::take(&mut self.scratch),
-            text: std::mem::take(&mut self.text),
-            loop_iterations: std::mem::take(&mut self.loop_iterations),
-            conversion_pairs: std::mem::take(&mut self.conversion_pairs),
-        };
-        *self = RunState::build(storage, program, layout);
+        fn sized<T: Clone>(v: &mut Vec<T>, n: usize, value: T) {
+            v.clear();
+            v.resize(n, value);
+        }
+        fn strings(v: &mut Vec<String>, n: usize) {
+            v.truncate(n);
+            for s in v.iter_mut() {
+                s.clear();
+            }
+            v.resize(n, String::new());
+        }
+        // Every field by name (no `..`): a new field cannot be forgotten here.
+        let RunState {
+            fuel_used,
+            fuel_limit,
+            iterations,
+            iteration_limit,
+            last_event,
+            calling,
+            value,
+            trap,
+            deadline_epoch,
+            osr_entry,
+            loop_counts,
+            interrupt,
+            host_trap,
+            deadline,
+            output,
+            conversion_pairs,
+            frame,
+            buffers,
+            current_half,
+            conversions,
+            int_conversions,
+            args,
+            scratch,
+            text,
+            loop_iterations,
+        } = self;
+        let sites = program.conversion_buffers as usize;
+        *fuel_used = 0;
+        *fuel_limit = u64::MAX;
+        *iterations = 0;
+        *iteration_limit = u64::MAX;
+        *last_event = 0;
+        *calling = 0;
+        *value = 0;
+        *trap = 0;
+        *deadline_epoch = u64::MAX;
+        *osr_entry = 0;
+        *loop_counts = std::ptr::null_mut();
+        *interrupt = std::ptr::null();
+        *host_trap = None;
+        *deadline = None;
+        *output = std::ptr::null::<crate::host::StdoutSink>() as *const dyn crate::host::OutputSink;
+        sized(conversion_pairs, sites, [0; 2]);
+        sized(frame, layout.words as usize, 0);
+        strings(buffers, layout.buffers as usize);
+        sized(current_half, layout.buffers as usize, false);
+        strings(conversions, sites);
+        sized(int_conversions, sites, itoa::Buffer::new());
+        args.clear();
+        scratch.clear();
+        text.clear();
+        sized(loop_iterations, program.loops.len(), 0);
     }
 
     /// Bytes of heap this state holds on to (what recycling it would keep alive).
@@ -184,67 +250,6 @@ impl RunState {
             + self.text.capacity()
             + vec(&self.loop_iterations)
             + vec(&self.conversion_pairs)
-    }
-
-    /// A run state for `program` over `storage`'s allocations (every field as `new` makes it).
-    fn build(storage: Storage, program: &Program, layout: &Layout) -> RunState {
-        fn sized<T: Clone>(mut v: Vec<T>, n: usize, value: T) -> Vec<T> {
-            v.clear();
-            v.resize(n, value);
-            v
-        }
-        fn strings(mut v: Vec<String>, n: usize) -> Vec<String> {
-            v.truncate(n);
-            for s in &mut v {
-                s.clear();
-            }
-            v.resize(n, String::new());
-            v
-        }
-        let Storage {
-            frame,
-            buffers,
-            current_half,
-            conversions,
-            int_conversions,
-            mut args,
-            mut scratch,
-            mut text,
-            loop_iterations,
-            conversion_pairs,
-        } = storage;
-        args.clear();
-        scratch.clear();
-        text.clear();
-        let sites = program.conversion_buffers as usize;
-        RunState {
-            frame: sized(frame, layout.words as usize, 0),
-            buffers: strings(buffers, layout.buffers as usize),
-            current_half: sized(current_half, layout.buffers as usize, false),
-            conversions: strings(conversions, sites),
-            int_conversions: sized(int_conversions, sites, itoa::Buffer::new()),
-            args,
-            scratch,
-            text,
-            loop_iterations: sized(loop_iterations, program.loops.len(), 0),
-            fuel_used: 0,
-            fuel_limit: u64::MAX,
-            iterations: 0,
-            iteration_limit: u64::MAX,
-            last_event: 0,
-            calling: 0,
-            value: 0,
-            trap: 0,
-            deadline_epoch: u64::MAX,
-            osr_entry: 0,
-            loop_counts: std::ptr::null_mut(),
-            interrupt: std::ptr::null(),
-            host_trap: None,
-            deadline: None,
-            output: std::ptr::null::<crate::host::StdoutSink>()
-                as *const dyn crate::host::OutputSink,
-            conversion_pairs: sized(conversion_pairs, sites, [0; 2]),
-        }
     }
 
     /// Clears counters for a new run (buffers keep their capacity).
