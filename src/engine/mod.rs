@@ -272,8 +272,8 @@ impl Engine {
         }
         let stats = stats::Counters::new(program.loops.len());
         let inner = Arc::new(FlowInner {
-            name: name.to_string(),
-            source: source.to_string(),
+            text: [source, name].concat().into_boxed_str(),
+            source_len: source.len(),
             lines: OnceLock::new(),
             program,
             layout,
@@ -344,8 +344,9 @@ pub struct Flow {
 }
 
 struct FlowInner {
-    name: String,
-    source: String,
+    /// The source, then the flow's name (one allocation).
+    text: Box<str>,
+    source_len: usize,
     /// Built at the first run-time error that needs a line and column.
     lines: OnceLock<LineIndex>,
     program: Program,
@@ -375,6 +376,14 @@ impl Drop for FlowInner {
 }
 
 impl FlowInner {
+    fn source(&self) -> &str {
+        &self.text[..self.source_len]
+    }
+
+    fn name(&self) -> &str {
+        &self.text[self.source_len..]
+    }
+
     /// A run state for this flow: one recycled from a dropped flow if the engine kept one.
     fn new_state(&self) -> Box<pool::Pooled> {
         let tally = self.stats.new_tally();
@@ -403,8 +412,8 @@ impl FlowInner {
             let elapsed = started.elapsed();
             self.stats.compile_nanos.store(elapsed.as_nanos() as u64, Ordering::Relaxed);
             match &result {
-                Ok(code) => tracing::info!(target: "koru_jit", flow = %self.name, compile_us = elapsed.as_micros() as u64, code_bytes = code.code_bytes(), "compiled to native code"),
-                Err(error) => tracing::warn!(target: "koru_jit", flow = %self.name, %error, "stays in the interpreter"),
+                Ok(code) => tracing::info!(target: "koru_jit", flow = %self.name(), compile_us = elapsed.as_micros() as u64, code_bytes = code.code_bytes(), "compiled to native code"),
+                Err(error) => tracing::warn!(target: "koru_jit", flow = %self.name(), %error, "stays in the interpreter"),
             }
             result
         });
@@ -450,7 +459,7 @@ impl Tiering for RunTiering<'_> {
         // Code compiled for runs that start natively has no loop entries: keep interpreting.
         let native = self.flow.native().filter(|n| n.has_osr_entries())?;
         self.flow.stats.osr_entries.fetch_add(1, Ordering::Relaxed);
-        tracing::debug!(target: "koru_jit", flow = %self.flow.name, loop_index, iterations = state.loop_iterations[loop_index as usize], "continuing in native code");
+        tracing::debug!(target: "koru_jit", flow = %self.flow.name(), loop_index, iterations = state.loop_iterations[loop_index as usize], "continuing in native code");
         state.osr_entry = loop_index + 1;
         let result = native.run(&self.flow.program, state, self.limits, self.output);
         state.osr_entry = 0;
@@ -467,11 +476,11 @@ impl Tiering for RunTiering<'_> {
 
 impl Flow {
     pub fn name(&self) -> &str {
-        &self.inner.name
+        self.inner.name()
     }
 
     pub fn source(&self) -> &str {
-        &self.inner.source
+        self.inner.source()
     }
 
     pub fn program(&self) -> &Program {
@@ -624,8 +633,8 @@ impl Flow {
             Err(Trap::Error(error)) => {
                 let at = inner
                     .lines
-                    .get_or_init(|| LineIndex::new(&inner.source))
-                    .line_col(&inner.source, error.span.start);
+                    .get_or_init(|| LineIndex::new(inner.source()))
+                    .line_col(inner.source(), error.span.start);
                 Outcome::Error {
                     error: RuntimeError {
                         code: error.code,
