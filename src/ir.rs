@@ -10,6 +10,7 @@
 
 use crate::span::Span;
 use crate::types::{EventSig, Type};
+use smallvec::SmallVec;
 use std::sync::Arc;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -203,7 +204,7 @@ pub struct Invoke {
     pub site: u32,
     pub args: Arguments,
     /// Where each branch's payload lands (host payloads are copied into these locals).
-    pub payloads: Vec<Vec<LocalId>>,
+    pub payloads: BranchLocals,
     /// The value of branch `b` is `ValueId(first_value.0 + b)`.
     pub first_value: ValueId,
     pub arms: Arms,
@@ -221,10 +222,65 @@ pub struct SubflowCall {
     pub body: Step,
     /// For every value the body can yield: the subflow branch it is and the copies to make.
     pub exits: Vec<Exit>,
-    pub results: Vec<Vec<LocalId>>,
+    pub results: BranchLocals,
     pub first_value: ValueId,
     pub arms: Arms,
     pub span: Span,
+}
+
+/// The payload locals of each branch of an event, flat: events with a few payload fields need
+/// no allocation.
+#[derive(Clone, Debug, Default)]
+pub struct BranchLocals {
+    locals: SmallVec<[LocalId; 4]>,
+    /// Where each branch's locals end in `locals`.
+    ends: SmallVec<[u32; 4]>,
+}
+
+impl BranchLocals {
+    /// Adds a local to the branch being built.
+    pub fn push(&mut self, local: LocalId) {
+        self.locals.push(local);
+    }
+
+    /// Ends the branch being built (its locals are those pushed since the previous end).
+    pub fn end_branch(&mut self) {
+        self.ends.push(self.locals.len() as u32);
+    }
+
+    /// The number of branches.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
+
+    /// The locals of branch `b`.
+    pub fn get(&self, b: usize) -> Option<&[LocalId]> {
+        let end = *self.ends.get(b)? as usize;
+        let start = if b == 0 { 0 } else { self.ends[b - 1] as usize };
+        Some(&self.locals[start..end])
+    }
+
+    /// The locals of each branch, in branch order.
+    pub fn iter(&self) -> impl Iterator<Item = &[LocalId]> {
+        (0..self.len()).map(|b| &self[b])
+    }
+
+    /// Every branch's locals, in branch order.
+    pub fn all(&self) -> &[LocalId] {
+        &self.locals
+    }
+}
+
+impl std::ops::Index<usize> for BranchLocals {
+    type Output = [LocalId];
+
+    fn index(&self, b: usize) -> &[LocalId] {
+        self.get(b).expect("a branch of the event")
+    }
 }
 
 #[derive(Debug)]

@@ -99,7 +99,7 @@ impl Builder<'_> {
         let branches: Vec<BranchPlan> = sig
             .result_branch_slice()
             .iter()
-            .zip(&s.payloads)
+            .zip(s.payloads.iter())
             .map(|(branch, locals)| BranchPlan {
                 name: branch.name.clone(),
                 payload: branch.payload.clone(),
@@ -169,7 +169,7 @@ impl Builder<'_> {
     fn step(&mut self, step: &Step, top: u32) {
         match step {
             Step::Invoke(s) => {
-                let top = self.place(s.payloads.iter().flatten().copied(), top);
+                let top = self.place(s.payloads.all().iter().copied(), top);
                 let plan = self.reply_plan(s);
                 let site = s.site as usize;
                 if self.replies.len() <= site {
@@ -181,7 +181,7 @@ impl Builder<'_> {
             }
             Step::Call(s) => {
                 let locals = s.inputs.iter().map(|(l, _)| *l);
-                let top = self.place(locals.chain(s.results.iter().flatten().copied()), top);
+                let top = self.place(locals.chain(s.results.all().iter().copied()), top);
                 // The body has finished (its exit copied into `results`) before a continuation
                 // runs, so the two share space.
                 self.step(&s.body, top);

@@ -1040,7 +1040,9 @@ impl<'a, 'f> Lower<'a, 'f> {
             self.set(*local, value);
         }
         self.charge(1, LAST_EVENT_SUBFLOW | s.name_index);
-        let blocks: Vec<Block> = s.results.iter().map(|_| self.b.create_block()).collect();
+        let blocks: Vec<Block> = (0..s.results.len())
+            .map(|_| self.b.create_block())
+            .collect();
         let exit = self.sink(SinkKind::Exit {
             exits: &s.exits,
             blocks: blocks.clone(),

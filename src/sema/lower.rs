@@ -37,6 +37,9 @@ struct BranchInfo {
     bound: Bound,
 }
 
+/// The branches of one invocation (a few, usually: kept inline).
+type BranchInfos = smallvec::SmallVec<[BranchInfo; 4]>;
+
 /// Lengths of the growing tables, to undo a trial lowering.
 struct Mark {
     locals: usize,
@@ -293,7 +296,7 @@ impl<'a> Lowerer<'a> {
             let mut values = Vec::new();
             step_values(&body, &mut values);
             for value in values {
-                if let Err(message) = self.exit_for(&def.sig, value, &[]) {
+                if let Err(message) = self.exit_for(&def.sig, value, &BranchLocals::default()) {
                     let span = self.value_spans[value.0 as usize];
                     self.error(Code::E0209, message, span);
                 }
@@ -401,27 +404,24 @@ impl<'a> Lowerer<'a> {
         EventUse(self.events.len() as u32 - 1)
     }
 
-    /// Locals for a payload, how a binding of it is bound, and its value description. The
-    /// locals are named `{prefix}.{branch}` (and `.{field}`).
+    /// Locals for a payload (pushed to `locals` as a branch), how a binding of it is bound, and
+    /// its value description. The locals are named `{prefix}.{branch}` (and `.{field}`).
     fn payload_locals(
         &mut self,
         payload: &PayloadType,
         kind: LocalKind,
         prefix: &str,
         branch: &str,
-    ) -> (Vec<LocalId>, Bound, ValuePayload) {
-        match payload {
-            PayloadType::Empty => (Vec::new(), Bound::Empty, ValuePayload::Empty),
+        locals: &mut BranchLocals,
+    ) -> (Bound, ValuePayload) {
+        let made = match payload {
+            PayloadType::Empty => (Bound::Empty, ValuePayload::Empty),
             PayloadType::Identity(ty) => {
                 let local = self.new_local(dotted(&[prefix, branch]), *ty, kind);
-                (
-                    vec![local],
-                    Bound::Scalar(local, *ty),
-                    ValuePayload::Identity(local),
-                )
+                locals.push(local);
+                (Bound::Scalar(local, *ty), ValuePayload::Identity(local))
             }
             PayloadType::Struct(fields) => {
-                let mut locals = Vec::with_capacity(fields.len());
                 let mut bound = Vec::with_capacity(fields.len());
                 let mut described = Vec::with_capacity(fields.len());
                 for (name, ty) in fields {
@@ -430,13 +430,11 @@ impl<'a> Lowerer<'a> {
                     bound.push((name.clone(), local, *ty));
                     described.push((name.clone(), local));
                 }
-                (
-                    locals,
-                    Bound::Struct(bound),
-                    ValuePayload::Struct(described),
-                )
+                (Bound::Struct(bound), ValuePayload::Struct(described))
             }
-        }
+        };
+        locals.end_branch();
+        made
     }
 
     /// For an invocation of an event with signature `sig`: the payload locals of each branch,
@@ -448,15 +446,14 @@ impl<'a> Lowerer<'a> {
         kind: LocalKind,
         name: &str,
         span: Span,
-    ) -> (Vec<Vec<LocalId>>, Vec<BranchInfo>, ValueId) {
+    ) -> (BranchLocals, BranchInfos, ValueId) {
         let branches = sig.result_branch_slice();
-        let mut slots = Vec::with_capacity(branches.len());
-        let mut infos = Vec::with_capacity(branches.len());
+        let mut slots = BranchLocals::default();
+        let mut infos = BranchInfos::with_capacity(branches.len());
         let first_value = ValueId(self.values.len() as u32);
         for branch in branches {
-            let (locals, bound, payload) =
-                self.payload_locals(&branch.payload, kind, name, &branch.name);
-            slots.push(locals);
+            let (bound, payload) =
+                self.payload_locals(&branch.payload, kind, name, &branch.name, &mut slots);
             infos.push(BranchInfo {
                 name: branch.name.clone(),
                 bound,
@@ -890,7 +887,7 @@ impl<'a> Lowerer<'a> {
         &self,
         sig: &EventSig,
         value: ValueId,
-        results: &[Vec<LocalId>],
+        results: &BranchLocals,
     ) -> Result<Exit, String> {
         if sig.is_void() {
             return Ok(Exit {
