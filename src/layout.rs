@@ -96,7 +96,7 @@ struct Builder<'p> {
 impl Builder<'_> {
     fn reply_plan(&self, s: &Invoke) -> ReplyPlan {
         let sig = &self.program.events[s.event.0 as usize].sig;
-        let branches: Vec<BranchPlan> = sig
+        let branches: smallvec::SmallVec<[BranchPlan; 2]> = sig
             .result_branch_slice()
             .iter()
             .zip(s.payloads.iter())

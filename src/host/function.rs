@@ -160,7 +160,8 @@ pub struct ReplyPlan {
     pub event: Arc<str>,
     /// Where the call is written, for errors raised while it runs.
     pub span: crate::span::Span,
-    pub branches: Vec<BranchPlan>,
+    /// Inline for events of up to two branches (most have one).
+    pub branches: SmallVec<[BranchPlan; 2]>,
     /// For an event with one branch whose payload is a single value: that value's slot.
     pub only_identity: Option<FieldPlan>,
 }
@@ -169,8 +170,8 @@ pub struct ReplyPlan {
 pub struct BranchPlan {
     pub name: Arc<str>,
     pub payload: PayloadType,
-    /// One per payload field, in declared order.
-    pub fields: Vec<FieldPlan>,
+    /// One per payload field, in declared order (inline up to two).
+    pub fields: SmallVec<[FieldPlan; 2]>,
 }
 
 #[derive(Clone, Copy, Debug)]
