@@ -326,9 +326,13 @@ impl<'a> Lowerer<'a> {
             return None;
         }
         self.depth += 1;
-        let context = self
-            .event_context
-            .replace(Arc::from(invocation.path.text.as_str()));
+        // An event used before already has its name allocated (and `event_use` shares this one).
+        let path = invocation.path.text.as_str();
+        let named = match self.events.iter().find(|e| &*e.name == path) {
+            Some(event) => event.name.clone(),
+            None => Arc::from(path),
+        };
+        let context = self.event_context.replace(named);
         let lowered = self.lower_invocation_at_depth(invocation);
         self.event_context = context;
         self.depth -= 1;
@@ -395,9 +399,14 @@ impl<'a> Lowerer<'a> {
         {
             return EventUse(i as u32);
         }
+        // The invocation being lowered names this event: share its name.
+        let name = match &self.event_context {
+            Some(context) if **context == *name => context.clone(),
+            _ => Arc::from(name),
+        };
         self.events.push(EventRef {
             host,
-            name: Arc::from(name),
+            name,
             cost,
             sig: self.registry.events()[host].sig.clone(),
         });
