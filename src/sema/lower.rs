@@ -59,6 +59,8 @@ pub(crate) struct Lowerer<'a> {
     text: &'a str,
     pub(super) locals: Vec<LocalDecl>,
     values: Vec<ValueDesc>,
+    /// Where each value made while checking a subflow (`check_only`) was written, from the first
+    /// such value on: only the errors of that subflow's exits need them.
     value_spans: Vec<Span>,
     events: Vec<EventRef>,
     loops: Vec<LoopInfo>,
@@ -189,7 +191,7 @@ impl<'a> Lowerer<'a> {
     fn reset_to(&mut self, mark: Mark) {
         self.locals.truncate(mark.locals);
         self.values.truncate(mark.values);
-        self.value_spans.truncate(mark.values);
+        self.value_spans.clear();
         self.events.truncate(mark.events);
         self.loops.truncate(mark.loops);
         self.conversion_buffers = mark.conversions;
@@ -214,7 +216,9 @@ impl<'a> Lowerer<'a> {
 
     fn new_value(&mut self, branch: Arc<str>, payload: ValuePayload, span: Span) -> ValueId {
         self.values.push(ValueDesc { branch, payload });
-        self.value_spans.push(span);
+        if self.check_only {
+            self.value_spans.push(span);
+        }
         ValueId(self.values.len() as u32 - 1)
     }
 
@@ -289,6 +293,7 @@ impl<'a> Lowerer<'a> {
             });
         }
         self.captures.clear();
+        self.value_spans.clear();
         self.check_only = true;
         let body = self.lower_step(def.body);
         self.check_only = false;
@@ -297,7 +302,12 @@ impl<'a> Lowerer<'a> {
             step_values(&body, &mut values);
             for value in values {
                 if let Err(message) = self.exit_for(&def.sig, value, &BranchLocals::default()) {
-                    let span = self.value_spans[value.0 as usize];
+                    // Every value of the body was made after the mark, while checking.
+                    let span = (value.0 as usize)
+                        .checked_sub(mark.values)
+                        .and_then(|k| self.value_spans.get(k))
+                        .copied()
+                        .unwrap_or(def.span);
                     self.error(Code::E0209, message, span);
                 }
             }
