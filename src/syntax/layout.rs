@@ -36,15 +36,18 @@ pub struct ItemTokens {
     pub span: Span,
 }
 
+/// The items of a source, inline for a short one.
+pub type Items = SmallVec<[ItemTokens; 2]>;
+
 /// Splits `tokens` into items and lays each out. Errors are pushed to `diagnostics`; an item with
 /// errors is not returned (so the grammar never sees it), which keeps errors from cascading.
 pub fn layout(
     mut tokens: Vec<Token>,
     limits: &FrontEndLimits,
     diagnostics: &mut Vec<Diagnostic>,
-) -> Vec<ItemTokens> {
+) -> Items {
     let has_items = tokens.iter().any(is_item_start);
-    let mut items = Vec::new();
+    let mut items = Items::new();
     // The current item is `tokens[start..end]`: items are contiguous runs of tokens (skipped host
     // code only ever follows an item's last token), so they are laid out in place, not copied.
     let (mut start, mut end) = (0, 0);
@@ -105,7 +108,7 @@ fn flush(
     tokens: &mut [Token],
     limits: &FrontEndLimits,
     diagnostics: &mut Vec<Diagnostic>,
-    items: &mut Vec<ItemTokens>,
+    items: &mut Items,
 ) {
     if tokens.is_empty() {
         return;
