@@ -46,12 +46,56 @@ pub enum LocalKind {
 /// A named, typed storage place in the flow state.
 #[derive(Clone, Debug)]
 pub struct LocalDecl {
-    pub name: Arc<str>,
+    pub name: LocalName,
     pub ty: Type,
     pub kind: LocalKind,
     /// Strings written here at run time are copied into a buffer of the run state (host payloads,
     /// accumulator fields, flow inputs); other `str` locals only point at strings owned elsewhere.
     pub owns_buffer: bool,
+}
+
+/// A local's name. A payload local is named `{event}.{branch}` (and `.{field}`) from parts the
+/// program and the event's signature hold anyway: joined only when shown.
+#[derive(Clone)]
+pub enum LocalName {
+    Plain(Arc<str>),
+    Payload {
+        prefix: Arc<str>,
+        branch: Arc<str>,
+        field: Option<Arc<str>>,
+    },
+}
+
+impl From<Arc<str>> for LocalName {
+    fn from(name: Arc<str>) -> LocalName {
+        LocalName::Plain(name)
+    }
+}
+
+impl std::fmt::Display for LocalName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LocalName::Plain(name) => f.write_str(name),
+            LocalName::Payload {
+                prefix,
+                branch,
+                field,
+            } => {
+                write!(f, "{prefix}.{branch}")?;
+                match field {
+                    Some(field) => write!(f, ".{field}"),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+}
+
+/// Shown as the joined string.
+impl std::fmt::Debug for LocalName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&self.to_string(), f)
+    }
 }
 
 /// A compiled source: top-level flows in order, over one set of locals.

@@ -199,7 +199,13 @@ impl<'a> Lowerer<'a> {
         self.steps = mark.steps;
     }
 
-    pub(super) fn new_local(&mut self, name: Arc<str>, ty: Type, kind: LocalKind) -> LocalId {
+    pub(super) fn new_local(
+        &mut self,
+        name: impl Into<LocalName>,
+        ty: Type,
+        kind: LocalKind,
+    ) -> LocalId {
+        let name = name.into();
         let owns_buffer = ty == Type::Str
             && matches!(
                 kind,
@@ -429,25 +435,30 @@ impl<'a> Lowerer<'a> {
         &mut self,
         payload: &PayloadType,
         kind: LocalKind,
-        prefix: &str,
-        branch: &str,
+        prefix: &Arc<str>,
+        branch: &Arc<str>,
         locals: &mut BranchLocals,
     ) -> (Bound, ValuePayload) {
+        let name = |field: Option<&Arc<str>>| LocalName::Payload {
+            prefix: prefix.clone(),
+            branch: branch.clone(),
+            field: field.cloned(),
+        };
         let made = match payload {
             PayloadType::Empty => (Bound::Empty, ValuePayload::Empty),
             PayloadType::Identity(ty) => {
-                let local = self.new_local(dotted(&[prefix, branch]), *ty, kind);
+                let local = self.new_local(name(None), *ty, kind);
                 locals.push(local);
                 (Bound::Scalar(local, *ty), ValuePayload::Identity(local))
             }
             PayloadType::Struct(fields) => {
                 let mut bound = Vec::with_capacity(fields.len());
                 let mut described = Vec::with_capacity(fields.len());
-                for (name, ty) in fields {
-                    let local = self.new_local(dotted(&[prefix, branch, name]), *ty, kind);
+                for (field, ty) in fields {
+                    let local = self.new_local(name(Some(field)), *ty, kind);
                     locals.push(local);
-                    bound.push((name.clone(), local, *ty));
-                    described.push((name.clone(), local));
+                    bound.push((field.clone(), local, *ty));
+                    described.push((field.clone(), local));
                 }
                 (Bound::Struct(bound), ValuePayload::Struct(described))
             }
@@ -470,9 +481,14 @@ impl<'a> Lowerer<'a> {
         let mut slots = BranchLocals::default();
         let mut infos = BranchInfos::with_capacity(branches.len());
         let first_value = ValueId(self.values.len() as u32);
+        // The invocation being lowered names the event: its locals share that name.
+        let prefix = match &self.event_context {
+            Some(context) if **context == *name => context.clone(),
+            _ => Arc::from(name),
+        };
         for branch in branches {
             let (bound, payload) =
-                self.payload_locals(&branch.payload, kind, name, &branch.name, &mut slots);
+                self.payload_locals(&branch.payload, kind, &prefix, &branch.name, &mut slots);
             infos.push(BranchInfo {
                 name: branch.name.clone(),
                 bound,
