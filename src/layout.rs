@@ -96,26 +96,24 @@ struct Builder<'p> {
 impl Builder<'_> {
     fn reply_plan(&self, s: &Invoke) -> ReplyPlan {
         let sig = &self.program.events[s.event.0 as usize].sig;
-        let branches: smallvec::SmallVec<[BranchPlan; 2]> = sig
-            .result_branch_slice()
-            .iter()
-            .zip(s.payloads.iter())
-            .map(|(branch, locals)| BranchPlan {
+        // Pushed one by one: cheaper than collecting into the inline vectors.
+        let mut branches = smallvec::SmallVec::<[BranchPlan; 2]>::new();
+        for (branch, locals) in sig.result_branch_slice().iter().zip(s.payloads.iter()) {
+            let mut fields = smallvec::SmallVec::new();
+            for &l in locals {
+                let slot = self.slots[l.0 as usize];
+                fields.push(FieldPlan {
+                    ty: slot.ty,
+                    offset: slot.offset,
+                    buffer: slot.buffer,
+                });
+            }
+            branches.push(BranchPlan {
                 name: branch.name.clone(),
                 payload: branch.payload.clone(),
-                fields: locals
-                    .iter()
-                    .map(|&l| {
-                        let slot = self.slots[l.0 as usize];
-                        FieldPlan {
-                            ty: slot.ty,
-                            offset: slot.offset,
-                            buffer: slot.buffer,
-                        }
-                    })
-                    .collect(),
-            })
-            .collect();
+                fields,
+            });
+        }
         let only_identity = match branches.as_slice() {
             [BranchPlan {
                 payload: crate::types::PayloadType::Identity(_),
