@@ -157,6 +157,8 @@ struct EngineShared {
     compiler: OnceLock<Mutex<Sender<CompileJob>>>,
     /// Run states of dropped flows, for the first runs of new ones: a compile, run and drop of a
     /// short-lived flow then allocates no run state (see [`EngineShared::recycle`]).
+    // Boxed on purpose: they move between this list and the flows' pools as the boxes they are.
+    #[allow(clippy::vec_box)]
     spare_states: Mutex<Vec<Box<pool::Pooled>>>,
 }
 
