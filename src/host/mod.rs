@@ -132,39 +132,11 @@ pub(crate) enum Resolution {
     Unknown,
 }
 
-/// FNV-1a for the event-name table, looked up once per invocation the checker resolves: the
-/// names are the host's own (registered up front, so none are chosen to collide) and short, where
-/// SipHash costs more than the rest of a lookup.
-#[derive(Clone, Copy, Default)]
-struct NameHash;
-
-impl std::hash::BuildHasher for NameHash {
-    type Hasher = Fnv1a;
-
-    fn build_hasher(&self) -> Fnv1a {
-        Fnv1a(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-struct Fnv1a(u64);
-
-impl std::hash::Hasher for Fnv1a {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-}
-
 /// The events, implementations and scopes an engine serves. Register everything, then hand the
 /// registry to [`crate::Engine::new`], which freezes it.
 pub struct Registry {
     events: Vec<HostEvent>,
-    by_name: HashMap<Arc<str>, usize, NameHash>,
+    by_name: HashMap<Arc<str>, usize>,
     scopes: HashMap<String, Scope>,
     output: Arc<dyn OutputSink>,
 }
@@ -180,7 +152,7 @@ impl Registry {
     pub fn new() -> Registry {
         Registry {
             events: Vec::new(),
-            by_name: HashMap::default(),
+            by_name: HashMap::new(),
             scopes: HashMap::new(),
             output: Arc::new(StdoutSink),
         }
