@@ -1,6 +1,8 @@
 //! The standard library events (SPEC 5) and the output sink they write to.
 
+use crate::limits::InterruptHandle;
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// The standard library events; the engine implements them itself.
@@ -56,16 +58,37 @@ impl OutputSink for StdoutSink {
     }
 }
 
-/// Keeps everything written, for embedders and tests.
+/// Keeps everything written, for embedders and tests; [`CaptureSink::bounded`] keeps at most a
+/// number of bytes and stops the run past it.
 #[derive(Debug, Default)]
 pub struct CaptureSink {
     out: Mutex<String>,
     err: Mutex<String>,
+    /// Bytes kept (out and err together), the bound, and the run to stop past it.
+    kept: AtomicUsize,
+    bound: Option<(usize, InterruptHandle)>,
+    exceeded: AtomicBool,
 }
 
 impl CaptureSink {
     pub fn new() -> CaptureSink {
         CaptureSink::default()
+    }
+
+    /// Keeps at most `limit` bytes of output and error output together. A write past it is
+    /// dropped whole and fires `interrupt`: give the run that handle in its `RunLimits` and it
+    /// stops at its next dispatch or loop check (`exhausted`, `Interrupted`); [`Self::exceeded`]
+    /// tells that the bound was the cause.
+    pub fn bounded(limit: usize, interrupt: InterruptHandle) -> CaptureSink {
+        CaptureSink {
+            bound: Some((limit, interrupt)),
+            ..CaptureSink::default()
+        }
+    }
+
+    /// Whether a write went past the bound.
+    pub fn exceeded(&self) -> bool {
+        self.exceeded.load(Ordering::Relaxed)
     }
 
     /// Takes the program output captured so far.
@@ -77,20 +100,29 @@ impl CaptureSink {
     pub fn take_err(&self) -> String {
         std::mem::take(&mut *self.err.lock().unwrap_or_else(|e| e.into_inner()))
     }
-}
 
-impl OutputSink for CaptureSink {
-    fn out(&self, text: &str) {
-        self.out
+    fn keep(&self, buffer: &Mutex<String>, text: &str) {
+        if let Some((limit, interrupt)) = &self.bound {
+            if self.kept.load(Ordering::Relaxed) + text.len() > *limit {
+                self.exceeded.store(true, Ordering::Relaxed);
+                interrupt.interrupt();
+                return;
+            }
+            self.kept.fetch_add(text.len(), Ordering::Relaxed);
+        }
+        buffer
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push_str(text);
     }
+}
+
+impl OutputSink for CaptureSink {
+    fn out(&self, text: &str) {
+        self.keep(&self.out, text);
+    }
 
     fn err(&self, text: &str) {
-        self.err
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push_str(text);
+        self.keep(&self.err, text);
     }
 }

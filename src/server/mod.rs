@@ -502,57 +502,6 @@ async fn blocking<T: Send + 'static>(
     })
 }
 
-/// The `std.io` output of one run, bounded: past `limit` bytes (out and err together) it keeps
-/// nothing more and interrupts the run, which stops at its next dispatch or loop check.
-struct BoundedOutput {
-    text: std::sync::Mutex<(String, String)>,
-    limit: usize,
-    exceeded: std::sync::atomic::AtomicBool,
-    interrupt: crate::InterruptHandle,
-}
-
-impl BoundedOutput {
-    fn new(limit: usize, interrupt: crate::InterruptHandle) -> BoundedOutput {
-        BoundedOutput {
-            text: std::sync::Mutex::default(),
-            limit,
-            exceeded: std::sync::atomic::AtomicBool::new(false),
-            interrupt,
-        }
-    }
-
-    fn push(&self, err: bool, text: &str) {
-        let mut buffers = self.text.lock().unwrap_or_else(|e| e.into_inner());
-        if buffers.0.len() + buffers.1.len() + text.len() > self.limit {
-            self.exceeded
-                .store(true, std::sync::atomic::Ordering::Relaxed);
-            self.interrupt.interrupt();
-        } else if err {
-            buffers.1.push_str(text);
-        } else {
-            buffers.0.push_str(text);
-        }
-    }
-
-    fn exceeded(&self) -> bool {
-        self.exceeded.load(std::sync::atomic::Ordering::Relaxed)
-    }
-
-    fn take(&self) -> (String, String) {
-        std::mem::take(&mut *self.text.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-}
-
-impl crate::host::OutputSink for BoundedOutput {
-    fn out(&self, text: &str) {
-        self.push(false, text);
-    }
-
-    fn err(&self, text: &str) {
-        self.push(true, text);
-    }
-}
-
 /// The request's flow, compiled (or from the cache) against its scope, with its id; or the body
 /// of the 422 answer, with every diagnostic.
 fn compile_request(state: &AppState, request: &FlowRequest) -> Result<(String, crate::Flow), Json> {
@@ -606,7 +555,8 @@ async fn run(
                 deadline: Some(Instant::now() + Duration::from_millis(limits.deadline_ms)),
                 interrupt: Some(interrupt.clone()),
             };
-            let output = BoundedOutput::new(limits.max_output_bytes, interrupt.clone());
+            let output =
+                crate::host::CaptureSink::bounded(limits.max_output_bytes, interrupt.clone());
             let outcome = flow
                 .run_with_output(&request.inputs, &run_limits, &output)
                 .map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -623,7 +573,7 @@ async fn run(
                 }
             );
             let mut body = outcome.to_json();
-            // A server run is interrupted by its output bound (see `BoundedOutput`) or because
+            // A server run is interrupted by its output bound (`CaptureSink::bounded`) or because
             // its client went away (nobody reads that answer).
             if interrupted && output.exceeded() {
                 body["limit"] = json!("Output");
@@ -633,7 +583,7 @@ async fn run(
             } else {
                 state.metrics.outcome(name);
             }
-            let (out, err) = output.take();
+            let (out, err) = (output.take_out(), output.take_err());
             body["flow"] = json!(id);
             body["scope"] = json!(request.scope);
             body["output"] = json!(out);
