@@ -112,6 +112,18 @@ pub struct ScopeLimits {
     pub max_output_bytes: usize,
 }
 
+impl ScopeLimits {
+    /// The engine's limits of one run starting now: fuel, iterations, the deadline from now.
+    pub fn run_limits(&self, interrupt: Option<crate::InterruptHandle>) -> crate::RunLimits {
+        crate::RunLimits {
+            fuel: Some(self.fuel),
+            max_iterations: Some(self.max_iterations),
+            deadline: Some(std::time::Instant::now() + Duration::from_millis(self.deadline_ms)),
+            interrupt,
+        }
+    }
+}
+
 impl Default for ScopeLimits {
     fn default() -> Self {
         ScopeLimits {

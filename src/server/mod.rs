@@ -27,7 +27,6 @@ pub mod metrics;
 
 use crate::engine::{CompileOptions, Engine, EngineConfig, Tier, TierPolicy};
 use crate::host::Registry;
-use crate::limits::RunLimits;
 use crate::{Inputs, Outcome, Scalar};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -549,12 +548,7 @@ async fn run(
                 }
             };
             let limits = state.config.scopes[&request.scope].limits;
-            let run_limits = RunLimits {
-                fuel: Some(limits.fuel),
-                max_iterations: Some(limits.max_iterations),
-                deadline: Some(Instant::now() + Duration::from_millis(limits.deadline_ms)),
-                interrupt: Some(interrupt.clone()),
-            };
+            let run_limits = limits.run_limits(Some(interrupt.clone()));
             let output =
                 crate::host::CaptureSink::bounded(limits.max_output_bytes, interrupt.clone());
             let outcome = flow
@@ -630,12 +624,9 @@ async fn check(
                 Ok((id, flow)) => {
                     state.metrics.check("valid");
                     let bound = flow.cost_bound(&request.inputs);
-                    let limits = state.config.scopes[&request.scope].limits;
-                    let within = RunLimits {
-                        fuel: Some(limits.fuel),
-                        max_iterations: Some(limits.max_iterations),
-                        ..RunLimits::default()
-                    };
+                    let within = state.config.scopes[&request.scope]
+                        .limits
+                        .run_limits(None);
                     json_response(
                         StatusCode::OK,
                         &json!({
