@@ -124,32 +124,7 @@ enum Command {
     },
     /// Run the built-in benchmark workloads in every tier and as native Rust, interleaved, and
     /// report medians, spread and ratios (build with --release).
-    Bench {
-        /// Only these workloads (repeatable): nested-loop, nested-loop-typed, three-step-cold,
-        /// three-step-cached, sum-fold, compile.
-        #[arg(long = "workload")]
-        workloads: Vec<String>,
-        /// Only these runners (repeatable): interp, jit, auto, native.
-        #[arg(long = "tier")]
-        tiers: Vec<String>,
-        /// Also run the peer engines: Rhai, Lua 5.4, LuaJIT (build with `--features peers`) and
-        /// CPython (`python3`, or the program named by KORU_BENCH_PYTHON).
-        #[arg(long)]
-        peers: bool,
-        /// Write an SVG chart of ns per operation by engine and tier, and of the auto tier's
-        /// switch to native code, to this file.
-        #[arg(long, value_name = "FILE.svg")]
-        plot: Option<PathBuf>,
-        /// Measured rounds (one more warm-up round is dropped).
-        #[arg(long, default_value_t = 7)]
-        rounds: usize,
-        /// Print one JSON object with every figure and ratio instead of the table.
-        #[arg(long)]
-        json: bool,
-        /// Print the whole BENCHMARKS.md (command, machine, table, what the numbers mean).
-        #[arg(long)]
-        markdown: bool,
-    },
+    Bench(BenchArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -243,23 +218,7 @@ fn main() -> ExitCode {
             inputs,
             scope,
         } => emit(&file, what, &inputs, scope),
-        Command::Bench {
-            workloads,
-            tiers,
-            rounds,
-            peers,
-            plot,
-            json,
-            markdown,
-        } => bench(BenchArgs {
-            workloads,
-            tiers,
-            rounds,
-            peers,
-            plot,
-            json,
-            markdown,
-        }),
+        Command::Bench(args) => bench(args),
         #[cfg(feature = "server")]
         Command::Serve { config, listen } => serve(&config, listen),
         #[cfg(feature = "server")]
@@ -598,13 +557,31 @@ fn send_load(
     }
 }
 
+#[derive(clap::Args)]
 struct BenchArgs {
+    /// Only these workloads (repeatable): nested-loop, nested-loop-typed, three-step-cold,
+    /// three-step-cached, sum-fold, compile.
+    #[arg(long = "workload")]
     workloads: Vec<String>,
+    /// Only these runners (repeatable): interp, jit, auto, native.
+    #[arg(long = "tier")]
     tiers: Vec<String>,
-    rounds: usize,
+    /// Also run the peer engines: Rhai, Lua 5.4, LuaJIT (build with `--features peers`) and
+    /// CPython (`python3`, or the program named by KORU_BENCH_PYTHON).
+    #[arg(long)]
     peers: bool,
+    /// Write an SVG chart of ns per operation by engine and tier, and of the auto tier's
+    /// switch to native code, to this file.
+    #[arg(long, value_name = "FILE.svg")]
     plot: Option<PathBuf>,
+    /// Measured rounds (one more warm-up round is dropped).
+    #[arg(long, default_value_t = 7)]
+    rounds: usize,
+    /// Print one JSON object with every figure and ratio instead of the table.
+    #[arg(long)]
     json: bool,
+    /// Print the whole BENCHMARKS.md (command, machine, table, what the numbers mean).
+    #[arg(long)]
     markdown: bool,
 }
 

@@ -624,9 +624,7 @@ async fn check(
                 Ok((id, flow)) => {
                     state.metrics.check("valid");
                     let bound = flow.cost_bound(&request.inputs);
-                    let within = state.config.scopes[&request.scope]
-                        .limits
-                        .run_limits(None);
+                    let within = state.config.scopes[&request.scope].limits.run_limits(None);
                     json_response(
                         StatusCode::OK,
                         &json!({
