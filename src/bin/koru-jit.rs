@@ -103,25 +103,7 @@ enum Command {
     /// percentiles (every answer checked); `soak` also reports the server's memory and native
     /// code before the run and after each tenth of it.
     #[cfg(feature = "server")]
-    Load {
-        /// The server, `host:port` or `http://host:port`.
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        address: String,
-        /// The API key to send.
-        #[arg(long)]
-        key: String,
-        /// small (one cached flow), nested (SPEC 9's nested loop), soak (10,000 distinct flows).
-        #[arg(long, default_value = "small")]
-        workload: String,
-        /// Connections, one thread each.
-        #[arg(long, default_value_t = 4)]
-        connections: usize,
-        #[arg(long, default_value_t = 10_000)]
-        requests: u64,
-        /// Print one JSON object instead of text.
-        #[arg(long)]
-        json: bool,
-    },
+    Load(LoadArgs),
     /// Run the built-in benchmark workloads in every tier and as native Rust, interleaved, and
     /// report medians, spread and ratios (build with --release).
     Bench(BenchArgs),
@@ -222,14 +204,7 @@ fn main() -> ExitCode {
         #[cfg(feature = "server")]
         Command::Serve { config, listen } => serve(&config, listen),
         #[cfg(feature = "server")]
-        Command::Load {
-            address,
-            key,
-            workload,
-            connections,
-            requests,
-            json,
-        } => send_load(&address, &key, &workload, connections, requests, json),
+        Command::Load(args) => send_load(&args),
         Command::Scopes => {
             let (engine, _) = engine();
             for event in engine.registry().events() {
@@ -496,27 +471,46 @@ fn serve(config: &std::path::Path, listen: Option<String>) -> u8 {
 }
 
 #[cfg(feature = "server")]
-fn send_load(
-    address: &str,
-    key: &str,
-    workload: &str,
+#[cfg(feature = "server")]
+#[derive(clap::Args)]
+struct LoadArgs {
+    /// The server, `host:port` or `http://host:port`.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    address: String,
+    /// The API key to send.
+    #[arg(long)]
+    key: String,
+    /// small (one cached flow), nested (SPEC 9's nested loop), soak (10,000 distinct flows).
+    #[arg(long, default_value = "small")]
+    workload: String,
+    /// Connections, one thread each.
+    #[arg(long, default_value_t = 4)]
     connections: usize,
+    #[arg(long, default_value_t = 10_000)]
     requests: u64,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
     json: bool,
-) -> u8 {
+}
+
+#[cfg(feature = "server")]
+fn send_load(args: &LoadArgs) -> u8 {
     use koru_jit::server::load::{self, LoadOptions, LoadWorkload};
-    let Some(workload) = LoadWorkload::from_name(workload) else {
-        eprintln!("error: unknown workload `{workload}` (small, nested or soak)");
+    let Some(workload) = LoadWorkload::from_name(&args.workload) else {
+        eprintln!(
+            "error: unknown workload `{}` (small, nested or soak)",
+            args.workload
+        );
         return EXIT_USAGE;
     };
     let report = load::run(&LoadOptions {
-        address: address.to_string(),
-        key: key.to_string(),
+        address: args.address.clone(),
+        key: args.key.clone(),
         workload,
-        connections,
-        requests,
+        connections: args.connections,
+        requests: args.requests,
     });
-    if json {
+    if args.json {
         println!("{}", report.to_json());
     } else {
         println!(
