@@ -35,6 +35,20 @@ const NESTED_TYPED: &str =
     "~for(0..1000)\n| each _ |> for(0..100)\n    | each i |> add(a: 0, b: i)\n| done |> _\n";
 const SUM_FOLD: &str = "~capture({ sum: 0 })\n| as acc |> for(0..10000000)\n    | each i |> captured { sum: acc.sum + i }\n| captured total |> result total.sum\n";
 
+/// The small flows of the three-step workloads (the CLI's demo events).
+const THREE_STEPS: [&str; 3] = [
+    r#"~add(a: "10", b: "20")"#,
+    r#"~multiply(value: "30", by: "3")"#,
+    r#"~subtract(value: "90", by: "5")"#,
+];
+
+/// An engine with the CLI's demo events (`add`, `multiply`, `subtract` on strings).
+fn demo_engine(policy: TierPolicy, cache: CacheConfig) -> Engine {
+    let mut registry = Registry::with_std();
+    koru_jit::host::register_demo_events(&mut registry, Default::default()).unwrap();
+    Engine::with_config(registry, EngineConfig { policy, cache })
+}
+
 /// The host function of the string benchmark: parses both arguments and adds them into the
 /// accumulator (Koru's `add`). Its `sum` reply is a static string, so neither side allocates.
 #[inline(never)]
@@ -183,17 +197,7 @@ fn compile(c: &mut Criterion) {
 fn auto(c: &mut Criterion) {
     let mut group = c.benchmark_group("auto");
     // No cache: every iteration compiles afresh, so compile time is inside the measurement.
-    let uncached = |policy: TierPolicy| {
-        let mut registry = Registry::with_std();
-        koru_jit::host::register_demo_events(&mut registry, Default::default()).unwrap();
-        Engine::with_config(
-            registry,
-            EngineConfig {
-                policy,
-                cache: CacheConfig::disabled(),
-            },
-        )
-    };
+    let uncached = |policy: TierPolicy| demo_engine(policy, CacheConfig::disabled());
     let (inputs, limits) = (Inputs::new(), RunLimits::default());
     let engine = uncached(TierPolicy::default());
     for (name, tier) in [
@@ -214,20 +218,13 @@ fn auto(c: &mut Criterion) {
             })
         });
     }
-    let sources = [
-        r#"~add(a: "10", b: "20")"#,
-        r#"~multiply(value: "30", by: "3")"#,
-        r#"~subtract(value: "90", by: "5")"#,
-    ];
-    let mut registry = Registry::with_std();
-    koru_jit::host::register_demo_events(&mut registry, Default::default()).unwrap();
-    let engine = Engine::new(registry);
+    let engine = demo_engine(TierPolicy::default(), CacheConfig::default());
     for (name, tier) in [
         ("auto", Tier::Auto),
         ("jit", Tier::Jit),
         ("interp", Tier::Interp),
     ] {
-        let flows: Vec<_> = sources
+        let flows: Vec<_> = THREE_STEPS
             .iter()
             .map(|s| {
                 engine
@@ -260,26 +257,13 @@ fn auto(c: &mut Criterion) {
 
 fn three_step_cold(c: &mut Criterion) {
     let mut group = c.benchmark_group("three_step_cold");
-    let sources = [
-        r#"~add(a: "10", b: "20")"#,
-        r#"~multiply(value: "30", by: "3")"#,
-        r#"~subtract(value: "90", by: "5")"#,
-    ];
-    let mut registry = Registry::with_std();
-    koru_jit::host::register_demo_events(&mut registry, Default::default()).unwrap();
-    let engine = Engine::with_config(
-        registry,
-        EngineConfig {
-            policy: TierPolicy::default(),
-            cache: CacheConfig::disabled(),
-        },
-    );
+    let engine = demo_engine(TierPolicy::default(), CacheConfig::disabled());
     let (inputs, limits) = (Inputs::new(), RunLimits::default());
     for (name, tier) in [("auto", Tier::Auto), ("interp", Tier::Interp)] {
         let options = CompileOptions::default().tier(tier);
         group.bench_function(name, |b| {
             b.iter(|| {
-                for source in &sources {
+                for source in &THREE_STEPS {
                     let flow = engine.compile("bench", source, &options).unwrap();
                     black_box(flow.run(&inputs, &limits).unwrap());
                 }
