@@ -270,6 +270,20 @@ fn compile(engine: &Engine, source: &str, tier: Tier) -> Flow {
         .expect("the workloads compile")
 }
 
+/// One run of `source` per round, doing `operations`. Compiled once before the rounds, except in
+/// the auto tier, which is measured from a fresh compile: the switch to native code is part of it.
+fn flow_round(engine: Engine, source: &'static str, tier: Tier, operations: u64) -> Round {
+    let (inputs, limits) = (Inputs::new(), RunLimits::default());
+    let prepared = (tier != Tier::Auto).then(|| compile(&engine, source, tier));
+    Box::new(move || {
+        let flow = prepared
+            .clone()
+            .unwrap_or_else(|| compile(&engine, source, tier));
+        black_box(flow.run(&inputs, &limits).expect("no inputs"));
+        operations
+    })
+}
+
 fn prepare(workload: Workload, runner: Runner) -> Option<Prepared> {
     let accumulator = Arc::new(AtomicI64::new(0));
     let (inputs, limits) = (Inputs::new(), RunLimits::default());
@@ -280,16 +294,7 @@ fn prepare(workload: Workload, runner: Runner) -> Option<Prepared> {
             } else {
                 NESTED_TYPED
             };
-            let engine = engine_for(&accumulator, false);
-            // Auto is measured from a fresh compile: the switch to native code is part of it.
-            let prepared = (tier != Tier::Auto).then(|| compile(&engine, source, tier));
-            Box::new(move || {
-                let flow = prepared
-                    .clone()
-                    .unwrap_or_else(|| compile(&engine, source, tier));
-                black_box(flow.run(&inputs, &limits).expect("no inputs"));
-                100_000
-            })
+            flow_round(engine_for(&accumulator, false), source, tier, 100_000)
         }
         (Workload::NestedLoop, Runner::Native) => Box::new(move || {
             let mut buffer = itoa::Buffer::new();
@@ -373,15 +378,7 @@ fn prepare(workload: Workload, runner: Runner) -> Option<Prepared> {
             30_000
         }),
         (Workload::SumFold, Runner::Tier(tier)) => {
-            let engine = engine_for(&accumulator, false);
-            let prepared = (tier != Tier::Auto).then(|| compile(&engine, SUM_FOLD, tier));
-            Box::new(move || {
-                let flow = prepared
-                    .clone()
-                    .unwrap_or_else(|| compile(&engine, SUM_FOLD, tier));
-                black_box(flow.run(&inputs, &limits).expect("no inputs"));
-                1_000_000
-            })
+            flow_round(engine_for(&accumulator, false), SUM_FOLD, tier, 1_000_000)
         }
         (Workload::SumFold, Runner::Native) => Box::new(|| {
             let mut sum = 0i64;
