@@ -46,7 +46,14 @@ const THREE_STEPS: [&str; 3] = [
 fn demo_engine(policy: TierPolicy, cache: CacheConfig) -> Engine {
     let mut registry = Registry::with_std();
     koru_jit::host::register_demo_events(&mut registry, Default::default()).unwrap();
-    Engine::with_config(registry, EngineConfig { policy, cache })
+    Engine::with_config(
+        registry,
+        EngineConfig {
+            policy,
+            cache,
+            ..EngineConfig::default()
+        },
+    )
 }
 
 /// The host function of the string benchmark: parses both arguments and adds them into the
@@ -176,6 +183,7 @@ fn compile(c: &mut Criterion) {
         EngineConfig {
             policy: TierPolicy::default(),
             cache: CacheConfig::disabled(),
+            ..EngineConfig::default()
         },
     );
     let options = CompileOptions::default();

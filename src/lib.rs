@@ -51,6 +51,7 @@ pub use host::{
     Args, CaptureSink, HostError, OutputSink, Registry, RegistryError, Reply, ReplyValue, Scope,
     StdoutSink,
 };
+pub use jit::{CompileBudget, JitError};
 pub use limits::{FrontEndLimits, InterruptHandle, RunLimits};
 pub use outcome::{ErrorCode, Limit, Outcome, RuntimeError};
 pub use types::{EventSig, PayloadType, Type};

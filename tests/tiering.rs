@@ -25,6 +25,7 @@ fn policy(call_threshold: u64, loop_threshold: u64, background: bool) -> EngineC
             call_threshold,
             loop_threshold,
             background,
+            ..TierPolicy::default()
         },
         ..EngineConfig::default()
     }
@@ -210,6 +211,7 @@ fn a_bounded_cache_keeps_native_code_and_memory_bounded() {
             max_entries: 16,
             max_code_bytes: 64 << 10,
         },
+        ..EngineConfig::default()
     };
     let mut registry = Registry::with_std();
     registry

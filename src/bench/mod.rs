@@ -31,16 +31,23 @@ pub enum Workload {
     SumFold,
     /// Parse + check + layout of the nested loop (interp), and its JIT compile (jit).
     Compile,
+    /// The JIT compile of the nested loop written `n` times in one source (n = 1, 4, 16, 64),
+    /// per step: how compile time grows with the size of a flow.
+    CompileScaling(u32),
 }
 
 impl Workload {
-    pub const ALL: [Workload; 6] = [
+    pub const ALL: [Workload; 10] = [
         Workload::NestedLoop,
         Workload::NestedLoopTyped,
         Workload::ThreeStepCold,
         Workload::ThreeStepCached,
         Workload::SumFold,
         Workload::Compile,
+        Workload::CompileScaling(1),
+        Workload::CompileScaling(4),
+        Workload::CompileScaling(16),
+        Workload::CompileScaling(64),
     ];
 
     pub fn name(self) -> &'static str {
@@ -51,6 +58,10 @@ impl Workload {
             Workload::ThreeStepCached => "three-step-cached",
             Workload::SumFold => "sum-fold",
             Workload::Compile => "compile",
+            Workload::CompileScaling(1) => "compile-1x",
+            Workload::CompileScaling(4) => "compile-4x",
+            Workload::CompileScaling(16) => "compile-16x",
+            Workload::CompileScaling(_) => "compile-64x",
         }
     }
 
@@ -66,6 +77,7 @@ impl Workload {
             Workload::ThreeStepCached => "flow run",
             Workload::SumFold => "iteration",
             Workload::Compile => "compile",
+            Workload::CompileScaling(_) => "step compiled",
         }
     }
 }
@@ -260,6 +272,7 @@ fn engine_for(accumulator: &Arc<AtomicI64>, cache: bool) -> Engine {
         } else {
             CacheConfig::disabled()
         },
+        ..EngineConfig::default()
     };
     Engine::with_config(registry(accumulator), config)
 }
@@ -410,7 +423,27 @@ fn prepare(workload: Workload, runner: Runner) -> Option<Prepared> {
                 10
             })
         }
-        (Workload::Compile, _) => return None,
+        (Workload::CompileScaling(copies), Runner::Tier(Tier::Jit)) => {
+            let engine = engine_for(&accumulator, false);
+            let flow = compile(
+                &engine,
+                &NESTED_STRING.repeat(copies as usize),
+                Tier::Interp,
+            );
+            let steps = flow.program().step_count as u64;
+            // About the same compile work per round at every size.
+            let compiles = (64 / copies).max(1);
+            Box::new(move || {
+                for _ in 0..compiles {
+                    black_box(
+                        crate::jit::compile(flow.program(), flow.layout(), flow.registry())
+                            .expect("the workload compiles"),
+                    );
+                }
+                u64::from(compiles) * steps
+            })
+        }
+        (Workload::Compile | Workload::CompileScaling(_), _) => return None,
         (_, Runner::Peer(_)) => unreachable!("peers are prepared by `prepare_peers`"),
     };
     let mut round = round;
@@ -589,6 +622,7 @@ pub fn auto_timeline(chunk: u64) -> (Vec<(u64, f64)>, crate::FlowStats) {
         EngineConfig {
             policy: TierPolicy::default(),
             cache: CacheConfig::disabled(),
+            ..EngineConfig::default()
         },
     );
     let flow = compile(&engine, NESTED_STRING, Tier::Auto);
@@ -723,6 +757,15 @@ impl Report {
                 met: ratio.map(|r| r < 1.0),
             });
         }
+        let per_step = |copies| self.median(Workload::CompileScaling(copies), jit);
+        let growth = per_step(64)
+            .zip(per_step(1))
+            .map(|(large, small)| large / small);
+        targets.push(Target {
+            description: "jit compile time per step at 64x the nested loop within 1.5x of 1x",
+            measured: growth.map_or("not measured".into(), |g| format!("{g:.2}x")),
+            met: growth.map(|g| g <= 1.5),
+        });
         let cached = self.median(Workload::ThreeStepCached, Runner::Tier(Tier::Auto));
         targets.push(Target {
             description: "three-step-cached (auto) at most 150 ns per flow run",

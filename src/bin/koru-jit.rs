@@ -554,7 +554,7 @@ fn send_load(args: &LoadArgs) -> u8 {
 #[derive(clap::Args)]
 struct BenchArgs {
     /// Only these workloads (repeatable): nested-loop, nested-loop-typed, three-step-cold,
-    /// three-step-cached, sum-fold, compile.
+    /// three-step-cached, sum-fold, compile, compile-1x, compile-4x, compile-16x, compile-64x.
     #[arg(long = "workload")]
     workloads: Vec<String>,
     /// Only these runners (repeatable): interp, jit, auto, native.
@@ -690,6 +690,9 @@ fn describe_stats(stats: &koru_jit::FlowStats) -> String {
             stats.compile_time, stats.code_bytes
         );
     }
+    if let Some(error) = &stats.jit_error {
+        text += &format!("  stays in the interpreter: {error}\n");
+    }
     text += &format!(
         "  fuel: {}; flow state: {} bytes; steps: {}\n",
         stats.fuel, stats.state_bytes, stats.steps
@@ -741,7 +744,7 @@ fn emit(file: &str, what: EmitWhat, inputs: &[String], scope: Option<String>) ->
                     }
                 ),
                 Err(error) => {
-                    eprintln!("error: {error}");
+                    eprintln!("error: no native code, the flow stays in the interpreter: {error}");
                     return EXIT_RUNTIME_ERROR;
                 }
             }

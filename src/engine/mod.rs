@@ -34,7 +34,7 @@ use crate::diag::SourceErrors;
 use crate::host::{OutputSink, Registry};
 use crate::interp::Tiering;
 use crate::ir::{Program, ValueId, ValuePayload};
-use crate::jit::{JitError, NativeCode};
+use crate::jit::{CompileBudget, JitError, NativeCode};
 use crate::layout::Layout;
 use crate::limits::{FrontEndLimits, RunLimits};
 use crate::outcome::{Outcome, RuntimeError};
@@ -44,7 +44,7 @@ use crate::state::{RunState, Trap};
 use crate::types::Type;
 use crate::value::{Payload, Scalar, Value};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{channel, Sender};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Instant;
 
@@ -77,9 +77,12 @@ pub struct TierPolicy {
     /// Iterations of one loop, within one run, after which the flow is compiled and the run
     /// moves to native code at that loop's head.
     pub loop_threshold: u64,
-    /// Compile on the engine's compiler thread (runs keep interpreting meanwhile), or
+    /// Compile on the engine's compiler threads (runs keep interpreting meanwhile), or
     /// synchronously on the thread that crossed the threshold (deterministic, for tests).
     pub background: bool,
+    /// What one compile may cost; a flow over it stays in the interpreter, with the reason in
+    /// [`Flow::jit_error`] and [`FlowStats::jit_error`].
+    pub compile_budget: CompileBudget,
 }
 
 impl Default for TierPolicy {
@@ -88,6 +91,7 @@ impl Default for TierPolicy {
             call_threshold: 1_000,
             loop_threshold: 20_000,
             background: true,
+            compile_budget: CompileBudget::default(),
         }
     }
 }
@@ -100,6 +104,7 @@ impl TierPolicy {
             call_threshold: 1,
             loop_threshold: 1,
             background: false,
+            compile_budget: CompileBudget::default(),
         }
     }
 }
@@ -132,11 +137,29 @@ impl CompileOptions {
     }
 }
 
-/// How an engine tiers and caches.
-#[derive(Clone, Debug, Default)]
+/// How an engine tiers, compiles and caches.
+#[derive(Clone, Debug)]
 pub struct EngineConfig {
     pub policy: TierPolicy,
     pub cache: CacheConfig,
+    /// Threads that compile flows in the background (started at the first background compile).
+    /// With more than one, a long compile does not hold up the others.
+    pub compiler_threads: usize,
+    /// Flows waiting for a compiler thread, at most. A flow that finds the queue full stays in
+    /// the interpreter and asks again at its next threshold crossing (the next run, or the next
+    /// check of a hot loop).
+    pub compile_queue: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            policy: TierPolicy::default(),
+            cache: CacheConfig::default(),
+            compiler_threads: 2,
+            compile_queue: 64,
+        }
+    }
 }
 
 /// Compiles sources against one registry, which is frozen from then on. Cheap to clone; all
@@ -153,8 +176,8 @@ struct EngineShared {
     registry: Arc<Registry>,
     config: EngineConfig,
     cache: cache::Cache,
-    /// The compiler thread's queue, started at the first background compile.
-    compiler: OnceLock<Mutex<Sender<CompileJob>>>,
+    /// The compiler threads' queue, started at the first background compile.
+    compiler: OnceLock<SyncSender<CompileJob>>,
     /// Run states of dropped flows, for the first runs of new ones: a compile, run and drop of a
     /// short-lived flow then allocates no run state (see [`EngineShared::recycle`]).
     // Boxed on purpose: they move between this list and the flows' pools as the boxes they are.
@@ -314,28 +337,38 @@ impl EngineShared {
             .unwrap_or_else(|e| e.into_inner())
             .pop()
     }
-    /// Queues a flow for the compiler thread, starting it on first use.
-    fn submit(&self, flow: Weak<FlowInner>, osr: bool) {
+    /// Queues a flow for the compiler threads, starting them on first use. Returns false if the
+    /// queue is full (or no compiler thread could start): the flow stays interpreted for now.
+    fn submit(&self, flow: Weak<FlowInner>, osr: bool) -> bool {
         let queue = self.compiler.get_or_init(|| {
-            let (sender, receiver) = channel::<CompileJob>();
-            std::thread::Builder::new()
-                .name("koru-jit-compiler".into())
-                .spawn(move || {
-                    // Ends when the engine (the only sender) is dropped.
-                    for (job, osr) in receiver {
-                        if let Some(flow) = job.upgrade() {
-                            flow.compile_now(osr);
-                        }
-                    }
-                })
-                .expect("the compiler thread starts");
-            Mutex::new(sender)
+            let (sender, receiver) = sync_channel::<CompileJob>(self.config.compile_queue.max(1));
+            let receiver = Arc::new(Mutex::new(receiver));
+            for k in 0..self.config.compiler_threads.max(1) {
+                let receiver = receiver.clone();
+                // A thread that cannot start leaves the others (or none: then every send fails
+                // once the queue is full, and flows stay interpreted).
+                let _ = std::thread::Builder::new()
+                    .name(format!("koru-jit-compiler-{k}"))
+                    .spawn(move || compiler_thread(&receiver));
+            }
+            sender
         });
-        // A send only fails if the compiler thread is gone; the flow then stays interpreted.
-        let _ = queue
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .send((flow, osr));
+        match queue.try_send((flow, osr)) {
+            Ok(()) => true,
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
+        }
+    }
+}
+
+/// One compiler thread: takes queued flows until the engine (the only sender) is dropped.
+fn compiler_thread(receiver: &Mutex<Receiver<CompileJob>>) {
+    loop {
+        // The lock is held only while waiting for the next job, not while compiling it.
+        let job = receiver.lock().unwrap_or_else(|e| e.into_inner()).recv();
+        let Ok((job, osr)) = job else { return };
+        if let Some(flow) = job.upgrade() {
+            flow.compile_now(osr);
+        }
     }
 }
 
@@ -406,11 +439,13 @@ impl FlowInner {
     fn compile_now(&self, osr: bool) {
         self.native.get_or_init(|| {
             let started = Instant::now();
-            let result = if osr {
-                crate::jit::compile_with_osr(&self.program, &self.layout, &self.registry)
-            } else {
-                crate::jit::compile(&self.program, &self.layout, &self.registry)
-            };
+            let result = crate::jit::compile_with_budget(
+                &self.program,
+                &self.layout,
+                &self.registry,
+                osr,
+                &self.policy.compile_budget,
+            );
             let elapsed = started.elapsed();
             self.stats.compile_nanos.store(elapsed.as_nanos() as u64, Ordering::Relaxed);
             match &result {
@@ -428,7 +463,10 @@ impl FlowInner {
         }
         if self.policy.background {
             if let Some(engine) = self.engine.upgrade() {
-                engine.submit(Arc::downgrade(self), osr);
+                if !engine.submit(Arc::downgrade(self), osr) {
+                    // Queue full: ask again later rather than compile on a run's thread.
+                    self.compile_requested.store(false, Ordering::Release);
+                }
                 return;
             }
         }
@@ -551,6 +589,7 @@ impl Flow {
             self.tier(),
             self.code_bytes(),
             self.inner.layout.bytes(),
+            self.jit_error().cloned(),
         )
     }
 

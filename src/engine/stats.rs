@@ -103,6 +103,9 @@ pub struct FlowStats {
     pub state_bytes: usize,
     /// Steps after inlining.
     pub steps: usize,
+    /// Why the flow stays in the interpreter, if the JIT tried and could not compile it (for
+    /// example [`crate::jit::JitError::OverBudget`]).
+    pub jit_error: Option<crate::jit::JitError>,
 }
 
 impl Counters {
@@ -144,6 +147,7 @@ impl Counters {
         tier: Tier,
         code_bytes: usize,
         state_bytes: usize,
+        jit_error: Option<crate::jit::JitError>,
     ) -> FlowStats {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let more = self.more.lock().unwrap_or_else(|e| e.into_inner());
@@ -175,6 +179,7 @@ impl Counters {
             code_bytes,
             state_bytes,
             steps: program.step_count,
+            jit_error,
         }
     }
 }

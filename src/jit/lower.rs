@@ -134,6 +134,8 @@ struct Lower<'a, 'f> {
     loops: Vec<OpenLoop>,
     /// Where a run can enter at each loop's head (on-stack replacement), by loop index.
     osr_targets: HashMap<u32, OsrTarget>,
+    /// Counter, end and chunk end of the `for` loops, by nesting depth (see [`Lower::loop_vars`]).
+    loop_vars: Vec<[Variable; 3]>,
 }
 
 /// A loop being lowered, as an entry at an inner loop's head must rebuild it.
@@ -175,13 +177,26 @@ impl<'a, 'f> Lower<'a, 'f> {
         b.switch_to_block(entry);
         let frame = b.block_params(entry)[0];
         let state = b.block_params(entry)[1];
-        let vars = program
-            .locals
-            .iter()
-            .map(|local| match local.ty {
-                Type::Str => (b.declare_var(I64), Some(b.declare_var(I64))),
-                Type::Float => (b.declare_var(F64), None),
-                _ => (b.declare_var(I64), None),
+        // One variable per word of the flow state (and per class: int or float), not per local:
+        // locals that share a word (the layout's siblings) are never live at once, and
+        // cranelift-frontend keeps a map over all blocks for every variable, so a variable per
+        // local would make memory grow with locals x blocks.
+        let mut by_word: Vec<[Option<Variable>; 2]> = vec![[None; 2]; layout.bytes() / 8 + 1];
+        let mut word_var = |b: &mut FunctionBuilder, word: u32, float: bool| {
+            *by_word[word as usize][usize::from(float)]
+                .get_or_insert_with(|| b.declare_var(if float { F64 } else { I64 }))
+        };
+        let vars = (0..program.locals.len())
+            .map(|k| {
+                let slot = layout.slot(LocalId(k as u32));
+                match slot.ty {
+                    Type::Str => (
+                        word_var(&mut b, slot.offset, false),
+                        Some(word_var(&mut b, slot.offset + 1, false)),
+                    ),
+                    Type::Float => (word_var(&mut b, slot.offset, true), None),
+                    _ => (word_var(&mut b, slot.offset, false), None),
+                }
             })
             .collect();
         let flags = MemFlagsData::trusted();
@@ -220,6 +235,7 @@ impl<'a, 'f> Lower<'a, 'f> {
             next_sink: 0,
             loops: Vec::new(),
             osr_targets: HashMap::new(),
+            loop_vars: Vec::new(),
         };
         // Flow inputs are written by the caller: read them once.
         for input in &program.inputs {
@@ -881,9 +897,8 @@ impl<'a, 'f> Lower<'a, 'f> {
         let start = self.scalar(&s.start);
         let end_value = self.scalar(&s.end);
         self.set(s.bound, Val::Scalar(end_value));
-        let counter = self.b.declare_var(I64);
+        let [counter, end, _] = self.loop_vars();
         self.b.def_var(counter, start);
-        let end = self.b.declare_var(I64);
         self.b.def_var(end, end_value);
         OpenLoop::For {
             counter,
@@ -891,6 +906,22 @@ impl<'a, 'f> Lower<'a, 'f> {
             index: s.index,
             bound: s.bound,
         }
+    }
+
+    /// The counter, end and chunk end of a `for` opened now: one set per nesting depth, shared
+    /// by the loops at that depth (one after another, never at once), so that the number of
+    /// variables does not grow with the number of loops.
+    fn loop_vars(&mut self) -> [Variable; 3] {
+        let depth = self.loops.len();
+        while self.loop_vars.len() <= depth {
+            let vars = [
+                self.b.declare_var(I64),
+                self.b.declare_var(I64),
+                self.b.declare_var(I64),
+            ];
+            self.loop_vars.push(vars);
+        }
+        self.loop_vars[depth]
     }
 
     fn register_osr(&mut self, loop_index: u32, head: Block, this: OpenLoop) {
@@ -947,7 +978,7 @@ impl<'a, 'f> Lower<'a, 'f> {
         let OpenLoop::For { counter, end, .. } = open else {
             unreachable!("a for loop")
         };
-        let chunk_end = self.b.declare_var(I64);
+        let [_, _, chunk_end] = self.loop_vars();
         let outer = self.b.create_block();
         let refill = self.b.create_block();
         let body = self.b.create_block();

@@ -20,6 +20,7 @@ use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{Linkage, Module};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 /// Bytes of native code alive in this process (compiled, not yet freed).
 static LIVE_CODE_BYTES: AtomicUsize = AtomicUsize::new(0);
@@ -41,6 +42,112 @@ pub enum JitError {
     /// The host ISA is not supported by Cranelift.
     #[error("this machine is not supported by the JIT: {0}")]
     UnsupportedHost(String),
+    /// The flow is larger than the [`CompileBudget`] allows, or its compile took longer: it
+    /// stays in the interpreter, which runs it with the same results.
+    #[error("the flow is too large for the JIT: {size} {what}, over the compile budget of {limit} (TierPolicy::compile_budget.{field})")]
+    OverBudget {
+        /// What was measured (`steps after inlining`, `instructions of Cranelift IR`,
+        /// `µs of compile time`).
+        what: &'static str,
+        /// The budget's field that bounds it.
+        field: &'static str,
+        size: u64,
+        limit: u64,
+    },
+}
+
+/// What one JIT compile may cost. Cranelift's passes are fast on small functions but grow
+/// faster than linearly with the size of one function (its egraph and register allocator on
+/// long chains of blocks), so a flow larger than this stays in the interpreter
+/// ([`JitError::OverBudget`], shown by `Flow::stats`, `--stats`, `emit` and `/v1/flows/stats`).
+/// Below the bounds, compile time grows about linearly with the flow (`koru-jit bench
+/// --workload compile-scaling`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct CompileBudget {
+    /// Steps after subflows are inlined (`Program::step_count`), checked before lowering.
+    pub max_steps: usize,
+    /// Instructions of the lowered Cranelift IR, checked before code generation (a step can
+    /// lower to many: a template with many holes, a host call with many arguments).
+    pub max_instructions: usize,
+    /// Wall-clock time of the compile, checked after lowering and after code generation: a
+    /// compile past it is abandoned (Cranelift's passes cannot be interrupted midway; the two
+    /// size bounds keep each one short).
+    pub max_time: Duration,
+}
+
+impl Default for CompileBudget {
+    fn default() -> Self {
+        CompileBudget {
+            max_steps: DEFAULT_MAX_STEPS,
+            max_instructions: DEFAULT_MAX_INSTRUCTIONS,
+            max_time: Duration::from_millis(500),
+        }
+    }
+}
+
+const DEFAULT_MAX_STEPS: usize = 2_000;
+const DEFAULT_MAX_INSTRUCTIONS: usize = 40_000;
+
+impl CompileBudget {
+    /// No bound at all (tests, and embedders who trust their sources).
+    pub fn unlimited() -> CompileBudget {
+        CompileBudget {
+            max_steps: usize::MAX,
+            max_instructions: usize::MAX,
+            max_time: Duration::MAX,
+        }
+    }
+
+    fn check_steps(&self, program: &Program) -> Result<(), JitError> {
+        over(
+            program.step_count,
+            self.max_steps,
+            "steps after inlining",
+            "max_steps",
+        )
+    }
+
+    fn check_instructions(
+        &self,
+        function: &cranelift_codegen::ir::Function,
+    ) -> Result<(), JitError> {
+        over(
+            function.dfg.num_insts(),
+            self.max_instructions,
+            "instructions of Cranelift IR",
+            "max_instructions",
+        )
+    }
+
+    fn check_time(&self, started: Instant) -> Result<(), JitError> {
+        let elapsed = started.elapsed();
+        if elapsed <= self.max_time {
+            return Ok(());
+        }
+        Err(JitError::OverBudget {
+            what: "µs of compile time",
+            field: "max_time",
+            size: elapsed.as_micros() as u64,
+            limit: self.max_time.as_micros() as u64,
+        })
+    }
+}
+
+fn over(
+    size: usize,
+    limit: usize,
+    what: &'static str,
+    field: &'static str,
+) -> Result<(), JitError> {
+    if size <= limit {
+        return Ok(());
+    }
+    Err(JitError::OverBudget {
+        what,
+        field,
+        size: size as u64,
+        limit: limit as u64,
+    })
 }
 
 /// What `koru-jit emit` shows.
@@ -135,13 +242,32 @@ fn host_isa() -> Result<OwnedTargetIsa, JitError> {
     .map_err(JitError::UnsupportedHost)
 }
 
-/// Lowers and compiles `program` for this machine.
+/// Lowers and compiles `program` for this machine, within the default [`CompileBudget`].
 pub fn compile(
     program: &Program,
     layout: &Layout,
     registry: &Registry,
 ) -> Result<NativeCode, JitError> {
-    build(program, layout, registry, false, false).map(|(code, _)| code)
+    build(
+        program,
+        layout,
+        registry,
+        false,
+        false,
+        &CompileBudget::default(),
+    )
+    .map(|(code, _)| code)
+}
+
+/// Like [`compile`] (or [`compile_with_osr`] when `osr` is set), within `budget`.
+pub fn compile_with_budget(
+    program: &Program,
+    layout: &Layout,
+    registry: &Registry,
+    osr: bool,
+    budget: &CompileBudget,
+) -> Result<NativeCode, JitError> {
+    build(program, layout, registry, false, osr, budget).map(|(code, _)| code)
 }
 
 /// Like [`compile`], with an entry at every loop head so that an interpreted run can continue in
@@ -152,7 +278,15 @@ pub fn compile_with_osr(
     layout: &Layout,
     registry: &Registry,
 ) -> Result<NativeCode, JitError> {
-    build(program, layout, registry, false, true).map(|(code, _)| code)
+    build(
+        program,
+        layout,
+        registry,
+        false,
+        true,
+        &CompileBudget::default(),
+    )
+    .map(|(code, _)| code)
 }
 
 /// Like [`compile`], also returning the Cranelift IR and the disassembly when `listing` is set.
@@ -162,7 +296,14 @@ pub fn compile_with_listing(
     registry: &Registry,
     listing: bool,
 ) -> Result<(NativeCode, Listing), JitError> {
-    build(program, layout, registry, listing, false)
+    build(
+        program,
+        layout,
+        registry,
+        listing,
+        false,
+        &CompileBudget::default(),
+    )
 }
 
 fn build(
@@ -171,7 +312,11 @@ fn build(
     registry: &Registry,
     listing: bool,
     osr: bool,
+    budget: &CompileBudget,
 ) -> Result<(NativeCode, Listing), JitError> {
+    let started = Instant::now();
+    // The cheapest bound first: nothing is lowered for a flow that is too large.
+    budget.check_steps(program)?;
     let isa = host_isa()?;
     let mut builder = JITBuilder::with_isa(isa.clone(), cranelift_module::default_libcall_names());
     // Generated code refers to nothing by name. Should Cranelift ever look a symbol up (a libcall),
@@ -185,7 +330,6 @@ fn build(
             .push(name.to_string());
         None
     }));
-    let mut module = JITModule::new(builder);
     let mut builder_context = FunctionBuilderContext::new();
     let lowered = lower::lower(
         program,
@@ -196,6 +340,10 @@ fn build(
         osr,
     )
     .map_err(JitError::Unsupported)?;
+    // Lowering is linear in the flow; what follows is Cranelift's, and grows faster.
+    budget.check_instructions(&lowered.function)?;
+    budget.check_time(started)?;
+    let mut module = JITModule::new(builder);
     let mut context = module.make_context();
     context.func = lowered.function;
     context.set_disasm(listing);
@@ -219,6 +367,11 @@ fn build(
     let code_bytes = context.compiled_code().map_or(0, |c| c.code_buffer().len());
     // The context can be reused; clear it as the demo does.
     module.clear_context(&mut context);
+    if let Err(error) = budget.check_time(started) {
+        // SAFETY: the code was never run and nothing holds its address.
+        unsafe { module.free_memory() };
+        return Err(error);
+    }
     // Relocate and make the code executable.
     module
         .finalize_definitions()

@@ -92,6 +92,7 @@ pub fn router(
         EngineConfig {
             policy: TierPolicy::default(),
             cache: config.cache.clone(),
+            ..EngineConfig::default()
         },
     );
     let state = Arc::new(AppState {
