@@ -28,7 +28,7 @@ impl Default for FrontEndLimits {
         FrontEndLimits {
             max_source_bytes: 1 << 20,
             max_nesting: 64,
-            max_steps: 100_000,
+            max_steps: 20_000,
             max_depth: 256,
             max_state_bytes: 1 << 20,
             max_bindings: 65_536,

@@ -85,6 +85,9 @@ pub(crate) struct Lowerer<'a> {
     span_override: Option<Span>,
     pub(super) scope: Vec<Binding>,
     captures: Vec<CaptureContext>,
+    /// The subflow calls being inlined, outermost first (what E0105 names when inlining makes
+    /// a flow too large).
+    inlining: Vec<(Arc<str>, Span)>,
 }
 
 impl<'a> Lowerer<'a> {
@@ -121,6 +124,7 @@ impl<'a> Lowerer<'a> {
             span_override: None,
             scope: Vec::new(),
             captures: Vec::new(),
+            inlining: Vec::new(),
         };
         for (name, ty) in &options.inputs {
             if lowerer.inputs.iter().any(|i| i.name == *name) {
@@ -240,11 +244,29 @@ impl<'a> Lowerer<'a> {
     fn count_step(&mut self, span: Span) -> bool {
         self.steps += 1;
         if self.steps > self.options.limits.max_steps {
+            let limit = self.options.limits.max_steps;
+            let Some((outermost, call)) = self.inlining.first().cloned() else {
+                let message = format!("the flow has more than {limit} steps");
+                self.too_large(message, span);
+                return false;
+            };
+            // Point at the call in the flow that expands past the limit, and name the chain of
+            // subflows being inlined there (a few of each end of it).
+            let names: Vec<&str> = self.inlining.iter().map(|(n, _)| &**n).collect();
+            let chain = if names.len() <= 6 {
+                names.join(" > ")
+            } else {
+                format!(
+                    "{} > ... ({} more) > {}",
+                    names[..3].join(" > "),
+                    names.len() - 5,
+                    names[names.len() - 2..].join(" > ")
+                )
+            };
             let message = format!(
-                "the flow has more than {} steps once subflows are inlined",
-                self.options.limits.max_steps
+                "the call of `{outermost}` makes the flow larger than {limit} steps once subflows are inlined (inlining {chain}); a subflow called k times is copied k times"
             );
-            self.too_large(message, span);
+            self.too_large(message, call);
             return false;
         }
         true
@@ -869,11 +891,13 @@ impl<'a> Lowerer<'a> {
         }
         self.text = def.text;
         self.silent += 1;
+        self.inlining.push((Arc::from(name), call_span));
         let body = if self.check_only {
             Some(Step::Yield(ValueId(0)))
         } else {
             self.lower_step(def.body)
         };
+        self.inlining.pop();
         self.silent -= 1;
         self.text = saved_text;
         self.span_override = saved_override;

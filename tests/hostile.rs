@@ -1,0 +1,174 @@
+//! Hostile sources (issue 11): each finding of the attack on the engine, as a regression test.
+//! The command line runs under an address-space limit (`ulimit -v`) and a time-out, so a
+//! regression fails the test instead of taking the machine down.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Address space the CLI may map (the debug binary alone maps ~200 MB).
+const ADDRESS_SPACE_KB: u64 = 1 << 20;
+/// A run that takes longer has regressed (each of these takes well under a second here).
+const TIME_OUT: Duration = Duration::from_secs(60);
+
+/// Runs the CLI under the address-space limit; kills it past the time-out.
+fn koru_limited(args: &[&str]) -> (i32, String, String) {
+    let mut command = format!(
+        "ulimit -v {ADDRESS_SPACE_KB} && exec \"{}\"",
+        env!("CARGO_BIN_EXE_koru-jit")
+    );
+    for arg in args {
+        command += &format!(" '{arg}'");
+    }
+    let mut child = Command::new("sh")
+        .arg("-c")
+        .arg(&command)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > TIME_OUT {
+            let _ = child.kill();
+            panic!("`koru-jit {}` ran longer than {TIME_OUT:?}", args.join(" "));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn write(name: &str, source: &str) -> String {
+    let dir = std::env::temp_dir().join(format!("koru-hostile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, source).unwrap();
+    path.display().to_string()
+}
+
+/// Subflows that each call the one below twice: `levels` levels make 2^levels copies once
+/// inlined. `top` is the flow that calls the top subflow (`{call}` stands for the call).
+fn compile_bomb(levels: usize, payloads: bool, top: &str) -> String {
+    let mut source = String::new();
+    if payloads {
+        source += "~event f0 { x: i64 }\n| r i64\n~f0 = r x + 1\n";
+    } else {
+        source += "~event f0 {}\n| r\n~f0 = r\n";
+    }
+    for k in 1..=levels {
+        let j = k - 1;
+        if payloads {
+            source += &format!(
+                "~event f{k} {{ x: i64 }}\n| r i64\n~f{k} = f{j}(x: x) | r a |> f{j}(x: a) | r b |> r b\n"
+            );
+        } else {
+            source += &format!("~event f{k} {{}}\n| r\n~f{k} = f{j}() | r |> f{j}() | r |> r\n");
+        }
+    }
+    let call = if payloads {
+        format!("f{levels}(x: 0)")
+    } else {
+        format!("f{levels}()")
+    };
+    source + &top.replace("{call}", &call) + "\n"
+}
+
+#[test]
+fn a_compile_bomb_behind_a_false_condition_stays_interpreted_with_the_reason() {
+    // Finding 1: 12 levels took 45 s and 2.5 GB to JIT-compile, 13 aborted the process (13 are
+    // now refused by the front end: see the next test).
+    for (levels, payloads) in [(11, true), (12, true), (12, false)] {
+        let file = write(
+            &format!("bomb{levels}{payloads}.kz"),
+            &compile_bomb(levels, payloads, "~if(go) | then |> {call}"),
+        );
+        let (code, out, err) = koru_limited(&[
+            "run", &file, "--input", "go=false", "--tier", "jit", "--stats",
+        ]);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.is_empty(), "{out}");
+        assert!(
+            err.contains("too large for the JIT") && err.contains("stays in the interpreter"),
+            "{err}"
+        );
+        assert!(err.contains(r#"result: {"branch":"else"}"#), "{err}");
+    }
+}
+
+#[test]
+fn a_loop_triggered_compile_bomb_stays_interpreted_and_meets_its_deadline() {
+    // Findings 1 and 6: a hot loop over a bomb compiled synchronously past the run's deadline.
+    let file = write(
+        "loop_bomb.kz",
+        &compile_bomb(
+            12,
+            true,
+            "~for(0..60000) | each i |> if(i < 0) | then |> {call}",
+        ),
+    );
+    let (code, _, err) = koru_limited(&["run", &file, "--stats"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("60000 interpreted"), "{err}");
+    assert!(err.contains("too large for the JIT"), "{err}");
+    let (code, out, err) = koru_limited(&["run", &file, "--deadline-ms", "100", "--json"]);
+    assert!(code == 0 || code == 4, "{err}");
+    assert!(
+        out.contains(r#""outcome":"ok""#) || out.contains(r#""limit":"Deadline""#),
+        "{out}"
+    );
+}
+
+#[test]
+fn exponential_inlining_is_refused_at_the_call_that_expands_past_the_limit() {
+    // The front end's own bound: E0105 at the top-level call, naming the subflows inlined.
+    let file = write(
+        "bomb13.kz",
+        &compile_bomb(13, true, "~if(go) | then |> {call}"),
+    );
+    let (code, out, err) = koru_limited(&["check", &file, "--input", "go=false", "--json"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        out.contains("the call of `f13` makes the flow larger"),
+        "{out}"
+    );
+    let file = write(
+        "bomb40.kz",
+        &compile_bomb(40, true, "~if(go) | then |> {call}"),
+    );
+    let (code, out, err) = koru_limited(&["check", &file, "--input", "go=false", "--json"]);
+    assert_eq!(code, 1, "{err}");
+    let line = 3 + 3 * 40 + 1;
+    assert!(out.contains(r#""code":"E0105""#), "{out}");
+    assert!(
+        out.contains(&format!(r#""line":{line},"column":19"#)),
+        "{out}"
+    );
+    assert!(
+        out.contains("the call of `f40` makes the flow larger than 20000 steps"),
+        "{out}"
+    );
+    assert!(out.contains("inlining f40 > f39 > f38 > ..."), "{out}");
+}
+
+#[test]
+fn thousands_of_top_level_flows_compile_in_bounded_time_and_memory() {
+    // Finding 2: 4,000 top-level loops took 7.4 s and 2.2 GB under `--tier jit`, 8,000 printlns
+    // 27.6 s. Now they are refused by the compile budget before Cranelift sees them (or compiled,
+    // if under it), and run interpreted with the same output.
+    let loops = "~for(0..n) | each i |> _\n".repeat(4000);
+    let file = write("loops.kz", &loops);
+    let (code, _, err) =
+        koru_limited(&["run", &file, "--input", "n=2", "--tier", "jit", "--stats"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("8000 interpreted"), "{err}");
+    let prints = "~std.io:println(text: \"i\")\n".repeat(8000);
+    let file = write("prints.kz", &prints);
+    let (code, out, err) = koru_limited(&["run", &file, "--tier", "jit"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "i\n".repeat(8000));
+    assert!(err.contains("too large for the JIT"), "{err}");
+}
