@@ -546,3 +546,134 @@ pub mod arith {
         }
     }
 }
+
+/// Bytes of heap a compiled program holds, counted from the capacities of its containers (what
+/// the compiled-flow cache bounds). Names shared with the registry (`Arc<str>` of events,
+/// branches and fields) count as pointers; literals count whole.
+pub(crate) mod footprint {
+    use super::*;
+    use std::mem::size_of;
+
+    fn vec<T>(v: &Vec<T>) -> usize {
+        v.capacity() * size_of::<T>()
+    }
+
+    fn small<A: smallvec::Array>(v: &SmallVec<A>) -> usize {
+        if v.spilled() {
+            v.capacity() * size_of::<A::Item>()
+        } else {
+            0
+        }
+    }
+
+    pub fn program(p: &Program) -> usize {
+        vec(&p.flows)
+            + p.flows.iter().map(step).sum::<usize>()
+            + vec(&p.locals)
+            + vec(&p.values)
+            + p.values
+                .iter()
+                .map(|v| match &v.payload {
+                    ValuePayload::Struct(fields) => vec(fields),
+                    _ => 0,
+                })
+                .sum::<usize>()
+            + vec(&p.events)
+            + vec(&p.inputs)
+            + vec(&p.loops)
+            + vec(&p.subflow_names)
+    }
+
+    fn boxed<T>(_: &T) -> usize {
+        size_of::<T>()
+    }
+
+    fn step(s: &Step) -> usize {
+        match s {
+            Step::Invoke(s) => {
+                let args = match &s.args {
+                    Arguments::Inputs(args) => {
+                        vec(args) + args.iter().map(|a| expr(&a.expr)).sum::<usize>()
+                    }
+                    Arguments::Template(parts) => {
+                        vec(parts)
+                            + parts
+                                .iter()
+                                .map(|p| match p {
+                                    TemplatePart::Text(t) => t.len(),
+                                    TemplatePart::Hole(e) => expr(e),
+                                })
+                                .sum::<usize>()
+                    }
+                };
+                boxed(&**s) + args + branch_locals(&s.payloads) + arms(&s.arms)
+            }
+            Step::Call(s) => {
+                boxed(&**s)
+                    + vec(&s.inputs)
+                    + s.inputs.iter().map(|(_, a)| expr(&a.expr)).sum::<usize>()
+                    + step(&s.body)
+                    + vec(&s.exits)
+                    + s.exits.iter().map(|e| vec(&e.copies)).sum::<usize>()
+                    + branch_locals(&s.results)
+                    + arms(&s.arms)
+            }
+            Step::For(s) => boxed(&**s) + expr(&s.start) + expr(&s.end) + arms(&s.arms),
+            Step::If(s) => boxed(&**s) + expr(&s.cond) + arms(&s.arms),
+            Step::While(s) => boxed(&**s) + expr(&s.cond) + arms(&s.arms),
+            Step::Capture(s) => {
+                boxed(&**s)
+                    + vec(&s.fields)
+                    + vec(&s.init)
+                    + s.init.iter().map(expr).sum::<usize>()
+                    + arms(&s.arms)
+            }
+            Step::Update(s) => {
+                boxed(&**s)
+                    + vec(&s.assigns)
+                    + s.assigns.iter().map(|(_, e)| expr(e)).sum::<usize>()
+            }
+            Step::Construct(s) => {
+                boxed(&**s) + vec(&s.fields) + s.fields.iter().map(|(_, e)| expr(e)).sum::<usize>()
+            }
+            Step::Yield(_) => 0,
+        }
+    }
+
+    fn branch_locals(b: &BranchLocals) -> usize {
+        small(&b.locals) + small(&b.ends)
+    }
+
+    fn arms(a: &Arms) -> usize {
+        vec(&a.arms)
+            + a.arms
+                .iter()
+                .map(|arm| arm.guard.as_ref().map_or(0, expr) + arm.step.as_ref().map_or(0, step))
+                .sum::<usize>()
+            + vec(&a.by_branch)
+            + a.by_branch.iter().map(vec).sum::<usize>()
+            + vec(&a.unguarded)
+    }
+
+    fn expr(e: &Expr) -> usize {
+        let node = size_of::<Expr>();
+        match e {
+            Expr::Int(_) | Expr::Float(_) | Expr::Bool(_) | Expr::Local(..) => 0,
+            Expr::Str(s) => s.len(),
+            Expr::NegInt(a, _)
+            | Expr::NegFloat(a)
+            | Expr::Not(a)
+            | Expr::IntToFloat(a)
+            | Expr::FloatToInt(a, _) => node + expr(a),
+            Expr::IntArith(_, a, b, _)
+            | Expr::FloatArith(_, a, b)
+            | Expr::IntCmp(_, a, b)
+            | Expr::FloatCmp(_, a, b)
+            | Expr::BoolCmp(_, a, b)
+            | Expr::StrCmp(_, a, b)
+            | Expr::And(a, b)
+            | Expr::Or(a, b) => 2 * node + expr(a) + expr(b),
+            Expr::Select(c, a, b, _) => 3 * node + expr(c) + expr(a) + expr(b),
+        }
+    }
+}

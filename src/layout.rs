@@ -47,6 +47,32 @@ impl Layout {
         self.words as usize * 8
     }
 
+    /// Bytes of heap the layout holds, from its containers' capacities.
+    pub fn heap_bytes(&self) -> usize {
+        use std::mem::size_of;
+        self.slots.capacity() * size_of::<Slot>()
+            + self.replies.capacity() * size_of::<ReplyPlan>()
+            + self
+                .replies
+                .iter()
+                .map(|plan| {
+                    fn spilled<A: smallvec::Array>(v: &smallvec::SmallVec<A>) -> usize {
+                        if v.spilled() {
+                            v.capacity() * size_of::<A::Item>()
+                        } else {
+                            0
+                        }
+                    }
+                    spilled(&plan.branches)
+                        + plan
+                            .branches
+                            .iter()
+                            .map(|b| spilled(&b.fields))
+                            .sum::<usize>()
+                })
+                .sum::<usize>()
+    }
+
     /// Computes the layout of `program`.
     pub fn of(program: &Program) -> Layout {
         let mut builder = Builder {

@@ -210,6 +210,7 @@ fn a_bounded_cache_keeps_native_code_and_memory_bounded() {
         cache: CacheConfig {
             max_entries: 16,
             max_code_bytes: 64 << 10,
+            ..CacheConfig::default()
         },
         ..EngineConfig::default()
     };

@@ -1,5 +1,7 @@
 //! The compiled-flow cache: keyed by source text and everything that changes what it compiles
-//! to, bounded in entries and in bytes of native code, least recently used out first. An evicted
+//! to, bounded in entries, in bytes of native code and in bytes of memory (each flow's program,
+//! layout, run states and code, measured: [`Flow::memory_bytes`]), least recently used out
+//! first. An evicted
 //! flow's native code is freed when the last run holding the flow finishes.
 //!
 //! Each entry is a slot filled once: threads asking for a source that is being compiled wait for
@@ -21,6 +23,25 @@ fn code_bytes(slot: &Slot) -> usize {
         .map_or(0, Flow::code_bytes)
 }
 
+/// Memory an entry holds: its key (a copy of the source) and what it compiled to (or its
+/// errors, with their copy of the source).
+fn entry_bytes(key: &Key, slot: &Slot) -> usize {
+    let held = match slot.get() {
+        Some(Ok(flow)) => flow.memory_bytes(),
+        Some(Err(errors)) => {
+            errors.text.len()
+                + errors.name.len()
+                + errors
+                    .diagnostics
+                    .iter()
+                    .map(|d| std::mem::size_of_val(d) + d.message.len())
+                    .sum::<usize>()
+        }
+        None => 0,
+    };
+    std::mem::size_of::<Key>() + key.source.capacity() + held
+}
+
 /// Bounds of the cache. `max_entries: 0` turns caching off.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CacheConfig {
@@ -28,6 +49,11 @@ pub struct CacheConfig {
     /// Native code the cached flows may hold, in bytes. Flows compile after they are cached, so
     /// the bound is enforced at each insertion.
     pub max_code_bytes: usize,
+    /// Memory the cached entries may hold, in bytes: each flow's program, layout, run states and
+    /// native code ([`Flow::memory_bytes`], measured), its key and its errors. Enforced at each
+    /// insertion, like `max_code_bytes`; a single flow larger than the bound is compiled, used by
+    /// its caller, and evicted at the next insertion.
+    pub max_bytes: usize,
 }
 
 impl CacheConfig {
@@ -36,6 +62,7 @@ impl CacheConfig {
         CacheConfig {
             max_entries: 0,
             max_code_bytes: 0,
+            max_bytes: 0,
         }
     }
 }
@@ -45,6 +72,7 @@ impl Default for CacheConfig {
         CacheConfig {
             max_entries: 1024,
             max_code_bytes: 64 << 20,
+            max_bytes: 256 << 20,
         }
     }
 }
@@ -54,6 +82,8 @@ impl Default for CacheConfig {
 pub struct CacheStats {
     pub entries: usize,
     pub code_bytes: usize,
+    /// Memory the entries hold (see [`CacheConfig::max_bytes`]).
+    pub bytes: usize,
     pub hits: u64,
     pub misses: u64,
     pub evictions: u64,
@@ -119,8 +149,15 @@ impl Cache {
         let slot = Slot::default();
         inner.entries.insert(key.clone(), (slot.clone(), clock));
         loop {
-            let bytes: usize = inner.entries.values().map(|(s, _)| code_bytes(s)).sum();
-            if inner.entries.len() <= self.config.max_entries && bytes <= self.config.max_code_bytes
+            let code: usize = inner.entries.values().map(|(s, _)| code_bytes(s)).sum();
+            let bytes: usize = inner
+                .entries
+                .iter()
+                .map(|(k, (s, _))| entry_bytes(k, s))
+                .sum();
+            if inner.entries.len() <= self.config.max_entries
+                && code <= self.config.max_code_bytes
+                && bytes <= self.config.max_bytes
             {
                 break;
             }
@@ -161,6 +198,11 @@ impl Cache {
         CacheStats {
             entries: inner.entries.len(),
             code_bytes: inner.entries.values().map(|(s, _)| code_bytes(s)).sum(),
+            bytes: inner
+                .entries
+                .iter()
+                .map(|(k, (s, _))| entry_bytes(k, s))
+                .sum(),
             ..inner.stats
         }
     }

@@ -296,7 +296,13 @@ impl Engine {
             )]));
         }
         let stats = stats::Counters::new(program.loops.len());
+        let static_bytes = std::mem::size_of::<FlowInner>()
+            + source.len()
+            + name.len()
+            + crate::ir::footprint::program(&program)
+            + layout.heap_bytes();
         let inner = Arc::new(FlowInner {
+            static_bytes,
             text: [source, name].concat().into_boxed_str(),
             source_len: source.len(),
             lines: OnceLock::new(),
@@ -392,6 +398,8 @@ struct FlowInner {
     stats: stats::Counters,
     tier: Tier,
     policy: TierPolicy,
+    /// Bytes of the program, layout, text and this struct, measured once at compile.
+    static_bytes: usize,
     /// Set once: the native code, or why there is none (a failed compile is not retried).
     /// Declared after `program` and `layout`, which the code points into: dropped first.
     native: OnceLock<Result<NativeCode, JitError>>,
@@ -426,11 +434,13 @@ impl FlowInner {
             Some(mut pooled) => {
                 pooled.state.reuse_for(&self.program, &self.layout);
                 pooled.tally = tally;
+                pooled.accounted = 0;
                 pooled
             }
             None => Box::new(pool::Pooled {
                 state: RunState::new(&self.program, &self.layout),
                 tally,
+                accounted: 0,
             }),
         }
     }
@@ -553,6 +563,14 @@ impl Flow {
     /// Why the JIT could not compile this flow, if it tried and could not.
     pub fn jit_error(&self) -> Option<&JitError> {
         self.inner.native.get().and_then(|r| r.as_ref().err())
+    }
+
+    /// Bytes of memory the flow holds, measured from the capacities of what it owns: its
+    /// program and layout, its run states (as last handed back), and its native code (whole
+    /// pages) with the data beside it. This is what [`CacheConfig::max_bytes`] bounds.
+    pub fn memory_bytes(&self) -> usize {
+        let inner = &self.inner;
+        inner.static_bytes + inner.states.bytes() + inner.native().map_or(0, NativeCode::heap_bytes)
     }
 
     /// Bytes of native code (0 when interpreted).

@@ -5,13 +5,15 @@
 use super::stats::TallyRef;
 use crate::state::RunState;
 use std::ptr;
-use std::sync::atomic::{AtomicPtr, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// A run state and which tally its runs add to: whoever holds it is the tally's only writer.
 pub(crate) struct Pooled {
     pub state: RunState,
     pub tally: TallyRef,
+    /// The bytes this state added to its pool's count when it was last handed back.
+    pub accounted: usize,
 }
 
 pub(crate) struct StatePool {
@@ -21,6 +23,8 @@ pub(crate) struct StatePool {
     // at every run would copy them all.
     #[allow(clippy::vec_box)]
     more: Mutex<Vec<Box<Pooled>>>,
+    /// Bytes the pool's states held when last handed back (what the cache bounds).
+    bytes: AtomicUsize,
 }
 
 impl StatePool {
@@ -28,7 +32,13 @@ impl StatePool {
         StatePool {
             spare: AtomicPtr::new(ptr::null_mut()),
             more: Mutex::new(Vec::new()),
+            bytes: AtomicUsize::new(0),
         }
+    }
+
+    /// Bytes of the states made for this pool, measured when each was last handed back.
+    pub fn bytes(&self) -> usize {
+        self.bytes.load(Ordering::Relaxed)
     }
 
     /// A run state, made by `make` if the pool is empty.
@@ -52,7 +62,14 @@ impl StatePool {
         (!spare.is_null()).then(|| unsafe { Box::from_raw(spare) })
     }
 
-    pub fn give_back(&self, state: Box<Pooled>) {
+    pub fn give_back(&self, mut state: Box<Pooled>) {
+        let now = std::mem::size_of::<Pooled>() + state.state.retained_bytes();
+        if now != state.accounted {
+            // Wrapping: the difference may be negative; the total stays exact.
+            self.bytes
+                .fetch_add(now.wrapping_sub(state.accounted), Ordering::Relaxed);
+            state.accounted = now;
+        }
         let raw = Box::into_raw(state);
         if let Err(raw) = self
             .spare

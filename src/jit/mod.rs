@@ -190,6 +190,12 @@ impl NativeCode {
         self.code_bytes
     }
 
+    /// Memory the code holds: its pages (each module maps whole pages) and the data beside it.
+    pub fn heap_bytes(&self) -> usize {
+        const PAGE: usize = 4096;
+        self.code_bytes.div_ceil(PAGE).max(1) * PAGE + self.data.heap_bytes()
+    }
+
     /// Whether an interpreted run can continue in this code at a loop head.
     pub fn has_osr_entries(&self) -> bool {
         self.osr

@@ -73,6 +73,35 @@ pub struct NativeData {
     pub literal_pairs: Vec<Box<[u64; 2]>>,
 }
 
+impl NativeData {
+    /// Bytes of heap held, from the containers' capacities.
+    pub fn heap_bytes(&self) -> usize {
+        use std::mem::size_of;
+        self.traps.capacity() * size_of::<TrapSite>()
+            + self
+                .traps
+                .iter()
+                .map(|t| t.message.capacity())
+                .sum::<usize>()
+            + self.templates.capacity() * size_of::<Vec<NativePart>>()
+            + self
+                .templates
+                .iter()
+                .map(|parts| {
+                    parts.capacity() * size_of::<NativePart>()
+                        + parts
+                            .iter()
+                            .map(|p| match p {
+                                NativePart::Text(t) => t.len(),
+                                NativePart::Hole(_) => 0,
+                            })
+                            .sum::<usize>()
+                })
+                .sum::<usize>()
+            + self.literal_pairs.capacity() * (size_of::<Box<[u64; 2]>>() + 16)
+    }
+}
+
 /// Never set: the interrupt flag of runs without an interrupt handle.
 static NEVER_INTERRUPTED: AtomicBool = AtomicBool::new(false);
 

@@ -14,6 +14,7 @@
 //! [cache]                        # the compiled-flow cache (entries and native code bytes)
 //! max_entries = 1024
 //! max_code_bytes = 67108864
+//! max_bytes = 268435456          # memory of cached flows (program, layout, run states, code)
 //!
 //! [scopes.public]
 //! allow = ["add", "multiply", "std.io.*"]   # events, or globs ending in `*`
@@ -76,6 +77,7 @@ fn default_max_body_bytes() -> usize {
 struct CacheSection {
     max_entries: Option<usize>,
     max_code_bytes: Option<usize>,
+    max_bytes: Option<usize>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -298,6 +300,7 @@ impl ServerConfig {
             cache: crate::engine::CacheConfig {
                 max_entries: file.cache.max_entries.unwrap_or(defaults.max_entries),
                 max_code_bytes: file.cache.max_code_bytes.unwrap_or(defaults.max_code_bytes),
+                max_bytes: file.cache.max_bytes.unwrap_or(defaults.max_bytes),
             },
             scopes,
             keys,
