@@ -167,3 +167,114 @@ fn compiling_costs_memory_in_proportion_to_the_flow() {
         );
     }
 }
+
+/// A small deterministic generator (xorshift).
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// A random source of nested subflows: each level calls the one below 1-6 times, with prints
+/// between, so that inlining multiplies a random shape; the top call sits in a loop or not.
+fn random_nesting(rng: &mut Rng) -> String {
+    let levels = 1 + rng.below(7) as usize;
+    let mut source = String::from("~event s0 { x: i64 }\n| r i64\n~s0 = r x + 1\n");
+    for k in 1..=levels {
+        let j = k - 1;
+        let call = |rng: &mut Rng, arg: &str, c: u64| -> String {
+            // Chained on one line, a continuation attaches to the last invocation written
+            // (SPEC 2.3): every shape ends with the call whose `r` the next one binds.
+            match rng.below(3) {
+                0 => format!("s{j}(x: {arg})"),
+                1 => format!("std.io:println(text: \"{k}\") |> s{j}(x: {arg})"),
+                _ => format!("s{j}(x: {arg} * 2) | r w{c} |> s{j}(x: w{c})"),
+            }
+        };
+        let fan_out = 1 + rng.below(3);
+        let mut body = String::new();
+        let mut arg = "x".to_string();
+        for c in 0..fan_out {
+            let step = call(rng, &arg, c);
+            let bound = format!("v{c}");
+            body += &format!("{step} | r {bound} |> ");
+            arg = bound;
+        }
+        body += &format!("r {arg}");
+        source += &format!("~event s{k} {{ x: i64 }}\n| r i64\n~s{k} = {body}\n");
+    }
+    if rng.below(2) == 0 {
+        source + &format!("~s{levels}(x: 5)\n")
+    } else {
+        source + &format!("~for(0..3) | each i |> s{levels}(x: i)\n")
+    }
+}
+
+#[test]
+fn random_nested_flows_compile_in_memory_and_time_proportional_to_their_size() {
+    // The property of issue 11's compile budget: below it, what a JIT compile costs per step
+    // after inlining stays under a bound whatever the shape. Time per step is bounded very
+    // generously (debug builds, a shared machine); memory per step tightly.
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let engine = uncached();
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let (mut compiled, mut refused) = (0, 0);
+    for case in 0..40 {
+        let source = random_nesting(&mut rng);
+        let flow = match engine.compile("random", &source, &CompileOptions::default()) {
+            Ok(flow) => flow,
+            Err(errors) => {
+                // Only the inlining bound may refuse a generated source.
+                assert!(
+                    errors
+                        .diagnostics
+                        .iter()
+                        .all(|d| d.code == koru_jit::Code::E0105),
+                    "case {case}: {}\n{source}",
+                    errors.render(false)
+                );
+                refused += 1;
+                continue;
+            }
+        };
+        let steps = flow.program().step_count.max(1);
+        let base = live().max(0) as usize;
+        PEAK.store(base, Ordering::Relaxed);
+        let started = std::time::Instant::now();
+        let code = koru_jit::jit::compile_with_budget(
+            flow.program(),
+            flow.layout(),
+            engine.registry(),
+            false,
+            &koru_jit::CompileBudget::default(),
+        );
+        let elapsed = started.elapsed();
+        let peak = PEAK.load(Ordering::Relaxed) - base;
+        match code {
+            Ok(code) => {
+                compiled += 1;
+                // A compile has a fixed cost (the module, Cranelift's context) and one per step.
+                assert!(
+                    peak <= (512 << 10) + 48 * 1024 * steps,
+                    "case {case}: {peak} bytes at the peak for {steps} steps\n{source}"
+                );
+                assert!(
+                    elapsed.as_micros() as usize <= 50_000 + 1_000 * steps,
+                    "case {case}: {elapsed:?} for {steps} steps\n{source}"
+                );
+                drop(code);
+            }
+            Err(koru_jit::JitError::OverBudget { .. }) => refused += 1,
+            Err(other) => panic!("case {case}: {other}\n{source}"),
+        }
+    }
+    assert!(
+        compiled >= 10 && refused >= 1,
+        "{compiled} compiled, {refused} refused"
+    );
+}
