@@ -318,6 +318,58 @@ fn malformed_requests_get_json_errors() {
 }
 
 #[test]
+fn a_content_length_over_the_body_limit_is_refused_at_once_with_413() {
+    use std::io::{Read, Write};
+    let server = start();
+    // max_body_bytes is 4096: a head declaring a megabyte, and the body's first bytes only.
+    let mut stream = std::net::TcpStream::connect(&server.address).unwrap();
+    stream
+        .write_all(b"POST /v1/run HTTP/1.1\r\nhost: x\r\nauthorization: Bearer alice-key-123\r\ncontent-type: application/json\r\ncontent-length: 1000000\r\n\r\n{\"source\": \"")
+        .unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let started = Instant::now();
+    // The server answers and closes the connection (the unread body cannot be skipped).
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    let answer = String::from_utf8(answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 413 "), "{answer}");
+    assert!(answer.contains("connection: close\r\n"), "{answer}");
+    let body: serde_json::Value =
+        serde_json::from_str(answer.split("\r\n\r\n").nth(1).unwrap()).unwrap();
+    assert_eq!(body["error"]["code"], "body_too_large");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("limit of 4096 bytes"),
+        "{body}"
+    );
+    assert_eq!(
+        metric(
+            &server,
+            "koru_http_requests_total{endpoint=\"/v1/run\",status=\"413\"}"
+        ),
+        1
+    );
+    // At the limit exactly, the body is read and the request runs.
+    let source = "~add(a: \"1\", b: \"2\")";
+    let mut body = json!({ "source": source }).to_string();
+    body.insert_str(1, &" ".repeat(4096 - body.len()));
+    assert_eq!(body.len(), 4096);
+    let response = Client::new(&server.address)
+        .post_json("/v1/run", "alice-key-123", &body)
+        .unwrap();
+    assert_eq!(response.status, 200, "{}", response.body);
+}
+
+#[test]
 fn random_bodies_never_get_a_server_error() {
     let server = start();
     let mut client = Client::new(&server.address);

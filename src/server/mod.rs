@@ -16,9 +16,11 @@
 //! formed, the flow could not be carried out, and the body's `outcome` says how; 400 a
 //! malformed request (JSON, fields, input values); 401 a missing or unknown API key; 403 a scope
 //! the key is not granted; 404/405 an unknown endpoint or method; 408 a request not answered
-//! within `request_timeout_ms`; 413 a body over the limit; 503 every run slot busy for
-//! `queue_timeout_ms`; 500 a panic while compiling or running a flow (caught; never expected).
-//! Every error body is `{"error": {"code": ..., "message": ...}}`.
+//! within `request_timeout_ms`; 413 a body over the limit (at once if `Content-Length` says
+//! so); 429 a connection over `max_connections_per_peer`; 503 every run slot busy for
+//! `queue_timeout_ms` (or every connection slot handling a request); 500 a panic while
+//! compiling or running a flow (caught; never expected). Every error body is
+//! `{"error": {"code": ..., "message": ...}}`.
 
 pub mod client;
 pub mod config;
@@ -125,6 +127,10 @@ pub fn router(
             .into_response()
         })
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            refuse_declared_oversized_body,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state.clone());
     Ok((router, state))
@@ -521,6 +527,43 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
     response
 }
 
+/// The 413 answer.
+fn body_too_large(state: &AppState) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        format!(
+            "the request body is larger than the server's limit of {} bytes",
+            state.config.max_body_bytes
+        ),
+    )
+}
+
+/// Answers 413 at once, without waiting for a byte of the body, when the request's
+/// `Content-Length` is over the body limit; and closes the connection, whose unread body
+/// cannot be skipped. (A chunked body over the limit is refused by the body extractor as it
+/// arrives.)
+async fn refuse_declared_oversized_body(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|bytes| bytes > state.config.max_body_bytes as u64) {
+        let mut response = body_too_large(&state).into_response();
+        response.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+        return response;
+    }
+    next.run(request).await
+}
+
 /// The key's grant, from `Authorization: Bearer KEY` or `X-Api-Key: KEY`.
 fn authorize<'a>(state: &'a AppState, headers: &HeaderMap) -> Result<&'a config::Grant, ApiError> {
     let key = headers
@@ -555,16 +598,13 @@ struct FlowRequest {
 }
 
 fn parse_request(
+    state: &AppState,
     grant: &config::Grant,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<FlowRequest, ApiError> {
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                "the request body is larger than the server's limit",
-            )
+            body_too_large(state)
         } else {
             ApiError::bad_request(rejection.body_text())
         }
@@ -729,7 +769,7 @@ async fn run(
 ) -> Response {
     let answer = async {
         let grant = authorize(&state, &headers)?;
-        let request = parse_request(grant, body)?;
+        let request = parse_request(&state, grant, body)?;
         // If the client goes away (this future is dropped), the run is interrupted: it stops at
         // its next dispatch or loop check and frees its slot.
         let interrupt = crate::InterruptHandle::new();
@@ -813,7 +853,7 @@ async fn check(
 ) -> Response {
     let answer = async {
         let grant = authorize(&state, &headers)?;
-        let request = parse_request(grant, body)?;
+        let request = parse_request(&state, grant, body)?;
         blocking(&state, move |state| {
             match compile_request(state, &request) {
                 Ok((id, flow)) => {
