@@ -7,7 +7,8 @@
 //! * `POST /v1/run` `{source, inputs?, scope?}`: runs the flow; answers the CLI's outcome JSON
 //!   plus `flow` (the flow's id), `scope` and `output` (what `std.io` printed).
 //! * `POST /v1/check` `{source, inputs?, scope?}`: diagnostics and the static cost bound.
-//! * `GET /v1/flows/stats`: statistics of the cached flows of the key's scopes.
+//! * `GET /v1/flows/stats`: statistics of the cached flows of the key's scopes (and their count
+//!   and code bytes; nothing of other scopes, not even cache-wide counters).
 //! * `GET /metrics` (Prometheus text) and `GET /healthz`: no key needed.
 //!
 //! Status codes: 200 `ok` (and `valid` for a check); 422 a flow that did not check (`invalid`,
@@ -916,18 +917,18 @@ async fn flow_stats(State(state): State<Arc<AppState>>, headers: HeaderMap) -> R
             })
         })
         .collect();
-    let cache = state.engine.cache_stats();
+    // The cache as the key's scopes see it: their flows only. The cache-wide counters (hits,
+    // misses, evictions of every scope) are for the operator, in /metrics.
+    let entries = flows.len();
+    let code_bytes: u64 = flows
+        .iter()
+        .map(|f| f["code_bytes"].as_u64().unwrap_or(0))
+        .sum();
     json_response(
         StatusCode::OK,
         &json!({
             "flows": flows,
-            "cache": {
-                "entries": cache.entries,
-                "code_bytes": cache.code_bytes,
-                "hits": cache.hits,
-                "misses": cache.misses,
-                "evictions": cache.evictions,
-            },
+            "cache": { "entries": entries, "code_bytes": code_bytes },
         }),
     )
 }
