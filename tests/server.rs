@@ -370,6 +370,51 @@ fn a_content_length_over_the_body_limit_is_refused_at_once_with_413() {
 }
 
 #[test]
+fn integers_outside_the_i64_range_are_400_on_both_sides_and_floats_stay_floats() {
+    let server = start();
+    let mut client = Client::new(&server.address);
+    // A `for` bound must be an int: checked with an int input it is valid, with a float one not.
+    let mut post = |x: &str| {
+        let body = format!(r#"{{"source": "~for(0..x)\n| each i |> _", "inputs": {{"x": {x}}}}}"#);
+        let response = client
+            .post_json("/v1/check", "alice-key-123", &body)
+            .unwrap();
+        (response.status, response.json())
+    };
+    for x in [
+        "-9223372036854775809",
+        "9223372036854775808",
+        "18446744073709551616",
+        "-100000000000000000000000",
+    ] {
+        let (status, body) = post(x);
+        assert_eq!(status, 400, "{x}: {body}");
+        assert_eq!(
+            body["error"]["message"],
+            format!("input `x`: the integer {x} does not fit an i64 (-9223372036854775808 to 9223372036854775807); write it as a string, or as a float with a fraction or an exponent"),
+            "{x}"
+        );
+    }
+    for x in ["-9223372036854775808", "9223372036854775807", "-0"] {
+        let (status, body) = post(x);
+        assert_eq!(
+            (status, &body["outcome"]),
+            (200, &json!("valid")),
+            "{x}: {body}"
+        );
+    }
+    // Written as floats, they are floats (and do not check as a `for` bound).
+    for x in ["-9.3e18", "-9223372036854775809.0", "1e19"] {
+        let (status, body) = post(x);
+        assert_eq!(
+            (status, &body["outcome"]),
+            (422, &json!("invalid")),
+            "{x}: {body}"
+        );
+    }
+}
+
+#[test]
 fn random_bodies_never_get_a_server_error() {
     let server = start();
     let mut client = Client::new(&server.address);

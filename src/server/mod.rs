@@ -658,14 +658,32 @@ fn parse_request(
                 let scalar = match value {
                     Json::Bool(b) => Scalar::Bool(*b),
                     Json::String(s) => Scalar::Str(s.clone()),
-                    Json::Number(n) => match (n.as_i64(), n.as_f64()) {
-                        (Some(i), _) => Scalar::Int(i),
-                        (None, Some(f)) if !n.is_u64() => Scalar::Float(f),
-                        _ => {
-                            return Err(ApiError::bad_request(format!(
-                                "input `{name}`: {n} does not fit an i64"
-                            )))
-                        }
+                    Json::Number(n) => match n.as_i64() {
+                        Some(i) => Scalar::Int(i),
+                        // Written as an integer (no fraction, no exponent) but not an i64 to
+                        // serde_json: a u64, or past that (or below i64::MIN) a float, or `-0`
+                        // (a float to keep its sign). Out of the i64 range it is refused, not
+                        // rounded.
+                        None => match integer_literal(&body, name) {
+                            Some(literal) => match literal.parse::<i64>() {
+                                Ok(i) => Scalar::Int(i),
+                                Err(_) => {
+                                    return Err(ApiError::bad_request(format!(
+                                        "input `{name}`: the integer {literal} does not fit an i64 ({} to {}); write it as a string, or as a float with a fraction or an exponent",
+                                        i64::MIN,
+                                        i64::MAX
+                                    )))
+                                }
+                            },
+                            None => match n.as_f64() {
+                                Some(f) => Scalar::Float(f),
+                                None => {
+                                    return Err(ApiError::bad_request(format!(
+                                        "input `{name}`: {n} is not a number an input can hold"
+                                    )))
+                                }
+                            },
+                        },
                     },
                     _ => {
                         return Err(ApiError::bad_request(format!(
@@ -685,6 +703,24 @@ fn parse_request(
         inputs,
         types,
     })
+}
+
+/// The number input `name` as written in `body`, if it is written as an integer (digits and a
+/// sign, no fraction or exponent). Read again from the body only for numbers that are not
+/// i64s, so the common path parses once.
+fn integer_literal(body: &[u8], name: &str) -> Option<String> {
+    use serde_json::value::RawValue;
+    // Maps, not a struct: a repeated key keeps its last value, as in the parse of the body.
+    type Fields<'a> = std::collections::HashMap<std::borrow::Cow<'a, str>, &'a RawValue>;
+    let fields: Fields = serde_json::from_slice(body).ok()?;
+    let inputs: Fields = serde_json::from_str(fields.get("inputs")?.get()).ok()?;
+    let literal = inputs.get(name)?.get().trim();
+    literal
+        .strip_prefix('-')
+        .unwrap_or(literal)
+        .bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| literal.to_string())
 }
 
 /// A flow's id: a hash of its scope and source, stable for the life of the process.
