@@ -6,7 +6,9 @@
 //! max_body_bytes = 65536         # request bodies above this get 413
 //! max_concurrent_runs = 4        # runs beyond this wait (default: 2 per core)...
 //! queue_timeout_ms = 5000        # ...this long at most, then 503 (default 5000)
-//! max_connections = 1024         # connections beyond this wait to be accepted
+//! max_connections = 1024         # beyond this, a new connection sheds the one that has
+//!                                #   waited longest for its client (or gets 503 if all are busy)
+//! max_connections_per_peer = 128 # per client address; beyond this, 429 and closed at once
 //! header_read_timeout_ms = 10000 # a client must send its request head within this
 //! request_timeout_ms = 30000     # a request must be answered within this, else 408
 //! shutdown_timeout_ms = 30000    # after SIGTERM, connections still open after this are cut
@@ -53,6 +55,7 @@ struct File {
     max_concurrent_runs: Option<usize>,
     queue_timeout_ms: Option<u64>,
     max_connections: Option<usize>,
+    max_connections_per_peer: Option<usize>,
     header_read_timeout_ms: Option<u64>,
     request_timeout_ms: Option<u64>,
     shutdown_timeout_ms: Option<u64>,
@@ -154,6 +157,7 @@ pub struct ServerConfig {
     pub max_concurrent_runs: usize,
     pub queue_timeout: Duration,
     pub max_connections: usize,
+    pub max_connections_per_peer: usize,
     pub header_read_timeout: Duration,
     pub request_timeout: Duration,
     pub shutdown_timeout: Duration,
@@ -292,6 +296,7 @@ impl ServerConfig {
                 .unwrap_or_else(|| 2 * std::thread::available_parallelism().map_or(1, |n| n.get())),
             queue_timeout: Duration::from_millis(file.queue_timeout_ms.unwrap_or(5_000)),
             max_connections: file.max_connections.unwrap_or(1024).max(1),
+            max_connections_per_peer: file.max_connections_per_peer.unwrap_or(128).max(1),
             header_read_timeout: Duration::from_millis(
                 file.header_read_timeout_ms.unwrap_or(10_000),
             ),
@@ -352,6 +357,10 @@ mod tests {
         .unwrap();
         assert_eq!(config.listen, "127.0.0.1:8080");
         assert_eq!(config.max_body_bytes, 65536);
+        assert_eq!(
+            (config.max_connections, config.max_connections_per_peer),
+            (1024, 128)
+        );
         assert_eq!(config.scopes["public"].limits, ScopeLimits::default());
         assert_eq!(config.keys["k-12345678"].scopes, ["public"]);
         assert_eq!(config.keys["k-12345678"].name, "key #1");

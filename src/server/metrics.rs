@@ -1,10 +1,11 @@
 //! Prometheus metrics of the server, in the text exposition format (no client library: a few
 //! counters, gauges and one histogram).
 
+use super::ConnectionCounters;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Upper bounds of the request latency histogram, in seconds.
@@ -50,6 +51,8 @@ pub struct Metrics {
     in_flight: AtomicU64,
     /// Latency per endpoint.
     latency: BTreeMap<&'static str, Histogram>,
+    /// What the accept loop counts.
+    connections: Arc<ConnectionCounters>,
 }
 
 /// The endpoints, for the per-endpoint series.
@@ -78,6 +81,7 @@ impl Metrics {
             checks: Mutex::default(),
             in_flight: AtomicU64::new(0),
             latency: ENDPOINTS.iter().map(|&e| (e, Histogram::new())).collect(),
+            connections: Arc::default(),
         }
     }
 
@@ -117,6 +121,11 @@ impl Metrics {
 
     pub fn run_finished(&self) {
         self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// The counters for [`super::serve`] to fill (in [`super::ServeOptions`]).
+    pub fn connections(&self) -> Arc<ConnectionCounters> {
+        self.connections.clone()
     }
 
     /// Runs executing now.
@@ -170,12 +179,38 @@ impl Metrics {
             "# HELP koru_runs_in_flight Runs executing now.\n# TYPE koru_runs_in_flight gauge\nkoru_runs_in_flight {}",
             self.runs_in_flight()
         );
+        let connections = &self.connections;
+        let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "# HELP koru_connections_refused_total Connections refused (429 per_peer: max_connections_per_peer; 503 full: every connection busy).\n# TYPE koru_connections_refused_total counter\nkoru_connections_refused_total{{reason=\"per_peer\"}} {}\nkoru_connections_refused_total{{reason=\"full\"}} {}",
+            load(&connections.refused_per_peer),
+            load(&connections.refused_full)
+        );
         let mut gauge = |name: &str, kind: &str, help: &str, value: u64| {
             let _ = writeln!(
                 out,
                 "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
             );
         };
+        gauge(
+            "koru_connections_open",
+            "gauge",
+            "HTTP connections open now.",
+            load(&connections.open),
+        );
+        gauge(
+            "koru_connections_accepted_total",
+            "counter",
+            "HTTP connections accepted.",
+            load(&connections.accepted),
+        );
+        gauge(
+            "koru_connections_shed_total",
+            "counter",
+            "Connections closed while waiting for their client, to make room at max_connections.",
+            load(&connections.shed),
+        );
         if let Some(rss) = resident_bytes() {
             gauge(
                 "process_resident_memory_bytes",

@@ -7,7 +7,8 @@
 //! * `POST /v1/run` `{source, inputs?, scope?}`: runs the flow; answers the CLI's outcome JSON
 //!   plus `flow` (the flow's id), `scope` and `output` (what `std.io` printed).
 //! * `POST /v1/check` `{source, inputs?, scope?}`: diagnostics and the static cost bound.
-//! * `GET /v1/flows/stats`: statistics of the cached flows of the key's scopes.
+//! * `GET /v1/flows/stats`: statistics of the cached flows of the key's scopes (and their count
+//!   and code bytes; nothing of other scopes, not even cache-wide counters).
 //! * `GET /metrics` (Prometheus text) and `GET /healthz`: no key needed.
 //!
 //! Status codes: 200 `ok` (and `valid` for a check); 422 a flow that did not check (`invalid`,
@@ -16,12 +17,15 @@
 //! formed, the flow could not be carried out, and the body's `outcome` says how; 400 a
 //! malformed request (JSON, fields, input values); 401 a missing or unknown API key; 403 a scope
 //! the key is not granted; 404/405 an unknown endpoint or method; 408 a request not answered
-//! within `request_timeout_ms`; 413 a body over the limit; 503 every run slot busy for
-//! `queue_timeout_ms`; 500 a panic while compiling or running a flow (caught; never expected).
-//! Every error body is `{"error": {"code": ..., "message": ...}}`.
+//! within `request_timeout_ms`; 413 a body over the limit (at once if `Content-Length` says
+//! so); 429 a connection over `max_connections_per_peer`; 503 every run slot busy for
+//! `queue_timeout_ms` (or every connection slot handling a request); 500 a panic while
+//! compiling or running a flow (caught; never expected). Every error body is
+//! `{"error": {"code": ..., "message": ...}}`.
 
 pub mod client;
 pub mod config;
+mod connections;
 pub mod load;
 pub mod metrics;
 
@@ -37,6 +41,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 pub use config::{ConfigError, ServerConfig};
+pub use connections::ConnectionCounters;
+use hyper::body::Incoming;
 use metrics::{EngineGauges, Metrics};
 use serde_json::{json, Value as Json};
 use std::future::Future;
@@ -64,8 +70,10 @@ impl AppState {
     pub fn serve_options(&self) -> ServeOptions {
         ServeOptions {
             max_connections: self.config.max_connections,
+            max_connections_per_peer: self.config.max_connections_per_peer,
             header_read_timeout: self.config.header_read_timeout,
             shutdown_timeout: self.config.shutdown_timeout,
+            counters: self.metrics.connections(),
         }
     }
 
@@ -121,35 +129,50 @@ pub fn router(
             .into_response()
         })
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            refuse_declared_oversized_body,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .with_state(state.clone());
     Ok((router, state))
 }
 
 /// How [`serve`] treats connections.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ServeOptions {
-    /// Connections beyond this wait to be accepted.
+    /// Connections open at once. A connection beyond it sheds the open connection that has
+    /// waited longest for its client (a request head or body still arriving, an answer being
+    /// read, an idle keep-alive connection); if every one is handling a request, the new one is
+    /// refused with 503. The accept loop never waits.
     pub max_connections: usize,
+    /// Connections open at once from one peer address; beyond it a new one is refused with 429.
+    pub max_connections_per_peer: usize,
     /// A client must send its whole request head within this, or its connection is closed.
     pub header_read_timeout: Duration,
     /// After `shutdown`, connections still open after this are cut.
     pub shutdown_timeout: Duration,
+    /// Where the accept loop counts connections (`/metrics` shows the server's own).
+    pub counters: Arc<ConnectionCounters>,
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
         ServeOptions {
             max_connections: 1024,
+            max_connections_per_peer: 128,
             header_read_timeout: Duration::from_secs(10),
             shutdown_timeout: Duration::from_secs(30),
+            counters: Arc::default(),
         }
     }
 }
 
 /// Serves `router` over HTTP/1.1 on `listener` until `shutdown` completes; then stops
 /// accepting, lets the requests in flight finish, and cuts whatever is still open after
-/// `options.shutdown_timeout` (a stalled client cannot hold the shutdown).
+/// `options.shutdown_timeout` (a stalled client cannot hold the shutdown). Connections are
+/// capped per peer address and in all, without the accept loop ever waiting for a slot (see
+/// [`ServeOptions::max_connections`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
@@ -157,37 +180,66 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     use hyper_util::rt::{TokioIo, TokioTimer};
-    let connections = Arc::new(tokio::sync::Semaphore::new(options.max_connections.max(1)));
+    let connections = Arc::new(connections::Connections::new(
+        options.max_connections,
+        options.max_connections_per_peer,
+        options.counters.clone(),
+    ));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(options.header_read_timeout);
     tokio::pin!(shutdown);
     loop {
-        let permit = tokio::select! {
-            permit = connections.clone().acquire_owned() => match permit {
-                Ok(permit) => permit,
-                Err(_) => break,
-            },
-            () = &mut shutdown => break,
-        };
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(_) => {
-                    // Out of file descriptors and the like: back off instead of spinning.
-                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    // Out of file descriptors and the like: free one by shedding the connection
+                    // that waited longest for its client, or back off instead of spinning.
+                    if !connections.shed_oldest() {
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
                     continue;
                 }
             },
             () = &mut shutdown => break,
         };
+        let admitted = match connections.admit(peer.ip()) {
+            Ok(admitted) => admitted,
+            Err(refusal) => {
+                refuse(&stream, refusal);
+                continue;
+            }
+        };
         let _ = stream.set_nodelay(true);
-        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let turns = admitted.turns.clone();
+        let router = hyper_util::service::TowerToHyperService::new(router.clone());
+        let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+            let turns = turns.clone();
+            let number = turns.request_started();
+            let request = if hyper::body::Body::is_end_stream(request.body()) {
+                turns.request_received(number);
+                request.map(|body| TrackedBody { body, turn: None })
+            } else {
+                let turn = Some((turns.clone(), number));
+                request.map(|body| TrackedBody { body, turn })
+            };
+            let answer = hyper::service::Service::call(&router, request);
+            async move {
+                let answer = answer.await;
+                turns.answered();
+                answer
+            }
+        });
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
-            let _ = connection.await;
-            drop(permit);
+            tokio::select! {
+                _ = connection => {}
+                // Dropping the connection closes it.
+                () = admitted.shed.notified() => {}
+            }
+            drop(admitted);
         });
     }
     drop(listener);
@@ -201,6 +253,76 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+/// A request body that reports when it has arrived whole (or is dropped unread): the end of the
+/// client's turn on its connection.
+struct TrackedBody {
+    body: Incoming,
+    turn: Option<(connections::Turns, u64)>,
+}
+
+impl TrackedBody {
+    fn received(&mut self) {
+        if let Some((turns, number)) = self.turn.take() {
+            turns.request_received(number);
+        }
+    }
+}
+
+impl hyper::body::Body for TrackedBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, hyper::Error>>> {
+        let polled = std::pin::Pin::new(&mut self.body).poll_frame(cx);
+        if matches!(polled, std::task::Poll::Ready(None | Some(Err(_))))
+            || self.body.is_end_stream()
+        {
+            self.received();
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for TrackedBody {
+    fn drop(&mut self) {
+        self.received();
+    }
+}
+
+/// Answers a refused connection with one write that never waits (what the socket buffer takes),
+/// then closes it.
+fn refuse(stream: &tokio::net::TcpStream, refusal: connections::Refusal) {
+    let (status, code, message) = match refusal {
+        connections::Refusal::PerPeer => (
+            "429 Too Many Requests",
+            "too_many_connections",
+            "this address has the server's maximum of connections open",
+        ),
+        connections::Refusal::Full => (
+            "503 Service Unavailable",
+            "overloaded",
+            "every connection slot is handling a request; retry later",
+        ),
+    };
+    let body = json!({ "error": { "code": code, "message": message } }).to_string();
+    let answer = format!(
+        "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}\n",
+        body.len() + 1
+    );
+    let _ = stream.try_write(answer.as_bytes());
 }
 
 /// Completes on SIGTERM or Ctrl-C.
@@ -225,8 +347,88 @@ pub async fn shutdown_signal() {
     }
 }
 
+/// Raises this process's soft limit of open files to its hard limit (every connection is an
+/// open file) and returns the soft limit now in force; `None` where it is unknown (not Unix).
+/// `koru-jit serve` calls it at start; an embedder calling [`serve`] decides for its process.
+pub fn raise_open_file_limit() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: `getrlimit` writes one `rlimit` through the valid pointer it is given.
+        if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+            return None;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            // SAFETY: `setrlimit` reads one `rlimit` through the valid pointer it is given. It
+            // may refuse (macOS caps it below an infinite hard limit): the old limit stays.
+            if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+                limit = raised;
+            }
+        }
+        #[allow(clippy::unnecessary_cast)] // `rlim_t` is `u64` on Linux, not on every Unix
+        Some(limit.rlim_cur as u64)
+    }
+    #[cfg(not(unix))]
+    None
+}
+
+/// Connections the kernel completes and queues before [`serve`] accepts them (the system may
+/// lower it: `net.core.somaxconn`). `TcpListener::bind` asks for 128, which a burst of new
+/// connections overflows: the kernel then drops their SYNs and the clients retry only after a
+/// second.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// Listens on `address` (`host:port`) with a [`LISTEN_BACKLOG`] queue, for [`serve`].
+pub async fn bind(address: &str) -> std::io::Result<tokio::net::TcpListener> {
+    let mut last = None;
+    for address in tokio::net::lookup_host(address).await? {
+        let socket = if address.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        // As `TcpListener::bind` does on Unix: a restarted server may bind while connections
+        // of the previous one are in TIME_WAIT.
+        #[cfg(unix)]
+        socket.set_reuseaddr(true)?;
+        match socket.bind(address) {
+            Ok(()) => return socket.listen(LISTEN_BACKLOG),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the address resolves to nothing",
+        )
+    }))
+}
+
+/// Files the server keeps open besides its connections (listener, epoll, standard streams,
+/// configuration and libraries while loading): `max_connections` is lowered to leave them free.
+const RESERVED_FILES: u64 = 64;
+
 /// `koru-jit serve`: binds the configured address, prints it, serves until SIGTERM or Ctrl-C.
-pub fn serve_blocking(config: ServerConfig, registry: Registry) -> Result<(), String> {
+/// Raises the open-file soft limit first, and lowers `max_connections` (saying so) if even the
+/// hard limit cannot hold that many connections.
+pub fn serve_blocking(mut config: ServerConfig, registry: Registry) -> Result<(), String> {
+    if let Some(files) = raise_open_file_limit() {
+        let room = files.saturating_sub(RESERVED_FILES).max(1);
+        if config.max_connections as u64 > room {
+            eprintln!(
+                "koru-jit serve: max_connections lowered from {} to {room}: the open-file limit is {files} (raise it with `ulimit -n`)",
+                config.max_connections
+            );
+            config.max_connections = room as usize;
+        }
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -234,7 +436,7 @@ pub fn serve_blocking(config: ServerConfig, registry: Registry) -> Result<(), St
     runtime.block_on(async move {
         let address = config.listen.clone();
         let (router, state) = router(config, registry).map_err(|e| e.to_string())?;
-        let listener = tokio::net::TcpListener::bind(&address)
+        let listener = bind(&address)
             .await
             .map_err(|e| format!("cannot listen on {address}: {e}"))?;
         let local = listener.local_addr().map_err(|e| e.to_string())?;
@@ -327,6 +529,43 @@ async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Nex
     response
 }
 
+/// The 413 answer.
+fn body_too_large(state: &AppState) -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        format!(
+            "the request body is larger than the server's limit of {} bytes",
+            state.config.max_body_bytes
+        ),
+    )
+}
+
+/// Answers 413 at once, without waiting for a byte of the body, when the request's
+/// `Content-Length` is over the body limit; and closes the connection, whose unread body
+/// cannot be skipped. (A chunked body over the limit is refused by the body extractor as it
+/// arrives.)
+async fn refuse_declared_oversized_body(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|bytes| bytes > state.config.max_body_bytes as u64) {
+        let mut response = body_too_large(&state).into_response();
+        response.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+        return response;
+    }
+    next.run(request).await
+}
+
 /// The key's grant, from `Authorization: Bearer KEY` or `X-Api-Key: KEY`.
 fn authorize<'a>(state: &'a AppState, headers: &HeaderMap) -> Result<&'a config::Grant, ApiError> {
     let key = headers
@@ -361,16 +600,13 @@ struct FlowRequest {
 }
 
 fn parse_request(
+    state: &AppState,
     grant: &config::Grant,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<FlowRequest, ApiError> {
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "body_too_large",
-                "the request body is larger than the server's limit",
-            )
+            body_too_large(state)
         } else {
             ApiError::bad_request(rejection.body_text())
         }
@@ -423,14 +659,32 @@ fn parse_request(
                 let scalar = match value {
                     Json::Bool(b) => Scalar::Bool(*b),
                     Json::String(s) => Scalar::Str(s.clone()),
-                    Json::Number(n) => match (n.as_i64(), n.as_f64()) {
-                        (Some(i), _) => Scalar::Int(i),
-                        (None, Some(f)) if !n.is_u64() => Scalar::Float(f),
-                        _ => {
-                            return Err(ApiError::bad_request(format!(
-                                "input `{name}`: {n} does not fit an i64"
-                            )))
-                        }
+                    Json::Number(n) => match n.as_i64() {
+                        Some(i) => Scalar::Int(i),
+                        // Written as an integer (no fraction, no exponent) but not an i64 to
+                        // serde_json: a u64, or past that (or below i64::MIN) a float, or `-0`
+                        // (a float to keep its sign). Out of the i64 range it is refused, not
+                        // rounded.
+                        None => match integer_literal(&body, name) {
+                            Some(literal) => match literal.parse::<i64>() {
+                                Ok(i) => Scalar::Int(i),
+                                Err(_) => {
+                                    return Err(ApiError::bad_request(format!(
+                                        "input `{name}`: the integer {literal} does not fit an i64 ({} to {}); write it as a string, or as a float with a fraction or an exponent",
+                                        i64::MIN,
+                                        i64::MAX
+                                    )))
+                                }
+                            },
+                            None => match n.as_f64() {
+                                Some(f) => Scalar::Float(f),
+                                None => {
+                                    return Err(ApiError::bad_request(format!(
+                                        "input `{name}`: {n} is not a number an input can hold"
+                                    )))
+                                }
+                            },
+                        },
                     },
                     _ => {
                         return Err(ApiError::bad_request(format!(
@@ -450,6 +704,24 @@ fn parse_request(
         inputs,
         types,
     })
+}
+
+/// The number input `name` as written in `body`, if it is written as an integer (digits and a
+/// sign, no fraction or exponent). Read again from the body only for numbers that are not
+/// i64s, so the common path parses once.
+fn integer_literal(body: &[u8], name: &str) -> Option<String> {
+    use serde_json::value::RawValue;
+    // Maps, not a struct: a repeated key keeps its last value, as in the parse of the body.
+    type Fields<'a> = std::collections::HashMap<std::borrow::Cow<'a, str>, &'a RawValue>;
+    let fields: Fields = serde_json::from_slice(body).ok()?;
+    let inputs: Fields = serde_json::from_str(fields.get("inputs")?.get()).ok()?;
+    let literal = inputs.get(name)?.get().trim();
+    literal
+        .strip_prefix('-')
+        .unwrap_or(literal)
+        .bytes()
+        .all(|b| b.is_ascii_digit())
+        .then(|| literal.to_string())
 }
 
 /// A flow's id: a hash of its scope and source, stable for the life of the process.
@@ -535,7 +807,7 @@ async fn run(
 ) -> Response {
     let answer = async {
         let grant = authorize(&state, &headers)?;
-        let request = parse_request(grant, body)?;
+        let request = parse_request(&state, grant, body)?;
         // If the client goes away (this future is dropped), the run is interrupted: it stops at
         // its next dispatch or loop check and frees its slot.
         let interrupt = crate::InterruptHandle::new();
@@ -619,7 +891,7 @@ async fn check(
 ) -> Response {
     let answer = async {
         let grant = authorize(&state, &headers)?;
-        let request = parse_request(grant, body)?;
+        let request = parse_request(&state, grant, body)?;
         blocking(&state, move |state| {
             match compile_request(state, &request) {
                 Ok((id, flow)) => {
@@ -682,18 +954,18 @@ async fn flow_stats(State(state): State<Arc<AppState>>, headers: HeaderMap) -> R
             })
         })
         .collect();
-    let cache = state.engine.cache_stats();
+    // The cache as the key's scopes see it: their flows only. The cache-wide counters (hits,
+    // misses, evictions of every scope) are for the operator, in /metrics.
+    let entries = flows.len();
+    let code_bytes: u64 = flows
+        .iter()
+        .map(|f| f["code_bytes"].as_u64().unwrap_or(0))
+        .sum();
     json_response(
         StatusCode::OK,
         &json!({
             "flows": flows,
-            "cache": {
-                "entries": cache.entries,
-                "code_bytes": cache.code_bytes,
-                "hits": cache.hits,
-                "misses": cache.misses,
-                "evictions": cache.evictions,
-            },
+            "cache": { "entries": entries, "code_bytes": code_bytes },
         }),
     )
 }
