@@ -3,9 +3,24 @@
 
 use crate::span::{LineIndex, Span};
 use codespan_reporting::diagnostic::{Diagnostic as Report, Label};
-use codespan_reporting::files::SimpleFile;
+use codespan_reporting::files::{Error as FilesError, Files};
 use codespan_reporting::term::{self, termcolor};
 use std::fmt;
+use std::ops::Range;
+
+/// How many diagnostics of one source are rendered or put in its JSON; the rest are counted.
+pub const MAX_REPORTED_DIAGNOSTICS: usize = 100;
+/// A backtick-quoted piece of a message (a name, a token) longer than this many characters is cut.
+pub const MAX_QUOTED_CHARS: usize = 64;
+/// A message longer than this many characters is cut.
+pub const MAX_MESSAGE_CHARS: usize = 400;
+/// A snippet line longer than this many characters is shown as a window of this width.
+pub const SNIPPET_LINE_CHARS: usize = 120;
+/// Characters a snippet window shows before the place it points at.
+const SNIPPET_CONTEXT_CHARS: usize = 40;
+/// A span over more lines than this shows only its first line.
+const SNIPPET_MAX_LINES: usize = 8;
+const ELLIPSIS: &str = "…";
 
 /// The stable error codes of SPEC section 8 (plus E0105, resource limits of the front end).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -83,13 +98,51 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
+    /// A diagnostic; the message is cut to a bounded size ([`shorten_message`]) so that no
+    /// source, however long its names, makes its diagnostics large.
     pub fn new(code: Code, message: impl Into<String>, span: Span) -> Diagnostic {
         Diagnostic {
             code,
-            message: message.into(),
+            message: shorten_message(message.into()),
             span,
         }
     }
+}
+
+/// Cuts every backtick-quoted piece of `message` (names and tokens of the source, by the style of
+/// every message) to [`MAX_QUOTED_CHARS`] characters and the whole to [`MAX_MESSAGE_CHARS`],
+/// marking each cut with `…`.
+pub fn shorten_message(message: String) -> String {
+    if message.len() <= MAX_QUOTED_CHARS {
+        return message;
+    }
+    let mut out = String::with_capacity(message.len().min(MAX_MESSAGE_CHARS * 4));
+    for (i, piece) in message.split('`').enumerate() {
+        if i > 0 {
+            out.push('`');
+        }
+        let quoted = i % 2 == 1;
+        match piece.char_indices().nth(MAX_QUOTED_CHARS) {
+            Some((cut, _)) if quoted => {
+                let keep = piece
+                    .char_indices()
+                    .nth(MAX_QUOTED_CHARS - 1)
+                    .map_or(cut, |(at, _)| at);
+                out.push_str(&piece[..keep]);
+                out.push_str(ELLIPSIS);
+            }
+            _ => out.push_str(piece),
+        }
+    }
+    if let Some((cut, _)) = out.char_indices().nth(MAX_MESSAGE_CHARS) {
+        let keep = out
+            .char_indices()
+            .nth(MAX_MESSAGE_CHARS - 1)
+            .map_or(cut, |(at, _)| at);
+        out.truncate(keep);
+        out.push_str(ELLIPSIS);
+    }
+    out
 }
 
 /// All the errors of one source, with the source text they point into.
@@ -114,33 +167,53 @@ impl SourceErrors {
             .collect()
     }
 
-    /// Renders every diagnostic with a source snippet (`error[E0202]: ...`, ` --> file:line:col`).
+    /// Renders the first [`MAX_REPORTED_DIAGNOSTICS`] diagnostics with a source snippet each
+    /// (`error[E0202]: ...`, ` --> file:line:col`; a long line shown as a window around the
+    /// span, see [`Excerpt`]), then one line counting the rest.
     pub fn render(&self, color: bool) -> String {
-        let file = SimpleFile::new(&self.name, &self.text);
         let mut buffer = if color {
             termcolor::Buffer::ansi()
         } else {
             termcolor::Buffer::no_color()
         };
-        let config = term::Config::default();
-        for diagnostic in &self.diagnostics {
-            let range = clamp(diagnostic.span, self.text.len());
-            let report = Report::error()
-                .with_code(diagnostic.code.as_str())
-                .with_message(&diagnostic.message)
-                .with_labels(vec![Label::primary((), range)]);
-            // Rendering into a memory buffer cannot fail for a valid range.
-            let _ = term::emit(&mut buffer, &config, &file, &report);
+        let index = LineIndex::new(&self.text);
+        for diagnostic in self.diagnostics.iter().take(MAX_REPORTED_DIAGNOSTICS) {
+            emit(
+                &mut buffer,
+                &self.name,
+                &self.text,
+                &index,
+                diagnostic.code.as_str(),
+                &diagnostic.message,
+                diagnostic.span,
+            );
         }
-        String::from_utf8_lossy(buffer.as_slice()).into_owned()
+        let mut out = String::from_utf8_lossy(buffer.as_slice()).into_owned();
+        let more = self.unreported();
+        if more > 0 {
+            out.push_str(&format!(
+                "{more} more error{} (only the first {MAX_REPORTED_DIAGNOSTICS} are shown)\n",
+                if more == 1 { "" } else { "s" }
+            ));
+        }
+        out
     }
 
-    /// `{"outcome":"invalid","errors":[{"code":..,"message":..,"line":..,"column":..}]}`
+    /// How many diagnostics [`SourceErrors::render`] and [`SourceErrors::to_json`] leave out.
+    pub fn unreported(&self) -> usize {
+        self.diagnostics
+            .len()
+            .saturating_sub(MAX_REPORTED_DIAGNOSTICS)
+    }
+
+    /// `{"outcome":"invalid","errors":[{"code":..,"message":..,"line":..,"column":..}]}` with the
+    /// first [`MAX_REPORTED_DIAGNOSTICS`] diagnostics, and `"more_errors": N` when there are more.
     pub fn to_json(&self) -> serde_json::Value {
         let index = LineIndex::new(&self.text);
         let errors: Vec<serde_json::Value> = self
             .diagnostics
             .iter()
+            .take(MAX_REPORTED_DIAGNOSTICS)
             .map(|d| {
                 let at = index.line_col(&self.text, d.span.start);
                 serde_json::json!({
@@ -151,14 +224,217 @@ impl SourceErrors {
                 })
             })
             .collect();
-        serde_json::json!({ "outcome": "invalid", "errors": errors })
+        let mut json = serde_json::json!({ "outcome": "invalid", "errors": errors });
+        let more = self.unreported();
+        if more > 0 {
+            json["more_errors"] = more.into();
+        }
+        json
     }
 }
 
-fn clamp(span: Span, len: usize) -> std::ops::Range<usize> {
+fn clamp(span: Span, len: usize) -> Range<usize> {
     let start = (span.start as usize).min(len);
     let end = (span.end as usize).clamp(start, len);
     start..end
+}
+
+/// Renders one diagnostic into `buffer`, its snippet an [`Excerpt`] of `text`.
+fn emit(
+    buffer: &mut termcolor::Buffer,
+    name: &str,
+    text: &str,
+    index: &LineIndex,
+    code: &str,
+    message: &str,
+    span: Span,
+) {
+    let excerpt = Excerpt::new(name, text, index, clamp(span, text.len()));
+    let report = Report::error()
+        .with_code(code)
+        .with_message(message)
+        .with_labels(vec![Label::primary((), excerpt.label.clone())]);
+    // Rendering into a memory buffer cannot fail: the excerpt's label lies inside its text.
+    let _ = term::emit(buffer, &term::Config::default(), &excerpt, &report);
+}
+
+/// What one snippet shows of a source: the lines its span covers (only the first when they are
+/// more than [`SNIPPET_MAX_LINES`]), each longer than [`SNIPPET_LINE_CHARS`] characters cut to a
+/// window of that width around the span's start (its end on the last line), with `…` where text
+/// is left out. Line numbers and columns are the source's own. Building one costs the size of the
+/// window (and counting the characters before it on its line), never the size of the source.
+struct Excerpt<'a> {
+    name: &'a str,
+    text: String,
+    lines: Vec<ExcerptLine>,
+    /// The span, within `text`.
+    label: Range<usize>,
+}
+
+struct ExcerptLine {
+    /// Where the line starts in the excerpt's text.
+    start: usize,
+    /// Its 1-based number in the source.
+    number: usize,
+    /// Bytes of the `…` that opens it (0 if it starts where the source line does).
+    prefix: usize,
+    /// The source column (1-based) of its first shown character.
+    column: usize,
+}
+
+impl<'a> Excerpt<'a> {
+    fn new(name: &'a str, source: &str, index: &LineIndex, span: Range<usize>) -> Excerpt<'a> {
+        let first = index.line_of(span.start);
+        let mut last = index.line_of(span.end.saturating_sub(1).max(span.start));
+        let mut span = span;
+        if last - first >= SNIPPET_MAX_LINES {
+            last = first;
+            span.end = index.line_range(source, first).end.max(span.start);
+        }
+        let mut excerpt = Excerpt {
+            name,
+            text: String::new(),
+            lines: Vec::new(),
+            label: 0..0,
+        };
+        for line in first..=last {
+            let range = index.line_range(source, line);
+            let focus = if line == first {
+                span.start
+            } else if line == last {
+                span.end
+            } else {
+                range.start
+            };
+            let window = window(source, range.clone(), focus.clamp(range.start, range.end));
+            let start = excerpt.text.len();
+            let prefix = if window.start > range.start {
+                ELLIPSIS.len()
+            } else {
+                0
+            };
+            let column = index.line_col(source, window.start as u32).column as usize;
+            let shown = start + prefix;
+            let at = |offset: usize| shown + offset.clamp(window.start, window.end) - window.start;
+            if line == first {
+                excerpt.label.start = at(span.start);
+            }
+            if line == last {
+                excerpt.label.end = at(span.end).max(excerpt.label.start);
+            }
+            if prefix > 0 {
+                excerpt.text.push_str(ELLIPSIS);
+            }
+            excerpt.text.push_str(&source[window.clone()]);
+            if window.end < range.end {
+                excerpt.text.push_str(ELLIPSIS);
+            }
+            excerpt.text.push('\n');
+            excerpt.lines.push(ExcerptLine {
+                start,
+                number: line + 1,
+                prefix,
+                column,
+            });
+        }
+        excerpt
+    }
+}
+
+/// The part of the line `range` of `text` a snippet shows: all of it if it has at most
+/// [`SNIPPET_LINE_CHARS`] characters, else that many from [`SNIPPET_CONTEXT_CHARS`] before
+/// `focus` (fewer before when the line ends sooner).
+fn window(text: &str, range: Range<usize>, focus: usize) -> Range<usize> {
+    let line = &text[range.clone()];
+    if line.len() <= SNIPPET_LINE_CHARS || line.chars().nth(SNIPPET_LINE_CHARS).is_none() {
+        return range;
+    }
+    let back = |from: usize, chars: usize| {
+        text[range.start..from]
+            .char_indices()
+            .rev()
+            .take(chars)
+            .last()
+            .map_or(from, |(at, _)| range.start + at)
+    };
+    let forward = |from: usize, chars: usize| {
+        text[from..range.end]
+            .char_indices()
+            .nth(chars)
+            .map_or(range.end, |(at, _)| from + at)
+    };
+    let start = back(focus, SNIPPET_CONTEXT_CHARS);
+    let end = forward(start, SNIPPET_LINE_CHARS);
+    if end == range.end {
+        back(range.end, SNIPPET_LINE_CHARS)..range.end
+    } else {
+        start..end
+    }
+}
+
+impl<'a> Files<'a> for Excerpt<'_> {
+    type FileId = ();
+    type Name = &'a str;
+    type Source = &'a str;
+
+    fn name(&'a self, _: ()) -> Result<&'a str, FilesError> {
+        Ok(self.name)
+    }
+
+    fn source(&'a self, _: ()) -> Result<&'a str, FilesError> {
+        Ok(&self.text)
+    }
+
+    fn line_index(&'a self, _: (), byte_index: usize) -> Result<usize, FilesError> {
+        Ok(self
+            .lines
+            .partition_point(|line| line.start <= byte_index)
+            .saturating_sub(1))
+    }
+
+    fn line_number(&'a self, _: (), line_index: usize) -> Result<usize, FilesError> {
+        self.lines
+            .get(line_index)
+            .map(|line| line.number)
+            .ok_or(FilesError::LineTooLarge {
+                given: line_index,
+                max: self.lines.len().saturating_sub(1),
+            })
+    }
+
+    fn column_number(
+        &'a self,
+        _: (),
+        line_index: usize,
+        byte_index: usize,
+    ) -> Result<usize, FilesError> {
+        let line = self.lines.get(line_index).ok_or(FilesError::LineTooLarge {
+            given: line_index,
+            max: self.lines.len().saturating_sub(1),
+        })?;
+        let shown = (line.start + line.prefix).min(self.text.len());
+        let before = self
+            .text
+            .get(shown..byte_index.max(shown))
+            .map_or(0, |s| s.chars().count());
+        Ok(line.column + before)
+    }
+
+    fn line_range(&'a self, _: (), line_index: usize) -> Result<Range<usize>, FilesError> {
+        let start = self
+            .lines
+            .get(line_index)
+            .ok_or(FilesError::LineTooLarge {
+                given: line_index,
+                max: self.lines.len().saturating_sub(1),
+            })?
+            .start;
+        let end = self
+            .lines
+            .get(line_index + 1)
+            .map_or(self.text.len(), |next| next.start);
+        Ok(start..end)
+    }
 }
 
 /// Renders one run-time error with a source snippet (`error[Overflow]: ...`).
@@ -170,16 +446,160 @@ pub fn render_runtime_error(
     span: Span,
     color: bool,
 ) -> String {
-    let file = SimpleFile::new(name, text);
     let mut buffer = if color {
         termcolor::Buffer::ansi()
     } else {
         termcolor::Buffer::no_color()
     };
-    let report = Report::error()
-        .with_code(code)
-        .with_message(message)
-        .with_labels(vec![Label::primary((), clamp(span, text.len()))]);
-    let _ = term::emit(&mut buffer, &term::Config::default(), &file, &report);
+    let message = shorten_message(message.to_string());
+    emit(
+        &mut buffer,
+        name,
+        text,
+        &LineIndex::new(text),
+        code,
+        &message,
+        span,
+    );
     String::from_utf8_lossy(buffer.as_slice()).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(text: &str, spans: &[(usize, usize)]) -> SourceErrors {
+        SourceErrors {
+            name: "t".into(),
+            text: text.into(),
+            diagnostics: spans
+                .iter()
+                .map(|&(s, e)| Diagnostic::new(Code::E0202, "m", Span::new(s, e)))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn quoted_names_and_long_messages_are_cut() {
+        let name = "é".repeat(1000);
+        let message = shorten_message(format!("unknown name `{name}` in `x`, see `{name}`"));
+        let cut = format!("`{}…`", "é".repeat(MAX_QUOTED_CHARS - 1));
+        assert_eq!(message, format!("unknown name {cut} in `x`, see {cut}"));
+        assert_eq!(
+            shorten_message("unknown name `x`".into()),
+            "unknown name `x`"
+        );
+        let long = shorten_message("word ".repeat(1000));
+        assert_eq!(long.chars().count(), MAX_MESSAGE_CHARS);
+        assert!(long.ends_with('…'));
+        assert_eq!(
+            Diagnostic::new(
+                Code::E0201,
+                format!("unknown event `{name}`"),
+                Span::default()
+            )
+            .message
+            .chars()
+            .count(),
+            "unknown event ``".len() + MAX_QUOTED_CHARS
+        );
+    }
+
+    #[test]
+    fn a_long_line_is_shown_as_a_window_with_real_line_and_column() {
+        // Multi-byte characters everywhere, so that every cut must fall on a char boundary.
+        let line = "ü".repeat(5000);
+        let text = format!("first\n{line}x{line}\nlast\n");
+        let at = text.find('x').unwrap();
+        let rendered = errors(&text, &[(at, at + 1)]).render(false);
+        assert!(rendered.contains("┌─ t:2:5001\n"), "{rendered}");
+        let shown = format!(
+            "2 │ …{}x{}…\n",
+            "ü".repeat(SNIPPET_CONTEXT_CHARS),
+            "ü".repeat(SNIPPET_LINE_CHARS - SNIPPET_CONTEXT_CHARS - 1)
+        );
+        assert!(rendered.contains(&shown), "{rendered}");
+        assert!(
+            rendered.contains(&format!("  │ {}^\n", " ".repeat(SNIPPET_CONTEXT_CHARS + 1))),
+            "{rendered}"
+        );
+        assert!(rendered.len() < 1000, "{rendered}");
+    }
+
+    #[test]
+    fn spans_at_the_ends_of_long_lines_and_texts_render() {
+        let text = "a".repeat(10_000);
+        for (s, e) in [
+            (0, 0),
+            (0, 10_000),
+            (9_999, 10_000),
+            (10_000, 10_000),
+            (50, 20_000),
+        ] {
+            let rendered = errors(&text, &[(s, e)]).render(false);
+            assert!(rendered.len() < 1000, "{s}..{e}: {rendered}");
+            assert!(rendered.contains('^'), "{s}..{e}: {rendered}");
+        }
+        // The line ends within reach of the span: the window shows the line's end.
+        let rendered = errors(&text, &[(9_990, 9_995)]).render(false);
+        assert!(
+            rendered.contains(&format!("1 │ …{}\n", "a".repeat(SNIPPET_LINE_CHARS))),
+            "{rendered}"
+        );
+        assert!(rendered.contains("┌─ t:1:9991\n"), "{rendered}");
+    }
+
+    #[test]
+    fn a_span_over_many_lines_shows_its_first_line() {
+        let text = "~event add {\n".to_string() + &"  x: i64,\n".repeat(50) + "}\n";
+        let rendered = errors(&text, &[(0, text.len() - 1)]).render(false);
+        assert!(rendered.contains("1 │ ~event add {\n"), "{rendered}");
+        assert!(!rendered.contains("x: i64"), "{rendered}");
+        // A short multi-line span keeps codespan's multi-line rendering.
+        let rendered = errors("ab\ncd\n", &[(1, 4)]).render(false);
+        assert!(
+            rendered.contains("1 │   ab\n  │ ╭──^\n2 │ │ cd\n  │ ╰─^\n"),
+            "{rendered}"
+        );
+    }
+
+    #[test]
+    fn only_the_first_diagnostics_are_reported() {
+        let text = "x".repeat(1000);
+        let spans: Vec<(usize, usize)> = (0..1000).map(|i| (i, i + 1)).collect();
+        let all = errors(&text, &spans);
+        let rendered = all.render(false);
+        assert_eq!(
+            rendered.matches("error[E0202]").count(),
+            MAX_REPORTED_DIAGNOSTICS
+        );
+        assert!(rendered.ends_with("900 more errors (only the first 100 are shown)\n"));
+        let json = all.to_json();
+        assert_eq!(
+            json["errors"].as_array().unwrap().len(),
+            MAX_REPORTED_DIAGNOSTICS
+        );
+        assert_eq!(json["more_errors"], 900);
+        let one = errors(&text, &spans[..1]);
+        assert!(!one.render(false).contains("more error"));
+        assert!(one.to_json().get("more_errors").is_none());
+    }
+
+    #[test]
+    fn runtime_errors_render_a_window_too() {
+        let text = format!("~std.io:println(text: {} + 1)", "9".repeat(100_000));
+        let rendered = render_runtime_error(
+            "t",
+            &text,
+            "Overflow",
+            "overflow",
+            Span::new(22, 100_026),
+            false,
+        );
+        assert!(rendered.len() < 1000, "{rendered}");
+        assert!(
+            rendered.contains("error[Overflow]: overflow\n  ┌─ t:1:23\n"),
+            "{rendered}"
+        );
+    }
 }

@@ -55,12 +55,28 @@ impl LineIndex {
         LineIndex { starts }
     }
 
-    pub fn line_col(&self, text: &str, offset: u32) -> LineCol {
-        let offset = (offset as usize).min(text.len());
-        let line = match self.starts.binary_search(&offset) {
+    /// The 0-based line holding byte `offset` (clamped to the text).
+    pub fn line_of(&self, offset: usize) -> usize {
+        match self.starts.binary_search(&offset) {
             Ok(line) => line,
             Err(next) => next - 1,
-        };
+        }
+    }
+
+    /// The byte range of 0-based `line`, without its line break.
+    pub fn line_range(&self, text: &str, line: usize) -> std::ops::Range<usize> {
+        let start = self.starts[line].min(text.len());
+        let end = self
+            .starts
+            .get(line + 1)
+            .map_or(text.len(), |next| next - 1)
+            .max(start);
+        start..end
+    }
+
+    pub fn line_col(&self, text: &str, offset: u32) -> LineCol {
+        let offset = (offset as usize).min(text.len());
+        let line = self.line_of(offset);
         let start = self.starts[line];
         let column = text
             .get(start..offset)

@@ -388,6 +388,88 @@ fn scopes_allow_exact_names_globs_aliases_and_included_scopes() {
     .is_ok());
 }
 
+const DESCRIBE_LIBRARY: &str = "~event describe { id: i64 }\n| known []const u8\n| unknown\n\n~describe = users.get(id: id)\n| found name |> known name\n| missing |> unknown\n";
+
+#[test]
+fn a_source_cannot_replace_a_library_subflow_or_a_host_event_of_its_scope() {
+    let mut registry = scoped_registry();
+    registry
+        .attach_library("users", "users.kz", DESCRIBE_LIBRARY)
+        .unwrap();
+    // A second library of the scope, or of a scope including it, cannot implement it again.
+    let again = registry
+        .attach_library("admins", "again.kz", DESCRIBE_LIBRARY)
+        .unwrap_err();
+    let RegistryError::Library(errors) = &again else {
+        panic!("{again}")
+    };
+    assert_eq!(errors.positions(), vec![(Code::E0209, 5, 2)], "{again}");
+    assert!(errors.diagnostics[0]
+        .message
+        .contains("`describe` is a subflow of library `users.kz`"));
+    // A library cannot implement a host event either.
+    let host = registry
+        .attach_library(
+            "users",
+            "host.kz",
+            "~event users.get { id: i64 } | found []const u8 | missing\n~users.get = missing\n",
+        )
+        .unwrap_err();
+    let RegistryError::Library(errors) = &host else {
+        panic!("{host}")
+    };
+    assert_eq!(errors.positions(), vec![(Code::E0209, 2, 2)], "{host}");
+    // Nor can a host event be registered over a library subflow.
+    let late = registry
+        .event(
+            "~event describe { id: i64 } | known []const u8 | unknown",
+            |_: i64| Reply::branch("unknown"),
+        )
+        .unwrap_err();
+    assert!(
+        matches!(&late, RegistryError::LibrarySubflow { event, library } if event == "describe" && library == "users.kz"),
+        "{late}"
+    );
+    let engine = Engine::new(registry);
+    let compile =
+        |source: &str| engine.compile("t", source, &CompileOptions::default().scope("users"));
+    let replaced = compile(
+        "~event describe { id: i64 }\n| known []const u8\n| unknown\n~describe = known \"mallory\"\n~describe(id: 1)\n",
+    )
+    .err()
+    .unwrap();
+    assert_eq!(replaced.positions(), vec![(Code::E0209, 4, 2)]);
+    assert!(replaced.diagnostics[0].message.contains("`describe`"));
+    // Without a declaration the message names the library subflow too, not a missing declaration.
+    let undeclared = compile("~describe = unknown\n~describe(id: 1)\n")
+        .err()
+        .unwrap();
+    assert_eq!(undeclared.positions(), vec![(Code::E0209, 1, 2)]);
+    assert!(undeclared.diagnostics[0]
+        .message
+        .contains("library `users.kz`"));
+    let host = compile("~users.get = missing\n~users.get(id: 1)\n")
+        .err()
+        .unwrap();
+    assert_eq!(host.positions(), vec![(Code::E0209, 1, 2)]);
+    assert!(host.diagnostics[0]
+        .message
+        .contains("`users.get` is a host event"));
+    // Redeclaring with the same signature is allowed (the library's subflow runs); another
+    // signature is a type mismatch.
+    let flow =
+        compile("~event describe { id: i64 }\n| known []const u8\n| unknown\n~describe(id: 1)\n")
+            .unwrap();
+    assert_eq!(
+        json(&run(&flow)),
+        r#"{"outcome":"ok","value":{"branch":"known","value":"ada"},"fuel":3}"#
+    );
+    let differs = compile("~event describe { id: i64 }\n| known\n~describe(id: 1)\n")
+        .err()
+        .unwrap();
+    assert_eq!(differs.positions()[0], (Code::E0204, 1, 1));
+}
+
 #[test]
 fn a_library_attached_to_a_scope_provides_subflows_to_its_flows() {
     let mut registry = scoped_registry();

@@ -171,3 +171,82 @@ fn bench_reports_every_runner_with_ratios_to_native() {
     assert_eq!(results[1]["ratio_to_native"].as_f64(), Some(1.0));
     assert_eq!(koru(&["bench", "--workload", "nope"]).0, 2);
 }
+
+/// Issue 11: a source of one very long line with many errors (and long names) renders a bounded
+/// report: each snippet a window of the line, the first 100 diagnostics and a count of the rest,
+/// names cut; the JSON quotes no source beyond the cut names.
+#[test]
+fn diagnostics_of_a_huge_one_line_source_stay_small() {
+    let fields: Vec<String> = (0..300).map(|i| format!("f{i}: zz{i}")).collect();
+    let line = |long_name: usize| {
+        format!(
+            "~capture({{ q: {}, {} }}) | as a |> _ | captured |> _",
+            "q".repeat(long_name),
+            fields.join(", ")
+        )
+    };
+    // Over the source limit (1 MiB): one E0105, whose snippet is a window of the line.
+    let over = write("huge_line_over.kz", &line(1 << 20));
+    let (code, _, err) = koru(&["check", &over]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.starts_with("error[E0105]"),
+        "{}",
+        &err[..err.len().min(300)]
+    );
+    assert!(err.len() < 1000, "{err}");
+    let (_, out, _) = koru(&["check", &over, "--json"]);
+    assert!(out.len() < 300, "{out}");
+    // Just under it: 301 unknown names on one line of 1 MB, the first a name of 1 MB.
+    let under = write("huge_line_under.kz", &line((1 << 20) - 4000));
+    let (code, _, err) = koru(&["check", &under]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.len() < 40_000,
+        "{} bytes of text diagnostics",
+        err.len()
+    );
+    assert_eq!(err.matches("error[E0202]").count(), 100);
+    assert!(
+        err.ends_with("201 more errors (only the first 100 are shown)\n"),
+        "{}",
+        &err[err.len().saturating_sub(300)..]
+    );
+    for line in err.lines() {
+        assert!(line.chars().count() < 200, "a long snippet line: {line}");
+    }
+    // The long name is cut in the message; a name a megabyte into the line is shown in a window
+    // (an ellipsis before it) with its real column.
+    let long = format!("unknown name `{}…`", "q".repeat(63));
+    assert!(
+        err.starts_with(&format!("error[E0202]: {long}\n")),
+        "{}",
+        &err[..300]
+    );
+    let column = line((1 << 20) - 4000).find("zz50").unwrap() + 1;
+    assert!(
+        err.contains(&format!(
+            "unknown name `zz50`\n  ┌─ {under}:1:{column}\n  │\n1 │ …"
+        )),
+        "{err}"
+    );
+    let (code, out, _) = koru(&["check", &under, "--json"]);
+    assert_eq!(code, 1);
+    assert!(
+        out.len() < 12_000,
+        "{} bytes of JSON diagnostics",
+        out.len()
+    );
+    let json: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let shown = json["errors"].as_array().unwrap();
+    assert_eq!(
+        (shown.len(), json["more_errors"].as_u64()),
+        (100, Some(201))
+    );
+    assert_eq!(shown[0]["message"], long);
+    assert_eq!(shown[51]["message"], "unknown name `zz50`");
+    assert_eq!(
+        (shown[51]["line"].as_u64(), shown[51]["column"].as_u64()),
+        (Some(1), Some(column as u64))
+    );
+}

@@ -125,3 +125,26 @@ fn the_engine_stays_usable_after_hostile_input() {
         .value()
         .is_some());
 }
+
+/// Issue 11: 20,000 errors on one line of 300 KB used to render every one with the whole line
+/// (6 GB of text); the report is the first 100, each with a window of the line.
+#[test]
+fn many_errors_on_one_long_line_render_a_bounded_report() {
+    let fields: Vec<String> = (0..20_000).map(|i| format!("f{i}: u{i}")).collect();
+    let source = format!(
+        "~capture({{ {} }}) | as a |> _ | captured |> _",
+        fields.join(", ")
+    );
+    let engine = Engine::new(Registry::with_std());
+    let errors = engine
+        .compile("hostile", &source, &CompileOptions::default())
+        .err()
+        .expect("unknown names");
+    assert_eq!(errors.diagnostics.len(), 20_000);
+    assert_eq!(errors.unreported(), 19_900);
+    let text = errors.render(false);
+    assert!(text.len() < 40_000, "{} bytes", text.len());
+    assert!(text.ends_with("19900 more errors (only the first 100 are shown)\n"));
+    let json = errors.to_json().to_string();
+    assert!(json.len() < 12_000, "{} bytes", json.len());
+}

@@ -62,12 +62,26 @@ pub struct Library {
     pub(crate) file: ast::SourceFile,
 }
 
+impl Library {
+    /// Whether the library implements a subflow named `name`.
+    pub fn implements(&self, name: &str) -> bool {
+        self.file
+            .items
+            .iter()
+            .any(|item| matches!(item, ast::Item::Subflow(s) if s.name.text == name))
+    }
+}
+
 /// Errors of registering events, implementations and scopes.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     /// An event of that name is registered already.
     #[error("event `{0}` is already registered")]
     DuplicateEvent(String),
+    /// A library attached to a scope implements a subflow of that name: a host event cannot
+    /// replace it (nor a library subflow a host event: that is a check error of the library).
+    #[error("event `{event}` is a subflow of library `{library}`")]
+    LibrarySubflow { event: String, library: String },
     /// No event of that name is registered.
     #[error("no event `{0}` is registered")]
     UnknownEvent(String),
@@ -189,6 +203,16 @@ impl Registry {
     pub fn declare_event(&mut self, sig: EventSig) -> Result<(), RegistryError> {
         if self.by_name.contains_key(&sig.name) {
             return Err(RegistryError::DuplicateEvent(sig.name.to_string()));
+        }
+        let libraries = self.scopes.values().flat_map(|scope| &scope.libraries);
+        if let Some(library) = libraries
+            .into_iter()
+            .find(|library| library.implements(&sig.name))
+        {
+            return Err(RegistryError::LibrarySubflow {
+                event: sig.name.to_string(),
+                library: library.name.clone(),
+            });
         }
         self.by_name.insert(sig.name.clone(), self.events.len());
         self.events.push(HostEvent {

@@ -886,7 +886,7 @@ impl<'a> Lowerer<'a> {
         let saved_captures = std::mem::take(&mut self.captures);
         let saved_override = self.span_override;
         let saved_text = self.text;
-        if def.from_library && self.span_override.is_none() {
+        if def.is_from_library() && self.span_override.is_none() {
             self.span_override = Some(call_span);
         }
         self.text = def.text;

@@ -44,8 +44,15 @@ pub(crate) struct SubflowDef<'a> {
     pub span: Span,
     /// The text the body's spans point into.
     pub text: &'a str,
-    /// Set for subflows from a library: their spans do not point into the checked source.
-    pub from_library: bool,
+    /// The library it comes from (`None`: the checked source): library spans do not point into
+    /// the checked source.
+    pub library: Option<&'a str>,
+}
+
+impl SubflowDef<'_> {
+    pub fn is_from_library(&self) -> bool {
+        self.library.is_some()
+    }
 }
 
 /// Parses and checks `text`, producing the typed IR.
@@ -76,24 +83,26 @@ pub fn check(
     }
     let mut subflows: HashMap<String, SubflowDef> = HashMap::new();
     for library in &libraries {
+        // Checked when attached; a name two libraries of the closure both define keeps the first
+        // (the scope's own libraries come before those of included scopes).
         let mut ignored = Vec::new();
         collect_subflows(
             registry,
             &library.file,
             &library.text,
-            true,
+            Some(&library.name),
             &mut subflows,
             &mut ignored,
         );
     }
-    collect_subflows(registry, file, text, false, &mut subflows, &mut diagnostics);
+    collect_subflows(registry, file, text, None, &mut subflows, &mut diagnostics);
     let recursive = find_recursion(&subflows, file, &mut diagnostics);
     let mut lowerer = lower::Lowerer::new(registry, options, text, &subflows, &recursive);
     // Check every subflow of the source once, so that its errors are reported even if nothing
     // calls it (calls inline a fresh, silent copy).
     let mut names: Vec<&String> = subflows
         .iter()
-        .filter(|(_, def)| !def.from_library)
+        .filter(|(_, def)| !def.is_from_library())
         .map(|(name, _)| name)
         .collect();
     names.sort_by_key(|name| subflows[*name].span.start);
@@ -119,12 +128,14 @@ pub fn check(
 }
 
 /// Collects declared events and subflows; reports imports, duplicate and unimplemented
-/// declarations and undeclared subflows.
+/// declarations, undeclared subflows, and subflows that would replace a host event or a subflow
+/// of a library of the scope (a source may redeclare those, with their signature, but not
+/// implement them: E0209).
 fn collect_subflows<'a>(
     registry: &Registry,
     file: &'a ast::SourceFile,
     text: &'a str,
-    from_library: bool,
+    library: Option<&'a str>,
     subflows: &mut HashMap<String, SubflowDef<'a>>,
     diagnostics: &mut Vec<Diagnostic>,
 ) {
@@ -172,6 +183,24 @@ fn collect_subflows<'a>(
             continue;
         }
         implemented.push(name);
+        if registry.event_index(name).is_some() {
+            diagnostics.push(Diagnostic::new(
+                Code::E0209,
+                format!("`{name}` is a host event: a source cannot implement it with a subflow"),
+                subflow.name.span,
+            ));
+            continue;
+        }
+        if let Some(owner) = subflows.get(name).and_then(|def| def.library) {
+            if library.is_none() {
+                diagnostics.push(Diagnostic::new(
+                    Code::E0209,
+                    format!("`{name}` is a subflow of library `{owner}` of the scope: a source cannot implement it again"),
+                    subflow.name.span,
+                ));
+            }
+            continue;
+        }
         match declared.get(name) {
             Some((_, Some(sig))) => {
                 subflows.insert(
@@ -181,7 +210,7 @@ fn collect_subflows<'a>(
                         body: &subflow.body,
                         span: subflow.span,
                         text,
-                        from_library,
+                        library,
                     },
                 );
             }
@@ -197,13 +226,20 @@ fn collect_subflows<'a>(
         if implemented.contains(name) {
             continue;
         }
-        match registry.event_index(name).map(|i| &registry.events()[i]) {
-            Some(host) => {
+        let existing = match registry.event_index(name) {
+            Some(i) => Some((&registry.events()[i].sig, "host event")),
+            None => subflows
+                .get(*name)
+                .filter(|def| def.is_from_library())
+                .map(|def| (&def.sig, "library subflow")),
+        };
+        match existing {
+            Some((existing, what)) => {
                 if let Some(sig) = sig {
-                    if *sig != *host.sig {
+                    if *sig != **existing {
                         diagnostics.push(Diagnostic::new(
                             Code::E0204,
-                            format!("this declaration of `{name}` differs from the host event's signature"),
+                            format!("this declaration of `{name}` differs from the {what}'s signature"),
                             decl.span,
                         ));
                     }
@@ -294,7 +330,7 @@ fn find_recursion(
         let members: Vec<&str> = component.iter().map(|&i| names[i]).collect();
         for &name in &members {
             recursive.push(name.to_string());
-            if subflows[name].from_library {
+            if subflows[name].is_from_library() {
                 continue;
             }
             let span = file
