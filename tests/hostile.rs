@@ -172,3 +172,49 @@ fn thousands_of_top_level_flows_compile_in_bounded_time_and_memory() {
     assert_eq!(out, "i\n".repeat(8000));
     assert!(err.contains("too large for the JIT"), "{err}");
 }
+
+#[test]
+fn a_flow_over_the_compile_budget_says_why_in_its_stats() {
+    use koru_jit::{CompileBudget, CompileOptions, Engine, EngineConfig, JitError, Registry};
+    use koru_jit::{Tier, TierPolicy};
+    let engine = Engine::with_config(
+        Registry::with_std(),
+        EngineConfig {
+            policy: TierPolicy {
+                compile_budget: CompileBudget {
+                    max_steps: 100,
+                    ..CompileBudget::default()
+                },
+                ..TierPolicy::eager()
+            },
+            ..EngineConfig::default()
+        },
+    );
+    let source = compile_bomb(8, true, "~if(false) | then |> {call}");
+    let flow = engine
+        .compile("bomb", &source, &CompileOptions::default().tier(Tier::Jit))
+        .unwrap();
+    assert_eq!(flow.tier(), Tier::Interp);
+    let expected = JitError::OverBudget {
+        what: "steps after inlining",
+        field: "max_steps",
+        size: flow.program().step_count as u64,
+        limit: 100,
+    };
+    assert_eq!(flow.stats().jit_error, Some(expected.clone()));
+    assert_eq!(flow.jit_error(), Some(&expected));
+    // It still runs, interpreted, with the same result.
+    let outcome = flow
+        .run(&koru_jit::Inputs::new(), &koru_jit::RunLimits::default())
+        .unwrap();
+    assert_eq!(
+        outcome.to_json().to_string(),
+        r#"{"outcome":"ok","value":{"branch":"else"},"fuel":0}"#
+    );
+    // Within the budget, the same flow compiles.
+    let small = compile_bomb(4, true, "~if(false) | then |> {call}");
+    let flow = engine
+        .compile("small", &small, &CompileOptions::default().tier(Tier::Jit))
+        .unwrap();
+    assert_eq!((flow.tier(), flow.stats().jit_error), (Tier::Jit, None));
+}

@@ -951,21 +951,22 @@ async fn flow_stats(State(state): State<Arc<AppState>>, headers: HeaderMap) -> R
                 "interpreted_iterations": stats.interpreted_iterations,
                 "native_iterations": stats.native_iterations,
                 "osr_entries": stats.osr_entries,
+                "memory_bytes": flow.memory_bytes(),
+                // Why the flow stays interpreted, if the JIT refused it (compile budget).
+                "jit_error": stats.jit_error.as_ref().map(|e| e.to_string()),
             })
         })
         .collect();
     // The cache as the key's scopes see it: their flows only. The cache-wide counters (hits,
     // misses, evictions of every scope) are for the operator, in /metrics.
     let entries = flows.len();
-    let code_bytes: u64 = flows
-        .iter()
-        .map(|f| f["code_bytes"].as_u64().unwrap_or(0))
-        .sum();
+    let sum = |field: &str| -> u64 { flows.iter().map(|f| f[field].as_u64().unwrap_or(0)).sum() };
+    let (code_bytes, bytes) = (sum("code_bytes"), sum("memory_bytes"));
     json_response(
         StatusCode::OK,
         &json!({
             "flows": flows,
-            "cache": { "entries": entries, "code_bytes": code_bytes },
+            "cache": { "entries": entries, "code_bytes": code_bytes, "bytes": bytes },
         }),
     )
 }
