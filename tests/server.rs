@@ -573,7 +573,7 @@ fn flows_are_cached_across_requests_tier_up_and_stats_show_only_the_keys_scopes(
                 // The cache as alice's scopes see it: their one flow.
                 assert_eq!(
                     stats["cache"],
-                    json!({ "entries": 1, "code_bytes": flow["code_bytes"] }),
+                    json!({ "entries": 1, "code_bytes": flow["code_bytes"], "bytes": flow["memory_bytes"] }),
                     "{stats}"
                 );
                 break flow;
@@ -594,7 +594,7 @@ fn flows_are_cached_across_requests_tier_up_and_stats_show_only_the_keys_scopes(
         .json();
     assert_eq!(
         stats,
-        json!({ "flows": [], "cache": { "entries": 0, "code_bytes": 0 } })
+        json!({ "flows": [], "cache": { "entries": 0, "code_bytes": 0, "bytes": 0 } })
     );
     // A flow of bob's own scope is his only one; alice, granted `slow` too, sees both.
     let (status, body) = run(&server, "bob-key-4567", json!({ "source": "~nap(ms: 1)" }));
