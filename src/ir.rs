@@ -8,6 +8,8 @@
 //! Every step yields a value: a [`ValueId`] naming a static [`ValueDesc`] (a branch name and the
 //! locals that hold its payload). Nothing about values is dynamic except which one was taken.
 
+pub mod text;
+
 use crate::span::Span;
 use crate::types::{EventSig, Type};
 use smallvec::SmallVec;

@@ -85,6 +85,9 @@ enum Command {
         inputs: Vec<String>,
         #[arg(long)]
         scope: Option<String>,
+        /// Print at most this many bytes, then a line saying how many were left out.
+        #[arg(long, value_name = "BYTES", default_value_t = EMIT_MAX_BYTES)]
+        max_bytes: usize,
     },
     /// List the host events and scopes the command line registers.
     Scopes,
@@ -199,7 +202,8 @@ fn main() -> ExitCode {
             what,
             inputs,
             scope,
-        } => emit(&file, what, &inputs, scope),
+            max_bytes,
+        } => emit(&file, what, &inputs, scope, max_bytes),
         Command::Bench(args) => bench(args),
         #[cfg(feature = "server")]
         Command::Serve { config, listen } => serve(&config, listen),
@@ -700,8 +704,85 @@ fn describe_stats(stats: &koru_jit::FlowStats) -> String {
     text
 }
 
-fn emit(file: &str, what: EmitWhat, inputs: &[String], scope: Option<String>) -> u8 {
-    if let EmitWhat::Ast = what {
+/// What `emit` prints by default, at most (`--max-bytes`).
+const EMIT_MAX_BYTES: usize = 16 << 20;
+
+/// The text `emit` prints: at most `max` bytes are kept (cut at a character boundary); what is
+/// written past them is only counted, up to `max` plus [`BoundedText::COUNT_PAST`], where
+/// formatting is stopped, so that printing costs bounded time and memory whatever the flow.
+struct BoundedText {
+    text: String,
+    max: usize,
+    total: usize,
+}
+
+impl BoundedText {
+    const COUNT_PAST: usize = 256 << 20;
+
+    fn new(max: usize) -> BoundedText {
+        BoundedText {
+            text: String::new(),
+            max,
+            total: 0,
+        }
+    }
+
+    /// Writes the kept text, then, if some was left out, a line saying how much (stdout, so
+    /// that a file the output went to says it is incomplete).
+    fn print(self, stopped: bool) -> std::io::Result<()> {
+        use std::io::Write;
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        out.write_all(self.text.as_bytes())?;
+        let cut = self.total - self.text.len();
+        if cut > 0 {
+            if !self.text.ends_with('\n') {
+                out.write_all(b"\n")?;
+            }
+            let at_least = if stopped { "at least " } else { "" };
+            writeln!(
+                out,
+                "… {at_least}{cut} more bytes not shown (the first {} of {at_least}{}; raise --max-bytes)",
+                self.text.len(),
+                self.total
+            )?;
+        }
+        out.flush()
+    }
+}
+
+impl std::fmt::Write for BoundedText {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.total += s.len();
+        let room = self.max - self.text.len();
+        if room > 0 {
+            let mut keep = s.len().min(room);
+            while !s.is_char_boundary(keep) {
+                keep -= 1;
+            }
+            self.text.push_str(&s[..keep]);
+            if keep < s.len() {
+                // Nothing more is kept, not even a shorter piece that would still fit.
+                self.max = self.text.len();
+            }
+        }
+        if self.total > self.max.saturating_add(Self::COUNT_PAST) {
+            return Err(std::fmt::Error);
+        }
+        Ok(())
+    }
+}
+
+fn emit(
+    file: &str,
+    what: EmitWhat,
+    inputs: &[String],
+    scope: Option<String>,
+    max_bytes: usize,
+) -> u8 {
+    use std::fmt::Write;
+    let mut out = BoundedText::new(max_bytes);
+    let mut code = EXIT_OK;
+    let written = if let EmitWhat::Ast = what {
         let source = match std::fs::read_to_string(file) {
             Ok(source) => source,
             Err(e) => {
@@ -710,7 +791,7 @@ fn emit(file: &str, what: EmitWhat, inputs: &[String], scope: Option<String>) ->
             }
         };
         let (ast, diagnostics) = koru_jit::syntax::parse(&source, &Default::default());
-        println!("{ast:#?}");
+        let written = writeln!(out, "{ast:#?}");
         if !diagnostics.is_empty() {
             let errors = SourceErrors {
                 name: file.to_string(),
@@ -718,45 +799,48 @@ fn emit(file: &str, what: EmitWhat, inputs: &[String], scope: Option<String>) ->
                 diagnostics,
             };
             eprint!("{}", errors.render(std::io::stderr().is_terminal()));
-            return EXIT_INVALID;
+            code = EXIT_INVALID;
         }
-        return EXIT_OK;
-    }
-    let (flow, _, _) = match load(file, inputs, scope, Tier::Interp) {
-        Ok(loaded) => loaded,
-        Err(error) => return report_load_error(error, false),
-    };
-    match what {
-        EmitWhat::Ir => println!("{:#?}", flow.program()),
-        EmitWhat::Clif | EmitWhat::Asm => {
-            match koru_jit::jit::compile_with_listing(
-                flow.program(),
-                flow.layout(),
-                flow.registry(),
-                true,
-            ) {
-                Ok((_, listing)) => print!(
-                    "{}",
-                    if matches!(what, EmitWhat::Clif) {
-                        listing.clif
+        written
+    } else {
+        let (flow, _, _) = match load(file, inputs, scope, Tier::Interp) {
+            Ok(loaded) => loaded,
+            Err(error) => return report_load_error(error, false),
+        };
+        match what {
+            EmitWhat::Ir => write!(out, "{}", koru_jit::ir::text::ProgramText(flow.program())),
+            EmitWhat::Clif | EmitWhat::Asm => {
+                match koru_jit::jit::compile_with_listing(
+                    flow.program(),
+                    flow.layout(),
+                    flow.registry(),
+                    true,
+                ) {
+                    Ok((_, listing)) => out.write_str(if matches!(what, EmitWhat::Clif) {
+                        &listing.clif
                     } else {
-                        listing.asm
+                        &listing.asm
+                    }),
+                    Err(error) => {
+                        eprintln!(
+                            "error: no native code, the flow stays in the interpreter: {error}"
+                        );
+                        return EXIT_RUNTIME_ERROR;
                     }
-                ),
-                Err(error) => {
-                    eprintln!("error: no native code, the flow stays in the interpreter: {error}");
-                    return EXIT_RUNTIME_ERROR;
                 }
             }
+            EmitWhat::Layout => write!(
+                out,
+                "{}",
+                LayoutTable {
+                    program: flow.program(),
+                    layout: flow.layout(),
+                }
+            ),
+            EmitWhat::Ast => unreachable!("handled above"),
         }
-        EmitWhat::Layout => print!(
-            "{}",
-            LayoutTable {
-                program: flow.program(),
-                layout: flow.layout(),
-            }
-        ),
-        EmitWhat::Ast => unreachable!("handled above"),
-    }
-    EXIT_OK
+    };
+    // A closed stdout (`| head`) is not an error of the flow.
+    let _ = out.print(written.is_err());
+    code
 }

@@ -138,7 +138,7 @@ mod tests {
 
     /// The recursive-ascent parser recurses once per symbol of the parse stack; the token bound
     /// keeps that within a small native stack even for the deepest items it accepts (unary
-    /// operators and `if` chains, which nest without brackets), in debug builds too.
+    /// operators and `if` chains, also as operands, which nest without brackets), in debug builds too.
     #[test]
     fn fast_parser_stack_is_bounded() {
         let n = parser::FAST_MAX_TOKENS;
@@ -146,6 +146,9 @@ mod tests {
             format!("~f(a: {}1)", "- ".repeat(n - 7)),
             format!("~f(a: {}1)", "not ".repeat(n - 7)),
             format!("~f(a: {}1)", "if (x) 1 else ".repeat((n - 7) / 6)),
+            // Conditionals as operands nest through every level of the open expressions.
+            format!("~f(a: {}1)", "1 + if (x) 1 else ".repeat((n - 7) / 8)),
+            format!("~f(a: {}1)", "- if (x) 1 else ".repeat((n - 7) / 7)),
         ];
         for source in deepest {
             let tokens = lexer::lex(&source, 0).len();
