@@ -310,12 +310,22 @@ fn run(
     tier: Tier,
     limits: &RunLimits,
 ) -> Result<(String, String, Vec<String>), String> {
+    run_with(source, tier, limits, koru_jit::TierPolicy::eager())
+}
+
+/// Like [`run`], under `policy`.
+fn run_with(
+    source: &str,
+    tier: Tier,
+    limits: &RunLimits,
+    policy: koru_jit::TierPolicy,
+) -> Result<(String, String, Vec<String>), String> {
     let (mut registry, _, log) = common::test_registry();
     let sink = Arc::new(CaptureSink::new());
     registry.set_output(sink.clone());
     // The auto tier compiles at the first opportunity: a run switches at its first back-edge.
     let config = koru_jit::EngineConfig {
-        policy: koru_jit::TierPolicy::eager(),
+        policy,
         ..koru_jit::EngineConfig::default()
     };
     let engine = Engine::with_config(registry, config);
@@ -395,6 +405,19 @@ fn random_flows_behave_the_same_in_both_tiers() {
             interpreted, switching,
             "seed {seed}: the auto tier differs on\n{source}\nlimits {limits:?}"
         );
+        // Compiled as small functions (what large flows are split into), every few seeds.
+        if seed % 4 == 0 {
+            let mut policy = koru_jit::TierPolicy::eager();
+            policy.compile_budget.function_steps = 1 + (seed as usize / 4) % 3;
+            for tier in [Tier::Jit, Tier::Auto] {
+                let split = run_with(&source, tier, &limits, policy.clone())
+                    .unwrap_or_else(|e| panic!("seed {seed}:\n{source}\n{e}"));
+                assert_eq!(
+                    interpreted, split,
+                    "seed {seed}: split code ({tier:?}) differs on\n{source}\nlimits {limits:?}"
+                );
+            }
+        }
         compiled += 1;
         if !interpreted.0.starts_with("{\"outcome\":\"ok\"") {
             stopped += 1;

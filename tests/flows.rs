@@ -7,7 +7,11 @@
 //! * `auto::FILE`: the auto tier with thresholds of 1, run twice: the first run starts in the
 //!   interpreter and moves to native code at its first loop back-edge, the second starts native;
 //!   both observably equal the interpreter;
-//! * `aarch64::FILE`: the flow compiles with the aarch64 backend (not run: this machine is x86-64).
+//! * `split::FILE`: native code compiled as one function per step at most (the regions large
+//!   flows are split into, `CompileBudget::function_steps`) equals the interpreter too, in the
+//!   jit tier and in the auto tier (moving to it at a loop head);
+//! * `aarch64::FILE`: the flow compiles with the aarch64 backend, split the same way (not run:
+//!   this machine is x86-64).
 //!
 //! Directives (each a `// name: value` comment line):
 //!
@@ -139,13 +143,23 @@ fn run_file(path: &Path, tier: Tier) -> Result<Option<Observed>, Failed> {
 /// Runs the file `runs` times on one compiled flow, checking every run; returns the last run's
 /// observations. The auto tier compiles at the first opportunity (thresholds of 1).
 fn run_file_times(path: &Path, tier: Tier, runs: usize) -> Result<Option<Observed>, Failed> {
+    run_file_with(path, tier, runs, TierPolicy::eager())
+}
+
+/// Like [`run_file_times`], under `policy`.
+fn run_file_with(
+    path: &Path,
+    tier: Tier,
+    runs: usize,
+    policy: TierPolicy,
+) -> Result<Option<Observed>, Failed> {
     let source = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
     let e = expectations(&source)?;
     let (mut registry, accumulator, log) = common::test_registry();
     let sink = Arc::new(CaptureSink::new());
     registry.set_output(sink.clone());
     let config = EngineConfig {
-        policy: TierPolicy::eager(),
+        policy,
         ..EngineConfig::default()
     };
     let engine = Engine::with_config(registry, config);
@@ -326,6 +340,28 @@ fn run_file_on_both_tiers(path: &Path) -> Result<(), Failed> {
     Ok(())
 }
 
+/// Native code split into a function per step at most observably equals the interpreter.
+fn run_file_split(path: &Path) -> Result<(), Failed> {
+    let mut policy = TierPolicy::eager();
+    policy.compile_budget.function_steps = 1;
+    let native = run_file_with(path, Tier::Jit, 1, policy.clone())?;
+    // The auto tier too: a run that moves to split code at a loop head, then a native run.
+    let switching = run_file_with(path, Tier::Auto, 2, policy)?;
+    let interpreted = run_file(path, Tier::Interp).map_err(|e| {
+        format!(
+            "the interpreter fails this file too: {}",
+            e.message().unwrap_or("")
+        )
+    })?;
+    if native != interpreted || switching != interpreted {
+        return Err(format!(
+            "split native code differs\n--- interpreter\n{interpreted:#?}\n--- split jit\n{native:#?}\n--- split auto\n{switching:#?}"
+        )
+        .into());
+    }
+    Ok(())
+}
+
 /// The flow compiles for aarch64 (files expected not to compile are skipped).
 fn compile_for_aarch64(path: &Path) -> Result<(), Failed> {
     let source = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
@@ -340,6 +376,7 @@ fn compile_for_aarch64(path: &Path) -> Result<(), Failed> {
         flow.layout(),
         engine.registry(),
         "aarch64-unknown-linux-gnu",
+        1,
     )
     .map_err(|e| e.to_string())?;
     if bytes == 0 {
@@ -376,7 +413,7 @@ fn main() {
             .unwrap_or(&path)
             .display()
             .to_string();
-        let (p1, p2, p3, p4) = (path.clone(), path.clone(), path.clone(), path);
+        let (p1, p2, p3, p4, p5) = (path.clone(), path.clone(), path.clone(), path.clone(), path);
         trials.push(Trial::test(format!("auto::{name}"), move || {
             run_file_auto(&p4)
         }));
@@ -385,6 +422,9 @@ fn main() {
         }));
         trials.push(Trial::test(format!("jit::{name}"), move || {
             run_file_on_both_tiers(&p2)
+        }));
+        trials.push(Trial::test(format!("split::{name}"), move || {
+            run_file_split(&p5)
         }));
         trials.push(Trial::test(format!("aarch64::{name}"), move || {
             compile_for_aarch64(&p3)

@@ -216,6 +216,7 @@ fn every_spec9_example_compiles_for_aarch64() {
             flow.layout(),
             engine.registry(),
             "aarch64-unknown-linux-gnu",
+            128,
         )
         .unwrap();
         assert!(bytes > 0);

@@ -32,6 +32,35 @@ fn policy(call_threshold: u64, loop_threshold: u64, background: bool) -> EngineC
 }
 
 #[test]
+fn a_large_flow_split_into_functions_still_moves_to_native_code_mid_loop() {
+    // A flow larger than `CompileBudget::function_steps` is compiled as several functions; a
+    // run in a loop of the third top-level flow continues in the function that holds it.
+    let mut config = policy(1_000, 5_000, false);
+    config.policy.compile_budget.function_steps = 2;
+    let (engine, accumulator) = demo_engine(config);
+    let source = format!(
+        "~add(a: \"1\", b: \"2\")\n~std.io:print(text: \"\")\n{NESTED_LOOP}~add(a: \"4\", b: \"5\")\n"
+    );
+    let flow = engine
+        .compile("split", &source, &CompileOptions::default())
+        .unwrap();
+    let outcome = flow.run(&Inputs::new(), &RunLimits::default()).unwrap();
+    assert_eq!(
+        outcome.to_json().to_string(),
+        r#"{"outcome":"ok","value":{"branch":"sum","value":"9"},"fuel":100003}"#
+    );
+    assert_eq!(accumulator.load(Ordering::Relaxed), 4_950_012);
+    let stats = flow.stats();
+    assert_eq!((stats.osr_entries, stats.tier), (1, Tier::Jit), "{stats:?}");
+    assert!(stats.native_iterations > 90_000, "{stats:?}");
+    // The next run starts native and agrees.
+    accumulator.store(0, Ordering::Relaxed);
+    let again = flow.run(&Inputs::new(), &RunLimits::default()).unwrap();
+    assert_eq!(again.to_json(), outcome.to_json());
+    assert_eq!(flow.stats().native_runs, 1);
+}
+
+#[test]
 fn a_single_long_run_moves_to_native_code_in_the_middle_of_its_loop() {
     let (engine, accumulator) = demo_engine(policy(1_000, 5_000, false));
     let flow = engine

@@ -507,7 +507,7 @@ impl Tiering for RunTiering<'_> {
         }
         self.flow.request_compile(true);
         // Code compiled for runs that start natively has no loop entries: keep interpreting.
-        let native = self.flow.native().filter(|n| n.has_osr_entries())?;
+        let native = self.flow.native().filter(|n| n.has_osr_entry(loop_index))?;
         self.flow.stats.osr_entries.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(target: "koru_jit", flow = %self.flow.name(), loop_index, iterations = state.loop_iterations[loop_index as usize], "continuing in native code");
         state.osr_entry = loop_index + 1;

@@ -36,11 +36,27 @@ const I64: types::Type = types::I64;
 const I32: types::Type = types::I32;
 const F64: types::Type = types::F64;
 
-/// A lowered flow: the function and the data its code refers to.
+/// A lowered flow: its functions (the entry first, then the regions it calls through
+/// `NativeData::region_entries`, in index order) and the data its code refers to.
 pub struct Lowered {
-    pub function: Function,
+    pub functions: Vec<Function>,
     pub data: Box<NativeData>,
+    /// The loops the entry function can continue an interpreted run at.
+    pub osr_loops: Vec<u32>,
 }
+
+/// A part of a large flow compiled as a function of its own (see [`Lower::call_region`]).
+#[derive(Clone, Copy)]
+enum Region<'a> {
+    /// A run of top-level flows.
+    Flows(&'a [Step]),
+    /// The body of a subflow call: it returns `REGION_BRANCH + ` the result branch it ended
+    /// with, its result locals written to the flow state.
+    Body(&'a SubflowCall),
+}
+
+/// What a region returns, past the statuses, for the result branch of a subflow body.
+const REGION_BRANCH: u32 = 16;
 
 /// A scalar (int, bool as 0/1, float) or a string (pointer, length).
 #[derive(Clone, Copy)]
@@ -55,6 +71,13 @@ enum SinkKind<'s> {
     Jump(Block),
     /// The value of a top-level flow: write its payload to the flow state, then continue.
     TopLevel(Block),
+    /// The end of a subflow body compiled as a region: map the value to a branch, copy its
+    /// payload into the flow state, return the branch.
+    RegionExit {
+        exits: &'s [Exit],
+        name: &'s Arc<str>,
+        span: Span,
+    },
     /// The end of an inlined subflow: map the value to a branch, copy its payload, continue at
     /// that branch's block.
     Exit {
@@ -71,8 +94,10 @@ struct Sink<'s> {
     id: u32,
 }
 
-/// Lowers `program` to a function `extern "C" fn(frame: *mut u64, state: *mut RunState) -> u32`.
-/// `data` must be boxed before the call: generated code embeds its address.
+/// Lowers `program` to functions `extern "C" fn(frame: *mut u64, state: *mut RunState) -> u32`:
+/// the entry, and, for a flow of more than `split` steps, regions of about that many steps each
+/// (Cranelift's passes cost more than linearly in the size of one function). `data` must be
+/// boxed before the call: generated code embeds its address.
 pub fn lower(
     program: &Program,
     layout: &Layout,
@@ -80,29 +105,127 @@ pub fn lower(
     call_conv: CallConv,
     context: &mut FunctionBuilderContext,
     osr: bool,
+    split: usize,
 ) -> Result<Lowered, String> {
+    let mut data = Box::new(NativeData::default());
+    let frontend = cranelift_codegen::isa::TargetFrontendConfig {
+        default_call_conv: call_conv,
+        pointer_width: target_lexicon::PointerWidth::U64,
+        page_size_align_log2: 12,
+    };
+    let mut entry =
+        Function::with_name_signature(UserFuncName::user(0, 0), entry_signature(call_conv));
+    let mut functions = Vec::new();
+    let osr_loops;
+    {
+        let builder = FunctionBuilder::new(&mut entry, context);
+        let mut main = Lower::new(
+            program,
+            layout,
+            registry,
+            call_conv,
+            builder,
+            &mut data,
+            osr,
+            split,
+            Vec::new(),
+        );
+        let dispatch = main.flows()?;
+        // The regions, before the entry's dispatch: it routes to the loops they have entries
+        // for. Lowering one region may add more (its large subflow bodies).
+        let mut regions = std::mem::take(&mut main.regions);
+        let mut region_loops: Vec<Vec<u32>> = Vec::new();
+        let mut region_context = FunctionBuilderContext::new();
+        let mut k = 0;
+        while k < regions.len() {
+            let region = regions[k];
+            let mut function = Function::with_name_signature(
+                UserFuncName::user(0, k as u32 + 1),
+                entry_signature(call_conv),
+            );
+            {
+                let builder = FunctionBuilder::new(&mut function, &mut region_context);
+                // Only runs of top-level flows, which the entry calls itself, get entries.
+                let region_osr = osr && matches!(region, Region::Flows(_));
+                let mut lower = Lower::new(
+                    program,
+                    layout,
+                    registry,
+                    call_conv,
+                    builder,
+                    &mut *main.data,
+                    region_osr,
+                    split,
+                    regions,
+                );
+                lower.region(region)?;
+                region_loops.push(std::mem::take(&mut lower.osr_loops));
+                regions = std::mem::take(&mut lower.regions);
+                lower.b.seal_all_blocks();
+                lower.b.finalize(frontend);
+            }
+            functions.push(function);
+            k += 1;
+        }
+        main.finish_entry(dispatch, &region_loops);
+        let mut loops = std::mem::take(&mut main.osr_loops);
+        for (region, _) in &main.region_calls {
+            loops.extend(&region_loops[*region]);
+        }
+        loops.sort_unstable();
+        osr_loops = loops;
+        main.b.seal_all_blocks();
+        main.b.finalize(frontend);
+    }
+    functions.insert(0, entry);
+    Ok(Lowered {
+        functions,
+        data,
+        osr_loops,
+    })
+}
+
+fn entry_signature(call_conv: CallConv) -> Signature {
     let mut signature = Signature::new(call_conv);
     signature.params.push(AbiParam::new(I64));
     signature.params.push(AbiParam::new(I64));
     signature.returns.push(AbiParam::new(I32));
-    let mut function = Function::with_name_signature(UserFuncName::user(0, 0), signature);
-    let mut data = Box::new(NativeData::default());
-    {
-        let builder = FunctionBuilder::new(&mut function, context);
-        let mut lower = Lower::new(
-            program, layout, registry, call_conv, builder, &mut data, osr,
-        );
-        lower.flows()?;
-        lower.b.seal_all_blocks();
-        lower
-            .b
-            .finalize(cranelift_codegen::isa::TargetFrontendConfig {
-                default_call_conv: call_conv,
-                pointer_width: target_lexicon::PointerWidth::U64,
-                page_size_align_log2: 12,
-            });
+    signature
+}
+
+/// Steps in `step` and below, counted up to `limit` (then `limit + 1`).
+fn steps_within(step: &Step, limit: usize) -> usize {
+    fn arms(a: &Arms, n: &mut usize, limit: usize) {
+        for arm in &a.arms {
+            if *n > limit {
+                return;
+            }
+            if let Some(s) = &arm.step {
+                count(s, n, limit);
+            }
+        }
     }
-    Ok(Lowered { function, data })
+    fn count(s: &Step, n: &mut usize, limit: usize) {
+        *n += 1;
+        if *n > limit {
+            return;
+        }
+        match s {
+            Step::Invoke(s) => arms(&s.arms, n, limit),
+            Step::Call(s) => {
+                count(&s.body, n, limit);
+                arms(&s.arms, n, limit);
+            }
+            Step::For(s) => arms(&s.arms, n, limit),
+            Step::If(s) => arms(&s.arms, n, limit),
+            Step::While(s) => arms(&s.arms, n, limit),
+            Step::Capture(s) => arms(&s.arms, n, limit),
+            Step::Update(_) | Step::Construct(_) | Step::Yield(_) => {}
+        }
+    }
+    let mut n = 0;
+    count(step, &mut n, limit);
+    n.min(limit + 1)
 }
 
 struct Lower<'a, 'f> {
@@ -111,7 +234,7 @@ struct Lower<'a, 'f> {
     registry: &'a Registry,
     call_conv: CallConv,
     b: FunctionBuilder<'f>,
-    data: &'a mut NativeData,
+    data: &'f mut NativeData,
     frame: Value,
     state: Value,
     /// Per local: its variables (the second for a `str`'s length).
@@ -136,6 +259,18 @@ struct Lower<'a, 'f> {
     osr_targets: HashMap<u32, OsrTarget>,
     /// Counter, end and chunk end of the `for` loops, by nesting depth (see [`Lower::loop_vars`]).
     loop_vars: Vec<[Variable; 3]>,
+    /// Steps above which a part of the flow becomes a region of its own.
+    split: usize,
+    /// Every region of the flow so far (region `k` is function `k + 1`).
+    regions: Vec<Region<'a>>,
+    /// The loops this function registered entries for.
+    osr_loops: Vec<u32>,
+    /// The runs of top-level flows the entry calls, and the block of each call (an entry at a
+    /// loop of the region jumps there).
+    region_calls: Vec<(usize, Block)>,
+    /// The variables of each word of the flow state (int class, float class): what an entry at
+    /// a loop head reloads.
+    word_vars: Vec<[Option<Variable>; 2]>,
 }
 
 /// A loop being lowered, as an entry at an inner loop's head must rebuild it.
@@ -169,8 +304,10 @@ impl<'a, 'f> Lower<'a, 'f> {
         registry: &'a Registry,
         call_conv: CallConv,
         mut b: FunctionBuilder<'f>,
-        data: &'a mut NativeData,
+        data: &'f mut NativeData,
         osr: bool,
+        split: usize,
+        regions: Vec<Region<'a>>,
     ) -> Lower<'a, 'f> {
         let entry = b.create_block();
         b.append_block_params_for_function_params(entry);
@@ -199,6 +336,7 @@ impl<'a, 'f> Lower<'a, 'f> {
                 }
             })
             .collect();
+        let word_vars = by_word;
         let flags = MemFlagsData::trusted();
         let load = |b: &mut FunctionBuilder, ty, field: usize| {
             b.ins().load(ty, flags, state, state_offset(field))
@@ -236,6 +374,11 @@ impl<'a, 'f> Lower<'a, 'f> {
             loops: Vec::new(),
             osr_targets: HashMap::new(),
             loop_vars: Vec::new(),
+            split,
+            regions,
+            osr_loops: Vec::new(),
+            region_calls: Vec::new(),
+            word_vars,
         };
         // Flow inputs are written by the caller: read them once.
         for input in &program.inputs {
@@ -252,38 +395,197 @@ impl<'a, 'f> Lower<'a, 'f> {
         }
     }
 
-    fn flows(&mut self) -> Result<(), String> {
-        // `state.osr_entry` is 0 for a run from the beginning, `1 + k` to continue an interpreted
-        // run at the head of loop `k`.
+    /// `state.osr_entry` is 0 for a run from the beginning, `1 + k` to continue an interpreted
+    /// run at the head of loop `k`: the function starts by testing it. Returns the dispatch
+    /// block and the value read, for [`Lower::osr_dispatch`].
+    fn osr_test(&mut self) -> (Block, Value) {
         let normal = self.b.create_block();
         let dispatch = self.b.create_block();
         let entry = self.state_load(I32, offset_of!(RunState, osr_entry));
         self.b.ins().brif(entry, dispatch, &[], normal, &[]);
         self.b.switch_to_block(normal);
-        for flow in &self.program.flows {
+        (dispatch, entry)
+    }
+
+    /// The entry function's flows (or the calls of the regions they are split into); the
+    /// dispatch and the exits come after the regions, in [`Lower::finish_entry`].
+    fn flows(&mut self) -> Result<(Block, Value), String> {
+        let (dispatch, entry) = self.osr_test();
+        let flows = &self.program.flows;
+        if self.program.step_count <= self.split {
+            self.top_level(flows)?;
+        } else {
+            // Runs of top-level flows of about `split` steps, each a region of its own.
+            let mut start = 0;
+            while start < flows.len() {
+                let mut end = start;
+                let mut steps = 0;
+                while end < flows.len() && (end == start || steps < self.split) {
+                    steps += steps_within(&flows[end], self.split);
+                    end += 1;
+                }
+                let index = self.regions.len();
+                self.regions.push(Region::Flows(&flows[start..end]));
+                // An entry at a loop of the region jumps here (the region takes it from there).
+                let call = self.b.create_block();
+                self.b.ins().jump(call, &[]);
+                self.b.switch_to_block(call);
+                self.region_calls.push((index, call));
+                let status = self.call_region(index);
+                let next = self.b.create_block();
+                let failed = self.b.create_block();
+                self.b.set_cold_block(failed);
+                let ok = self
+                    .b
+                    .ins()
+                    .icmp_imm_s(IntCC::Equal, status, i64::from(STATUS_OK));
+                self.b.ins().brif(ok, next, &[], failed, &[]);
+                self.b.switch_to_block(failed);
+                self.b.ins().jump(self.exit, &[status.into()]);
+                self.b.switch_to_block(next);
+                start = end;
+            }
+        }
+        let ok = self.b.ins().iconst(I32, i64::from(STATUS_OK));
+        self.b.ins().jump(self.exit, &[ok.into()]);
+        Ok((dispatch, entry))
+    }
+
+    /// Ends the entry function: its dispatch (its own loops, and the calls of the regions that
+    /// hold the others: `region_loops[k]` are region `k`'s), the stop block and the exit.
+    fn finish_entry(&mut self, (dispatch, entry): (Block, Value), region_loops: &[Vec<u32>]) {
+        let routes: Vec<(u32, Block)> = self
+            .region_calls
+            .iter()
+            .flat_map(|&(region, call)| region_loops[region].iter().map(move |&k| (k, call)))
+            .collect();
+        self.osr_dispatch(dispatch, entry, &routes, false);
+        self.fill_stop_block();
+        self.exit_block();
+    }
+
+    /// Top-level flows one after another, each value written to the flow state.
+    fn top_level(&mut self, flows: &'a [Step]) -> Result<(), String> {
+        for flow in flows {
             let next = self.b.create_block();
             let sink = self.sink(SinkKind::TopLevel(next));
             self.step(flow, &sink)?;
             self.b.switch_to_block(next);
         }
+        Ok(())
+    }
+
+    /// The function of a region: its flows, or a subflow body that returns its branch.
+    fn region(&mut self, region: Region<'a>) -> Result<(), String> {
+        let mut dispatch = None;
+        match region {
+            Region::Flows(flows) => {
+                if self.osr {
+                    dispatch = Some(self.osr_test());
+                }
+                self.top_level(flows)?;
+            }
+            Region::Body(s) => {
+                // The caller wrote the subflow's inputs to the flow state.
+                for (local, _) in &s.inputs {
+                    self.load_local(*local);
+                }
+                let sink = self.sink(SinkKind::RegionExit {
+                    exits: &s.exits,
+                    name: &s.name,
+                    span: s.span,
+                });
+                self.step(&s.body, &sink)?;
+                // Every path of a body ends at its sink: what follows is unreachable.
+                let after = self.b.create_block();
+                self.b.switch_to_block(after);
+            }
+        }
         let ok = self.b.ins().iconst(I32, i64::from(STATUS_OK));
         self.b.ins().jump(self.exit, &[ok.into()]);
-        self.osr_dispatch(dispatch, entry);
+        if let Some((block, entry)) = dispatch {
+            // The entry read `osr_entry` and called this region for it: clear it, so that the
+            // regions called after this one start from their beginning.
+            self.osr_dispatch(block, entry, &[], true);
+        }
         self.fill_stop_block();
         self.exit_block();
         Ok(())
     }
 
+    /// Calls region `index` (through the table of region entries, filled once the code is
+    /// final). The run state's counters are written before (the region reads them) and read
+    /// back after; returns the region's status.
+    fn call_region(&mut self, index: usize) -> Value {
+        self.write_back_counters();
+        let data = self.address(&*self.data as *const NativeData as *const u8);
+        let flags = MemFlagsData::trusted();
+        let table = self.b.ins().load(
+            I64,
+            flags,
+            data,
+            offset_of!(NativeData, region_entries) as i32,
+        );
+        let entry = self.b.ins().load(I64, flags, table, (index * 8) as i32);
+        let sig = self.b.import_signature(entry_signature(self.call_conv));
+        let call = self
+            .b
+            .ins()
+            .call_indirect(sig, entry, &[self.frame, self.state]);
+        let status = self.b.inst_results(call)[0];
+        self.read_back_counters();
+        status
+    }
+
+    /// Writes fuel and the iteration count to the run state, as at the exit; the budget left is
+    /// then zero (the count is the horizon), so the next iteration asks for a new one.
+    fn write_back_counters(&mut self) {
+        let room = self.b.use_var(self.room);
+        let limit = self.state_load(I64, offset_of!(RunState, fuel_limit));
+        let fuel = self.b.ins().isub(limit, room);
+        self.state_store(fuel, offset_of!(RunState, fuel_used));
+        let horizon = self.state_load(I64, offset_of!(RunState, iterations));
+        let budget = self.b.use_var(self.budget);
+        let iterations = self.b.ins().isub(horizon, budget);
+        self.state_store(iterations, offset_of!(RunState, iterations));
+        let zero = self.b.ins().iconst(I64, 0);
+        self.b.def_var(self.budget, zero);
+    }
+
+    /// After a region: fuel room from what it used (the iteration count is in the run state,
+    /// with no budget granted).
+    fn read_back_counters(&mut self) {
+        let limit = self.state_load(I64, offset_of!(RunState, fuel_limit));
+        let used = self.state_load(I64, offset_of!(RunState, fuel_used));
+        let room = self.b.ins().isub(limit, used);
+        self.b.def_var(self.room, room);
+    }
+
     /// Enters at a loop head with the flow state as the interpreter left it: every local is read
     /// back, every enclosing `for` resumes its current iteration, and the loop itself its next.
-    fn osr_dispatch(&mut self, dispatch: Block, entry: Value) {
+    /// `routes` are loops of regions: their entry jumps to the region's call. With `clear`,
+    /// the entry zeroes `osr_entry` first.
+    fn osr_dispatch(
+        &mut self,
+        dispatch: Block,
+        entry: Value,
+        routes: &[(u32, Block)],
+        clear: bool,
+    ) {
         self.b.switch_to_block(dispatch);
+        if clear {
+            let zero = self.b.ins().iconst(I32, 0);
+            self.state_store(zero, offset_of!(RunState, osr_entry));
+        }
         let mut targets: Vec<(u32, OsrTarget)> = self.osr_targets.drain().collect();
         targets.sort_by_key(|(k, _)| *k);
         let blocks: Vec<Block> = targets.iter().map(|_| self.b.create_block()).collect();
         let mut switch = Switch::new();
         for ((k, _), &block) in targets.iter().zip(&blocks) {
             switch.set_entry(u128::from(k + 1), block);
+        }
+        for &(k, call) in routes {
+            switch.set_entry(u128::from(k + 1), call);
         }
         let unknown = self.b.create_block();
         switch.emit(&mut self.b, entry, unknown);
@@ -297,8 +599,20 @@ impl<'a, 'f> Lower<'a, 'f> {
         self.fail(site);
         for ((_, target), block) in targets.into_iter().zip(blocks) {
             self.b.switch_to_block(block);
-            for local in 0..self.program.locals.len() {
-                self.load_local(LocalId(local as u32));
+            // Every word of the flow state into its variables (a local's variables are its
+            // words'): the state is complete at a loop head.
+            let flags = MemFlagsData::trusted();
+            for word in 0..self.word_vars.len() {
+                let [int, float] = self.word_vars[word];
+                let offset = (word * 8) as i32;
+                if let Some(var) = int {
+                    let v = self.b.ins().load(I64, flags, self.frame, offset);
+                    self.b.def_var(var, v);
+                }
+                if let Some(var) = float {
+                    let v = self.b.ins().load(F64, flags, self.frame, offset);
+                    self.b.def_var(var, v);
+                }
             }
             for open in &target.around {
                 self.resume_loop(*open, 0);
@@ -799,6 +1113,31 @@ impl<'a, 'f> Lower<'a, 'f> {
                 );
                 self.b.ins().jump(*next, &[]);
             }
+            SinkKind::RegionExit { exits, name, span } => {
+                match exits.iter().find(|e| e.value == value) {
+                    Some(exit) => {
+                        for &(from, to) in &exit.copies {
+                            let v = self.get(from);
+                            self.set(to, v);
+                            self.store_local(to);
+                        }
+                        let status = REGION_BRANCH + exit.branch;
+                        self.jump_exit(status);
+                    }
+                    None => {
+                        let message = format!(
+                            "subflow `{name}` ended with a branch its event does not declare"
+                        );
+                        let site = self.trap_site(
+                            ErrorCode::NoBranchMatch,
+                            message,
+                            Some((*name).clone()),
+                            *span,
+                        );
+                        self.fail(site);
+                    }
+                }
+            }
             SinkKind::Exit {
                 exits,
                 blocks,
@@ -929,6 +1268,7 @@ impl<'a, 'f> Lower<'a, 'f> {
             return;
         }
         let around = self.loops.clone();
+        self.osr_loops.push(loop_index);
         self.osr_targets
             .insert(loop_index, OsrTarget { head, this, around });
     }
@@ -1074,6 +1414,46 @@ impl<'a, 'f> Lower<'a, 'f> {
         let blocks: Vec<Block> = (0..s.results.len())
             .map(|_| self.b.create_block())
             .collect();
+        if steps_within(&s.body, self.split) > self.split {
+            // A large body is a region of its own: its inputs go through the flow state, and
+            // its result branch comes back as the status, its payload in the flow state.
+            for (local, _) in &s.inputs {
+                self.store_local(*local);
+            }
+            let index = self.regions.len();
+            self.regions.push(Region::Body(s));
+            let status = self.call_region(index);
+            let returned = self.b.create_block();
+            let failed = self.b.create_block();
+            self.b.set_cold_block(failed);
+            let branch = self.b.ins().icmp_imm_u(
+                IntCC::UnsignedGreaterThanOrEqual,
+                status,
+                i64::from(REGION_BRANCH),
+            );
+            self.b.ins().brif(branch, returned, &[], failed, &[]);
+            self.b.switch_to_block(failed);
+            self.b.ins().jump(self.exit, &[status.into()]);
+            self.b.switch_to_block(returned);
+            let branch = self.b.ins().iadd_imm_s(status, -i64::from(REGION_BRANCH));
+            let mut switch = Switch::new();
+            for (index, &block) in blocks.iter().enumerate() {
+                switch.set_entry(index as u128, block);
+            }
+            // A region returns only branches of the event (an undeclared one fails inside).
+            let otherwise = blocks[0];
+            switch.emit(&mut self.b, branch, otherwise);
+            for (branch, &block) in blocks.iter().enumerate() {
+                self.b.switch_to_block(block);
+                for &local in &s.results[branch] {
+                    if self.read[local.0 as usize] {
+                        self.load_local(local);
+                    }
+                }
+                self.select(&s.arms, branch, s.first_value, sink, &s.name, s.span)?;
+            }
+            return Ok(());
+        }
         let exit = self.sink(SinkKind::Exit {
             exits: &s.exits,
             blocks: blocks.clone(),

@@ -56,12 +56,13 @@ pub enum JitError {
     },
 }
 
-/// What one JIT compile may cost. Cranelift's passes are fast on small functions but grow
-/// faster than linearly with the size of one function (its egraph and register allocator on
-/// long chains of blocks), so a flow larger than this stays in the interpreter
+/// What one JIT compile may cost. A flow larger than this stays in the interpreter
 /// ([`JitError::OverBudget`], shown by `Flow::stats`, `--stats`, `emit` and `/v1/flows/stats`).
-/// Below the bounds, compile time grows about linearly with the flow (`koru-jit bench
-/// --workload compile-scaling`).
+/// Cranelift's passes grow faster than linearly with the size of one function (its egraph and
+/// register allocator on long chains of blocks), so a large flow is compiled as several
+/// functions of at most about `function_steps` steps each: below the bounds, compile time and
+/// memory grow linearly with the flow (`koru-jit bench --workload compile-64x`,
+/// `tests/footprint.rs`).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct CompileBudget {
     /// Steps after subflows are inlined (`Program::step_count`), checked before lowering.
@@ -69,10 +70,15 @@ pub struct CompileBudget {
     /// Instructions of the lowered Cranelift IR, checked before code generation (a step can
     /// lower to many: a template with many holes, a host call with many arguments).
     pub max_instructions: usize,
-    /// Wall-clock time of the compile, checked after lowering and after code generation: a
-    /// compile past it is abandoned (Cranelift's passes cannot be interrupted midway; the two
-    /// size bounds keep each one short).
+    /// Wall-clock time of the compile, checked after lowering and after the code generation of
+    /// each function: a compile past it is abandoned (Cranelift cannot be interrupted inside a
+    /// function; `function_steps` keeps each one short).
     pub max_time: Duration,
+    /// Steps of one Cranelift function: a larger flow is compiled as several functions (runs
+    /// of top-level flows, large subflow bodies) of about this many steps, so that compile time
+    /// grows linearly with the flow. Loops inside such a part have no entry for on-stack
+    /// replacement (a run already in one finishes interpreted; the next starts natively).
+    pub function_steps: usize,
 }
 
 impl Default for CompileBudget {
@@ -81,12 +87,14 @@ impl Default for CompileBudget {
             max_steps: DEFAULT_MAX_STEPS,
             max_instructions: DEFAULT_MAX_INSTRUCTIONS,
             max_time: Duration::from_millis(500),
+            function_steps: DEFAULT_FUNCTION_STEPS,
         }
     }
 }
 
-const DEFAULT_MAX_STEPS: usize = 2_000;
-const DEFAULT_MAX_INSTRUCTIONS: usize = 40_000;
+const DEFAULT_MAX_STEPS: usize = 5_000;
+const DEFAULT_MAX_INSTRUCTIONS: usize = 250_000;
+const DEFAULT_FUNCTION_STEPS: usize = 128;
 
 impl CompileBudget {
     /// No bound at all (tests, and embedders who trust their sources).
@@ -95,6 +103,7 @@ impl CompileBudget {
             max_steps: usize::MAX,
             max_instructions: usize::MAX,
             max_time: Duration::MAX,
+            function_steps: DEFAULT_FUNCTION_STEPS,
         }
     }
 
@@ -109,10 +118,10 @@ impl CompileBudget {
 
     fn check_instructions(
         &self,
-        function: &cranelift_codegen::ir::Function,
+        functions: &[cranelift_codegen::ir::Function],
     ) -> Result<(), JitError> {
         over(
-            function.dfg.num_insts(),
+            functions.iter().map(|f| f.dfg.num_insts()).sum(),
             self.max_instructions,
             "instructions of Cranelift IR",
             "max_instructions",
@@ -165,7 +174,8 @@ pub struct NativeCode {
     entry: runtime::Entry,
     data: Box<runtime::NativeData>,
     code_bytes: usize,
-    osr: bool,
+    /// The loops an interpreted run can continue at, sorted.
+    osr_loops: Vec<u32>,
 }
 
 // SAFETY: the module's memory is only freed in `drop`, and the code and its data are immutable
@@ -196,9 +206,9 @@ impl NativeCode {
         self.code_bytes.div_ceil(PAGE).max(1) * PAGE + self.data.heap_bytes()
     }
 
-    /// Whether an interpreted run can continue in this code at a loop head.
-    pub fn has_osr_entries(&self) -> bool {
-        self.osr
+    /// Whether an interpreted run can continue in this code at the head of loop `loop_index`.
+    pub fn has_osr_entry(&self, loop_index: u32) -> bool {
+        self.osr_loops.binary_search(&loop_index).is_ok()
     }
 
     /// Runs the code over `state` (see [`runtime::run`]).
@@ -337,46 +347,58 @@ fn build(
         None
     }));
     let mut builder_context = FunctionBuilderContext::new();
-    let lowered = lower::lower(
+    let mut lowered = lower::lower(
         program,
         layout,
         registry,
         isa.default_call_conv(),
         &mut builder_context,
         osr,
+        budget.function_steps,
     )
     .map_err(JitError::Unsupported)?;
-    // Lowering is linear in the flow; what follows is Cranelift's, and grows faster.
-    budget.check_instructions(&lowered.function)?;
+    // Lowering is linear in the flow; what follows is Cranelift's, linear too while each
+    // function stays small (`function_steps`).
+    budget.check_instructions(&lowered.functions)?;
     budget.check_time(started)?;
     let mut module = JITModule::new(builder);
     let mut context = module.make_context();
-    context.func = lowered.function;
     context.set_disasm(listing);
     let mut text = Listing::default();
-    if listing {
-        text.clif = context.func.display().to_string();
-    }
-    // Declare the one function of this module, then define (compile) it.
-    let id = module
-        .declare_function("flow", Linkage::Local, &context.func.signature)
-        .map_err(|e| JitError::Codegen(e.to_string()))?;
-    module
-        .define_function(id, &mut context)
-        .map_err(|e| JitError::Codegen(format!("{e:?}")))?;
-    if listing {
-        text.asm = context
-            .compiled_code()
-            .and_then(|c| c.vcode.clone())
-            .unwrap_or_default();
-    }
-    let code_bytes = context.compiled_code().map_or(0, |c| c.code_buffer().len());
-    // The context can be reused; clear it as the demo does.
-    module.clear_context(&mut context);
-    if let Err(error) = budget.check_time(started) {
-        // SAFETY: the code was never run and nothing holds its address.
-        unsafe { module.free_memory() };
-        return Err(error);
+    let mut ids = Vec::with_capacity(lowered.functions.len());
+    let mut code_bytes = 0;
+    for (k, function) in lowered.functions.drain(..).enumerate() {
+        context.func = function;
+        if listing {
+            text.clif += &context.func.display().to_string();
+        }
+        // Declare each function of this module (the entry first), then define (compile) it.
+        let name = if k == 0 {
+            "flow".to_string()
+        } else {
+            format!("region{k}")
+        };
+        let id = module
+            .declare_function(&name, Linkage::Local, &context.func.signature)
+            .map_err(|e| JitError::Codegen(e.to_string()))?;
+        module
+            .define_function(id, &mut context)
+            .map_err(|e| JitError::Codegen(format!("{e:?}")))?;
+        if listing {
+            text.asm += &context
+                .compiled_code()
+                .and_then(|c| c.vcode.clone())
+                .unwrap_or_default();
+        }
+        code_bytes += context.compiled_code().map_or(0, |c| c.code_buffer().len());
+        // The context can be reused; clear it as the demo does.
+        module.clear_context(&mut context);
+        ids.push(id);
+        if let Err(error) = budget.check_time(started) {
+            // SAFETY: the code was never run and nothing holds its address.
+            unsafe { module.free_memory() };
+            return Err(error);
+        }
     }
     // Relocate and make the code executable.
     module
@@ -391,7 +413,14 @@ fn build(
             unexpected.join(", ")
         )));
     }
-    let pointer = module.get_finalized_function(id);
+    // The regions' entries, where generated code finds them (the table does not move: it is
+    // boxed, and `data` itself is boxed).
+    lowered.data.region_table = ids[1..]
+        .iter()
+        .map(|&id| module.get_finalized_function(id) as usize)
+        .collect();
+    lowered.data.region_entries = lowered.data.region_table.as_ptr() as usize;
+    let pointer = module.get_finalized_function(ids[0]);
     // SAFETY: `lower` built this function with exactly the `Entry` signature
     // (`extern "C" fn(*mut u64, *mut RunState) -> u32` in the ISA's default C convention).
     let entry = unsafe { std::mem::transmute::<*const u8, runtime::Entry>(pointer) };
@@ -402,19 +431,21 @@ fn build(
             entry,
             data: lowered.data,
             code_bytes,
-            osr,
+            osr_loops: lowered.osr_loops,
         },
         text,
     ))
 }
 
 /// Compiles `program` for another target without running it (the aarch64 check of the test
-/// suite). Returns the size of the machine code.
+/// suite), in functions of about `function_steps` steps (see [`CompileBudget::function_steps`]).
+/// Returns the size of the machine code.
 pub fn compile_for_target(
     program: &Program,
     layout: &Layout,
     registry: &Registry,
     triple: &str,
+    function_steps: usize,
 ) -> Result<usize, JitError> {
     let triple: target_lexicon::Triple = triple
         .parse()
@@ -438,11 +469,16 @@ pub fn compile_for_target(
         isa.default_call_conv(),
         &mut builder_context,
         true,
+        function_steps,
     )
     .map_err(JitError::Unsupported)?;
-    let mut context = cranelift_codegen::Context::for_function(lowered.function);
-    let compiled = context
-        .compile(&*isa, &mut ControlPlane::default())
-        .map_err(|e| JitError::Codegen(format!("{:?}", e.inner)))?;
-    Ok(compiled.code_buffer().len())
+    let mut bytes = 0;
+    for function in lowered.functions {
+        let mut context = cranelift_codegen::Context::for_function(function);
+        let compiled = context
+            .compile(&*isa, &mut ControlPlane::default())
+            .map_err(|e| JitError::Codegen(format!("{:?}", e.inner)))?;
+        bytes += compiled.code_buffer().len();
+    }
+    Ok(bytes)
 }

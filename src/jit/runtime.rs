@@ -71,6 +71,11 @@ pub struct NativeData {
     // vector grows.
     #[allow(clippy::vec_box)]
     pub literal_pairs: Vec<Box<[u64; 2]>>,
+    /// The address of the first of `region_table`'s entries, which generated code reads to call
+    /// a region of a large flow (0 until the code is final).
+    pub region_entries: usize,
+    /// The entry address of each region (function `k + 1` of the flow is region `k`).
+    pub region_table: Box<[usize]>,
 }
 
 impl NativeData {
