@@ -119,17 +119,14 @@ pub fn lower(
     let osr_loops;
     {
         let builder = FunctionBuilder::new(&mut entry, context);
-        let mut main = Lower::new(
+        let shared = Shared {
             program,
             layout,
             registry,
             call_conv,
-            builder,
-            &mut data,
-            osr,
             split,
-            Vec::new(),
-        );
+        };
+        let mut main = Lower::new(shared, builder, &mut data, osr, Vec::new());
         let dispatch = main.flows()?;
         // The regions, before the entry's dispatch: it routes to the loops they have entries
         // for. Lowering one region may add more (its large subflow bodies).
@@ -147,17 +144,7 @@ pub fn lower(
                 let builder = FunctionBuilder::new(&mut function, &mut region_context);
                 // Only runs of top-level flows, which the entry calls itself, get entries.
                 let region_osr = osr && matches!(region, Region::Flows(_));
-                let mut lower = Lower::new(
-                    program,
-                    layout,
-                    registry,
-                    call_conv,
-                    builder,
-                    &mut *main.data,
-                    region_osr,
-                    split,
-                    regions,
-                );
+                let mut lower = Lower::new(shared, builder, &mut *main.data, region_osr, regions);
                 lower.region(region)?;
                 region_loops.push(std::mem::take(&mut lower.osr_loops));
                 regions = std::mem::take(&mut lower.regions);
@@ -297,18 +284,31 @@ fn state_offset(field: usize) -> i32 {
     field as i32
 }
 
+/// What every function of one flow is lowered from.
+#[derive(Clone, Copy)]
+struct Shared<'a> {
+    program: &'a Program,
+    layout: &'a Layout,
+    registry: &'a Registry,
+    call_conv: CallConv,
+    split: usize,
+}
+
 impl<'a, 'f> Lower<'a, 'f> {
     fn new(
-        program: &'a Program,
-        layout: &'a Layout,
-        registry: &'a Registry,
-        call_conv: CallConv,
+        shared: Shared<'a>,
         mut b: FunctionBuilder<'f>,
         data: &'f mut NativeData,
         osr: bool,
-        split: usize,
         regions: Vec<Region<'a>>,
     ) -> Lower<'a, 'f> {
+        let Shared {
+            program,
+            layout,
+            registry,
+            call_conv,
+            split,
+        } = shared;
         let entry = b.create_block();
         b.append_block_params_for_function_params(entry);
         b.switch_to_block(entry);
