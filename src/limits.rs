@@ -45,6 +45,10 @@ pub struct RunLimits {
     pub max_iterations: Option<u64>,
     /// A wall-clock deadline.
     pub deadline: Option<Instant>,
+    /// Bytes of `std.io` output (program output and error output together). A write that does
+    /// not fit writes the longest prefix that fits and ends at a UTF-8 character boundary, then
+    /// the run stops at that dispatch (`Limit::Output`).
+    pub max_output_bytes: Option<u64>,
     /// A handle another thread can trigger to stop the run.
     pub interrupt: Option<InterruptHandle>,
 }

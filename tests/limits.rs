@@ -324,3 +324,101 @@ fn a_deadline_is_noticed_at_the_next_dispatch_of_a_loop_of_slow_host_calls() {
         );
     }
 }
+
+/// Runs `source` on an engine with `policy` (its output captured) under a 1 MiB output bound;
+/// returns the outcome, the output and how many times the run moved to native code mid-loop.
+fn run_with_output_bound(tier: Tier, policy: TierPolicy, source: &str) -> (Outcome, String, u64) {
+    let config = EngineConfig {
+        policy,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::with_config(Registry::with_std(), config);
+    let flow = engine
+        .compile("output", source, &CompileOptions::default().tier(tier))
+        .unwrap();
+    let sink = koru_jit::CaptureSink::new();
+    let limits = RunLimits {
+        max_output_bytes: Some(1 << 20),
+        ..RunLimits::default()
+    };
+    let outcome = flow
+        .run_with_output(&Inputs::new(), &limits, &sink)
+        .unwrap();
+    (outcome, sink.take_out(), flow.stats().osr_entries)
+}
+
+#[test]
+fn the_output_bound_stops_at_the_same_print_in_every_tier_and_across_a_tier_switch() {
+    // Issue 11 finding 7: with the bound enforced by a sink that interrupted the run, native code
+    // charged one more print than the interpreter (fuel 10487 against 10486).
+    let line = format!("{}\\n", "x".repeat(99));
+    let after_a_loop = format!(
+        "~for(0..25000)\n| each i |> _\n~for(0..30000)\n| each i |> std.io:print(text: \"{line}\")"
+    );
+    // The print loop itself starts interpreted and moves to native code at 5,000 iterations.
+    let mid_loop = format!(
+        "~for(0..2500)\n| each i |> _\n~for(0..30000)\n| each i |> std.io:print(text: \"{line}\")"
+    );
+    let sync = |loop_threshold| TierPolicy {
+        call_threshold: u64::MAX,
+        loop_threshold,
+        background: false,
+    };
+    for source in [&after_a_loop, &mid_loop] {
+        let runs = [
+            (Tier::Interp, TierPolicy::eager(), false),
+            (Tier::Jit, TierPolicy::eager(), false),
+            (Tier::Auto, TierPolicy::eager(), true),
+            (Tier::Auto, sync(20_000), source == &after_a_loop),
+            (Tier::Auto, sync(5_000), true),
+        ];
+        for (tier, policy, switches) in runs {
+            let what = format!("{tier:?} {policy:?} on\n{source}");
+            let (outcome, output, osr) = run_with_output_bound(tier, policy, source);
+            assert_eq!(
+                outcome,
+                Outcome::Exhausted {
+                    limit: Limit::Output,
+                    fuel: 10_486,
+                    last_event: Some("std.io:print".into()),
+                },
+                "{what}"
+            );
+            // 10,485 whole lines of 100 bytes and 76 bytes of the next: exactly the bound.
+            assert_eq!(output.len(), 1 << 20, "{what}");
+            assert!(output.ends_with(&format!("\n{}", "x".repeat(76))), "{what}");
+            assert_eq!(osr > 0, switches, "{what}: {osr} switches to native code");
+        }
+    }
+}
+
+#[test]
+fn the_output_bound_is_reported_by_name_in_json() {
+    let engine = Engine::new(Registry::with_std());
+    let flow = engine
+        .compile(
+            "t",
+            "~for(0..100)\n| each i |> std.io:println(text: \"0123456789\")",
+            &CompileOptions::default(),
+        )
+        .unwrap();
+    let sink = koru_jit::CaptureSink::new();
+    let limits = RunLimits {
+        max_output_bytes: Some(55),
+        ..RunLimits::default()
+    };
+    let outcome = flow
+        .run_with_output(&Inputs::new(), &limits, &sink)
+        .unwrap();
+    // Five whole lines of 11 bytes fit; the sixth writes nothing and stops the run.
+    assert_eq!(sink.take_out(), "0123456789\n".repeat(5));
+    assert_eq!(
+        outcome.to_json(),
+        serde_json::json!({
+            "outcome": "exhausted",
+            "limit": "Output",
+            "fuel": 6,
+            "last_event": "std.io:println",
+        })
+    );
+}

@@ -2,12 +2,12 @@
 //! helpers it calls (each an `extern "C"` function reached through a pointer constant, never a
 //! symbol), and the single place that turns a code pointer into a callable.
 
-use crate::host::OutputSink;
+use crate::host::{BoundedText, OutputSink, StdEvent};
 use crate::ir::{Program, ValueId};
 use crate::limits::RunLimits;
 use crate::outcome::{ErrorCode, Limit};
 use crate::span::Span;
-use crate::state::{RunState, Trap, TrapError};
+use crate::state::{RunState, Stream, Trap, TrapError};
 use crate::types::Type;
 use std::fmt::Write;
 use std::sync::atomic::AtomicBool;
@@ -32,6 +32,7 @@ pub fn limit_code(limit: Limit) -> u32 {
         Limit::LoopIterations => 1,
         Limit::Deadline => 2,
         Limit::Interrupted => 3,
+        Limit::Output => 4,
     }
 }
 
@@ -40,6 +41,7 @@ fn limit_from_code(code: u32) -> Limit {
         0 => Limit::Fuel,
         1 => Limit::LoopIterations,
         2 => Limit::Deadline,
+        4 => Limit::Output,
         _ => Limit::Interrupted,
     }
 }
@@ -94,6 +96,7 @@ pub unsafe fn run(
 ) -> Result<Option<ValueId>, Trap> {
     state.fuel_limit = limits.fuel.unwrap_or(u64::MAX);
     state.iteration_limit = limits.max_iterations.unwrap_or(u64::MAX);
+    state.output_limit = limits.max_output_bytes.unwrap_or(u64::MAX);
     state.deadline = limits.deadline;
     state.deadline_epoch = limits
         .deadline
@@ -137,10 +140,20 @@ pub unsafe fn run(
     }
 }
 
-/// Runs `f`, turning a panic (from an embedder's output sink) into a `HostPanic` of the run.
-fn guarded(state: &mut RunState, what: &str, f: impl FnOnce(&mut RunState)) -> u32 {
+/// Runs a `std.io` write, turning a panic (from an embedder's output sink) into a `HostPanic` of
+/// the run. Returns the status to leave with (`STATUS_EXHAUSTED` with the limit in `state.trap`
+/// when the write reached the output bound), or 0 to go on.
+fn guarded(
+    state: &mut RunState,
+    what: &str,
+    f: impl FnOnce(&mut RunState) -> Result<(), Limit>,
+) -> u32 {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut *state))) {
-        Ok(()) => 0,
+        Ok(Ok(())) => 0,
+        Ok(Err(limit)) => {
+            state.trap = limit_code(limit);
+            STATUS_EXHAUSTED
+        }
         Err(panic) => {
             state.host_trap = Some(Box::new(TrapError {
                 code: ErrorCode::HostPanic,
@@ -148,7 +161,7 @@ fn guarded(state: &mut RunState, what: &str, f: impl FnOnce(&mut RunState)) -> u
                 event: Some(Arc::from(what)),
                 span: Span::default(),
             }));
-            1
+            STATUS_HOST
         }
     }
 }
@@ -228,33 +241,29 @@ pub unsafe extern "C" fn helper_assign_str(
     target.as_ptr() as u64
 }
 
-/// `std.io:print` (0), `println` (1) or `eprintln` (2) of one string; 0 on success.
+/// `std.io:print` (0), `println` (1) or `eprintln` (2) of one string, within the output bound
+/// (see [`RunState::write_std`]); returns 0 to go on, else the status to leave with.
 ///
 /// # Safety
 /// `state` is the live run state of a run whose output is set; `pair` points at live UTF-8.
 pub unsafe extern "C" fn helper_std(state: *mut RunState, kind: u64, pair: *const [u64; 2]) -> u32 {
     // SAFETY: guaranteed by the caller.
     let (state, pair) = unsafe { (&mut *state, *pair) };
-    let name = ["std.io:print", "std.io:println", "std.io:eprintln"][kind.min(2) as usize];
+    let (name, kind) = [
+        ("std.io:print", StdEvent::Print),
+        ("std.io:println", StdEvent::Println),
+        ("std.io:eprintln", StdEvent::Eprintln),
+    ][kind.min(2) as usize];
     guarded(state, name, |state| {
         // SAFETY: `output` is set for the whole run; the pair is live (caller).
         let (output, text) = unsafe { (&*state.output, crate::host::word_str(pair[0], pair[1])) };
-        if kind == 0 {
-            output.out(text);
-            return;
-        }
-        state.text.clear();
-        state.text.push_str(text);
-        state.text.push('\n');
-        if kind == 1 {
-            output.out(&state.text);
-        } else {
-            output.err(&state.text);
-        }
+        state.write_std(output, kind, text)
     })
 }
 
-/// `std.io:print.ln` of template `template`, its holes' values in `words` (a `str` takes two).
+/// `std.io:print.ln` of template `template`, its holes' values in `words` (a `str` takes two),
+/// formatted within the room the output bound leaves; returns 0 to go on, else the status to
+/// leave with.
 ///
 /// # Safety
 /// `state` is the live run state of a run whose output is set; `data` the flow's data; `words`
@@ -270,35 +279,39 @@ pub unsafe extern "C" fn helper_template(
     let parts = &data.templates[template as usize];
     guarded(state, "std.io:print.ln", |state| {
         let mut text = std::mem::take(&mut state.text);
-        text.clear();
+        let mut bounded = BoundedText::new(&mut text, state.output_room());
         let mut at = 0;
         for part in parts {
+            if bounded.cut() {
+                break;
+            }
             // SAFETY: one word per scalar hole and two per str hole, as laid out by the caller.
             let word = |k: usize| unsafe { *words.add(k) };
             match part {
-                NativePart::Text(t) => text.push_str(t),
+                NativePart::Text(t) => bounded.push(t),
                 NativePart::Hole(Type::Str) => {
                     // SAFETY: a str hole holds a live (pointer, length) pair.
-                    text.push_str(unsafe { crate::host::word_str(word(at), word(at + 1)) });
+                    bounded.push(unsafe { crate::host::word_str(word(at), word(at + 1)) });
                     at += 2;
                 }
                 NativePart::Hole(ty) => {
                     let bits = word(at);
                     at += 1;
                     match ty {
-                        Type::Int => text.push_str(itoa::Buffer::new().format(bits as i64)),
+                        Type::Int => bounded.push(itoa::Buffer::new().format(bits as i64)),
                         Type::Float => {
-                            let _ = write!(text, "{}", f64::from_bits(bits));
+                            let _ = write!(bounded, "{}", f64::from_bits(bits));
                         }
-                        _ => text.push_str(if bits != 0 { "true" } else { "false" }),
+                        _ => bounded.push(if bits != 0 { "true" } else { "false" }),
                     }
                 }
             }
         }
-        text.push('\n');
+        bounded.push("\n");
         // SAFETY: `output` is set for the whole run.
-        unsafe { &*state.output }.out(&text);
+        let result = state.finish_write(unsafe { &*state.output }, Stream::Out, &bounded);
         state.text = text;
+        result
     })
 }
 
