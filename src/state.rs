@@ -77,6 +77,8 @@ pub struct RunState {
     /// A host error or panic caught in a native shim.
     pub host_trap: Option<Box<TrapError>>,
     pub deadline: Option<std::time::Instant>,
+    /// When the loop checks of a run with a deadline read the clock.
+    pub(crate) pacer: crate::limits::ClockPacer,
     /// Generated code: where `std.io` writes during this run (valid only while it runs).
     pub output: *const (dyn crate::host::OutputSink + 'static),
     /// Generated code: for each conversion site, the (pointer, length) pair of its buffer.
@@ -153,6 +155,7 @@ impl RunState {
             interrupt: std::ptr::null(),
             host_trap: None,
             deadline: None,
+            pacer: crate::limits::ClockPacer::new(),
             output: std::ptr::null::<crate::host::StdoutSink>()
                 as *const dyn crate::host::OutputSink,
             conversion_pairs: Vec::new(),
@@ -203,6 +206,7 @@ impl RunState {
             interrupt,
             host_trap,
             deadline,
+            pacer,
             output,
             conversion_pairs,
             frame,
@@ -232,6 +236,7 @@ impl RunState {
         *interrupt = std::ptr::null();
         *host_trap = None;
         *deadline = None;
+        *pacer = crate::limits::ClockPacer::new();
         *output = std::ptr::null::<crate::host::StdoutSink>() as *const dyn crate::host::OutputSink;
         sized(conversion_pairs, sites, [0; 2]);
         sized(frame, layout.words as usize, 0);

@@ -49,6 +49,13 @@ pub fn run(
     tiering: Option<&dyn Tiering>,
 ) -> Result<Option<ValueId>, Trap> {
     state.output_limit = limits.max_output_bytes.unwrap_or(u64::MAX);
+    state.pacer = crate::limits::ClockPacer::new();
+    let iteration_limit = limits.max_iterations.unwrap_or(u64::MAX);
+    // With a deadline, the loop checks also read the clock now and then (see `checkpoint`).
+    let iteration_stop = match limits.deadline {
+        Some(_) => iteration_limit.min(state.iterations + state.pacer.grant()),
+        None => iteration_limit,
+    };
     let mut exec = Exec {
         program,
         layout,
@@ -56,7 +63,8 @@ pub fn run(
         state,
         output,
         fuel_limit: limits.fuel.unwrap_or(u64::MAX),
-        iteration_limit: limits.max_iterations.unwrap_or(u64::MAX),
+        iteration_limit,
+        iteration_stop,
         deadline: limits.deadline,
         deadline_epoch: limits
             .deadline
@@ -102,6 +110,9 @@ pub(crate) struct Exec<'r> {
     output: &'r dyn OutputSink,
     fuel_limit: u64,
     iteration_limit: u64,
+    /// The iteration count at which [`Exec::checkpoint`] runs: the limit, or sooner with a
+    /// deadline.
+    iteration_stop: u64,
     deadline: Option<Instant>,
     deadline_epoch: u64,
     interrupt: Option<&'r crate::limits::InterruptHandle>,
@@ -193,12 +204,33 @@ impl Exec<'_> {
     /// One loop iteration: the iteration limit, the interrupt, and now and then the deadline.
     #[inline]
     fn tick(&mut self, loop_index: u32) -> Result<(), Trap> {
-        if self.state.iterations >= self.iteration_limit {
-            return Err(Trap::Exhausted(Limit::LoopIterations));
+        if self.state.iterations >= self.iteration_stop {
+            self.checkpoint()?;
         }
         self.state.iterations += 1;
         self.state.loop_iterations[loop_index as usize] += 1;
         self.poll()
+    }
+
+    /// The iteration limit, and with a deadline the real clock (as native code's budget refill
+    /// reads it, paced by `state.pacer`): due every [`crate::limits::ClockPacer::grant`]
+    /// iterations.
+    #[cold]
+    #[inline(never)]
+    fn checkpoint(&mut self) -> Result<(), Trap> {
+        let iterations = self.state.iterations;
+        if iterations >= self.iteration_limit {
+            return Err(Trap::Exhausted(Limit::LoopIterations));
+        }
+        if let Some(deadline) = self.deadline {
+            if self.state.pacer.check().is_some_and(|now| now >= deadline) {
+                return Err(Trap::Exhausted(Limit::Deadline));
+            }
+            self.iteration_stop = self
+                .iteration_limit
+                .min(iterations + self.state.pacer.grant());
+        }
+        Ok(())
     }
 
     /// The interrupt, and the deadline: its epoch first, the clock only once that has passed.

@@ -23,8 +23,8 @@ pub const STATUS_HOST: u32 = 2;
 pub const STATUS_EXHAUSTED: u32 = 3;
 
 /// At most this many loop iterations run between two checks of the iteration limit, the
-/// interrupt and the deadline epoch.
-pub const BUDGET_GRANT: u64 = 256;
+/// interrupt and the deadline.
+pub const BUDGET_GRANT: u64 = crate::limits::ClockPacer::MAX_GRANT as u64;
 
 pub fn limit_code(limit: Limit) -> u32 {
     match limit {
@@ -98,6 +98,7 @@ pub unsafe fn run(
     state.iteration_limit = limits.max_iterations.unwrap_or(u64::MAX);
     state.output_limit = limits.max_output_bytes.unwrap_or(u64::MAX);
     state.deadline = limits.deadline;
+    state.pacer = crate::limits::ClockPacer::new();
     state.deadline_epoch = limits
         .deadline
         .map_or(u64::MAX, crate::limits::epoch::of_deadline);
@@ -317,33 +318,41 @@ pub unsafe extern "C" fn helper_template(
 
 /// The slow path of a loop's budget, taken when it ran out: leaves if the iteration limit is
 /// reached (exactly: a grant never exceeds what is left), then checks the interrupt and the
-/// deadline as a dispatch does, and grants at most [`BUDGET_GRANT`] more iterations, moving
-/// `state.iterations` to the count at which they run out. Returns the grant, or minus
+/// deadline (on the real clock, paced by `state.pacer`, or once the epoch passed it), and grants
+/// at most [`BUDGET_GRANT`] more iterations (fewer when the pacer asks for more frequent checks),
+/// moving `state.iterations` to the count at which they run out. Returns the grant, or minus
 /// `1 + limit_code` of the limit reached.
 ///
 /// # Safety
 /// `state` is the live run state (its `interrupt` pointer valid for the run).
 pub unsafe extern "C" fn helper_refill(state: *mut RunState) -> i64 {
-    // SAFETY: guaranteed by the caller; only read through (this reference ends before the
-    // writes below).
-    let run = unsafe { &*state };
+    // SAFETY: guaranteed by the caller; generated code holds no reference while a helper runs.
+    let run = unsafe { &mut *state };
     let horizon = run.iterations;
     let left = run.iteration_limit.wrapping_sub(horizon);
     if left == 0 {
         return -(1 + i64::from(limit_code(Limit::LoopIterations)));
     }
     // SAFETY: `interrupt` points at the run's flag (or a never-set static) for the whole run.
-    let flag = unsafe { &*run.interrupt }.load(std::sync::atomic::Ordering::Relaxed);
-    if flag || crate::limits::epoch::now() >= run.deadline_epoch {
-        // SAFETY: guaranteed by the caller.
-        let code = unsafe { helper_poll(state) };
-        if code != 0 {
-            return -i64::from(code);
-        }
+    if unsafe { &*run.interrupt }.load(std::sync::atomic::Ordering::Relaxed) {
+        return -(1 + i64::from(limit_code(Limit::Interrupted)));
     }
-    let grant = left.min(BUDGET_GRANT);
-    // SAFETY: guaranteed by the caller; no other reference to the state is live here.
-    unsafe { &mut *state }.iterations = horizon.wrapping_add(grant);
+    let mut grant = BUDGET_GRANT;
+    if let Some(deadline) = run.deadline {
+        let now = match run.pacer.check() {
+            Some(now) => Some(now),
+            None if crate::limits::epoch::now() >= run.deadline_epoch => {
+                Some(std::time::Instant::now())
+            }
+            None => None,
+        };
+        if now.is_some_and(|now| now >= deadline) {
+            return -(1 + i64::from(limit_code(Limit::Deadline)));
+        }
+        grant = run.pacer.grant();
+    }
+    let grant = left.min(grant);
+    run.iterations = horizon.wrapping_add(grant);
     grant as i64
 }
 
