@@ -174,11 +174,18 @@ impl ClockPacer {
     }
 
     /// One check: the time now when it is this check's turn to read the clock.
+    #[inline]
     pub fn check(&mut self) -> Option<Instant> {
         if self.countdown > 1 {
             self.countdown -= 1;
             return None;
         }
+        Some(self.read())
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn read(&mut self) -> Instant {
         let now = Instant::now();
         if let Some(last) = self.last {
             let gap = now.saturating_duration_since(last);
@@ -198,7 +205,7 @@ impl ClockPacer {
         }
         self.last = Some(now);
         self.countdown = self.every;
-        Some(now)
+        now
     }
 }
 

@@ -439,7 +439,9 @@ impl BusyThreads {
                 std::thread::spawn(move || {
                     let mut x = 0u64;
                     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                        x = std::hint::black_box(x.wrapping_mul(6364136223846793005).wrapping_add(1));
+                        x = std::hint::black_box(
+                            x.wrapping_mul(6364136223846793005).wrapping_add(1),
+                        );
                     }
                 })
             })
@@ -460,44 +462,54 @@ impl Drop for BusyThreads {
 #[test]
 fn a_deadline_holds_on_the_real_clock_while_the_cpu_is_starved_in_every_tier() {
     // Issue 11 finding 5: the deadline was counted in ticks of a thread sleeping 1 ms, so under
-    // load a 1 s deadline stopped runs after 2.1-2.6 s.
+    // load runs stopped late in proportion to their deadline (a 1 s deadline after 2.1-2.6 s;
+    // here, 200 ms deadlines 31-107 ms late). The run's own thread is starved too and stops
+    // only once it gets the CPU back: the least lateness of three runs is what the clock
+    // decides.
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let _busy = BusyThreads::start(4 * cores);
     let sources = [
         ("while", FOREVER.to_string()),
         // A loop of dispatches (the deadline is also checked at each of them).
-        ("dispatches", "~while(true)\n| body |> std.io:print(text: \"\")".to_string()),
+        (
+            "dispatches",
+            "~while(true)\n| body |> std.io:print(text: \"\")".to_string(),
+        ),
     ];
     for (what, source) in &sources {
         for (tier, engine) in engines() {
             let flow = engine
                 .compile("late", source, &CompileOptions::default().tier(tier))
                 .unwrap();
-            let deadline = Instant::now() + Duration::from_millis(200);
-            let outcome = flow
-                .run(
-                    &Inputs::new(),
-                    &RunLimits {
-                        deadline: Some(deadline),
-                        ..RunLimits::default()
-                    },
-                )
-                .unwrap();
-            let late = Instant::now().saturating_duration_since(deadline);
-            eprintln!("{what} {tier:?}: stopped {late:?} after a 200 ms deadline");
+            let mut lateness = Vec::new();
+            for _ in 0..3 {
+                let deadline = Instant::now() + Duration::from_millis(200);
+                let outcome = flow
+                    .run(
+                        &Inputs::new(),
+                        &RunLimits {
+                            deadline: Some(deadline),
+                            ..RunLimits::default()
+                        },
+                    )
+                    .unwrap();
+                lateness.push(Instant::now().saturating_duration_since(deadline));
+                assert!(
+                    matches!(
+                        outcome,
+                        Outcome::Exhausted {
+                            limit: Limit::Deadline,
+                            ..
+                        }
+                    ),
+                    "{what} {tier:?}: {outcome:?}"
+                );
+            }
+            eprintln!("{what} {tier:?}: stopped {lateness:?} after a 200 ms deadline");
+            let least = lateness.iter().min().unwrap();
             assert!(
-                matches!(
-                    outcome,
-                    Outcome::Exhausted {
-                        limit: Limit::Deadline,
-                        ..
-                    }
-                ),
-                "{what} {tier:?}: {outcome:?}"
-            );
-            assert!(
-                late < Duration::from_millis(50_000),
-                "{what} {tier:?}: stopped {late:?} after its deadline"
+                *least < Duration::from_millis(30),
+                "{what} {tier:?}: stopped {lateness:?} after the deadline"
             );
         }
     }
