@@ -290,6 +290,7 @@ fn limits(c: &mut Criterion) {
         fuel: Some(u64::MAX / 2),
         max_iterations: Some(u64::MAX / 2),
         deadline: Some(std::time::Instant::now() + std::time::Duration::from_secs(3600)),
+        max_output_bytes: Some(u64::MAX / 2),
         interrupt: Some(koru_jit::InterruptHandle::new()),
     };
     for (name, engine, source) in [

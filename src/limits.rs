@@ -45,6 +45,10 @@ pub struct RunLimits {
     pub max_iterations: Option<u64>,
     /// A wall-clock deadline.
     pub deadline: Option<Instant>,
+    /// Bytes of `std.io` output (program output and error output together). A write that does
+    /// not fit writes the longest prefix that fits and ends at a UTF-8 character boundary, then
+    /// the run stops at that dispatch (`Limit::Output`).
+    pub max_output_bytes: Option<u64>,
     /// A handle another thread can trigger to stop the run.
     pub interrupt: Option<InterruptHandle>,
 }
@@ -80,16 +84,20 @@ impl InterruptHandle {
 }
 
 /// A coarse clock for deadlines, as in wasmtime's epoch interruption: a ticker thread (started by
-/// the first run with a deadline) adds one every millisecond. Both tiers compare it with the run's
-/// deadline epoch at loop back-edges and dispatches (a load and a compare, no system call) and
-/// read the real clock only once it has passed.
+/// the first run with a deadline) wakes every millisecond and stores the real time elapsed since
+/// a process-wide origin, in milliseconds. Both tiers compare it with the run's deadline epoch at
+/// dispatches and loop checks (a load and a compare, no system call) and read the real clock only
+/// once it has passed. A ticker that wakes late (a starved core) does not accumulate lag: its next
+/// wake stores the real time again. Loops do not depend on it at all: [`ClockPacer`] reads the
+/// real clock at their checks.
 pub(crate) mod epoch {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::Once;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::OnceLock;
     use std::time::{Duration, Instant};
 
     static EPOCH: AtomicU64 = AtomicU64::new(0);
-    static TICKER: Once = Once::new();
+    static ORIGIN: OnceLock<Instant> = OnceLock::new();
+    static TICKING: AtomicBool = AtomicBool::new(false);
     const TICK: Duration = Duration::from_millis(1);
 
     /// The counter generated code reads.
@@ -101,19 +109,108 @@ pub(crate) mod epoch {
         EPOCH.load(Ordering::Relaxed)
     }
 
-    /// The epoch from which `deadline` may have passed. Every tick lasts at least a millisecond,
-    /// so reaching it means at least the time left has gone by.
+    fn millis_since(origin: Instant, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(origin).as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The epoch from which `deadline` may have passed: the epoch never runs ahead of the clock,
+    /// so it is reached no earlier than the millisecond in which the deadline falls.
     pub fn of_deadline(deadline: Instant) -> u64 {
-        TICKER.call_once(|| {
-            // If the ticker cannot start, deadlines are read from the clock at every check.
-            let _ = std::thread::Builder::new()
+        let origin = *ORIGIN.get_or_init(|| {
+            let origin = Instant::now();
+            let started = std::thread::Builder::new()
                 .name("koru-jit-epoch".into())
-                .spawn(|| loop {
+                .spawn(move || loop {
                     std::thread::sleep(TICK);
-                    EPOCH.fetch_add(1, Ordering::Relaxed);
+                    EPOCH.store(millis_since(origin, Instant::now()), Ordering::Relaxed);
                 });
+            TICKING.store(started.is_ok(), Ordering::Relaxed);
+            origin
         });
-        let left = deadline.saturating_duration_since(Instant::now());
-        now().saturating_add((left.as_micros() / TICK.as_micros()) as u64)
+        if !TICKING.load(Ordering::Relaxed) {
+            // No ticker: every check reads the clock.
+            return 0;
+        }
+        millis_since(origin, deadline)
+    }
+}
+
+/// When a run with a deadline reads the real clock at its loop checks (the native budget refill,
+/// every [`ClockPacer::grant`] iterations at most, and the interpreter's equivalent), so that a
+/// loop stops within a few milliseconds of its deadline whatever the epoch ticker does. The clock
+/// (about 25 ns) is read every `every` checks, adapted to the time between reads: a read less than
+/// 100 µs after the previous one doubles the grant up to 256 iterations, then `every` up to 8
+/// (at most 2,048 iterations between reads, about 1% of the fastest loop); a read more than
+/// 500 µs after the previous one halves `every`, then the grant down to 1 iteration (slow
+/// iterations are checked more often).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ClockPacer {
+    last: Option<Instant>,
+    every: u32,
+    countdown: u32,
+    grant: u32,
+}
+
+impl ClockPacer {
+    pub const MAX_GRANT: u32 = 256;
+    const MAX_EVERY: u32 = 8;
+    const FAST: std::time::Duration = std::time::Duration::from_micros(100);
+    const SLOW: std::time::Duration = std::time::Duration::from_micros(500);
+
+    /// A pacer for a run starting now (`last` unset: the first check reads the clock).
+    pub const fn new() -> ClockPacer {
+        ClockPacer {
+            last: None,
+            every: 1,
+            countdown: 1,
+            grant: ClockPacer::MAX_GRANT,
+        }
+    }
+
+    /// Iterations to run before the next check.
+    #[inline]
+    pub fn grant(&self) -> u64 {
+        u64::from(self.grant)
+    }
+
+    /// One check: the time now when it is this check's turn to read the clock.
+    #[inline]
+    pub fn check(&mut self) -> Option<Instant> {
+        if self.countdown > 1 {
+            self.countdown -= 1;
+            return None;
+        }
+        Some(self.read())
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn read(&mut self) -> Instant {
+        let now = Instant::now();
+        if let Some(last) = self.last {
+            let gap = now.saturating_duration_since(last);
+            if gap < ClockPacer::FAST {
+                if self.grant < ClockPacer::MAX_GRANT {
+                    self.grant *= 2;
+                } else if self.every < ClockPacer::MAX_EVERY {
+                    self.every *= 2;
+                }
+            } else if gap > ClockPacer::SLOW {
+                if self.every > 1 {
+                    self.every /= 2;
+                } else if self.grant > 1 {
+                    self.grant /= 2;
+                }
+            }
+        }
+        self.last = Some(now);
+        self.countdown = self.every;
+        now
+    }
+}
+
+impl Default for ClockPacer {
+    fn default() -> Self {
+        ClockPacer::new()
     }
 }

@@ -38,6 +38,8 @@ pub enum Limit {
     LoopIterations,
     Deadline,
     Interrupted,
+    /// The run's `std.io` output reached `RunLimits::max_output_bytes`.
+    Output,
 }
 
 impl Limit {
@@ -47,6 +49,7 @@ impl Limit {
             Limit::LoopIterations => "LoopIterations",
             Limit::Deadline => "Deadline",
             Limit::Interrupted => "Interrupted",
+            Limit::Output => "Output",
         }
     }
 }

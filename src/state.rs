@@ -1,6 +1,7 @@
 //! The run state: the flow-state buffer laid out by [`crate::layout::Layout`] plus the string
 //! buffers and counters of one run. Reused across runs, so a steady state allocates nothing.
 
+use crate::host::{prefix_within, BoundedText, OutputSink, StdEvent};
 use crate::ir::Program;
 use crate::layout::Layout;
 use crate::outcome::{ErrorCode, Limit};
@@ -51,6 +52,10 @@ pub struct RunState {
     pub iterations: u64,
     /// `u64::MAX` when unlimited.
     pub iteration_limit: u64,
+    /// Bytes of `std.io` output written in this run (program and error output together).
+    pub output_used: u64,
+    /// `u64::MAX` when unlimited; `output_used` never exceeds it.
+    pub output_limit: u64,
     /// The last event charged, coded as [`Program::last_event_name`] reads it.
     pub last_event: u32,
     /// The host call site in progress (to name the event if its implementation panics).
@@ -72,6 +77,8 @@ pub struct RunState {
     /// A host error or panic caught in a native shim.
     pub host_trap: Option<Box<TrapError>>,
     pub deadline: Option<std::time::Instant>,
+    /// When the loop checks of a run with a deadline read the clock.
+    pub(crate) pacer: crate::limits::ClockPacer,
     /// Generated code: where `std.io` writes during this run (valid only while it runs).
     pub output: *const (dyn crate::host::OutputSink + 'static),
     /// Generated code: for each conversion site, the (pointer, length) pair of its buffer.
@@ -136,6 +143,8 @@ impl RunState {
             fuel_limit: 0,
             iterations: 0,
             iteration_limit: 0,
+            output_used: 0,
+            output_limit: 0,
             last_event: 0,
             calling: 0,
             value: 0,
@@ -146,6 +155,7 @@ impl RunState {
             interrupt: std::ptr::null(),
             host_trap: None,
             deadline: None,
+            pacer: crate::limits::ClockPacer::new(),
             output: std::ptr::null::<crate::host::StdoutSink>()
                 as *const dyn crate::host::OutputSink,
             conversion_pairs: Vec::new(),
@@ -184,6 +194,8 @@ impl RunState {
             fuel_limit,
             iterations,
             iteration_limit,
+            output_used,
+            output_limit,
             last_event,
             calling,
             value,
@@ -194,6 +206,7 @@ impl RunState {
             interrupt,
             host_trap,
             deadline,
+            pacer,
             output,
             conversion_pairs,
             frame,
@@ -211,6 +224,8 @@ impl RunState {
         *fuel_limit = u64::MAX;
         *iterations = 0;
         *iteration_limit = u64::MAX;
+        *output_used = 0;
+        *output_limit = u64::MAX;
         *last_event = 0;
         *calling = 0;
         *value = 0;
@@ -221,6 +236,7 @@ impl RunState {
         *interrupt = std::ptr::null();
         *host_trap = None;
         *deadline = None;
+        *pacer = crate::limits::ClockPacer::new();
         *output = std::ptr::null::<crate::host::StdoutSink>() as *const dyn crate::host::OutputSink;
         sized(conversion_pairs, sites, [0; 2]);
         sized(frame, layout.words as usize, 0);
@@ -259,9 +275,119 @@ impl RunState {
         zero(&mut self.current_half, false);
         self.fuel_used = 0;
         self.iterations = 0;
+        self.output_used = 0;
         self.last_event = 0;
         self.host_trap = None;
     }
+
+    /// Bytes of `std.io` output this run may still write.
+    #[inline]
+    pub fn output_room(&self) -> usize {
+        usize::try_from(self.output_limit - self.output_used).unwrap_or(usize::MAX)
+    }
+
+    /// `std.io:print`, `println` or `eprintln` (a `print.ln` given a string prints it as is) of
+    /// `text`, within the run's output bound: a write that does not fit whole writes the longest
+    /// prefix that fits, cut at a character boundary, and the run stops (`Limit::Output`).
+    #[inline]
+    pub fn write_std(
+        &mut self,
+        output: &dyn OutputSink,
+        kind: StdEvent,
+        text: &str,
+    ) -> Result<(), Limit> {
+        let room = self.output_room();
+        // The common case first: the write fits (as cheap as without a bound).
+        match kind {
+            StdEvent::Print | StdEvent::PrintTemplate if text.len() <= room => {
+                output.out(text);
+                self.output_used += text.len() as u64;
+                Ok(())
+            }
+            StdEvent::Println | StdEvent::Eprintln if text.len() < room => {
+                self.text.clear();
+                self.text.push_str(text);
+                self.text.push('\n');
+                if kind == StdEvent::Println {
+                    output.out(&self.text);
+                } else {
+                    output.err(&self.text);
+                }
+                self.output_used += self.text.len() as u64;
+                Ok(())
+            }
+            _ => self.write_std_cut(output, kind, text, room),
+        }
+    }
+
+    /// [`RunState::write_std`] of a write that does not fit (the room is less than the text).
+    #[cold]
+    #[inline(never)]
+    fn write_std_cut(
+        &mut self,
+        output: &dyn OutputSink,
+        kind: StdEvent,
+        text: &str,
+        room: usize,
+    ) -> Result<(), Limit> {
+        match kind {
+            StdEvent::Print | StdEvent::PrintTemplate => {
+                let written = prefix_within(text, room);
+                if !written.is_empty() {
+                    output.out(written);
+                }
+                self.output_used += written.len() as u64;
+                Err(Limit::Output)
+            }
+            StdEvent::Println | StdEvent::Eprintln => {
+                // One write of the line and its newline, so a sink never sees half a line that
+                // fits.
+                let mut line = std::mem::take(&mut self.text);
+                let mut bounded = BoundedText::new(&mut line, room);
+                bounded.push(text);
+                bounded.push("\n");
+                let stream = if kind == StdEvent::Println {
+                    Stream::Out
+                } else {
+                    Stream::Err
+                };
+                let result = self.finish_write(output, stream, &bounded);
+                self.text = line;
+                result
+            }
+        }
+    }
+
+    /// Writes text formatted within [`RunState::output_room`] and counts it; `Limit::Output`
+    /// when some of it was cut.
+    #[inline]
+    pub(crate) fn finish_write(
+        &mut self,
+        output: &dyn OutputSink,
+        stream: Stream,
+        text: &BoundedText<'_>,
+    ) -> Result<(), Limit> {
+        let written = text.as_str();
+        if !written.is_empty() || !text.cut() {
+            match stream {
+                Stream::Out => output.out(written),
+                Stream::Err => output.err(written),
+            }
+        }
+        self.output_used += written.len() as u64;
+        if text.cut() {
+            Err(Limit::Output)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Which `std.io` stream a write goes to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Stream {
+    Out,
+    Err,
 }
 
 /// Fills `slice` with `value`, skipping the call when it is empty: on this machine glibc's memset

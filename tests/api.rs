@@ -746,38 +746,3 @@ fn recycled_run_states_run_like_new_ones() {
         }
     }
 }
-
-#[test]
-fn a_bounded_capture_sink_keeps_its_bound_and_stops_the_run() {
-    let engine = Engine::new(Registry::with_std());
-    let flow = engine
-        .compile(
-            "t",
-            "~for(0..100)\n| each i |> std.io:println(text: \"0123456789\")",
-            &CompileOptions::default(),
-        )
-        .unwrap();
-    let interrupt = koru_jit::InterruptHandle::new();
-    let sink = CaptureSink::bounded(55, interrupt.clone());
-    let limits = RunLimits {
-        interrupt: Some(interrupt),
-        ..RunLimits::default()
-    };
-    let outcome = flow
-        .run_with_output(&Inputs::new(), &limits, &sink)
-        .unwrap();
-    assert!(
-        matches!(
-            outcome,
-            Outcome::Exhausted {
-                limit: koru_jit::Limit::Interrupted,
-                ..
-            }
-        ),
-        "{outcome:?}"
-    );
-    assert!(sink.exceeded());
-    // Five whole lines of 11 bytes fit; the sixth is dropped whole and the run stops.
-    assert_eq!(sink.take_out(), "0123456789\n".repeat(5));
-    assert_eq!(outcome.fuel(), 6);
-}

@@ -327,3 +327,35 @@ fn emit_ir_is_linear_in_the_ir_and_bounded() {
         "{note}"
     );
 }
+
+#[test]
+fn max_output_bytes_cuts_the_output_and_reports_the_output_limit() {
+    let file = write(
+        "chatty.kz",
+        "~for(0..100)\n| each i |> std.io:println(text: \"0123456789\")\n",
+    );
+    for tier in ["interp", "jit", "auto"] {
+        let (code, out, err) = koru(&[
+            "run",
+            &file,
+            "--tier",
+            tier,
+            "--max-output-bytes",
+            "25",
+            "--json",
+        ]);
+        assert_eq!(code, 4, "{tier}: {err}");
+        // Two lines and three bytes of the third; the outcome on a line of its own.
+        assert_eq!(
+            out,
+            "0123456789\n0123456789\n012\n{\"outcome\":\"exhausted\",\"limit\":\"Output\",\"fuel\":3,\"last_event\":\"std.io:println\"}\n",
+            "{tier}"
+        );
+    }
+    let (code, out, err) = koru(&["run", &file, "--max-output-bytes", "11"]);
+    assert_eq!((code, out.as_str()), (4, "0123456789\n"));
+    assert!(
+        err.contains("exhausted: Output limit reached (fuel 2, last event std.io:println)"),
+        "{err}"
+    );
+}

@@ -385,6 +385,8 @@ fn random_flows_behave_the_same_in_both_tiers() {
             } else {
                 10_000
             }),
+            // Often small enough to cut a print in the middle.
+            max_output_bytes: rng.chance(30).then(|| rng.below(200)),
             ..RunLimits::default()
         };
         let interpreted = match run(&source, Tier::Interp, &limits) {

@@ -19,8 +19,9 @@
 //! |---|---|
 //! | `input: name=value` | a flow input (`42` int, `4.2` float, `true`/`false` bool, else str) |
 //! | `scope: name` | check against this scope of `tests/common` |
-//! | `fuel-limit: N`, `iteration-limit: N` | run limits |
+//! | `fuel-limit: N`, `iteration-limit: N`, `output-limit: N` | run limits (`output-limit` is `max_output_bytes`) |
 //! | `expect: text` | one line of program output (all lines, in order; none means no output) |
+//! | `expect-partial: text` | program output after the last `expect` line, without a newline (a write cut by the output limit) |
 //! | `expect-stderr: text` | one line of `eprintln` output |
 //! | `outcome: JSON` | the run is ok and its value is this JSON (`none` for no value) |
 //! | `fuel: N` | the fuel used |
@@ -48,7 +49,9 @@ struct Expectations {
     scope: Option<String>,
     fuel_limit: Option<u64>,
     iteration_limit: Option<u64>,
+    output_limit: Option<u64>,
     stdout: Vec<String>,
+    stdout_partial: Option<String>,
     stderr: Vec<String>,
     outcome: Option<serde_json::Value>,
     fuel: Option<u64>,
@@ -82,7 +85,9 @@ fn expectations(source: &str) -> Result<Expectations, String> {
             "scope" => e.scope = Some(value.to_string()),
             "fuel-limit" => e.fuel_limit = Some(number()?),
             "iteration-limit" => e.iteration_limit = Some(number()?),
+            "output-limit" => e.output_limit = Some(number()?),
             "expect" => e.stdout.push(raw.to_string()),
+            "expect-partial" => e.stdout_partial = Some(raw.to_string()),
             "expect-stderr" => e.stderr.push(raw.to_string()),
             "outcome" => {
                 e.outcome = Some(if value == "none" {
@@ -197,6 +202,7 @@ fn run_file_with(
     let limits = RunLimits {
         fuel: e.fuel_limit,
         max_iterations: e.iteration_limit,
+        max_output_bytes: e.output_limit,
         ..RunLimits::default()
     };
     let mut last = None;
@@ -224,10 +230,10 @@ fn check_run(
         .map_err(|err| format!("input error: {err}"))?;
     let mut problems = Vec::new();
     let out = sink.take_out();
-    if out != lines(&e.stdout) {
+    let expected_out = lines(&e.stdout) + e.stdout_partial.as_deref().unwrap_or("");
+    if out != expected_out {
         problems.push(format!(
-            "stdout:\n--- expected\n{}--- found\n{out}",
-            lines(&e.stdout)
+            "stdout:\n--- expected\n{expected_out}--- found\n{out}"
         ));
     }
     let err = sink.take_err();

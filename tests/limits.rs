@@ -324,3 +324,194 @@ fn a_deadline_is_noticed_at_the_next_dispatch_of_a_loop_of_slow_host_calls() {
         );
     }
 }
+
+/// Runs `source` on an engine with `policy` (its output captured) under a 1 MiB output bound;
+/// returns the outcome, the output and how many times the run moved to native code mid-loop.
+fn run_with_output_bound(tier: Tier, policy: TierPolicy, source: &str) -> (Outcome, String, u64) {
+    let config = EngineConfig {
+        policy,
+        ..EngineConfig::default()
+    };
+    let engine = Engine::with_config(Registry::with_std(), config);
+    let flow = engine
+        .compile("output", source, &CompileOptions::default().tier(tier))
+        .unwrap();
+    let sink = koru_jit::CaptureSink::new();
+    let limits = RunLimits {
+        max_output_bytes: Some(1 << 20),
+        ..RunLimits::default()
+    };
+    let outcome = flow
+        .run_with_output(&Inputs::new(), &limits, &sink)
+        .unwrap();
+    (outcome, sink.take_out(), flow.stats().osr_entries)
+}
+
+#[test]
+fn the_output_bound_stops_at_the_same_print_in_every_tier_and_across_a_tier_switch() {
+    // Issue 11 finding 7: with the bound enforced by a sink that interrupted the run, native code
+    // charged one more print than the interpreter (fuel 10487 against 10486).
+    let line = format!("{}\\n", "x".repeat(99));
+    let after_a_loop = format!(
+        "~for(0..25000)\n| each i |> _\n~for(0..30000)\n| each i |> std.io:print(text: \"{line}\")"
+    );
+    // The print loop itself starts interpreted and moves to native code at 5,000 iterations.
+    let mid_loop = format!(
+        "~for(0..2500)\n| each i |> _\n~for(0..30000)\n| each i |> std.io:print(text: \"{line}\")"
+    );
+    let sync = |loop_threshold| TierPolicy {
+        call_threshold: u64::MAX,
+        loop_threshold,
+        background: false,
+        ..TierPolicy::default()
+    };
+    for source in [&after_a_loop, &mid_loop] {
+        let runs = [
+            (Tier::Interp, TierPolicy::eager(), false),
+            (Tier::Jit, TierPolicy::eager(), false),
+            (Tier::Auto, TierPolicy::eager(), true),
+            (Tier::Auto, sync(20_000), source == &after_a_loop),
+            (Tier::Auto, sync(5_000), true),
+        ];
+        for (tier, policy, switches) in runs {
+            let what = format!("{tier:?} {policy:?} on\n{source}");
+            let (outcome, output, osr) = run_with_output_bound(tier, policy, source);
+            assert_eq!(
+                outcome,
+                Outcome::Exhausted {
+                    limit: Limit::Output,
+                    fuel: 10_486,
+                    last_event: Some("std.io:print".into()),
+                },
+                "{what}"
+            );
+            // 10,485 whole lines of 100 bytes and 76 bytes of the next: exactly the bound.
+            assert_eq!(output.len(), 1 << 20, "{what}");
+            assert!(output.ends_with(&format!("\n{}", "x".repeat(76))), "{what}");
+            assert_eq!(osr > 0, switches, "{what}: {osr} switches to native code");
+        }
+    }
+}
+
+#[test]
+fn the_output_bound_is_reported_by_name_in_json() {
+    let engine = Engine::new(Registry::with_std());
+    let flow = engine
+        .compile(
+            "t",
+            "~for(0..100)\n| each i |> std.io:println(text: \"0123456789\")",
+            &CompileOptions::default(),
+        )
+        .unwrap();
+    let sink = koru_jit::CaptureSink::new();
+    let limits = RunLimits {
+        max_output_bytes: Some(55),
+        ..RunLimits::default()
+    };
+    let outcome = flow
+        .run_with_output(&Inputs::new(), &limits, &sink)
+        .unwrap();
+    // Five whole lines of 11 bytes fit; the sixth writes nothing and stops the run.
+    assert_eq!(sink.take_out(), "0123456789\n".repeat(5));
+    assert_eq!(
+        outcome.to_json(),
+        serde_json::json!({
+            "outcome": "exhausted",
+            "limit": "Output",
+            "fuel": 6,
+            "last_event": "std.io:println",
+        })
+    );
+}
+
+/// Threads that spin until dropped: more of them than cores starve every other thread,
+/// the deadline ticker's included.
+struct BusyThreads {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl BusyThreads {
+    fn start(count: usize) -> BusyThreads {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let threads = (0..count)
+            .map(|_| {
+                let stop = stop.clone();
+                std::thread::spawn(move || {
+                    let mut x = 0u64;
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        x = std::hint::black_box(
+                            x.wrapping_mul(6364136223846793005).wrapping_add(1),
+                        );
+                    }
+                })
+            })
+            .collect();
+        BusyThreads { stop, threads }
+    }
+}
+
+impl Drop for BusyThreads {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[test]
+fn a_deadline_holds_on_the_real_clock_while_the_cpu_is_starved_in_every_tier() {
+    // Issue 11 finding 5: the deadline was counted in ticks of a thread sleeping 1 ms, so under
+    // load runs stopped late in proportion to their deadline (a 1 s deadline after 2.1-2.6 s;
+    // here, 200 ms deadlines 31-107 ms late). The run's own thread is starved too and stops
+    // only once it gets the CPU back: the least lateness of three runs is what the clock
+    // decides.
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let _busy = BusyThreads::start(4 * cores);
+    let sources = [
+        ("while", FOREVER.to_string()),
+        // A loop of dispatches (the deadline is also checked at each of them).
+        (
+            "dispatches",
+            "~while(true)\n| body |> std.io:print(text: \"\")".to_string(),
+        ),
+    ];
+    for (what, source) in &sources {
+        for (tier, engine) in engines() {
+            let flow = engine
+                .compile("late", source, &CompileOptions::default().tier(tier))
+                .unwrap();
+            let mut lateness = Vec::new();
+            for _ in 0..3 {
+                let deadline = Instant::now() + Duration::from_millis(200);
+                let outcome = flow
+                    .run(
+                        &Inputs::new(),
+                        &RunLimits {
+                            deadline: Some(deadline),
+                            ..RunLimits::default()
+                        },
+                    )
+                    .unwrap();
+                lateness.push(Instant::now().saturating_duration_since(deadline));
+                assert!(
+                    matches!(
+                        outcome,
+                        Outcome::Exhausted {
+                            limit: Limit::Deadline,
+                            ..
+                        }
+                    ),
+                    "{what} {tier:?}: {outcome:?}"
+                );
+            }
+            eprintln!("{what} {tier:?}: stopped {lateness:?} after a 200 ms deadline");
+            let least = lateness.iter().min().unwrap();
+            assert!(
+                *least < Duration::from_millis(30),
+                "{what} {tier:?}: stopped {lateness:?} after the deadline"
+            );
+        }
+    }
+}

@@ -77,7 +77,16 @@ fn registry() -> Registry {
             },
         )
         .unwrap();
+    // Printed output goes nowhere (stdout would interleave with the test harness's).
+    registry.set_output(std::sync::Arc::new(Discard));
     registry
+}
+
+struct Discard;
+
+impl koru_jit::OutputSink for Discard {
+    fn out(&self, _: &str) {}
+    fn err(&self, _: &str) {}
 }
 
 /// Each tier on its own (the auto tier's switch from one to the other is a one-time event, not
@@ -92,6 +101,8 @@ fn assert_steady_state_allocates_nothing(source: &str, options: CompileOptions, 
         let limits = RunLimits {
             fuel: Some(u64::MAX),
             max_iterations: Some(u64::MAX),
+            // A bound the runs stay under: printing counts every byte against it.
+            max_output_bytes: Some(1 << 30),
             ..RunLimits::default()
         };
         // The first run creates the pooled state and sizes every buffer.
@@ -144,4 +155,17 @@ fn captures_subflows_and_struct_payloads_allocate_nothing_after_the_first_run() 
 "#;
     let options = CompileOptions::default().input("limit", Type::Int);
     assert_steady_state_allocates_nothing(source, options, Inputs::new().set("limit", 100i64));
+}
+
+#[test]
+fn printing_under_an_output_bound_allocates_nothing_after_the_first_run() {
+    let source = r#"
+~for(0..200)
+| each i |> std.io:println(text: name)
+    |> std.io:print.ln("{{ i }}: {{ name }} {{ 0.5 }} {{ i > 3 }}")
+    |> std.io:eprintln(message: i)
+    |> std.io:print(text: name)
+"#;
+    let options = CompileOptions::default().input("name", Type::Str);
+    assert_steady_state_allocates_nothing(source, options, Inputs::new().set("name", "koru"));
 }

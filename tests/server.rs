@@ -640,6 +640,19 @@ fn printed_output_is_bounded_per_scope() {
     );
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["output"].as_str().unwrap().len(), 250);
+    // A template of 500 holes of 1,000 bytes (issue 11 finding 4: it answered `200 ok` with no
+    // output): formatting stops at the bound, and the bound's worth is returned.
+    let source = format!("~std.io:print.ln(\"{}\")", "{{s}}".repeat(500));
+    let (status, body) = run(
+        &server,
+        "alice-key-123",
+        json!({ "source": source, "inputs": { "s": "a".repeat(1000) } }),
+    );
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["outcome"], "exhausted");
+    assert_eq!(body["limit"], "Output");
+    assert_eq!(body["last_event"], "std.io:print.ln");
+    assert_eq!(body["output"], "a".repeat(1000));
 }
 
 fn metric(server: &TestServer, name: &str) -> u64 {

@@ -3,13 +3,13 @@
 use clap::{Parser, Subcommand, ValueEnum};
 use koru_jit::layout::LayoutTable;
 use koru_jit::{
-    CompileOptions, Engine, Flow, Inputs, Outcome, Registry, RunLimits, Scalar, Scope,
-    SourceErrors, Tier, Type,
+    CompileOptions, Engine, Flow, Inputs, Outcome, OutputSink, Registry, RunLimits, Scalar, Scope,
+    SourceErrors, StdoutSink, Tier, Type,
 };
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::AtomicI64;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Arc;
 
 /// Exit codes (documented in the README).
@@ -52,6 +52,10 @@ enum Command {
         /// Wall-clock limit in milliseconds.
         #[arg(long)]
         deadline_ms: Option<u64>,
+        /// Bytes `std.io` may print (stdout and stderr together): the run prints what fits, cut
+        /// at a character boundary, and stops there (`exhausted`, limit `Output`).
+        #[arg(long)]
+        max_output_bytes: Option<u64>,
         /// Check the flow against this scope (see `koru-jit scopes`).
         #[arg(long)]
         scope: Option<String>,
@@ -143,6 +147,7 @@ fn main() -> ExitCode {
             fuel,
             max_iterations,
             deadline_ms,
+            max_output_bytes,
             scope,
             json,
             stats,
@@ -158,6 +163,7 @@ fn main() -> ExitCode {
                 max_iterations,
                 deadline: deadline_ms
                     .map(|ms| std::time::Instant::now() + std::time::Duration::from_millis(ms)),
+                max_output_bytes,
                 interrupt: None,
             };
             run(RunRequest {
@@ -347,6 +353,26 @@ fn report_load_error(error: LoadError, json: bool) -> u8 {
     }
 }
 
+/// The process's stdout and stderr, remembering whether program output ended in the middle of a
+/// line.
+#[derive(Default)]
+struct LineTrackingStdout {
+    open_line: AtomicBool,
+}
+
+impl OutputSink for LineTrackingStdout {
+    fn out(&self, text: &str) {
+        if let Some(last) = text.as_bytes().last() {
+            self.open_line.store(*last != b'\n', Ordering::Relaxed);
+        }
+        StdoutSink.out(text);
+    }
+
+    fn err(&self, text: &str) {
+        StdoutSink.err(text);
+    }
+}
+
 /// What `koru-jit run` was asked to do.
 struct RunRequest<'a> {
     file: &'a str,
@@ -392,7 +418,8 @@ fn run(request: RunRequest<'_>) -> u8 {
             return EXIT_EXHAUSTED;
         }
     }
-    let outcome = match flow.run(&values, limits) {
+    let output = LineTrackingStdout::default();
+    let outcome = match flow.run_with_output(&values, limits, &output) {
         Ok(outcome) => outcome,
         Err(error) => {
             eprintln!("error: {error}");
@@ -411,6 +438,11 @@ fn run(request: RunRequest<'_>) -> u8 {
         Outcome::Error { .. } => EXIT_RUNTIME_ERROR,
     };
     if json {
+        // On a line of its own, also after output cut by --max-output-bytes (or a `print` that
+        // wrote no newline).
+        if output.open_line.load(Ordering::Relaxed) {
+            println!();
+        }
         println!("{}", outcome.to_json());
         return code;
     }

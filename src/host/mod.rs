@@ -23,6 +23,7 @@ pub use function::{
     ReplyPayload, ReplyPlan, ReplyValue,
 };
 pub use scope::{Scope, ScopeRule};
+pub(crate) use stdlib::{prefix_within, BoundedText};
 pub use stdlib::{CaptureSink, OutputSink, StdEvent, StdoutSink, STD_DECLARATIONS};
 
 pub(crate) use function::{word_str, ArgsClosure, HostClosure};

@@ -1,8 +1,6 @@
 //! The standard library events (SPEC 5) and the output sink they write to.
 
-use crate::limits::InterruptHandle;
 use std::io::Write;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// The standard library events; the engine implements them itself.
@@ -58,37 +56,17 @@ impl OutputSink for StdoutSink {
     }
 }
 
-/// Keeps everything written, for embedders and tests; [`CaptureSink::bounded`] keeps at most a
-/// number of bytes and stops the run past it.
+/// Keeps everything written, for embedders and tests. To bound what a run may print, set
+/// `RunLimits::max_output_bytes`: the run itself stops at the bound, in every tier.
 #[derive(Debug, Default)]
 pub struct CaptureSink {
     out: Mutex<String>,
     err: Mutex<String>,
-    /// Bytes kept (out and err together), the bound, and the run to stop past it.
-    kept: AtomicUsize,
-    bound: Option<(usize, InterruptHandle)>,
-    exceeded: AtomicBool,
 }
 
 impl CaptureSink {
     pub fn new() -> CaptureSink {
         CaptureSink::default()
-    }
-
-    /// Keeps at most `limit` bytes of output and error output together. A write past it is
-    /// dropped whole and fires `interrupt`: give the run that handle in its `RunLimits` and it
-    /// stops at its next dispatch or loop check (`exhausted`, `Interrupted`); [`Self::exceeded`]
-    /// tells that the bound was the cause.
-    pub fn bounded(limit: usize, interrupt: InterruptHandle) -> CaptureSink {
-        CaptureSink {
-            bound: Some((limit, interrupt)),
-            ..CaptureSink::default()
-        }
-    }
-
-    /// Whether a write went past the bound.
-    pub fn exceeded(&self) -> bool {
-        self.exceeded.load(Ordering::Relaxed)
     }
 
     /// Takes the program output captured so far.
@@ -101,15 +79,7 @@ impl CaptureSink {
         std::mem::take(&mut *self.err.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
-    fn keep(&self, buffer: &Mutex<String>, text: &str) {
-        if let Some((limit, interrupt)) = &self.bound {
-            if self.kept.load(Ordering::Relaxed) + text.len() > *limit {
-                self.exceeded.store(true, Ordering::Relaxed);
-                interrupt.interrupt();
-                return;
-            }
-            self.kept.fetch_add(text.len(), Ordering::Relaxed);
-        }
+    fn keep(buffer: &Mutex<String>, text: &str) {
         buffer
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -119,10 +89,100 @@ impl CaptureSink {
 
 impl OutputSink for CaptureSink {
     fn out(&self, text: &str) {
-        self.keep(&self.out, text);
+        CaptureSink::keep(&self.out, text);
     }
 
     fn err(&self, text: &str) {
-        self.keep(&self.err, text);
+        CaptureSink::keep(&self.err, text);
+    }
+}
+
+/// The longest prefix of `text` of at most `room` bytes that ends at a character boundary.
+pub(crate) fn prefix_within(text: &str, room: usize) -> &str {
+    if text.len() <= room {
+        text
+    } else {
+        &text[..text.floor_char_boundary(room)]
+    }
+}
+
+/// The text of one `std.io` write being formatted, kept within `room` bytes (what the run's output
+/// bound leaves): a piece that does not fit is cut at a character boundary and everything after it
+/// is dropped, so formatting never holds more than the room, whatever the template and its holes.
+pub(crate) struct BoundedText<'t> {
+    text: &'t mut String,
+    room: usize,
+    cut: bool,
+}
+
+impl<'t> BoundedText<'t> {
+    /// Starts a write in `text` (emptied; its capacity is kept).
+    pub fn new(text: &'t mut String, room: usize) -> BoundedText<'t> {
+        text.clear();
+        BoundedText {
+            text,
+            room,
+            cut: false,
+        }
+    }
+
+    #[inline]
+    pub fn push(&mut self, piece: &str) {
+        let len = self.text.len();
+        // Once cut, the room is what was kept: only empty pieces fit.
+        if piece.len() <= self.room - len && piece.len() <= self.text.capacity() - len {
+            self.text.push_str(piece);
+        } else {
+            self.push_cold(piece);
+        }
+    }
+
+    /// A piece that does not fit in the room, or needs the buffer to grow: grows it as `String`
+    /// does (doubling), but never past the room, so the buffer of a bounded run holds at most the
+    /// bound.
+    #[cold]
+    #[inline(never)]
+    fn push_cold(&mut self, piece: &str) {
+        if self.cut {
+            return;
+        }
+        let len = self.text.len();
+        let piece = if piece.len() <= self.room - len {
+            piece
+        } else {
+            self.cut = true;
+            prefix_within(piece, self.room - len)
+        };
+        if self.text.capacity() - len < piece.len() {
+            let want = (len + piece.len())
+                .max(self.text.capacity().saturating_mul(2))
+                .min(self.room.max(len + piece.len()));
+            self.text.reserve_exact(want - len);
+        }
+        self.text.push_str(piece);
+        if self.cut {
+            self.room = self.text.len();
+        }
+    }
+
+    /// Whether something did not fit.
+    pub fn cut(&self) -> bool {
+        self.cut
+    }
+
+    pub fn as_str(&self) -> &str {
+        self.text
+    }
+}
+
+impl std::fmt::Write for BoundedText<'_> {
+    fn write_str(&mut self, piece: &str) -> std::fmt::Result {
+        self.push(piece);
+        if self.cut {
+            // Stops the formatting of a float past the bound.
+            Err(std::fmt::Error)
+        } else {
+            Ok(())
+        }
     }
 }

@@ -6,13 +6,13 @@
 
 mod eval;
 
-use crate::host::{HostEvent, Implementation, OutputSink, Registry, ReplyOut, StdEvent};
+use crate::host::{BoundedText, HostEvent, Implementation, OutputSink, Registry, ReplyOut};
 use crate::ir::*;
 use crate::layout::Layout;
 use crate::limits::RunLimits;
 use crate::outcome::{ErrorCode, Limit};
 use crate::span::Span;
-use crate::state::{RunState, Trap};
+use crate::state::{RunState, Stream, Trap};
 use crate::types::Type;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Instant;
@@ -48,6 +48,14 @@ pub fn run(
     output: &dyn OutputSink,
     tiering: Option<&dyn Tiering>,
 ) -> Result<Option<ValueId>, Trap> {
+    state.output_limit = limits.max_output_bytes.unwrap_or(u64::MAX);
+    state.pacer = crate::limits::ClockPacer::new();
+    let iteration_limit = limits.max_iterations.unwrap_or(u64::MAX);
+    // With a deadline, the loop checks also read the clock now and then (see `checkpoint`).
+    let iteration_stop = match limits.deadline {
+        Some(_) => iteration_limit.min(state.iterations + state.pacer.grant()),
+        None => iteration_limit,
+    };
     let mut exec = Exec {
         program,
         layout,
@@ -55,7 +63,8 @@ pub fn run(
         state,
         output,
         fuel_limit: limits.fuel.unwrap_or(u64::MAX),
-        iteration_limit: limits.max_iterations.unwrap_or(u64::MAX),
+        iteration_limit,
+        iteration_stop,
         deadline: limits.deadline,
         deadline_epoch: limits
             .deadline
@@ -101,6 +110,9 @@ pub(crate) struct Exec<'r> {
     output: &'r dyn OutputSink,
     fuel_limit: u64,
     iteration_limit: u64,
+    /// The iteration count at which [`Exec::checkpoint`] runs: the limit, or sooner with a
+    /// deadline.
+    iteration_stop: u64,
     deadline: Option<Instant>,
     deadline_epoch: u64,
     interrupt: Option<&'r crate::limits::InterruptHandle>,
@@ -192,12 +204,33 @@ impl Exec<'_> {
     /// One loop iteration: the iteration limit, the interrupt, and now and then the deadline.
     #[inline]
     fn tick(&mut self, loop_index: u32) -> Result<(), Trap> {
-        if self.state.iterations >= self.iteration_limit {
-            return Err(Trap::Exhausted(Limit::LoopIterations));
+        if self.state.iterations >= self.iteration_stop {
+            self.checkpoint()?;
         }
         self.state.iterations += 1;
         self.state.loop_iterations[loop_index as usize] += 1;
         self.poll()
+    }
+
+    /// The iteration limit, and with a deadline the real clock (as native code's budget refill
+    /// reads it, paced by `state.pacer`): due every [`crate::limits::ClockPacer::grant`]
+    /// iterations.
+    #[cold]
+    #[inline(never)]
+    fn checkpoint(&mut self) -> Result<(), Trap> {
+        let iterations = self.state.iterations;
+        if iterations >= self.iteration_limit {
+            return Err(Trap::Exhausted(Limit::LoopIterations));
+        }
+        if let Some(deadline) = self.deadline {
+            if self.state.pacer.check().is_some_and(|now| now >= deadline) {
+                return Err(Trap::Exhausted(Limit::Deadline));
+            }
+            self.iteration_stop = self
+                .iteration_limit
+                .min(iterations + self.state.pacer.grant());
+        }
+        Ok(())
     }
 
     /// The interrupt, and the deadline: its epoch first, the clock only once that has passed.
@@ -442,22 +475,9 @@ impl Exec<'_> {
                         let text = unsafe {
                             crate::host::word_str(self.state.args[0], self.state.args[1])
                         };
-                        match kind {
-                            StdEvent::Print => self.output.out(text),
-                            StdEvent::Println => {
-                                self.state.text.clear();
-                                self.state.text.push_str(text);
-                                self.state.text.push('\n');
-                                self.output.out(&self.state.text);
-                            }
-                            StdEvent::Eprintln => {
-                                self.state.text.clear();
-                                self.state.text.push_str(text);
-                                self.state.text.push('\n');
-                                self.output.err(&self.state.text);
-                            }
-                            StdEvent::PrintTemplate => self.output.out(text),
-                        }
+                        self.state
+                            .write_std(self.output, *kind, text)
+                            .map_err(Trap::Exhausted)?;
                         0
                     }
                     Implementation::Missing => {
@@ -471,38 +491,52 @@ impl Exec<'_> {
                 }
             }
             Arguments::Template(parts) => {
+                // Formatted within the room the output bound leaves (holes past it are still
+                // evaluated, for their errors, as native code does before the dispatch).
                 let mut text = std::mem::take(&mut self.state.text);
-                text.clear();
-                let formatted = self.format_template(parts, &mut text);
-                let charged = formatted.and_then(|()| self.charge(event.cost, s.event.0 + 1));
-                if charged.is_ok() {
-                    text.push('\n');
-                    self.output.out(&text);
+                let mut bounded = BoundedText::new(&mut text, self.state.output_room());
+                let mut written = self.format_template(parts, &mut bounded);
+                if written.is_ok() {
+                    written = self.charge(event.cost, s.event.0 + 1);
+                }
+                if written.is_ok() {
+                    bounded.push("\n");
+                    if let Err(limit) = self.state.finish_write(self.output, Stream::Out, &bounded)
+                    {
+                        written = Err(Trap::Exhausted(limit));
+                    }
                 }
                 self.state.text = text;
-                charged?;
+                written?;
                 0
             }
         };
         self.select(&s.arms, branch, s.first_value, &event.name, s.span)
     }
 
-    fn format_template(&mut self, parts: &[TemplatePart], text: &mut String) -> Result<(), Trap> {
+    fn format_template(
+        &mut self,
+        parts: &[TemplatePart],
+        text: &mut BoundedText<'_>,
+    ) -> Result<(), Trap> {
         use std::fmt::Write;
         for part in parts {
             match part {
-                TemplatePart::Text(t) => text.push_str(t),
+                TemplatePart::Text(t) => text.push(t),
                 TemplatePart::Hole(expr) => match self.expr_type(expr) {
                     Type::Str => {
                         let (ptr, len) = self.eval_str(expr)?;
                         // SAFETY: `eval_str` yields live UTF-8 (see `assign_from_scratch`).
-                        text.push_str(unsafe { crate::host::word_str(ptr, len) });
+                        text.push(unsafe { crate::host::word_str(ptr, len) });
                     }
-                    Type::Int => text.push_str(itoa::Buffer::new().format(self.eval(expr)? as i64)),
+                    Type::Int => text.push(itoa::Buffer::new().format(self.eval(expr)? as i64)),
                     Type::Float => {
-                        let _ = write!(text, "{}", f64::from_bits(self.eval(expr)?));
+                        let bits = self.eval(expr)?;
+                        if !text.cut() {
+                            let _ = write!(text, "{}", f64::from_bits(bits));
+                        }
                     }
-                    Type::Bool => text.push_str(if self.eval(expr)? != 0 {
+                    Type::Bool => text.push(if self.eval(expr)? != 0 {
                         "true"
                     } else {
                         "false"

@@ -801,6 +801,18 @@ impl<'a, 'f> Lower<'a, 'f> {
         self.b.switch_to_block(next);
     }
 
+    /// A `std.io` helper returned a status other than 0 (a panic of the output sink, or the
+    /// output bound reached, recorded in the run state): leave with it.
+    fn exit_unless_ok(&mut self, status: Value) {
+        let failing = self.b.create_block();
+        let next = self.b.create_block();
+        self.b.set_cold_block(failing);
+        self.b.ins().brif(status, failing, &[], next, &[]);
+        self.b.switch_to_block(failing);
+        self.b.ins().jump(self.exit, &[status.into()]);
+        self.b.switch_to_block(next);
+    }
+
     // ------------------------------------------------------------------ limits
 
     /// Leaves if another thread triggered the interrupt or the deadline passed. The fast path
@@ -1513,7 +1525,7 @@ impl<'a, 'f> Lower<'a, 'f> {
                         &[self.state, data, template, words],
                     )
                     .expect("helper_template returns");
-                self.host_fail_if(failed);
+                self.exit_unless_ok(failed);
                 None
             }
             (Arguments::Inputs(args), Implementation::Std(kind)) => {
@@ -1533,7 +1545,7 @@ impl<'a, 'f> Lower<'a, 'f> {
                         &[self.state, kind, pair],
                     )
                     .expect("helper_std returns");
-                self.host_fail_if(failed);
+                self.exit_unless_ok(failed);
                 None
             }
             (Arguments::Inputs(args), Implementation::Closure(closure)) => {

@@ -2,12 +2,12 @@
 //! helpers it calls (each an `extern "C"` function reached through a pointer constant, never a
 //! symbol), and the single place that turns a code pointer into a callable.
 
-use crate::host::OutputSink;
+use crate::host::{BoundedText, OutputSink, StdEvent};
 use crate::ir::{Program, ValueId};
 use crate::limits::RunLimits;
 use crate::outcome::{ErrorCode, Limit};
 use crate::span::Span;
-use crate::state::{RunState, Trap, TrapError};
+use crate::state::{RunState, Stream, Trap, TrapError};
 use crate::types::Type;
 use std::fmt::Write;
 use std::sync::atomic::AtomicBool;
@@ -23,8 +23,8 @@ pub const STATUS_HOST: u32 = 2;
 pub const STATUS_EXHAUSTED: u32 = 3;
 
 /// At most this many loop iterations run between two checks of the iteration limit, the
-/// interrupt and the deadline epoch.
-pub const BUDGET_GRANT: u64 = 256;
+/// interrupt and the deadline.
+pub const BUDGET_GRANT: u64 = crate::limits::ClockPacer::MAX_GRANT as u64;
 
 pub fn limit_code(limit: Limit) -> u32 {
     match limit {
@@ -32,6 +32,7 @@ pub fn limit_code(limit: Limit) -> u32 {
         Limit::LoopIterations => 1,
         Limit::Deadline => 2,
         Limit::Interrupted => 3,
+        Limit::Output => 4,
     }
 }
 
@@ -40,6 +41,7 @@ fn limit_from_code(code: u32) -> Limit {
         0 => Limit::Fuel,
         1 => Limit::LoopIterations,
         2 => Limit::Deadline,
+        4 => Limit::Output,
         _ => Limit::Interrupted,
     }
 }
@@ -128,7 +130,9 @@ pub unsafe fn run(
 ) -> Result<Option<ValueId>, Trap> {
     state.fuel_limit = limits.fuel.unwrap_or(u64::MAX);
     state.iteration_limit = limits.max_iterations.unwrap_or(u64::MAX);
+    state.output_limit = limits.max_output_bytes.unwrap_or(u64::MAX);
     state.deadline = limits.deadline;
+    state.pacer = crate::limits::ClockPacer::new();
     state.deadline_epoch = limits
         .deadline
         .map_or(u64::MAX, crate::limits::epoch::of_deadline);
@@ -171,10 +175,20 @@ pub unsafe fn run(
     }
 }
 
-/// Runs `f`, turning a panic (from an embedder's output sink) into a `HostPanic` of the run.
-fn guarded(state: &mut RunState, what: &str, f: impl FnOnce(&mut RunState)) -> u32 {
+/// Runs a `std.io` write, turning a panic (from an embedder's output sink) into a `HostPanic` of
+/// the run. Returns the status to leave with (`STATUS_EXHAUSTED` with the limit in `state.trap`
+/// when the write reached the output bound), or 0 to go on.
+fn guarded(
+    state: &mut RunState,
+    what: &str,
+    f: impl FnOnce(&mut RunState) -> Result<(), Limit>,
+) -> u32 {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut *state))) {
-        Ok(()) => 0,
+        Ok(Ok(())) => 0,
+        Ok(Err(limit)) => {
+            state.trap = limit_code(limit);
+            STATUS_EXHAUSTED
+        }
         Err(panic) => {
             state.host_trap = Some(Box::new(TrapError {
                 code: ErrorCode::HostPanic,
@@ -182,7 +196,7 @@ fn guarded(state: &mut RunState, what: &str, f: impl FnOnce(&mut RunState)) -> u
                 event: Some(Arc::from(what)),
                 span: Span::default(),
             }));
-            1
+            STATUS_HOST
         }
     }
 }
@@ -262,33 +276,29 @@ pub unsafe extern "C" fn helper_assign_str(
     target.as_ptr() as u64
 }
 
-/// `std.io:print` (0), `println` (1) or `eprintln` (2) of one string; 0 on success.
+/// `std.io:print` (0), `println` (1) or `eprintln` (2) of one string, within the output bound
+/// (see [`RunState::write_std`]); returns 0 to go on, else the status to leave with.
 ///
 /// # Safety
 /// `state` is the live run state of a run whose output is set; `pair` points at live UTF-8.
 pub unsafe extern "C" fn helper_std(state: *mut RunState, kind: u64, pair: *const [u64; 2]) -> u32 {
     // SAFETY: guaranteed by the caller.
     let (state, pair) = unsafe { (&mut *state, *pair) };
-    let name = ["std.io:print", "std.io:println", "std.io:eprintln"][kind.min(2) as usize];
+    let (name, kind) = [
+        ("std.io:print", StdEvent::Print),
+        ("std.io:println", StdEvent::Println),
+        ("std.io:eprintln", StdEvent::Eprintln),
+    ][kind.min(2) as usize];
     guarded(state, name, |state| {
         // SAFETY: `output` is set for the whole run; the pair is live (caller).
         let (output, text) = unsafe { (&*state.output, crate::host::word_str(pair[0], pair[1])) };
-        if kind == 0 {
-            output.out(text);
-            return;
-        }
-        state.text.clear();
-        state.text.push_str(text);
-        state.text.push('\n');
-        if kind == 1 {
-            output.out(&state.text);
-        } else {
-            output.err(&state.text);
-        }
+        state.write_std(output, kind, text)
     })
 }
 
-/// `std.io:print.ln` of template `template`, its holes' values in `words` (a `str` takes two).
+/// `std.io:print.ln` of template `template`, its holes' values in `words` (a `str` takes two),
+/// formatted within the room the output bound leaves; returns 0 to go on, else the status to
+/// leave with.
 ///
 /// # Safety
 /// `state` is the live run state of a run whose output is set; `data` the flow's data; `words`
@@ -304,67 +314,79 @@ pub unsafe extern "C" fn helper_template(
     let parts = &data.templates[template as usize];
     guarded(state, "std.io:print.ln", |state| {
         let mut text = std::mem::take(&mut state.text);
-        text.clear();
+        let mut bounded = BoundedText::new(&mut text, state.output_room());
         let mut at = 0;
         for part in parts {
+            if bounded.cut() {
+                break;
+            }
             // SAFETY: one word per scalar hole and two per str hole, as laid out by the caller.
             let word = |k: usize| unsafe { *words.add(k) };
             match part {
-                NativePart::Text(t) => text.push_str(t),
+                NativePart::Text(t) => bounded.push(t),
                 NativePart::Hole(Type::Str) => {
                     // SAFETY: a str hole holds a live (pointer, length) pair.
-                    text.push_str(unsafe { crate::host::word_str(word(at), word(at + 1)) });
+                    bounded.push(unsafe { crate::host::word_str(word(at), word(at + 1)) });
                     at += 2;
                 }
                 NativePart::Hole(ty) => {
                     let bits = word(at);
                     at += 1;
                     match ty {
-                        Type::Int => text.push_str(itoa::Buffer::new().format(bits as i64)),
+                        Type::Int => bounded.push(itoa::Buffer::new().format(bits as i64)),
                         Type::Float => {
-                            let _ = write!(text, "{}", f64::from_bits(bits));
+                            let _ = write!(bounded, "{}", f64::from_bits(bits));
                         }
-                        _ => text.push_str(if bits != 0 { "true" } else { "false" }),
+                        _ => bounded.push(if bits != 0 { "true" } else { "false" }),
                     }
                 }
             }
         }
-        text.push('\n');
+        bounded.push("\n");
         // SAFETY: `output` is set for the whole run.
-        unsafe { &*state.output }.out(&text);
+        let result = state.finish_write(unsafe { &*state.output }, Stream::Out, &bounded);
         state.text = text;
+        result
     })
 }
 
 /// The slow path of a loop's budget, taken when it ran out: leaves if the iteration limit is
 /// reached (exactly: a grant never exceeds what is left), then checks the interrupt and the
-/// deadline as a dispatch does, and grants at most [`BUDGET_GRANT`] more iterations, moving
-/// `state.iterations` to the count at which they run out. Returns the grant, or minus
+/// deadline (on the real clock, paced by `state.pacer`, or once the epoch passed it), and grants
+/// at most [`BUDGET_GRANT`] more iterations (fewer when the pacer asks for more frequent checks),
+/// moving `state.iterations` to the count at which they run out. Returns the grant, or minus
 /// `1 + limit_code` of the limit reached.
 ///
 /// # Safety
 /// `state` is the live run state (its `interrupt` pointer valid for the run).
 pub unsafe extern "C" fn helper_refill(state: *mut RunState) -> i64 {
-    // SAFETY: guaranteed by the caller; only read through (this reference ends before the
-    // writes below).
-    let run = unsafe { &*state };
+    // SAFETY: guaranteed by the caller; generated code holds no reference while a helper runs.
+    let run = unsafe { &mut *state };
     let horizon = run.iterations;
     let left = run.iteration_limit.wrapping_sub(horizon);
     if left == 0 {
         return -(1 + i64::from(limit_code(Limit::LoopIterations)));
     }
     // SAFETY: `interrupt` points at the run's flag (or a never-set static) for the whole run.
-    let flag = unsafe { &*run.interrupt }.load(std::sync::atomic::Ordering::Relaxed);
-    if flag || crate::limits::epoch::now() >= run.deadline_epoch {
-        // SAFETY: guaranteed by the caller.
-        let code = unsafe { helper_poll(state) };
-        if code != 0 {
-            return -i64::from(code);
-        }
+    if unsafe { &*run.interrupt }.load(std::sync::atomic::Ordering::Relaxed) {
+        return -(1 + i64::from(limit_code(Limit::Interrupted)));
     }
-    let grant = left.min(BUDGET_GRANT);
-    // SAFETY: guaranteed by the caller; no other reference to the state is live here.
-    unsafe { &mut *state }.iterations = horizon.wrapping_add(grant);
+    let mut grant = BUDGET_GRANT;
+    if let Some(deadline) = run.deadline {
+        let now = match run.pacer.check() {
+            Some(now) => Some(now),
+            None if crate::limits::epoch::now() >= run.deadline_epoch => {
+                Some(std::time::Instant::now())
+            }
+            None => None,
+        };
+        if now.is_some_and(|now| now >= deadline) {
+            return -(1 + i64::from(limit_code(Limit::Deadline)));
+        }
+        grant = run.pacer.grant();
+    }
+    let grant = left.min(grant);
+    run.iterations = horizon.wrapping_add(grant);
     grant as i64
 }
 

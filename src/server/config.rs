@@ -95,7 +95,7 @@ struct ScopeSection {
     fuel: Option<u64>,
     max_iterations: Option<u64>,
     deadline_ms: Option<u64>,
-    max_output_bytes: Option<usize>,
+    max_output_bytes: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -113,8 +113,9 @@ pub struct ScopeLimits {
     pub fuel: u64,
     pub max_iterations: u64,
     pub deadline_ms: u64,
-    /// Bytes `std.io` may print in one run; past it the run stops (`exhausted`, limit `Output`).
-    pub max_output_bytes: usize,
+    /// Bytes `std.io` may print in one run (`RunLimits::max_output_bytes`): the run writes what
+    /// fits and stops there (`exhausted`, limit `Output`).
+    pub max_output_bytes: u64,
 }
 
 impl ScopeLimits {
@@ -124,6 +125,7 @@ impl ScopeLimits {
             fuel: Some(self.fuel),
             max_iterations: Some(self.max_iterations),
             deadline: Some(std::time::Instant::now() + Duration::from_millis(self.deadline_ms)),
+            max_output_bytes: Some(self.max_output_bytes),
             interrupt,
         }
     }

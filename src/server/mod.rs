@@ -822,8 +822,7 @@ async fn run(
             };
             let limits = state.config.scopes[&request.scope].limits;
             let run_limits = limits.run_limits(Some(interrupt.clone()));
-            let output =
-                crate::host::CaptureSink::bounded(limits.max_output_bytes, interrupt.clone());
+            let output = crate::host::CaptureSink::new();
             let outcome = flow
                 .run_with_output(&request.inputs, &run_limits, &output)
                 .map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -832,24 +831,19 @@ async fn run(
                 Outcome::Exhausted { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "exhausted"),
                 Outcome::Error { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "error"),
             };
-            let interrupted = matches!(
+            // A server run is interrupted only because its client went away (nobody reads that
+            // answer).
+            let abandoned = matches!(
                 outcome,
                 Outcome::Exhausted {
                     limit: crate::Limit::Interrupted,
                     ..
                 }
             );
+            state
+                .metrics
+                .outcome(if abandoned { "abandoned" } else { name });
             let mut body = outcome.to_json();
-            // A server run is interrupted by its output bound (`CaptureSink::bounded`) or because
-            // its client went away (nobody reads that answer).
-            if interrupted && output.exceeded() {
-                body["limit"] = json!("Output");
-                state.metrics.outcome(name);
-            } else if interrupted {
-                state.metrics.outcome("abandoned");
-            } else {
-                state.metrics.outcome(name);
-            }
             let (out, err) = (output.take_out(), output.take_err());
             body["flow"] = json!(id);
             body["scope"] = json!(request.scope);
