@@ -1002,3 +1002,50 @@ fn connections_over_the_per_peer_cap_are_refused_at_once_with_429() {
     std::thread::sleep(Duration::from_millis(50));
     assert!(!closed_by_server(&again[0]));
 }
+
+#[test]
+fn the_attack_tool_sends_valid_compile_bombs_and_reports_slow_clients_and_a_live_server() {
+    use koru_jit::server::attack::{self, Attack, AttackOptions};
+    let server = start_with_caps(1000, 64);
+    // The compile bombs are well-formed flows that check (the front end accepts them).
+    for bomb in [Attack::CompileBomb, Attack::CompileBombLoop] {
+        let response = Client::new(&server.address)
+            .post_json("/v1/check", "alice-key-123", &bomb.body())
+            .unwrap();
+        assert_eq!(response.status, 200, "{}: {}", bomb.name(), response.body);
+        assert_eq!(response.json()["outcome"], "valid");
+    }
+    // 300 slow clients for a second and a half, from 10 addresses.
+    let report = attack::run(&AttackOptions {
+        address: server.address.clone(),
+        key: "alice-key-123".to_string(),
+        probe_key: "alice-key-123".to_string(),
+        attack: Attack::SlowClients,
+        requests: 0,
+        connections: 300,
+        seconds: 1.5,
+        observe_seconds: 0.1,
+        server_pid: None,
+        slow_addresses: 10,
+    });
+    assert!(report.server_up, "{:?}", report.down);
+    let slow = report.slow.as_ref().unwrap();
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(load(&slow.connects) >= 300, "{report:?}");
+    assert_eq!(load(&slow.failed_connects), 0, "{report:?}");
+    assert_eq!(load(&slow.max_open), 300, "{report:?}");
+    assert!(report.small_flow.count >= 10, "{report:?}");
+    assert_eq!(report.small_flow.failures, 0, "{report:?}");
+    assert_eq!(report.healthz.failures, 0, "{report:?}");
+    assert!(report.peak_resident_bytes.is_some_and(|b| b > 0));
+    assert!(report.elapsed >= Duration::from_millis(1500));
+    // The server saw them: one connection per slow client, none refused.
+    assert!(metric(&server, "koru_connections_accepted_total") >= 300);
+    assert_eq!(
+        metric(
+            &server,
+            "koru_connections_refused_total{reason=\"per_peer\"}"
+        ),
+        0
+    );
+}

@@ -513,25 +513,139 @@ struct LoadArgs {
     /// The server, `host:port` or `http://host:port`.
     #[arg(long, default_value = "127.0.0.1:8080")]
     address: String,
-    /// The API key to send.
+    /// The API key to send (with --attack: the attacker's key).
     #[arg(long)]
     key: String,
     /// small (one cached flow), nested (SPEC 9's nested loop), soak (10,000 distinct flows).
     #[arg(long, default_value = "small")]
     workload: String,
-    /// Connections, one thread each.
-    #[arg(long, default_value_t = 4)]
-    connections: usize,
-    #[arg(long, default_value_t = 10_000)]
-    requests: u64,
+    /// Connections, one thread each [default: 4; with --attack: 2, 1, 8, or the 2,000 slow
+    /// clients].
+    #[arg(long)]
+    connections: Option<usize>,
+    /// [default: 10,000; with --attack: 1,200, 3, 40].
+    #[arg(long)]
+    requests: Option<u64>,
+    /// Instead of the workload, an attack (compile-bomb, compile-bomb-loop, amplify,
+    /// slow-clients, or none) with a probe timing a small flow and /healthz meanwhile (loopback
+    /// only).
+    #[arg(long)]
+    attack: Option<String>,
+    /// With --attack: the probe's key (its default scope must allow `add`) [default: --key].
+    #[arg(long)]
+    probe_key: Option<String>,
+    /// With --attack: it sends nothing new after this many seconds.
+    #[arg(long, default_value_t = 60.0)]
+    seconds: f64,
+    /// With --attack: the probe and the memory sampler go on this long after it.
+    #[arg(long, default_value_t = 10.0)]
+    observe_seconds: f64,
+    /// With --attack: the server's process id, for its peak resident memory from /proc.
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// With --attack slow-clients: connect from 127.0.0.2 and this many addresses up.
+    #[arg(long, default_value_t = 39)]
+    slow_addresses: u8,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
 }
 
 #[cfg(feature = "server")]
+fn send_attack(args: &LoadArgs, name: &str) -> u8 {
+    use koru_jit::server::attack::{self, Attack, AttackOptions};
+    let Some(attack) = Attack::from_name(name) else {
+        eprintln!(
+            "error: unknown attack `{name}` (compile-bomb, compile-bomb-loop, amplify, slow-clients or none)"
+        );
+        return EXIT_USAGE;
+    };
+    let (requests, connections) = attack.defaults();
+    let report = attack::run(&AttackOptions {
+        address: args.address.clone(),
+        key: args.key.clone(),
+        probe_key: args.probe_key.clone().unwrap_or_else(|| args.key.clone()),
+        attack,
+        requests: args.requests.unwrap_or(requests),
+        connections: args.connections.unwrap_or(connections),
+        seconds: args.seconds,
+        observe_seconds: args.observe_seconds,
+        server_pid: args.server_pid,
+        slow_addresses: args.slow_addresses,
+    });
+    if args.json {
+        println!("{}", report.to_json());
+    } else {
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+        let answers: Vec<String> = report
+            .answers
+            .iter()
+            .map(|(answer, count)| format!("{count} x {answer}"))
+            .collect();
+        if let Some(slow) = &report.slow {
+            let load =
+                |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+            println!(
+                "{}: {} connects ({} failed), {} closed by the server, at most {} open at once, in {:.1} s",
+                attack.name(),
+                load(&slow.connects),
+                load(&slow.failed_connects),
+                load(&slow.closed_by_server),
+                load(&slow.max_open),
+                report.elapsed.as_secs_f64()
+            );
+        } else {
+            println!(
+                "{}: {} requests ({}) in {:.1} s",
+                attack.name(),
+                report.sent,
+                answers.join(", "),
+                report.elapsed.as_secs_f64()
+            );
+        }
+        for (what, l) in [
+            ("small flow", &report.small_flow),
+            ("/healthz", &report.healthz),
+        ] {
+            println!(
+                "  {what} meanwhile: {} requests, p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, {} failed{}",
+                l.count,
+                ms(l.p50),
+                ms(l.p99),
+                ms(l.max),
+                l.failures,
+                l.first_failure
+                    .as_ref()
+                    .map_or(String::new(), |f| format!(" (first: {f})"))
+            );
+        }
+        println!(
+            "  server peak resident memory {}; server {}",
+            report
+                .peak_resident_bytes
+                .map_or("?".to_string(), |b| format!(
+                    "{:.1} MiB",
+                    b as f64 / 1048576.0
+                )),
+            match &report.down {
+                None => "stayed up".to_string(),
+                Some(why) => format!("DOWN: {why}"),
+            }
+        );
+    }
+    if report.server_up {
+        EXIT_OK
+    } else {
+        EXIT_RUNTIME_ERROR
+    }
+}
+
+#[cfg(feature = "server")]
 fn send_load(args: &LoadArgs) -> u8 {
     use koru_jit::server::load::{self, LoadOptions, LoadWorkload};
+    if let Some(name) = &args.attack {
+        return send_attack(args, name);
+    }
     let Some(workload) = LoadWorkload::from_name(&args.workload) else {
         eprintln!(
             "error: unknown workload `{}` (small, nested or soak)",
@@ -543,8 +657,8 @@ fn send_load(args: &LoadArgs) -> u8 {
         address: args.address.clone(),
         key: args.key.clone(),
         workload,
-        connections: args.connections,
-        requests: args.requests,
+        connections: args.connections.unwrap_or(4),
+        requests: args.requests.unwrap_or(10_000),
     });
     if args.json {
         println!("{}", report.to_json());

@@ -31,9 +31,11 @@ impl HttpResponse {
 pub struct Client {
     address: String,
     stream: Option<BufReader<TcpStream>>,
+    timeout: Duration,
 }
 
-/// Per read and per write; and the most one answer may take in all.
+/// Per read and per write; and the most one answer may take in all (unless
+/// [`Client::with_timeout`] says otherwise).
 const TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The largest answer body this client accepts.
@@ -55,18 +57,40 @@ impl Client {
         Client {
             address,
             stream: None,
+            timeout: TIMEOUT,
+        }
+    }
+
+    /// A client whose connect, reads, writes and whole answers each time out after `timeout`.
+    pub fn with_timeout(address: &str, timeout: Duration) -> Client {
+        Client {
+            timeout,
+            ..Client::new(address)
         }
     }
 
     fn connection(&mut self) -> io::Result<&mut BufReader<TcpStream>> {
         if self.stream.is_none() {
-            let stream = TcpStream::connect(&self.address)?;
+            let stream = self.connect()?;
             stream.set_nodelay(true)?;
-            stream.set_read_timeout(Some(TIMEOUT))?;
-            stream.set_write_timeout(Some(TIMEOUT))?;
+            stream.set_read_timeout(Some(self.timeout))?;
+            stream.set_write_timeout(Some(self.timeout))?;
             self.stream = Some(BufReader::new(stream));
         }
         Ok(self.stream.as_mut().expect("connected above"))
+    }
+
+    /// Connects to the first address `address` resolves to that answers within the timeout.
+    fn connect(&self) -> io::Result<TcpStream> {
+        use std::net::ToSocketAddrs;
+        let mut last = io::Error::new(io::ErrorKind::NotFound, "the address resolves to nothing");
+        for address in self.address.to_socket_addrs()? {
+            match TcpStream::connect_timeout(&address, self.timeout) {
+                Ok(stream) => return Ok(stream),
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
     }
 
     /// Sends one request. If a kept-alive connection turns out to be closed before any byte of
@@ -131,6 +155,7 @@ impl Client {
             head += &format!("{name}: {value}\r\n");
         }
         head += "\r\n";
+        let timeout = self.timeout;
         let result = (|| {
             let stream = self.connection().map_err(|e| (e, true))?;
             let writer = stream.get_mut();
@@ -138,7 +163,7 @@ impl Client {
                 .write_all(head.as_bytes())
                 .and_then(|()| writer.write_all(body))
                 .map_err(|e| (e, true))?;
-            read_response(stream)
+            read_response(stream, timeout)
         })();
         match &result {
             Ok(response) if response.header("connection") == Some("close") => self.stream = None,
@@ -160,18 +185,25 @@ fn read_line(stream: &mut BufReader<TcpStream>) -> io::Result<String> {
     Ok(line.trim_end_matches(['\r', '\n']).to_string())
 }
 
-fn read_response(stream: &mut BufReader<TcpStream>) -> Result<HttpResponse, (io::Error, bool)> {
+fn read_response(
+    stream: &mut BufReader<TcpStream>,
+    timeout: Duration,
+) -> Result<HttpResponse, (io::Error, bool)> {
     let status_line = read_line(stream).map_err(|e| {
         let unanswered = e.kind() == io::ErrorKind::UnexpectedEof;
         (e, unanswered)
     })?;
-    read_rest(stream, &status_line).map_err(|e| (e, false))
+    read_rest(stream, &status_line, timeout).map_err(|e| (e, false))
 }
 
-fn read_rest(stream: &mut BufReader<TcpStream>, status_line: &str) -> io::Result<HttpResponse> {
+fn read_rest(
+    stream: &mut BufReader<TcpStream>,
+    status_line: &str,
+    timeout: Duration,
+) -> io::Result<HttpResponse> {
     let started = std::time::Instant::now();
     let in_time = || {
-        if started.elapsed() > TIMEOUT {
+        if started.elapsed() > timeout {
             Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 "the answer takes too long",

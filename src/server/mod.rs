@@ -23,6 +23,7 @@
 //! compiling or running a flow (caught; never expected). Every error body is
 //! `{"error": {"code": ..., "message": ...}}`.
 
+pub mod attack;
 pub mod client;
 pub mod config;
 mod connections;
