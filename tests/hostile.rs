@@ -218,3 +218,23 @@ fn a_flow_over_the_compile_budget_says_why_in_its_stats() {
         .unwrap();
     assert_eq!((flow.tier(), flow.stats().jit_error), (Tier::Jit, None));
 }
+
+#[test]
+fn a_whole_number_outside_the_int_range_is_a_usage_error() {
+    // Finding 9: `-9223372036854775809` silently became a float.
+    let file = write("echo.kz", "~std.io:println(text: x)\n");
+    for text in [
+        "-9223372036854775809",
+        "9223372036854775808",
+        "+99999999999999999999",
+    ] {
+        let (code, out, err) = koru_limited(&["run", &file, "--input", &format!("x={text}")]);
+        assert_eq!(code, 2, "{text}: {out} {err}");
+        assert!(
+            err.contains("must be an int from -9223372036854775808"),
+            "{err}"
+        );
+    }
+    let (code, out, _) = koru_limited(&["run", &file, "--input", "x=-9223372036854775808"]);
+    assert_eq!((code, out.as_str()), (0, "-9223372036854775808\n"));
+}

@@ -291,6 +291,18 @@ fn parse_inputs(inputs: &[String]) -> Result<(Vec<(String, Type)>, Inputs), Stri
         let Some((name, text)) = input.split_once('=') else {
             return Err(format!("--input takes NAME=VALUE, got `{input}`"));
         };
+        // A whole number is an `int`: one outside its range is an error, not a float.
+        let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
+        if !digits.is_empty()
+            && digits.bytes().all(|b| b.is_ascii_digit())
+            && text.parse::<i64>().is_err()
+        {
+            return Err(format!(
+                "--input {name}={text}: a whole number must be an int from {} to {}",
+                i64::MIN,
+                i64::MAX
+            ));
+        }
         let value = Scalar::from_text(text);
         types.retain(|(n, _): &(String, Type)| n != name);
         types.push((name.to_string(), value.ty()));
