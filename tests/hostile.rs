@@ -238,3 +238,29 @@ fn a_whole_number_outside_the_int_range_is_a_usage_error() {
     let (code, out, _) = koru_limited(&["run", &file, "--input", "x=-9223372036854775808"]);
     assert_eq!((code, out.as_str()), (0, "-9223372036854775808\n"));
 }
+
+#[test]
+fn the_cli_auto_tier_compiles_in_the_background_not_inside_the_run() {
+    // Finding 6: the CLI's auto tier compiled a hot loop's flow on the run's thread (the CLI
+    // dropped its engine, and with it the compiler threads), so a 100 ms deadline was reported
+    // after the compile. A 10-level bomb is within the compile budget's size: its compile (250 ms
+    // in a release build; in a debug one it runs into the 500 ms time budget) now runs beside
+    // the run, which stops at its deadline.
+    let file = write(
+        "slow_compile.kz",
+        &compile_bomb(
+            10,
+            true,
+            "~for(0..100000000) | each i |> if(i < 0) | then |> {call}",
+        ),
+    );
+    let started = Instant::now();
+    let (code, out, err) = koru_limited(&["run", &file, "--deadline-ms", "200", "--json"]);
+    let elapsed = started.elapsed();
+    assert_eq!(code, 4, "{out} {err}");
+    assert!(out.contains(r#""limit":"Deadline""#), "{out}");
+    assert!(
+        elapsed < Duration::from_millis(450),
+        "a 200 ms deadline took {elapsed:?}: {err}"
+    );
+}

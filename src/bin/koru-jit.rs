@@ -183,7 +183,7 @@ fn main() -> ExitCode {
             scope,
             json,
         } => match load(&file, &inputs, scope, Tier::Interp) {
-            Ok((flow, values, _)) => {
+            Ok((flow, values, _, _engine)) => {
                 let bound = flow.cost_bound(&values);
                 if json {
                     println!(
@@ -316,7 +316,7 @@ fn load(
     inputs: &[String],
     scope: Option<String>,
     tier: Tier,
-) -> Result<(Flow, Inputs, Arc<AtomicI64>), LoadError> {
+) -> Result<(Flow, Inputs, Arc<AtomicI64>, Engine), LoadError> {
     let bytes =
         std::fs::read(file).map_err(|e| LoadError::Usage(format!("cannot read `{file}`: {e}")))?;
     let (engine, accumulator) = engine();
@@ -346,7 +346,9 @@ fn load(
     let flow = engine
         .compile(file, &source, &options)
         .map_err(|e| LoadError::Invalid(Box::new(e)))?;
-    Ok((flow, values, accumulator))
+    // The engine too: its compiler threads serve the flow's background compiles only while it
+    // is alive (a flow holds it weakly).
+    Ok((flow, values, accumulator, engine))
 }
 
 fn report_load_error(error: LoadError, json: bool) -> u8 {
@@ -408,7 +410,7 @@ fn run(request: RunRequest<'_>) -> u8 {
         stats,
         refuse_over_limits,
     } = request;
-    let (flow, values, _accumulator) = match load(file, inputs, scope, tier) {
+    let (flow, values, _accumulator, _engine) = match load(file, inputs, scope, tier) {
         Ok(loaded) => loaded,
         Err(error) => return report_load_error(error, json),
     };
@@ -961,7 +963,7 @@ fn emit(
         }
         written
     } else {
-        let (flow, _, _) = match load(file, inputs, scope, Tier::Interp) {
+        let (flow, _, _, _engine) = match load(file, inputs, scope, Tier::Interp) {
             Ok(loaded) => loaded,
             Err(error) => return report_load_error(error, false),
         };

@@ -77,8 +77,9 @@ pub struct TierPolicy {
     /// Iterations of one loop, within one run, after which the flow is compiled and the run
     /// moves to native code at that loop's head.
     pub loop_threshold: u64,
-    /// Compile on the engine's compiler threads (runs keep interpreting meanwhile), or
-    /// synchronously on the thread that crossed the threshold (deterministic, for tests).
+    /// Compile on the engine's compiler threads (runs keep interpreting meanwhile; never on a
+    /// run's thread: while the `Engine` is dropped, or its queue full, flows stay interpreted),
+    /// or synchronously on the thread that crossed the threshold (deterministic, for tests).
     pub background: bool,
     /// What one compile may cost; a flow over it stays in the interpreter, with the reason in
     /// [`Flow::jit_error`] and [`FlowStats::jit_error`].
@@ -472,13 +473,16 @@ impl FlowInner {
             return;
         }
         if self.policy.background {
-            if let Some(engine) = self.engine.upgrade() {
-                if !engine.submit(Arc::downgrade(self), osr) {
-                    // Queue full: ask again later rather than compile on a run's thread.
-                    self.compile_requested.store(false, Ordering::Release);
-                }
-                return;
+            // Never on a run's thread: with the queue full, or the engine (and its compiler
+            // threads) dropped, the flow stays interpreted and asks again later.
+            let queued = self
+                .engine
+                .upgrade()
+                .is_some_and(|engine| engine.submit(Arc::downgrade(self), osr));
+            if !queued {
+                self.compile_requested.store(false, Ordering::Release);
             }
+            return;
         }
         self.compile_now(osr);
     }
