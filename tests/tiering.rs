@@ -321,3 +321,57 @@ fn the_cache_keeps_errors_and_keys_on_everything_that_changes_the_result() {
         .is_err());
     assert_eq!(engine.cache_stats().entries, 4);
 }
+
+#[test]
+fn a_long_compile_does_not_hold_up_a_small_flow_with_two_compiler_threads() {
+    // Issue 11: one compiler thread served every flow in turn, so one slow compile held up every
+    // other flow's native code. With two, a small flow asked for after a large one is compiled
+    // while the large one is still being compiled.
+    let mut config = policy(1, 1_000_000, true);
+    config.compiler_threads = 2;
+    let (engine, _) = demo_engine(config);
+    let mut large = String::from("~event f0 { x: i64 }\n| r i64\n~f0 = r x + 1\n");
+    for k in 1..=10 {
+        let j = k - 1;
+        large += &format!(
+            "~event f{k} {{ x: i64 }}\n| r i64\n~f{k} = f{j}(x: x) | r a |> f{j}(x: a) | r b |> r b\n"
+        );
+    }
+    large += "~if(false) | then |> f10(x: 0)\n";
+    let large = engine
+        .compile("large", &large, &CompileOptions::default())
+        .unwrap();
+    let small = engine
+        .compile(
+            "small",
+            "~add(a: \"1\", b: \"2\")",
+            &CompileOptions::default(),
+        )
+        .unwrap();
+    // The second run of each asks for its compile: the large one first.
+    for flow in [&large, &large, &small, &small] {
+        flow.run(&Inputs::new(), &RunLimits::default()).unwrap();
+    }
+    let started = Instant::now();
+    while small.tier() != Tier::Jit {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the small flow never compiled"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let small_ready = started.elapsed();
+    while large.tier() != Tier::Jit && large.jit_error().is_none() {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the large flow never compiled"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let large_ready = started.elapsed();
+    assert!(
+        small_ready < large_ready,
+        "small native after {small_ready:?}, large after {large_ready:?}"
+    );
+    eprintln!("small native after {small_ready:?}, large done after {large_ready:?}");
+}
