@@ -466,6 +466,30 @@ pub enum Expr {
 }
 
 impl Expr {
+    /// The operands of this node (none for literals and locals), in order.
+    pub fn operands(&self) -> impl Iterator<Item = &Expr> {
+        let (a, b, c): (Option<&Expr>, Option<&Expr>, Option<&Expr>) = match self {
+            Expr::Int(_) | Expr::Float(_) | Expr::Bool(_) | Expr::Str(_) | Expr::Local(..) => {
+                (None, None, None)
+            }
+            Expr::NegInt(a, _)
+            | Expr::NegFloat(a)
+            | Expr::Not(a)
+            | Expr::IntToFloat(a)
+            | Expr::FloatToInt(a, _) => (Some(a), None, None),
+            Expr::IntArith(_, a, b, _)
+            | Expr::FloatArith(_, a, b)
+            | Expr::IntCmp(_, a, b)
+            | Expr::FloatCmp(_, a, b)
+            | Expr::BoolCmp(_, a, b)
+            | Expr::StrCmp(_, a, b)
+            | Expr::And(a, b)
+            | Expr::Or(a, b) => (Some(a), Some(b), None),
+            Expr::Select(c, a, b, _) => (Some(c), Some(a), Some(b)),
+        };
+        a.into_iter().chain(b).chain(c)
+    }
+
     /// The expression's type (fixed by the checker).
     pub fn ty(&self) -> Type {
         match self {
@@ -657,25 +681,15 @@ pub(crate) mod footprint {
             + vec(&a.unguarded)
     }
 
+    /// Each operand is a boxed node of its own.
     fn expr(e: &Expr) -> usize {
-        let node = size_of::<Expr>();
-        match e {
-            Expr::Int(_) | Expr::Float(_) | Expr::Bool(_) | Expr::Local(..) => 0,
+        let literal = match e {
             Expr::Str(s) => s.len(),
-            Expr::NegInt(a, _)
-            | Expr::NegFloat(a)
-            | Expr::Not(a)
-            | Expr::IntToFloat(a)
-            | Expr::FloatToInt(a, _) => node + expr(a),
-            Expr::IntArith(_, a, b, _)
-            | Expr::FloatArith(_, a, b)
-            | Expr::IntCmp(_, a, b)
-            | Expr::FloatCmp(_, a, b)
-            | Expr::BoolCmp(_, a, b)
-            | Expr::StrCmp(_, a, b)
-            | Expr::And(a, b)
-            | Expr::Or(a, b) => 2 * node + expr(a) + expr(b),
-            Expr::Select(c, a, b, _) => 3 * node + expr(c) + expr(a) + expr(b),
-        }
+            _ => 0,
+        };
+        literal
+            + e.operands()
+                .map(|a| size_of::<Expr>() + expr(a))
+                .sum::<usize>()
     }
 }

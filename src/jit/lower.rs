@@ -540,6 +540,15 @@ impl<'a, 'f> Lower<'a, 'f> {
     /// Writes fuel and the iteration count to the run state, as at the exit; the budget left is
     /// then zero (the count is the horizon), so the next iteration asks for a new one.
     fn write_back_counters(&mut self) {
+        self.store_counters();
+        let zero = self.b.ins().iconst(I64, 0);
+        self.b.def_var(self.budget, zero);
+    }
+
+    /// Fuel used and the iteration count, from the variables to the run state. While native
+    /// code runs, `RunState::iterations` holds the count at which the budget runs out (the slow
+    /// path moves it); the count now is that minus the budget left.
+    fn store_counters(&mut self) {
         let room = self.b.use_var(self.room);
         let limit = self.state_load(I64, offset_of!(RunState, fuel_limit));
         let fuel = self.b.ins().isub(limit, room);
@@ -548,8 +557,6 @@ impl<'a, 'f> Lower<'a, 'f> {
         let budget = self.b.use_var(self.budget);
         let iterations = self.b.ins().isub(horizon, budget);
         self.state_store(iterations, offset_of!(RunState, iterations));
-        let zero = self.b.ins().iconst(I64, 0);
-        self.b.def_var(self.budget, zero);
     }
 
     /// After a region: fuel room from what it used (the iteration count is in the run state,
@@ -659,19 +666,10 @@ impl<'a, 'f> Lower<'a, 'f> {
     }
 
     /// The single exit: write the counters back to the run state and return the status.
-    /// While native code runs, `RunState::iterations` holds the count at which the budget runs
-    /// out (the slow path moves it); the count now is that minus the budget left.
     fn exit_block(&mut self) {
         self.b.switch_to_block(self.exit);
         let status = self.b.block_params(self.exit)[0];
-        let room = self.b.use_var(self.room);
-        let limit = self.state_load(I64, offset_of!(RunState, fuel_limit));
-        let fuel = self.b.ins().isub(limit, room);
-        self.state_store(fuel, offset_of!(RunState, fuel_used));
-        let horizon = self.state_load(I64, offset_of!(RunState, iterations));
-        let budget = self.b.use_var(self.budget);
-        let iterations = self.b.ins().isub(horizon, budget);
-        self.state_store(iterations, offset_of!(RunState, iterations));
+        self.store_counters();
         self.b.ins().return_(&[status]);
     }
 
@@ -1918,30 +1916,11 @@ impl<'a, 'f> Lower<'a, 'f> {
 /// top-level flow's value (the engine reads those from the flow state).
 fn read_locals(program: &Program) -> Vec<bool> {
     fn expr(e: &Expr, read: &mut Vec<bool>) {
-        match e {
-            Expr::Local(local, _) => read[local.0 as usize] = true,
-            Expr::Int(_) | Expr::Float(_) | Expr::Bool(_) | Expr::Str(_) => {}
-            Expr::NegInt(a, _)
-            | Expr::NegFloat(a)
-            | Expr::Not(a)
-            | Expr::IntToFloat(a)
-            | Expr::FloatToInt(a, _) => expr(a, read),
-            Expr::IntArith(_, a, b, _)
-            | Expr::FloatArith(_, a, b)
-            | Expr::IntCmp(_, a, b)
-            | Expr::FloatCmp(_, a, b)
-            | Expr::BoolCmp(_, a, b)
-            | Expr::StrCmp(_, a, b)
-            | Expr::And(a, b)
-            | Expr::Or(a, b) => {
-                expr(a, read);
-                expr(b, read);
-            }
-            Expr::Select(c, a, b, _) => {
-                expr(c, read);
-                expr(a, read);
-                expr(b, read);
-            }
+        if let Expr::Local(local, _) = e {
+            read[local.0 as usize] = true;
+        }
+        for operand in e.operands() {
+            expr(operand, read);
         }
     }
     fn arms(a: &Arms, read: &mut Vec<bool>) {
