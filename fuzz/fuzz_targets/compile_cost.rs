@@ -47,8 +47,9 @@ fuzz_target!(|data: &[u8]| {
     // most what the size bounds allow (well under the budget itself on this kind of machine).
     assert!(
         elapsed < budget.max_time * 3,
-        "{elapsed:?} for {} steps: {compiled:?}",
-        flow.program().step_count
+        "{elapsed:?} for {} steps: {:?}",
+        flow.program().step_count,
+        compiled.as_ref().err()
     );
     if let Ok(code) = compiled {
         let steps = flow.program().step_count.max(1);
