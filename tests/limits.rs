@@ -6,7 +6,16 @@ use koru_jit::{
     Code, CompileOptions, Engine, EngineConfig, ErrorCode, FrontEndLimits, Inputs, InterruptHandle,
     Limit, Outcome, Registry, RunLimits, Tier, TierPolicy,
 };
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+/// Held by the tests that measure time: one of them starves the CPU on purpose, and the others
+/// must not run beside it (the test harness runs tests on parallel threads).
+static TIMING: Mutex<()> = Mutex::new(());
+
+fn timing() -> MutexGuard<'static, ()> {
+    TIMING.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 const FOREVER: &str = "~while(true)\n| body |> _";
 
@@ -73,6 +82,7 @@ fn while_true_is_stopped_by_the_iteration_limit_at_the_same_point_in_every_tier(
 
 #[test]
 fn while_true_is_stopped_by_a_deadline_in_every_tier() {
+    let _timing = timing();
     for (tier, engine) in engines() {
         let started = Instant::now();
         let deadline = started + Duration::from_millis(30);
@@ -105,6 +115,7 @@ fn while_true_is_stopped_by_a_deadline_in_every_tier() {
 
 #[test]
 fn while_true_is_stopped_by_an_interrupt_within_milliseconds_in_every_tier() {
+    let _timing = timing();
     for (tier, engine) in engines() {
         let interrupt = InterruptHandle::new();
         let trigger = interrupt.clone();
@@ -275,6 +286,7 @@ fn front_end_resource_limits_are_errors_with_a_code() {
 
 #[test]
 fn a_deadline_is_noticed_at_the_next_dispatch_of_a_loop_of_slow_host_calls() {
+    let _timing = timing();
     for tier in [Tier::Interp, Tier::Jit, Tier::Auto] {
         let mut registry = Registry::new();
         registry
@@ -462,6 +474,7 @@ impl Drop for BusyThreads {
 
 #[test]
 fn a_deadline_holds_on_the_real_clock_while_the_cpu_is_starved_in_every_tier() {
+    let _timing = timing();
     // Issue 11 finding 5: the deadline was counted in ticks of a thread sleeping 1 ms, so under
     // load runs stopped late in proportion to their deadline (a 1 s deadline after 2.1-2.6 s;
     // here, 200 ms deadlines 31-107 ms late). The run's own thread is starved too and stops
