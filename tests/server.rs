@@ -1049,3 +1049,62 @@ fn the_attack_tool_sends_valid_compile_bombs_and_reports_slow_clients_and_a_live
         0
     );
 }
+
+#[test]
+fn a_compile_bomb_past_the_call_threshold_stays_interpreted_and_the_server_stays_up() {
+    // Issue 11 finding 1: 1,002 requests of a 12-level doubling bomb crossed the call threshold
+    // and its background compile took the server down (2.2 GB, "memory allocation failed").
+    // Now it is over the compile budget: it stays interpreted, says why, and small flows go on.
+    let server = start();
+    let mut client = Client::new(&server.address);
+    let mut bomb = String::from("~event f0 { x: i64 }\n| r i64\n~f0 = r x + 1\n");
+    for k in 1..=12 {
+        let j = k - 1;
+        bomb += &format!(
+            "~event f{k} {{ x: i64 }}\n| r i64\n~f{k} = f{j}(x: x) | r a |> f{j}(x: a) | r b |> r b\n"
+        );
+    }
+    bomb += "~if(go) | then |> f12(x: 0)\n";
+    let body = json!({ "source": bomb, "inputs": { "go": false } }).to_string();
+    for _ in 0..1_100 {
+        let response = client.post_json("/v1/run", "alice-key-123", &body).unwrap();
+        assert_eq!(response.status, 200, "{}", response.body);
+    }
+    // The compile was asked for (past 1,000 runs) on a compiler thread: wait for its verdict.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let flow = loop {
+        let stats = client
+            .get("/v1/flows/stats", Some("alice-key-123"))
+            .unwrap()
+            .json();
+        let flow = stats["flows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["steps"].as_u64() > Some(8000))
+            .cloned()
+            .unwrap();
+        if !flow["jit_error"].is_null() || Instant::now() > deadline {
+            break flow;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(flow["tier"], "interp", "{flow}");
+    assert!(
+        flow["jit_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("too large for the JIT")),
+        "{flow}"
+    );
+    assert!(flow["runs"].as_u64() >= Some(1_100), "{flow}");
+    let (status, small) = run(
+        &server,
+        "alice-key-123",
+        json!({ "source": "~add(a: \"1\", b: \"2\")" }),
+    );
+    assert_eq!(
+        (status, &small["value"]["value"]),
+        (200, &json!("3")),
+        "{small}"
+    );
+}
