@@ -164,13 +164,13 @@ impl Default for EngineConfig {
 }
 
 /// Compiles sources against one registry, which is frozen from then on. Cheap to clone; all
-/// clones share the compiled-flow cache and the compiler thread.
+/// clones share the compiled-flow cache and the compiler threads.
 #[derive(Clone)]
 pub struct Engine {
     shared: Arc<EngineShared>,
 }
 
-/// A flow for the compiler thread, and whether a hot loop asked (then with loop entries).
+/// A flow for the compiler threads, and whether a hot loop asked (then with loop entries).
 type CompileJob = (Weak<FlowInner>, bool);
 
 struct EngineShared {
@@ -467,7 +467,7 @@ impl FlowInner {
         });
     }
 
-    /// Asks for native code: now (synchronous policy) or from the compiler thread, once.
+    /// Asks for native code: now (synchronous policy) or from a compiler thread, once.
     fn request_compile(self: &Arc<Self>, osr: bool) {
         if self.native.get().is_some() || self.compile_requested.swap(true, Ordering::AcqRel) {
             return;
