@@ -1,7 +1,9 @@
 //! Generates the parsers from `grammar/flow.lalrpop`: the table-driven one (`flow`), and a
 //! recursive-ascent one (`flow_fast`) from the same grammar, which the front end tries first on
 //! short items (see `src/syntax/parser.rs`). With feature `peers`, also tells the bench which
-//! Rhai version Cargo.lock resolved (the crate does not export it).
+//! Rhai version Cargo.lock resolved (the crate does not export it). Tells the integration tests
+//! the target triple they are built for (`KORU_TARGET`), so that they start the `koru-jit` binary
+//! through that target's runner (`tests/common/binary.rs`).
 use std::path::PathBuf;
 
 fn main() {
@@ -31,6 +33,8 @@ fn main() {
         .set_out_dir(&out)
         .process()
         .expect("lalrpop failed to generate the recursive-ascent flow parser");
+    let target = std::env::var("TARGET").expect("TARGET");
+    println!("cargo:rustc-env=KORU_TARGET={target}");
     if std::env::var_os("CARGO_FEATURE_PEERS").is_some() {
         println!("cargo:rerun-if-changed=Cargo.lock");
         let lock = std::fs::read_to_string("Cargo.lock").unwrap_or_default();

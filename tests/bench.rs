@@ -62,6 +62,27 @@ fn a_peer_that_cannot_start_gets_a_row_that_says_why() {
     assert!(bench::table(&report).contains("unavailable"));
 }
 
+/// A peer program that starts and exits before it is ready (as a missing program does under
+/// qemu-user, which does not report the failed exec to the parent) is unavailable, with the
+/// program and its exit status in the row.
+#[test]
+fn a_peer_that_exits_before_it_is_ready_gets_a_row_that_says_why() {
+    let report = bench::run(&BenchOptions {
+        python: "false".to_string(),
+        ..options(
+            vec![Workload::ThreeStepCached],
+            vec![Runner::Peer(Peer::CPython)],
+        )
+    });
+    let row = &report.measurements[0];
+    assert!(row.samples.is_empty());
+    let error = row.error.as_deref().unwrap();
+    assert!(
+        error.contains("unavailable: `false` did not start") && error.contains("exit status: 1"),
+        "{error}"
+    );
+}
+
 #[cfg(not(feature = "peers"))]
 #[test]
 fn in_process_peers_need_the_peers_feature() {

@@ -1,9 +1,11 @@
 //! The command line as a user runs it: the SPEC 9 examples, exit codes, and the JSON outcomes.
 
-use std::process::Command;
+mod common;
+
+use common::binary::koru_jit;
 
 fn koru(args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_koru-jit"))
+    let output = koru_jit()
         .args(args)
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()

@@ -151,10 +151,31 @@ impl ChildPeer {
             stdin,
             stdout: BufReader::new(stdout),
         };
-        let line = peer.read_line()?;
+        // A program that cannot be started may still be spawned: under qemu-user (the aarch64
+        // suite) the exec error of a missing program is not reported to the parent, whose child
+        // then exits at once. Either way the row names the program and why it stopped.
+        let line = peer
+            .read_line()
+            .map_err(|e| format!("`{program}` did not start: {e} ({})", peer.exit_status()))?;
         match line.strip_prefix("ready ") {
             Some(version) => Ok((peer, version.to_string())),
             None => Err(format!("`{program}` did not start: {line}")),
+        }
+    }
+
+    /// How the child ended, waiting up to a second for it after its output closed (`Drop` kills
+    /// a child that closed its output and kept running).
+    fn exit_status(&mut self) -> String {
+        let waited = std::time::Instant::now();
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return status.to_string(),
+                Ok(None) if waited.elapsed() < std::time::Duration::from_secs(1) => {
+                    std::thread::sleep(std::time::Duration::from_millis(5))
+                }
+                Ok(None) => return "still running".to_string(),
+                Err(e) => return e.to_string(),
+            }
         }
     }
 
