@@ -10,8 +10,8 @@
 //! * `split::FILE`: native code compiled as one function per step at most (the regions large
 //!   flows are split into, `CompileBudget::function_steps`) equals the interpreter too, in the
 //!   jit tier and in the auto tier (moving to it at a loop head);
-//! * `aarch64::FILE`: the flow compiles with the aarch64 backend, split the same way (not run:
-//!   this machine is x86-64).
+//! * `aarch64::FILE`: the flow compiles with the aarch64 backend, split the same way (compiled
+//!   only; `.ci/aarch64.sh` runs this whole harness as aarch64 under qemu).
 //!
 //! Directives (each a `// name: value` comment line):
 //!
