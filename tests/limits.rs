@@ -17,6 +17,18 @@ fn timing() -> MutexGuard<'static, ()> {
     TIMING.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// A run of `flow` that must end by `deadline`.
+fn run_until(flow: &koru_jit::Flow, deadline: Instant) -> Outcome {
+    flow.run(
+        &Inputs::new(),
+        &RunLimits {
+            deadline: Some(deadline),
+            ..RunLimits::default()
+        },
+    )
+    .unwrap()
+}
+
 const FOREVER: &str = "~while(true)\n| body |> _";
 
 fn engines() -> Vec<(Tier, Engine)> {
@@ -314,15 +326,7 @@ fn a_deadline_is_noticed_at_the_next_dispatch_of_a_loop_of_slow_host_calls() {
         let compiled_before = flow.stats().compile_time;
         let started = Instant::now();
         let deadline = started + Duration::from_millis(30);
-        let outcome = flow
-            .run(
-                &Inputs::new(),
-                &RunLimits {
-                    deadline: Some(deadline),
-                    ..RunLimits::default()
-                },
-            )
-            .unwrap();
+        let outcome = run_until(&flow, deadline);
         let ended = Instant::now();
         let Outcome::Exhausted {
             limit: Limit::Deadline,
@@ -535,15 +539,7 @@ fn a_deadline_holds_on_the_real_clock_while_the_cpu_is_starved_in_every_tier() {
             let mut lateness = Vec::new();
             for _ in 0..3 {
                 let deadline = Instant::now() + Duration::from_millis(200);
-                let outcome = flow
-                    .run(
-                        &Inputs::new(),
-                        &RunLimits {
-                            deadline: Some(deadline),
-                            ..RunLimits::default()
-                        },
-                    )
-                    .unwrap();
+                let outcome = run_until(&flow, deadline);
                 lateness.push(Instant::now().saturating_duration_since(deadline));
                 assert!(
                     matches!(

@@ -149,6 +149,18 @@ fn run(server: &TestServer, key: &str, body: serde_json::Value) -> (u16, serde_j
     (response.status, response.json())
 }
 
+/// A raw connection that has sent `head` (and whatever follows it), reading with a 5 s time-out:
+/// for the tests of what the server does with a request it cannot or must not read whole.
+fn raw_connection(server: &TestServer, head: &[u8]) -> std::net::TcpStream {
+    use std::io::Write;
+    let mut stream = std::net::TcpStream::connect(&server.address).unwrap();
+    stream.write_all(head).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream
+}
+
 #[test]
 fn a_flow_runs_under_its_scope_with_library_subflows_and_inputs() {
     let server = start();
@@ -321,16 +333,10 @@ fn malformed_requests_get_json_errors() {
 
 #[test]
 fn a_content_length_over_the_body_limit_is_refused_at_once_with_413() {
-    use std::io::{Read, Write};
+    use std::io::Read;
     let server = start();
     // max_body_bytes is 4096: a head declaring a megabyte, and the body's first bytes only.
-    let mut stream = std::net::TcpStream::connect(&server.address).unwrap();
-    stream
-        .write_all(b"POST /v1/run HTTP/1.1\r\nhost: x\r\nauthorization: Bearer alice-key-123\r\ncontent-type: application/json\r\ncontent-length: 1000000\r\n\r\n{\"source\": \"")
-        .unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
+    let mut stream = raw_connection(&server, b"POST /v1/run HTTP/1.1\r\nhost: x\r\nauthorization: Bearer alice-key-123\r\ncontent-type: application/json\r\ncontent-length: 1000000\r\n\r\n{\"source\": \"");
     let started = Instant::now();
     // The server answers and closes the connection (the unread body cannot be skipped).
     let mut answer = Vec::new();
@@ -745,15 +751,9 @@ fn a_run_whose_client_hangs_up_is_interrupted_and_frees_its_slot() {
 
 #[test]
 fn a_client_that_never_finishes_its_request_head_is_cut_off() {
-    use std::io::{Read, Write};
+    use std::io::Read;
     let server = start();
-    let mut stream = std::net::TcpStream::connect(&server.address).unwrap();
-    stream
-        .write_all(b"POST /v1/run HTTP/1.1\r\nhost: x\r\n")
-        .unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
+    let mut stream = raw_connection(&server, b"POST /v1/run HTTP/1.1\r\nhost: x\r\n");
     let started = Instant::now();
     let mut rest = Vec::new();
     // The server closes the connection after its header-read timeout (300 ms here).
