@@ -218,8 +218,9 @@ fn random_nesting(rng: &mut Rng) -> String {
 #[test]
 fn random_nested_flows_compile_in_memory_and_time_proportional_to_their_size() {
     // The property of issue 11's compile budget: below it, what a JIT compile costs per step
-    // after inlining stays under a bound whatever the shape. Time per step is bounded very
-    // generously (debug builds, a shared machine); memory per step tightly.
+    // after inlining stays under a bound whatever the shape: memory at the peak and machine code
+    // per step. Time per step is a benchmark's business (`compile-1x` .. `compile-64x` in
+    // benches/), not a test's: machines are noisy.
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let engine = uncached();
     let mut rng = Rng(0x2545_f491_4f6c_dd1d);
@@ -245,7 +246,6 @@ fn random_nested_flows_compile_in_memory_and_time_proportional_to_their_size() {
         let steps = flow.program().step_count.max(1);
         let base = live().max(0) as usize;
         PEAK.store(base, Ordering::Relaxed);
-        let started = std::time::Instant::now();
         let code = koru_jit::jit::compile_with_budget(
             flow.program(),
             flow.layout(),
@@ -253,7 +253,6 @@ fn random_nested_flows_compile_in_memory_and_time_proportional_to_their_size() {
             false,
             &koru_jit::CompileBudget::default(),
         );
-        let elapsed = started.elapsed();
         let peak = PEAK.load(Ordering::Relaxed) - base;
         match code {
             Ok(code) => {
@@ -263,9 +262,12 @@ fn random_nested_flows_compile_in_memory_and_time_proportional_to_their_size() {
                     peak <= (512 << 10) + 48 * 1024 * steps,
                     "case {case}: {peak} bytes at the peak for {steps} steps\n{source}"
                 );
+                // Machine code per step (deterministic, unlike time: a loaded CI machine ran one
+                // of these compiles 14x slower than an idle one). Measured: 80-115 bytes a step.
+                let bytes = code.code_bytes();
                 assert!(
-                    elapsed.as_micros() as usize <= 50_000 + 1_000 * steps,
-                    "case {case}: {elapsed:?} for {steps} steps\n{source}"
+                    bytes <= 1024 + 160 * steps,
+                    "case {case}: {bytes} bytes of code for {steps} steps\n{source}"
                 );
                 drop(code);
             }

@@ -299,7 +299,7 @@ fn the_cli_auto_tier_compiles_in_the_background_not_inside_the_run() {
         startup / 4
     };
     assert!(
-        elapsed < deadline + Duration::from_millis(250) + noise,
+        elapsed < deadline + common::slowness::scaled(Duration::from_millis(250)) + noise,
         "a {deadline:?} deadline took {elapsed:?} (start-up {startup:?}): {err}"
     );
 }

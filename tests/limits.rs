@@ -118,7 +118,7 @@ fn while_true_is_stopped_by_a_deadline_in_every_tier() {
             "{tier:?}: {outcome:?}"
         );
         assert!(
-            started.elapsed() < Duration::from_millis(500),
+            started.elapsed() < common::slowness::scaled(Duration::from_millis(500)),
             "{tier:?}: took {:?}",
             started.elapsed()
         );
@@ -159,7 +159,7 @@ fn while_true_is_stopped_by_an_interrupt_within_milliseconds_in_every_tier() {
         );
         let latency = stopped.saturating_duration_since(requested);
         assert!(
-            latency < Duration::from_millis(250),
+            latency < common::slowness::scaled(Duration::from_millis(250)),
             "{tier:?}: stopped {latency:?} after the request"
         );
     }
@@ -355,9 +355,10 @@ fn a_deadline_is_noticed_at_the_next_dispatch_of_a_loop_of_slow_host_calls() {
         // Every call started before the deadline: a dispatch past it is refused, not only one
         // every so many iterations (a check every 256 would run ~1.3 s of calls). 20 ms for the
         // step from the check into the call on a loaded machine.
+        let late_call = common::slowness::scaled(Duration::from_millis(20));
         for &(call, _) in &calls {
             assert!(
-                call < deadline + Duration::from_millis(20),
+                call < deadline + late_call,
                 "{tier:?}: a call started {:?} after the deadline",
                 call - deadline
             );
@@ -369,7 +370,7 @@ fn a_deadline_is_noticed_at_the_next_dispatch_of_a_loop_of_slow_host_calls() {
         let compiled_in_run = flow.stats().compile_time.saturating_sub(compiled_before);
         let last = calls.last().map_or(deadline, |&(_, end)| end.max(deadline));
         assert!(
-            ended < last + compiled_in_run + Duration::from_millis(200),
+            ended < last + compiled_in_run + common::slowness::scaled(Duration::from_millis(200)),
             "{tier:?}: ended {:?} after the deadline and the last call ({} calls of 5 ms, \
              {compiled_in_run:?} compiling in the run)",
             ended - last,
@@ -521,6 +522,8 @@ fn a_deadline_holds_on_the_real_clock_while_the_cpu_is_starved_in_every_tier() {
     // here, 200 ms deadlines 31-107 ms late). The run's own thread is starved too and stops
     // only once it gets the CPU back: the least lateness of three runs is what the clock
     // decides.
+    // Measured before the CPU is starved: how much slower than here this machine is.
+    let slowness = common::slowness::factor();
     let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
     let _busy = BusyThreads::start(4 * cores);
     let sources = [
@@ -561,7 +564,8 @@ fn a_deadline_holds_on_the_real_clock_while_the_cpu_is_starved_in_every_tier() {
                 Duration::from_millis(30)
             } else {
                 Duration::from_millis(80)
-            };
+            }
+            .mul_f64(slowness);
             let least = lateness.iter().min().unwrap();
             assert!(
                 *least < bound,

@@ -269,7 +269,7 @@ fn budgets_and_deadlines_stop_runs_with_exhausted() {
     assert_eq!(body["outcome"], "exhausted");
     assert_eq!(body["limit"], "Deadline");
     assert!(
-        started.elapsed() < Duration::from_millis(400),
+        started.elapsed() < common::slowness::scaled(Duration::from_millis(400)),
         "{:?}",
         started.elapsed()
     );
@@ -342,7 +342,7 @@ fn a_content_length_over_the_body_limit_is_refused_at_once_with_413() {
     let mut answer = Vec::new();
     stream.read_to_end(&mut answer).unwrap();
     assert!(
-        started.elapsed() < Duration::from_secs(1),
+        started.elapsed() < common::slowness::scaled(Duration::from_secs(1)),
         "{:?}",
         started.elapsed()
     );
@@ -557,7 +557,7 @@ fn flows_are_cached_across_requests_tier_up_and_stats_show_only_the_keys_scopes(
     let mut client = Client::new(&server.address);
     let source = json!({ "source": "~add(a: \"20\", b: \"22\")" }).to_string();
     // Past the call threshold (1000 finished runs), the flow is compiled in the background.
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + common::slowness::scaled(Duration::from_secs(30));
     let mut runs = 0;
     let mut last = serde_json::Value::Null;
     let flow = loop {
@@ -691,7 +691,12 @@ fn runs_are_bounded_by_their_slots_and_the_queue_by_its_timeout() {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(150));
+    // The four slots fill (within 150 ms here; longer on a slow machine).
+    let deadline = Instant::now() + common::slowness::scaled(Duration::from_secs(1));
+    while metric(&server, "koru_runs_in_flight") < 4 {
+        assert!(Instant::now() < deadline, "the slots never filled");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     assert_eq!(metric(&server, "koru_runs_in_flight"), 4);
     // A new request waits its queue timeout (300 ms), then gets 503; so do the two queued ones.
     let started = Instant::now();
@@ -727,7 +732,7 @@ fn a_run_whose_client_hangs_up_is_interrupted_and_frees_its_slot() {
         // Dropped here: the client hangs up mid-run.
     }
     // Each run stops at its next dispatch (a nap is 10 ms), long before its second.
-    let deadline = Instant::now() + Duration::from_millis(600);
+    let deadline = Instant::now() + common::slowness::scaled(Duration::from_millis(600));
     while metric(&server, "koru_runs_in_flight") > 0 {
         assert!(Instant::now() < deadline, "abandoned runs kept running");
         std::thread::sleep(Duration::from_millis(10));
@@ -760,7 +765,8 @@ fn a_client_that_never_finishes_its_request_head_is_cut_off() {
     let _ = stream.read_to_end(&mut rest);
     let waited = started.elapsed();
     assert!(
-        waited >= Duration::from_millis(250) && waited < Duration::from_secs(4),
+        waited >= Duration::from_millis(250)
+            && waited < common::slowness::scaled(Duration::from_secs(4)),
         "{waited:?}"
     );
 }
@@ -810,7 +816,7 @@ fn the_binary_serves_a_config_file_and_shuts_down_gracefully_on_sigterm() {
         stop: None,
         thread: None,
     };
-    let deadline = Instant::now() + Duration::from_secs(5);
+    let deadline = Instant::now() + common::slowness::scaled(Duration::from_secs(5));
     while metric(&probe, "koru_runs_in_flight") != 1 {
         assert!(Instant::now() < deadline, "the run never started");
         std::thread::sleep(Duration::from_millis(5));
@@ -912,7 +918,7 @@ fn two_thousand_slow_clients_from_many_addresses_do_not_delay_healthz_or_a_small
         let response = Client::new(&server.address).get("/healthz", None).unwrap();
         assert_eq!((response.status, response.body.as_str()), (200, "ok\n"));
         assert!(
-            started.elapsed() < Duration::from_secs(1),
+            started.elapsed() < common::slowness::scaled(Duration::from_secs(1)),
             "/healthz took {:?}",
             started.elapsed()
         );
@@ -924,7 +930,7 @@ fn two_thousand_slow_clients_from_many_addresses_do_not_delay_healthz_or_a_small
         );
         assert_eq!(status, 200, "{body}");
         assert!(
-            started.elapsed() < Duration::from_secs(1),
+            started.elapsed() < common::slowness::scaled(Duration::from_secs(1)),
             "a small flow took {:?}",
             started.elapsed()
         );
@@ -937,7 +943,7 @@ fn two_thousand_slow_clients_from_many_addresses_do_not_delay_healthz_or_a_small
     // Each request above (the metrics' own included) is a new connection, which sheds one more
     // slow client if the server has not yet counted the previous one closed (under qemu it
     // often has not): the count of shed connections is read again with each look.
-    let deadline = Instant::now() + Duration::from_secs(2);
+    let deadline = Instant::now() + common::slowness::scaled(Duration::from_secs(2));
     loop {
         let shed = metric(&server, "koru_connections_shed_total");
         let closed = slow.iter().filter(|s| closed_by_server(s)).count() as u64;
@@ -974,7 +980,7 @@ fn connections_over_the_per_peer_cap_are_refused_at_once_with_429() {
         let mut answer = Vec::new();
         let _ = stream.read_to_end(&mut answer);
         assert!(
-            started.elapsed() < Duration::from_secs(1),
+            started.elapsed() < common::slowness::scaled(Duration::from_secs(1)),
             "{:?}",
             started.elapsed()
         );
@@ -998,7 +1004,7 @@ fn connections_over_the_per_peer_cap_are_refused_at_once_with_429() {
     assert_eq!(metric(&server, "koru_connections_shed_total"), 0);
     // Once one of the eight closes, 127.0.0.2 may connect again.
     drop(held);
-    let deadline = Instant::now() + Duration::from_secs(2);
+    let deadline = Instant::now() + common::slowness::scaled(Duration::from_secs(2));
     while metric(&server, "koru_connections_open") > 1 {
         assert!(
             Instant::now() < deadline,
@@ -1079,7 +1085,7 @@ fn a_compile_bomb_past_the_call_threshold_stays_interpreted_and_the_server_stays
         assert_eq!(response.status, 200, "{}", response.body);
     }
     // The compile was asked for (past 1,000 runs) on a compiler thread: wait for its verdict.
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + common::slowness::scaled(Duration::from_secs(30));
     let flow = loop {
         let stats = client
             .get("/v1/flows/stats", Some("alice-key-123"))

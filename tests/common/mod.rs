@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod binary;
+pub mod slowness;
 
 use koru_jit::{HostError, Registry, Reply, Scope};
 use std::sync::atomic::{AtomicI64, Ordering};
