@@ -52,7 +52,10 @@ pub fn factor() -> f64 {
     } else {
         REFERENCE_EMULATED
     };
-    (runs[1].as_secs_f64() / reference.as_secs_f64()).max(1.0)
+    let factor = (runs[1].as_secs_f64() / reference.as_secs_f64()).max(1.0);
+    // Shown with a failing test's output: how the bounds were scaled.
+    eprintln!("slowness: {runs:?} for {reference:?} where the bounds were measured: x{factor:.2}");
+    factor
 }
 
 /// `slack` scaled by the machine's slowness, measured now.
