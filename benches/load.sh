@@ -25,7 +25,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${KORU_BIN:-}" ]; then
-  cargo build --release --quiet
+  cargo build --release --features cli --quiet
 fi
 BIN=${KORU_BIN:-target/release/koru-jit}
 ADDRESS=127.0.0.1:${KORU_LOAD_PORT:-8181}

@@ -3,7 +3,7 @@
 //! `koru-jit serve` (POST /v1/run, /v1/check; GET /v1/flows/stats, /metrics, /healthz), here
 //! merged with one route of the application's own.
 //!
-//!     cargo run --release --example server
+//!     cargo run --release --features server --example server
 //!     curl -s localhost:8090/v1/run -H 'Authorization: Bearer shop-key-0001' \
 //!          -d '{"source": "~price(item: \"tea\")\n| found p |> quote(price: p, qty: 3)\n| unknown |> _"}'
 //!     # {"outcome":"ok","value":{"branch":"total","value":10.5},"fuel":2,...}

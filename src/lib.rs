@@ -21,6 +21,7 @@
 //! [`engine`] (compile once, run many times), [`host`] (registry, scopes, standard library),
 //! [`diag`] (the one place diagnostics are rendered).
 
+#[cfg(feature = "bench")]
 pub mod bench;
 pub mod cost;
 pub mod diag;

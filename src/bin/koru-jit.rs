@@ -116,6 +116,23 @@ enum Command {
     Bench(BenchArgs),
 }
 
+/// `RUST_LOG` (e.g. `RUST_LOG=koru_jit=debug`) shows the engine's tracing events on stderr: what
+/// was compiled to native code and how long it took, what stays in the interpreter and why, the
+/// switches into native code. Without it nothing is installed and the events cost nothing.
+fn init_tracing() {
+    let Ok(filter) = std::env::var("RUST_LOG") else {
+        return;
+    };
+    match tracing_subscriber::EnvFilter::try_new(&filter) {
+        Ok(filter) => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .init(),
+        Err(error) => eprintln!("warning: RUST_LOG={filter:?} is not a filter ({error}); ignored"),
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum TierArg {
     Interp,
@@ -139,6 +156,7 @@ enum EmitWhat {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    init_tracing();
     ExitCode::from(match cli.command {
         Command::Run {
             file,
@@ -781,7 +799,7 @@ fn bench(args: BenchArgs) -> u8 {
         options = options.with_peers();
     }
     if cfg!(debug_assertions) {
-        eprintln!("note: this is a debug build; measure with `cargo run --release -- bench`");
+        eprintln!("note: this is a debug build; measure with `cargo run --release --features cli -- bench`");
     }
     let report = koru_jit::bench::run(&options);
     if let Some(path) = &args.plot {
@@ -798,7 +816,9 @@ fn bench(args: BenchArgs) -> u8 {
         // The command that regenerates this output, quoted in its header.
         let mut command = String::from("cargo run --release");
         if cfg!(feature = "peers") {
-            command += " --features peers";
+            command += " --features cli,peers";
+        } else {
+            command += " --features cli";
         }
         command += " -- bench";
         for name in &args.workloads {

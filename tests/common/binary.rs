@@ -20,7 +20,12 @@ pub fn runner() -> Vec<String> {
 /// The words that start the binary: the runner's, then the binary's path.
 pub fn koru_jit_argv() -> Vec<String> {
     let mut argv = runner();
-    argv.push(env!("CARGO_BIN_EXE_koru-jit").to_string());
+    // Cargo builds the binary for the tests only with the feature `cli` (its required
+    // feature); the tests that start it require that feature too (Cargo.toml).
+    match option_env!("CARGO_BIN_EXE_koru-jit") {
+        Some(binary) => argv.push(binary.to_string()),
+        None => panic!("the koru-jit binary is built for tests with `--features cli`"),
+    }
     argv
 }
 
