@@ -130,10 +130,129 @@ fn scopes_and_emit_work_from_the_command_line() {
         koru(&["emit", "examples/produce_consume.kz", "--what", "ir"]).0,
         0
     );
-    assert_eq!(
-        koru(&["emit", "examples/produce_consume.kz", "--what", "ast"]).0,
-        0
+}
+
+/// Issue 13 point 8: `scopes` and `emit --what ast|ir` print text a user reads, not Rust `Debug`
+/// dumps.
+#[test]
+fn scopes_and_emit_print_readable_text() {
+    let (code, out, err) = koru(&["scopes"]);
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines.contains(&"event std.io:println { text: str }"),
+        "{out}"
     );
+    assert!(
+        lines.contains(&"event produce {} | value { num: str }"),
+        "{out}"
+    );
+    assert!(
+        lines.contains(&"event add { a: str, b: str } | sum str"),
+        "{out}"
+    );
+    let demo = lines
+        .iter()
+        .position(|l| *l == "scope demo")
+        .expect("scope demo");
+    assert_eq!(lines[demo + 1..demo + 3], ["  include std", "  allow add"]);
+    assert!(lines.contains(&"  allow std.*"), "{out}");
+    assert!(!out.contains("Exact {") && !out.contains("Glob {"), "{out}");
+
+    let (code, out, err) = koru(&["emit", "examples/produce_consume.kz", "--what", "ast"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        "event consume { n: []const u8 } 1:1\n\
+         \x20 | echoed { got: []const u8 } 2:1\n\
+         subflow consume 4:1\n\
+         \x20 invoke std.io:print.ln 4:12\n\
+         \x20   arg \"[consume] received n = '{{n:s}}'\" 4:28\n\
+         \x20   |> 5:5\n\
+         \x20     construct echoed { got: n } 5:8\n\
+         flow 7:1\n\
+         \x20 invoke produce 7:2\n\
+         \x20   | value v 7:12\n\
+         \x20     invoke consume 7:25\n\
+         \x20       arg n: v.num 7:33\n"
+    );
+    // Expressions in source form, and where each continuation attached (SPEC 2.3): on one line,
+    // `| else` attaches to the last invocation before it, `println`, not to `if`.
+    let file = write(
+        "ast.kz",
+        "~if(-x * 2 + 1 > 3 && !(x == 0)) | then |> std.io:println(text: \"a\") | else |> _\n",
+    );
+    let (code, out, err) = koru(&["emit", &file, "--what", "ast"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        "flow 1:1\n\
+         \x20 invoke if 1:2\n\
+         \x20   arg ((((-x * 2) + 1) > 3) && !(x == 0)) 1:5\n\
+         \x20   | then 1:34\n\
+         \x20     invoke std.io:println 1:44\n\
+         \x20       arg text: \"a\" 1:59\n\
+         \x20       | else 1:70\n\
+         \x20         _ 1:80\n"
+    );
+    // A syntax error: what parsed is shown, the error goes to stderr with exit 1.
+    let file = write(
+        "ast_bad.kz",
+        "~std.io:println(text: \"ok\")\n~std.io:println(text: )\n",
+    );
+    let (code, out, err) = koru(&["emit", &file, "--what", "ast"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.starts_with("flow 1:1\n"), "{out}");
+    assert!(err.contains("error[E0"), "{err}");
+
+    let (code, out, err) = koru(&[
+        "emit",
+        "examples/if_input.kz",
+        "--what",
+        "ir",
+        "--input",
+        "value=1",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("  l0 value: int (flow input)"), "{out}");
+    assert!(out.contains("  if (l0 > 10)"), "{out}");
+}
+
+/// Issue 13 point 8: `RUST_LOG` shows the engine's tracing events on stderr; without it,
+/// nothing is printed; a filter that does not parse is a warning, not a failure.
+#[test]
+fn rust_log_shows_the_engines_tracing_events() {
+    let run = |log: Option<&str>| {
+        let mut command = koru_jit();
+        command
+            .args(["run", "examples/nested_loop.kz", "--tier", "jit"])
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        match log {
+            Some(log) => command.env("RUST_LOG", log),
+            None => command.env_remove("RUST_LOG"),
+        };
+        let output = command.output().unwrap();
+        (
+            output.status.code(),
+            String::from_utf8(output.stderr).unwrap(),
+        )
+    };
+    let (code, err) = run(Some("koru_jit=info"));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        err.contains("INFO koru_jit: compiled to native code")
+            && err.contains("flow=examples/nested_loop.kz"),
+        "{err}"
+    );
+    // Without it (or with a filter that lets nothing through), stderr has the result line only.
+    let result = "result: {\"branch\":\"done\"} (fuel 100000)\n";
+    let (code, err) = run(None);
+    assert_eq!((code, err.as_str()), (Some(0), result));
+    let (code, err) = run(Some("koru_jit=warn"));
+    assert_eq!((code, err.as_str()), (Some(0), result));
+    let (code, err) = run(Some("[[["));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("RUST_LOG=\"[[[\" is not a filter"), "{err}");
 }
 
 #[test]
@@ -360,4 +479,37 @@ fn max_output_bytes_cuts_the_output_and_reports_the_output_limit() {
         err.contains("exhausted: Output limit reached (fuel 2, last event std.io:println)"),
         "{err}"
     );
+}
+
+/// Issue 13 point 8: which event a run-time error names, as the README says: the event whose
+/// argument, guard or continuation holds the failing expression (the builtin for `for`/`if`
+/// heads and guards, the subflow for its constructor), or the event called for a host error.
+#[test]
+fn runtime_errors_name_the_event_the_readme_says() {
+    let cases = [
+        (
+            "~for(0..3)\n| each i |> std.io:println(text: 9223372036854775807 + i)\n",
+            r#"{"outcome":"error","code":"Overflow","message":"integer overflow in `+`","event":"std.io:println","line":2,"column":34,"fuel":1}"#,
+        ),
+        (
+            "~for(0..3)\n| each i when i / 0 > 1 |> _\n| each _ |> _\n",
+            r#"{"outcome":"error","code":"DivisionByZero","message":"division by zero in `/`","event":"for","line":2,"column":15,"fuel":0}"#,
+        ),
+        (
+            "~event f { x: i64 }\n| r i64\n~f = r x * 9223372036854775807\n~f(x: 2) | r v |> _\n",
+            r#"{"outcome":"error","code":"Overflow","message":"integer overflow in `*`","event":"f","line":3,"column":8,"fuel":1}"#,
+        ),
+        (
+            "~add(a: \"1\", b: \"x\")\n",
+            r#"{"outcome":"error","code":"HostError","message":"`x` is not an integer","event":"add","line":1,"column":2,"fuel":1}"#,
+        ),
+    ];
+    for (i, (source, json)) in cases.iter().enumerate() {
+        let file = write(&format!("event_{i}.kz"), source);
+        for tier in ["interp", "jit"] {
+            let (code, out, err) = koru(&["run", &file, "--json", "--tier", tier]);
+            assert_eq!(code, 3, "{tier} {source}: {err}");
+            assert_eq!(out.lines().last(), Some(*json), "{tier} {source}");
+        }
+    }
 }

@@ -239,18 +239,38 @@ fn main() -> ExitCode {
                 println!("event {}", describe(&event.sig));
             }
             for scope in engine.registry().scope_names() {
-                println!(
-                    "scope {scope}: {:?}",
-                    engine
-                        .registry()
-                        .scope(scope)
-                        .map(|s| s.rules())
-                        .unwrap_or_default()
-                );
+                println!("scope {scope}");
+                let rules = engine.registry().scope(scope).map(|s| s.rules());
+                for rule in rules.unwrap_or_default() {
+                    println!("  {}", describe_rule(rule));
+                }
             }
             EXIT_OK
         }
     })
+}
+
+/// A scope rule as `scopes` prints it: `allow add`, `allow std.*`, `alias greet -> hello`,
+/// `include std`, with the cost when it is not 1.
+fn describe_rule(rule: &koru_jit::host::ScopeRule) -> String {
+    use koru_jit::host::ScopeRule;
+    let cost = |cost: u64| {
+        if cost == 1 {
+            String::new()
+        } else {
+            format!(" (cost {cost})")
+        }
+    };
+    match rule {
+        ScopeRule::Exact { name, cost: c } => format!("allow {name}{}", cost(*c)),
+        ScopeRule::Glob { prefix, cost: c } => format!("allow {prefix}*{}", cost(*c)),
+        ScopeRule::Alias {
+            alias,
+            target,
+            cost: c,
+        } => format!("alias {alias} -> {target}{}", cost(*c)),
+        ScopeRule::Include { scope } => format!("include {scope}"),
+    }
 }
 
 fn describe(sig: &koru_jit::EventSig) -> String {
@@ -259,17 +279,19 @@ fn describe(sig: &koru_jit::EventSig) -> String {
         .iter()
         .map(|(n, t)| format!("{n}: {t}"))
         .collect();
-    let branches: Vec<String> = sig
-        .branches
-        .iter()
-        .map(|b| format!("| {} {}", b.name, b.payload))
-        .collect();
-    format!(
-        "{} {{ {} }} {}",
-        sig.name,
-        inputs.join(", "),
-        branches.join(" ")
-    )
+    // Koru's own declaration syntax (an event without branches is void).
+    let mut text = if inputs.is_empty() {
+        format!("{} {{}}", sig.name)
+    } else {
+        format!("{} {{ {} }}", sig.name, inputs.join(", "))
+    };
+    for branch in &sig.branches {
+        match branch.payload {
+            koru_jit::PayloadType::Empty => text += &format!(" | {}", branch.name),
+            ref payload => text += &format!(" | {} {payload}", branch.name),
+        }
+    }
+    text
 }
 
 /// The command line's registry: the standard library and the example events of the Koru articles.
@@ -971,7 +993,14 @@ fn emit(
             }
         };
         let (ast, diagnostics) = koru_jit::syntax::parse(&source, &Default::default());
-        let written = writeln!(out, "{ast:#?}");
+        let written = write!(
+            out,
+            "{}",
+            koru_jit::syntax::text::SourceText {
+                file: &ast,
+                text: &source
+            }
+        );
         if !diagnostics.is_empty() {
             let errors = SourceErrors {
                 name: file.to_string(),

@@ -1,13 +1,15 @@
 //! The front end: source text to a syntax tree.
 //!
 //! `lexer` turns text into tokens, `layout` splits them into items and makes nesting explicit,
-//! `parser` runs the lalrpop grammar on each item, `template` parses print templates.
+//! `parser` runs the lalrpop grammar on each item, `template` parses print templates; `text`
+//! shows a syntax tree as text.
 
 pub mod ast;
 mod layout;
 mod lexer;
 mod parser;
 mod template;
+pub mod text;
 pub mod token;
 
 pub use template::{parse_template, HoleFormat, TemplatePart};
