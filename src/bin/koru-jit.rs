@@ -123,11 +123,18 @@ fn init_tracing() {
     let Ok(filter) = std::env::var("RUST_LOG") else {
         return;
     };
-    match tracing_subscriber::EnvFilter::try_new(&filter) {
-        Ok(filter) => tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_writer(std::io::stderr)
-            .with_ansi(false)
+    // `Targets`: the `target=level,...` directives of RUST_LOG (`koru_jit=debug`, `info`),
+    // parsed without the regular-expression engine `EnvFilter` would add to the build.
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    match filter.parse::<tracing_subscriber::filter::Targets>() {
+        Ok(targets) => tracing_subscriber::registry()
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(false),
+            )
+            .with(targets)
             .init(),
         Err(error) => eprintln!("warning: RUST_LOG={filter:?} is not a filter ({error}); ignored"),
     }
