@@ -351,7 +351,7 @@ impl GivenInput {
         match value {
             GivenValue::Text(text) => Scalar::parse_as(text, ty).ok_or_else(|| match ty {
                 Type::Int => format!(
-                    "{origin}: input `{name}` is an int, and `{text}` is not one (a whole number from {} to {})",
+                    "{origin}: input `{name}` is an int, and `{text}` is not one (a whole number must be an int from {} to {})",
                     i64::MIN,
                     i64::MAX
                 ),

@@ -390,8 +390,12 @@ impl<'a> Lowerer<'a> {
         let saved_text = self.text;
         self.text = def.text;
         self.scope = self.input_bindings();
+        // The subflow's inputs are distinct (its declaration was checked): each is compared with
+        // the flow inputs only, not with those pushed before it, which made the check quadratic
+        // in the inputs of a wide event.
+        let flow_inputs = self.scope.len();
         for (input, ty) in def.sig.inputs.clone() {
-            if self.lookup(&input).is_some() {
+            if self.scope[..flow_inputs].iter().any(|b| b.name == input) {
                 self.error(
                     Code::E0208,
                     format!("subflow input `{input}` shadows a flow input of the same name"),
