@@ -35,7 +35,7 @@ impl Lowerer<'_> {
         if !bound_somewhere {
             self.input_hints.push(name.to_string());
             message += &format!(
-                "; a flow input? declare it with `~input {{ {name}: int }}` (or float, bool, str) or give it with `--input {name}:int=...`"
+                "; a flow input? declare it with `~input {{ {name}: int }}` (or float, bool, str), or give it a value (command line: `--input {name}:int=...`)"
             );
         }
         message
