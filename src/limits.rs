@@ -21,6 +21,9 @@ pub struct FrontEndLimits {
     /// Bindings, loop variables, accumulator fields, payload fields and temporaries of one flow
     /// after inlining.
     pub max_bindings: usize,
+    /// Flow inputs of one source: those it declares (`~input { ... }`) and those the caller
+    /// gives ([`crate::CompileOptions`]), together.
+    pub max_inputs: usize,
 }
 
 impl Default for FrontEndLimits {
@@ -32,6 +35,7 @@ impl Default for FrontEndLimits {
             max_depth: 256,
             max_state_bytes: 1 << 20,
             max_bindings: 65_536,
+            max_inputs: 1_024,
         }
     }
 }

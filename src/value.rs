@@ -39,6 +39,37 @@ impl Scalar {
         }
     }
 
+    /// A value written as text, read as type `ty`: an int (`-12`, `+7`), a float (`2.5`, `5`,
+    /// `1e3`), `true` or `false`, or, for `str`, the text exactly as written (`01234` stays
+    /// `"01234"`). `None` when the text is not a value of that type.
+    pub fn parse_as(text: &str, ty: crate::types::Type) -> Option<Scalar> {
+        use crate::types::Type;
+        match ty {
+            Type::Int => text.parse().ok().map(Scalar::Int),
+            Type::Float => text.parse().ok().map(Scalar::Float),
+            Type::Bool => match text {
+                "true" => Some(Scalar::Bool(true)),
+                "false" => Some(Scalar::Bool(false)),
+                _ => None,
+            },
+            Type::Str => Some(Scalar::Str(text.to_string())),
+        }
+    }
+
+    /// This value as a flow input of type `ty`, as [`crate::Flow::run`] converts it: unchanged if
+    /// it has that type, an int as a float, and any value as a `str` formatted the way `std.io`
+    /// prints it (SPEC 2.1 and 5). `None` for every other pair (a float is not rounded into an
+    /// int, nor a text parsed into a number).
+    pub fn converted_to(&self, ty: crate::types::Type) -> Option<Scalar> {
+        use crate::types::Type;
+        match (self, ty) {
+            (value, ty) if value.ty() == ty => Some(value.clone()),
+            (Scalar::Int(v), Type::Float) => Some(Scalar::Float(*v as f64)),
+            (value, Type::Str) => Some(Scalar::Str(value.to_string())),
+            _ => None,
+        }
+    }
+
     pub fn ty(&self) -> crate::types::Type {
         match self {
             Scalar::Int(_) => crate::types::Type::Int,

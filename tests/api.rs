@@ -746,3 +746,153 @@ fn recycled_run_states_run_like_new_ones() {
         }
     }
 }
+
+/// Issue 13: a source declares its inputs (`~input { ... }`); `Flow::inputs` lists them, a run
+/// without one is `InputError::Missing` naming it, and values convert as SPEC 2.1 converts
+/// arguments (an int to a float input, anything to a str input), nothing else.
+#[test]
+fn declared_inputs_are_listed_required_and_converted() {
+    let engine = Engine::new(Registry::new());
+    let source = "~input { rate: f64, code: str, on: bool }\n~if(on)\n| then |> r { rate: rate / 100.0, code: code }\n| else |> off\n";
+    let flow = engine
+        .compile("t", source, &CompileOptions::default())
+        .unwrap();
+    let declared: Vec<(&str, Type)> = flow.inputs().collect();
+    assert_eq!(
+        declared,
+        [
+            ("rate", Type::Float),
+            ("code", Type::Str),
+            ("on", Type::Bool)
+        ]
+    );
+    assert_eq!(flow.input_type("code"), Some(Type::Str));
+    assert_eq!(flow.input_type("nope"), None);
+    let limits = RunLimits::default();
+    assert_eq!(
+        flow.run(&Inputs::new().set("rate", 5.0).set("on", true), &limits),
+        Err(InputError::Missing("code".into()))
+    );
+    let given = Inputs::new()
+        .set("rate", 5i64)
+        .set("code", 1234i64)
+        .set("on", true);
+    assert_eq!(
+        json(&flow.run(&given, &limits).unwrap()),
+        r#"{"outcome":"ok","value":{"branch":"r","fields":{"rate":0.05,"code":"1234"}},"fuel":0}"#
+    );
+    // A float and a bool as text too, formatted as `std.io` prints them.
+    let given = Inputs::new()
+        .set("rate", 2.5)
+        .set("code", 2.5)
+        .set("on", true);
+    assert!(json(&flow.run(&given, &limits).unwrap()).contains(r#""code":"2.5""#));
+    let given = Inputs::new()
+        .set("rate", 1.0)
+        .set("code", false)
+        .set("on", true);
+    assert!(json(&flow.run(&given, &limits).unwrap()).contains(r#""code":"false""#));
+    // No other conversion: a str is not parsed, a float not rounded, an int is not a bool.
+    for (name, value) in [
+        ("rate", Scalar::Str("5".into())),
+        ("rate", Scalar::Bool(true)),
+        ("on", Scalar::Int(1)),
+        ("on", Scalar::Str("true".into())),
+    ] {
+        let mut given = Inputs::new()
+            .set("rate", 1.0)
+            .set("code", "c")
+            .set("on", true);
+        given.insert(name, value.clone());
+        assert!(
+            matches!(
+                flow.run(&given, &limits),
+                Err(InputError::WrongType { name: ref n, .. }) if n == name
+            ),
+            "{name} = {value:?}"
+        );
+    }
+    assert_eq!(
+        Scalar::Int(5).converted_to(Type::Float),
+        Some(Scalar::Float(5.0))
+    );
+    assert_eq!(Scalar::Float(5.0).converted_to(Type::Int), None);
+    assert_eq!(
+        Scalar::parse_as("01234", Type::Str),
+        Some(Scalar::Str("01234".into()))
+    );
+    assert_eq!(Scalar::parse_as("5", Type::Float), Some(Scalar::Float(5.0)));
+    assert_eq!(Scalar::parse_as("yes", Type::Bool), None);
+}
+
+/// A source declaration and a compile-options declaration of the same input must agree: the
+/// same type is one input, another type is E0204 at the declared type.
+#[test]
+fn a_declared_input_must_agree_with_the_compile_options() {
+    let engine = Engine::new(Registry::new());
+    let source = "~input { rate: f64 }\n~if(rate > 1.0)\n| then |> big\n| else |> small\n";
+    let same = engine
+        .compile(
+            "t",
+            source,
+            &CompileOptions::default().input("rate", Type::Float),
+        )
+        .unwrap();
+    assert_eq!(same.inputs().len(), 1);
+    let errors = engine
+        .compile(
+            "t",
+            source,
+            &CompileOptions::default().input("rate", Type::Int),
+        )
+        .err()
+        .unwrap();
+    assert_eq!(errors.positions(), [(Code::E0204, 1, 16)]);
+    assert_eq!(
+        errors.diagnostics[0].message,
+        "flow input `rate` is declared `f64` (float) here, but the compile options declare it int"
+    );
+    // A guessed input (typed by a value) takes the declared type instead, without an error; one
+    // the source does not declare is declared with the guessed type.
+    let flow = engine
+        .compile(
+            "t",
+            source,
+            &CompileOptions::default()
+                .guessed_input("rate", Type::Int)
+                .guessed_input("extra", Type::Str),
+        )
+        .unwrap();
+    let declared: Vec<(&str, Type)> = flow.inputs().collect();
+    assert_eq!(declared, [("rate", Type::Float), ("extra", Type::Str)]);
+    assert_eq!(
+        json(
+            &flow
+                .run(
+                    &Inputs::new().set("rate", 5i64).set("extra", "x"),
+                    &RunLimits::default()
+                )
+                .unwrap()
+        ),
+        r#"{"outcome":"ok","value":{"branch":"big"},"fuel":0}"#
+    );
+}
+
+/// Flow inputs are declared by sources and checked against libraries' rules: a library or a
+/// declaration text holds no `~input`.
+#[test]
+fn libraries_and_declarations_hold_no_flow_inputs() {
+    let mut registry = Registry::with_std();
+    registry.add_scope("app", Scope::new().allow("std.*"));
+    let error = registry
+        .attach_library(
+            "app",
+            "lib",
+            "~input { x: int }\n~event e {}\n| o i64\n~e = o 1\n",
+        )
+        .err()
+        .unwrap();
+    assert!(error.to_string().contains("E0104"), "{error}");
+    let error = Registry::new().declare("~input { x: int }").err().unwrap();
+    assert!(error.to_string().contains("E0104"), "{error}");
+}

@@ -17,7 +17,8 @@
 //!
 //! | directive | meaning |
 //! |---|---|
-//! | `input: name=value` | a flow input (`42` int, `4.2` float, `true`/`false` bool, else str) |
+//! | `input: name=value` | a flow input: of the type the source declares for it (`~input { ... }`), else `42` int, `4.2` float, `true`/`false` bool, anything else str (the command line's `--input`) |
+//! | `input: name:type=value` | a flow input of that type |
 //! | `scope: name` | check against this scope of `tests/common` |
 //! | `fuel-limit: N`, `iteration-limit: N`, `output-limit: N` | run limits (`output-limit` is `max_output_bytes`) |
 //! | `expect: text` | one line of program output (all lines, in order; none means no output) |
@@ -36,7 +37,7 @@ mod common;
 
 use koru_jit::{
     CaptureSink, CompileOptions, Engine, EngineConfig, Inputs, Outcome, RunLimits, Scalar, Tier,
-    TierPolicy,
+    TierPolicy, Type,
 };
 use libtest_mimic::{Arguments, Failed, Trial};
 use std::path::{Path, PathBuf};
@@ -45,7 +46,8 @@ use std::sync::Arc;
 
 #[derive(Default, Debug)]
 struct Expectations {
-    inputs: Vec<(String, Scalar)>,
+    /// Name, type if written, and the value as written.
+    inputs: Vec<(String, Option<Type>, String)>,
     scope: Option<String>,
     fuel_limit: Option<u64>,
     iteration_limit: Option<u64>,
@@ -79,8 +81,15 @@ fn expectations(source: &str) -> Result<Expectations, String> {
         };
         match key.trim() {
             "input" => {
-                let (name, v) = value.split_once('=').ok_or("`input` takes name=value")?;
-                e.inputs.push((name.to_string(), Scalar::from_text(v)));
+                let (head, v) = value.split_once('=').ok_or("`input` takes name=value")?;
+                let (name, ty) = match head.split_once(':') {
+                    Some((name, ty)) => (
+                        name,
+                        Some(Type::from_written(ty).ok_or(format!("unknown type `{ty}`"))?),
+                    ),
+                    None => (head, None),
+                };
+                e.inputs.push((name.to_string(), ty, v.to_string()));
             }
             "scope" => e.scope = Some(value.to_string()),
             "fuel-limit" => e.fuel_limit = Some(number()?),
@@ -134,7 +143,12 @@ struct Observed {
 fn compile_options(e: &Expectations, tier: Tier) -> CompileOptions {
     CompileOptions {
         scope: e.scope.clone(),
-        inputs: e.inputs.iter().map(|(n, v)| (n.clone(), v.ty())).collect(),
+        // Typed as written, or by how the value looks, unless the source declares them.
+        guessed_inputs: e
+            .inputs
+            .iter()
+            .map(|(n, ty, v)| (n.clone(), ty.unwrap_or_else(|| Scalar::from_text(v).ty())))
+            .collect(),
         tier,
         ..CompileOptions::default()
     }
@@ -196,8 +210,14 @@ fn run_file_with(
         return Err(format!("the JIT did not compile this flow: {:?}", flow.jit_error()).into());
     }
     let mut inputs = Inputs::new();
-    for (name, value) in &e.inputs {
-        inputs.insert(name, value.clone());
+    for (name, _, text) in &e.inputs {
+        // Read as the flow's input of that name is typed, as the command line reads it.
+        let ty = flow
+            .input_type(name)
+            .ok_or(format!("the flow has no input `{name}`"))?;
+        let value =
+            Scalar::parse_as(text, ty).ok_or(format!("input `{name}`: `{text}` is not a {ty}"))?;
+        inputs.insert(name, value);
     }
     let limits = RunLimits {
         fuel: e.fuel_limit,

@@ -169,3 +169,24 @@ fn printing_under_an_output_bound_allocates_nothing_after_the_first_run() {
     let options = CompileOptions::default().input("name", Type::Str);
     assert_steady_state_allocates_nothing(source, options, Inputs::new().set("name", "koru"));
 }
+
+#[test]
+fn declared_inputs_converted_at_each_run_allocate_nothing_after_the_first_run() {
+    // Issue 13: an int given for a declared float input, and numbers and a bool given for
+    // declared str inputs, are converted as they are written into the flow state (the text into
+    // the input's buffer, which keeps its capacity).
+    let source = r#"
+~input { rate: f64, code: str, big: str, flag: str }
+~for(0..100)
+| each i |> std.io:print(text: code)
+    |> std.io:print(text: big)
+    |> std.io:print(text: flag)
+    |> std.io:print.ln("{{ rate }}")
+"#;
+    let inputs = Inputs::new()
+        .set("rate", 5i64)
+        .set("code", 1234i64)
+        .set("big", 2.5e300)
+        .set("flag", true);
+    assert_steady_state_allocates_nothing(source, CompileOptions::default(), inputs);
+}

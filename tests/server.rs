@@ -178,6 +178,63 @@ fn a_flow_runs_under_its_scope_with_library_subflows_and_inputs() {
 }
 
 #[test]
+fn declared_inputs_take_their_declared_types_from_json_values() {
+    // Issue 13: a source that declares its inputs gets JSON values converted to their types as a
+    // run converts them (an int to a float input, a number to a str input); a value that does
+    // not convert, or a missing input, is 400 naming the input.
+    let server = start();
+    let source = "~input { rate: f64, code: str }\n~if(rate > 1.0)\n| then |> r { rate: rate / 100.0, code: code }\n| else |> low\n";
+    let (status, body) = run(
+        &server,
+        "alice-key-123",
+        json!({ "source": source, "inputs": { "rate": 5, "code": 1234 } }),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["value"],
+        json!({ "branch": "r", "fields": { "rate": 0.05, "code": "1234" } })
+    );
+    for (inputs, message) in [
+        (
+            json!({ "rate": "5", "code": "a" }),
+            "flow input `rate` is float, but str was given",
+        ),
+        (json!({ "rate": 5.0 }), "missing flow input `code`"),
+    ] {
+        let (status, body) = run(
+            &server,
+            "alice-key-123",
+            json!({ "source": source, "inputs": inputs }),
+        );
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["error"]["message"], message, "{body}");
+    }
+    // A check needs no values for declared inputs.
+    let response = Client::new(&server.address)
+        .post_json(
+            "/v1/check",
+            "alice-key-123",
+            &json!({ "source": source }).to_string(),
+        )
+        .unwrap();
+    assert_eq!(response.status, 200, "{}", response.body);
+    assert_eq!(response.json()["outcome"], "valid");
+    // Without a declaration an input is typed by its JSON value, as before: an int in float
+    // arithmetic does not check.
+    let (status, body) = run(
+        &server,
+        "alice-key-123",
+        json!({ "source": "~if(true)\n| then |> r rate / 100.0\n", "inputs": { "rate": 5 } }),
+    );
+    assert_eq!(
+        (status, body["outcome"].as_str()),
+        (422, Some("invalid")),
+        "{body}"
+    );
+    assert_eq!(body["errors"][0]["code"], "E0204", "{body}");
+}
+
+#[test]
 fn a_missing_or_wrong_key_is_401_and_an_ungranted_scope_403() {
     let server = start();
     let mut client = Client::new(&server.address);

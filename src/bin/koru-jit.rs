@@ -34,15 +34,14 @@ struct Cli {
 enum Command {
     /// Run a flow file and print its output; the outcome goes to stderr (or stdout with --json).
     Run {
+        /// The flow's source file; `-` reads it from stdin.
         file: String,
         /// `auto` starts in the interpreter and moves hot flows and loops to native code; `jit`
         /// compiles before the first run; `interp` never compiles.
         #[arg(long, value_enum, default_value_t = TierArg::Auto)]
         tier: TierArg,
-        /// Declare and supply a flow input: `42` is an int, `4.2` a float, `true`/`false` a bool,
-        /// anything else a str.
-        #[arg(long = "input", value_name = "NAME=VALUE")]
-        inputs: Vec<String>,
+        #[command(flatten)]
+        inputs: InputArgs,
         /// Fuel limit: the sum of the costs of dispatched events.
         #[arg(long)]
         fuel: Option<u64>,
@@ -70,11 +69,13 @@ enum Command {
         #[arg(long)]
         refuse_over_limits: bool,
     },
-    /// Parse and check a flow file without running it.
+    /// Parse and check a flow file without running it (inputs the source declares need no
+    /// values; given ones are checked against their declared types).
     Check {
+        /// The flow's source file; `-` reads it from stdin.
         file: String,
-        #[arg(long = "input", value_name = "NAME=VALUE")]
-        inputs: Vec<String>,
+        #[command(flatten)]
+        inputs: InputArgs,
         #[arg(long)]
         scope: Option<String>,
         #[arg(long)]
@@ -82,11 +83,12 @@ enum Command {
     },
     /// Show what a flow became: syntax tree, typed IR, flow-state layout, Cranelift IR or machine code.
     Emit {
+        /// The flow's source file; `-` reads it from stdin.
         file: String,
         #[arg(long, value_enum)]
         what: EmitWhat,
-        #[arg(long = "input", value_name = "NAME=VALUE")]
-        inputs: Vec<String>,
+        #[command(flatten)]
+        inputs: InputArgs,
         #[arg(long)]
         scope: Option<String>,
         /// Print at most this many bytes, then a line saying how many were left out.
@@ -138,6 +140,23 @@ fn init_tracing() {
             .init(),
         Err(error) => eprintln!("warning: RUST_LOG={filter:?} is not a filter ({error}); ignored"),
     }
+}
+
+/// Values for flow inputs (README "Flow inputs").
+#[derive(clap::Args)]
+struct InputArgs {
+    /// A flow input, repeatable. `NAME:TYPE=VALUE` gives its type (int, float, bool or str, or a
+    /// spelling of SPEC 1.2 such as i64 or f64); `NAME=VALUE` takes the type the source declares
+    /// for it (`~input { NAME: TYPE }`), else guesses one from the value: `42` an int, `4.2` a
+    /// float, `true`/`false` a bool, anything else a str. A str input keeps the text as written.
+    #[arg(long = "input", value_name = "NAME[:TYPE]=VALUE")]
+    input: Vec<String>,
+    /// Flow inputs as one JSON object, e.g. '{"rate": 5.0, "name": "bob"}': a number with a
+    /// fraction or an exponent is a float, one without an int, true/false a bool, a string a
+    /// str; converted to the types the source declares as a run converts them (an int to a
+    /// float, any value to a str). A name may be given once, here or by --input.
+    #[arg(long = "inputs", value_name = "JSON")]
+    inputs_json: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -207,7 +226,7 @@ fn main() -> ExitCode {
             inputs,
             scope,
             json,
-        } => match load(&file, &inputs, scope, Tier::Interp) {
+        } => match load(&file, &inputs, scope, Tier::Interp, Values::Optional) {
             Ok((flow, values, _, _engine)) => {
                 let bound = flow.cost_bound(&values);
                 if json {
@@ -331,71 +350,319 @@ enum LoadError {
     Invalid(Box<SourceErrors>),
 }
 
-fn parse_inputs(inputs: &[String]) -> Result<(Vec<(String, Type)>, Inputs), String> {
-    let mut types = Vec::new();
-    let mut values = Inputs::new();
-    for input in inputs {
-        let Some((name, text)) = input.split_once('=') else {
-            return Err(format!("--input takes NAME=VALUE, got `{input}`"));
-        };
-        // A whole number is an `int`: one outside its range is an error, not a float.
-        let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
-        if !digits.is_empty()
-            && digits.bytes().all(|b| b.is_ascii_digit())
-            && text.parse::<i64>().is_err()
-        {
+/// A value the command line gives for a flow input, before the flow says its type.
+struct GivenInput {
+    name: String,
+    /// The type `--input NAME:TYPE=VALUE` states.
+    explicit: Option<Type>,
+    value: GivenValue,
+    /// The argument it came from, for messages: `--input rate=5`, or `--inputs` for JSON.
+    origin: String,
+}
+
+enum GivenValue {
+    /// `--input`'s text, read as the input's type once that is known.
+    Text(String),
+    /// A JSON value of `--inputs`, converted as a run converts it.
+    Json(Scalar),
+}
+
+impl GivenInput {
+    /// The type the input gets if the source does not declare it.
+    fn guessed_type(&self) -> Type {
+        match (&self.value, self.explicit) {
+            (_, Some(ty)) => ty,
+            (GivenValue::Json(value), None) => value.ty(),
+            // A whole number is an int even out of the i64 range: the conversion then reports
+            // it, unless the source declares a float or a str input of that name.
+            (GivenValue::Text(text), None) if is_whole_number(text) => Type::Int,
+            (GivenValue::Text(text), None) => Scalar::from_text(text).ty(),
+        }
+    }
+
+    /// The value as the flow's input of type `ty`, or the usage error.
+    fn value_for(&self, ty: Type) -> Result<Scalar, String> {
+        let GivenInput {
+            name,
+            explicit,
+            value,
+            origin,
+        } = self;
+        if let Some(explicit) = explicit {
+            if *explicit != ty {
+                return Err(format!(
+                    "{origin}: the source declares input `{name}` as {ty}, not {explicit}"
+                ));
+            }
+        }
+        match value {
+            GivenValue::Text(text) => Scalar::parse_as(text, ty).ok_or_else(|| match ty {
+                Type::Int => format!(
+                    "{origin}: input `{name}` is an int, and `{text}` is not one (a whole number must be an int from {} to {})",
+                    i64::MIN,
+                    i64::MAX
+                ),
+                Type::Bool => format!(
+                    "{origin}: input `{name}` is a bool, and `{text}` is not one (`true` or `false`)"
+                ),
+                _ => format!("{origin}: input `{name}` is a {ty}, and `{text}` is not one"),
+            }),
+            GivenValue::Json(scalar) => scalar.converted_to(ty).ok_or_else(|| {
+                format!(
+                    "{origin}: input `{name}` is {}, and the JSON value {} ({}) does not convert to it",
+                    article(ty),
+                    scalar.to_json(),
+                    scalar.ty()
+                )
+            }),
+        }
+    }
+}
+
+/// `an int`, `a float`, ...
+fn article(ty: Type) -> String {
+    match ty {
+        Type::Int => "an int".to_string(),
+        other => format!("a {other}"),
+    }
+}
+
+fn is_whole_number(text: &str) -> bool {
+    let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
+    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+}
+
+fn is_identifier(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes
+        .next()
+        .is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// The inputs of `--input` and `--inputs`, each name at most once.
+fn given_inputs(args: &InputArgs) -> Result<Vec<GivenInput>, String> {
+    let mut given: Vec<GivenInput> = Vec::new();
+    for input in &args.input {
+        let Some((head, text)) = input.split_once('=') else {
             return Err(format!(
-                "--input {name}={text}: a whole number must be an int from {} to {}",
-                i64::MIN,
-                i64::MAX
+                "--input takes NAME=VALUE or NAME:TYPE=VALUE, got `{input}`"
+            ));
+        };
+        let (name, explicit) = match head.split_once(':') {
+            None => (head, None),
+            Some((name, written)) => match Type::from_written(written.trim()) {
+                Some(ty) => (name, Some(ty)),
+                None => {
+                    return Err(format!(
+                        "--input {input}: unknown type `{written}` (int, float, bool or str)"
+                    ))
+                }
+            },
+        };
+        if !is_identifier(name) {
+            return Err(format!(
+                "--input {input}: `{name}` is not an input name (letters, digits and `_`, not starting with a digit)"
             ));
         }
-        let value = Scalar::from_text(text);
-        types.retain(|(n, _): &(String, Type)| n != name);
-        types.push((name.to_string(), value.ty()));
-        values.insert(name, value);
+        let input = GivenInput {
+            name: name.to_string(),
+            explicit,
+            value: GivenValue::Text(text.to_string()),
+            origin: format!("--input {input}"),
+        };
+        if let Some(ty) = explicit {
+            // Checked now, whatever the source declares.
+            input.value_for(ty)?;
+        }
+        given.push(input);
     }
-    Ok((types, values))
+    if let Some(json) = &args.inputs_json {
+        for (name, value) in json_inputs(json)? {
+            given.push(GivenInput {
+                name,
+                explicit: None,
+                value: GivenValue::Json(value),
+                origin: "--inputs".to_string(),
+            });
+        }
+    }
+    let mut seen = std::collections::HashMap::new();
+    for input in &given {
+        if let Some(first) = seen.insert(input.name.as_str(), input.origin.as_str()) {
+            return Err(format!(
+                "input `{}` is given twice ({first}, then {})",
+                input.name, input.origin
+            ));
+        }
+    }
+    Ok(given)
+}
+
+/// The members of the JSON object `text`, in order and with repeated names kept (a JSON map
+/// would keep only the last), each as an input value: a number with a fraction or an exponent is
+/// a float, one without an int (outside the i64 range an error, not rounded), `true`/`false` a
+/// bool, a string a str; anything else is an error.
+fn json_inputs(text: &str) -> Result<Vec<(String, Scalar)>, String> {
+    use serde_json::value::RawValue;
+    // The whole text first: a syntax error is reported with its position.
+    serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text)
+        .map_err(|e| format!("--inputs takes a JSON object of input values: {e}"))?;
+    // Then its members one by one, from the text: valid JSON, so each piece parses.
+    let mut rest = text.trim_start().strip_prefix('{').unwrap_or_default();
+    let mut members = Vec::new();
+    let next = |rest: &mut &str| -> Option<Box<RawValue>> {
+        let mut values = serde_json::Deserializer::from_str(rest).into_iter::<Box<RawValue>>();
+        let value = values.next()?.ok()?;
+        *rest = rest[values.byte_offset()..].trim_start();
+        Some(value)
+    };
+    loop {
+        rest = rest.trim_start();
+        if rest.starts_with('}') {
+            break;
+        }
+        let name = next(&mut rest)
+            .and_then(|raw| serde_json::from_str::<String>(raw.get()).ok())
+            .ok_or("--inputs: cannot read a member name")?;
+        rest = rest.strip_prefix(':').unwrap_or(rest);
+        let raw = next(&mut rest).ok_or("--inputs: cannot read a member value")?;
+        rest = rest.strip_prefix(',').unwrap_or(rest);
+        let literal = raw.get();
+        let value = match serde_json::from_str::<serde_json::Value>(literal) {
+            Ok(serde_json::Value::Bool(b)) => Scalar::Bool(b),
+            Ok(serde_json::Value::String(s)) => Scalar::Str(s),
+            Ok(serde_json::Value::Number(n)) if literal.contains(['.', 'e', 'E']) => {
+                match n.as_f64() {
+                    Some(f) => Scalar::Float(f),
+                    None => return Err(format!("--inputs: input `{name}`: {literal} is not a float")),
+                }
+            }
+            Ok(serde_json::Value::Number(_)) => match literal.parse::<i64>() {
+                Ok(i) => Scalar::Int(i),
+                Err(_) => {
+                    return Err(format!(
+                        "--inputs: input `{name}`: the integer {literal} does not fit an int ({} to {}); write a float with a fraction or an exponent, or a string",
+                        i64::MIN,
+                        i64::MAX
+                    ))
+                }
+            },
+            _ => {
+                return Err(format!(
+                    "--inputs: input `{name}`: {literal} is not an input value (a number, true, false or a string)"
+                ))
+            }
+        };
+        members.push((name, value));
+    }
+    Ok(members)
+}
+
+/// The name diagnostics give a source read from stdin (`-`).
+const STDIN_NAME: &str = "<stdin>";
+
+/// The bytes of `file`, or of stdin for `-`, with the name diagnostics give it. At most one byte
+/// more than the front end's source limit is read: a larger source is refused (E0105) without
+/// being held in memory.
+fn read_source(file: &str) -> Result<(String, Vec<u8>), LoadError> {
+    use std::io::Read;
+    let max = koru_jit::FrontEndLimits::default().max_source_bytes;
+    let (name, reader): (&str, Box<dyn Read>) = if file == "-" {
+        (STDIN_NAME, Box::new(std::io::stdin().lock()))
+    } else {
+        let opened = std::fs::File::open(file)
+            .map_err(|e| LoadError::Usage(format!("cannot read `{file}`: {e}")))?;
+        (file, Box::new(opened))
+    };
+    let mut bytes = Vec::new();
+    reader
+        .take(max as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| LoadError::Usage(format!("cannot read `{name}`: {e}")))?;
+    if bytes.len() > max {
+        return Err(LoadError::Invalid(Box::new(SourceErrors {
+            name: name.to_string(),
+            text: String::new(),
+            diagnostics: vec![koru_jit::Diagnostic::new(
+                koru_jit::Code::E0105,
+                format!("source is more than {max} bytes, the limit"),
+                koru_jit::span::Span::new(0, 0),
+            )],
+        })));
+    }
+    Ok((name.to_string(), bytes))
+}
+
+/// The text of a source read by [`read_source`]; invalid UTF-8 is E0101 at the first bad byte.
+fn source_text(name: &str, bytes: Vec<u8>) -> Result<String, LoadError> {
+    String::from_utf8(bytes).map_err(|error| {
+        let offset = error.utf8_error().valid_up_to();
+        let text = String::from_utf8_lossy(error.as_bytes()).into_owned();
+        LoadError::Invalid(Box::new(SourceErrors {
+            name: name.to_string(),
+            text,
+            diagnostics: vec![koru_jit::Diagnostic::new(
+                koru_jit::Code::E0101,
+                "the source is not valid UTF-8",
+                koru_jit::span::Span::new(offset, offset + 1),
+            )],
+        }))
+    })
+}
+
+/// Whether a load needs a value for every input of the flow (a run does; a check does not).
+#[derive(Clone, Copy, PartialEq)]
+enum Values {
+    Required,
+    Optional,
 }
 
 fn load(
     file: &str,
-    inputs: &[String],
+    inputs: &InputArgs,
     scope: Option<String>,
     tier: Tier,
+    values: Values,
 ) -> Result<(Flow, Inputs, Arc<AtomicI64>, Engine), LoadError> {
-    let bytes =
-        std::fs::read(file).map_err(|e| LoadError::Usage(format!("cannot read `{file}`: {e}")))?;
+    let (name, bytes) = read_source(file)?;
+    let source = source_text(&name, bytes)?;
+    let given = given_inputs(inputs).map_err(LoadError::Usage)?;
     let (engine, accumulator) = engine();
-    let source = match String::from_utf8(bytes) {
-        Ok(source) => source,
-        Err(error) => {
-            let offset = error.utf8_error().valid_up_to();
-            let text = String::from_utf8_lossy(error.as_bytes()).into_owned();
-            return Err(LoadError::Invalid(Box::new(SourceErrors {
-                name: file.to_string(),
-                text,
-                diagnostics: vec![koru_jit::Diagnostic::new(
-                    koru_jit::Code::E0101,
-                    "the source is not valid UTF-8",
-                    koru_jit::span::Span::new(offset, offset + 1),
-                )],
-            })));
-        }
-    };
-    let (types, values) = parse_inputs(inputs).map_err(LoadError::Usage)?;
     let options = CompileOptions {
         scope,
-        inputs: types,
+        guessed_inputs: given
+            .iter()
+            .map(|input| (input.name.clone(), input.guessed_type()))
+            .collect(),
         tier,
         ..CompileOptions::default()
     };
     let flow = engine
-        .compile(file, &source, &options)
+        .compile(&name, &source, &options)
         .map_err(|e| LoadError::Invalid(Box::new(e)))?;
+    let mut converted = Inputs::new();
+    for input in &given {
+        // Every given input is one of the flow's (a guessed one the source does not declare is
+        // declared with its guessed type).
+        let ty = flow
+            .input_type(&input.name)
+            .ok_or_else(|| LoadError::Usage(format!("the flow has no input `{}`", input.name)))?;
+        converted.insert(&input.name, input.value_for(ty).map_err(LoadError::Usage)?);
+    }
+    if values == Values::Required {
+        if let Some((missing, ty)) = flow
+            .inputs()
+            .find(|(name, _)| converted.get(name).is_none())
+        {
+            return Err(LoadError::Usage(format!(
+                "the flow needs input `{missing}` ({ty}): give it with --input {missing}:{ty}=VALUE or in --inputs"
+            )));
+        }
+    }
     // The engine too: its compiler threads serve the flow's background compiles only while it
     // is alive (a flow holds it weakly).
-    Ok((flow, values, accumulator, engine))
+    Ok((flow, converted, accumulator, engine))
 }
 
 fn report_load_error(error: LoadError, json: bool) -> u8 {
@@ -437,7 +704,7 @@ impl OutputSink for LineTrackingStdout {
 /// What `koru-jit run` was asked to do.
 struct RunRequest<'a> {
     file: &'a str,
-    inputs: &'a [String],
+    inputs: &'a InputArgs,
     scope: Option<String>,
     tier: Tier,
     limits: &'a RunLimits,
@@ -457,10 +724,11 @@ fn run(request: RunRequest<'_>) -> u8 {
         stats,
         refuse_over_limits,
     } = request;
-    let (flow, values, _accumulator, _engine) = match load(file, inputs, scope, tier) {
-        Ok(loaded) => loaded,
-        Err(error) => return report_load_error(error, json),
-    };
+    let (flow, values, _accumulator, _engine) =
+        match load(file, inputs, scope, tier, Values::Required) {
+            Ok(loaded) => loaded,
+            Err(error) => return report_load_error(error, json),
+        };
     if refuse_over_limits {
         let bound = flow.cost_bound(&values);
         if let Some(limit) = bound.exceeds(limits) {
@@ -984,7 +1252,7 @@ impl std::fmt::Write for BoundedText {
 fn emit(
     file: &str,
     what: EmitWhat,
-    inputs: &[String],
+    inputs: &InputArgs,
     scope: Option<String>,
     max_bytes: usize,
 ) -> u8 {
@@ -992,12 +1260,11 @@ fn emit(
     let mut out = BoundedText::new(max_bytes);
     let mut code = EXIT_OK;
     let written = if let EmitWhat::Ast = what {
-        let source = match std::fs::read_to_string(file) {
-            Ok(source) => source,
-            Err(e) => {
-                eprintln!("error: cannot read `{file}`: {e}");
-                return EXIT_USAGE;
-            }
+        let (file, source) = match read_source(file)
+            .and_then(|(name, bytes)| Ok((name.clone(), source_text(&name, bytes)?)))
+        {
+            Ok(read) => read,
+            Err(error) => return report_load_error(error, false),
         };
         let (ast, diagnostics) = koru_jit::syntax::parse(&source, &Default::default());
         let written = write!(
@@ -1010,7 +1277,7 @@ fn emit(
         );
         if !diagnostics.is_empty() {
             let errors = SourceErrors {
-                name: file.to_string(),
+                name: file,
                 text: source,
                 diagnostics,
             };
@@ -1019,7 +1286,8 @@ fn emit(
         }
         written
     } else {
-        let (flow, _, _, _engine) = match load(file, inputs, scope, Tier::Interp) {
+        let (flow, _, _, _engine) = match load(file, inputs, scope, Tier::Interp, Values::Optional)
+        {
             Ok(loaded) => loaded,
             Err(error) => return report_load_error(error, false),
         };

@@ -94,6 +94,7 @@ pub(crate) struct Key {
     source: String,
     scope: Option<String>,
     inputs: Vec<(String, Type)>,
+    guessed_inputs: Vec<(String, Type)>,
     limits: FrontEndLimits,
     tier: Tier,
 }
@@ -104,6 +105,7 @@ impl Key {
             source: source.to_string(),
             scope: options.scope.clone(),
             inputs: options.inputs.clone(),
+            guessed_inputs: options.guessed_inputs.clone(),
             limits: options.limits.clone(),
             tier: options.tier,
         }

@@ -12,7 +12,10 @@ pub struct Inputs {
     values: Vec<(String, Scalar)>,
 }
 
-/// A run was given inputs that do not match the ones the flow was compiled with.
+/// A run was given inputs that do not match the ones the flow was compiled with: one it
+/// declares is missing, one has a value that does not convert to its type (see
+/// [`Scalar::converted_to`]: an int converts to a float, any value to a `str`), or one it does
+/// not declare is given.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum InputError {
     #[error("missing flow input `{0}`")]
@@ -67,25 +70,34 @@ impl Inputs {
             let value = self
                 .get(&input.name)
                 .ok_or_else(|| InputError::Missing(input.name.to_string()))?;
-            if value.ty() != input.ty {
-                return Err(InputError::WrongType {
-                    name: input.name.to_string(),
-                    expected: input.ty,
-                    found: value.ty(),
-                });
-            }
             let slot = layout.slot(input.local);
             let offset = slot.offset as usize;
-            state.frame[offset] = match value {
-                Scalar::Int(v) => *v as u64,
-                Scalar::Float(v) => v.to_bits(),
-                Scalar::Bool(v) => u64::from(*v),
-                Scalar::Str(text) => {
+            // The conversions of `Scalar::converted_to`, made in place: nothing is allocated
+            // once the input's buffer has grown to its text.
+            state.frame[offset] = match (value, input.ty) {
+                (Scalar::Int(v), Type::Int) => *v as u64,
+                (Scalar::Float(v), Type::Float) => v.to_bits(),
+                (Scalar::Int(v), Type::Float) => (*v as f64).to_bits(),
+                (Scalar::Bool(v), Type::Bool) => u64::from(*v),
+                (value, Type::Str) => {
                     let buffer = &mut state.buffers[slot.buffer as usize];
                     buffer.clear();
-                    buffer.push_str(text);
+                    match value {
+                        Scalar::Str(text) => buffer.push_str(text),
+                        other => {
+                            use std::fmt::Write;
+                            let _ = write!(buffer, "{other}");
+                        }
+                    }
                     state.frame[offset + 1] = buffer.len() as u64;
                     buffer.as_ptr() as u64
+                }
+                (value, expected) => {
+                    return Err(InputError::WrongType {
+                        name: input.name.to_string(),
+                        expected,
+                        found: value.ty(),
+                    })
                 }
             };
         }

@@ -115,8 +115,15 @@ impl TierPolicy {
 pub struct CompileOptions {
     /// The scope of host events the source may call; `None` allows every registered event.
     pub scope: Option<String>,
-    /// Flow inputs (name and type) the caller supplies at each run.
+    /// Flow inputs (name and type) the caller supplies at each run. The source may declare
+    /// inputs too (`~input { name: Type, ... }`); one declared both ways must have the same type
+    /// in both (E0204 otherwise).
     pub inputs: Vec<(String, Type)>,
+    /// Flow inputs the caller has values for but no declared type, each typed by its value (the
+    /// command line's untyped `--input NAME=VALUE`, the server's JSON `inputs`): an input of
+    /// the same name that the source declares keeps the source's type, and the run converts the
+    /// value to it ([`Scalar::converted_to`]); any other is declared with the guessed type.
+    pub guessed_inputs: Vec<(String, Type)>,
     pub limits: FrontEndLimits,
     pub tier: Tier,
 }
@@ -129,6 +136,12 @@ impl CompileOptions {
 
     pub fn input(mut self, name: &str, ty: Type) -> Self {
         self.inputs.push((name.to_string(), ty));
+        self
+    }
+
+    /// Adds a guessed input (see [`CompileOptions::guessed_inputs`]).
+    pub fn guessed_input(mut self, name: &str, ty: Type) -> Self {
+        self.guessed_inputs.push((name.to_string(), ty));
         self
     }
 
@@ -266,6 +279,11 @@ impl Engine {
             scope: options.scope.clone(),
             inputs: options
                 .inputs
+                .iter()
+                .map(|(n, t)| (Arc::from(n.as_str()), *t))
+                .collect(),
+            guessed_inputs: options
+                .guessed_inputs
                 .iter()
                 .map(|(n, t)| (Arc::from(n.as_str()), *t))
                 .collect(),
@@ -550,9 +568,20 @@ impl Flow {
         &self.inner.layout
     }
 
-    /// The flow inputs the source was compiled with.
-    pub fn inputs(&self) -> &[crate::ir::InputDecl] {
-        &self.inner.program.inputs
+    /// The flow's inputs, name and type, in the order they were declared: those of the compile
+    /// options, then those the source declares (`~input { ... }`), then the guessed ones. A run
+    /// needs a value for each (see [`Flow::run`]).
+    pub fn inputs(&self) -> impl ExactSizeIterator<Item = (&str, Type)> + '_ {
+        self.inner
+            .program
+            .inputs
+            .iter()
+            .map(|input| (&*input.name, input.ty))
+    }
+
+    /// The type of flow input `name`, if the flow has that input.
+    pub fn input_type(&self, name: &str) -> Option<Type> {
+        self.inputs().find(|(n, _)| *n == name).map(|(_, ty)| ty)
     }
 
     /// The tier the next run starts in.
@@ -616,6 +645,9 @@ impl Flow {
     }
 
     /// Runs every top-level flow with `inputs` under `limits`; output goes to the registry's sink.
+    /// `inputs` must give a value to every input of [`Flow::inputs`] and nothing else; a value is
+    /// converted to its input's type as [`Scalar::converted_to`] says (an int for a float input,
+    /// anything for a `str` one), else the run does not start ([`InputError`], naming the input).
     pub fn run(&self, inputs: &Inputs, limits: &RunLimits) -> Result<Outcome, InputError> {
         self.run_with_output(inputs, limits, &**self.inner.registry.output())
     }

@@ -23,9 +23,11 @@ fn fields(
     diagnostics: &mut Vec<Diagnostic>,
 ) -> Option<Vec<(Arc<str>, Type)>> {
     let mut out: Vec<(Arc<str>, Type)> = Vec::new();
+    // A set, not a scan of `out`: a source may declare tens of thousands of fields.
+    let mut seen = std::collections::HashSet::new();
     let mut ok = true;
     for field in fields {
-        if out.iter().any(|(name, _)| **name == *field.name.name) {
+        if !seen.insert(field.name.name.as_str()) {
             diagnostics.push(Diagnostic::new(
                 Code::E0205,
                 format!("{what} `{}` is declared twice", field.name.name),

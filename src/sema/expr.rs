@@ -2,12 +2,45 @@
 //! never look at types at run time.
 
 use super::lower::{Bound, Lowerer};
-use crate::diag::Code;
+use crate::diag::{Code, MAX_QUOTED_CHARS};
 use crate::ir::{CmpOp, Expr, FloatOp, IntOp};
 use crate::syntax::ast::{self, BinaryOp, ExprKind, UnaryOp};
 use crate::types::Type;
 
+/// Names per source whose unknown-name error says how to give a flow input.
+const INPUT_HINTS: usize = 3;
+
 impl Lowerer<'_> {
+    /// The E0202 message for `name`. In a top-level flow, a name that no continuation of the
+    /// source binds (and no declared event takes) is likely a flow input the caller did not
+    /// give: the message says how to declare or supply it, at the first use of each such name
+    /// (of at most [`MAX_QUOTED_CHARS`] characters, as messages quote them), for at most
+    /// [`INPUT_HINTS`] names per source.
+    fn unknown_name(&mut self, name: &str) -> String {
+        let mut message = format!("unknown name `{name}`");
+        // Not in a subflow's body (checked on its own, or inlined silently).
+        if self.check_only
+            || self.silent > 0
+            || self.input_hints.len() >= INPUT_HINTS
+            || name.chars().count() > MAX_QUOTED_CHARS
+            || self.input_hints.iter().any(|hinted| hinted == name)
+        {
+            return message;
+        }
+        let bound_somewhere = self.source.is_some_and(|file| {
+            self.bound_names
+                .get_or_init(|| bound_names(file))
+                .contains(name)
+        });
+        if !bound_somewhere {
+            self.input_hints.push(name.to_string());
+            message += &format!(
+                "; a flow input? declare it with `~input {{ {name}: int }}` (or float, bool, str), or give it a value (command line: `--input {name}:int=...`)"
+            );
+        }
+        message
+    }
+
     /// Lowers an expression and checks it has type `expected`.
     pub(super) fn lower_typed(
         &mut self,
@@ -74,7 +107,8 @@ impl Lowerer<'_> {
                     None
                 }
                 None => {
-                    self.error(Code::E0202, format!("unknown name `{name}`"), span);
+                    let message = self.unknown_name(name);
+                    self.error(Code::E0202, message, span);
                     None
                 }
             },
@@ -119,7 +153,8 @@ impl Lowerer<'_> {
                         None
                     }
                     None => {
-                        self.error(Code::E0202, format!("unknown name `{name}`"), base.span);
+                        let message = self.unknown_name(name);
+                        self.error(Code::E0202, message, base.span);
                         None
                     }
                 }
@@ -286,4 +321,41 @@ impl Lowerer<'_> {
         };
         Some((lowered, ty))
     }
+}
+
+/// Every name a continuation of `file` binds, and every input name of its event declarations.
+fn bound_names(file: &ast::SourceFile) -> std::collections::HashSet<&str> {
+    let mut names = std::collections::HashSet::new();
+    let mut pending: Vec<&ast::Invocation> = Vec::new();
+    for item in &file.items {
+        match item {
+            ast::Item::Flow(flow) => pending.push(&flow.head),
+            ast::Item::Subflow(subflow) => {
+                if let ast::Step::Invoke(invocation) = &*subflow.body {
+                    pending.push(invocation);
+                }
+            }
+            ast::Item::Event(decl) => {
+                names.extend(decl.inputs.iter().map(|f| f.name.name.as_str()))
+            }
+            ast::Item::Import(_) | ast::Item::Inputs(_) => {}
+        }
+    }
+    // An explicit stack: continuations nest at most `FrontEndLimits::max_nesting` deep, but
+    // this walk does not depend on it.
+    while let Some(invocation) = pending.pop() {
+        for continuation in &invocation.continuations {
+            if let ast::ContinuationKind::Branch {
+                binding: Some(ast::Binding::Name(binding)),
+                ..
+            } = &continuation.kind
+            {
+                names.insert(binding.name.as_str());
+            }
+            if let Some(ast::Step::Invoke(next)) = continuation.step.as_deref() {
+                pending.push(next);
+            }
+        }
+    }
+    names
 }

@@ -69,7 +69,7 @@ pub(crate) struct Lowerer<'a> {
     flows: Vec<Step>,
     diagnostics: Vec<Diagnostic>,
     /// Above zero while inlining a subflow already checked: its errors were reported once.
-    silent: u32,
+    pub(super) silent: u32,
     steps: usize,
     invoke_sites: u32,
     subflow_names: Vec<Arc<str>>,
@@ -80,7 +80,7 @@ pub(crate) struct Lowerer<'a> {
     event_context: Option<Arc<str>>,
     /// Set while checking a subflow definition: calls to other subflows are checked against
     /// their signatures without inlining their bodies (the result is thrown away).
-    check_only: bool,
+    pub(super) check_only: bool,
     /// Spans of library code do not point into the source: runtime errors there point at the call.
     span_override: Option<Span>,
     pub(super) scope: Vec<Binding>,
@@ -88,6 +88,12 @@ pub(crate) struct Lowerer<'a> {
     /// The subflow calls being inlined, outermost first (what E0105 names when inlining makes
     /// a flow too large).
     inlining: Vec<(Arc<str>, Span)>,
+    /// The checked source, and the names its continuations bind (computed at the first unknown
+    /// name): an unknown name bound nowhere may be a flow input the caller did not give.
+    pub(super) source: Option<&'a ast::SourceFile>,
+    pub(super) bound_names: std::cell::OnceCell<std::collections::HashSet<&'a str>>,
+    /// The unknown names whose error said how to give a flow input.
+    pub(super) input_hints: Vec<String>,
 }
 
 impl<'a> Lowerer<'a> {
@@ -98,7 +104,7 @@ impl<'a> Lowerer<'a> {
         subflows: &'a HashMap<String, SubflowDef<'a>>,
         recursive: &'a [String],
     ) -> Lowerer<'a> {
-        let mut lowerer = Lowerer {
+        Lowerer {
             registry,
             options,
             subflows,
@@ -125,24 +131,102 @@ impl<'a> Lowerer<'a> {
             scope: Vec::new(),
             captures: Vec::new(),
             inlining: Vec::new(),
+            source: None,
+            bound_names: std::cell::OnceCell::new(),
+            input_hints: Vec::new(),
+        }
+    }
+
+    /// Declares the flow inputs (SPEC 6): the caller's (`CheckOptions::inputs`), then the
+    /// source's (`~input { ... }`, which must agree with the caller's on a shared name), then the
+    /// caller's guessed ones that the source does not declare. At most
+    /// `FrontEndLimits::max_inputs` in all (E0105).
+    pub fn declare_inputs(&mut self, file: &'a ast::SourceFile) {
+        self.source = Some(file);
+        let options = self.options;
+        let max = options.limits.max_inputs;
+        let mut index: HashMap<Arc<str>, usize> = HashMap::new();
+        let too_many = |lowerer: &mut Self, span: Span| {
+            lowerer.error(
+                Code::E0105,
+                format!("more flow inputs than the limit of {max}"),
+                span,
+            );
         };
         for (name, ty) in &options.inputs {
-            if lowerer.inputs.iter().any(|i| i.name == *name) {
-                lowerer.error(
+            if index.contains_key(name) {
+                self.error(
                     Code::E0205,
                     format!("flow input `{name}` is given twice"),
                     Span::default(),
                 );
                 continue;
             }
-            let local = lowerer.new_local(name.clone(), *ty, LocalKind::FlowInput);
-            lowerer.inputs.push(InputDecl {
-                name: name.clone(),
-                ty: *ty,
-                local,
-            });
+            if index.len() == max {
+                return too_many(self, Span::default());
+            }
+            index.insert(name.clone(), self.inputs.len());
+            self.declare_input(name.clone(), *ty);
         }
-        lowerer
+        let api = self.inputs.len();
+        let mut declared: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        for item in &file.items {
+            let ast::Item::Inputs(decl) = item else {
+                continue;
+            };
+            for field in &decl.inputs {
+                let name = field.name.name.as_str();
+                if !declared.insert(name) {
+                    self.error(
+                        Code::E0205,
+                        format!("flow input `{name}` is declared twice"),
+                        field.name.span,
+                    );
+                    continue;
+                }
+                let Some(ty) = super::decl::resolve_type(&field.ty, &mut self.diagnostics) else {
+                    continue;
+                };
+                match index.get(name) {
+                    Some(&k) if k < api => {
+                        let given = self.inputs[k].ty;
+                        if given != ty {
+                            self.error(
+                                Code::E0204,
+                                format!(
+                                    "flow input `{name}` is declared `{}` ({ty}) here, but the compile options declare it {given}",
+                                    field.ty.text
+                                ),
+                                field.ty.span,
+                            );
+                        }
+                    }
+                    _ => {
+                        if index.len() == max {
+                            return too_many(self, field.name.span);
+                        }
+                        let name: Arc<str> = Arc::from(name);
+                        index.insert(name.clone(), self.inputs.len());
+                        self.declare_input(name, ty);
+                    }
+                }
+            }
+        }
+        for (name, ty) in &options.guessed_inputs {
+            if index.contains_key(name) {
+                continue;
+            }
+            if index.len() == max {
+                return too_many(self, Span::default());
+            }
+            index.insert(name.clone(), self.inputs.len());
+            self.declare_input(name.clone(), *ty);
+        }
+    }
+
+    fn declare_input(&mut self, name: Arc<str>, ty: Type) {
+        let local = self.new_local(name.clone(), ty, LocalKind::FlowInput);
+        self.inputs.push(InputDecl { name, ty, local });
     }
 
     pub fn finish(self) -> (Program, Vec<Diagnostic>) {
@@ -306,8 +390,12 @@ impl<'a> Lowerer<'a> {
         let saved_text = self.text;
         self.text = def.text;
         self.scope = self.input_bindings();
+        // The subflow's inputs are distinct (its declaration was checked): each is compared with
+        // the flow inputs only, not with those pushed before it, which made the check quadratic
+        // in the inputs of a wide event.
+        let flow_inputs = self.scope.len();
         for (input, ty) in def.sig.inputs.clone() {
-            if self.lookup(&input).is_some() {
+            if self.scope[..flow_inputs].iter().any(|b| b.name == input) {
                 self.error(
                     Code::E0208,
                     format!("subflow input `{input}` shadows a flow input of the same name"),

@@ -24,8 +24,12 @@ pub use lower::step_values;
 pub struct CheckOptions {
     /// The scope of host events the source may call; `None` allows every registered event.
     pub scope: Option<String>,
-    /// Flow inputs the caller supplies at each run.
+    /// Flow inputs the caller supplies at each run. One the source also declares
+    /// (`~input { ... }`) must have the same type.
     pub inputs: Vec<(Arc<str>, Type)>,
+    /// Flow inputs the caller has values for, typed by how each value looks: a source
+    /// declaration of the same name overrides the type (see `CompileOptions::guessed_inputs`).
+    pub guessed_inputs: Vec<(Arc<str>, Type)>,
     pub limits: FrontEndLimits,
 }
 
@@ -98,6 +102,7 @@ pub fn check(
     collect_subflows(registry, file, text, None, &mut subflows, &mut diagnostics);
     let recursive = find_recursion(&subflows, file, &mut diagnostics);
     let mut lowerer = lower::Lowerer::new(registry, options, text, &subflows, &recursive);
+    lowerer.declare_inputs(file);
     // Check every subflow of the source once, so that its errors are reported even if nothing
     // calls it (calls inline a fresh, silent copy).
     let mut names: Vec<&String> = subflows
@@ -383,6 +388,11 @@ pub fn declarations(text: &str) -> Result<Vec<EventSig>, SourceErrors> {
                 }
             }
             ast::Item::Import(_) => {}
+            ast::Item::Inputs(decl) => diagnostics.push(Diagnostic::new(
+                Code::E0104,
+                "expected only event declarations, found flow inputs",
+                decl.span,
+            )),
             ast::Item::Subflow(s) => diagnostics.push(Diagnostic::new(
                 Code::E0104,
                 "expected only event declarations, found a subflow",
@@ -419,12 +429,18 @@ pub fn check_library(
     };
     let (file, mut diagnostics) = crate::syntax::parse(text, &options.limits);
     for item in &file.items {
-        if let ast::Item::Flow(flow) = item {
-            diagnostics.push(Diagnostic::new(
+        match item {
+            ast::Item::Flow(flow) => diagnostics.push(Diagnostic::new(
                 Code::E0104,
                 "a library holds event declarations and subflows, not top-level flows",
                 flow.span,
-            ));
+            )),
+            ast::Item::Inputs(decl) => diagnostics.push(Diagnostic::new(
+                Code::E0104,
+                "a library holds event declarations and subflows, not flow inputs (declare them in the source that runs)",
+                decl.span,
+            )),
+            _ => {}
         }
     }
     if diagnostics.is_empty() {

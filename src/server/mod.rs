@@ -795,7 +795,9 @@ fn compile_request(state: &AppState, request: &FlowRequest) -> Result<(String, c
 fn compile_options(request: &FlowRequest) -> CompileOptions {
     CompileOptions {
         scope: Some(request.scope.clone()),
-        inputs: request.types.clone(),
+        // Typed by their JSON values unless the source declares them (`~input { ... }`): then
+        // the run converts each value to its declared type, or answers 400 naming the input.
+        guessed_inputs: request.types.clone(),
         tier: Tier::Auto,
         ..CompileOptions::default()
     }

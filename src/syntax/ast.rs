@@ -33,6 +33,8 @@ pub struct SourceFile {
 pub enum Item {
     Import(Import),
     Event(EventDecl),
+    /// `~input { name: Type, ... }`: flow inputs the caller supplies at each run.
+    Inputs(InputsDecl),
     Subflow(Subflow),
     Flow(Flow),
 }
@@ -48,6 +50,13 @@ pub struct EventDecl {
     pub name: Path,
     pub inputs: Vec<FieldDecl>,
     pub branches: Vec<BranchDecl>,
+    pub span: Span,
+}
+
+/// A declaration of flow inputs: `~input { rate: f64, code: str }`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct InputsDecl {
+    pub inputs: Vec<FieldDecl>,
     pub span: Span,
 }
 

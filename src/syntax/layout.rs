@@ -25,6 +25,8 @@ use smallvec::SmallVec;
 pub enum ItemKind {
     Import,
     Event,
+    /// `~input { name: Type, ... }`: flow inputs the source expects.
+    Inputs,
     Subflow,
     Flow,
 }
@@ -142,6 +144,17 @@ fn flush(
                 .map(|t| (t.span.start as usize, take(&mut t.tok), t.span.end as usize))
                 .collect(),
         ),
+        // `~ input {`: the identifier becomes the contextual keyword (`classify` checked it).
+        ItemKind::Inputs => Some(
+            tokens
+                .iter_mut()
+                .enumerate()
+                .map(|(k, t)| {
+                    let tok = if k == 1 { Tok::Input } else { take(&mut t.tok) };
+                    (t.span.start as usize, tok, t.span.end as usize)
+                })
+                .collect(),
+        ),
         ItemKind::Subflow | ItemKind::Flow => {
             Nester::new(kind, limits, diagnostics, tokens.len()).run(tokens)
         }
@@ -225,6 +238,14 @@ fn classify(tokens: &[Token]) -> Option<ItemKind> {
     match body.first().map(|t| &t.tok) {
         Some(Tok::Import) => return Some(ItemKind::Import),
         Some(Tok::Pub | Tok::Event) => return Some(ItemKind::Event),
+        // `~input { ... }` declares flow inputs; `~input(...)` would be an ordinary invocation.
+        Some(Tok::Ident(word))
+            if word == "input"
+                && matches!(tokens[0].tok, Tok::Tilde)
+                && matches!(body.get(1).map(|t| &t.tok), Some(Tok::LBrace)) =>
+        {
+            return Some(ItemKind::Inputs)
+        }
         Some(Tok::Ident(word))
             if matches!(word.as_str(), "proc" | "const" | "fn" | "var" | "struct") =>
         {

@@ -88,6 +88,12 @@ impl Printer<'_, '_> {
                 self.line(0, &format!("import {:?}", cut(&import.path)), import.span)
             }
             Item::Event(event) => self.event(event),
+            Item::Inputs(decl) => {
+                let mut text = String::from("input {");
+                fields(&mut text, &decl.inputs);
+                text.push('}');
+                self.line(0, &text, decl.span)
+            }
             Item::Subflow(subflow) => {
                 self.line(
                     0,

@@ -23,6 +23,9 @@ pub enum Tok {
     Import,
     Pub,
     Event,
+    /// `input` right after an item's `~` and before `{` (a flow-input declaration); the
+    /// layout pass makes it from an identifier, so `input` stays an ordinary name elsewhere.
+    Input,
     When,
     If,
     Else,
@@ -83,6 +86,7 @@ impl fmt::Display for Tok {
             Tok::Import => "import",
             Tok::Pub => "pub",
             Tok::Event => "event",
+            Tok::Input => "input",
             Tok::When => "when",
             Tok::If => "if",
             Tok::Else => "else",
