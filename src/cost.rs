@@ -37,6 +37,10 @@ impl CostBound {
         }
     }
 
+    /// `{"fuel":F,"iterations":I}`, each `null` where no bound is known. Hidden from the docs (feature
+    /// `json`): the wire format of the command line and the server, not embedder API.
+    #[cfg(feature = "json")]
+    #[doc(hidden)]
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({ "fuel": self.fuel, "iterations": self.iterations })
     }

@@ -55,4 +55,6 @@ pub use jit::{CompileBudget, JitError};
 pub use limits::{FrontEndLimits, InterruptHandle, RunLimits};
 pub use outcome::{ErrorCode, Limit, Outcome, RuntimeError};
 pub use types::{EventSig, PayloadType, Type};
-pub use value::{Payload, Scalar, Value};
+#[cfg(feature = "serde")]
+pub use value::from_value;
+pub use value::{FromScalar, Payload, Scalar, Value, ValueError};

@@ -1,4 +1,5 @@
-//! What a run returns (SPEC 6), and its JSON form.
+//! What a run returns (SPEC 6): an [`Outcome`] with the flow's [`Value`], the limit that stopped
+//! it, or a [`RuntimeError`].
 
 use crate::span::Span;
 use crate::value::Value;
@@ -109,34 +110,58 @@ impl Outcome {
             _ => None,
         }
     }
+}
 
-    /// The JSON form the command line prints with `--json`.
+#[cfg(feature = "json")]
+impl Outcome {
+    /// The JSON form of SPEC 6, as the command line prints it with `--json` and the server
+    /// answers. Hidden from the docs: it is their wire format, not embedder API (embedders
+    /// serialize an [`Outcome`] with the `serde` feature and the serializer of their choice).
+    #[doc(hidden)]
     pub fn to_json(&self) -> serde_json::Value {
+        serde_json::to_value(self).expect("an outcome serializes to JSON: its map keys are strings")
+    }
+}
+
+/// The JSON form of SPEC 6 (feature `serde`): `{"outcome":"ok","value":V,"fuel":N}`,
+/// `{"outcome":"exhausted","limit":L,"fuel":N,"last_event":E}` or
+/// `{"outcome":"error","code":C,"message":M,"event":E,"line":L,"column":C,"fuel":N}`, with `null`
+/// for an absent value or event.
+#[cfg(feature = "serde")]
+impl serde::Serialize for Outcome {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
         match self {
-            Outcome::Ok { value, fuel } => serde_json::json!({
-                "outcome": "ok",
-                "value": value.as_ref().map(Value::to_json),
-                "fuel": fuel,
-            }),
+            Outcome::Ok { value, fuel } => {
+                let mut map = serializer.serialize_map(Some(3))?;
+                map.serialize_entry("outcome", "ok")?;
+                map.serialize_entry("value", value)?;
+                map.serialize_entry("fuel", fuel)?;
+                map.end()
+            }
             Outcome::Exhausted {
                 limit,
                 fuel,
                 last_event,
-            } => serde_json::json!({
-                "outcome": "exhausted",
-                "limit": limit.as_str(),
-                "fuel": fuel,
-                "last_event": last_event.as_deref(),
-            }),
-            Outcome::Error { error, fuel } => serde_json::json!({
-                "outcome": "error",
-                "code": error.code.as_str(),
-                "message": error.message,
-                "event": error.event.as_deref(),
-                "line": error.line,
-                "column": error.column,
-                "fuel": fuel,
-            }),
+            } => {
+                let mut map = serializer.serialize_map(Some(4))?;
+                map.serialize_entry("outcome", "exhausted")?;
+                map.serialize_entry("limit", limit.as_str())?;
+                map.serialize_entry("fuel", fuel)?;
+                map.serialize_entry("last_event", &last_event.as_deref())?;
+                map.end()
+            }
+            Outcome::Error { error, fuel } => {
+                let mut map = serializer.serialize_map(Some(7))?;
+                map.serialize_entry("outcome", "error")?;
+                map.serialize_entry("code", error.code.as_str())?;
+                map.serialize_entry("message", &error.message)?;
+                map.serialize_entry("event", &error.event.as_deref())?;
+                map.serialize_entry("line", &error.line)?;
+                map.serialize_entry("column", &error.column)?;
+                map.serialize_entry("fuel", fuel)?;
+                map.end()
+            }
         }
     }
 }

@@ -295,10 +295,35 @@ impl ReplyOut<'_> {
     }
 }
 
-/// What a host closure may return. It is written straight into the flow state of the calling
-/// site (no intermediate copy), and the branch index is returned.
+/// What a host closure's return type fixes of its reply before the closure ever runs: the
+/// registry checks it against the event's declaration at registration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplyShape {
+    /// Decided by the value returned ([`Reply`], [`ReplyValue`]): checked when the call returns.
+    Dynamic,
+    /// The event's only branch, with no payload (`()`).
+    Empty,
+    /// The identity payload of the event's only branch, of this type (`i64`, `f64`, `bool`,
+    /// `&'static str`, `String`).
+    Identity(Type),
+}
+
+/// What a host closure may return: [`Reply`], `()`, `i64`, `f64`, `bool`, `&'static str`,
+/// `String`, [`ReplyValue`], or a `Result` of one of them whose error converts into a
+/// [`HostError`]. It is written straight into the flow state of the calling site (no
+/// intermediate copy), and the branch index is returned.
 pub trait IntoReply {
+    /// Writes the reply into the calling site's payload slots; returns the branch index.
     fn write_reply(self, out: &mut ReplyOut<'_>) -> Result<u32, HostError>;
+
+    /// What the type fixes of the reply (checked at registration); [`ReplyShape::Dynamic`] by
+    /// default.
+    fn shape() -> ReplyShape
+    where
+        Self: Sized,
+    {
+        ReplyShape::Dynamic
+    }
 }
 
 impl IntoReply for Reply {
@@ -312,20 +337,32 @@ impl IntoReply for () {
     fn write_reply(self, out: &mut ReplyOut<'_>) -> Result<u32, HostError> {
         out.reply(&Reply::only())
     }
+
+    fn shape() -> ReplyShape {
+        ReplyShape::Empty
+    }
 }
 
 macro_rules! identity_reply {
-    ($($t:ty),*) => {
+    ($($t:ty => $shape:expr),*) => {
         $(impl IntoReply for $t {
             /// The identity payload of the event's only branch.
             #[inline]
             fn write_reply(self, out: &mut ReplyOut<'_>) -> Result<u32, HostError> {
                 out.identity(self.into())
             }
+
+            fn shape() -> ReplyShape {
+                $shape
+            }
         })*
     };
 }
-identity_reply!(&'static str, String, ReplyValue);
+identity_reply!(
+    &'static str => ReplyShape::Identity(Type::Str),
+    String => ReplyShape::Identity(Type::Str),
+    ReplyValue => ReplyShape::Dynamic
+);
 
 macro_rules! scalar_reply {
     ($($t:ty => $ty:expr, $bits:expr);* $(;)?) => {
@@ -334,6 +371,10 @@ macro_rules! scalar_reply {
             #[inline]
             fn write_reply(self, out: &mut ReplyOut<'_>) -> Result<u32, HostError> {
                 out.identity_scalar($ty, $bits(self))
+            }
+
+            fn shape() -> ReplyShape {
+                ReplyShape::Identity($ty)
             }
         })*
     };
@@ -347,6 +388,10 @@ scalar_reply! {
 impl<R: IntoReply, E: Into<HostError>> IntoReply for Result<R, E> {
     fn write_reply(self, out: &mut ReplyOut<'_>) -> Result<u32, HostError> {
         self.map_err(Into::into).and_then(|r| r.write_reply(out))
+    }
+
+    fn shape() -> ReplyShape {
+        R::shape()
     }
 }
 
@@ -516,6 +561,8 @@ pub(crate) unsafe fn word_str<'a>(ptr: u64, len: u64) -> &'a str {
 pub trait HostFunction<Marker>: Send + Sync + 'static {
     /// The argument types, in order.
     fn arg_types() -> Vec<Type>;
+    /// What the return type fixes of the reply.
+    fn reply_shape() -> ReplyShape;
     #[doc(hidden)]
     fn into_closure(self) -> HostClosure;
 }
@@ -630,6 +677,10 @@ macro_rules! host_function {
         {
             fn arg_types() -> Vec<Type> {
                 vec![$(kind_tag!($kind)),*]
+            }
+
+            fn reply_shape() -> ReplyShape {
+                R::shape()
             }
 
             #[allow(unused_mut, unused_variables, unused_assignments, clippy::unused_unit)]

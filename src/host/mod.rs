@@ -20,7 +20,7 @@ mod stdlib;
 pub use demo::register_demo_events;
 pub use function::{
     Args, BranchPlan, FieldPlan, HostError, HostFunction, IntoReply, Reply, ReplyBranch, ReplyOut,
-    ReplyPayload, ReplyPlan, ReplyValue,
+    ReplyPayload, ReplyPlan, ReplyShape, ReplyValue,
 };
 pub use scope::{Scope, ScopeRule};
 pub(crate) use stdlib::{prefix_within, BoundedText};
@@ -31,7 +31,7 @@ pub use function::{NativeShim, ShimArg, SHIM_FAILED};
 
 use crate::diag::SourceErrors;
 use crate::syntax::ast;
-use crate::types::{EventSig, Type};
+use crate::types::{EventSig, PayloadType, Type};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -112,6 +112,69 @@ pub enum RegistryError {
     /// No scope of that name is registered.
     #[error("no scope `{0}` is registered")]
     UnknownScope(String),
+    /// The closure's return type gives a payload its event's only branch does not carry
+    /// (`returned` is [`PayloadType::Empty`] for `()`, an identity type for `i64`, `&str`, ...).
+    #[error(
+        "{}, but the implementation returns {returned}",
+        declared_reply(event, branch, declared)
+    )]
+    ReplyMismatch {
+        /// The event.
+        event: String,
+        /// Its only branch (`""` for a void event).
+        branch: String,
+        /// What the branch carries.
+        declared: PayloadType,
+        /// What the closure's return type gives.
+        returned: PayloadType,
+    },
+    /// The closure's return type (`()`, `i64`, `&str`, ...) names no branch, but the event has
+    /// several: its implementation must return a [`Reply`] naming one.
+    #[error(
+        "event `{event}` has several branches ({}), but the implementation returns {returned} \
+         without naming one: return a `Reply::branch(..)`",
+        branches.iter().map(|b| format!("`{b}`")).collect::<Vec<_>>().join(", ")
+    )]
+    ReplyNeedsBranch {
+        /// The event.
+        event: String,
+        /// Its branches, in declared order.
+        branches: Vec<String>,
+        /// What the closure's return type gives.
+        returned: PayloadType,
+    },
+}
+
+fn declared_reply(event: &str, branch: &str, declared: &PayloadType) -> String {
+    if branch.is_empty() {
+        format!("event `{event}` is void")
+    } else {
+        format!("branch `{branch}` of event `{event}` carries {declared}")
+    }
+}
+
+/// A closure whose return type fixes its reply ([`ReplyShape`]) can implement `sig` only if
+/// the event has one branch carrying that payload.
+fn check_reply(sig: &EventSig, shape: ReplyShape) -> Result<(), RegistryError> {
+    let returned = match shape {
+        ReplyShape::Dynamic => return Ok(()),
+        ReplyShape::Empty => PayloadType::Empty,
+        ReplyShape::Identity(ty) => PayloadType::Identity(ty),
+    };
+    match sig.result_branch_slice() {
+        [only] if only.payload == returned => Ok(()),
+        [only] => Err(RegistryError::ReplyMismatch {
+            event: sig.name.to_string(),
+            branch: only.name.to_string(),
+            declared: only.payload.clone(),
+            returned,
+        }),
+        branches => Err(RegistryError::ReplyNeedsBranch {
+            event: sig.name.to_string(),
+            branches: branches.iter().map(|b| b.name.to_string()).collect(),
+            returned,
+        }),
+    }
 }
 
 /// A closure taking `found` can implement `sig` only if they are its inputs' types, in order.
@@ -233,6 +296,7 @@ impl Registry {
     ) -> Result<(), RegistryError> {
         let index = self.implementable(name)?;
         check_signature(&self.events[index].sig, F::arg_types())?;
+        check_reply(&self.events[index].sig, F::reply_shape())?;
         self.events[index].implementation = Implementation::Closure(function.into_closure());
         Ok(())
     }
@@ -248,6 +312,7 @@ impl Registry {
         F: Fn(&Args<'_>) -> R + Send + Sync + 'static,
     {
         let index = self.implementable(name)?;
+        check_reply(&self.events[index].sig, R::shape())?;
         let types: Vec<Type> = self.events[index]
             .sig
             .inputs
@@ -287,6 +352,7 @@ impl Registry {
         }
         let name = sigs[0].name.clone();
         check_signature(&sigs[0], F::arg_types())?;
+        check_reply(&sigs[0], F::reply_shape())?;
         self.declare_event(sigs.into_iter().next().expect("one signature"))?;
         self.implement(&name, function)
     }
