@@ -13,6 +13,7 @@ pub enum ErrorCode {
     NoBranchMatch,
     /// Integer overflow, or a float converted to int that is NaN or out of range.
     Overflow,
+    /// Integer division or remainder by zero.
     DivisionByZero,
     /// A host implementation returned an error (or a reply its event does not declare).
     HostError,
@@ -21,6 +22,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// The code's name, as SPEC 8 and the JSON form write it (`"HostError"`).
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorCode::NoBranchMatch => "NoBranchMatch",
@@ -35,15 +37,23 @@ impl ErrorCode {
 /// The limit that stopped a run (SPEC 7).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Limit {
+    /// [`RunLimits::fuel`](crate::RunLimits::fuel): the next dispatch would cost more than is
+    /// left (it is not called).
     Fuel,
+    /// [`RunLimits::max_iterations`](crate::RunLimits::max_iterations): `for` and `while`
+    /// iterations across the run.
     LoopIterations,
+    /// [`RunLimits::deadline`](crate::RunLimits::deadline) passed.
     Deadline,
+    /// The run's [`InterruptHandle`](crate::InterruptHandle) was triggered.
     Interrupted,
-    /// The run's `std.io` output reached `RunLimits::max_output_bytes`.
+    /// The run's `std.io` output reached
+    /// [`RunLimits::max_output_bytes`](crate::RunLimits::max_output_bytes).
     Output,
 }
 
 impl Limit {
+    /// The limit's name, as the JSON form writes it (`"Fuel"`).
     pub fn as_str(self) -> &'static str {
         match self {
             Limit::Fuel => "Fuel",
@@ -58,12 +68,18 @@ impl Limit {
 /// A run-time error: its code, a message, the event involved (if any) and where.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RuntimeError {
+    /// What went wrong.
     pub code: ErrorCode,
+    /// A message for people (it may improve between versions; match on `code`).
     pub message: String,
+    /// The event dispatched, for dispatch errors (`HostError`, `HostPanic`, `NoBranchMatch`);
+    /// `None` for an error of an expression (overflow, division by zero).
     pub event: Option<Arc<str>>,
+    /// Where in the source: the invocation, or the expression.
     pub span: Span,
-    /// 1-based position of `span` in the source.
+    /// 1-based line of `span`'s start in the source.
     pub line: u32,
+    /// 1-based column (in characters) of `span`'s start.
     pub column: u32,
 }
 
@@ -80,22 +96,54 @@ impl fmt::Display for RuntimeError {
     }
 }
 
-/// The outcome of one run.
+/// The outcome of one run (SPEC 6). A run that stops early is an outcome too, not an `Err`:
+/// [`Flow::run`](crate::Flow::run) fails only for inputs that do not fit the flow.
+///
+/// ```
+/// use koru_jit::{CompileOptions, Engine, Inputs, Limit, Outcome, Registry, RunLimits};
+/// let mut registry = Registry::new();
+/// registry.event("~event tick {} | ok", || ()).unwrap();
+/// let engine = Engine::new(registry);
+/// let flow = engine
+///     .compile("ticks", "~for(0..10)\n| each _ |> tick()\n", &CompileOptions::default())
+///     .unwrap();
+/// match flow.run(&Inputs::new(), &RunLimits { fuel: Some(3), ..RunLimits::default() }).unwrap() {
+///     Outcome::Ok { value, fuel } => println!("{value:?} after {fuel} fuel"),
+///     Outcome::Exhausted { limit, fuel, last_event } => {
+///         assert_eq!((limit, fuel, last_event.as_deref()), (Limit::Fuel, 3, Some("tick")));
+///     }
+///     Outcome::Error { error, .. } => panic!("{error}"),
+/// }
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
     /// The run finished: the value of the last top-level flow (none for a source without flows).
-    Ok { value: Option<Value>, fuel: u64 },
+    Ok {
+        /// The value; `None` for a source without top-level flows.
+        value: Option<Value>,
+        /// The fuel used.
+        fuel: u64,
+    },
     /// A limit stopped the run.
     Exhausted {
+        /// Which limit.
         limit: Limit,
+        /// The fuel used until then.
         fuel: u64,
+        /// The last event charged (`None` if none was).
         last_event: Option<Arc<str>>,
     },
     /// A run-time error stopped the run.
-    Error { error: RuntimeError, fuel: u64 },
+    Error {
+        /// The error.
+        error: RuntimeError,
+        /// The fuel used until then (a failed host call's cost included).
+        fuel: u64,
+    },
 }
 
 impl Outcome {
+    /// The fuel used, whatever the outcome.
     pub fn fuel(&self) -> u64 {
         match self {
             Outcome::Ok { fuel, .. }
@@ -104,6 +152,7 @@ impl Outcome {
         }
     }
 
+    /// The value of an [`Outcome::Ok`]; `None` for other outcomes or a source without flows.
     pub fn value(&self) -> Option<&Value> {
         match self {
             Outcome::Ok { value, .. } => value.as_ref(),

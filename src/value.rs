@@ -1,24 +1,6 @@
 //! Values that leave the engine: a branch name and its payload, read from Rust with typed
 //! getters ([`Value::get`], [`Value::field`]) or, with the `serde` feature, deserialized into a
-//! Rust type ([`Value::deserialize`]).
-//!
-//! ```
-//! use koru_jit::{CompileOptions, Engine, Inputs, Registry, RunLimits};
-//! let mut registry = Registry::new();
-//! registry
-//!     .event("~event users.get { id: i64 } | found { name: []const u8, age: i64 }", |_id: i64| {
-//!         koru_jit::Reply::branch("found").field("name", "ada").field("age", 36)
-//!     })
-//!     .unwrap();
-//! let engine = Engine::new(registry);
-//! let flow = engine.compile("get", "~users.get(id: 1)", &CompileOptions::default()).unwrap();
-//! let outcome = flow.run(&Inputs::new(), &RunLimits::default()).unwrap();
-//! let value = outcome.value().unwrap();
-//! assert_eq!(&*value.branch, "found");
-//! assert_eq!(value.field::<&str>("name").unwrap(), "ada");
-//! assert_eq!(value.field::<i64>("age").unwrap(), 36);
-//! assert!(value.field::<bool>("age").is_err()); // an int, not a bool
-//! ```
+//! Rust type (`Value::deserialize`).
 
 use crate::types::{PayloadType, Type};
 use std::fmt;
@@ -113,7 +95,26 @@ pub enum Payload {
     Struct(Vec<(Arc<str>, Scalar)>),
 }
 
-/// The value of a flow: a branch and its payload.
+/// The value of a flow (SPEC 2.5): a branch and its payload, read with the typed getters
+/// [`Value::get`] and [`Value::field`] (or, with the `serde` feature, `Value::deserialize`).
+///
+/// ```
+/// use koru_jit::{CompileOptions, Engine, Inputs, Registry, RunLimits};
+/// let mut registry = Registry::new();
+/// registry
+///     .event("~event users.get { id: i64 } | found { name: []const u8, age: i64 }", |_id: i64| {
+///         koru_jit::Reply::branch("found").field("name", "ada").field("age", 36)
+///     })
+///     .unwrap();
+/// let engine = Engine::new(registry);
+/// let flow = engine.compile("get", "~users.get(id: 1)", &CompileOptions::default()).unwrap();
+/// let outcome = flow.run(&Inputs::new(), &RunLimits::default()).unwrap();
+/// let value = outcome.value().unwrap();
+/// assert_eq!(&*value.branch, "found");
+/// assert_eq!(value.field::<&str>("name").unwrap(), "ada");
+/// assert_eq!(value.field::<i64>("age").unwrap(), 36);
+/// assert!(value.field::<bool>("age").is_err()); // an int, not a bool
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct Value {
     /// The branch name (`""` for a void event's result).
@@ -316,7 +317,7 @@ pub enum ValueError {
         /// The payload's type.
         payload: PayloadType,
     },
-    /// [`Value::deserialize`] failed (feature `serde`): the message is serde's (a missing or
+    /// `Value::deserialize` failed (feature `serde`): the message is serde's (a missing or
     /// mistyped field of the target type, an unknown branch of a target enum, ...).
     #[error("cannot deserialize branch `{branch}`: {message}")]
     Deserialize {
