@@ -28,7 +28,7 @@
 //! branch (`| found u |> std.io:println(text: u.name)`). Events are *host events* implemented in
 //! Rust (registered in a [`Registry`]), the standard library (`std.io:print`, `println`,
 //! `eprintln`, `print.ln`), *subflows* written in Koru (`~greet = ...`, in the source or in a
-//! library attached to a scope), and the builtins `for`, `if`, `while`, `capture` and `match`.
+//! library attached to a scope), and the builtins `for`, `if`, `while` and `capture`.
 //! The *value* of a source is the branch and payload its last top-level flow ends with: a
 //! [`Value`]. The language is described by the SPEC (`SPEC.md` in the repository); its section
 //! numbers are cited throughout these docs.
@@ -68,8 +68,8 @@
 //!
 //! # Limits
 //!
-//! * Per run, [`RunLimits`] (SPEC 7): *fuel* (each dispatch costs its scope's cost; the check
-//!   comes before the dispatch), loop iterations, a wall-clock deadline, an
+//! * Per run, [`RunLimits`] (SPEC 7): *fuel* (each dispatch costs its scope's cost, 1 without
+//!   a scope; the check comes before the dispatch), loop iterations, a wall-clock deadline, an
 //!   [`InterruptHandle`] another thread triggers, and bytes of `std.io` output. A limit ends the
 //!   run with [`Outcome::Exhausted`] naming the [`Limit`]; both tiers stop at the same point.
 //!   [`RunLimits::default`] limits nothing.
@@ -77,7 +77,8 @@
 //!   ([`CostBound`]) computed from the flow alone, to refuse a flow in advance
 //!   ([`CostBound::exceeds`]).
 //! * At compile time, [`FrontEndLimits`] bound source size, nesting, steps after inlining and
-//!   flow-state size (error E0105), and [`CompileBudget`] what one JIT compile may cost.
+//!   flow-state size, among others (error E0105), and [`CompileBudget`] what one JIT compile
+//!   may cost.
 //! * [`CacheConfig`] bounds the entries, native code and memory of the compiled-flow cache.
 //!
 //! # Host events and scopes
