@@ -1,4 +1,5 @@
-//! Byte spans into a source text, and the line index that turns them into line and column.
+//! Byte spans into a source text (and, inside the crate, the line index that turns them into line
+//! and column).
 
 /// A half-open byte range `start..end` into one source text.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -44,7 +45,7 @@ impl Span {
 
 /// A 1-based line and column (columns count characters, not bytes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LineCol {
+pub(crate) struct LineCol {
     /// 1-based line.
     pub line: u32,
     /// 1-based column, in characters.
@@ -53,7 +54,7 @@ pub struct LineCol {
 
 /// Offsets of line starts, to turn byte offsets into [`LineCol`].
 #[derive(Clone, Debug)]
-pub struct LineIndex {
+pub(crate) struct LineIndex {
     starts: Vec<usize>,
 }
 
