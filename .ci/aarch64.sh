@@ -44,4 +44,4 @@ export CC_aarch64_unknown_linux_gnu=aarch64-linux-gnu-gcc
 # Reduced under emulation (the reason is in each test): 100,000 cached flows take ~18 minutes
 # under qemu; 3,000 show the same bound (the cache evicts from the 17th flow on).
 export KORU_CACHE_FLOWS="${KORU_CACHE_FLOWS:-3000}"
-cargo test --features cli --target "$triple" "$@"
+cargo test --target "$triple" "$@"

@@ -57,7 +57,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             },
         )?;
         print!("{}", output.take_out());
-        println!("  -> {}", outcome.to_json());
+        // The value is `std.io:println`'s (a void event: no payload); see `Value::get` and
+        // `Value::field` to read a payload.
+        println!("  -> {:?}, fuel {}", outcome.value(), outcome.fuel());
     }
 
     // Errors are data with codes and positions, rendered with source snippets.

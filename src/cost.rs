@@ -12,10 +12,13 @@ use crate::ir::*;
 use crate::limits::RunLimits;
 use crate::outcome::Limit;
 
-/// An upper bound of what one run can use; `None` where no bound is known.
+/// An upper bound of what one run can use, from [`Flow::cost_bound`](crate::Flow::cost_bound);
+/// `None` where no bound is known. See the module-level notes of the crate ("Limits").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CostBound {
+    /// At most this much fuel.
     pub fuel: Option<u64>,
+    /// At most this many `for`/`while` iterations.
     pub iterations: Option<u64>,
 }
 
@@ -37,6 +40,10 @@ impl CostBound {
         }
     }
 
+    /// `{"fuel":F,"iterations":I}`, each `null` where no bound is known. Hidden from the docs (feature
+    /// `json`): the wire format of the command line and the server, not embedder API.
+    #[cfg(feature = "json")]
+    #[doc(hidden)]
     pub fn to_json(&self) -> serde_json::Value {
         serde_json::json!({ "fuel": self.fuel, "iterations": self.iterations })
     }

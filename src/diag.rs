@@ -1,5 +1,5 @@
 //! Diagnostics: the error data every stage produces, and the one place that renders it (as text
-//! with source snippets via codespan-reporting, or as JSON).
+//! with source snippets via codespan-reporting, or as the JSON of the command line and the server).
 
 use crate::span::{LineIndex, Span};
 use codespan_reporting::diagnostic::{Diagnostic as Report, Label};
@@ -60,6 +60,7 @@ pub enum Code {
 }
 
 impl Code {
+    /// The code as SPEC 8 writes it (`"E0201"`).
     pub fn as_str(self) -> &'static str {
         match self {
             Code::E0101 => "E0101",
@@ -92,8 +93,11 @@ impl fmt::Display for Code {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{code}: {message}")]
 pub struct Diagnostic {
+    /// The stable code (SPEC 8); messages may improve between versions.
     pub code: Code,
+    /// What is wrong, for people.
     pub message: String,
+    /// Where, in the source text of the [`SourceErrors`] holding it.
     pub span: Span,
 }
 
@@ -146,11 +150,26 @@ pub fn shorten_message(message: String) -> String {
 }
 
 /// All the errors of one source, with the source text they point into.
+///
+/// ```
+/// use koru_jit::{Code, CompileOptions, Engine, Registry};
+/// let engine = Engine::new(Registry::with_std());
+/// let source = "~std.io:println(text: nmae)\n~std.io:prinltn(text: \"x\")\n";
+/// let Err(errors) = engine.compile("t.kz", source, &CompileOptions::default()) else {
+///     panic!("the source has errors")
+/// };
+/// assert_eq!(errors.positions(), [(Code::E0202, 1, 23), (Code::E0201, 2, 2)]);
+/// let text = errors.render(false);
+/// assert!(text.contains("t.kz:1:23"), "{text}");
+/// ```
 #[derive(Clone, Debug, thiserror::Error)]
 #[error("{} error(s) in {name}, the first: {}", diagnostics.len(), diagnostics.first().map(|d| d.to_string()).unwrap_or_default())]
 pub struct SourceErrors {
+    /// The source's name, as given to [`Engine::compile`](crate::Engine::compile).
     pub name: String,
+    /// The source text the spans point into.
     pub text: String,
+    /// Every diagnostic of the source (SPEC 6 reports all of them, not only the first).
     pub diagnostics: Vec<Diagnostic>,
 }
 
@@ -169,7 +188,7 @@ impl SourceErrors {
 
     /// Renders the first [`MAX_REPORTED_DIAGNOSTICS`] diagnostics with a source snippet each
     /// (`error[E0202]: ...`, ` --> file:line:col`; a long line shown as a window around the
-    /// span, see [`Excerpt`]), then one line counting the rest.
+    /// span), then one line counting the rest.
     pub fn render(&self, color: bool) -> String {
         let mut buffer = if color {
             termcolor::Buffer::ansi()
@@ -199,7 +218,7 @@ impl SourceErrors {
         out
     }
 
-    /// How many diagnostics [`SourceErrors::render`] and [`SourceErrors::to_json`] leave out.
+    /// How many diagnostics [`SourceErrors::render`] and the JSON form leave out.
     pub fn unreported(&self) -> usize {
         self.diagnostics
             .len()
@@ -208,6 +227,10 @@ impl SourceErrors {
 
     /// `{"outcome":"invalid","errors":[{"code":..,"message":..,"line":..,"column":..}]}` with the
     /// first [`MAX_REPORTED_DIAGNOSTICS`] diagnostics, and `"more_errors": N` when there are more.
+    /// Hidden from the docs (feature `json`): the wire format of the command line's `--json` and
+    /// of the server, not embedder API ([`SourceErrors::diagnostics`] holds the same data).
+    #[cfg(feature = "json")]
+    #[doc(hidden)]
     pub fn to_json(&self) -> serde_json::Value {
         let index = LineIndex::new(&self.text);
         let errors: Vec<serde_json::Value> = self
@@ -574,15 +597,18 @@ mod tests {
             MAX_REPORTED_DIAGNOSTICS
         );
         assert!(rendered.ends_with("900 more errors (only the first 100 are shown)\n"));
-        let json = all.to_json();
-        assert_eq!(
-            json["errors"].as_array().unwrap().len(),
-            MAX_REPORTED_DIAGNOSTICS
-        );
-        assert_eq!(json["more_errors"], 900);
         let one = errors(&text, &spans[..1]);
         assert!(!one.render(false).contains("more error"));
-        assert!(one.to_json().get("more_errors").is_none());
+        #[cfg(feature = "json")]
+        {
+            let json = all.to_json();
+            assert_eq!(
+                json["errors"].as_array().unwrap().len(),
+                MAX_REPORTED_DIAGNOSTICS
+            );
+            assert_eq!(json["more_errors"], 900);
+            assert!(one.to_json().get("more_errors").is_none());
+        }
     }
 
     #[test]

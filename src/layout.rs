@@ -34,7 +34,7 @@ pub struct Layout {
     /// String buffers owned by locals.
     pub buffers: u32,
     /// Where each host invocation's reply goes, indexed by [`crate::ir::Invoke::site`].
-    pub replies: Vec<ReplyPlan>,
+    pub(crate) replies: Vec<ReplyPlan>,
 }
 
 impl Layout {

@@ -8,6 +8,7 @@ use std::time::Instant;
 /// Exceeding one is error E0105.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct FrontEndLimits {
+    /// Bytes of one source text.
     pub max_source_bytes: usize,
     /// Brackets and continuation blocks nested in one another.
     pub max_nesting: usize,
@@ -40,7 +41,34 @@ impl Default for FrontEndLimits {
     }
 }
 
-/// What one run may use. `None` means unlimited.
+/// What one run may use (SPEC 7). `None` means unlimited, and [`RunLimits::default`] limits
+/// nothing: a host that runs untrusted flows sets at least `fuel` or `deadline`. A limit that
+/// stops a run makes the outcome [`Outcome::Exhausted`](crate::Outcome::Exhausted); both tiers
+/// stop at the same point with the same fuel used.
+///
+/// ```
+/// use koru_jit::{CompileOptions, Engine, InterruptHandle, Inputs, Limit, Outcome, Registry, RunLimits};
+/// use std::time::{Duration, Instant};
+/// let engine = Engine::new(Registry::new());
+/// let flow = engine
+///     .compile("spin", "~while(true)\n| body |> _\n", &CompileOptions::default())
+///     .unwrap();
+/// let limits = RunLimits {
+///     max_iterations: Some(1_000),
+///     deadline: Some(Instant::now() + Duration::from_secs(5)),
+///     ..RunLimits::default()
+/// };
+/// let outcome = flow.run(&Inputs::new(), &limits).unwrap();
+/// assert!(matches!(outcome, Outcome::Exhausted { limit: Limit::LoopIterations, .. }));
+///
+/// // Another thread may stop a run through its handle; a triggered handle stops the next run
+/// // at its first loop back-edge.
+/// let interrupt = InterruptHandle::new();
+/// interrupt.interrupt();
+/// let limits = RunLimits { interrupt: Some(interrupt.clone()), ..RunLimits::default() };
+/// let outcome = flow.run(&Inputs::new(), &limits).unwrap();
+/// assert!(matches!(outcome, Outcome::Exhausted { limit: Limit::Interrupted, .. }));
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct RunLimits {
     /// The sum of the costs of dispatched events.
@@ -65,18 +93,23 @@ pub struct InterruptHandle {
 }
 
 impl InterruptHandle {
+    /// A handle not triggered.
     pub fn new() -> InterruptHandle {
         InterruptHandle::default()
     }
 
+    /// Triggers the handle: runs that hold it stop at their next loop back-edge or dispatch
+    /// with [`Limit::Interrupted`](crate::Limit::Interrupted), in either tier.
     pub fn interrupt(&self) {
         self.flag.store(true, Ordering::Relaxed);
     }
 
+    /// Clears the trigger, so that the handle can serve later runs.
     pub fn reset(&self) {
         self.flag.store(false, Ordering::Relaxed);
     }
 
+    /// Whether the handle is triggered.
     pub fn is_interrupted(&self) -> bool {
         self.flag.load(Ordering::Relaxed)
     }

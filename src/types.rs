@@ -6,9 +6,13 @@ use std::sync::Arc;
 /// The four runtime types (SPEC 1.2). Declared integer widths are documentation only.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Type {
+    /// A 64-bit signed integer (`i64`, `int`, and every declared integer width).
     Int,
+    /// A 64-bit float (`f64`, `float`, `f32`).
     Float,
+    /// `bool`.
     Bool,
+    /// UTF-8 text (`[]const u8`, `str`, `string`).
     Str,
 }
 
@@ -25,6 +29,7 @@ impl Type {
         })
     }
 
+    /// The type's name in messages (`"int"`, `"float"`, `"bool"`, `"str"`).
     pub fn name(self) -> &'static str {
         match self {
             Type::Int => "int",
@@ -52,8 +57,11 @@ impl fmt::Display for Type {
 /// The payload a branch carries.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PayloadType {
+    /// No payload.
     Empty,
+    /// A single value (an identity payload).
     Identity(Type),
+    /// Named fields, in declared order.
     Struct(Vec<(Arc<str>, Type)>),
 }
 
@@ -87,21 +95,28 @@ impl fmt::Display for PayloadType {
     }
 }
 
+/// One branch of an event: its name and payload.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BranchSig {
+    /// The branch name.
     pub name: Arc<str>,
+    /// What it carries.
     pub payload: PayloadType,
 }
 
 /// An event's signature: typed inputs and branches. No branches means void (SPEC 1.1).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EventSig {
+    /// The event's full name (`users.get`, `std.io:println`).
     pub name: Arc<str>,
+    /// Its inputs, in declared order.
     pub inputs: Vec<(Arc<str>, Type)>,
+    /// Its branches, in declared order; empty for a void event.
     pub branches: Vec<BranchSig>,
 }
 
 impl EventSig {
+    /// The position of branch `name` among [`EventSig::branches`].
     pub fn branch_index(&self, name: &str) -> Option<usize> {
         self.branches.iter().position(|b| &*b.name == name)
     }

@@ -63,7 +63,7 @@ fn spec9_produce_consume_from_the_rust_api() {
     assert_eq!(sink.take_out(), "[consume] received n = '42'\n");
     let value = outcome.value().unwrap();
     assert_eq!(&*value.branch, "echoed");
-    assert_eq!(value.field("got"), Some(&Scalar::Str("42".into())));
+    assert_eq!(value.field::<&str>("got"), Ok("42"));
 }
 
 #[test]
@@ -146,7 +146,9 @@ fn host_errors_and_replies_that_break_the_declaration_are_host_errors() {
         })
         .unwrap();
     registry
-        .event("~event mistyped {} | ok i64", || "not a number")
+        .event("~event mistyped {} | ok i64", || {
+            Reply::branch("ok").value("not a number")
+        })
         .unwrap();
     let engine = Engine::new(registry);
     for (source, message) in [
@@ -651,10 +653,7 @@ fn compiled_flows_are_shared_across_threads() {
                     let outcome = flow
                         .run(&Inputs::new().set("n", n), &RunLimits::default())
                         .unwrap();
-                    assert_eq!(
-                        outcome.value().unwrap().field(""),
-                        Some(&Scalar::Int(n * (n - 1) / 2))
-                    );
+                    assert_eq!(outcome.value().unwrap().get::<i64>(), Ok(n * (n - 1) / 2));
                 }
             })
         })

@@ -59,7 +59,6 @@ fn the_library_depends_by_default_on_what_the_engine_needs_only() {
         "itoa",
         "smallvec",
         "tracing",
-        "serde_json",
     ]
     .into_iter()
     .map(str::to_string)
@@ -75,6 +74,7 @@ fn the_library_depends_by_default_on_what_the_engine_needs_only() {
         "hyper-util",
         "toml",
         "serde",
+        "serde_json",
         "tracing-subscriber",
         "rhai",
         "mlua",

@@ -159,10 +159,7 @@ fn native_flows_are_shared_across_threads() {
                     let outcome = flow
                         .run(&Inputs::new().set("n", n), &RunLimits::default())
                         .unwrap();
-                    assert_eq!(
-                        outcome.value().unwrap().field(""),
-                        Some(&koru_jit::Scalar::Int(n * (n - 1) / 2))
-                    );
+                    assert_eq!(outcome.value().unwrap().get::<i64>(), Ok(n * (n - 1) / 2));
                 }
             })
         })

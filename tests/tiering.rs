@@ -2,8 +2,8 @@
 //! engine and a bounded code cache.
 
 use koru_jit::{
-    CacheConfig, CompileOptions, Engine, EngineConfig, Inputs, Outcome, Registry, RunLimits,
-    Scalar, Tier, TierPolicy, Type,
+    CacheConfig, CompileOptions, Engine, EngineConfig, Inputs, Outcome, Registry, RunLimits, Tier,
+    TierPolicy, Type,
 };
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -134,10 +134,7 @@ fn flows_that_run_often_are_compiled_on_the_background_thread() {
     let mut runs = 0;
     while flow.tier() != Tier::Jit {
         let outcome = flow.run(&Inputs::new(), &RunLimits::default()).unwrap();
-        assert_eq!(
-            outcome.value().unwrap().field(""),
-            Some(&Scalar::Str("3".into()))
-        );
+        assert_eq!(outcome.value().unwrap().get::<&str>(), Ok("3"));
         runs += 1;
         assert!(
             started.elapsed() < Duration::from_secs(60),
@@ -199,8 +196,8 @@ fn eight_threads_share_one_engine() {
                         .run(&Inputs::new().set("n", n), &RunLimits::default())
                         .unwrap();
                     assert_eq!(
-                        outcome.value().unwrap().field(""),
-                        Some(&Scalar::Int(expected(which, n))),
+                        outcome.value().unwrap().get::<i64>(),
+                        Ok(expected(which, n)),
                         "thread {t} run {run} {name} n={n}"
                     );
                 }
@@ -266,10 +263,7 @@ fn a_bounded_cache_keeps_native_code_and_memory_bounded() {
             .unwrap();
         assert_eq!(flow.tier(), Tier::Jit);
         let outcome = flow.run(&Inputs::new(), &RunLimits::default()).unwrap();
-        assert_eq!(
-            outcome.value().unwrap().field(""),
-            Some(&Scalar::Int(k as i64 + 1))
-        );
+        assert_eq!(outcome.value().unwrap().get::<i64>(), Ok(k as i64 + 1));
         if k % (flows / 10).max(1) == 0 || k + 1 == flows {
             samples.push((k, koru_jit::live_code_bytes(), resident_bytes()));
         }

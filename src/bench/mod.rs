@@ -826,7 +826,8 @@ pub fn table(report: &Report) -> String {
     out
 }
 
-/// Every figure and ratio as one JSON object.
+/// Every figure and ratio as one JSON object (feature `json`).
+#[cfg(feature = "json")]
 pub fn to_json(report: &Report) -> serde_json::Value {
     let results: Vec<serde_json::Value> = report
         .measurements

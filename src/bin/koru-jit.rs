@@ -411,7 +411,7 @@ impl GivenInput {
                 format!(
                     "{origin}: input `{name}` is {}, and the JSON value {} ({}) does not convert to it",
                     article(ty),
-                    scalar.to_json(),
+                    serde_json::to_value(scalar).unwrap_or_default(),
                     scalar.ty()
                 )
             }),

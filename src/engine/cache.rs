@@ -45,6 +45,7 @@ fn entry_bytes(key: &Key, slot: &Slot) -> usize {
 /// Bounds of the cache. `max_entries: 0` turns caching off.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CacheConfig {
+    /// Sources (with their options) kept, the least recently used evicted first.
     pub max_entries: usize,
     /// Native code the cached flows may hold, in bytes. Flows compile after they are cached, so
     /// the bound is enforced at each insertion.
@@ -80,12 +81,18 @@ impl Default for CacheConfig {
 /// What the cache holds now, and what it did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CacheStats {
+    /// Entries held.
     pub entries: usize,
+    /// Native code bytes the cached flows hold.
     pub code_bytes: usize,
     /// Memory the entries hold (see [`CacheConfig::max_bytes`]).
     pub bytes: usize,
+    /// [`Engine::compile`](crate::Engine::compile) calls answered from the cache (or by a
+    /// compile of the same key under way on another thread).
     pub hits: u64,
+    /// [`Engine::compile`](crate::Engine::compile) calls that found no entry and compiled.
     pub misses: u64,
+    /// Entries evicted to keep within the bounds.
     pub evictions: u64,
 }
 

@@ -6,7 +6,29 @@ use crate::state::RunState;
 use crate::types::Type;
 use crate::value::Scalar;
 
-/// Values for a flow's inputs, by name.
+/// Values for a flow's inputs, by name: every input the flow was compiled with
+/// ([`CompileOptions::input`](crate::CompileOptions::input)) must be given, with its type.
+///
+/// ```
+/// use koru_jit::{CompileOptions, Engine, InputError, Inputs, Registry, RunLimits, Scalar, Type};
+/// let mut registry = Registry::new();
+/// registry.event("~event greet { name: []const u8, times: i64 } | ok", |_: &str, _: i64| ()).unwrap();
+/// let flow = Engine::new(registry)
+///     .compile(
+///         "greet",
+///         "~greet(name: who, times: n)",
+///         &CompileOptions::default().input("who", Type::Str).input("n", Type::Int),
+///     )
+///     .unwrap();
+/// let mut inputs = Inputs::new().set("who", "ada");
+/// assert_eq!(
+///     flow.run(&inputs, &RunLimits::default()).unwrap_err(),
+///     InputError::Missing("n".into())
+/// );
+/// inputs.insert("n", Scalar::Int(2));
+/// assert_eq!(inputs.get("n"), Some(&Scalar::Int(2)));
+/// assert!(flow.run(&inputs, &RunLimits::default()).is_ok());
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct Inputs {
     values: Vec<(String, Scalar)>,
@@ -18,19 +40,26 @@ pub struct Inputs {
 /// not declare is given.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum InputError {
+    /// An input of the flow was not given.
     #[error("missing flow input `{0}`")]
     Missing(String),
+    /// An input was given a value of another type.
     #[error("flow input `{name}` is {expected}, but {found} was given")]
     WrongType {
+        /// The input.
         name: String,
+        /// Its declared type.
         expected: Type,
+        /// The type of the value given.
         found: Type,
     },
+    /// A value was given for a name that is no input of the flow.
     #[error("the flow has no input `{0}`")]
     Unknown(String),
 }
 
 impl Inputs {
+    /// No inputs.
     pub fn new() -> Inputs {
         Inputs::default()
     }
@@ -41,6 +70,7 @@ impl Inputs {
         self
     }
 
+    /// Sets an input in place (replacing an earlier value of the same name).
     pub fn insert(&mut self, name: &str, value: Scalar) {
         match self.values.iter_mut().find(|(n, _)| n == name) {
             Some(entry) => entry.1 = value,
@@ -48,6 +78,7 @@ impl Inputs {
         }
     }
 
+    /// The value given for `name`.
     pub fn get(&self, name: &str) -> Option<&Scalar> {
         self.values.iter().find(|(n, _)| n == name).map(|(_, v)| v)
     }

@@ -8,7 +8,7 @@
 //! let engine = Engine::new(registry);
 //! let flow = engine.compile("example", "~add(a: 1, b: 2)", &CompileOptions::default()).unwrap();
 //! let outcome = flow.run(&Inputs::new(), &RunLimits::default()).unwrap();
-//! assert_eq!(outcome.to_json().to_string(), r#"{"outcome":"ok","value":{"branch":"sum","value":3},"fuel":1}"#);
+//! assert_eq!(outcome.value().unwrap().get::<i64>(), Ok(3));
 //! ```
 //!
 //! # Tiers
@@ -70,6 +70,20 @@ pub enum Tier {
 /// 20,000-30,000 dispatches or iterations; a loop is compiled after 20,000 iterations (after
 /// that, at most ~1.2x of the ideal), and a flow after 1,000 runs (a run of even a few
 /// dispatches then amortizes the compile over the runs that follow).
+///
+/// ```
+/// use koru_jit::{CompileOptions, Engine, EngineConfig, Inputs, Registry, RunLimits, Tier, TierPolicy};
+/// let config = EngineConfig { policy: TierPolicy::eager(), ..EngineConfig::default() };
+/// let engine = Engine::with_config(Registry::new(), config);
+/// let flow = engine
+///     .compile("loop", "~for(0..1000)\n| each _ |> _\n", &CompileOptions::default())
+///     .unwrap();
+/// assert_eq!(flow.tier(), Tier::Interp);
+/// flow.run(&Inputs::new(), &RunLimits::default()).unwrap();
+/// // The loop got hot in the first run, which moved to native code at its head.
+/// assert_eq!(flow.tier(), Tier::Jit);
+/// assert_eq!(flow.stats().osr_entries, 1);
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct TierPolicy {
     /// Finished runs of a flow after which it is compiled.
@@ -110,7 +124,27 @@ impl TierPolicy {
     }
 }
 
-/// How a source is compiled.
+/// How a source is compiled: the scope it is checked against, its flow inputs, the front end's
+/// limits and the tier. Built with its methods from the default (no scope, no inputs, default
+/// limits, [`Tier::Auto`]).
+///
+/// ```
+/// use koru_jit::{CompileOptions, Engine, FrontEndLimits, Registry, Scope, Tier, Type};
+/// let mut registry = Registry::with_std();
+/// registry.add_scope("app", Scope::new().allow("std.io:*"));
+/// let engine = Engine::new(registry);
+/// let options = CompileOptions {
+///     limits: FrontEndLimits { max_source_bytes: 64 * 1024, ..FrontEndLimits::default() },
+///     ..CompileOptions::default()
+/// }
+/// .scope("app")
+/// .input("name", Type::Str)
+/// .tier(Tier::Interp);
+/// let flow = engine
+///     .compile("hello", "~std.io:println(text: name)", &options)
+///     .unwrap();
+/// assert_eq!(flow.tier(), Tier::Interp);
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct CompileOptions {
     /// The scope of host events the source may call; `None` allows every registered event.
@@ -124,16 +158,22 @@ pub struct CompileOptions {
     /// the same name that the source declares keeps the source's type, and the run converts the
     /// value to it ([`Scalar::converted_to`]); any other is declared with the guessed type.
     pub guessed_inputs: Vec<(String, Type)>,
+    /// What the front end accepts (source size, nesting, steps, ...): over a limit is E0105.
     pub limits: FrontEndLimits,
+    /// Which tier runs the flow.
     pub tier: Tier,
 }
 
 impl CompileOptions {
+    /// Checks the source against scope `scope` of the registry: it may call only the events
+    /// the scope allows, at the scope's costs (an unknown scope is E0302).
     pub fn scope(mut self, scope: &str) -> Self {
         self.scope = Some(scope.to_string());
         self
     }
 
+    /// Declares a flow input `name` of type `ty`: the source reads it as a name, and every run
+    /// supplies its value in [`Inputs`].
     pub fn input(mut self, name: &str, ty: Type) -> Self {
         self.inputs.push((name.to_string(), ty));
         self
@@ -145,6 +185,7 @@ impl CompileOptions {
         self
     }
 
+    /// Sets the tier (default [`Tier::Auto`]).
     pub fn tier(mut self, tier: Tier) -> Self {
         self.tier = tier;
         self
@@ -152,9 +193,27 @@ impl CompileOptions {
 }
 
 /// How an engine tiers, compiles and caches.
+///
+/// ```
+/// use koru_jit::{CacheConfig, CompileBudget, Engine, EngineConfig, Registry, TierPolicy};
+/// let config = EngineConfig {
+///     policy: TierPolicy {
+///         call_threshold: 100,
+///         compile_budget: CompileBudget::default(),
+///         ..TierPolicy::default()
+///     },
+///     cache: CacheConfig { max_entries: 256, ..CacheConfig::default() },
+///     compiler_threads: 1,
+///     ..EngineConfig::default()
+/// };
+/// let engine = Engine::with_config(Registry::with_std(), config);
+/// assert_eq!(engine.config().compiler_threads, 1);
+/// ```
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
+    /// When [`Tier::Auto`] flows move to native code.
     pub policy: TierPolicy,
+    /// Bounds of the compiled-flow cache.
     pub cache: CacheConfig,
     /// Threads that compile flows in the background (started at the first background compile).
     /// With more than one, a long compile does not hold up the others.
@@ -177,7 +236,26 @@ impl Default for EngineConfig {
 }
 
 /// Compiles sources against one registry, which is frozen from then on. Cheap to clone; all
-/// clones share the compiled-flow cache and the compiler threads.
+/// clones share the compiled-flow cache and the compiler threads. `Send + Sync`.
+///
+/// ```
+/// use koru_jit::{CompileOptions, Engine, Inputs, Registry, RunLimits};
+/// let mut registry = Registry::new();
+/// registry.event("~event double { n: i64 } | v i64", |n: i64| n * 2).unwrap();
+/// let engine = Engine::new(registry);
+/// let flow = engine.compile("d", "~double(n: 21)", &CompileOptions::default()).unwrap();
+/// // The same source and options again: the cached flow.
+/// let again = engine.compile("d", "~double(n: 21)", &CompileOptions::default()).unwrap();
+/// assert_eq!(engine.cache_stats().hits, 1);
+/// let outcome = again.run(&Inputs::new(), &RunLimits::default()).unwrap();
+/// assert_eq!(outcome.value().unwrap().get::<i64>(), Ok(42));
+/// // Errors: every diagnostic, with its code and position.
+/// let Err(errors) = engine.compile("bad", "~tripple(n: 1)", &CompileOptions::default()) else {
+///     panic!("an unknown event checks")
+/// };
+/// assert_eq!(errors.diagnostics[0].code, koru_jit::Code::E0201);
+/// # drop(flow);
+/// ```
 #[derive(Clone)]
 pub struct Engine {
     shared: Arc<EngineShared>,
@@ -205,10 +283,12 @@ const SPARE_STATES: usize = 8;
 const SPARE_STATE_BYTES: usize = 64 * 1024;
 
 impl Engine {
+    /// An engine over `registry` with the default [`EngineConfig`].
     pub fn new(registry: Registry) -> Engine {
         Engine::with_config(registry, EngineConfig::default())
     }
 
+    /// An engine over `registry` with `config`.
     pub fn with_config(registry: Registry, config: EngineConfig) -> Engine {
         Engine {
             shared: Arc::new(EngineShared {
@@ -221,10 +301,12 @@ impl Engine {
         }
     }
 
+    /// The registry, frozen.
     pub fn registry(&self) -> &Registry {
         &self.shared.registry
     }
 
+    /// The configuration.
     pub fn config(&self) -> &EngineConfig {
         &self.shared.config
     }
@@ -256,7 +338,7 @@ impl Engine {
     }
 
     /// Cache statistics: entries and native code bytes held.
-    pub fn cache_stats(&self) -> cache::CacheStats {
+    pub fn cache_stats(&self) -> CacheStats {
         self.shared.cache.stats()
     }
 
@@ -397,7 +479,35 @@ fn compiler_thread(receiver: &Mutex<Receiver<CompileJob>>) {
     }
 }
 
-/// A compiled source: cheap to clone, `Send + Sync`, runs on any thread.
+/// A compiled source: cheap to clone, `Send + Sync`, runs on any thread (concurrent runs each
+/// take their own pooled flow state).
+///
+/// ```
+/// use koru_jit::{CompileOptions, Engine, Inputs, Registry, RunLimits, Tier, Type};
+/// let mut registry = Registry::new();
+/// registry.event("~event add { a: i64, b: i64 } | sum i64", |a: i64, b: i64| a + b).unwrap();
+/// let engine = Engine::new(registry);
+/// let flow = engine
+///     .compile("sum", "~add(a: x, b: 1)", &CompileOptions::default().input("x", Type::Int))
+///     .unwrap();
+/// let threads: Vec<_> = (0..4i64)
+///     .map(|i| {
+///         let flow = flow.clone();
+///         std::thread::spawn(move || {
+///             let outcome = flow.run(&Inputs::new().set("x", i), &RunLimits::default()).unwrap();
+///             outcome.value().unwrap().get::<i64>().unwrap()
+///         })
+///     })
+///     .collect();
+/// let sums: Vec<i64> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+/// assert_eq!(sums, [1, 2, 3, 4]);
+/// assert_eq!(flow.stats().runs, 4);
+/// // Bounds known before running: one dispatch, no loop.
+/// assert_eq!(flow.cost_bound(&Inputs::new()).fuel, Some(1));
+/// // Compile to native code now rather than when the flow gets hot.
+/// flow.compile_native().unwrap();
+/// assert_eq!(flow.tier(), Tier::Jit);
+/// ```
 #[derive(Clone)]
 pub struct Flow {
     inner: Arc<FlowInner>,
@@ -547,14 +657,18 @@ impl Tiering for RunTiering<'_> {
 }
 
 impl Flow {
+    /// The name it was compiled under.
     pub fn name(&self) -> &str {
         self.inner.name()
     }
 
+    /// The source text.
     pub fn source(&self) -> &str {
         self.inner.source()
     }
 
+    /// The typed IR, for this crate's JIT tests, benches and `emit` (internal: hidden).
+    #[doc(hidden)]
     pub fn program(&self) -> &Program {
         &self.inner.program
     }
@@ -564,6 +678,8 @@ impl Flow {
         &self.inner.registry
     }
 
+    /// The flow-state layout, for this crate's JIT tests and `emit` (internal: hidden).
+    #[doc(hidden)]
     pub fn layout(&self) -> &Layout {
         &self.inner.layout
     }
@@ -612,7 +728,7 @@ impl Flow {
     }
 
     /// An upper bound of the fuel and loop iterations a run with `inputs` can use, computed
-    /// without running it (see [`crate::cost`]); compare it with limits through
+    /// without running it; compare it with limits through
     /// [`crate::CostBound::exceeds`] to refuse a flow in advance.
     pub fn cost_bound(&self, inputs: &Inputs) -> CostBound {
         let values: Vec<Option<i64>> = self
@@ -634,6 +750,8 @@ impl Flow {
         self.jit_error().map_or(Ok(()), |e| Err(e.clone()))
     }
 
+    /// A snapshot of the flow's counters: runs, fuel, iterations per tier, on-stack
+    /// replacements, the tier, compile time and code size.
     pub fn stats(&self) -> FlowStats {
         self.inner.stats.snapshot(
             &self.inner.program,
@@ -644,15 +762,41 @@ impl Flow {
         )
     }
 
-    /// Runs every top-level flow with `inputs` under `limits`; output goes to the registry's sink.
-    /// `inputs` must give a value to every input of [`Flow::inputs`] and nothing else; a value is
-    /// converted to its input's type as [`Scalar::converted_to`] says (an int for a float input,
-    /// anything for a `str` one), else the run does not start ([`InputError`], naming the input).
+    /// Runs every top-level flow with `inputs` under `limits`; `std.io` output goes to the
+    /// registry's sink. A run that stops early (a limit, a run-time error) is an [`Outcome`],
+    /// not an `Err`.
+    ///
+    /// # Errors
+    /// [`InputError`] if `inputs` do not give a value to every input of [`Flow::inputs`] and
+    /// nothing else (nothing runs then). A value is converted to its input's type as
+    /// [`Scalar::converted_to`] says (an int for a float input, anything for a `str` one).
     pub fn run(&self, inputs: &Inputs, limits: &RunLimits) -> Result<Outcome, InputError> {
         self.run_with_output(inputs, limits, &**self.inner.registry.output())
     }
 
-    /// Like [`Flow::run`], with `std.io` output sent to `output`.
+    /// Like [`Flow::run`], with this run's `std.io` output sent to `output` instead of the
+    /// registry's sink ([`Registry::set_output`]): concurrent runs of one flow can each capture
+    /// their own output. [`RunLimits::max_output_bytes`] bounds what reaches the sink.
+    ///
+    /// ```
+    /// use koru_jit::{CaptureSink, CompileOptions, Engine, Inputs, Registry, RunLimits, Type};
+    /// let engine = Engine::new(Registry::with_std());
+    /// let flow = engine
+    ///     .compile(
+    ///         "hello",
+    ///         "~std.io:println(text: name)\n~std.io:eprintln(message: \"done\")",
+    ///         &CompileOptions::default().input("name", Type::Str),
+    ///     )
+    ///     .unwrap();
+    /// let sink = CaptureSink::new();
+    /// flow.run_with_output(&Inputs::new().set("name", "ada"), &RunLimits::default(), &sink)
+    ///     .unwrap();
+    /// assert_eq!(sink.take_out(), "ada\n");
+    /// assert_eq!(sink.take_err(), "done\n");
+    /// ```
+    ///
+    /// # Errors
+    /// [`InputError`] if `inputs` do not match the flow's inputs (nothing runs then).
     pub fn run_with_output(
         &self,
         inputs: &Inputs,

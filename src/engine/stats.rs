@@ -82,13 +82,15 @@ impl Tally {
 /// A snapshot of a flow's counters.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FlowStats {
+    /// Finished runs.
     pub runs: u64,
     /// Runs that started in native code.
     pub native_runs: u64,
     /// Fuel used over all runs.
     pub fuel: u64,
-    /// `for`/`while` iterations run by the interpreter, and by native code.
+    /// `for`/`while` iterations run by the interpreter.
     pub interpreted_iterations: u64,
+    /// `for`/`while` iterations run by native code.
     pub native_iterations: u64,
     /// Iterations the interpreter ran of each loop, in source order (what tiering reads).
     pub loop_iterations: Vec<u64>,
@@ -98,13 +100,14 @@ pub struct FlowStats {
     pub tier: Tier,
     /// Time the JIT took (zero if it never ran).
     pub compile_time: Duration,
+    /// Bytes of native code (0 when interpreted).
     pub code_bytes: usize,
     /// Bytes of one flow state.
     pub state_bytes: usize,
     /// Steps after inlining.
     pub steps: usize,
     /// Why the flow stays in the interpreter, if the JIT tried and could not compile it (for
-    /// example [`crate::jit::JitError::OverBudget`]).
+    /// example [`JitError::OverBudget`](crate::JitError::OverBudget)).
     pub jit_error: Option<crate::jit::JitError>,
 }
 

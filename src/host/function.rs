@@ -11,16 +11,22 @@ use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
 
-/// A value in a host reply.
+/// A value in a host reply. Built with `From` (`ReplyValue::from(3)`, `"text".into()`); a
+/// `'static` string is not copied until the flow needs it.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ReplyValue {
+    /// An `int`.
     Int(i64),
+    /// A `float`.
     Float(f64),
+    /// A `bool`.
     Bool(bool),
+    /// A `str`.
     Str(Cow<'static, str>),
 }
 
 impl ReplyValue {
+    /// The value's runtime type.
     pub fn ty(&self) -> Type {
         match self {
             ReplyValue::Int(_) => Type::Int,
@@ -54,22 +60,38 @@ reply_value_from! {
 pub enum ReplyBranch {
     /// The event's only branch (or the unnamed branch of a void event).
     Only,
+    /// The branch of that name.
     Named(Cow<'static, str>),
 }
 
+/// The payload of a [`Reply`].
 #[derive(Clone, Debug, PartialEq)]
 pub enum ReplyPayload {
+    /// No payload.
     Empty,
+    /// A single value.
     Identity(ReplyValue),
     /// Named fields, in any order; every declared field must be present. Up to four are kept
     /// inline, so a struct reply does not allocate.
     Struct(SmallVec<[(&'static str, ReplyValue); 4]>),
 }
 
-/// What a host implementation returns: a branch of its event and the payload.
+/// What a host implementation returns: a branch of its event and the payload. Checked against
+/// the event's declaration when the call returns: a branch it does not declare, a missing field
+/// or a value of another type ends the run with `HostError`.
+///
+/// ```
+/// use koru_jit::Reply;
+/// let found = Reply::branch("found").field("name", "ada").field("age", 36);
+/// let total = Reply::branch("total").value(2.5);
+/// let missing = Reply::branch("missing");
+/// # let _ = (found, total, missing, Reply::only());
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct Reply {
+    /// Which branch.
     pub branch: ReplyBranch,
+    /// Its payload.
     pub payload: ReplyPayload,
 }
 
@@ -120,10 +142,12 @@ impl Reply {
 pub struct HostError(Box<String>);
 
 impl HostError {
+    /// An error with `message`, which becomes the run-time error's message.
     pub fn new(message: impl fmt::Display) -> HostError {
         HostError(Box::new(message.to_string()))
     }
 
+    /// The message.
     pub fn message(&self) -> &str {
         &self.0
     }
@@ -146,7 +170,7 @@ impl From<String> for HostError {
 }
 
 /// Where a host call's reply goes: the payload locals of the calling site, described by its
-/// [`ReplyPlan`]. Host implementations never see it directly; [`IntoReply`] writes through it.
+/// reply plan. Host implementations never see it directly; [`IntoReply`] writes through it.
 pub struct ReplyOut<'a> {
     pub(crate) frame: &'a mut [u64],
     pub(crate) buffers: &'a mut [String],
@@ -156,7 +180,7 @@ pub struct ReplyOut<'a> {
 /// For one call site: each branch of the event with the flow-state slots of its payload fields
 /// (a void event has one unnamed branch).
 #[derive(Clone, Debug)]
-pub struct ReplyPlan {
+pub(crate) struct ReplyPlan {
     pub event: Arc<str>,
     /// Where the call is written, for errors raised while it runs.
     pub span: crate::span::Span,
@@ -167,7 +191,7 @@ pub struct ReplyPlan {
 }
 
 #[derive(Clone, Debug)]
-pub struct BranchPlan {
+pub(crate) struct BranchPlan {
     pub name: Arc<str>,
     pub payload: PayloadType,
     /// One per payload field, in declared order (inline up to two).
@@ -175,7 +199,7 @@ pub struct BranchPlan {
 }
 
 #[derive(Clone, Copy, Debug)]
-pub struct FieldPlan {
+pub(crate) struct FieldPlan {
     pub ty: Type,
     /// Word offset in the flow state.
     pub offset: u32,
@@ -295,10 +319,35 @@ impl ReplyOut<'_> {
     }
 }
 
-/// What a host closure may return. It is written straight into the flow state of the calling
-/// site (no intermediate copy), and the branch index is returned.
+/// What a host closure's return type fixes of its reply before the closure ever runs: the
+/// registry checks it against the event's declaration at registration.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplyShape {
+    /// Decided by the value returned ([`Reply`], [`ReplyValue`]): checked when the call returns.
+    Dynamic,
+    /// The event's only branch, with no payload (`()`).
+    Empty,
+    /// The identity payload of the event's only branch, of this type (`i64`, `f64`, `bool`,
+    /// `&'static str`, `String`).
+    Identity(Type),
+}
+
+/// What a host closure may return: [`Reply`], `()`, `i64`, `f64`, `bool`, `&'static str`,
+/// `String`, [`ReplyValue`], or a `Result` of one of them whose error converts into a
+/// [`HostError`]. It is written straight into the flow state of the calling site (no
+/// intermediate copy), and the branch index is returned.
 pub trait IntoReply {
+    /// Writes the reply into the calling site's payload slots; returns the branch index.
     fn write_reply(self, out: &mut ReplyOut<'_>) -> Result<u32, HostError>;
+
+    /// What the type fixes of the reply (checked at registration); [`ReplyShape::Dynamic`] by
+    /// default.
+    fn shape() -> ReplyShape
+    where
+        Self: Sized,
+    {
+        ReplyShape::Dynamic
+    }
 }
 
 impl IntoReply for Reply {
@@ -312,20 +361,32 @@ impl IntoReply for () {
     fn write_reply(self, out: &mut ReplyOut<'_>) -> Result<u32, HostError> {
         out.reply(&Reply::only())
     }
+
+    fn shape() -> ReplyShape {
+        ReplyShape::Empty
+    }
 }
 
 macro_rules! identity_reply {
-    ($($t:ty),*) => {
+    ($($t:ty => $shape:expr),*) => {
         $(impl IntoReply for $t {
             /// The identity payload of the event's only branch.
             #[inline]
             fn write_reply(self, out: &mut ReplyOut<'_>) -> Result<u32, HostError> {
                 out.identity(self.into())
             }
+
+            fn shape() -> ReplyShape {
+                $shape
+            }
         })*
     };
 }
-identity_reply!(&'static str, String, ReplyValue);
+identity_reply!(
+    &'static str => ReplyShape::Identity(Type::Str),
+    String => ReplyShape::Identity(Type::Str),
+    ReplyValue => ReplyShape::Dynamic
+);
 
 macro_rules! scalar_reply {
     ($($t:ty => $ty:expr, $bits:expr);* $(;)?) => {
@@ -334,6 +395,10 @@ macro_rules! scalar_reply {
             #[inline]
             fn write_reply(self, out: &mut ReplyOut<'_>) -> Result<u32, HostError> {
                 out.identity_scalar($ty, $bits(self))
+            }
+
+            fn shape() -> ReplyShape {
+                ReplyShape::Identity($ty)
             }
         })*
     };
@@ -348,15 +413,19 @@ impl<R: IntoReply, E: Into<HostError>> IntoReply for Result<R, E> {
     fn write_reply(self, out: &mut ReplyOut<'_>) -> Result<u32, HostError> {
         self.map_err(Into::into).and_then(|r| r.write_reply(out))
     }
+
+    fn shape() -> ReplyShape {
+        R::shape()
+    }
 }
 
 /// A type-erased host implementation: arguments as words, in declared input order.
-pub type ErasedHostFn =
+pub(crate) type ErasedHostFn =
     Box<dyn Fn(&[u64], &mut ReplyOut<'_>) -> Result<u32, HostError> + Send + Sync>;
 
 /// How generated code passes one argument to a native shim.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ShimArg {
+pub(crate) enum ShimArg {
     /// `int`: an `i64` register.
     Int,
     /// `float`: an `f64` register.
@@ -371,7 +440,7 @@ pub enum ShimArg {
 /// `extern "C" fn(env, state, plan, args...) -> u32` returning the branch index, or
 /// [`SHIM_FAILED`] after recording a host error or panic in the run state.
 #[derive(Clone)]
-pub struct NativeShim {
+pub(crate) struct NativeShim {
     pub code: *const u8,
     /// The closure; generated code passes it back as `env`.
     pub env: *const u8,
@@ -389,7 +458,7 @@ unsafe impl Send for NativeShim {}
 unsafe impl Sync for NativeShim {}
 
 /// The branch index a shim returns when the call failed (the reason is in the run state).
-pub const SHIM_FAILED: u32 = u32::MAX;
+pub(crate) const SHIM_FAILED: u32 = u32::MAX;
 
 /// A host closure ready for both tiers.
 #[doc(hidden)]
@@ -459,10 +528,12 @@ impl<'a> Args<'a> {
         self.types[i]
     }
 
+    /// How many inputs the event takes.
     pub fn len(&self) -> usize {
         self.offsets.len()
     }
 
+    /// Whether the event takes no input.
     pub fn is_empty(&self) -> bool {
         self.offsets.is_empty()
     }
@@ -473,10 +544,13 @@ impl<'a> Args<'a> {
         self.words[self.offsets[i]] as i64
     }
 
+    /// Input `i` as a `float` (meaningless bits if it is declared otherwise, as for
+    /// [`Args::int`]).
     pub fn float(&self, i: usize) -> f64 {
         f64::from_bits(self.words[self.offsets[i]])
     }
 
+    /// Input `i` as a `bool` (meaningless if it is declared otherwise, as for [`Args::int`]).
     pub fn bool(&self, i: usize) -> bool {
         self.words[self.offsets[i]] != 0
     }
@@ -516,6 +590,8 @@ pub(crate) unsafe fn word_str<'a>(ptr: u64, len: u64) -> &'a str {
 pub trait HostFunction<Marker>: Send + Sync + 'static {
     /// The argument types, in order.
     fn arg_types() -> Vec<Type>;
+    /// What the return type fixes of the reply.
+    fn reply_shape() -> ReplyShape;
     #[doc(hidden)]
     fn into_closure(self) -> HostClosure;
 }
@@ -630,6 +706,10 @@ macro_rules! host_function {
         {
             fn arg_types() -> Vec<Type> {
                 vec![$(kind_tag!($kind)),*]
+            }
+
+            fn reply_shape() -> ReplyShape {
+                R::shape()
             }
 
             #[allow(unused_mut, unused_variables, unused_assignments, clippy::unused_unit)]

@@ -17,21 +17,27 @@ mod function;
 mod scope;
 mod stdlib;
 
+/// The example host events of the Koru articles, as the CLI registers them (for this crate's
+/// tests, benches, examples and fuzz targets; not embedder API).
+#[doc(hidden)]
 pub use demo::register_demo_events;
 pub use function::{
-    Args, BranchPlan, FieldPlan, HostError, HostFunction, IntoReply, Reply, ReplyBranch, ReplyOut,
-    ReplyPayload, ReplyPlan, ReplyValue,
+    Args, HostError, HostFunction, IntoReply, Reply, ReplyBranch, ReplyPayload, ReplyShape,
+    ReplyValue,
 };
+// `IntoReply::write_reply` names it; host closures never see it.
+#[doc(hidden)]
+pub use function::ReplyOut;
 pub use scope::{Scope, ScopeRule};
-pub(crate) use stdlib::{prefix_within, BoundedText};
-pub use stdlib::{CaptureSink, OutputSink, StdEvent, StdoutSink, STD_DECLARATIONS};
+pub(crate) use stdlib::{prefix_within, BoundedText, StdEvent};
+pub use stdlib::{CaptureSink, OutputSink, StdoutSink, STD_DECLARATIONS};
 
-pub(crate) use function::{word_str, ArgsClosure, HostClosure};
-pub use function::{NativeShim, ShimArg, SHIM_FAILED};
+pub(crate) use function::{word_str, ArgsClosure, BranchPlan, FieldPlan, HostClosure, ReplyPlan};
+pub(crate) use function::{ShimArg, SHIM_FAILED};
 
 use crate::diag::SourceErrors;
 use crate::syntax::ast;
-use crate::types::{EventSig, Type};
+use crate::types::{EventSig, PayloadType, Type};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -45,11 +51,13 @@ pub(crate) enum Implementation {
 
 /// A registered host event.
 pub struct HostEvent {
+    /// Its signature.
     pub sig: Arc<EventSig>,
     pub(crate) implementation: Implementation,
 }
 
 impl HostEvent {
+    /// Whether it has an implementation (a flow calling a declared-only event is E0209).
     pub fn is_implemented(&self) -> bool {
         !matches!(self.implementation, Implementation::Missing)
     }
@@ -58,7 +66,9 @@ impl HostEvent {
 /// A source of event declarations and subflows attached to a scope (SPEC 5 "Libraries").
 #[derive(Debug)]
 pub struct Library {
+    /// The name it was attached under.
     pub name: String,
+    /// Its source text.
     pub text: String,
     pub(crate) file: ast::SourceFile,
 }
@@ -82,7 +92,12 @@ pub enum RegistryError {
     /// A library attached to a scope implements a subflow of that name: a host event cannot
     /// replace it (nor a library subflow a host event: that is a check error of the library).
     #[error("event `{event}` is a subflow of library `{library}`")]
-    LibrarySubflow { event: String, library: String },
+    LibrarySubflow {
+        /// The event.
+        event: String,
+        /// The library.
+        library: String,
+    },
     /// No event of that name is registered.
     #[error("no event `{0}` is registered")]
     UnknownEvent(String),
@@ -96,8 +111,11 @@ pub enum RegistryError {
         type_list(found)
     )]
     SignatureMismatch {
+        /// The event.
         event: String,
+        /// Its input types, in order.
         expected: Vec<Type>,
+        /// The closure's parameter types.
         found: Vec<Type>,
     },
     /// The declaration text has errors.
@@ -112,6 +130,69 @@ pub enum RegistryError {
     /// No scope of that name is registered.
     #[error("no scope `{0}` is registered")]
     UnknownScope(String),
+    /// The closure's return type gives a payload its event's only branch does not carry
+    /// (`returned` is [`PayloadType::Empty`] for `()`, an identity type for `i64`, `&str`, ...).
+    #[error(
+        "{}, but the implementation returns {returned}",
+        declared_reply(event, branch, declared)
+    )]
+    ReplyMismatch {
+        /// The event.
+        event: String,
+        /// Its only branch (`""` for a void event).
+        branch: String,
+        /// What the branch carries.
+        declared: PayloadType,
+        /// What the closure's return type gives.
+        returned: PayloadType,
+    },
+    /// The closure's return type (`()`, `i64`, `&str`, ...) names no branch, but the event has
+    /// several: its implementation must return a [`Reply`] naming one.
+    #[error(
+        "event `{event}` has several branches ({}), but the implementation returns {returned} \
+         without naming one: return a `Reply::branch(..)`",
+        branches.iter().map(|b| format!("`{b}`")).collect::<Vec<_>>().join(", ")
+    )]
+    ReplyNeedsBranch {
+        /// The event.
+        event: String,
+        /// Its branches, in declared order.
+        branches: Vec<String>,
+        /// What the closure's return type gives.
+        returned: PayloadType,
+    },
+}
+
+fn declared_reply(event: &str, branch: &str, declared: &PayloadType) -> String {
+    if branch.is_empty() {
+        format!("event `{event}` is void")
+    } else {
+        format!("branch `{branch}` of event `{event}` carries {declared}")
+    }
+}
+
+/// A closure whose return type fixes its reply ([`ReplyShape`]) can implement `sig` only if
+/// the event has one branch carrying that payload.
+fn check_reply(sig: &EventSig, shape: ReplyShape) -> Result<(), RegistryError> {
+    let returned = match shape {
+        ReplyShape::Dynamic => return Ok(()),
+        ReplyShape::Empty => PayloadType::Empty,
+        ReplyShape::Identity(ty) => PayloadType::Identity(ty),
+    };
+    match sig.result_branch_slice() {
+        [only] if only.payload == returned => Ok(()),
+        [only] => Err(RegistryError::ReplyMismatch {
+            event: sig.name.to_string(),
+            branch: only.name.to_string(),
+            declared: only.payload.clone(),
+            returned,
+        }),
+        branches => Err(RegistryError::ReplyNeedsBranch {
+            event: sig.name.to_string(),
+            branches: branches.iter().map(|b| b.name.to_string()).collect(),
+            returned,
+        }),
+    }
 }
 
 /// A closure taking `found` can implement `sig` only if they are its inputs' types, in order.
@@ -149,6 +230,53 @@ pub(crate) enum Resolution {
 
 /// The events, implementations and scopes an engine serves. Register everything, then hand the
 /// registry to [`crate::Engine::new`], which freezes it.
+///
+/// An event is declared in Koru syntax and implemented by a Rust closure whose parameters are
+/// its inputs in declared order (`i64`, `f64`, `bool`, `&str`). A closure returns a plain value
+/// or `()` for an event with one branch (checked against the declaration here, at
+/// registration), a [`Reply`] naming the branch (checked when it returns: a mismatch is a
+/// run-time `HostError`), or a `Result` of either whose `Err` ends the run with `HostError`.
+///
+/// ```
+/// use koru_jit::{Args, CompileOptions, Engine, HostError, Inputs, Registry, Reply, RunLimits, Scope};
+/// let mut registry = Registry::with_std();
+/// // Declare and implement in one call.
+/// registry.event("~event add { a: i64, b: i64 } | sum i64", |a: i64, b: i64| a + b).unwrap();
+/// // Several branches: the closure names one.
+/// registry
+///     .event("~event users.get { id: i64 } | found { name: []const u8 } | missing", |id: i64| {
+///         if id == 1 { Reply::branch("found").field("name", "ada") } else { Reply::branch("missing") }
+///     })
+///     .unwrap();
+/// // A failure the flow cannot handle.
+/// registry
+///     .event("~event parse { text: []const u8 } | n i64", |text: &str| {
+///         text.parse::<i64>().map_err(|e| HostError::new(format!("not a number: {e}")))
+///     })
+///     .unwrap();
+/// // Declared first, implemented later; `implement_with_args` takes any number of inputs.
+/// registry.declare("~event sum4 { a: i64, b: i64, c: i64, d: i64 } | v i64").unwrap();
+/// registry
+///     .implement_with_args("sum4", |args: &Args<'_>| (0..args.len()).map(|i| args.int(i)).sum::<i64>())
+///     .unwrap();
+/// // A return type that cannot fit the declaration is refused now, not at run time.
+/// assert!(registry.event("~event count {} | n i64", || "three").is_err());
+/// // Scopes, and a library of subflows their flows may call.
+/// registry.add_scope("app", Scope::new().allow("std.*").allow("users.*"));
+/// registry
+///     .attach_library(
+///         "app",
+///         "users.kz",
+///         "~event describe { id: i64 }\n| known []const u8\n| unknown\n\n~describe = users.get(id: id)\n| found u |> known u.name\n| missing |> unknown\n",
+///     )
+///     .unwrap();
+/// let engine = Engine::new(registry);
+/// let flow = engine
+///     .compile("t", "~describe(id: 1)", &CompileOptions::default().scope("app"))
+///     .unwrap();
+/// let outcome = flow.run(&Inputs::new(), &RunLimits::default()).unwrap();
+/// assert_eq!(outcome.value().unwrap().get::<&str>(), Ok("ada"));
+/// ```
 pub struct Registry {
     events: Vec<HostEvent>,
     by_name: HashMap<Arc<str>, usize>,
@@ -233,6 +361,7 @@ impl Registry {
     ) -> Result<(), RegistryError> {
         let index = self.implementable(name)?;
         check_signature(&self.events[index].sig, F::arg_types())?;
+        check_reply(&self.events[index].sig, F::reply_shape())?;
         self.events[index].implementation = Implementation::Closure(function.into_closure());
         Ok(())
     }
@@ -248,6 +377,7 @@ impl Registry {
         F: Fn(&Args<'_>) -> R + Send + Sync + 'static,
     {
         let index = self.implementable(name)?;
+        check_reply(&self.events[index].sig, R::shape())?;
         let types: Vec<Type> = self.events[index]
             .sig
             .inputs
@@ -287,6 +417,7 @@ impl Registry {
         }
         let name = sigs[0].name.clone();
         check_signature(&sigs[0], F::arg_types())?;
+        check_reply(&sigs[0], F::reply_shape())?;
         self.declare_event(sigs.into_iter().next().expect("one signature"))?;
         self.implement(&name, function)
     }
@@ -333,22 +464,28 @@ impl Registry {
         self.output = sink;
     }
 
+    /// Where `std.io` output goes (stdout unless [`Registry::set_output`] said otherwise).
     pub fn output(&self) -> &Arc<dyn OutputSink> {
         &self.output
     }
 
+    /// Every registered event, in registration order (the standard library first for
+    /// [`Registry::with_std`]).
     pub fn events(&self) -> &[HostEvent] {
         &self.events
     }
 
+    /// The position of event `name` in [`Registry::events`].
     pub fn event_index(&self, name: &str) -> Option<usize> {
         self.by_name.get(name).copied()
     }
 
+    /// The scope named `name`.
     pub fn scope(&self, name: &str) -> Option<&Scope> {
         self.scopes.get(name)
     }
 
+    /// The names of the scopes, sorted.
     pub fn scope_names(&self) -> Vec<&str> {
         let mut names: Vec<&str> = self.scopes.keys().map(String::as_str).collect();
         names.sort_unstable();

@@ -35,9 +35,37 @@ pub fn std_event(name: &str) -> Option<StdEvent> {
 }
 
 /// Where `std.io` output goes. Program output (`print`, `println`, `print.ln`) goes to `out`,
-/// `eprintln` to `err`.
+/// `eprintln` to `err`. Set for a registry with
+/// [`Registry::set_output`](crate::Registry::set_output), or for one run with
+/// [`Flow::run_with_output`](crate::Flow::run_with_output); [`CaptureSink`] keeps the text.
+///
+/// ```
+/// use koru_jit::{CompileOptions, Engine, Inputs, OutputSink, Registry, RunLimits};
+/// use std::sync::{Arc, Mutex};
+/// /// Collects lines with a prefix per stream.
+/// #[derive(Default)]
+/// struct Log(Mutex<Vec<String>>);
+/// impl OutputSink for Log {
+///     fn out(&self, text: &str) {
+///         self.0.lock().unwrap().push(format!("out: {text}"));
+///     }
+///     fn err(&self, text: &str) {
+///         self.0.lock().unwrap().push(format!("err: {text}"));
+///     }
+/// }
+/// let log = Arc::new(Log::default());
+/// let mut registry = Registry::with_std();
+/// registry.set_output(log.clone());
+/// let flow = Engine::new(registry)
+///     .compile("t", "~std.io:print(text: \"a\")\n~std.io:eprintln(message: \"b\")", &CompileOptions::default())
+///     .unwrap();
+/// flow.run(&Inputs::new(), &RunLimits::default()).unwrap();
+/// assert_eq!(*log.0.lock().unwrap(), ["out: a", "err: b\n"]);
+/// ```
 pub trait OutputSink: Send + Sync {
+    /// Program output: `std.io:print`, `println` (with its line break), `print.ln`.
     fn out(&self, text: &str);
+    /// Error output: `std.io:eprintln` (with its line break).
     fn err(&self, text: &str);
 }
 
@@ -65,6 +93,7 @@ pub struct CaptureSink {
 }
 
 impl CaptureSink {
+    /// An empty sink.
     pub fn new() -> CaptureSink {
         CaptureSink::default()
     }

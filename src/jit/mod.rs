@@ -51,7 +51,9 @@ pub enum JitError {
         what: &'static str,
         /// The budget's field that bounds it.
         field: &'static str,
+        /// The flow's measure.
         size: u64,
+        /// The budget.
         limit: u64,
     },
 }

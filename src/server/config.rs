@@ -110,8 +110,11 @@ struct KeySection {
 /// The run limits of a scope.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ScopeLimits {
+    /// Fuel per run (`fuel`).
     pub fuel: u64,
+    /// Loop iterations per run (`max_iterations`).
     pub max_iterations: u64,
+    /// Wall-clock milliseconds per run (`deadline_ms`).
     pub deadline_ms: u64,
     /// Bytes `std.io` may print in one run (`RunLimits::max_output_bytes`): the run writes what
     /// fits and stops there (`exhausted`, limit `Output`).
@@ -151,19 +154,31 @@ pub struct Grant {
     pub scopes: Vec<String>,
 }
 
-/// A checked configuration.
+/// A checked configuration; each field is the setting of the same name in the file (see the
+/// module documentation for the defaults), durations converted from milliseconds.
 #[derive(Clone, Debug)]
 pub struct ServerConfig {
+    /// The address to listen on.
     pub listen: String,
+    /// Request bodies above this get 413.
     pub max_body_bytes: usize,
+    /// Runs at once; beyond this, requests wait up to `queue_timeout`.
     pub max_concurrent_runs: usize,
+    /// How long a request waits for a run slot before 503.
     pub queue_timeout: Duration,
+    /// Open connections at most.
     pub max_connections: usize,
+    /// Open connections per client address at most (beyond: 429).
     pub max_connections_per_peer: usize,
+    /// A client must send its request head within this.
     pub header_read_timeout: Duration,
+    /// A request must be answered within this, else 408.
     pub request_timeout: Duration,
+    /// After SIGTERM, connections still open after this are cut.
     pub shutdown_timeout: Duration,
+    /// The compiled-flow cache's bounds.
     pub cache: crate::engine::CacheConfig,
+    /// The scopes, by name.
     pub scopes: BTreeMap<String, ScopeConfig>,
     /// API key -> grant.
     pub keys: HashMap<String, Grant>,
@@ -172,10 +187,13 @@ pub struct ServerConfig {
 /// One scope: its rules, libraries (read from disk) and limits.
 #[derive(Clone, Debug)]
 pub struct ScopeConfig {
+    /// Events, or globs ending in `*`.
     pub allow: Vec<String>,
+    /// Other scopes whose events this one exposes.
     pub include: Vec<String>,
     /// (file name, source) of each subflow library.
     pub libraries: Vec<(String, String)>,
+    /// The run limits of the scope's requests.
     pub limits: ScopeLimits,
 }
 

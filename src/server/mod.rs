@@ -23,11 +23,17 @@
 //! compiling or running a flow (caught; never expected). Every error body is
 //! `{"error": {"code": ..., "message": ...}}`.
 
+// The CLI's `attack` and `load` commands and their HTTP client, for `koru-jit` and the server
+// tests: tools around the server, not embedder API.
+#[doc(hidden)]
 pub mod attack;
+#[doc(hidden)]
 pub mod client;
 pub mod config;
 mod connections;
+#[doc(hidden)]
 pub mod load;
+#[doc(hidden)]
 pub mod metrics;
 
 use crate::engine::{CompileOptions, Engine, EngineConfig, Tier, TierPolicy};
@@ -59,10 +65,13 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// The engine serving the requests.
     pub fn engine(&self) -> &Engine {
         &self.engine
     }
 
+    /// The server's counters (internal: hidden, as the `metrics` module is).
+    #[doc(hidden)]
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
     }

@@ -153,9 +153,11 @@ pub fn test_registry() -> (Registry, Arc<AtomicI64>, CallLog) {
         .unwrap();
     let l = log.clone();
     registry
+        // A plain `"text"` would be refused at registration (its type fixes the reply); a
+        // `ReplyValue` is checked only when the call returns.
         .event("~event test.wrong_type {} | ok i64", move || {
             record(&l, "test.wrong_type()".into());
-            "text"
+            koru_jit::ReplyValue::from("text")
         })
         .unwrap();
     let l = log.clone();
