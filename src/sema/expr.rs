@@ -73,8 +73,10 @@ impl Lowerer<'_> {
                     );
                     None
                 }
+                // Its error was reported where it was bound.
+                Some(Bound::Broken { .. }) => None,
                 None => {
-                    self.error(Code::E0202, format!("unknown name `{name}`"), span);
+                    self.unknown_name(name, span);
                     None
                 }
             },
@@ -87,14 +89,27 @@ impl Lowerer<'_> {
                     );
                     return None;
                 };
-                match self.lookup(name).cloned() {
-                    Some(Bound::Struct(fields)) => {
+                let (fields, lost) = match self.lookup(name).cloned() {
+                    Some(Bound::Struct(fields)) => (Some(fields), Some(Vec::new())),
+                    Some(Bound::Broken { fields, lost }) => (Some(fields), lost),
+                    other => (None, other.map(|_| Vec::new())),
+                };
+                match (fields, lost) {
+                    (Some(fields), lost) => {
                         match fields.iter().find(|(n, _, _)| **n == *field.name) {
                             Some((_, local, ty)) => Some((Expr::Local(*local, *ty), *ty)),
+                            // Lost to an error reported where the payload was made.
+                            None if Bound::may_have_lost(&lost, &field.name) => None,
                             None => {
+                                let all: Vec<&str> = fields
+                                    .iter()
+                                    .map(|(n, _, _)| &**n)
+                                    .chain(lost.iter().flatten().map(|n| &**n))
+                                    .collect();
                                 let names: Vec<String> =
-                                    fields.iter().map(|(n, _, _)| format!("`{n}`")).collect();
-                                self.error(
+                                    all.iter().map(|n| format!("`{n}`")).collect();
+                                let help = self.did_you_mean(&field.name, all.iter().copied());
+                                self.error_with_help(
                                     Code::E0203,
                                     format!(
                                         "`{name}` has no field `{}` (its fields: {})",
@@ -102,12 +117,13 @@ impl Lowerer<'_> {
                                         names.join(", ")
                                     ),
                                     field.span,
+                                    help,
                                 );
                                 None
                             }
                         }
                     }
-                    Some(_) => {
+                    (None, Some(_)) => {
                         self.error(
                             Code::E0203,
                             format!(
@@ -118,8 +134,8 @@ impl Lowerer<'_> {
                         );
                         None
                     }
-                    None => {
-                        self.error(Code::E0202, format!("unknown name `{name}`"), base.span);
+                    (None, None) => {
+                        self.unknown_name(name, base.span);
                         None
                     }
                 }
@@ -201,6 +217,17 @@ impl Lowerer<'_> {
                 ))
             }
         }
+    }
+
+    /// Reports an unknown name (E0202), with the closest name in scope as a suggestion.
+    fn unknown_name(&mut self, name: &str, span: crate::span::Span) {
+        let names = if self.silent() {
+            Vec::new()
+        } else {
+            self.names_in_scope()
+        };
+        let help = self.did_you_mean(name, names.iter().map(|n| &**n));
+        self.error_with_help(Code::E0202, format!("unknown name `{name}`"), span, help);
     }
 
     fn lower_binary(

@@ -5,6 +5,7 @@
 mod decl;
 mod expr;
 mod lower;
+mod suggest;
 
 use crate::diag::{Code, Diagnostic, SourceErrors};
 use crate::host::{Library, Registry};
