@@ -36,6 +36,10 @@ impl Bound {
     }
 }
 
+/// At most this many continuations of the enclosing invocation are shown in the two-line form of
+/// a one-line chain.
+const MAX_FORM_LINES: usize = 4;
+
 /// The value standing for a continuation step that did not check, in a subflow being checked: a
 /// path ending there is not reported as ending with the wrong branch (its error is reported).
 const FAILED_STEP: ValueId = ValueId(u32::MAX);
@@ -260,8 +264,12 @@ impl<'a> Lowerer<'a> {
         self.suggester.did_you_mean(name, candidates)
     }
 
-    /// The names in scope, innermost first (what an unknown name may be a misspelling of).
+    /// The names in scope, innermost first (what an unknown name may be a misspelling of); none
+    /// once the suggestion budget is spent.
     pub(super) fn names_in_scope(&self) -> Vec<Arc<str>> {
+        if self.suggester.is_spent() {
+            return Vec::new();
+        }
         self.scope.iter().rev().map(|b| b.name.clone()).collect()
     }
 
@@ -789,6 +797,8 @@ impl<'a> Lowerer<'a> {
     ) -> Vec<Argument> {
         let mut slots: Vec<Option<Argument>> = (0..inputs.len()).map(|_| None).collect();
         let mut failed: smallvec::SmallVec<[bool; 8]> = smallvec::smallvec![false; inputs.len()];
+        // Which inputs some argument names, made at the first unknown name (for its suggestion).
+        let mut named: Option<smallvec::SmallVec<[bool; 8]>> = None;
         for arg in args {
             let index = match &arg.name {
                 Some(name) => match inputs.iter().position(|(input, _)| **input == *name.name) {
@@ -800,17 +810,25 @@ impl<'a> Lowerer<'a> {
                         } else {
                             format!("its inputs: {}", names.join(", "))
                         };
-                        // Only inputs not given yet (a misspelled name is one of those).
-                        let free = inputs
-                            .iter()
-                            .enumerate()
-                            .filter(|(i, _)| {
-                                !args.iter().any(|a| {
-                                    a.name.as_ref().is_some_and(|n| *n.name == *inputs[*i].0)
-                                })
-                            })
-                            .map(|(_, (n, _))| &**n);
-                        let closest = if self.silent == 0 {
+                        // Only inputs no argument names (a misspelled name is one of those).
+                        let closest = if self.silent == 0 && !self.suggester.is_spent() {
+                            let named = named.get_or_insert_with(|| {
+                                let mut named = smallvec::smallvec![false; inputs.len()];
+                                for arg in args {
+                                    let position = arg.name.as_ref().and_then(|n| {
+                                        inputs.iter().position(|(input, _)| **input == *n.name)
+                                    });
+                                    if let Some(index) = position {
+                                        named[index] = true;
+                                    }
+                                }
+                                named
+                            });
+                            let free = inputs
+                                .iter()
+                                .zip(named.iter())
+                                .filter(|(_, named)| !**named)
+                                .map(|((n, _), _)| &**n);
                             self.suggester.closest(&name.name, free)
                         } else {
                             None
@@ -960,7 +978,13 @@ impl<'a> Lowerer<'a> {
                             Some(ast::Binding::Name(name)) => Some(name),
                             _ => None,
                         };
-                        self.check_unattached_step(continuation, binding, guard.as_deref());
+                        let capture = capture.as_ref().map(|(_, context)| context);
+                        self.check_unattached_step(
+                            continuation,
+                            binding,
+                            guard.as_deref(),
+                            capture,
+                        );
                         continue;
                     };
                     (Some(index), binding.as_ref(), guard.as_deref())
@@ -974,7 +998,8 @@ impl<'a> Lowerer<'a> {
                             format!("`|>` continues an event with one branch, but `{event}` has {}: name the branch with `| name |>`", names.join(", ")),
                             continuation.span,
                         );
-                        self.check_unattached_step(continuation, None, None);
+                        let capture = capture.as_ref().map(|(_, context)| context);
+                        self.check_unattached_step(continuation, None, None, capture);
                         continue;
                     }
                     (Some(0), None, None)
@@ -1005,8 +1030,14 @@ impl<'a> Lowerer<'a> {
                     self.captures.push(context.clone());
                 }
             }
+            // The invocation being lowered is the one named by `event_context` (shared, not
+            // copied).
+            let event_name = match &self.event_context {
+                Some(context) if **context == *event => context.clone(),
+                _ => Arc::from(event),
+            };
             self.enclosing.push(EnclosingArm {
-                event: Arc::from(event),
+                event: event_name,
                 branches: branches.iter().map(|b| b.name.clone()).collect(),
                 invocation: span,
                 head: self.enclosing.is_empty(),
@@ -1156,7 +1187,15 @@ impl<'a> Lowerer<'a> {
             .rev()
             .find(|(_, f)| f.branches.iter().any(|b| **b == *branch.name))?;
         let index = frame.branches.iter().position(|b| **b == *branch.name)?;
-        let slice = |from: usize, to: usize| text.get(from..to).unwrap_or_default().trim_end();
+        // A piece of the source, cut to what a note line shows (the note cuts it again, marked).
+        let slice = |from: usize, to: usize| {
+            let piece = text.get(from..to).unwrap_or_default().trim_end();
+            let keep = piece
+                .char_indices()
+                .nth(crate::diag::MAX_NOTE_LINE_CHARS + 1)
+                .map_or(piece.len(), |(at, _)| at);
+            &piece[..keep]
+        };
         let indent_of = |line: usize| {
             let range = lines.line_range(text, line);
             let whole = text.get(range).unwrap_or_default();
@@ -1164,6 +1203,15 @@ impl<'a> Lowerer<'a> {
         };
         let starts = &self.arm_starts[frame.from..=frame.at];
         let arm_line = lines.line_of(starts[starts.len() - 1] as usize);
+        // The continuations of the enclosing invocation on that line, each shown on its own line:
+        // a few (beyond that the form is not shown, only the note).
+        let on_line = starts
+            .iter()
+            .rev()
+            .take(MAX_FORM_LINES + 1)
+            .take_while(|&&start| lines.line_of(start as usize) == arm_line)
+            .count();
+        let starts = &starts[starts.len() - on_line..];
         let mut shown: Vec<String> = Vec::new();
         let indent = if lines.line_of(frame.invocation.start as usize) == arm_line {
             let head_line = lines.line_range(text, arm_line);
@@ -1172,11 +1220,8 @@ impl<'a> Lowerer<'a> {
         } else {
             indent_of(arm_line)
         };
-        let pad = " ".repeat(indent);
+        let pad = " ".repeat(indent.min(crate::diag::MAX_NOTE_LINE_CHARS));
         for (k, &start) in starts.iter().enumerate() {
-            if lines.line_of(start as usize) != arm_line {
-                continue;
-            }
             let end = starts
                 .get(k + 1)
                 .map_or(continuation.span.start, |&next| next);
@@ -1189,28 +1234,43 @@ impl<'a> Lowerer<'a> {
             slice(continuation.span.start as usize, end)
         ));
         let outer = frame.event.clone();
+        let shown_all = on_line <= MAX_FORM_LINES;
         self.enclosing[depth].claimed.push(index);
         let note = format!(
             "on one line, a continuation attaches to the last invocation written before it (SPEC 2.3): this `| {}` attaches to `{event}`, not to `{outer}`",
             branch.name
         );
-        let help = format!(
-            "to continue `{outer}`, write the continuation on a line of its own:\n{}",
-            shown.join("\n")
-        );
+        let help = if shown_all {
+            format!(
+                "to continue `{outer}`, write the continuation on a line of its own:\n{}",
+                shown.join("\n")
+            )
+        } else {
+            format!("to continue `{outer}`, write the continuation on a line of its own, indented like the continuations of `{outer}`")
+        };
         Some((note, help))
     }
 
     /// Checks the guard and step of a continuation that attaches to no branch (its error is
     /// reported), so that their own errors are reported too; its binding, if any, is of an
-    /// unknown type (its uses are not errors). What it lowers is thrown away.
+    /// unknown type (its uses are not errors), and so is the accumulator of `capture` (the
+    /// capture it continues, which it may have meant to continue with `as`). What it lowers is
+    /// thrown away.
     fn check_unattached_step(
         &mut self,
         continuation: &ast::Continuation,
         binding: Option<&ast::Ident>,
         guard: Option<&ast::Expr>,
+        capture: Option<&CaptureContext>,
     ) {
         let scope_len = self.scope.len();
+        let captures_len = self.captures.len();
+        if let Some(context) = capture {
+            self.captures.push(CaptureContext {
+                lost: None,
+                ..context.clone()
+            });
+        }
         if let Some(name) = binding {
             self.scope.push(Binding {
                 name: Arc::from(name.name.as_str()),
@@ -1226,6 +1286,7 @@ impl<'a> Lowerer<'a> {
         if let Some(step) = continuation.step.as_deref() {
             self.lower_step(step);
         }
+        self.captures.truncate(captures_len);
         self.scope.truncate(scope_len);
     }
 

@@ -30,6 +30,11 @@ impl Default for Suggester {
 }
 
 impl Suggester {
+    /// Whether the budget is spent (no more suggestions: callers need not gather candidates).
+    pub fn is_spent(&self) -> bool {
+        self.budget == 0
+    }
+
     /// The candidate closest to `name` by the rule of the module doc, if one is close enough.
     pub fn closest<'c, I>(&mut self, name: &str, candidates: I) -> Option<&'c str>
     where
