@@ -689,6 +689,42 @@ mod tests {
     }
 
     #[test]
+    fn notes_are_rendered_and_in_the_json_and_bounded() {
+        let diagnostic = Diagnostic::new(Code::E0201, "unknown event `ad`", Span::new(1, 3))
+            .with_help("did you mean `add`?")
+            .with_note(
+                NoteKind::Note,
+                format!("two lines:\n{}\nend", "x".repeat(1000)),
+            );
+        let all = SourceErrors {
+            name: "t".into(),
+            text: "~ad()\n".into(),
+            diagnostics: vec![diagnostic],
+        };
+        let rendered = all.render(false);
+        assert!(
+            rendered.contains("  = help: did you mean `add`?\n  = note: two lines:\n"),
+            "{rendered}"
+        );
+        let note = &all.diagnostics[0].notes[1].message;
+        let lines: Vec<&str> = note.lines().collect();
+        assert_eq!(lines.len(), 3, "{note}");
+        assert_eq!(lines[1].chars().count(), MAX_NOTE_LINE_CHARS);
+        assert!(lines[1].ends_with('…') && lines[2] == "end");
+        assert_eq!(
+            all.to_json()["errors"][0]["notes"][0],
+            serde_json::json!({ "kind": "help", "message": "did you mean `add`?" })
+        );
+        // Many notes, many lines: bounded.
+        let mut many = Diagnostic::new(Code::E0201, "m", Span::default());
+        for _ in 0..10 {
+            many = many.with_help("y\n".repeat(100));
+        }
+        assert_eq!(many.notes.len(), MAX_NOTES);
+        assert!(many.notes.iter().all(|n| n.message.lines().count() <= 9));
+    }
+
+    #[test]
     fn runtime_errors_render_a_window_too() {
         let text = format!("~std.io:println(text: {} + 1)", "9".repeat(100_000));
         let rendered = render_runtime_error(

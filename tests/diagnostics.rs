@@ -241,6 +241,17 @@ fn misspellings_get_a_did_you_mean() {
         assert_eq!(notes(&report, 0), [format!("help: {help}")], "{source}");
         assert!(text.contains(&format!("= help: {help}")), "{text}");
     }
+    // Only events the scope allows are suggested: `add` is not in scope `std`.
+    let dir = std::env::temp_dir().join(format!("koru-diagnostics-{}", std::process::id()));
+    let scoped = koru_jit()
+        .args(["check", "--scope", "std", "--json"])
+        .arg(dir.join("dym1.kz"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(scoped.stdout).unwrap();
+    let report: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(errors(&report), owned(&[("E0201", "unknown event `ad`")]));
+    assert_eq!(notes(&report, 0), Vec::<String>::new());
     // Nothing close: no suggestion.
     let (_, report, _) = check("far.kz", "~std.io:println(text: undefined_two)\n");
     assert_eq!(notes(&report, 0), Vec::<String>::new());

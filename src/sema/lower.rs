@@ -564,6 +564,8 @@ impl<'a> Lowerer<'a> {
                         ),
                         invocation.path.span,
                     );
+                    // Its arguments and continuations are still checked against its signature.
+                    self.lower_host(invocation, host, cost);
                     return None;
                 }
                 self.lower_host(invocation, host, cost)
@@ -575,6 +577,9 @@ impl<'a> Lowerer<'a> {
                     format!("event `{name}` is not allowed in scope `{scope}` (EventDenied)"),
                     invocation.path.span,
                 );
+                if let Some(host) = self.registry.event_index(name) {
+                    self.lower_host(invocation, host, 1);
+                }
                 None
             }
             Resolution::Unknown => {
@@ -585,6 +590,7 @@ impl<'a> Lowerer<'a> {
                     invocation.path.span,
                     help,
                 );
+                self.check_unknown_invocation(invocation);
                 None
             }
         }
@@ -1249,6 +1255,43 @@ impl<'a> Lowerer<'a> {
             format!("to continue `{outer}`, write the continuation on a line of its own, indented like the continuations of `{outer}`")
         };
         Some((note, help))
+    }
+
+    /// Checks what an invocation of an unknown event (E0201) holds: the expressions of its
+    /// arguments and its continuations, whose bindings are of unknown types and whose branches
+    /// are not checked.
+    fn check_unknown_invocation(&mut self, invocation: &ast::Invocation) {
+        for arg in &invocation.args {
+            match &arg.value {
+                ast::ArgValue::Expr(e) => {
+                    self.lower_expr(e);
+                }
+                ast::ArgValue::Range(start, end) => {
+                    self.lower_expr(start);
+                    self.lower_expr(end);
+                }
+                ast::ArgValue::Struct(fields) => {
+                    for field in fields {
+                        self.lower_expr(&field.value);
+                    }
+                }
+            }
+        }
+        for continuation in &invocation.continuations {
+            let (binding, guard) = match &continuation.kind {
+                ast::ContinuationKind::Branch { binding, guard, .. } => (
+                    match binding {
+                        Some(ast::Binding::Name(name)) => Some(name),
+                        _ => None,
+                    },
+                    guard.as_deref(),
+                ),
+                _ => (None, None),
+            };
+            self.arm_starts.push(continuation.span.start);
+            self.check_unattached_step(continuation, binding, guard, None);
+            self.arm_starts.pop();
+        }
     }
 
     /// Checks the guard and step of a continuation that attaches to no branch (its error is
