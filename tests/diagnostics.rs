@@ -183,7 +183,7 @@ fn a_nested_one_line_chain_gets_an_indented_two_line_form() {
     assert_eq!(notes(&report, 0), Vec::<String>::new());
 }
 
-/// Issue 13, point 4: a misspelled event, branch, field, binding or input gets the closest name
+/// Issue 13, point 4: a misspelled event, branch, field, binding, input or type gets the closest name
 /// in scope as `help`; a far name gets none.
 #[test]
 fn misspellings_get_a_did_you_mean() {
@@ -223,6 +223,12 @@ fn misspellings_get_a_did_you_mean() {
             "E0202",
             "unknown name `indx`",
             "index",
+        ),
+        (
+            "~event e { x: strng }\n| ok\n~e = ok\n",
+            "E0204",
+            "unknown type `strng` (expected int, float, bool, str or a Zig spelling such as i64 or []const u8)",
+            "string",
         ),
         (
             "~std.io:println(txet: \"a\")\n",

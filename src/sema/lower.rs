@@ -101,6 +101,9 @@ pub(crate) struct Lowerer<'a> {
     options: &'a CheckOptions,
     subflows: &'a HashMap<String, SubflowDef<'a>>,
     recursive: &'a [String],
+    /// Events the source declares with errors: a call of one is checked as one of an unknown
+    /// event, without an E0201 of its own.
+    broken_declarations: &'a [String],
     text: &'a str,
     pub(super) locals: Vec<LocalDecl>,
     values: Vec<ValueDesc>,
@@ -153,12 +156,14 @@ impl<'a> Lowerer<'a> {
         text: &'a str,
         subflows: &'a HashMap<String, SubflowDef<'a>>,
         recursive: &'a [String],
+        broken_declarations: &'a [String],
     ) -> Lowerer<'a> {
         let mut lowerer = Lowerer {
             registry,
             options,
             subflows,
             recursive,
+            broken_declarations,
             text,
             locals: Vec::new(),
             values: Vec::new(),
@@ -580,6 +585,10 @@ impl<'a> Lowerer<'a> {
                 if let Some(host) = self.registry.event_index(name) {
                     self.lower_host(invocation, host, 1);
                 }
+                None
+            }
+            Resolution::Unknown if self.broken_declarations.iter().any(|b| b == name) => {
+                self.check_unknown_invocation(invocation);
                 None
             }
             Resolution::Unknown => {

@@ -83,6 +83,8 @@ pub fn check(
         }
     }
     let mut subflows: HashMap<String, SubflowDef> = HashMap::new();
+    // Events the source declares with errors (reported): calls of them are not unknown events.
+    let mut broken: Vec<String> = Vec::new();
     for library in &libraries {
         // Checked when attached; a name two libraries of the closure both define keeps the first
         // (the scope's own libraries come before those of included scopes).
@@ -93,12 +95,21 @@ pub fn check(
             &library.text,
             Some(&library.name),
             &mut subflows,
+            &mut Vec::new(),
             &mut ignored,
         );
     }
-    collect_subflows(registry, file, text, None, &mut subflows, &mut diagnostics);
+    collect_subflows(
+        registry,
+        file,
+        text,
+        None,
+        &mut subflows,
+        &mut broken,
+        &mut diagnostics,
+    );
     let recursive = find_recursion(&subflows, file, &mut diagnostics);
-    let mut lowerer = lower::Lowerer::new(registry, options, text, &subflows, &recursive);
+    let mut lowerer = lower::Lowerer::new(registry, options, text, &subflows, &recursive, &broken);
     // Check every subflow of the source once, so that its errors are reported even if nothing
     // calls it (calls inline a fresh, silent copy).
     let mut names: Vec<&String> = subflows
@@ -131,13 +142,14 @@ pub fn check(
 /// Collects declared events and subflows; reports imports, duplicate and unimplemented
 /// declarations, undeclared subflows, and subflows that would replace a host event or a subflow
 /// of a library of the scope (a source may redeclare those, with their signature, but not
-/// implement them: E0209).
+/// implement them: E0209). Declarations with errors name their event in `broken`.
 fn collect_subflows<'a>(
     registry: &Registry,
     file: &'a ast::SourceFile,
     text: &'a str,
     library: Option<&'a str>,
     subflows: &mut HashMap<String, SubflowDef<'a>>,
+    broken: &mut Vec<String>,
     diagnostics: &mut Vec<Diagnostic>,
 ) {
     let mut declared: HashMap<&str, (&ast::EventDecl, Option<EventSig>)> = HashMap::new();
@@ -164,6 +176,9 @@ fn collect_subflows<'a>(
                     continue;
                 }
                 let sig = event_sig(decl, diagnostics);
+                if sig.is_none() {
+                    broken.push(decl.name.text.clone());
+                }
                 declared.insert(decl.name.text.as_str(), (decl, sig));
             }
             _ => {}
