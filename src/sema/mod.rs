@@ -387,6 +387,58 @@ fn invoked_paths<'a>(step: &'a ast::Step, out: &mut Vec<&'a str>) {
     }
 }
 
+/// Whether every item of `source` that did not parse (an item starts with `~` in column 0; the
+/// parsed ones are in `file`) is a flow, so that checking the items that did parse cannot report
+/// knock-on errors: a flow names nothing that other items use, while a failed declaration,
+/// subflow or import would make their users unknown events or unimplemented ones. An item whose
+/// kind cannot be told from its first line counts as not a flow.
+pub fn failed_items_are_flows(source: &str, file: &ast::SourceFile) -> bool {
+    let mut parsed: Vec<(u32, u32)> = file
+        .items
+        .iter()
+        .map(|item| {
+            let span = match item {
+                ast::Item::Import(i) => i.span,
+                ast::Item::Event(e) => e.span,
+                ast::Item::Subflow(s) => s.span,
+                ast::Item::Flow(f) => f.span,
+            };
+            (span.start, span.end)
+        })
+        .collect();
+    parsed.sort_unstable();
+    let mut at = 0;
+    for line in source.split_inclusive('\n') {
+        let start = at;
+        at += line.len();
+        let Some(rest) = line.strip_prefix('~') else {
+            continue;
+        };
+        let offset = start as u32;
+        let covered = parsed
+            .partition_point(|&(s, _)| s <= offset)
+            .checked_sub(1)
+            .is_some_and(|k| parsed[k].1 > offset);
+        if covered {
+            continue;
+        }
+        // A flow's first line is `~path(...`: a `(` before any `=`, and not a declaration.
+        let rest = rest.trim_start();
+        let is_flow = !rest.starts_with("event")
+            && !rest.starts_with("import")
+            && !rest.starts_with("proc")
+            && match (rest.find('('), rest.find('=')) {
+                (Some(paren), Some(equals)) => paren < equals,
+                (Some(_), None) => true,
+                _ => false,
+            };
+        if !is_flow {
+            return false;
+        }
+    }
+    true
+}
+
 /// Parses a text of event declarations (for [`Registry::declare`]).
 pub fn declarations(text: &str) -> Result<Vec<EventSig>, SourceErrors> {
     let (file, mut diagnostics) = crate::syntax::parse(text, &FrontEndLimits::default());
