@@ -89,7 +89,14 @@ impl fmt::Display for Code {
     }
 }
 
-/// One parse or check error: a stable code, a lowercase message, and where.
+/// At most this many notes are kept on one diagnostic (more are dropped).
+pub const MAX_NOTES: usize = 4;
+/// A line of a note's quoted source (the two-line form of a one-line chain) longer than this many
+/// characters is cut.
+pub const MAX_NOTE_LINE_CHARS: usize = 120;
+
+/// One parse or check error: a stable code, a lowercase message, and where; with notes that
+/// explain it or suggest a fix.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{code}: {message}")]
 pub struct Diagnostic {
@@ -99,6 +106,37 @@ pub struct Diagnostic {
     pub message: String,
     /// Where, in the source text of the [`SourceErrors`] holding it.
     pub span: Span,
+    /// What follows the message: `help` (a fix: "did you mean `each`?") and `note` (why).
+    pub notes: Vec<Note>,
+}
+
+/// What a note of a diagnostic is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NoteKind {
+    /// A fix to try (rendered `= help: ...`, in JSON `"kind": "help"`).
+    Help,
+    /// An explanation (rendered `= note: ...`, in JSON `"kind": "note"`).
+    Note,
+}
+
+impl NoteKind {
+    /// `help` or `note`, as rendered and in the JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NoteKind::Help => "help",
+            NoteKind::Note => "note",
+        }
+    }
+}
+
+/// A line of help or explanation attached to a diagnostic. Its text may hold several lines (a
+/// snippet of source to write instead), each of bounded length.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Note {
+    /// Help or explanation.
+    pub kind: NoteKind,
+    /// The text (possibly several lines, each bounded).
+    pub message: String,
 }
 
 impl Diagnostic {
@@ -109,8 +147,62 @@ impl Diagnostic {
             code,
             message: shorten_message(message.into()),
             span,
+            notes: Vec::new(),
         }
     }
+
+    /// Adds a `help` note (a fix to try), cut like a message ([`shorten_note`]).
+    pub fn with_help(self, message: impl Into<String>) -> Diagnostic {
+        self.with_note(NoteKind::Help, message)
+    }
+
+    /// Adds a note of `kind`, cut like a message line by line ([`shorten_note`]); past
+    /// [`MAX_NOTES`] notes it is dropped.
+    pub fn with_note(mut self, kind: NoteKind, message: impl Into<String>) -> Diagnostic {
+        if self.notes.len() < MAX_NOTES {
+            self.notes.push(Note {
+                kind,
+                message: shorten_note(message.into()),
+            });
+        }
+        self
+    }
+
+    /// The heap bytes it holds (for caches that bound their memory).
+    pub fn heap_bytes(&self) -> usize {
+        self.message.capacity()
+            + self.notes.capacity() * std::mem::size_of::<Note>()
+            + self
+                .notes
+                .iter()
+                .map(|n| n.message.capacity())
+                .sum::<usize>()
+    }
+}
+
+/// Cuts a note: its first line like a message ([`shorten_message`]); each further line (quoted
+/// source) to [`MAX_NOTE_LINE_CHARS`] characters, and at most 8 of them.
+pub fn shorten_note(message: String) -> String {
+    if !message.contains('\n') {
+        return shorten_message(message);
+    }
+    let mut lines = message.split('\n');
+    let mut out = shorten_message(lines.next().unwrap_or_default().to_string());
+    for line in lines.take(8) {
+        out.push('\n');
+        match line.char_indices().nth(MAX_NOTE_LINE_CHARS) {
+            Some(_) => {
+                let keep = line
+                    .char_indices()
+                    .nth(MAX_NOTE_LINE_CHARS - 1)
+                    .map_or(line.len(), |(at, _)| at);
+                out.push_str(&line[..keep]);
+                out.push_str(ELLIPSIS);
+            }
+            None => out.push_str(line),
+        }
+    }
+    out
 }
 
 /// Cuts every backtick-quoted piece of `message` (names and tokens of the source, by the style of
@@ -197,13 +289,22 @@ impl SourceErrors {
         };
         let index = LineIndex::new(&self.text);
         for diagnostic in self.diagnostics.iter().take(MAX_REPORTED_DIAGNOSTICS) {
+            let report = Report::error()
+                .with_code(diagnostic.code.as_str())
+                .with_message(&diagnostic.message)
+                .with_notes(
+                    diagnostic
+                        .notes
+                        .iter()
+                        .map(|n| format!("{}: {}", n.kind.as_str(), n.message))
+                        .collect(),
+                );
             emit(
                 &mut buffer,
                 &self.name,
                 &self.text,
                 &index,
-                diagnostic.code.as_str(),
-                &diagnostic.message,
+                report,
                 diagnostic.span,
             );
         }
@@ -227,6 +328,7 @@ impl SourceErrors {
 
     /// `{"outcome":"invalid","errors":[{"code":..,"message":..,"line":..,"column":..}]}` with the
     /// first [`MAX_REPORTED_DIAGNOSTICS`] diagnostics, and `"more_errors": N` when there are more.
+    /// A diagnostic with notes has `"notes":[{"kind":"help","message":..}]` too.
     /// Hidden from the docs (feature `json`): the wire format of the command line's `--json` and
     /// of the server, not embedder API ([`SourceErrors::diagnostics`] holds the same data).
     #[cfg(feature = "json")]
@@ -239,12 +341,20 @@ impl SourceErrors {
             .take(MAX_REPORTED_DIAGNOSTICS)
             .map(|d| {
                 let at = index.line_col(&self.text, d.span.start);
-                serde_json::json!({
+                let mut json = serde_json::json!({
                     "code": d.code.as_str(),
                     "message": d.message,
                     "line": at.line,
                     "column": at.column,
-                })
+                });
+                if !d.notes.is_empty() {
+                    json["notes"] = d
+                        .notes
+                        .iter()
+                        .map(|n| serde_json::json!({ "kind": n.kind.as_str(), "message": n.message }))
+                        .collect();
+                }
+                json
             })
             .collect();
         let mut json = serde_json::json!({ "outcome": "invalid", "errors": errors });
@@ -262,21 +372,18 @@ fn clamp(span: Span, len: usize) -> Range<usize> {
     start..end
 }
 
-/// Renders one diagnostic into `buffer`, its snippet an [`Excerpt`] of `text`.
+/// Renders one diagnostic into `buffer`: `report` (its code, message and notes) with a label on
+/// `span`, its snippet an [`Excerpt`] of `text`.
 fn emit(
     buffer: &mut termcolor::Buffer,
     name: &str,
     text: &str,
     index: &LineIndex,
-    code: &str,
-    message: &str,
+    report: Report<()>,
     span: Span,
 ) {
     let excerpt = Excerpt::new(name, text, index, clamp(span, text.len()));
-    let report = Report::error()
-        .with_code(code)
-        .with_message(message)
-        .with_labels(vec![Label::primary((), excerpt.label.clone())]);
+    let report = report.with_labels(vec![Label::primary((), excerpt.label.clone())]);
     // Rendering into a memory buffer cannot fail: the excerpt's label lies inside its text.
     let _ = term::emit(buffer, &term::Config::default(), &excerpt, &report);
 }
@@ -480,8 +587,7 @@ pub fn render_runtime_error(
         name,
         text,
         &LineIndex::new(text),
-        code,
-        &message,
+        Report::error().with_code(code).with_message(message),
         span,
     );
     String::from_utf8_lossy(buffer.as_slice()).into_owned()
@@ -609,6 +715,42 @@ mod tests {
             assert_eq!(json["more_errors"], 900);
             assert!(one.to_json().get("more_errors").is_none());
         }
+    }
+
+    #[test]
+    fn notes_are_rendered_and_in_the_json_and_bounded() {
+        let diagnostic = Diagnostic::new(Code::E0201, "unknown event `ad`", Span::new(1, 3))
+            .with_help("did you mean `add`?")
+            .with_note(
+                NoteKind::Note,
+                format!("two lines:\n{}\nend", "x".repeat(1000)),
+            );
+        let all = SourceErrors {
+            name: "t".into(),
+            text: "~ad()\n".into(),
+            diagnostics: vec![diagnostic],
+        };
+        let rendered = all.render(false);
+        assert!(
+            rendered.contains("  = help: did you mean `add`?\n  = note: two lines:\n"),
+            "{rendered}"
+        );
+        let note = &all.diagnostics[0].notes[1].message;
+        let lines: Vec<&str> = note.lines().collect();
+        assert_eq!(lines.len(), 3, "{note}");
+        assert_eq!(lines[1].chars().count(), MAX_NOTE_LINE_CHARS);
+        assert!(lines[1].ends_with('…') && lines[2] == "end");
+        assert_eq!(
+            all.to_json()["errors"][0]["notes"][0],
+            serde_json::json!({ "kind": "help", "message": "did you mean `add`?" })
+        );
+        // Many notes, many lines: bounded.
+        let mut many = Diagnostic::new(Code::E0201, "m", Span::default());
+        for _ in 0..10 {
+            many = many.with_help("y\n".repeat(100));
+        }
+        assert_eq!(many.notes.len(), MAX_NOTES);
+        assert!(many.notes.iter().all(|n| n.message.lines().count() <= 9));
     }
 
     #[test]

@@ -673,14 +673,18 @@ fn all_errors_of_a_source_are_reported_together_with_positions() {
         .compile("t", source, &CompileOptions::default())
         .err()
         .unwrap();
+    // `txt` is reported with "did you mean `text`?", and `text` not again as missing.
     assert_eq!(
         errors.positions(),
         vec![
             (Code::E0201, 1, 2),
-            (Code::E0205, 2, 2),
             (Code::E0205, 2, 17),
             (Code::E0204, 3, 5)
         ]
+    );
+    assert_eq!(
+        errors.to_json()["errors"][1]["notes"],
+        serde_json::json!([{ "kind": "help", "message": "did you mean `text`?" }])
     );
     let rendered = errors.render(false);
     assert!(

@@ -53,7 +53,7 @@ fn check_errors_go_to_stderr_with_snippets_and_exit_1() {
     assert!(err.contains(":1:23"), "{err}");
     assert_eq!(
         out.lines().last().unwrap(),
-        r#"{"outcome":"invalid","errors":[{"code":"E0202","message":"unknown name `nope`; a flow input? declare it with `~input { nope: int }` (or float, bool, str), or give it a value (command line: `--input nope:int=...`)","line":1,"column":23}]}"#
+        r#"{"outcome":"invalid","errors":[{"code":"E0202","message":"unknown name `nope`","line":1,"column":23,"notes":[{"kind":"help","message":"a flow input? declare it with `~input { nope: int }` (or float, bool, str), or give it a value (command line: `--input nope:int=...`)"}]}]}"#
     );
     let (code, out, _) = koru(&["check", &file, "--json"]);
     assert_eq!(code, 1);
@@ -110,7 +110,8 @@ fn an_input_not_given_is_an_unknown_name_with_a_hint() {
     let (code, _, err) = koru(&["check", &file]);
     assert_eq!(code, 1);
     assert!(
-        err.contains("error[E0202]: unknown name `value`; a flow input? declare it with `~input { value: int }` (or float, bool, str), or give it a value (command line: `--input value:int=...`)"),
+        err.contains("error[E0202]: unknown name `value`\n")
+            && err.contains("= help: a flow input? declare it with `~input { value: int }` (or float, bool, str), or give it a value (command line: `--input value:int=...`)"),
         "{err}"
     );
     // The hint once per name, for the first 3 names; none for a name bound somewhere else in the
@@ -129,7 +130,8 @@ fn an_input_not_given_is_an_unknown_name_with_a_hint() {
         .map(|e| {
             let message = e["message"].as_str().unwrap();
             let name = message.split('`').nth(1).unwrap().to_string();
-            (name, message.contains("--input"))
+            let help = e["notes"][0]["message"].as_str().unwrap_or("");
+            (name, help.contains("--input"))
         })
         .collect();
     let expected: Vec<(String, bool)> = [

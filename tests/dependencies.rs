@@ -48,6 +48,8 @@ fn the_library_depends_by_default_on_what_the_engine_needs_only() {
         "lalrpop-util",
         "codespan-reporting",
         "thiserror",
+        // The checker's "did you mean" (edit distances).
+        "strsim",
         // The JIT tier.
         "cranelift-codegen",
         "cranelift-frontend",

@@ -34,7 +34,7 @@ fn entry_bytes(key: &Key, slot: &Slot) -> usize {
                 + errors
                     .diagnostics
                     .iter()
-                    .map(|d| std::mem::size_of_val(d) + d.message.len())
+                    .map(|d| std::mem::size_of_val(d) + d.heap_bytes())
                     .sum::<usize>()
         }
         None => 0,

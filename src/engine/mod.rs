@@ -30,7 +30,7 @@ pub use inputs::{InputError, Inputs};
 pub use stats::FlowStats;
 
 use crate::cost::CostBound;
-use crate::diag::SourceErrors;
+use crate::diag::{Code, SourceErrors};
 use crate::host::{OutputSink, Registry};
 use crate::interp::Tiering;
 use crate::ir::{Program, ValueId, ValuePayload};
@@ -353,10 +353,7 @@ impl Engine {
             text: source.to_string(),
             diagnostics,
         };
-        let (file, diagnostics) = crate::syntax::parse(source, &options.limits);
-        if !diagnostics.is_empty() {
-            return Err(errors(diagnostics));
-        }
+        let (file, mut diagnostics) = crate::syntax::parse(source, &options.limits);
         let check = CheckOptions {
             scope: options.scope.clone(),
             inputs: options
@@ -371,6 +368,20 @@ impl Engine {
                 .collect(),
             limits: options.limits.clone(),
         };
+        if !diagnostics.is_empty() {
+            // SPEC 6, all errors: the items that parsed are checked too, when only flows failed
+            // (nothing else refers to a flow, so no error of the check is a knock-on) and no
+            // front-end limit was hit.
+            let limited = diagnostics.iter().any(|d| d.code == Code::E0105);
+            if !limited && crate::sema::failed_items_are_flows(source, &file) {
+                if let Err(more) = crate::sema::check(&self.shared.registry, &file, source, &check)
+                {
+                    diagnostics.extend(more);
+                    diagnostics.sort_by_key(|d| (d.span.start, d.span.end));
+                }
+            }
+            return Err(errors(diagnostics));
+        }
         let program =
             crate::sema::check(&self.shared.registry, &file, source, &check).map_err(errors)?;
         if program.locals.len() > options.limits.max_bindings {

@@ -543,6 +543,28 @@ impl Registry {
         None
     }
 
+    /// The names a flow checked against `scope` may invoke as host events: every registered
+    /// event the scope allows and every alias it defines (the candidates of the checker's "did
+    /// you mean"; unsorted).
+    pub(crate) fn visible_event_names<'a>(&'a self, scope: Option<&'a str>) -> Vec<&'a str> {
+        let mut names: Vec<&str> = self
+            .events
+            .iter()
+            .map(|event| &*event.sig.name)
+            .filter(|name| matches!(self.resolve(scope, name), Resolution::Allowed { .. }))
+            .collect();
+        if let Some(Ok(scopes)) = scope.map(|scope| self.scope_closure(scope)) {
+            for scope in scopes {
+                for rule in &scope.rules {
+                    if let ScopeRule::Alias { alias, .. } = rule {
+                        names.push(alias);
+                    }
+                }
+            }
+        }
+        names
+    }
+
     /// Every scope `scope` includes, itself first; `Err` names an unknown scope.
     pub(crate) fn scope_closure<'a>(&'a self, scope: &'a str) -> Result<Vec<&'a Scope>, String> {
         let mut names: Vec<&str> = vec![scope];

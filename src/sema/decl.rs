@@ -1,5 +1,6 @@
 //! Event declarations to signatures.
 
+use super::suggest::Suggester;
 use crate::diag::{Code, Diagnostic};
 use crate::syntax::ast;
 use crate::types::{BranchSig, EventSig, PayloadType, Type};
@@ -8,11 +9,17 @@ use std::sync::Arc;
 pub fn resolve_type(ty: &ast::TypeExpr, diagnostics: &mut Vec<Diagnostic>) -> Option<Type> {
     let found = Type::from_written(&ty.text);
     if found.is_none() {
-        diagnostics.push(Diagnostic::new(
+        let mut diagnostic = Diagnostic::new(
             Code::E0204,
             format!("unknown type `{}` (expected int, float, bool, str or a Zig spelling such as i64 or []const u8)", ty.text),
             ty.span,
-        ));
+        );
+        // A few short candidates: a suggester of its own costs next to nothing.
+        let spellings = ["int", "float", "bool", "str", "string", "i64", "f64"];
+        if let Some(help) = Suggester::default().did_you_mean(&ty.text, spellings) {
+            diagnostic = diagnostic.with_help(help);
+        }
+        diagnostics.push(diagnostic);
     }
     found
 }

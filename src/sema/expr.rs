@@ -16,8 +16,9 @@ impl Lowerer<'_> {
     /// give: the message says how to declare or supply it, at the first use of each such name
     /// (of at most [`MAX_QUOTED_CHARS`] characters, as messages quote them), for at most
     /// [`INPUT_HINTS`] names per source.
-    fn unknown_name(&mut self, name: &str) -> String {
-        let mut message = format!("unknown name `{name}`");
+    /// How to give `name` as a flow input, if an unknown `name` could be one: bound by no
+    /// continuation of the source, in a top-level flow, for at most [`INPUT_HINTS`] names.
+    fn input_hint(&mut self, name: &str) -> Option<String> {
         // Not in a subflow's body (checked on its own, or inlined silently).
         if self.check_only
             || self.silent > 0
@@ -25,20 +26,20 @@ impl Lowerer<'_> {
             || name.chars().count() > MAX_QUOTED_CHARS
             || self.input_hints.iter().any(|hinted| hinted == name)
         {
-            return message;
+            return None;
         }
-        let bound_somewhere = self.source.is_some_and(|file| {
+        let bound_somewhere = self.source_file.is_some_and(|file| {
             self.bound_names
                 .get_or_init(|| bound_names(file))
                 .contains(name)
         });
-        if !bound_somewhere {
-            self.input_hints.push(name.to_string());
-            message += &format!(
-                "; a flow input? declare it with `~input {{ {name}: int }}` (or float, bool, str), or give it a value (command line: `--input {name}:int=...`)"
-            );
+        if bound_somewhere {
+            return None;
         }
-        message
+        self.input_hints.push(name.to_string());
+        Some(format!(
+            "a flow input? declare it with `~input {{ {name}: int }}` (or float, bool, str), or give it a value (command line: `--input {name}:int=...`)"
+        ))
     }
 
     /// Lowers an expression and checks it has type `expected`.
@@ -106,9 +107,10 @@ impl Lowerer<'_> {
                     );
                     None
                 }
+                // Its error was reported where it was bound.
+                Some(Bound::Broken { .. }) => None,
                 None => {
-                    let message = self.unknown_name(name);
-                    self.error(Code::E0202, message, span);
+                    self.unknown_name(name, span);
                     None
                 }
             },
@@ -121,14 +123,27 @@ impl Lowerer<'_> {
                     );
                     return None;
                 };
-                match self.lookup(name).cloned() {
-                    Some(Bound::Struct(fields)) => {
+                let (fields, lost) = match self.lookup(name).cloned() {
+                    Some(Bound::Struct(fields)) => (Some(fields), Some(Vec::new())),
+                    Some(Bound::Broken { fields, lost }) => (Some(fields), lost),
+                    other => (None, other.map(|_| Vec::new())),
+                };
+                match (fields, lost) {
+                    (Some(fields), lost) => {
                         match fields.iter().find(|(n, _, _)| **n == *field.name) {
                             Some((_, local, ty)) => Some((Expr::Local(*local, *ty), *ty)),
+                            // Lost to an error reported where the payload was made.
+                            None if Bound::may_have_lost(&lost, &field.name) => None,
                             None => {
+                                let all: Vec<&str> = fields
+                                    .iter()
+                                    .map(|(n, _, _)| &**n)
+                                    .chain(lost.iter().flatten().map(|n| &**n))
+                                    .collect();
                                 let names: Vec<String> =
-                                    fields.iter().map(|(n, _, _)| format!("`{n}`")).collect();
-                                self.error(
+                                    all.iter().map(|n| format!("`{n}`")).collect();
+                                let help = self.did_you_mean(&field.name, all.iter().copied());
+                                self.error_with_help(
                                     Code::E0203,
                                     format!(
                                         "`{name}` has no field `{}` (its fields: {})",
@@ -136,12 +151,13 @@ impl Lowerer<'_> {
                                         names.join(", ")
                                     ),
                                     field.span,
+                                    help,
                                 );
                                 None
                             }
                         }
                     }
-                    Some(_) => {
+                    (None, Some(_)) => {
                         self.error(
                             Code::E0203,
                             format!(
@@ -152,9 +168,8 @@ impl Lowerer<'_> {
                         );
                         None
                     }
-                    None => {
-                        let message = self.unknown_name(name);
-                        self.error(Code::E0202, message, base.span);
+                    (None, None) => {
+                        self.unknown_name(name, base.span);
                         None
                     }
                 }
@@ -236,6 +251,19 @@ impl Lowerer<'_> {
                 ))
             }
         }
+    }
+
+    /// Reports an unknown name (E0202), with the closest name in scope as a suggestion.
+    fn unknown_name(&mut self, name: &str, span: crate::span::Span) {
+        let names = if self.silent() {
+            Vec::new()
+        } else {
+            self.names_in_scope()
+        };
+        let help = self.did_you_mean(name, names.iter().map(|n| &**n));
+        // A close name first; else, perhaps a flow input the caller did not declare or give.
+        let help = help.or_else(|| self.input_hint(name));
+        self.error_with_help(Code::E0202, format!("unknown name `{name}`"), span, help);
     }
 
     fn lower_binary(

@@ -1,10 +1,11 @@
 //! Lowering checked syntax to the typed IR: steps, continuations, builtins and subflow inlining.
 
+use super::suggest::Suggester;
 use super::{CheckOptions, SubflowDef};
-use crate::diag::{Code, Diagnostic};
+use crate::diag::{Code, Diagnostic, NoteKind};
 use crate::host::{Implementation, Registry, Resolution, StdEvent};
 use crate::ir::*;
-use crate::span::Span;
+use crate::span::{LineIndex, Span};
 use crate::syntax::ast;
 use crate::types::{EventSig, PayloadType, Type};
 use std::collections::HashMap;
@@ -17,7 +18,31 @@ pub(super) enum Bound {
     Struct(Vec<(Arc<str>, LocalId, Type)>),
     /// A binding of an empty payload: it has no value.
     Empty,
+    /// A payload whose type is only partly known because of an error already reported where it
+    /// was made (a capture whose initial value did not check): its known `fields` work; a use of
+    /// it as a whole, or of a field it may have had (in `lost`; any, when `None`), fails without
+    /// an error of its own (it would only repeat the first).
+    Broken {
+        fields: Vec<(Arc<str>, LocalId, Type)>,
+        lost: Option<Vec<Arc<str>>>,
+    },
 }
+
+impl Bound {
+    /// Whether `field` may be a field that an earlier error lost (its uses are not reported).
+    pub(super) fn may_have_lost(lost: &Option<Vec<Arc<str>>>, field: &str) -> bool {
+        lost.as_ref()
+            .is_none_or(|lost| lost.iter().any(|n| **n == *field))
+    }
+}
+
+/// At most this many continuations of the enclosing invocation are shown in the two-line form of
+/// a one-line chain.
+const MAX_FORM_LINES: usize = 4;
+
+/// The value standing for a continuation step that did not check, in a subflow being checked: a
+/// path ending there is not reported as ending with the wrong branch (its error is reported).
+const FAILED_STEP: ValueId = ValueId(u32::MAX);
 
 pub(super) struct Binding {
     pub name: Arc<str>,
@@ -29,6 +54,26 @@ pub(super) struct Binding {
 struct CaptureContext {
     fields: Vec<(Arc<str>, LocalId, Type)>,
     value: ValueId,
+    /// Fields its initial value had but whose values did not check (any, when `None`: the
+    /// initial value was not a struct literal): updating one is not reported again.
+    lost: Option<Vec<Arc<str>>>,
+}
+
+/// A continuation being lowered, as the continuations nested in its step see it: what SPEC 2.3's
+/// one-line rule would have attached them to, had they been written on their own line.
+struct EnclosingArm {
+    /// The invocation it continues, and that invocation's branches.
+    event: Arc<str>,
+    branches: smallvec::SmallVec<[Arc<str>; 4]>,
+    invocation: Span,
+    /// Whether that invocation is the head of its flow or subflow.
+    head: bool,
+    /// Where its own and its earlier siblings' continuations start (`arm_starts[from..=at]`).
+    from: usize,
+    at: usize,
+    /// Branches of `event` that a nested continuation named while attached, on one line, to an
+    /// invocation that has no such branch (reported there: not reported again as unhandled).
+    claimed: smallvec::SmallVec<[usize; 2]>,
 }
 
 /// One branch an invocation can take, as its continuations see it.
@@ -56,6 +101,9 @@ pub(crate) struct Lowerer<'a> {
     options: &'a CheckOptions,
     subflows: &'a HashMap<String, SubflowDef<'a>>,
     recursive: &'a [String],
+    /// Events the source declares with errors: a call of one is checked as one of an unknown
+    /// event, without an E0201 of its own.
+    broken_declarations: &'a [String],
     text: &'a str,
     pub(super) locals: Vec<LocalDecl>,
     values: Vec<ValueDesc>,
@@ -90,10 +138,21 @@ pub(crate) struct Lowerer<'a> {
     inlining: Vec<(Arc<str>, Span)>,
     /// The checked source, and the names its continuations bind (computed at the first unknown
     /// name): an unknown name bound nowhere may be a flow input the caller did not give.
-    pub(super) source: Option<&'a ast::SourceFile>,
+    pub(super) source_file: Option<&'a ast::SourceFile>,
     pub(super) bound_names: std::cell::OnceCell<std::collections::HashSet<&'a str>>,
     /// The unknown names whose error said how to give a flow input.
     pub(super) input_hints: Vec<String>,
+    /// The continuations being lowered, outermost first, and where each of their invocations'
+    /// continuations start (for the diagnostics of SPEC 2.3's one-line attachment).
+    enclosing: Vec<EnclosingArm>,
+    arm_starts: Vec<u32>,
+    /// "Did you mean" suggestions, and the names they choose from, made when first needed.
+    suggester: Suggester,
+    event_names: Option<Vec<Arc<str>>>,
+    /// Lines of the checked source, made when first needed.
+    lines: Option<LineIndex>,
+    /// The checked source (`text` is a library's while inlining its subflows).
+    source: &'a str,
 }
 
 impl<'a> Lowerer<'a> {
@@ -103,12 +162,14 @@ impl<'a> Lowerer<'a> {
         text: &'a str,
         subflows: &'a HashMap<String, SubflowDef<'a>>,
         recursive: &'a [String],
+        broken_declarations: &'a [String],
     ) -> Lowerer<'a> {
         Lowerer {
             registry,
             options,
             subflows,
             recursive,
+            broken_declarations,
             text,
             locals: Vec::new(),
             values: Vec::new(),
@@ -131,7 +192,13 @@ impl<'a> Lowerer<'a> {
             scope: Vec::new(),
             captures: Vec::new(),
             inlining: Vec::new(),
-            source: None,
+            enclosing: Vec::new(),
+            arm_starts: Vec::new(),
+            suggester: Suggester::default(),
+            event_names: None,
+            lines: None,
+            source: text,
+            source_file: None,
             bound_names: std::cell::OnceCell::new(),
             input_hints: Vec::new(),
         }
@@ -142,7 +209,7 @@ impl<'a> Lowerer<'a> {
     /// caller's guessed ones that the source does not declare. At most
     /// `FrontEndLimits::max_inputs` in all (E0105).
     pub fn declare_inputs(&mut self, file: &'a ast::SourceFile) {
-        self.source = Some(file);
+        self.source_file = Some(file);
         let options = self.options;
         let max = options.limits.max_inputs;
         let mut index: HashMap<Arc<str>, usize> = HashMap::new();
@@ -249,6 +316,87 @@ impl<'a> Lowerer<'a> {
         if self.silent == 0 {
             self.diagnostics.push(Diagnostic::new(code, message, span));
         }
+    }
+
+    /// Reports an error with a note (`help` if `help` is set): a "did you mean" or how to fix it.
+    pub(super) fn error_with_help(
+        &mut self,
+        code: Code,
+        message: impl Into<String>,
+        span: Span,
+        help: Option<String>,
+    ) {
+        if self.silent == 0 {
+            let mut diagnostic = Diagnostic::new(code, message, span);
+            if let Some(help) = help {
+                diagnostic = diagnostic.with_help(help);
+            }
+            self.diagnostics.push(diagnostic);
+        }
+    }
+
+    /// Whether errors are being left unreported (while inlining a subflow already checked).
+    pub(super) fn silent(&self) -> bool {
+        self.silent > 0
+    }
+
+    /// "did you mean `X`?" for a misspelled `name` among `candidates` (none while silent: the
+    /// error it would go with is not reported).
+    pub(super) fn did_you_mean<'c>(
+        &mut self,
+        name: &str,
+        candidates: impl IntoIterator<Item = &'c str>,
+    ) -> Option<String> {
+        if self.silent > 0 {
+            return None;
+        }
+        self.suggester.did_you_mean(name, candidates)
+    }
+
+    /// The names in scope, innermost first (what an unknown name may be a misspelling of); none
+    /// once the suggestion budget is spent.
+    pub(super) fn names_in_scope(&self) -> Vec<Arc<str>> {
+        if self.suggester.is_spent() {
+            return Vec::new();
+        }
+        self.scope.iter().rev().map(|b| b.name.clone()).collect()
+    }
+
+    /// Every event a flow may invoke here: the builtins, the source's and its libraries'
+    /// subflows, and the host events the scope allows (aliases included), sorted.
+    fn event_names(&mut self) -> &[Arc<str>] {
+        if self.event_names.is_none() {
+            let mut names: Vec<Arc<str>> = ["for", "if", "while", "capture"]
+                .into_iter()
+                .map(Arc::from)
+                .collect();
+            names.extend(self.subflows.keys().map(|n| Arc::from(n.as_str())));
+            let scope = self.options.scope.as_deref();
+            names.extend(
+                self.registry
+                    .visible_event_names(scope)
+                    .into_iter()
+                    .map(Arc::from),
+            );
+            names.sort_unstable();
+            names.dedup();
+            self.event_names = Some(names);
+        }
+        self.event_names.as_deref().unwrap_or_default()
+    }
+
+    /// "did you mean `X`?" for an unknown event `name`.
+    fn did_you_mean_event(&mut self, name: &str) -> Option<String> {
+        if self.silent > 0 {
+            return None;
+        }
+        self.event_names();
+        let names = self.event_names.take().unwrap_or_default();
+        let help = self
+            .suggester
+            .did_you_mean(name, names.iter().map(|n| &**n));
+        self.event_names = Some(names);
+        help
     }
 
     fn sp(&self, span: Span) -> Span {
@@ -413,10 +561,29 @@ impl<'a> Lowerer<'a> {
         self.check_only = true;
         let body = self.lower_step(def.body);
         self.check_only = false;
+        if let (ast::Step::Discard(span), false) = (def.body, def.sig.is_void()) {
+            let names: Vec<String> = def
+                .sig
+                .branches
+                .iter()
+                .map(|b| format!("`{}`", b.name))
+                .collect();
+            self.error(
+                Code::E0209,
+                format!(
+                    "subflow `{name}` is `_`, which ends with no branch (its event's branches: {})",
+                    names.join(", ")
+                ),
+                *span,
+            );
+        }
         if let Some(body) = body {
             let mut values = Vec::new();
             step_values(&body, &mut values);
             for value in values {
+                if value == FAILED_STEP {
+                    continue;
+                }
                 if let Err(message) = self.exit_for(&def.sig, value, &BranchLocals::default()) {
                     // Every value of the body was made after the mark, while checking.
                     let span = (value.0 as usize)
@@ -478,9 +645,6 @@ impl<'a> Lowerer<'a> {
             _ => {}
         }
         if let Some(def) = self.subflows.get(name) {
-            if self.recursive.iter().any(|r| r == name) {
-                return None;
-            }
             return self.lower_call(invocation, name, def);
         }
         match self.registry.resolve(self.options.scope.as_deref(), name) {
@@ -493,6 +657,8 @@ impl<'a> Lowerer<'a> {
                         ),
                         invocation.path.span,
                     );
+                    // Its arguments and continuations are still checked against its signature.
+                    self.lower_host(invocation, host, cost);
                     return None;
                 }
                 self.lower_host(invocation, host, cost)
@@ -504,14 +670,24 @@ impl<'a> Lowerer<'a> {
                     format!("event `{name}` is not allowed in scope `{scope}` (EventDenied)"),
                     invocation.path.span,
                 );
+                if let Some(host) = self.registry.event_index(name) {
+                    self.lower_host(invocation, host, 1);
+                }
+                None
+            }
+            Resolution::Unknown if self.broken_declarations.iter().any(|b| b == name) => {
+                self.check_unknown_invocation(invocation);
                 None
             }
             Resolution::Unknown => {
-                self.error(
+                let help = self.did_you_mean_event(name);
+                self.error_with_help(
                     Code::E0201,
                     format!("unknown event `{name}`"),
                     invocation.path.span,
+                    help,
                 );
+                self.check_unknown_invocation(invocation);
                 None
             }
         }
@@ -611,13 +787,19 @@ impl<'a> Lowerer<'a> {
     fn lower_host(&mut self, invocation: &ast::Invocation, host: usize, cost: u64) -> Option<Step> {
         let name = invocation.path.text.as_str();
         let sig = self.registry.events()[host].sig.clone();
+        // A template with errors still has its continuations checked (then nothing is made).
         let args = if matches!(
             self.registry.events()[host].implementation,
             Implementation::Std(StdEvent::PrintTemplate)
         ) {
-            Arguments::Template(self.lower_template(invocation)?)
+            self.lower_template(invocation).map(Arguments::Template)
         } else {
-            Arguments::Inputs(self.lower_args(&invocation.args, &sig.inputs, name, invocation.span))
+            Some(Arguments::Inputs(self.lower_args(
+                &invocation.args,
+                &sig.inputs,
+                name,
+                invocation.span,
+            )))
         };
         let event = self.event_use(host, name, cost);
         let (payloads, infos, first_value) =
@@ -630,6 +812,7 @@ impl<'a> Lowerer<'a> {
             invocation.span,
             None,
         );
+        let args = args?;
         self.invoke_sites += 1;
         Some(Step::Invoke(Box::new(Invoke {
             event,
@@ -668,14 +851,19 @@ impl<'a> Lowerer<'a> {
                 return None;
             }
         };
+        // Every hole is checked, whichever fail.
         let mut lowered = Vec::new();
+        let mut ok = true;
         for part in parts {
             match part {
                 crate::syntax::TemplatePart::Text(text) => {
                     lowered.push(TemplatePart::Text(text.into_boxed_str()))
                 }
                 crate::syntax::TemplatePart::Hole(expr, format) => {
-                    let (ir, ty) = self.lower_expr(&expr)?;
+                    let Some((ir, ty)) = self.lower_expr(&expr) else {
+                        ok = false;
+                        continue;
+                    };
                     let expected = match format {
                         crate::syntax::HoleFormat::Any => None,
                         crate::syntax::HoleFormat::Str => Some(Type::Str),
@@ -691,14 +879,15 @@ impl<'a> Lowerer<'a> {
                                 ),
                                 expr.span,
                             );
-                            return None;
+                            ok = false;
+                            continue;
                         }
                     }
                     lowered.push(TemplatePart::Hole(ir));
                 }
             }
         }
-        Some(lowered)
+        ok.then_some(lowered)
     }
 
     /// Matches arguments to inputs: by name, or one positional argument for a one-input event.
@@ -711,6 +900,8 @@ impl<'a> Lowerer<'a> {
     ) -> Vec<Argument> {
         let mut slots: Vec<Option<Argument>> = (0..inputs.len()).map(|_| None).collect();
         let mut failed: smallvec::SmallVec<[bool; 8]> = smallvec::smallvec![false; inputs.len()];
+        // Which inputs some argument names, made at the first unknown name (for its suggestion).
+        let mut named: Option<smallvec::SmallVec<[bool; 8]>> = None;
         for arg in args {
             let index = match &arg.name {
                 Some(name) => match inputs.iter().position(|(input, _)| **input == *name.name) {
@@ -722,10 +913,40 @@ impl<'a> Lowerer<'a> {
                         } else {
                             format!("its inputs: {}", names.join(", "))
                         };
-                        self.error(
+                        // Only inputs no argument names (a misspelled name is one of those).
+                        let closest = if self.silent == 0 && !self.suggester.is_spent() {
+                            let named = named.get_or_insert_with(|| {
+                                let mut named = smallvec::smallvec![false; inputs.len()];
+                                for arg in args {
+                                    let position = arg.name.as_ref().and_then(|n| {
+                                        inputs.iter().position(|(input, _)| **input == *n.name)
+                                    });
+                                    if let Some(index) = position {
+                                        named[index] = true;
+                                    }
+                                }
+                                named
+                            });
+                            let free = inputs
+                                .iter()
+                                .zip(named.iter())
+                                .filter(|(_, named)| !**named)
+                                .map(|((n, _), _)| &**n);
+                            self.suggester.closest(&name.name, free)
+                        } else {
+                            None
+                        };
+                        // The input it misspells is not reported missing as well.
+                        if let Some(index) =
+                            closest.and_then(|found| inputs.iter().position(|(n, _)| **n == *found))
+                        {
+                            failed[index] = true;
+                        }
+                        self.error_with_help(
                             Code::E0205,
                             format!("`{event}` has no input `{}` ({known})", name.name),
                             name.span,
+                            closest.map(|found| format!("did you mean `{found}`?")),
                         );
                         continue;
                     }
@@ -834,7 +1055,14 @@ impl<'a> Lowerer<'a> {
         };
         let mut handled = vec![false; branches.len()];
         let mut catch_alls = Vec::new();
+        // Branches whose E0207 would only repeat an E0206 of this invocation: a misspelled
+        // branch's suggestion, a void event's result continued with a named branch, a branch a
+        // continuation nested on the same line named instead.
+        let mut explained: smallvec::SmallVec<[usize; 2]> = smallvec::SmallVec::new();
+        let void = branches.len() == 1 && branches[0].name.is_empty();
+        let arms_from = self.arm_starts.len();
         for continuation in continuations {
+            self.arm_starts.push(continuation.span.start);
             let (branch, binding, guard) = match &continuation.kind {
                 ast::ContinuationKind::Branch {
                     branch,
@@ -842,16 +1070,23 @@ impl<'a> Lowerer<'a> {
                     guard,
                 } => {
                     let Some(index) = branches.iter().position(|b| *b.name == *branch.name) else {
-                        let names: Vec<String> =
-                            branches.iter().map(|b| format!("`{}`", b.name)).collect();
-                        self.error(
-                            Code::E0206,
-                            format!(
-                                "`{event}` has no branch `{}` (its branches: {})",
-                                branch.name,
-                                names.join(", ")
-                            ),
-                            branch.span,
+                        let suggested =
+                            self.report_unknown_branch(continuation, branch, branches, event, span);
+                        if void {
+                            explained.push(0);
+                        }
+                        explained.extend(suggested);
+                        // Its step is still checked, with its binding of an unknown type.
+                        let binding = match binding {
+                            Some(ast::Binding::Name(name)) => Some(name),
+                            _ => None,
+                        };
+                        let capture = capture.as_ref().map(|(_, context)| context);
+                        self.check_unattached_step(
+                            continuation,
+                            binding,
+                            guard.as_deref(),
+                            capture,
                         );
                         continue;
                     };
@@ -866,6 +1101,8 @@ impl<'a> Lowerer<'a> {
                             format!("`|>` continues an event with one branch, but `{event}` has {}: name the branch with `| name |>`", names.join(", ")),
                             continuation.span,
                         );
+                        let capture = capture.as_ref().map(|(_, context)| context);
+                        self.check_unattached_step(continuation, None, None, capture);
                         continue;
                     }
                     (Some(0), None, None)
@@ -896,10 +1133,33 @@ impl<'a> Lowerer<'a> {
                     self.captures.push(context.clone());
                 }
             }
-            let step = continuation
-                .step
-                .as_deref()
-                .and_then(|s| self.lower_step(s));
+            // The invocation being lowered is the one named by `event_context` (shared, not
+            // copied).
+            let event_name = match &self.event_context {
+                Some(context) if **context == *event => context.clone(),
+                _ => Arc::from(event),
+            };
+            self.enclosing.push(EnclosingArm {
+                event: event_name,
+                branches: branches.iter().map(|b| b.name.clone()).collect(),
+                invocation: span,
+                head: self.enclosing.is_empty(),
+                from: arms_from,
+                at: self.arm_starts.len() - 1,
+                claimed: smallvec::SmallVec::new(),
+            });
+            let step = continuation.step.as_deref().and_then(|s| {
+                let lowered = self.lower_step(s);
+                // In a subflow being checked, a step that failed stands for a value of its own,
+                // so that its path is not also reported as ending with the wrong branch.
+                if lowered.is_none() && self.check_only && !matches!(s, ast::Step::Discard(_)) {
+                    return Some(Step::Yield(FAILED_STEP));
+                }
+                lowered
+            });
+            if let Some(frame) = self.enclosing.pop() {
+                explained.extend(frame.claimed);
+            }
             self.captures.truncate(captures_len);
             self.scope.truncate(scope_len);
             let arm_index = arms.arms.len() as u32;
@@ -923,6 +1183,7 @@ impl<'a> Lowerer<'a> {
                 span: self.sp(continuation.span),
             });
         }
+        self.arm_starts.truncate(arms_from);
         for list in &mut arms.by_branch {
             list.extend(&catch_alls);
         }
@@ -937,25 +1198,249 @@ impl<'a> Lowerer<'a> {
             .collect();
         if !continuations.is_empty() && catch_alls.is_empty() {
             for (index, branch) in branches.iter().enumerate() {
-                if !handled[index] && !exempt.contains(&&*branch.name) {
-                    let shown = if branch.name.is_empty() {
-                        "the result".to_string()
+                if !handled[index]
+                    && !exempt.contains(&&*branch.name)
+                    && !explained.contains(&index)
+                {
+                    let message = if branch.name.is_empty() {
+                        format!("the result of `{event}` is not handled (continue it with `|> ...` or a catch-all `|? |> ...`)")
                     } else {
-                        format!("branch `{}`", branch.name)
+                        format!("branch `{}` of `{event}` is not handled (add `| {} |> ...` or a catch-all `|? |> ...`)", branch.name, branch.name)
                     };
-                    self.error(Code::E0207, format!("{shown} of `{event}` is not handled (add `| {} |> ...` or a catch-all `|? |> ...`)", branch.name), span);
+                    self.error(Code::E0207, message, span);
                 }
             }
         }
         arms
     }
 
+    /// Reports a continuation naming `branch`, which the invocation of `event` at `invocation`
+    /// (with `branches`) does not have (E0206): with the closest branch as a suggestion, and,
+    /// when SPEC 2.3's one-line rule attached it here while an enclosing invocation has that
+    /// branch, why and the form that attaches it there. Returns the index of the suggested branch.
+    fn report_unknown_branch(
+        &mut self,
+        continuation: &ast::Continuation,
+        branch: &ast::Ident,
+        branches: &[BranchInfo],
+        event: &str,
+        invocation: Span,
+    ) -> Option<usize> {
+        if self.silent > 0 {
+            return None;
+        }
+        let void = branches.len() == 1 && branches[0].name.is_empty();
+        let message = if void {
+            format!(
+                "`{event}` has no branch `{}`: it is void (it has no branches), so a continuation of it is written `|> step`",
+                branch.name
+            )
+        } else {
+            let names: Vec<String> = branches.iter().map(|b| format!("`{}`", b.name)).collect();
+            format!(
+                "`{event}` has no branch `{}` (its branches: {})",
+                branch.name,
+                names.join(", ")
+            )
+        };
+        let mut diagnostic = Diagnostic::new(Code::E0206, message, branch.span);
+        if let Some((note, help)) = self.misattached(continuation, branch, event, invocation) {
+            diagnostic = diagnostic.with_note(NoteKind::Note, note).with_help(help);
+            self.diagnostics.push(diagnostic);
+            return None;
+        }
+        let suggested = if void {
+            None
+        } else {
+            self.suggester
+                .closest(&branch.name, branches.iter().map(|b| &*b.name))
+                .and_then(|found| branches.iter().position(|b| *b.name == *found))
+        };
+        if let Some(index) = suggested {
+            diagnostic = diagnostic.with_help(format!("did you mean `{}`?", branches[index].name));
+        }
+        self.diagnostics.push(diagnostic);
+        suggested
+    }
+
+    /// When `continuation` (naming `branch`) was attached to the invocation of `event` at
+    /// `invocation` by SPEC 2.3's one-line rule and an enclosing invocation has that branch: the
+    /// note saying so and the help showing the continuation on its own line, where it attaches
+    /// to the enclosing invocation (whose frame then claims the branch).
+    fn misattached(
+        &mut self,
+        continuation: &ast::Continuation,
+        branch: &ast::Ident,
+        event: &str,
+        invocation: Span,
+    ) -> Option<(String, String)> {
+        if !std::ptr::eq(self.text, self.source) || self.enclosing.is_empty() {
+            return None;
+        }
+        let text = self.source;
+        let lines = self.lines.get_or_insert_with(|| LineIndex::new(text));
+        let line = lines.line_of(continuation.span.start as usize);
+        if lines.line_of((invocation.end as usize).saturating_sub(1)) != line {
+            return None;
+        }
+        let (depth, frame) = self
+            .enclosing
+            .iter()
+            .enumerate()
+            .rev()
+            .find(|(_, f)| f.branches.iter().any(|b| **b == *branch.name))?;
+        let index = frame.branches.iter().position(|b| **b == *branch.name)?;
+        // A piece of the source, cut to what a note line shows (the note cuts it again, marked).
+        let slice = |from: usize, to: usize| {
+            let piece = text.get(from..to).unwrap_or_default().trim_end();
+            let keep = piece
+                .char_indices()
+                .nth(crate::diag::MAX_NOTE_LINE_CHARS + 1)
+                .map_or(piece.len(), |(at, _)| at);
+            &piece[..keep]
+        };
+        let indent_of = |line: usize| {
+            let range = lines.line_range(text, line);
+            let whole = text.get(range).unwrap_or_default();
+            whole.len() - whole.trim_start().len()
+        };
+        let starts = &self.arm_starts[frame.from..=frame.at];
+        let arm_line = lines.line_of(starts[starts.len() - 1] as usize);
+        // The continuations of the enclosing invocation on that line, each shown on its own line:
+        // a few (beyond that the form is not shown, only the note).
+        let on_line = starts
+            .iter()
+            .rev()
+            .take(MAX_FORM_LINES + 1)
+            .take_while(|&&start| lines.line_of(start as usize) == arm_line)
+            .count();
+        let starts = &starts[starts.len() - on_line..];
+        let mut shown: Vec<String> = Vec::new();
+        let indent = if lines.line_of(frame.invocation.start as usize) == arm_line {
+            let head_line = lines.line_range(text, arm_line);
+            shown.push(slice(head_line.start, frame.invocation.end as usize).to_string());
+            indent_of(arm_line) + if frame.head { 0 } else { 4 }
+        } else {
+            indent_of(arm_line)
+        };
+        let pad = " ".repeat(indent.min(crate::diag::MAX_NOTE_LINE_CHARS));
+        for (k, &start) in starts.iter().enumerate() {
+            let end = starts
+                .get(k + 1)
+                .map_or(continuation.span.start, |&next| next);
+            shown.push(format!("{pad}{}", slice(start as usize, end as usize)));
+        }
+        let own_line = lines.line_range(text, line);
+        let end = (continuation.span.end as usize).min(own_line.end);
+        shown.push(format!(
+            "{pad}{}",
+            slice(continuation.span.start as usize, end)
+        ));
+        let outer = frame.event.clone();
+        let shown_all = on_line <= MAX_FORM_LINES;
+        self.enclosing[depth].claimed.push(index);
+        let note = format!(
+            "on one line, a continuation attaches to the last invocation written before it (SPEC 2.3): this `| {}` attaches to `{event}`, not to `{outer}`",
+            branch.name
+        );
+        let help = if shown_all {
+            format!(
+                "to continue `{outer}`, write the continuation on a line of its own:\n{}",
+                shown.join("\n")
+            )
+        } else {
+            format!("to continue `{outer}`, write the continuation on a line of its own, indented like the continuations of `{outer}`")
+        };
+        Some((note, help))
+    }
+
+    /// Checks what an invocation of an unknown event (E0201) holds: the expressions of its
+    /// arguments and its continuations, whose bindings are of unknown types and whose branches
+    /// are not checked.
+    fn check_unknown_invocation(&mut self, invocation: &ast::Invocation) {
+        for arg in &invocation.args {
+            match &arg.value {
+                ast::ArgValue::Expr(e) => {
+                    self.lower_expr(e);
+                }
+                ast::ArgValue::Range(start, end) => {
+                    self.lower_expr(start);
+                    self.lower_expr(end);
+                }
+                ast::ArgValue::Struct(fields) => {
+                    for field in fields {
+                        self.lower_expr(&field.value);
+                    }
+                }
+            }
+        }
+        for continuation in &invocation.continuations {
+            let (binding, guard) = match &continuation.kind {
+                ast::ContinuationKind::Branch { binding, guard, .. } => (
+                    match binding {
+                        Some(ast::Binding::Name(name)) => Some(name),
+                        _ => None,
+                    },
+                    guard.as_deref(),
+                ),
+                _ => (None, None),
+            };
+            self.arm_starts.push(continuation.span.start);
+            self.check_unattached_step(continuation, binding, guard, None);
+            self.arm_starts.pop();
+        }
+    }
+
+    /// Checks the guard and step of a continuation that attaches to no branch (its error is
+    /// reported), so that their own errors are reported too; its binding, if any, is of an
+    /// unknown type (its uses are not errors), and so is the accumulator of `capture` (the
+    /// capture it continues, which it may have meant to continue with `as`). What it lowers is
+    /// thrown away.
+    fn check_unattached_step(
+        &mut self,
+        continuation: &ast::Continuation,
+        binding: Option<&ast::Ident>,
+        guard: Option<&ast::Expr>,
+        capture: Option<&CaptureContext>,
+    ) {
+        let scope_len = self.scope.len();
+        let captures_len = self.captures.len();
+        if let Some(context) = capture {
+            self.captures.push(CaptureContext {
+                lost: None,
+                ..context.clone()
+            });
+        }
+        if let Some(name) = binding {
+            self.scope.push(Binding {
+                name: Arc::from(name.name.as_str()),
+                bound: Bound::Broken {
+                    fields: Vec::new(),
+                    lost: None,
+                },
+            });
+        }
+        if let Some(guard) = guard {
+            self.lower_bool(guard, "a guard");
+        }
+        if let Some(step) = continuation.step.as_deref() {
+            self.lower_step(step);
+        }
+        self.captures.truncate(captures_len);
+        self.scope.truncate(scope_len);
+    }
+
+    /// A call of a subflow: its arguments and continuations are checked against its event's
+    /// signature whatever its body is (a recursive subflow, or one whose body has errors, is
+    /// still called correctly or not: those errors are the callers' own), and its body is
+    /// inlined when it can be.
     fn lower_call(
         &mut self,
         invocation: &ast::Invocation,
         name: &str,
         def: &SubflowDef<'a>,
     ) -> Option<Step> {
+        let recursive = self.recursive.iter().any(|r| r == name);
         let sig = def.sig.clone();
         let call_span = self.sp(invocation.span);
         let args = self.lower_args(&invocation.args, &sig.inputs, name, invocation.span);
@@ -972,6 +1457,8 @@ impl<'a> Lowerer<'a> {
         // The body sees only its inputs and the flow inputs, and no enclosing capture.
         let saved_scope = std::mem::replace(&mut self.scope, body_scope);
         let saved_captures = std::mem::take(&mut self.captures);
+        // The body is a text of its own: its continuations attach within it.
+        let saved_enclosing = std::mem::take(&mut self.enclosing);
         let saved_override = self.span_override;
         let saved_text = self.text;
         if def.is_from_library() && self.span_override.is_none() {
@@ -980,8 +1467,19 @@ impl<'a> Lowerer<'a> {
         self.text = def.text;
         self.silent += 1;
         self.inlining.push((Arc::from(name), call_span));
-        let body = if self.check_only {
+        let body = if recursive {
+            None
+        } else if self.check_only {
             Some(Step::Yield(ValueId(0)))
+        } else if matches!(def.body, ast::Step::Discard(_)) {
+            // `~g = _`: a void subflow that does nothing yields the void result (a subflow of an
+            // event with branches cannot: E0209 when it is checked).
+            let value = self.new_value(Arc::from(""), ValuePayload::Empty, def.span);
+            Some(Step::Construct(Box::new(Construct {
+                fields: Vec::new(),
+                value,
+                span: call_span,
+            })))
         } else {
             self.lower_step(def.body)
         };
@@ -989,18 +1487,12 @@ impl<'a> Lowerer<'a> {
         self.silent -= 1;
         self.text = saved_text;
         self.span_override = saved_override;
+        self.enclosing = saved_enclosing;
         self.captures = saved_captures;
         self.scope = saved_scope;
-        let body = body?;
 
         let (results, infos, first_value) =
             self.branch_slots(&sig, LocalKind::SubflowResult, name, invocation.span);
-        let mut values = Vec::new();
-        step_values(&body, &mut values);
-        let exits = values
-            .into_iter()
-            .filter_map(|v| self.exit_for(&sig, v, &results).ok())
-            .collect();
         let arms = self.lower_arms(
             &invocation.continuations,
             &infos,
@@ -1009,6 +1501,13 @@ impl<'a> Lowerer<'a> {
             invocation.span,
             None,
         );
+        let body = body?;
+        let mut values = Vec::new();
+        step_values(&body, &mut values);
+        let exits = values
+            .into_iter()
+            .filter_map(|v| self.exit_for(&sig, v, &results).ok())
+            .collect();
         let name_index = match self.subflow_names.iter().position(|n| &**n == name) {
             Some(index) => index,
             None => {
@@ -1139,20 +1638,26 @@ impl<'a> Lowerer<'a> {
     }
 
     fn lower_for(&mut self, invocation: &ast::Invocation) -> Option<Step> {
-        let (start, end) =
-            match self.single_arg(invocation, "a range such as for(0..10)", &["range"])? {
-                ast::ArgValue::Range(start, end) => (start, end),
-                _ => {
-                    self.error(
-                        Code::E0204,
-                        "`for` takes a range such as for(0..10)",
-                        invocation.span,
-                    );
-                    return None;
-                }
-            };
-        let start = self.lower_typed(start, Type::Int, "a range bound");
-        let end = self.lower_typed(end, Type::Int, "a range bound");
+        // Without a range, the continuations are still checked (the loop variable is an int).
+        let range = match self.single_arg(invocation, "a range such as for(0..10)", &["range"]) {
+            Some(ast::ArgValue::Range(start, end)) => Some((start, end)),
+            Some(_) => {
+                self.error(
+                    Code::E0204,
+                    "`for` takes a range such as for(0..10)",
+                    invocation.span,
+                );
+                None
+            }
+            None => None,
+        };
+        let (start, end) = match range {
+            Some((start, end)) => (
+                self.lower_typed(start, Type::Int, "a range bound"),
+                self.lower_typed(end, Type::Int, "a range bound"),
+            ),
+            None => (None, None),
+        };
         let index = self.new_local(Arc::from("for.each"), Type::Int, LocalKind::LoopVariable);
         let bound = self.new_local(Arc::from("for.end"), Type::Int, LocalKind::LoopVariable);
         let loop_index = self.loops.len() as u32;
@@ -1263,29 +1768,34 @@ impl<'a> Lowerer<'a> {
     }
 
     fn lower_capture(&mut self, invocation: &ast::Invocation) -> Option<Step> {
+        // Without a struct literal the accumulator's fields are unknown: its continuations are
+        // still checked, its payload and fields `Broken` (their uses are not errors again).
         let init = match self.single_arg(
             invocation,
             "a struct literal such as capture({ sum: 0 })",
             &["init", "expr"],
-        )? {
-            ast::ArgValue::Struct(fields) => fields,
-            _ => {
+        ) {
+            Some(ast::ArgValue::Struct(fields)) => Some(fields),
+            Some(_) => {
                 let at = invocation.args.first().map_or(invocation.span, |a| a.span);
                 self.error(
                     Code::E0204,
                     "`capture` takes a struct literal such as capture({ sum: 0 })",
                     at,
                 );
-                return None;
+                None
             }
+            None => None,
         };
         let mut fields = Vec::new();
         let mut exprs = Vec::new();
-        let mut ok = true;
-        for field in init {
+        let mut ok = init.is_some();
+        let mut lost: Vec<Arc<str>> = Vec::new();
+        for field in init.into_iter().flatten() {
             if fields
                 .iter()
                 .any(|(n, _, _): &(Arc<str>, LocalId, Type)| **n == *field.name.name)
+                || lost.iter().any(|n| **n == *field.name.name)
             {
                 self.error(
                     Code::E0205,
@@ -1297,6 +1807,7 @@ impl<'a> Lowerer<'a> {
             }
             let Some((expr, ty)) = self.lower_expr(&field.value) else {
                 ok = false;
+                lost.push(Arc::from(field.name.name.as_str()));
                 continue;
             };
             let name: Arc<str> = Arc::from(field.name.name.as_str());
@@ -1312,19 +1823,29 @@ impl<'a> Lowerer<'a> {
             ValuePayload::Struct(fields.iter().map(|(n, l, _)| (n.clone(), *l)).collect());
         let first_value = self.new_value(Arc::from("as"), payload.clone(), invocation.span);
         let captured = self.new_value(Arc::from("captured"), payload, invocation.span);
+        let lost = init.is_some().then_some(lost);
+        let bound = if ok {
+            Bound::Struct(fields.clone())
+        } else {
+            Bound::Broken {
+                fields: fields.clone(),
+                lost: lost.clone(),
+            }
+        };
         let infos = [
             BranchInfo {
                 name: Arc::from("as"),
-                bound: Bound::Struct(fields.clone()),
+                bound: bound.clone(),
             },
             BranchInfo {
                 name: Arc::from("captured"),
-                bound: Bound::Struct(fields.clone()),
+                bound,
             },
         ];
         let context = CaptureContext {
             fields: fields.clone(),
             value: captured,
+            lost,
         };
         let arms = self.lower_arms(
             &invocation.continuations,
@@ -1373,12 +1894,21 @@ impl<'a> Lowerer<'a> {
                 .iter()
                 .find(|(n, _, _)| **n == *init.name.name)
             else {
-                let names: Vec<String> = context
+                ok = false;
+                if Bound::may_have_lost(&context.lost, &init.name.name) {
+                    // The field may be one whose initial value failed: only its value is checked.
+                    self.lower_expr(&init.value);
+                    continue;
+                }
+                let all: Vec<&str> = context
                     .fields
                     .iter()
-                    .map(|(n, _, _)| format!("`{n}`"))
+                    .map(|(n, _, _)| &**n)
+                    .chain(context.lost.iter().flatten().map(|n| &**n))
                     .collect();
-                self.error(
+                let names: Vec<String> = all.iter().map(|n| format!("`{n}`")).collect();
+                let help = self.did_you_mean(&init.name.name, all.iter().copied());
+                self.error_with_help(
                     Code::E0203,
                     format!(
                         "the accumulator has no field `{}` (its fields: {})",
@@ -1386,8 +1916,8 @@ impl<'a> Lowerer<'a> {
                         names.join(", ")
                     ),
                     init.name.span,
+                    help,
                 );
-                ok = false;
                 continue;
             };
             if assigns.iter().any(|(l, _)| l == local) {

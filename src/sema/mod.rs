@@ -5,6 +5,7 @@
 mod decl;
 mod expr;
 mod lower;
+mod suggest;
 
 use crate::diag::{Code, Diagnostic, SourceErrors};
 use crate::host::{Library, Registry};
@@ -86,6 +87,8 @@ pub fn check(
         }
     }
     let mut subflows: HashMap<String, SubflowDef> = HashMap::new();
+    // Events the source declares with errors (reported): calls of them are not unknown events.
+    let mut broken: Vec<String> = Vec::new();
     for library in &libraries {
         // Checked when attached; a name two libraries of the closure both define keeps the first
         // (the scope's own libraries come before those of included scopes).
@@ -96,12 +99,21 @@ pub fn check(
             &library.text,
             Some(&library.name),
             &mut subflows,
+            &mut Vec::new(),
             &mut ignored,
         );
     }
-    collect_subflows(registry, file, text, None, &mut subflows, &mut diagnostics);
+    collect_subflows(
+        registry,
+        file,
+        text,
+        None,
+        &mut subflows,
+        &mut broken,
+        &mut diagnostics,
+    );
     let recursive = find_recursion(&subflows, file, &mut diagnostics);
-    let mut lowerer = lower::Lowerer::new(registry, options, text, &subflows, &recursive);
+    let mut lowerer = lower::Lowerer::new(registry, options, text, &subflows, &recursive, &broken);
     lowerer.declare_inputs(file);
     // Check every subflow of the source once, so that its errors are reported even if nothing
     // calls it (calls inline a fresh, silent copy).
@@ -135,13 +147,14 @@ pub fn check(
 /// Collects declared events and subflows; reports imports, duplicate and unimplemented
 /// declarations, undeclared subflows, and subflows that would replace a host event or a subflow
 /// of a library of the scope (a source may redeclare those, with their signature, but not
-/// implement them: E0209).
+/// implement them: E0209). Declarations with errors name their event in `broken`.
 fn collect_subflows<'a>(
     registry: &Registry,
     file: &'a ast::SourceFile,
     text: &'a str,
     library: Option<&'a str>,
     subflows: &mut HashMap<String, SubflowDef<'a>>,
+    broken: &mut Vec<String>,
     diagnostics: &mut Vec<Diagnostic>,
 ) {
     let mut declared: HashMap<&str, (&ast::EventDecl, Option<EventSig>)> = HashMap::new();
@@ -168,6 +181,9 @@ fn collect_subflows<'a>(
                     continue;
                 }
                 let sig = event_sig(decl, diagnostics);
+                if sig.is_none() {
+                    broken.push(decl.name.text.clone());
+                }
                 declared.insert(decl.name.text.as_str(), (decl, sig));
             }
             _ => {}
@@ -374,6 +390,59 @@ fn invoked_paths<'a>(step: &'a ast::Step, out: &mut Vec<&'a str>) {
             }
         }
     }
+}
+
+/// Whether every item of `source` that did not parse (an item starts with `~` in column 0; the
+/// parsed ones are in `file`) is a flow, so that checking the items that did parse cannot report
+/// knock-on errors: a flow names nothing that other items use, while a failed declaration,
+/// subflow or import would make their users unknown events or unimplemented ones. An item whose
+/// kind cannot be told from its first line counts as not a flow.
+pub fn failed_items_are_flows(source: &str, file: &ast::SourceFile) -> bool {
+    let mut parsed: Vec<(u32, u32)> = file
+        .items
+        .iter()
+        .map(|item| {
+            let span = match item {
+                ast::Item::Import(i) => i.span,
+                ast::Item::Event(e) => e.span,
+                ast::Item::Inputs(d) => d.span,
+                ast::Item::Subflow(s) => s.span,
+                ast::Item::Flow(f) => f.span,
+            };
+            (span.start, span.end)
+        })
+        .collect();
+    parsed.sort_unstable();
+    let mut at = 0;
+    for line in source.split_inclusive('\n') {
+        let start = at;
+        at += line.len();
+        let Some(rest) = line.strip_prefix('~') else {
+            continue;
+        };
+        let offset = start as u32;
+        let covered = parsed
+            .partition_point(|&(s, _)| s <= offset)
+            .checked_sub(1)
+            .is_some_and(|k| parsed[k].1 > offset);
+        if covered {
+            continue;
+        }
+        // A flow's first line is `~path(...`: a `(` before any `=`, and not a declaration.
+        let rest = rest.trim_start();
+        let is_flow = !rest.starts_with("event")
+            && !rest.starts_with("import")
+            && !rest.starts_with("proc")
+            && match (rest.find('('), rest.find('=')) {
+                (Some(paren), Some(equals)) => paren < equals,
+                (Some(_), None) => true,
+                _ => false,
+            };
+        if !is_flow {
+            return false;
+        }
+    }
+    true
 }
 
 /// Parses a text of event declarations (for [`Registry::declare`]).
