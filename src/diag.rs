@@ -182,7 +182,7 @@ impl Diagnostic {
 
 /// Cuts a note: its first line like a message ([`shorten_message`]); each further line (quoted
 /// source) to [`MAX_NOTE_LINE_CHARS`] characters, and at most 8 of them.
-pub fn shorten_note(message: String) -> String {
+pub(crate) fn shorten_note(message: String) -> String {
     if !message.contains('\n') {
         return shorten_message(message);
     }
@@ -208,7 +208,7 @@ pub fn shorten_note(message: String) -> String {
 /// Cuts every backtick-quoted piece of `message` (names and tokens of the source, by the style of
 /// every message) to [`MAX_QUOTED_CHARS`] characters and the whole to [`MAX_MESSAGE_CHARS`],
 /// marking each cut with `…`.
-pub fn shorten_message(message: String) -> String {
+pub(crate) fn shorten_message(message: String) -> String {
     if message.len() <= MAX_QUOTED_CHARS {
         return message;
     }
