@@ -140,7 +140,7 @@ pub struct Note {
 }
 
 impl Diagnostic {
-    /// A diagnostic; the message is cut to a bounded size ([`shorten_message`]) so that no
+    /// A diagnostic; the message is cut to a bounded size ([`MAX_MESSAGE_CHARS`]) so that no
     /// source, however long its names, makes its diagnostics large.
     pub fn new(code: Code, message: impl Into<String>, span: Span) -> Diagnostic {
         Diagnostic {
@@ -151,12 +151,12 @@ impl Diagnostic {
         }
     }
 
-    /// Adds a `help` note (a fix to try), cut like a message ([`shorten_note`]).
+    /// Adds a `help` note (a fix to try), cut like a message ([`MAX_NOTE_LINE_CHARS`] a line).
     pub fn with_help(self, message: impl Into<String>) -> Diagnostic {
         self.with_note(NoteKind::Help, message)
     }
 
-    /// Adds a note of `kind`, cut like a message line by line ([`shorten_note`]); past
+    /// Adds a note of `kind`, cut like a message line by line ([`MAX_NOTE_LINE_CHARS`]); past
     /// [`MAX_NOTES`] notes it is dropped.
     pub fn with_note(mut self, kind: NoteKind, message: impl Into<String>) -> Diagnostic {
         if self.notes.len() < MAX_NOTES {
