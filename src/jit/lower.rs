@@ -1360,7 +1360,7 @@ impl<'a, 'f> Lower<'a, 'f> {
             2..=3 => (types::I16, 2),
             _ => (types::I8, 1),
         };
-        let flags = MemFlagsData::new().with_notrap().with_readonly();
+        let flags = MemFlagsData::new().with_notrap();
         let a = self.b.ins().load(ty, flags, p, 0);
         let b = (length > size).then(|| self.b.ins().load(ty, flags, p, (length - size) as i32));
         (ty, a, b)

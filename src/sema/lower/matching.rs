@@ -143,6 +143,14 @@ impl<'a> Lowerer<'a> {
                     continue;
                 }
             };
+            if patterns.is_some_and(|p| p.is_empty()) {
+                self.error(
+                    Code::E0101,
+                    "a pattern continuation needs at least one pattern: `| [1] |> ...` (a catch-all is `|? |> ...`)",
+                    continuation.span,
+                );
+                ok = false;
+            }
             let guarded = guard.is_some();
             let mut lowered_patterns = Vec::new();
             if let (Some(patterns), Some(ty)) = (patterns, ty) {
