@@ -179,6 +179,12 @@ fn step(program: &Program, inputs: &[Option<i64>], s: &Step) -> Cost {
         Step::Capture(s) => {
             arms(program, inputs, &s.arms, &[0]).plus(arms(program, inputs, &s.arms, &[1]))
         }
+        // A `match` costs nothing itself (SPEC 10): its costliest arm.
+        Step::Match(s) => s
+            .arms
+            .iter()
+            .filter_map(|a| a.arm.step.as_ref())
+            .fold(ZERO, |worst, arm| worst.or(step(program, inputs, arm))),
         Step::Update(_) | Step::Construct(_) | Step::Yield(_) => ZERO,
     }
 }

@@ -53,6 +53,8 @@ pub enum Code {
     E0208,
     /// Subflow problem: no implementation, wrong result branch, recursion.
     E0209,
+    /// Unreachable pattern: an empty range, or one the continuations before it already cover.
+    E0210,
     /// Event not allowed in the scope (`EventDenied`).
     E0301,
     /// Unknown scope.
@@ -77,6 +79,7 @@ impl Code {
             Code::E0207 => "E0207",
             Code::E0208 => "E0208",
             Code::E0209 => "E0209",
+            Code::E0210 => "E0210",
             Code::E0301 => "E0301",
             Code::E0302 => "E0302",
         }

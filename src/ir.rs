@@ -8,6 +8,7 @@
 //! Every step yields a value: a [`ValueId`] naming a static [`ValueDesc`] (a branch name and the
 //! locals that hold its payload). Nothing about values is dynamic except which one was taken.
 
+pub mod pattern;
 pub mod text;
 
 use crate::span::Span;
@@ -196,6 +197,7 @@ pub enum Step {
     Capture(Box<CaptureStep>),
     Update(Box<CaptureUpdate>),
     Construct(Box<Construct>),
+    Match(Box<MatchStep>),
     /// A step that yields a value without doing anything: `_`, or a continuation with no step.
     Yield(ValueId),
 }
@@ -380,6 +382,47 @@ pub struct CaptureStep {
     pub arms: Arms,
     pub first_value: ValueId,
     pub span: Span,
+}
+
+/// `match(expr)` (SPEC 10): the argument is evaluated once into `value`; the first arm (in
+/// source order, catch-alls last) one of whose patterns matches and whose guard holds is taken.
+#[derive(Debug)]
+pub struct MatchStep {
+    pub scrutinee: Expr,
+    /// The matched value: what a binding names and the payload of `matched`. A `str` one with a
+    /// buffer (see [`LocalDecl::owns_buffer`]) takes a copy of the text, because the arms can
+    /// rewrite the accumulator field the argument points into.
+    pub value: LocalId,
+    /// Pattern arms in source order, then the catch-alls (an arm without patterns).
+    pub arms: Vec<MatchArm>,
+    /// `matched` with `value`: what an arm without a step (or with `_`) yields.
+    pub matched: ValueId,
+    pub span: Span,
+}
+
+#[derive(Debug)]
+pub struct MatchArm {
+    /// Empty for a catch-all, which takes every value.
+    pub patterns: Vec<Pattern>,
+    pub arm: Arm,
+}
+
+/// A checked pattern, of the argument's type.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Pattern {
+    /// The closed interval `lo..=hi` (`lo <= hi`); a literal is `lo == hi`.
+    Int {
+        lo: i64,
+        hi: i64,
+    },
+    Str(Arc<str>),
+    Bool(bool),
+}
+
+impl Pattern {
+    pub fn matches_int(&self, v: i64) -> bool {
+        matches!(self, Pattern::Int { lo, hi } if *lo <= v && v <= *hi)
+    }
 }
 
 /// `captured { f: expr, ... }`: all expressions are evaluated, then assigned together.
@@ -661,6 +704,26 @@ pub(crate) mod footprint {
             }
             Step::Construct(s) => {
                 boxed(&**s) + vec(&s.fields) + s.fields.iter().map(|(_, e)| expr(e)).sum::<usize>()
+            }
+            Step::Match(s) => {
+                boxed(&**s)
+                    + expr(&s.scrutinee)
+                    + vec(&s.arms)
+                    + s.arms
+                        .iter()
+                        .map(|a| {
+                            vec(&a.patterns)
+                                + a.patterns
+                                    .iter()
+                                    .map(|p| match p {
+                                        Pattern::Str(text) => text.len(),
+                                        _ => 0,
+                                    })
+                                    .sum::<usize>()
+                                + a.arm.guard.as_ref().map_or(0, expr)
+                                + a.arm.step.as_ref().map_or(0, step)
+                        })
+                        .sum::<usize>()
             }
             Step::Yield(_) => 0,
         }

@@ -224,6 +224,14 @@ impl Builder<'_> {
             Step::Construct(s) => {
                 self.place(s.fields.iter().map(|(l, _)| *l), top);
             }
+            Step::Match(s) => {
+                let top = self.place([s.value], top);
+                for arm in &s.arms {
+                    if let Some(step) = &arm.arm.step {
+                        self.step(step, top);
+                    }
+                }
+            }
             Step::Update(_) | Step::Yield(_) => {}
         }
     }

@@ -182,3 +182,19 @@ fn a_caller_can_refuse_a_flow_whose_bound_exceeds_its_limits() {
         r#"{"fuel":null,"iterations":0}"#
     );
 }
+
+#[test]
+fn a_match_costs_nothing_itself_and_its_costliest_arm_counts() {
+    // SPEC 10: no fuel and no iteration for the match; the bound takes its costliest arm (two
+    // dispatches and a 3-iteration loop), and the run (which takes the cheap arm) stays below.
+    let source = "~for(0..10)\n| each i |> match(i % 3)\n    | [0] |> add(a: \"0\", b: i)\n    | [1, 2] when i > 100 |> for(0..3)\n        | each j |> add(a: \"0\", b: j)\n    |? |> _\n";
+    let (bound, fuel, iterations) = bound_of(source, CompileOptions::default(), &Inputs::new());
+    assert_eq!(
+        bound,
+        CostBound {
+            fuel: Some(30),
+            iterations: Some(40)
+        }
+    );
+    assert_eq!((fuel, iterations), (4, 10));
+}

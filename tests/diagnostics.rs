@@ -320,3 +320,24 @@ fn a_note_quoting_a_long_line_is_cut() {
     assert!(help.lines().all(|l| l.chars().count() <= 121), "{help}");
     assert!(text.len() < 2000, "{} bytes", text.len());
 }
+
+#[test]
+fn an_unreachable_pattern_names_the_pattern_that_covers_it() {
+    // SPEC 10: E0210 has the span of the unreachable pattern and names the covering one (its
+    // text, line and column), in the text and the JSON alike.
+    let source = "~match(5)\n| [1..=3] |> a\n| [4, 2] |> b\n|? |> c\n";
+    let (code, report, text) = check("unreachable.kz", source);
+    assert_ne!(code, 0);
+    assert_eq!(errors(&report).len(), 1, "{report}");
+    assert_eq!(report["errors"][0]["code"], "E0210");
+    assert_eq!(report["errors"][0]["line"], 3, "{report}");
+    assert_eq!(report["errors"][0]["column"], 7, "{report}");
+    assert_eq!(
+        notes(&report, 0),
+        ["note: covered by the pattern `1..=3` at line 2, column 4"]
+    );
+    assert!(
+        text.contains("covered by the pattern `1..=3` at line 2, column 4"),
+        "{text}"
+    );
+}

@@ -169,7 +169,7 @@ impl Generator {
         let choice = if depth == 0 {
             6 + self.rng.below(3)
         } else {
-            self.rng.below(11)
+            self.rng.below(13)
         };
         let head = match choice {
             0 => {
@@ -266,6 +266,62 @@ impl Generator {
                     self.int(&plain, 2),
                     self.float(&plain, 1)
                 )
+            }
+            11 => {
+                // An int match (SPEC 10): disjoint literals and ranges (so none is unreachable),
+                // bindings, guards, and the `|?` an int match needs.
+                let scrutinee = self.int(scope, 2);
+                let mut cursor = self.rng.below(6) as i64 - 3;
+                for _ in 0..1 + self.rng.below(4) {
+                    let mut patterns = Vec::new();
+                    for _ in 0..1 + self.rng.below(3) {
+                        let width = self.rng.below(4) as i64;
+                        patterns.push(match self.rng.below(3) {
+                            0 if width > 0 => format!("{cursor}..{}", cursor + width),
+                            1 => format!("{cursor}..={}", cursor + width),
+                            _ => cursor.to_string(),
+                        });
+                        cursor += width + 1 + self.rng.below(2) as i64;
+                    }
+                    let k = self.fresh("k");
+                    let mut inner = scope.clone();
+                    inner.ints.push(k.clone());
+                    let guard = if self.rng.chance(30) {
+                        format!(" when {}", self.boolean(&inner, 1))
+                    } else {
+                        String::new()
+                    };
+                    let header = format!("| [{}] {k}{guard}", patterns.join(", "));
+                    continuation(self, &mut lines, header, &inner);
+                }
+                continuation(self, &mut lines, "|?".into(), scope);
+                format!("match({scrutinee})")
+            }
+            12 => {
+                // A str match: distinct patterns of several lengths (inline compares and a
+                // helper call past 16 bytes).
+                let scrutinee = match scope.strs.first() {
+                    Some(text) if self.rng.chance(60) => text.clone(),
+                    _ => "\"GET\"".to_string(),
+                };
+                let mut texts = vec![
+                    "",
+                    "a",
+                    "42",
+                    "GET",
+                    "0123456789abcdef",
+                    "longer than sixteen bytes",
+                ];
+                for _ in 0..1 + self.rng.below(3) {
+                    let at = self.rng.below(texts.len() as u64) as usize;
+                    let text = texts.remove(at);
+                    let w = self.fresh("w");
+                    let mut inner = scope.clone();
+                    inner.strs.push(w.clone());
+                    continuation(self, &mut lines, format!("| [\"{text}\"] {w}"), &inner);
+                }
+                continuation(self, &mut lines, "|?".into(), scope);
+                format!("match({scrutinee})")
             }
             7 if scope.accumulator.is_some() => {
                 let (name, _) = scope.accumulator.clone().unwrap();

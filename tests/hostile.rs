@@ -387,3 +387,51 @@ fn an_event_with_a_hundred_thousand_inputs_checks_in_linear_time() {
     let (code, _, err) = koru_limited(&["check", &file]);
     assert_eq!(code, 0, "{err}");
 }
+
+#[test]
+fn hostile_matches_stay_bounded_with_clear_errors() {
+    // Thousands of patterns: each is a step, so past `max_steps` the flow is refused (E0105);
+    // below it, it runs on the JIT tier (or is refused by the compile budget) with the right
+    // result.
+    let many: String = (0..30_000).map(|k| format!("| [{k}] |> _\n")).collect();
+    let file = write("many_patterns.kz", &format!("~match(n)\n{many}|? |> _\n"));
+    let (code, _, err) = koru_limited(&["run", &file, "--input", "n=2"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("E0105"), "{err}");
+    let list: Vec<String> = (0..9_000).map(|k| (k * 7).to_string()).collect();
+    let source = format!(
+        "~match(n)\n| [{}] x |> hit x\n| [-9223372036854775808..=-1] |> negative\n|? |> miss\n",
+        list.join(", ")
+    );
+    let file = write("wide_match.kz", &source);
+    let (code, out, err) = koru_limited(&[
+        "run", &file, "--input", "n=62993", "--tier", "jit", "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(r#""branch":"hit","value":62993"#), "{out}");
+    // A 1 MiB str pattern is over the source limit (E0105); one of 300 KB, matched against
+    // a literal of the same length on the JIT tier, runs.
+    let long = "x".repeat(1 << 20);
+    let file = write(
+        "huge_pattern.kz",
+        &format!("~match(\"x\")\n| [\"{long}\"] |> long\n|? |> short\n"),
+    );
+    let (code, _, err) = koru_limited(&["check", &file]);
+    assert_ne!(code, 0);
+    assert!(err.contains("E0105"), "{err}");
+    let long = "x".repeat(300_000);
+    let source = format!("~match(\"{long}\")\n| [\"{long}y\", \"{long}\"] |> long\n|? |> short\n");
+    let file = write("long_pattern.kz", &source);
+    let (code, out, err) = koru_limited(&["run", &file, "--tier", "jit", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(r#""branch":"long""#), "{out}");
+    // Matches nested past the nesting limit: E0105, not a stack overflow.
+    let mut nested = String::from("~match(1)\n");
+    for depth in 1..200 {
+        nested += &format!("{}| [1] |> match(1)\n", "    ".repeat(depth - 1));
+    }
+    let file = write("nested_matches.kz", &nested);
+    let (code, _, err) = koru_limited(&["check", &file]);
+    assert_ne!(code, 0);
+    assert!(err.contains("E0105"), "{err}");
+}

@@ -219,3 +219,62 @@ fn every_spec9_example_compiles_for_aarch64() {
         assert!(bytes > 0);
     }
 }
+
+/// The CLIF of `source` (compiled with the OSR entries, as `builtins_become_...` does).
+fn clif_of(source: &str) -> String {
+    let engine = Engine::new(Registry::new());
+    let flow = engine
+        .compile(
+            "t",
+            source,
+            &CompileOptions::default().input("n", koru_jit::Type::Int),
+        )
+        .unwrap();
+    let (_, listing) =
+        koru_jit::jit::compile_with_listing(flow.program(), flow.layout(), engine.registry(), true)
+            .unwrap();
+    listing.clif
+}
+
+#[test]
+fn a_dense_int_match_is_one_table_jump_and_a_short_str_match_calls_nothing() {
+    // SPEC 10: 16 dense int cases are one `br_table`; the only call is still the loop budget's
+    // cold slow path.
+    let arms: String = (0..16)
+        .map(|k| {
+            format!(
+                "        | [{k}] |> captured {{ sum: acc.sum + {} }}\n",
+                k * 3 + 1
+            )
+        })
+        .collect();
+    let source = format!(
+        "~capture({{ sum: 0 }})\n| as acc |> for(0..n)\n    | each i |> match(i % 16)\n{arms}        |? |> _\n| captured t |> r t.sum"
+    );
+    let clif = clif_of(&source);
+    assert_eq!(clif.matches("br_table").count(), 1, "{clif}");
+    assert_eq!(clif.matches("call_indirect").count(), 1, "{clif}");
+    // Strings of at most 16 bytes: a switch on the length and inline loads, no helper call.
+    let source = "~capture({ hits: 0 })\n| as acc |> for(0..n)\n    | each i |> match(if (i % 3 == 0) \"GET\" else if (i % 3 == 1) \"a sixteen-byte s\" else \"PUT\")\n        | [\"GET\", \"PUT\"] |> captured { hits: acc.hits + 1 }\n        | [\"a sixteen-byte s\", \"POST\"] |> captured { hits: acc.hits + 2 }\n        |? |> _\n| captured t |> r t.hits";
+    let clif = clif_of(source);
+    assert_eq!(clif.matches("call_indirect").count(), 1, "{clif}");
+    // And the two tiers agree on the result.
+    let engine = Engine::new(Registry::new());
+    let results: Vec<Outcome> = [Tier::Interp, Tier::Jit]
+        .iter()
+        .map(|&tier| {
+            engine
+                .compile(
+                    "t",
+                    source,
+                    &CompileOptions::default()
+                        .input("n", koru_jit::Type::Int)
+                        .tier(tier),
+                )
+                .unwrap()
+                .run(&Inputs::new().set("n", 30i64), &RunLimits::default())
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(results[0], results[1]);
+}

@@ -29,6 +29,8 @@ pub enum Workload {
     ThreeStepCached,
     /// `capture` + `for` summing 0..1,000,000 in flow code.
     SumFold,
+    /// `capture` + `for` over 0..1,000,000 dispatching `match(i % 16)` to 16 arms (SPEC 10).
+    MatchDispatch,
     /// Parse + check + layout of the nested loop (interp), and its JIT compile (jit).
     Compile,
     /// The JIT compile of the nested loop written `n` times in one source (n = 1, 4, 16, 64),
@@ -37,12 +39,13 @@ pub enum Workload {
 }
 
 impl Workload {
-    pub const ALL: [Workload; 10] = [
+    pub const ALL: [Workload; 11] = [
         Workload::NestedLoop,
         Workload::NestedLoopTyped,
         Workload::ThreeStepCold,
         Workload::ThreeStepCached,
         Workload::SumFold,
+        Workload::MatchDispatch,
         Workload::Compile,
         Workload::CompileScaling(1),
         Workload::CompileScaling(4),
@@ -57,6 +60,7 @@ impl Workload {
             Workload::ThreeStepCold => "three-step-cold",
             Workload::ThreeStepCached => "three-step-cached",
             Workload::SumFold => "sum-fold",
+            Workload::MatchDispatch => "match-dispatch",
             Workload::Compile => "compile",
             Workload::CompileScaling(1) => "compile-1x",
             Workload::CompileScaling(4) => "compile-4x",
@@ -75,7 +79,7 @@ impl Workload {
             Workload::NestedLoop | Workload::NestedLoopTyped => "host call",
             Workload::ThreeStepCold => "parse+check+run",
             Workload::ThreeStepCached => "flow run",
-            Workload::SumFold => "iteration",
+            Workload::SumFold | Workload::MatchDispatch => "iteration",
             Workload::Compile => "compile",
             Workload::CompileScaling(_) => "step compiled",
         }
@@ -212,6 +216,28 @@ const NESTED_STRING: &str =
     "~for(0..1000)\n| each _ |> for(0..100)\n    | each i |> add(a: \"0\", b: i)\n| done |> _\n";
 const NESTED_TYPED: &str =
     "~for(0..1000)\n| each _ |> for(0..100)\n    | each i |> add_typed(a: 0, b: i)\n| done |> _\n";
+/// `match(i % 16)` over 16 cases (the last the catch-all, as the native loop's `_`), each adding
+/// the constant the native loop adds.
+const MATCH_DISPATCH: &str = concat!(
+    "~capture({ sum: 0 })\n| as acc |> for(0..1000000)\n    | each i |> match(i % 16)\n",
+    "        | [0] |> captured { sum: acc.sum + 1 }\n",
+    "        | [1] |> captured { sum: acc.sum + 3 }\n",
+    "        | [2] |> captured { sum: acc.sum + 5 }\n",
+    "        | [3] |> captured { sum: acc.sum + 7 }\n",
+    "        | [4] |> captured { sum: acc.sum + 11 }\n",
+    "        | [5] |> captured { sum: acc.sum + 13 }\n",
+    "        | [6] |> captured { sum: acc.sum + 17 }\n",
+    "        | [7] |> captured { sum: acc.sum + 19 }\n",
+    "        | [8] |> captured { sum: acc.sum + 23 }\n",
+    "        | [9] |> captured { sum: acc.sum + 29 }\n",
+    "        | [10] |> captured { sum: acc.sum + 31 }\n",
+    "        | [11] |> captured { sum: acc.sum + 37 }\n",
+    "        | [12] |> captured { sum: acc.sum + 41 }\n",
+    "        | [13] |> captured { sum: acc.sum + 43 }\n",
+    "        | [14] |> captured { sum: acc.sum + 47 }\n",
+    "        |? |> captured { sum: acc.sum + 53 }\n| captured total |> result total.sum\n",
+);
+
 const SUM_FOLD: &str = "~capture({ sum: 0 })\n| as acc |> for(0..1000000)\n    | each i |> captured { sum: acc.sum + i }\n| captured total |> result total.sum\n";
 const THREE_STEPS: [&str; 3] = [
     r#"~add(a: "10", b: "20")"#,
@@ -397,6 +423,38 @@ fn prepare(workload: Workload, runner: Runner) -> Option<Prepared> {
             let mut sum = 0i64;
             for i in 0..black_box(1_000_000i64) {
                 sum = black_box(sum.checked_add(i).expect("no overflow"));
+            }
+            black_box(sum);
+            1_000_000
+        }),
+        (Workload::MatchDispatch, Runner::Tier(tier)) => flow_round(
+            engine_for(&accumulator, false),
+            MATCH_DISPATCH,
+            tier,
+            1_000_000,
+        ),
+        (Workload::MatchDispatch, Runner::Native) => Box::new(|| {
+            let mut sum = 0i64;
+            for i in 0..black_box(1_000_000i64) {
+                let add = match i % 16 {
+                    0 => 1,
+                    1 => 3,
+                    2 => 5,
+                    3 => 7,
+                    4 => 11,
+                    5 => 13,
+                    6 => 17,
+                    7 => 19,
+                    8 => 23,
+                    9 => 29,
+                    10 => 31,
+                    11 => 37,
+                    12 => 41,
+                    13 => 43,
+                    14 => 47,
+                    _ => 53,
+                };
+                sum = black_box(sum.checked_add(add).expect("no overflow"));
             }
             black_box(sum);
             1_000_000
@@ -728,6 +786,15 @@ impl Report {
                 met: ratio.map(|r| r <= 1.5),
             });
         }
+        let ratio = self
+            .median(Workload::MatchDispatch, jit)
+            .zip(self.median(Workload::MatchDispatch, Runner::Native))
+            .map(|(j, n)| j / n);
+        targets.push(Target {
+            description: "jit within 1.3x of a native Rust match on match-dispatch (issue 14)",
+            measured: ratio.map_or("not measured".into(), |r| format!("{r:.2}x native")),
+            met: ratio.map(|r| r <= 1.3),
+        });
         let against_luajit = |workload: Workload, runner: Runner| {
             self.median(workload, runner)
                 .zip(self.median(workload, Runner::Peer(Peer::LuaJit)))

@@ -142,8 +142,66 @@ impl Exec<'_> {
                 }
                 Ok(s.value)
             }
+            Step::Match(s) => self.match_step(s),
             Step::Yield(value) => Ok(*value),
         }
+    }
+
+    /// `match`: the argument once into its local, then the first arm (source order, catch-alls
+    /// last) with a matching pattern whose guard holds.
+    fn match_step(&mut self, s: &MatchStep) -> Result<ValueId, Trap> {
+        let slot = self.layout.slot(s.value);
+        let offset = slot.offset as usize;
+        let (bits, len) = if slot.ty == Type::Str {
+            let (mut ptr, len) = self.eval_str(&s.scrutinee)?;
+            if slot.buffer != crate::layout::NO_BUFFER {
+                let buffer = &mut self.state.buffers[slot.buffer as usize];
+                buffer.clear();
+                // SAFETY: `eval_str` yields live UTF-8 (see `assign_from_scratch`), never this
+                // buffer (which only this match writes, before its arms run).
+                buffer.push_str(unsafe { crate::host::word_str(ptr, len) });
+                ptr = buffer.as_ptr() as u64;
+            }
+            self.state.frame[offset + 1] = len;
+            (ptr, len)
+        } else {
+            (self.eval(&s.scrutinee)?, 0)
+        };
+        self.state.frame[offset] = bits;
+        let text = (slot.ty == Type::Str).then(|| {
+            // SAFETY: as above: live UTF-8 for the whole match (the buffer is not rewritten
+            // while its arms run).
+            unsafe { crate::host::word_str(bits, len) }
+        });
+        for arm in &s.arms {
+            let hit = arm.patterns.is_empty()
+                || arm.patterns.iter().any(|p| match (p, text) {
+                    (Pattern::Str(want), Some(text)) => **want == *text,
+                    (Pattern::Bool(want), None) => u64::from(*want) == bits,
+                    (pattern, None) => pattern.matches_int(bits as i64),
+                    _ => false,
+                });
+            if !hit {
+                continue;
+            }
+            if let Some(guard) = &arm.arm.guard {
+                if !self.eval_bool(guard)? {
+                    continue;
+                }
+            }
+            return match &arm.arm.step {
+                Some(step) => self.step(step),
+                None => Ok(s.matched),
+            };
+        }
+        // Exhaustiveness was checked: every value reaches an arm (an int or str match has a
+        // catch-all, a bool one covers both values without guards).
+        Err(Trap::error(
+            ErrorCode::NoBranchMatch,
+            "no continuation of `match` took the value".to_string(),
+            Some("match".into()),
+            s.span,
+        ))
     }
 
     /// Takes the first continuation for `branch` whose guard holds and runs its step.

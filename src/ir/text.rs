@@ -27,7 +27,7 @@ use super::{
     Arguments, Arms, BranchLocals, Expr, IntOp, LocalKind, Program, Step, TemplatePart, ValueId,
     ValuePayload,
 };
-use crate::ir::{CmpOp, FloatOp};
+use crate::ir::{CmpOp, FloatOp, Pattern};
 use std::fmt::{self, Write};
 
 /// Indentation (two spaces a level) grows up to this depth; deeper lines start with `·depth`.
@@ -302,6 +302,48 @@ impl<W: Write> Printer<'_, '_, W> {
                 self.out.write_str(" } -> ")?;
                 self.value(construct.value)?;
                 writeln!(self.out)
+            }
+            Step::Match(step) => {
+                write!(self.out, "match l{} = ", step.value.0)?;
+                self.expr(&step.scrutinee)?;
+                if self.program.locals[step.value.0 as usize].owns_buffer {
+                    self.out.write_str(" (copied)")?;
+                }
+                self.out.write_str(" -> ")?;
+                self.value(step.matched)?;
+                writeln!(self.out)?;
+                for arm in &step.arms {
+                    self.indent(depth)?;
+                    if arm.patterns.is_empty() {
+                        self.out.write_str("|?")?;
+                    } else {
+                        self.out.write_str("| [")?;
+                        for (i, pattern) in arm.patterns.iter().enumerate() {
+                            if i > 0 {
+                                self.out.write_str(", ")?;
+                            }
+                            match pattern {
+                                Pattern::Int { lo, hi } if lo == hi => write!(self.out, "{lo}")?,
+                                Pattern::Int { lo, hi } => write!(self.out, "{lo}..={hi}")?,
+                                Pattern::Str(text) => write!(self.out, "{}", Literal(text))?,
+                                Pattern::Bool(b) => write!(self.out, "{b}")?,
+                            }
+                        }
+                        self.out.write_str("]")?;
+                    }
+                    if let Some(guard) = &arm.arm.guard {
+                        self.out.write_str(" when ")?;
+                        self.expr(guard)?;
+                    }
+                    match &arm.arm.step {
+                        Some(inner) => {
+                            writeln!(self.out)?;
+                            self.step(inner, depth + 1)?;
+                        }
+                        None => writeln!(self.out, " (matched)")?,
+                    }
+                }
+                Ok(())
             }
             Step::Yield(value) => {
                 self.out.write_str("yield ")?;

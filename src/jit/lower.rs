@@ -36,6 +36,12 @@ const I64: types::Type = types::I64;
 const I32: types::Type = types::I32;
 const F64: types::Type = types::F64;
 
+/// A `match` piece of fewer values than this becomes one jump-table entry per value.
+const MATCH_RANGE_AS_ENTRIES: u128 = 16;
+/// At most this many jump-table entries per `match` segment (wider ranges beyond it become
+/// compares).
+const MATCH_MAX_TABLE_ENTRIES: usize = 4096;
+
 /// A lowered flow: its functions (the entry first, then the regions it calls through
 /// `NativeData::region_entries`, in index order) and the data its code refers to.
 pub struct Lowered {
@@ -207,6 +213,18 @@ fn steps_within(step: &Step, limit: usize) -> usize {
             Step::If(s) => arms(&s.arms, n, limit),
             Step::While(s) => arms(&s.arms, n, limit),
             Step::Capture(s) => arms(&s.arms, n, limit),
+            Step::Match(s) => {
+                for arm in &s.arms {
+                    // Each pattern is a step of its own (as the checker counts them).
+                    *n += arm.patterns.len();
+                    if *n > limit {
+                        return;
+                    }
+                    if let Some(s) = &arm.arm.step {
+                        count(s, n, limit);
+                    }
+                }
+            }
             Step::Update(_) | Step::Construct(_) | Step::Yield(_) => {}
         }
     }
@@ -1076,11 +1094,302 @@ impl<'a, 'f> Lower<'a, 'f> {
                 self.finish(s.value, sink);
                 Ok(())
             }
+            Step::Match(s) => self.match_step(s, sink),
             Step::Yield(value) => {
                 self.finish(*value, sink);
                 Ok(())
             }
         }
+    }
+
+    /// `match`: the argument into its local, then the arms as *segments* in order: a run of
+    /// unguarded pattern arms is one dispatch (integers: a jump table for the dense values and a
+    /// compare tree of the wide ranges; strings: a switch on the length, then inline compares),
+    /// a guarded arm is a dispatch of its own whose failed guard goes on to the next segment,
+    /// and the first catch-all takes what is left. First match wins, as in the interpreter.
+    fn match_step(&mut self, s: &'a MatchStep, sink: &Sink<'a>) -> Result<(), String> {
+        let value = match self.expr(&s.scrutinee) {
+            Val::Str(p, l) if self.layout.slot(s.value).buffer != crate::layout::NO_BUFFER => {
+                let buffer = self.layout.slot(s.value).buffer;
+                let buffer = self.b.ins().iconst(I64, i64::from(buffer));
+                let p = self
+                    .call_helper(
+                        runtime::helper_copy_str as *const u8,
+                        &[I64, I64, I64, I64],
+                        Some(I64),
+                        &[self.state, buffer, p, l],
+                    )
+                    .expect("helper_copy_str returns");
+                Val::Str(p, l)
+            }
+            v => v,
+        };
+        self.set(s.value, value);
+        let entries: Vec<Block> = s.arms.iter().map(|_| self.b.create_block()).collect();
+        let mut fail: Vec<Option<Block>> = vec![None; s.arms.len()];
+        let mut k = 0;
+        let mut open = true;
+        while k < s.arms.len() {
+            if s.arms[k].patterns.is_empty() {
+                // A catch-all has no guard: it takes everything left (later ones never run).
+                self.b.ins().jump(entries[k], &[]);
+                open = false;
+                break;
+            }
+            let end = if s.arms[k].arm.guard.is_some() {
+                k + 1
+            } else {
+                (k..s.arms.len())
+                    .find(|&j| s.arms[j].arm.guard.is_some() || s.arms[j].patterns.is_empty())
+                    .unwrap_or(s.arms.len())
+            };
+            let next = self.b.create_block();
+            for slot in &mut fail[k..end] {
+                *slot = Some(next);
+            }
+            match value {
+                Val::Scalar(v) => self.dispatch_ints(v, &s.arms[k..end], k, &entries, next),
+                Val::Str(p, l) => self.dispatch_strs(p, l, &s.arms[k..end], k, &entries, next),
+            }
+            self.b.switch_to_block(next);
+            k = end;
+        }
+        if open {
+            // Unreachable once exhaustiveness was checked (as in the interpreter).
+            let site = self.trap_site(
+                ErrorCode::NoBranchMatch,
+                "no continuation of `match` took the value".into(),
+                Some(Arc::from("match")),
+                s.span,
+            );
+            self.fail(site);
+        }
+        for (i, arm) in s.arms.iter().enumerate() {
+            self.b.switch_to_block(entries[i]);
+            if let Some(guard) = &arm.arm.guard {
+                let holds = self.scalar(guard);
+                let body = self.b.create_block();
+                let otherwise = fail[i].expect("a guarded arm is a segment of its own");
+                self.b.ins().brif(holds, body, &[], otherwise, &[]);
+                self.b.switch_to_block(body);
+            }
+            match &arm.arm.step {
+                Some(step) => self.step(step, sink)?,
+                None => self.finish(s.matched, sink),
+            }
+        }
+        Ok(())
+    }
+
+    /// Jumps to `entries[first + k]` for the first arm `k` of `arms` whose int (or bool)
+    /// patterns hold `v`, else to `miss`.
+    fn dispatch_ints(
+        &mut self,
+        v: Value,
+        arms: &[MatchArm],
+        first: usize,
+        entries: &[Block],
+        miss: Block,
+    ) {
+        let mut coverage = crate::ir::pattern::Coverage::default();
+        for (k, arm) in arms.iter().enumerate() {
+            for pattern in &arm.patterns {
+                let (lo, hi) = match pattern {
+                    Pattern::Int { lo, hi } => (*lo, *hi),
+                    Pattern::Bool(b) => (i64::from(*b), i64::from(*b)),
+                    Pattern::Str(_) => unreachable!("the checker typed the patterns"),
+                };
+                // A value an earlier pattern covers stays the earlier arm's.
+                let _ = coverage.add(lo, hi, first + k);
+            }
+        }
+        // Narrow pieces become switch entries (a jump table where they are dense); wide ones
+        // a compare tree, tried first (pieces are disjoint, so the order does not matter).
+        let mut points: Vec<(i64, usize)> = Vec::new();
+        let mut ranges: Vec<(i64, i64, usize)> = Vec::new();
+        for (lo, hi, arm) in coverage.pieces() {
+            let width = (i128::from(hi) - i128::from(lo)) as u128;
+            if width < MATCH_RANGE_AS_ENTRIES && points.len() < MATCH_MAX_TABLE_ENTRIES {
+                points.extend((lo..=hi).map(|p| (p, arm)));
+            } else {
+                ranges.push((lo, hi, arm));
+            }
+        }
+        let table = if points.is_empty() {
+            miss
+        } else {
+            self.b.create_block()
+        };
+        self.range_tree(v, &ranges, entries, table);
+        if points.is_empty() {
+            return;
+        }
+        self.b.switch_to_block(table);
+        // Biased by the smallest entry, so that entries around zero are contiguous.
+        let base = points.iter().map(|(p, _)| *p).min().unwrap_or(0);
+        let biased = if base == 0 {
+            v
+        } else {
+            self.b.ins().iadd_imm_s(v, base.wrapping_neg())
+        };
+        let mut switch = Switch::new();
+        for (p, arm) in points {
+            switch.set_entry(u128::from(p.wrapping_sub(base) as u64), entries[arm]);
+        }
+        switch.emit(&mut self.b, biased, miss);
+    }
+
+    /// A binary search over disjoint sorted `ranges`: jumps to the entry of the one holding `v`,
+    /// else to `otherwise`.
+    fn range_tree(
+        &mut self,
+        v: Value,
+        ranges: &[(i64, i64, usize)],
+        entries: &[Block],
+        otherwise: Block,
+    ) {
+        if ranges.len() <= 2 {
+            for &(lo, hi, arm) in ranges {
+                // `lo <= v <= hi` as one unsigned compare of `v - lo`.
+                let offset = self.b.ins().iadd_imm_s(v, lo.wrapping_neg());
+                let width = hi.wrapping_sub(lo);
+                let inside = self
+                    .b
+                    .ins()
+                    .icmp_imm_s(IntCC::UnsignedLessThanOrEqual, offset, width);
+                let next = self.b.create_block();
+                self.b.ins().brif(inside, entries[arm], &[], next, &[]);
+                self.b.switch_to_block(next);
+            }
+            self.b.ins().jump(otherwise, &[]);
+            return;
+        }
+        let mid = ranges.len() / 2;
+        let (lo, hi, arm) = ranges[mid];
+        let below = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, v, lo);
+        let left = self.b.create_block();
+        let not_below = self.b.create_block();
+        self.b.ins().brif(below, left, &[], not_below, &[]);
+        self.b.switch_to_block(not_below);
+        let above = self.b.ins().icmp_imm_s(IntCC::SignedGreaterThan, v, hi);
+        let right = self.b.create_block();
+        self.b.ins().brif(above, right, &[], entries[arm], &[]);
+        self.b.switch_to_block(left);
+        self.range_tree(v, &ranges[..mid], entries, otherwise);
+        self.b.switch_to_block(right);
+        self.range_tree(v, &ranges[mid + 1..], entries, otherwise);
+    }
+
+    /// Jumps to `entries[first + k]` for the first arm `k` of `arms` with a pattern equal to the
+    /// string (`p`, `l`), else to `miss`: a switch on the length, then for each length the
+    /// patterns' bytes, compared inline as at most two loads for up to 16 bytes.
+    fn dispatch_strs(
+        &mut self,
+        p: Value,
+        l: Value,
+        arms: &'a [MatchArm],
+        first: usize,
+        entries: &[Block],
+        miss: Block,
+    ) {
+        let mut by_length: std::collections::BTreeMap<usize, Vec<(&'a str, usize)>> =
+            std::collections::BTreeMap::new();
+        let mut seen: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        for (k, arm) in arms.iter().enumerate() {
+            for pattern in &arm.patterns {
+                let Pattern::Str(text) = pattern else {
+                    unreachable!("the checker typed the patterns");
+                };
+                let text: &'a str = text;
+                if seen.insert(text) {
+                    by_length
+                        .entry(text.len())
+                        .or_default()
+                        .push((text, first + k));
+                }
+            }
+        }
+        let mut switch = Switch::new();
+        let mut blocks = Vec::new();
+        for &length in by_length.keys() {
+            let block = self.b.create_block();
+            switch.set_entry(length as u128, block);
+            blocks.push(block);
+        }
+        switch.emit(&mut self.b, l, miss);
+        for ((&length, candidates), block) in by_length.iter().zip(blocks) {
+            self.b.switch_to_block(block);
+            if length == 0 {
+                self.b.ins().jump(entries[candidates[0].1], &[]);
+                continue;
+            }
+            let words = if length <= 16 {
+                Some(self.load_str_words(p, length))
+            } else {
+                None
+            };
+            for &(text, arm) in candidates {
+                let equal = match &words {
+                    Some(words) => self.str_words_equal(words, text.as_bytes()),
+                    None => {
+                        let q = self.b.ins().iconst(I64, text.as_ptr() as i64);
+                        let n = self.b.ins().iconst(I64, text.len() as i64);
+                        self.call_helper(
+                            runtime::helper_str_eq as *const u8,
+                            &[I64, I64, I64, I64],
+                            Some(I64),
+                            &[p, l, q, n],
+                        )
+                        .expect("helper_str_eq returns")
+                    }
+                };
+                let next = self.b.create_block();
+                self.b.ins().brif(equal, entries[arm], &[], next, &[]);
+                self.b.switch_to_block(next);
+            }
+            self.b.ins().jump(miss, &[]);
+        }
+    }
+
+    /// The bytes of a string of `length` (1 to 16) as at most two loads of the widest size that
+    /// fits (the second one ends at the last byte, overlapping the first): never past the end.
+    fn load_str_words(&mut self, p: Value, length: usize) -> (types::Type, Value, Option<Value>) {
+        let (ty, size) = match length {
+            8.. => (I64, 8),
+            4..=7 => (I32, 4),
+            2..=3 => (types::I16, 2),
+            _ => (types::I8, 1),
+        };
+        let flags = MemFlagsData::new().with_notrap();
+        let a = self.b.ins().load(ty, flags, p, 0);
+        let b = (length > size).then(|| self.b.ins().load(ty, flags, p, (length - size) as i32));
+        (ty, a, b)
+    }
+
+    /// Whether the words of [`Lower::load_str_words`] are those of `bytes`.
+    fn str_words_equal(
+        &mut self,
+        words: &(types::Type, Value, Option<Value>),
+        bytes: &[u8],
+    ) -> Value {
+        let (ty, a, b) = *words;
+        let size = ty.bytes() as usize;
+        let constant = |at: usize| {
+            let mut word = [0u8; 8];
+            word[..size].copy_from_slice(&bytes[at..at + size]);
+            // Sign-extended from the load width, as `icmp_imm` compares.
+            let raw = u64::from_ne_bytes(word);
+            let shift = 64 - 8 * size as u32;
+            ((raw << shift) as i64) >> shift
+        };
+        let first = constant(0);
+        let mut equal = self.b.ins().icmp_imm_s(IntCC::Equal, a, first);
+        if let Some(b) = b {
+            let second = constant(bytes.len() - size);
+            let also = self.b.ins().icmp_imm_s(IntCC::Equal, b, second);
+            equal = self.b.ins().band(equal, also);
+        }
+        equal
     }
 
     /// An accumulator field takes a copy of a string (into its other buffer), or the scalar.
@@ -1975,6 +2284,17 @@ fn read_locals(program: &Program) -> Vec<bool> {
             }
             Step::Update(s) => s.assigns.iter().for_each(|(_, e)| expr(e, read)),
             Step::Construct(s) => s.fields.iter().for_each(|(_, e)| expr(e, read)),
+            Step::Match(s) => {
+                expr(&s.scrutinee, read);
+                for arm in &s.arms {
+                    if let Some(guard) = &arm.arm.guard {
+                        expr(guard, read);
+                    }
+                    if let Some(s) = &arm.arm.step {
+                        step(s, read);
+                    }
+                }
+            }
             Step::Yield(_) => {}
         }
     }
@@ -2001,6 +2321,7 @@ fn contains_loop(arms: &Arms) -> bool {
             Step::Call(s) => step(&s.body) || contains_loop(&s.arms),
             Step::If(s) => contains_loop(&s.arms),
             Step::Capture(s) => contains_loop(&s.arms),
+            Step::Match(s) => s.arms.iter().any(|a| a.arm.step.as_ref().is_some_and(step)),
             Step::Update(_) | Step::Construct(_) | Step::Yield(_) => false,
         }
     }

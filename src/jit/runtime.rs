@@ -276,6 +276,26 @@ pub unsafe extern "C" fn helper_assign_str(
     target.as_ptr() as u64
 }
 
+/// Copies a string into the one buffer of a `match` value (see `ir::MatchStep::value`); returns
+/// the new pointer (the length is unchanged).
+///
+/// # Safety
+/// `state` is the live run state; (`ptr`, `len`) live UTF-8 not in that buffer.
+pub unsafe extern "C" fn helper_copy_str(
+    state: *mut RunState,
+    buffer: u64,
+    ptr: u64,
+    len: u64,
+) -> u64 {
+    // SAFETY: guaranteed by the caller.
+    let state = unsafe { &mut *state };
+    let target = &mut state.buffers[buffer as usize];
+    target.clear();
+    // SAFETY: guaranteed by the caller.
+    target.push_str(unsafe { crate::host::word_str(ptr, len) });
+    target.as_ptr() as u64
+}
+
 /// `std.io:print` (0), `println` (1) or `eprintln` (2) of one string, within the output bound
 /// (see [`RunState::write_std`]); returns 0 to go on, else the status to leave with.
 ///

@@ -376,6 +376,10 @@ fn bound_names(file: &ast::SourceFile) -> std::collections::HashSet<&str> {
             if let ast::ContinuationKind::Branch {
                 binding: Some(ast::Binding::Name(binding)),
                 ..
+            }
+            | ast::ContinuationKind::Patterns {
+                binding: Some(ast::Binding::Name(binding)),
+                ..
             } = &continuation.kind
             {
                 names.insert(binding.name.as_str());

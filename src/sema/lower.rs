@@ -11,6 +11,8 @@ use crate::types::{EventSig, PayloadType, Type};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+mod matching;
+
 /// What a name in scope stands for.
 #[derive(Clone, Debug)]
 pub(super) enum Bound {
@@ -366,7 +368,7 @@ impl<'a> Lowerer<'a> {
     /// subflows, and the host events the scope allows (aliases included), sorted.
     fn event_names(&mut self) -> &[Arc<str>] {
         if self.event_names.is_none() {
-            let mut names: Vec<Arc<str>> = ["for", "if", "while", "capture"]
+            let mut names: Vec<Arc<str>> = ["for", "if", "while", "capture", "match"]
                 .into_iter()
                 .map(Arc::from)
                 .collect();
@@ -642,6 +644,7 @@ impl<'a> Lowerer<'a> {
             "if" => return self.lower_if(invocation),
             "while" => return self.lower_while(invocation),
             "capture" => return self.lower_capture(invocation),
+            "match" => return self.lower_match(invocation),
             _ => {}
         }
         if let Some(def) = self.subflows.get(name) {
@@ -1108,6 +1111,20 @@ impl<'a> Lowerer<'a> {
                     (Some(0), None, None)
                 }
                 ast::ContinuationKind::CatchAll => (None, None, None),
+                ast::ContinuationKind::Patterns { binding, guard, .. } => {
+                    self.error(
+                        Code::E0206,
+                        format!("pattern continuations `| [...]` continue `match`, not `{event}`: name one of its branches"),
+                        continuation.span,
+                    );
+                    let binding = match binding {
+                        Some(ast::Binding::Name(name)) => Some(name),
+                        _ => None,
+                    };
+                    let capture = capture.as_ref().map(|(_, context)| context);
+                    self.check_unattached_step(continuation, binding, guard.as_deref(), capture);
+                    continue;
+                }
             };
             let scope_len = self.scope.len();
             if let (Some(index), Some(ast::Binding::Name(name))) = (branch, binding) {
@@ -1376,7 +1393,8 @@ impl<'a> Lowerer<'a> {
         }
         for continuation in &invocation.continuations {
             let (binding, guard) = match &continuation.kind {
-                ast::ContinuationKind::Branch { binding, guard, .. } => (
+                ast::ContinuationKind::Branch { binding, guard, .. }
+                | ast::ContinuationKind::Patterns { binding, guard, .. } => (
                     match binding {
                         Some(ast::Binding::Name(name)) => Some(name),
                         _ => None,
@@ -2047,6 +2065,14 @@ pub fn step_values(step: &Step, out: &mut Vec<ValueId>) {
         Step::Capture(s) => arms_values(&s.arms, s.first_value, &[1], &[], out),
         Step::Update(s) => out.push(s.value),
         Step::Construct(s) => out.push(s.value),
+        Step::Match(s) => {
+            for arm in &s.arms {
+                match &arm.arm.step {
+                    Some(step) => step_values(step, out),
+                    None => out.push(s.matched),
+                }
+            }
+        }
         Step::Yield(v) => out.push(*v),
     }
     out.sort_by_key(|v| v.0);

@@ -143,6 +143,43 @@ pub enum ContinuationKind {
     Pipe,
     /// `|? |> step`: any branch no other continuation took.
     CatchAll,
+    /// `| [P, ...] binding when guard`: a continuation of `match` (SPEC 10).
+    Patterns {
+        patterns: Vec<Pattern>,
+        binding: Option<Binding>,
+        guard: Option<Box<Expr>>,
+    },
+}
+
+/// One pattern of a `match` continuation: a literal, or a range of integer literals.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pattern {
+    pub kind: PatternKind,
+    pub span: Span,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum PatternKind {
+    Literal(Literal),
+    /// `start..end` (half-open) or `start..=end` (closed).
+    Range {
+        start: Literal,
+        end: Literal,
+        inclusive: bool,
+    },
+}
+
+/// A literal as a pattern writes it (its type is checked against the `match` argument's).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Literal {
+    /// An integer as written, and whether a minus sign precedes it.
+    Int {
+        value: u64,
+        negative: bool,
+    },
+    Float(f64),
+    Str(Arc<str>),
+    Bool(bool),
 }
 
 #[derive(Clone, Debug, PartialEq)]

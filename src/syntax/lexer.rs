@@ -235,6 +235,7 @@ impl Lexer<'_> {
         let start = self.pos;
         let two = (self.bytes[self.pos], self.peek(1).unwrap_or(0));
         let (tok, len) = match two {
+            (b'.', b'.') if self.peek(2) == Some(b'=') => (Tok::DotDotEq, 3),
             (b'|', b'>') => (Tok::Pipe, 2),
             (b'|', b'?') => (Tok::BarQuestion, 2),
             (b'|', b'|') => (Tok::OrOr, 2),

@@ -21,7 +21,8 @@
 
 use super::ast::{
     Arg, ArgValue, Binding, ConstructorPayload, Continuation, ContinuationKind, EventDecl, Expr,
-    ExprKind, FieldDecl, FieldInit, Invocation, Item, PayloadDecl, SourceFile, Step, UnaryOp,
+    ExprKind, FieldDecl, FieldInit, Invocation, Item, Literal, PatternKind, PayloadDecl,
+    SourceFile, Step, UnaryOp,
 };
 use crate::span::{LineIndex, Span};
 use std::fmt::{self, Write};
@@ -187,6 +188,43 @@ impl Printer<'_, '_> {
             }
             ContinuationKind::Pipe => "|>".to_string(),
             ContinuationKind::CatchAll => "|?".to_string(),
+            ContinuationKind::Patterns {
+                patterns,
+                binding,
+                guard,
+            } => {
+                let mut text = String::from("| [");
+                for (i, pattern) in patterns.iter().enumerate() {
+                    if i > 0 {
+                        text.push_str(", ");
+                    }
+                    match &pattern.kind {
+                        PatternKind::Literal(literal) => pattern_literal(&mut text, literal),
+                        PatternKind::Range {
+                            start,
+                            end,
+                            inclusive,
+                        } => {
+                            pattern_literal(&mut text, start);
+                            text.push_str(if *inclusive { "..=" } else { ".." });
+                            pattern_literal(&mut text, end);
+                        }
+                    }
+                }
+                text.push(']');
+                match binding {
+                    Some(Binding::Name(name)) => {
+                        let _ = write!(text, " {}", cut(&name.name));
+                    }
+                    Some(Binding::Discard(_)) => text.push_str(" _"),
+                    None => {}
+                }
+                if let Some(guard) = guard {
+                    text.push_str(" when ");
+                    expression(&mut text, guard);
+                }
+                text
+            }
         };
         self.line(depth, &text, continuation.span)?;
         match &continuation.step {
@@ -237,6 +275,18 @@ fn struct_literal(out: &mut String, inits: &[FieldInit]) {
         expression(out, &init.value);
     }
     out.push_str(if inits.is_empty() { "}" } else { " }" });
+}
+
+/// A pattern's literal as written.
+fn pattern_literal(out: &mut String, literal: &Literal) {
+    let _ = match literal {
+        Literal::Int { value, negative } => {
+            write!(out, "{}{value}", if *negative { "-" } else { "" })
+        }
+        Literal::Float(v) => write!(out, "{v:?}"),
+        Literal::Str(s) => write!(out, "{:?}", cut(s)),
+        Literal::Bool(b) => write!(out, "{b}"),
+    };
 }
 
 /// An expression in source form, every compound part in parentheses. Its depth is bounded by

@@ -66,6 +66,8 @@ pub enum Tok {
     Colon,
     Dot,
     DotDot,
+    /// `..=`, the closed range of a `match` pattern.
+    DotDotEq,
     Eq,
     /// Text the lexer could not turn into a token; the diagnostic is reported only when the
     /// token sits in a part of the source that is parsed (not in skipped host code).
@@ -125,10 +127,15 @@ impl fmt::Display for Tok {
             Tok::Colon => ":",
             Tok::Dot => ".",
             Tok::DotDot => "..",
+            Tok::DotDotEq => "..=",
             Tok::Eq => "=",
             Tok::Error(_, message) => return write!(f, "invalid text ({message})"),
         };
-        if text.starts_with(char::is_alphabetic) || text.len() == 1 || text.len() == 2 {
+        if text.starts_with(char::is_alphabetic)
+            || text.len() == 1
+            || text.len() == 2
+            || text == "..="
+        {
             write!(f, "`{text}`")
         } else {
             write!(f, "{text}")
