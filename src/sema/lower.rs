@@ -1578,14 +1578,25 @@ impl<'a> Lowerer<'a> {
 
         let (results, infos, first_value) =
             self.branch_slots(&sig, LocalKind::SubflowResult, name, invocation.span);
-        let mut arms = self.lower_arms(
-            &invocation.continuations,
-            &infos,
-            &[],
-            name,
-            invocation.span,
-            None,
-        );
+        // The continuations of yielded branches run where the body yields (`lower_yield`); here
+        // they are only checked, and in a silent copy (whose errors were reported) not even
+        // that: lowering them at every level would double nested yielding calls per level.
+        let kept: Vec<ast::Continuation>;
+        let continuations = if self.silent > 0 && inlines && !yielded_names.is_empty() {
+            kept = invocation
+                .continuations
+                .iter()
+                .filter(|c| {
+                    !matches!(&c.kind, ast::ContinuationKind::Branch { branch, .. }
+                        if yielded_names.contains(&branch.name.as_str()))
+                })
+                .cloned()
+                .collect();
+            kept.as_slice()
+        } else {
+            invocation.continuations.as_slice()
+        };
+        let mut arms = self.lower_arms(continuations, &infos, &[], name, invocation.span, None);
         strip_yielded_arms(&mut arms, &sig, &yielded_names);
         let body = body?;
         let mut values = Vec::new();
