@@ -1,9 +1,10 @@
 //! Static cost bounds: before a run, an upper bound of the fuel and the loop iterations it can
 //! use, from the typed IR alone (SPEC 7's limits, known in advance).
 //!
-//! A bound exists for flows without `while` whose `for` ranges are made of literals and flow
-//! inputs (with the inputs of the run, the bound of such a loop is exact). Other loops have no
-//! iteration bound, and no fuel bound unless their body dispatches nothing. Every host dispatch
+//! A bound exists for flows without `while` whose `for` ranges are made of literals, flow
+//! inputs and subflow inputs given such values (with the inputs of the run, the bound of such a
+//! loop is exact). Other loops have no iteration bound, and no fuel bound unless their body
+//! dispatches nothing. Every host dispatch
 //! costs its scope cost, a subflow call 1 plus its body; of the continuations of one invocation
 //! the costliest counts, since exactly one runs. Arithmetic saturates: a bound past `u64::MAX`
 //! is reported as unbounded.
@@ -96,8 +97,12 @@ impl Cost {
 /// [`Program::inputs`] order; `None` for a value that is not an int).
 pub fn bound(program: &Program, inputs: &[Option<i64>]) -> CostBound {
     let mut total = ZERO;
+    let known = Known {
+        flow: inputs,
+        subflow: std::cell::RefCell::new(Vec::new()),
+    };
     for flow in &program.flows {
-        total = total.plus(step(program, inputs, flow));
+        total = total.plus(step(program, &known, flow));
     }
     let clamp = |v: Option<u128>| v.and_then(|v| u64::try_from(v).ok());
     CostBound {
@@ -106,8 +111,16 @@ pub fn bound(program: &Program, inputs: &[Option<i64>]) -> CostBound {
     }
 }
 
+/// Int values known before the run: the flow inputs (in [`Program::inputs`] order), and the
+/// inputs of the subflow calls being walked whose arguments are such constants (so that a loop
+/// over a subflow's input, `$std/control`'s `repeat(n: 5)`, is bounded too).
+struct Known<'a> {
+    flow: &'a [Option<i64>],
+    subflow: std::cell::RefCell<Vec<(LocalId, i64)>>,
+}
+
 /// The costliest continuation of a branch (`branches` of them), or nothing for no continuation.
-fn arms(program: &Program, inputs: &[Option<i64>], arms: &Arms, branches: &[usize]) -> Cost {
+fn arms(program: &Program, inputs: &Known, arms: &Arms, branches: &[usize]) -> Cost {
     let mut worst = ZERO;
     for &branch in branches {
         for &index in arms
@@ -128,7 +141,7 @@ fn all_branches(n: usize) -> Vec<usize> {
     (0..n).collect()
 }
 
-fn step(program: &Program, inputs: &[Option<i64>], s: &Step) -> Cost {
+fn step(program: &Program, inputs: &Known, s: &Step) -> Cost {
     match s {
         Step::Invoke(s) => {
             let cost = program.events[s.event.0 as usize].cost;
@@ -148,7 +161,17 @@ fn step(program: &Program, inputs: &[Option<i64>], s: &Step) -> Cost {
                 fuel: Some(1),
                 iterations: Some(0),
             };
-            call.plus(step(program, inputs, &s.body)).plus(arms(
+            let known = inputs.subflow.borrow().len();
+            for (local, argument) in &s.inputs {
+                if argument.format_into.is_none() {
+                    if let Some(value) = constant(program, inputs, &argument.expr) {
+                        inputs.subflow.borrow_mut().push((*local, value));
+                    }
+                }
+            }
+            let body = step(program, inputs, &s.body);
+            inputs.subflow.borrow_mut().truncate(known);
+            call.plus(body).plus(arms(
                 program,
                 inputs,
                 &s.arms,
@@ -204,13 +227,19 @@ fn unknown_trips(body: Cost, done: Cost) -> Cost {
 
 /// The value of an int expression made of literals and flow inputs (checked arithmetic; `None`
 /// for anything else or an overflow).
-fn constant(program: &Program, inputs: &[Option<i64>], e: &Expr) -> Option<i64> {
+fn constant(program: &Program, inputs: &Known, e: &Expr) -> Option<i64> {
     match e {
         Expr::Int(v) => Some(*v),
-        Expr::Local(local, _) => {
-            let position = program.inputs.iter().position(|i| i.local == *local)?;
-            inputs.get(position).copied().flatten()
-        }
+        Expr::Local(local, _) => match program.inputs.iter().position(|i| i.local == *local) {
+            Some(position) => inputs.flow.get(position).copied().flatten(),
+            None => inputs
+                .subflow
+                .borrow()
+                .iter()
+                .rev()
+                .find(|(l, _)| l == local)
+                .map(|(_, v)| *v),
+        },
         Expr::NegInt(e, _) => constant(program, inputs, e)?.checked_neg(),
         Expr::IntArith(op, a, b, _) => arith::int(
             *op,

@@ -187,6 +187,11 @@ impl ValuePayload {
     }
 }
 
+/// How the checker names the value of a `yield` step (SPEC 11), `yield {branch}`: not a branch
+/// of any event. A `yield` is a [`CaptureStep`] whose fields are the payload and whose `as` arms
+/// are the caller's continuations; its `captured` value has this name.
+pub const YIELD_VALUE_PREFIX: &str = "yield ";
+
 #[derive(Debug)]
 pub enum Step {
     Invoke(Box<Invoke>),

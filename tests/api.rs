@@ -899,3 +899,25 @@ fn libraries_and_declarations_hold_no_flow_inputs() {
     let error = Registry::new().declare("~input { x: int }").err().unwrap();
     assert!(error.to_string().contains("E0104"), "{error}");
 }
+
+#[test]
+fn the_control_library_attaches_to_a_scope() {
+    // SPEC 11: `$std/control` is a library like any other: attached to a scope, its subflows
+    // are callable without the import by flows checked against that scope.
+    let mut registry = scoped_registry();
+    registry
+        .attach_library("users", "$std/control", koru_jit::host::CONTROL_LIBRARY)
+        .unwrap();
+    let engine = Engine::new(registry);
+    let source = "~capture({ n: 0 })\n| as acc |> countdown(from: 4)\n    | each i |> captured { n: acc.n * 10 + i }\n    | done |> _\n| captured t |> digits t.n";
+    let flow = engine
+        .compile("t", source, &CompileOptions::default().scope("users"))
+        .unwrap();
+    let outcome = flow.run(&Inputs::new(), &RunLimits::default()).unwrap();
+    assert_eq!(outcome.value().unwrap().get::<i64>(), Ok(4321));
+    // Without the scope (and without the import), `countdown` is unknown.
+    let Err(error) = engine.compile("t", source, &CompileOptions::default()) else {
+        panic!("countdown is unknown without the scope");
+    };
+    assert_eq!(error.diagnostics[0].code, Code::E0201);
+}

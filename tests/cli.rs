@@ -238,6 +238,24 @@ fn scopes_and_emit_print_readable_text() {
          \x20       | else 1:70\n\
          \x20         _ 1:80\n"
     );
+    // SPEC 11's `yield` step, with its branch and payload; `yield` stays a name elsewhere.
+    let file = write(
+        "ast_yield.kz",
+        "~event t { yield: i64 } | each i64 | done\n~t = for(0..yield) | each i |> yield each i + 1\n",
+    );
+    let (code, out, err) = koru(&["emit", &file, "--what", "ast"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        "event t { yield: i64 } 1:1\n\
+         \x20 | each i64 1:25\n\
+         \x20 | done 1:36\n\
+         subflow t 2:1\n\
+         \x20 invoke for 2:6\n\
+         \x20   arg 0..yield 2:10\n\
+         \x20   | each i 2:20\n\
+         \x20     yield each (i + 1) 2:32\n"
+    );
     // A syntax error: what parsed is shown, the error goes to stderr with exit 1.
     let file = write(
         "ast_bad.kz",

@@ -198,3 +198,19 @@ fn a_match_costs_nothing_itself_and_its_costliest_arm_counts() {
     );
     assert_eq!((fuel, iterations), (4, 10));
 }
+
+#[test]
+fn yielded_continuations_count_in_the_bound() {
+    // SPEC 11: the call costs 1, a yield nothing, the inlined continuation what it dispatches:
+    // 1 + 5 * 2 fuel, and 5 iterations of `repeat`'s loop plus 2 per continuation's loop.
+    let source = "~import \"$std/control\"\n~repeat(n: 5)\n| each i |> for(0..2)\n    | each j |> add(a: \"1\", b: j)\n| done |> _\n";
+    let (bound, fuel, iterations) = bound_of(source, CompileOptions::default(), &Inputs::new());
+    assert_eq!(
+        bound,
+        CostBound {
+            fuel: Some(11),
+            iterations: Some(15)
+        }
+    );
+    assert_eq!((fuel, iterations), (11, 15));
+}

@@ -323,6 +323,25 @@ impl Generator {
                 continuation(self, &mut lines, "|?".into(), scope);
                 format!("match({scrutinee})")
             }
+            8 => {
+                // A subflow of `$std/control` (SPEC 11): its `yield`s run this continuation in
+                // place, in this scope (an enclosing accumulator included).
+                let i = self.fresh("i");
+                let mut inner = scope.clone();
+                inner.ints.push(i.clone());
+                continuation(self, &mut lines, format!("| each {i}"), &inner);
+                continuation(self, &mut lines, "| done".into(), scope);
+                match self.rng.below(3) {
+                    0 => format!("repeat(n: {})", self.rng.below(6)),
+                    1 => format!("countdown(from: {})", self.rng.below(6)),
+                    _ => format!(
+                        "range(start: {}, end: {}, step: {})",
+                        self.rng.below(8) as i64 - 2,
+                        self.rng.below(10),
+                        self.rng.below(5) as i64 - 2
+                    ),
+                }
+            }
             7 if scope.accumulator.is_some() => {
                 let (name, _) = scope.accumulator.clone().unwrap();
                 format!(
@@ -351,7 +370,7 @@ fn generate(seed: u64) -> String {
     loop {
         let (head, lines) = generator.step(&Scope::default(), depth, 0);
         if head.contains('(') && !head.starts_with("result") && !head.starts_with("captured") {
-            let mut source = format!("~{head}\n");
+            let mut source = format!("~import \"$std/control\"\n~{head}\n");
             for line in lines {
                 source.push_str(&line);
                 source.push('\n');

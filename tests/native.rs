@@ -220,8 +220,8 @@ fn every_spec9_example_compiles_for_aarch64() {
     }
 }
 
-/// The CLIF of `source` (compiled with the OSR entries, as `builtins_become_...` does).
-fn clif_of(source: &str) -> String {
+/// The CLIF of `source` (input `n: int`) and its number of blocks.
+fn clif_of(source: &str) -> (String, usize) {
     let engine = Engine::new(Registry::new());
     let flow = engine
         .compile(
@@ -233,7 +233,45 @@ fn clif_of(source: &str) -> String {
     let (_, listing) =
         koru_jit::jit::compile_with_listing(flow.program(), flow.layout(), engine.registry(), true)
             .unwrap();
-    listing.clif
+    let blocks = listing
+        .clif
+        .lines()
+        .filter(|line| line.starts_with("block") && line.trim_end().ends_with(':'))
+        .count();
+    (listing.clif, blocks)
+}
+
+#[test]
+fn repeat_compiles_to_the_loop_for_does() {
+    // SPEC 11: `repeat` of `$std/control` is a subflow written with `yield`; inlined, its
+    // caller's continuation is compiled in place of the `yield`, so the loop is the one `for`
+    // makes. What `repeat` adds is the subflow call's fuel charge, once before the loop (SPEC 5:
+    // the call costs 1): its blocks and the cold call of its slow path (interrupt, deadline),
+    // measured here on a subflow that does nothing. Nothing else: no call, no block.
+    let body = "captured { sum: acc.sum + i * 3 }";
+    let with_for = format!(
+        "~capture({{ sum: 0 }})\n| as acc |> for(0..n)\n    | each i |> {body}\n| captured t |> result t.sum"
+    );
+    let with_repeat = format!(
+        "~import \"$std/control\"\n~capture({{ sum: 0 }})\n| as acc |> repeat(n: n)\n    | each i |> {body}\n    | done |> _\n| captured t |> result t.sum"
+    );
+    let (for_clif, for_blocks) = clif_of(&with_for);
+    let (repeat_clif, repeat_blocks) = clif_of(&with_repeat);
+    let (charge_clif, charge_blocks) =
+        clif_of("~event one {} | done\n~one = done\n~one() | done |> result 0");
+    let (empty_clif, empty_blocks) = clif_of("~if(true) | then |> result 0");
+    eprintln!("for: {for_blocks} blocks, repeat: {repeat_blocks}, call charge: {charge_blocks} vs {empty_blocks}");
+    let calls = |clif: &str| clif.matches("call_indirect").count();
+    let charge_calls = calls(&charge_clif) - calls(&empty_clif);
+    assert!(
+        calls(&repeat_clif) <= calls(&for_clif) + charge_calls,
+        "{repeat_clif}"
+    );
+    let charge = charge_blocks.saturating_sub(empty_blocks);
+    assert!(
+        repeat_blocks <= for_blocks + charge,
+        "repeat: {repeat_blocks} blocks, for: {for_blocks} plus {charge} for the call's charge\n{repeat_clif}\n----\n{for_clif}"
+    );
 }
 
 #[test]
@@ -251,12 +289,12 @@ fn a_dense_int_match_is_one_table_jump_and_a_short_str_match_calls_nothing() {
     let source = format!(
         "~capture({{ sum: 0 }})\n| as acc |> for(0..n)\n    | each i |> match(i % 16)\n{arms}        |? |> _\n| captured t |> r t.sum"
     );
-    let clif = clif_of(&source);
+    let (clif, _) = clif_of(&source);
     assert_eq!(clif.matches("br_table").count(), 1, "{clif}");
     assert_eq!(clif.matches("call_indirect").count(), 1, "{clif}");
     // Strings of at most 16 bytes: a switch on the length and inline loads, no helper call.
     let source = "~capture({ hits: 0 })\n| as acc |> for(0..n)\n    | each i |> match(if (i % 3 == 0) \"GET\" else if (i % 3 == 1) \"a sixteen-byte s\" else \"PUT\")\n        | [\"GET\", \"PUT\"] |> captured { hits: acc.hits + 1 }\n        | [\"a sixteen-byte s\", \"POST\"] |> captured { hits: acc.hits + 2 }\n        |? |> _\n| captured t |> r t.hits";
-    let clif = clif_of(source);
+    let (clif, _) = clif_of(source);
     assert_eq!(clif.matches("call_indirect").count(), 1, "{clif}");
     // And the two tiers agree on the result.
     let engine = Engine::new(Registry::new());

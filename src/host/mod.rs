@@ -63,6 +63,11 @@ impl HostEvent {
     }
 }
 
+/// The source of `$std/control` (SPEC 11): `unless`, `repeat`, `range` and `countdown`, written
+/// in Koru with `yield`. A source brings it with `~import "$std/control"`; an embedder can attach
+/// it to a scope instead: `registry.attach_library("scope", "$std/control", CONTROL_LIBRARY)`.
+pub const CONTROL_LIBRARY: &str = include_str!("control.kz");
+
 /// A source of event declarations and subflows attached to a scope (SPEC 5 "Libraries").
 #[derive(Debug)]
 pub struct Library {

@@ -46,6 +46,7 @@ const MAX_FORM_LINES: usize = 4;
 /// path ending there is not reported as ending with the wrong branch (its error is reported).
 const FAILED_STEP: ValueId = ValueId(u32::MAX);
 
+#[derive(Clone)]
 pub(super) struct Binding {
     pub name: Arc<str>,
     pub bound: Bound,
@@ -76,6 +77,29 @@ struct EnclosingArm {
     /// Branches of `event` that a nested continuation named while attached, on one line, to an
     /// invocation that has no such branch (reported there: not reported again as unhandled).
     claimed: smallvec::SmallVec<[usize; 2]>,
+}
+
+/// A subflow whose body is being lowered, as a `yield` in it sees it (SPEC 11): the yield runs
+/// the continuation its caller wrote for the branch, in the caller's scope.
+struct YieldTarget<'a> {
+    name: Arc<str>,
+    sig: Arc<EventSig>,
+    /// The caller's side; `None` while the subflow is checked on its own (it has no caller).
+    caller: Option<Caller<'a>>,
+    /// The branches yielded so far, with the first yield of each (E0209 if one is also returned).
+    yielded: Vec<(usize, Span)>,
+}
+
+/// What a caller's continuation sees where a `yield` lowers it in place.
+struct Caller<'a> {
+    /// The continuations of the call (a copy: the call's syntax is borrowed only for the call).
+    continuations: std::rc::Rc<[ast::Continuation]>,
+    scope: Vec<Binding>,
+    captures: Vec<CaptureContext>,
+    text: &'a str,
+    span_override: Option<Span>,
+    /// The call's span.
+    span: Span,
 }
 
 /// One branch an invocation can take, as its continuations see it.
@@ -155,6 +179,10 @@ pub(crate) struct Lowerer<'a> {
     lines: Option<LineIndex>,
     /// The checked source (`text` is a library's while inlining its subflows).
     source: &'a str,
+    /// The subflows whose bodies are being lowered and that yield, innermost last: where a
+    /// `yield` goes (SPEC 11). Emptied while a caller's continuation is lowered at a `yield`
+    /// down to that caller's own.
+    yield_targets: Vec<YieldTarget<'a>>,
 }
 
 impl<'a> Lowerer<'a> {
@@ -203,6 +231,7 @@ impl<'a> Lowerer<'a> {
             source_file: None,
             bound_names: std::cell::OnceCell::new(),
             input_hints: Vec::new(),
+            yield_targets: Vec::new(),
         }
     }
 
@@ -528,6 +557,7 @@ impl<'a> Lowerer<'a> {
     pub fn lower_flow(&mut self, flow: &ast::Flow) {
         self.scope = self.input_bindings();
         self.captures.clear();
+        self.yield_targets.clear();
         if let Some(step) = self.lower_invocation(&flow.head) {
             self.flows.push(step);
         }
@@ -561,7 +591,19 @@ impl<'a> Lowerer<'a> {
         self.captures.clear();
         self.value_spans.clear();
         self.check_only = true;
+        self.yield_targets.clear();
+        self.yield_targets.push(YieldTarget {
+            name: Arc::from(name),
+            sig: def.sig.clone(),
+            caller: None,
+            yielded: Vec::new(),
+        });
         let body = self.lower_step(def.body);
+        let yielded = self
+            .yield_targets
+            .pop()
+            .map(|t| t.yielded)
+            .unwrap_or_default();
         self.check_only = false;
         if let (ast::Step::Discard(span), false) = (def.body, def.sig.is_void()) {
             let names: Vec<String> = def
@@ -586,14 +628,36 @@ impl<'a> Lowerer<'a> {
                 if value == FAILED_STEP {
                     continue;
                 }
-                if let Err(message) = self.exit_for(&def.sig, value, &BranchLocals::default()) {
-                    // Every value of the body was made after the mark, while checking.
-                    let span = (value.0 as usize)
-                        .checked_sub(mark.values)
-                        .and_then(|k| self.value_spans.get(k))
-                        .copied()
-                        .unwrap_or(def.span);
+                // Every value of the body was made after the mark, while checking.
+                let span = (value.0 as usize)
+                    .checked_sub(mark.values)
+                    .and_then(|k| self.value_spans.get(k))
+                    .copied()
+                    .unwrap_or(def.span);
+                let branch = &self.values[value.0 as usize].branch;
+                if let Some(yielded) = branch.strip_prefix(YIELD_VALUE_PREFIX) {
+                    let message = format!(
+                        "this path of subflow `{name}` ends with `yield {yielded}`, which does not end the subflow: end it with a branch the subflow returns (a `yield` ends a path only inside a loop or an `as` step, whose values are discarded)"
+                    );
                     self.error(Code::E0209, message, span);
+                    continue;
+                }
+                match self.exit_for(&def.sig, value, &BranchLocals::default()) {
+                    Err(message) => self.error(Code::E0209, message, span),
+                    Ok(exit) => {
+                        if let Some(&(_, at)) =
+                            yielded.iter().find(|(b, _)| *b == exit.branch as usize)
+                        {
+                            let branch = def.sig.branches[exit.branch as usize].name.clone();
+                            let lines = LineIndex::new(self.text);
+                            let position = lines.line_col(self.text, at.start);
+                            let message = format!(
+                                "branch `{branch}` of `{name}` is both yielded (at {}:{}) and returned here: a branch is either yielded to the caller's continuation or the subflow's result, not both",
+                                position.line, position.column
+                            );
+                            self.error(Code::E0209, message, span);
+                        }
+                    }
                 }
             }
         }
@@ -607,6 +671,7 @@ impl<'a> Lowerer<'a> {
             ast::Step::Discard(_) => None,
             ast::Step::Construct(c) if c.name.name == "captured" => self.lower_update(c),
             ast::Step::Construct(c) => self.lower_construct(c),
+            ast::Step::Yield(c) => self.lower_yield(c),
         }
     }
 
@@ -1485,6 +1550,25 @@ impl<'a> Lowerer<'a> {
         self.text = def.text;
         self.silent += 1;
         self.inlining.push((Arc::from(name), call_span));
+        let mut yielded_names = Vec::new();
+        yielded_branches(def.body, &mut yielded_names);
+        let inlines = !recursive && !self.check_only && !matches!(def.body, ast::Step::Discard(_));
+        let targets_len = self.yield_targets.len();
+        if inlines && !yielded_names.is_empty() {
+            self.yield_targets.push(YieldTarget {
+                name: Arc::from(name),
+                sig: sig.clone(),
+                caller: Some(Caller {
+                    continuations: invocation.continuations.as_slice().into(),
+                    scope: saved_scope.clone(),
+                    captures: saved_captures.clone(),
+                    text: saved_text,
+                    span_override: saved_override,
+                    span: invocation.span,
+                }),
+                yielded: Vec::new(),
+            });
+        }
         let body = if recursive {
             None
         } else if self.check_only {
@@ -1501,6 +1585,7 @@ impl<'a> Lowerer<'a> {
         } else {
             self.lower_step(def.body)
         };
+        self.yield_targets.truncate(targets_len);
         self.inlining.pop();
         self.silent -= 1;
         self.text = saved_text;
@@ -1511,14 +1596,26 @@ impl<'a> Lowerer<'a> {
 
         let (results, infos, first_value) =
             self.branch_slots(&sig, LocalKind::SubflowResult, name, invocation.span);
-        let arms = self.lower_arms(
-            &invocation.continuations,
-            &infos,
-            &[],
-            name,
-            invocation.span,
-            None,
-        );
+        // The continuations of yielded branches run where the body yields (`lower_yield`); here
+        // they are only checked, and in a silent copy (whose errors were reported) not even
+        // that: lowering them at every level would double nested yielding calls per level.
+        let kept: Vec<ast::Continuation>;
+        let continuations = if self.silent > 0 && inlines && !yielded_names.is_empty() {
+            kept = invocation
+                .continuations
+                .iter()
+                .filter(|c| {
+                    !matches!(&c.kind, ast::ContinuationKind::Branch { branch, .. }
+                        if yielded_names.contains(&branch.name.as_str()))
+                })
+                .cloned()
+                .collect();
+            kept.as_slice()
+        } else {
+            invocation.continuations.as_slice()
+        };
+        let mut arms = self.lower_arms(continuations, &infos, &[], name, invocation.span, None);
+        strip_yielded_arms(&mut arms, &sig, &yielded_names);
         let body = body?;
         let mut values = Vec::new();
         step_values(&body, &mut values);
@@ -1965,6 +2062,154 @@ impl<'a> Lowerer<'a> {
         })
     }
 
+    /// `yield name payload` (SPEC 11): the payload is evaluated here, in the subflow's scope, into
+    /// the branch's payload locals; then the caller's continuation for that branch runs, lowered
+    /// here in the caller's scope (its bindings, its captures), its value discarded. In the IR it
+    /// is a `capture` step whose fields are the payload and whose `as` arms are the caller's
+    /// continuations: no step of its own, in either tier.
+    fn lower_yield(&mut self, constructor: &ast::Constructor) -> Option<Step> {
+        let Some(mut target) = self.yield_targets.pop() else {
+            self.error(
+                Code::E0209,
+                "`yield` is only allowed in a subflow's body: it runs the caller's continuation of the subflow's branch (SPEC 11)",
+                constructor.span,
+            );
+            // Its payload is still checked.
+            self.lower_construct(constructor);
+            return None;
+        };
+        let lowered = self.lower_yield_to(&mut target, constructor);
+        self.yield_targets.push(target);
+        lowered
+    }
+
+    fn lower_yield_to(
+        &mut self,
+        target: &mut YieldTarget<'a>,
+        constructor: &ast::Constructor,
+    ) -> Option<Step> {
+        let sig = target.sig.clone();
+        let name = target.name.clone();
+        let wanted = constructor.name.name.as_str();
+        let Some(branch) = sig.branch_index(wanted) else {
+            let names: Vec<String> = sig
+                .branches
+                .iter()
+                .map(|b| format!("`{}`", b.name))
+                .collect();
+            let help = self.did_you_mean(wanted, sig.branches.iter().map(|b| &*b.name));
+            self.error_with_help(
+                Code::E0206,
+                format!(
+                    "subflow `{name}` has no branch `{wanted}` to yield (its branches: {})",
+                    names.join(", ")
+                ),
+                constructor.name.span,
+                help,
+            );
+            return None;
+        };
+        if !target.yielded.iter().any(|(b, _)| *b == branch) {
+            target.yielded.push((branch, constructor.span));
+        }
+        let Some(Step::Construct(construct)) = self.lower_construct(constructor) else {
+            return None;
+        };
+        let declared = sig.branches[branch].payload.clone();
+        let branch_name = sig.branches[branch].name.clone();
+        let mut slots = BranchLocals::default();
+        for _ in 0..branch {
+            slots.end_branch();
+        }
+        let (bound, payload) = self.payload_locals(
+            &declared,
+            LocalKind::AccumulatorField,
+            &name,
+            &branch_name,
+            &mut slots,
+        );
+        let Ok(exit) = self.exit_for(&sig, construct.value, &slots) else {
+            self.error(
+                Code::E0204,
+                format!(
+                    "`yield {wanted}` must carry {declared}, as branch `{wanted}` of `{name}` declares"
+                ),
+                constructor.span,
+            );
+            return None;
+        };
+        // The payload's expressions in source order, each into its payload local.
+        let mut fields = Vec::with_capacity(exit.copies.len());
+        let mut init = Vec::with_capacity(exit.copies.len());
+        let mut exprs = construct.fields;
+        for (temp, _) in &exprs {
+            if let Some(&(_, to)) = exit.copies.iter().find(|(from, _)| from == temp) {
+                fields.push(to);
+            }
+        }
+        for (temp, expr) in exprs.drain(..) {
+            if exit.copies.iter().any(|(from, _)| *from == temp) {
+                init.push(expr);
+            }
+        }
+        let first_value = self.new_value(branch_name.clone(), payload, constructor.span);
+        self.new_value(
+            Arc::from(format!("{YIELD_VALUE_PREFIX}{wanted}")),
+            ValuePayload::Empty,
+            constructor.span,
+        );
+        let mut arms = Arms::default();
+        if let Some(caller) = &target.caller {
+            let taking: Vec<ast::Continuation> = caller
+                .continuations
+                .iter()
+                .filter(|c| match &c.kind {
+                    ast::ContinuationKind::Branch { branch, .. } => *branch.name == *wanted,
+                    ast::ContinuationKind::CatchAll => true,
+                    // Pattern continuations belong to `match` (E0206 on a call).
+                    ast::ContinuationKind::Pipe | ast::ContinuationKind::Patterns { .. } => false,
+                })
+                .cloned()
+                .collect();
+            if !taking.is_empty() {
+                // The caller's continuation sees the caller's world: its scope and captures, its
+                // text, the yields of the subflows enclosing the call (not this one).
+                let saved_scope = std::mem::replace(&mut self.scope, caller.scope.clone());
+                let saved_captures = std::mem::replace(&mut self.captures, caller.captures.clone());
+                let saved_enclosing = std::mem::take(&mut self.enclosing);
+                let saved_text = std::mem::replace(&mut self.text, caller.text);
+                let saved_override =
+                    std::mem::replace(&mut self.span_override, caller.span_override);
+                let saved_context = self.event_context.replace(name.clone());
+                self.silent += 1;
+                let infos = [BranchInfo {
+                    name: branch_name.clone(),
+                    bound,
+                }];
+                arms = self.lower_arms(&taking, &infos, &[], &name, caller.span, None);
+                self.silent -= 1;
+                self.event_context = saved_context;
+                self.span_override = saved_override;
+                self.text = saved_text;
+                self.enclosing = saved_enclosing;
+                self.captures = saved_captures;
+                self.scope = saved_scope;
+                if !arms.arms.is_empty() {
+                    // The capture's second branch (`captured`) has no arm: it yields the value.
+                    arms.by_branch.push(Vec::new());
+                    arms.unguarded.push(None);
+                }
+            }
+        }
+        Some(Step::Capture(Box::new(CaptureStep {
+            fields,
+            init,
+            arms,
+            first_value,
+            span: self.sp(constructor.span),
+        })))
+    }
+
     fn lower_construct(&mut self, constructor: &ast::Constructor) -> Option<Step> {
         if !self.count_step(constructor.span) {
             return None;
@@ -2016,6 +2261,41 @@ impl<'a> Lowerer<'a> {
             value,
             span: self.sp(constructor.span),
         })))
+    }
+}
+
+/// The branch names of the `yield` steps of a subflow body (its own: another subflow's are in
+/// that subflow's body), in source order.
+fn yielded_branches<'s>(step: &'s ast::Step, out: &mut Vec<&'s str>) {
+    match step {
+        ast::Step::Yield(c) => {
+            if !out.contains(&c.name.name.as_str()) {
+                out.push(&c.name.name);
+            }
+        }
+        ast::Step::Invoke(invocation) => {
+            for continuation in &invocation.continuations {
+                if let Some(step) = &continuation.step {
+                    yielded_branches(step, out);
+                }
+            }
+        }
+        ast::Step::Discard(_) | ast::Step::Construct(_) => {}
+    }
+}
+
+/// Detaches the arms of a subflow call's `yielded` branches (SPEC 11): they were checked with
+/// the call, but run where the body yields (`lower_yield`), never when the call ends. The arms
+/// stay (their invocation sites are numbered), reachable from no branch.
+fn strip_yielded_arms(arms: &mut Arms, sig: &EventSig, yielded: &[&str]) {
+    if arms.arms.is_empty() || yielded.is_empty() {
+        return;
+    }
+    for (b, branch) in sig.branches.iter().enumerate() {
+        if yielded.contains(&&*branch.name) && b < arms.by_branch.len() {
+            arms.by_branch[b].clear();
+            arms.unguarded[b] = None;
+        }
     }
 }
 

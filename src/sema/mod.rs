@@ -42,6 +42,23 @@ const KNOWN_IMPORTS: &[&str] = &[
     "$std/interpreter",
 ];
 
+/// The import that brings [`crate::host::CONTROL_LIBRARY`].
+pub const CONTROL_IMPORT: &str = "$std/control";
+
+/// `$std/control`, parsed once (it is part of the crate: a test checks it has no errors).
+fn control_library() -> &'static Arc<Library> {
+    static CONTROL: std::sync::OnceLock<Arc<Library>> = std::sync::OnceLock::new();
+    CONTROL.get_or_init(|| {
+        let text = crate::host::CONTROL_LIBRARY;
+        let (file, _) = crate::syntax::parse(text, &FrontEndLimits::default());
+        Arc::new(Library {
+            name: CONTROL_IMPORT.to_string(),
+            text: text.to_string(),
+            file,
+        })
+    })
+}
+
 /// A subflow definition: its event's signature and its body.
 pub(crate) struct SubflowDef<'a> {
     pub sig: Arc<EventSig>,
@@ -85,6 +102,14 @@ pub fn check(
                 return Err(diagnostics);
             }
         }
+    }
+    // `~import "$std/control"` (SPEC 11) brings the library of control flow written in Koru.
+    if file
+        .items
+        .iter()
+        .any(|item| matches!(item, ast::Item::Import(i) if i.path == CONTROL_IMPORT))
+    {
+        libraries.push(control_library().clone());
     }
     let mut subflows: HashMap<String, SubflowDef> = HashMap::new();
     // Events the source declares with errors (reported): calls of them are not unknown events.

@@ -195,6 +195,9 @@ pub enum Step {
     Discard(Span),
     /// `name payload`, including `captured { ... }`.
     Construct(Constructor),
+    /// `yield name payload` (SPEC 11): runs the caller's continuation for branch `name`; the
+    /// constructor's span starts at `yield`.
+    Yield(Constructor),
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -386,6 +386,17 @@ impl<'a> Nester<'a> {
                     continue;
                 }
                 head_pending = false;
+                // `yield name ...` (SPEC 11): the identifier becomes the contextual keyword.
+                if matches!(&token.tok, Tok::Ident(word) if word == "yield")
+                    && matches!(
+                        tokens.get(i + 1).map(|t| &t.tok),
+                        Some(Tok::Ident(_) | Tok::Else)
+                    )
+                {
+                    self.emit(&tokens[i], Tok::Yield);
+                    i += 1;
+                    continue;
+                }
             }
             match token.tok {
                 Tok::LParen | Tok::LBrace | Tok::LBracket => depth += 1,

@@ -237,8 +237,12 @@ impl Printer<'_, '_> {
         match step {
             Step::Invoke(invocation) => self.invocation(depth, invocation),
             Step::Discard(span) => self.line(depth, "_", *span),
-            Step::Construct(constructor) => {
-                let mut text = format!("construct {}", cut(&constructor.name.name));
+            Step::Construct(constructor) | Step::Yield(constructor) => {
+                let what = match step {
+                    Step::Yield(_) => "yield",
+                    _ => "construct",
+                };
+                let mut text = format!("{what} {}", cut(&constructor.name.name));
                 match &constructor.payload {
                     ConstructorPayload::Empty => {}
                     ConstructorPayload::Identity(expr) => {

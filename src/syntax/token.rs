@@ -36,6 +36,9 @@ pub enum Tok {
     Not,
     AtAs,
     Underscore,
+    /// `yield` in a step position before a branch name (SPEC 11); the layout pass makes it from
+    /// an identifier, so `yield` stays an ordinary name elsewhere.
+    Yield,
     // Literals and names.
     Ident(String),
     Int(u64),
@@ -99,6 +102,7 @@ impl fmt::Display for Tok {
             Tok::Not => "not",
             Tok::AtAs => "@as",
             Tok::Underscore => "_",
+            Tok::Yield => "yield",
             Tok::Ident(name) => return write!(f, "`{name}`"),
             Tok::Int(value) => return write!(f, "`{value}`"),
             Tok::Float(value) => return write!(f, "`{value}`"),
