@@ -169,7 +169,7 @@ impl Generator {
         let choice = if depth == 0 {
             6 + self.rng.below(3)
         } else {
-            self.rng.below(13)
+            self.rng.below(14)
         };
         let head = match choice {
             0 => {
@@ -341,6 +341,36 @@ impl Generator {
                         self.rng.below(5) as i64 - 2
                     ),
                 }
+            }
+            13 if scope.accumulator.is_some() => {
+                // A match whose arms differ only in literals (native code loads them from tables
+                // instead of jumping), some large enough to overflow.
+                let (name, _) = scope.accumulator.clone().unwrap();
+                let op = ["+", "-", "*"][self.rng.below(3) as usize];
+                let scrutinee = self.int(scope, 2);
+                let mut cursor = self.rng.below(8) as i64 - 4;
+                let literal = |this: &mut Self| match this.rng.below(8) {
+                    0 => 4_611_686_018_427_387_904i64 + this.rng.below(9) as i64,
+                    _ => this.rng.below(40) as i64 - 20,
+                };
+                for _ in 0..1 + self.rng.below(5) {
+                    let width = self.rng.below(3) as i64;
+                    let pattern = if width == 0 {
+                        cursor.to_string()
+                    } else {
+                        format!("{cursor}..={}", cursor + width)
+                    };
+                    cursor += width + 1 + self.rng.below(3) as i64;
+                    let lit = literal(self);
+                    lines.push(format!(
+                        "{pad}| [{pattern}] |> captured {{ y: {name}.x {op} {lit}, x: {name}.y }}"
+                    ));
+                }
+                let lit = literal(self);
+                lines.push(format!(
+                    "{pad}|? |> captured {{ y: {name}.x {op} {lit}, x: {name}.y }}"
+                ));
+                format!("match({scrutinee})")
             }
             7 if scope.accumulator.is_some() => {
                 let (name, _) = scope.accumulator.clone().unwrap();

@@ -316,3 +316,54 @@ fn a_dense_int_match_is_one_table_jump_and_a_short_str_match_calls_nothing() {
         .collect();
     assert_eq!(results[0], results[1]);
 }
+
+#[test]
+fn a_match_whose_arms_differ_only_in_literals_is_a_table_load_without_jumps() {
+    // The bench's match-dispatch: 15 cases and a catch-all adding different constants. Native
+    // code has one copy of the addition (one overflow check), its constant loaded from a table;
+    // `% 16` is a mask.
+    let arms: String = (0..15)
+        .map(|k| {
+            format!(
+                "        | [{k}] |> captured {{ sum: acc.sum + {} }}\n",
+                k * 3 + 1
+            )
+        })
+        .collect();
+    let source = format!(
+        "~capture({{ sum: 0 }})\n| as acc |> for(0..n)\n    | each i |> match(i % 16)\n{arms}        |? |> captured {{ sum: acc.sum + 99 }}\n| captured t |> r t.sum"
+    );
+    let (clif, _) = clif_of(&source);
+    assert_eq!(clif.matches("br_table").count(), 0, "{clif}");
+    assert_eq!(clif.matches("sadd_overflow").count(), 1, "{clif}");
+    assert_eq!(clif.matches("srem").count(), 0, "{clif}");
+    assert_eq!(
+        clif.matches("readonly").count(),
+        2,
+        "value and lane tables\n{clif}"
+    );
+    // A body that differs in more than literals keeps its jumps.
+    let mixed = source.replace("acc.sum + 99", "acc.sum - 99");
+    let (clif, _) = clif_of(&mixed);
+    assert_eq!(clif.matches("br_table").count(), 1, "{clif}");
+    let engine = Engine::new(Registry::new());
+    for source in [&source, &mixed] {
+        let results: Vec<Outcome> = [Tier::Interp, Tier::Jit]
+            .iter()
+            .map(|&tier| {
+                engine
+                    .compile(
+                        "t",
+                        source,
+                        &CompileOptions::default()
+                            .input("n", koru_jit::Type::Int)
+                            .tier(tier),
+                    )
+                    .unwrap()
+                    .run(&Inputs::new().set("n", 1000i64), &RunLimits::default())
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(results[0], results[1]);
+    }
+}

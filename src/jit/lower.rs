@@ -28,7 +28,7 @@ use cranelift_codegen::ir::{
 };
 use cranelift_codegen::isa::CallConv;
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Switch, Variable};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::mem::offset_of;
 use std::sync::Arc;
 
@@ -276,6 +276,28 @@ struct Lower<'a, 'f> {
     /// The variables of each word of the flow state (int class, float class): what an entry at
     /// a loop head reloads.
     word_vars: Vec<[Option<Variable>; 2]>,
+    /// Set while the shared body of a `match` lowered as a table lookup is lowered.
+    lane: Option<Lane>,
+}
+
+/// The body of a `match` lowered as a table lookup (see [`super::lookup`]), being lowered: its
+/// integer literals that differ between arms are loads from tables indexed by `slot`, and its
+/// failures report the span of the arm that took the value.
+struct Lane {
+    /// The matched value's slot (an `i64`).
+    slot: Value,
+    /// The address of each table of literals.
+    tables: Vec<i64>,
+    /// Per integer literal of the body, in lowering order: its table, if it has one.
+    literal_tables: Vec<Option<usize>>,
+    /// The literals lowered so far.
+    cursor: usize,
+    /// The address of the table of each slot's lane.
+    lane_table: i64,
+    site_index: HashMap<(Span, Option<Arc<str>>), usize>,
+    lane_sites: Vec<Vec<ErrorSite>>,
+    /// Trap sites that are the first of one per lane (the lane's site is this plus the lane).
+    bases: HashSet<u32>,
 }
 
 /// A loop being lowered, as an entry at an inner loop's head must rebuild it.
@@ -397,6 +419,7 @@ impl<'a, 'f> Lower<'a, 'f> {
             osr_loops: Vec::new(),
             region_calls: Vec::new(),
             word_vars,
+            lane: None,
         };
         // Flow inputs are written by the caller: read them once.
         for input in &program.inputs {
@@ -760,6 +783,22 @@ impl<'a, 'f> Lower<'a, 'f> {
         event: Option<Arc<str>>,
         span: Span,
     ) -> u32 {
+        if let Some(lane) = &mut self.lane {
+            if let Some(&k) = lane.site_index.get(&(span, event.clone())) {
+                // One site per lane, in lane order: the failing path adds its lane.
+                let first = self.data.traps.len() as u32;
+                for sites in &lane.lane_sites {
+                    self.data.traps.push(TrapSite {
+                        code,
+                        message: message.clone(),
+                        event: sites[k].event.clone(),
+                        span: sites[k].span,
+                    });
+                }
+                lane.bases.insert(first);
+                return first;
+            }
+        }
         self.data.traps.push(TrapSite {
             code,
             message,
@@ -771,7 +810,16 @@ impl<'a, 'f> Lower<'a, 'f> {
 
     /// Leaves with a run-time error at `site`.
     fn fail(&mut self, site: u32) {
-        let site = self.b.ins().iconst(I32, i64::from(site));
+        let site = match &self.lane {
+            Some(lane) if lane.bases.contains(&site) => {
+                // The lane of the slot the matched value took, read on this (cold) path only.
+                let (slot, table) = (lane.slot, lane.lane_table);
+                let lane = self.table_load(table, slot);
+                let lane = self.b.ins().ireduce(I32, lane);
+                self.b.ins().iadd_imm_s(lane, i64::from(site))
+            }
+            _ => self.b.ins().iconst(I32, i64::from(site)),
+        };
         self.b.ins().store(
             MemFlagsData::trusted(),
             site,
@@ -1125,6 +1173,13 @@ impl<'a, 'f> Lower<'a, 'f> {
             v => v,
         };
         self.set(s.value, value);
+        if let Val::Scalar(v) = value {
+            if self.lane.is_none() {
+                if let Some(plan) = super::lookup::plan(s, self.data.table_bytes) {
+                    return self.lookup_match(v, plan, sink);
+                }
+            }
+        }
         let entries: Vec<Block> = s.arms.iter().map(|_| self.b.create_block()).collect();
         let mut fail: Vec<Option<Block>> = vec![None; s.arms.len()];
         let mut k = 0;
@@ -1179,6 +1234,79 @@ impl<'a, 'f> Lower<'a, 'f> {
             }
         }
         Ok(())
+    }
+
+    /// `match` as a table lookup ([`super::lookup`]): the slot of `v`, then the body every arm
+    /// shares with the literals that differ loaded from tables at that slot.
+    fn lookup_match(
+        &mut self,
+        v: Value,
+        plan: super::lookup::Plan<'a>,
+        sink: &Sink<'a>,
+    ) -> Result<(), String> {
+        self.data.table_bytes += plan.table_bytes();
+        let values = plan.slots as i64 - 1;
+        let offset = if plan.base == 0 {
+            v
+        } else {
+            self.b.ins().iadd_imm_s(v, plan.base.wrapping_neg())
+        };
+        let inside = self
+            .b
+            .ins()
+            .icmp_imm_s(IntCC::UnsignedLessThan, offset, values);
+        let rest = self.b.ins().iconst(I64, values);
+        let slot = self.b.ins().select(inside, offset, rest);
+        let mut tables = Vec::with_capacity(plan.tables.len());
+        for table in plan.tables {
+            let table: Box<[i64]> = table.into_boxed_slice();
+            tables.push(table.as_ptr() as i64);
+            self.data.tables.push(table);
+        }
+        let lanes: Box<[i64]> = plan.lane_of_slot.iter().map(|&l| l as i64).collect();
+        let lane_table = lanes.as_ptr() as i64;
+        self.data.tables.push(lanes);
+        self.lane = Some(Lane {
+            slot,
+            tables,
+            literal_tables: plan.literal_tables,
+            cursor: 0,
+            lane_table,
+            site_index: plan.site_index,
+            lane_sites: plan.lane_sites,
+            bases: HashSet::new(),
+        });
+        // As `Step::Update` lowers, with the lane set for the expressions only (the
+        // continuation after the value is not the arms').
+        let assigns = plan.body.assigns;
+        let values: Vec<Val> = assigns.iter().map(|(_, e)| self.expr(e)).collect();
+        for ((local, _), v) in assigns.iter().zip(values) {
+            self.assign_accumulator(*local, v);
+        }
+        self.lane = None;
+        self.finish(plan.body.value, sink);
+        Ok(())
+    }
+
+    /// The literal the table lookup being lowered loads for the next integer literal, if it
+    /// differs between the arms.
+    fn lane_literal(&mut self) -> Option<Value> {
+        let lane = self.lane.as_mut()?;
+        let j = lane.cursor;
+        lane.cursor += 1;
+        let table = lane.tables[(*lane.literal_tables.get(j)?)?];
+        let slot = lane.slot;
+        Some(self.table_load(table, slot))
+    }
+
+    /// `table[slot]` of a table of `i64`s the flow's data holds.
+    fn table_load(&mut self, table: i64, slot: Value) -> Value {
+        let table = self.b.ins().iconst(I64, table);
+        let offset = self.b.ins().ishl_imm_s(slot, 3);
+        let address = self.b.ins().iadd(table, offset);
+        self.b
+            .ins()
+            .load(I64, MemFlagsData::trusted().with_readonly(), address, 0)
     }
 
     /// Jumps to `entries[first + k]` for the first arm `k` of `arms` whose int (or bool)
@@ -1980,7 +2108,10 @@ impl<'a, 'f> Lower<'a, 'f> {
 
     fn expr(&mut self, expr: &Expr) -> Val {
         let value = match expr {
-            Expr::Int(v) => self.b.ins().iconst(I64, *v),
+            Expr::Int(v) => match self.lane_literal() {
+                Some(loaded) => loaded,
+                None => self.b.ins().iconst(I64, *v),
+            },
             Expr::Float(v) => self.b.ins().f64const(*v),
             Expr::Bool(v) => self.b.ins().iconst(I64, i64::from(*v)),
             Expr::Str(text) => {
@@ -2134,6 +2265,11 @@ impl<'a, 'f> Lower<'a, 'f> {
                 self.fail_if(overflowed, site);
                 result
             }
+            IntOp::Rem if self.constant(b).is_some_and(|m| m > 0 && m & (m - 1) == 0) => {
+                // Floored `%` by a positive power of two is the low bits (two's complement).
+                let m = self.constant(b).expect("checked above");
+                self.b.ins().band_imm_s(a, m - 1)
+            }
             IntOp::Div | IntOp::Rem => {
                 let zero = self.b.ins().icmp_imm_s(IntCC::Equal, b, 0);
                 let site = self.trap_site(
@@ -2163,6 +2299,21 @@ impl<'a, 'f> Lower<'a, 'f> {
                 let adjusted = self.b.ins().iadd(r, b);
                 self.b.ins().select(adjust, adjusted, r)
             }
+        }
+    }
+
+    /// The value of `v` if it is an `iconst` of this function.
+    fn constant(&self, v: Value) -> Option<i64> {
+        use cranelift_codegen::ir::{InstructionData, Opcode, ValueDef};
+        let ValueDef::Result(inst, _) = self.b.func.dfg.value_def(v) else {
+            return None;
+        };
+        match self.b.func.dfg.insts[inst] {
+            InstructionData::UnaryImm {
+                opcode: Opcode::Iconst,
+                imm,
+            } => Some(imm.bits()),
+            _ => None,
         }
     }
 

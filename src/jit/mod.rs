@@ -6,6 +6,7 @@
 //! finalize, get the pointer. Generated code calls no symbol: host shims and runtime helpers are
 //! reached through pointer constants, and a guard refuses any symbol Cranelift would look up.
 
+mod lookup;
 mod lower;
 pub(crate) mod runtime;
 

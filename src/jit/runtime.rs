@@ -73,6 +73,10 @@ pub struct NativeData {
     // vector grows.
     #[allow(clippy::vec_box)]
     pub literal_pairs: Vec<Box<[u64; 2]>>,
+    /// The tables of `match`es lowered as lookups (boxed for the same reason).
+    pub tables: Vec<Box<[i64]>>,
+    /// Bytes those tables hold (bounded per flow by `lookup::MAX_FLOW_TABLE_BYTES`).
+    pub table_bytes: usize,
     /// The address of the first of `region_table`'s entries, which generated code reads to call
     /// a region of a large flow (0 until the code is final).
     pub region_entries: usize,
@@ -106,6 +110,8 @@ impl NativeData {
                 })
                 .sum::<usize>()
             + self.literal_pairs.capacity() * (size_of::<Box<[u64; 2]>>() + 16)
+            + self.tables.capacity() * size_of::<Box<[i64]>>()
+            + self.table_bytes
     }
 }
 

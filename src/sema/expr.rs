@@ -182,12 +182,14 @@ impl Lowerer<'_> {
                     }
                 }
                 let (inner, ty) = self.lower_expr(operand)?;
-                match ty {
-                    Type::Int => Some((
+                match (ty, inner) {
+                    // A negative literal is a literal (`-5` cannot overflow; neither can `-(-5)`).
+                    (Type::Int, Expr::Int(v)) if v != i64::MIN => Some((Expr::Int(-v), Type::Int)),
+                    (Type::Int, inner) => Some((
                         Expr::NegInt(Box::new(inner), self.error_site(span)),
                         Type::Int,
                     )),
-                    Type::Float => Some((Expr::NegFloat(Box::new(inner)), Type::Float)),
+                    (Type::Float, inner) => Some((Expr::NegFloat(Box::new(inner)), Type::Float)),
                     _ => {
                         self.error(Code::E0204, format!("`-` needs a number, found {ty}"), span);
                         None
