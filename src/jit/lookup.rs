@@ -28,8 +28,10 @@ pub const MAX_FLOW_TABLE_BYTES: usize = 64 * 1024;
 pub struct Plan<'a> {
     /// The smallest value with a slot: slot `v - base` for `base <= v < base + slots - 1`.
     pub base: i64,
-    /// Slots of values, plus the last one for every other value.
+    /// Slots of values, plus the last one for every other value when `clamp`.
     pub slots: usize,
+    /// Whether values outside `base..base + slots - 1` are possible, and take the last slot.
+    pub clamp: bool,
     /// The lane (index into `lanes`) of each slot.
     pub lane_of_slot: Vec<usize>,
     /// The body every lane shares: the first lane's.
@@ -66,8 +68,10 @@ impl<'a> Body<'a> {
     }
 }
 
-/// The plan for `s`, if its arms qualify; `table_bytes` is what the flow's tables hold so far.
-pub fn plan(s: &MatchStep, table_bytes: usize) -> Option<Plan<'_>> {
+/// The plan for `s`, if its arms qualify; `table_bytes` is what the flow's tables hold so far,
+/// `known` the largest value the argument can have when it is known never negative (`i % 16`):
+/// then every possible value has a slot and none is clamped.
+pub fn plan(s: &MatchStep, table_bytes: usize, known: Option<i64>) -> Option<Plan<'_>> {
     let catch_all = s.arms.iter().position(|a| a.patterns.is_empty());
     let pattern_arms = catch_all.unwrap_or(s.arms.len());
     if pattern_arms == 0 || s.arms[..pattern_arms].iter().any(|a| a.arm.guard.is_some()) {
@@ -115,13 +119,19 @@ pub fn plan(s: &MatchStep, table_bytes: usize) -> Option<Plan<'_>> {
         return None;
     }
     // Without a catch-all only a `bool` match covering both values is exhaustive; its extra
-    // slot is never taken.
+    // slot is never taken (nor are the other values' slots of a known argument).
     let rest_lane = match catch_all {
         Some(_) => lanes.len() - 1,
         None if is_bool && written == values => 0,
         None => return None,
     };
-    let slots = values + 1;
+    let (base, slots, clamp) = match known {
+        Some(k) if base >= 0 && top <= k && (k as usize) < MAX_SLOTS => (0, k as usize + 1, false),
+        _ => (base, values + 1, true),
+    };
+    if written * 4 < slots {
+        return None;
+    }
     let mut lane_of_slot = vec![rest_lane; slots];
     for (lo, hi, lane) in pieces {
         for v in lo..=hi {
@@ -188,6 +198,7 @@ pub fn plan(s: &MatchStep, table_bytes: usize) -> Option<Plan<'_>> {
     Some(Plan {
         base,
         slots,
+        clamp,
         lane_of_slot,
         body: bodies[0],
         literal_tables,

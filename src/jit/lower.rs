@@ -1175,7 +1175,8 @@ impl<'a, 'f> Lower<'a, 'f> {
         self.set(s.value, value);
         if let Val::Scalar(v) = value {
             if self.lane.is_none() {
-                if let Some(plan) = super::lookup::plan(s, self.data.table_bytes) {
+                let known = self.mask_of(v);
+                if let Some(plan) = super::lookup::plan(s, self.data.table_bytes, known) {
                     return self.lookup_match(v, plan, sink);
                 }
             }
@@ -1245,18 +1246,22 @@ impl<'a, 'f> Lower<'a, 'f> {
         sink: &Sink<'a>,
     ) -> Result<(), String> {
         self.data.table_bytes += plan.table_bytes();
-        let values = plan.slots as i64 - 1;
         let offset = if plan.base == 0 {
             v
         } else {
             self.b.ins().iadd_imm_s(v, plan.base.wrapping_neg())
         };
-        let inside = self
-            .b
-            .ins()
-            .icmp_imm_s(IntCC::UnsignedLessThan, offset, values);
-        let rest = self.b.ins().iconst(I64, values);
-        let slot = self.b.ins().select(inside, offset, rest);
+        let slot = if plan.clamp {
+            let values = plan.slots as i64 - 1;
+            let inside = self
+                .b
+                .ins()
+                .icmp_imm_s(IntCC::UnsignedLessThan, offset, values);
+            let rest = self.b.ins().iconst(I64, values);
+            self.b.ins().select(inside, offset, rest)
+        } else {
+            offset
+        };
         let mut tables = Vec::with_capacity(plan.tables.len());
         for table in plan.tables {
             let table: Box<[i64]> = table.into_boxed_slice();
@@ -2299,6 +2304,21 @@ impl<'a, 'f> Lower<'a, 'f> {
                 let adjusted = self.b.ins().iadd(r, b);
                 self.b.ins().select(adjust, adjusted, r)
             }
+        }
+    }
+
+    /// `m` if `v` is `x & m` for an `m >= 0` (so `0 <= v <= m`): what `%` by a power of two is.
+    fn mask_of(&self, v: Value) -> Option<i64> {
+        use cranelift_codegen::ir::{InstructionData, Opcode, ValueDef};
+        let ValueDef::Result(inst, _) = self.b.func.dfg.value_def(v) else {
+            return None;
+        };
+        match self.b.func.dfg.insts[inst] {
+            InstructionData::Binary {
+                opcode: Opcode::Band,
+                args: [_, mask],
+            } => self.constant(mask).filter(|&m| m >= 0),
+            _ => None,
         }
     }
 
