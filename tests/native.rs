@@ -245,9 +245,11 @@ fn clif_of(source: &str) -> (String, usize) {
 fn repeat_compiles_to_the_loop_for_does() {
     // SPEC 11: `repeat` of `$std/control` is a subflow written with `yield`; inlined, its
     // caller's continuation is compiled in place of the `yield`, so the loop is the one `for`
-    // makes. What `repeat` adds is the subflow call's fuel charge, once before the loop (SPEC 5:
-    // the call costs 1): its blocks and the cold call of its slow path (interrupt, deadline),
-    // measured here on a subflow that does nothing. Nothing else: no call, no block.
+    // makes. What `repeat` adds is the subflow call's fuel charge, once before the loop (SPEC 5
+    // and 11: the call costs 1): one compare whose failing side joins the shared exit. No call
+    // (an inlined call does not poll the interrupt: its body is straight-line code between the
+    // polls of loops and host calls), and no more blocks (measured: 29 against 30, the charge's
+    // block outweighed by the loop bound `repeat` passes as an input).
     let body = "captured { sum: acc.sum + i * 3 }";
     let with_for = format!(
         "~capture({{ sum: 0 }})\n| as acc |> for(0..n)\n    | each i |> {body}\n| captured t |> result t.sum"
@@ -257,20 +259,12 @@ fn repeat_compiles_to_the_loop_for_does() {
     );
     let (for_clif, for_blocks) = clif_of(&with_for);
     let (repeat_clif, repeat_blocks) = clif_of(&with_repeat);
-    let (charge_clif, charge_blocks) =
-        clif_of("~event one {} | done\n~one = done\n~one() | done |> result 0");
-    let (empty_clif, empty_blocks) = clif_of("~if(true) | then |> result 0");
-    eprintln!("for: {for_blocks} blocks, repeat: {repeat_blocks}, call charge: {charge_blocks} vs {empty_blocks}");
+    eprintln!("for: {for_blocks} blocks, repeat: {repeat_blocks}");
     let calls = |clif: &str| clif.matches("call_indirect").count();
-    let charge_calls = calls(&charge_clif) - calls(&empty_clif);
+    assert_eq!(calls(&repeat_clif), calls(&for_clif), "{repeat_clif}");
     assert!(
-        calls(&repeat_clif) <= calls(&for_clif) + charge_calls,
-        "{repeat_clif}"
-    );
-    let charge = charge_blocks.saturating_sub(empty_blocks);
-    assert!(
-        repeat_blocks <= for_blocks + charge,
-        "repeat: {repeat_blocks} blocks, for: {for_blocks} plus {charge} for the call's charge\n{repeat_clif}\n----\n{for_clif}"
+        repeat_blocks <= for_blocks,
+        "repeat: {repeat_blocks} blocks, for: {for_blocks}\n{repeat_clif}\n----\n{for_clif}"
     );
 }
 

@@ -249,14 +249,21 @@ impl Exec<'_> {
         ))
     }
 
+    /// Charges a host dispatch: fuel, then the interrupt and the deadline.
     fn charge(&mut self, cost: u64, charged: u32) -> Result<(), Trap> {
+        self.charge_only(cost, charged)?;
+        self.poll()
+    }
+
+    /// Charges `cost` fuel for `charged` (SPEC 7: refused when it would pass the limit).
+    fn charge_only(&mut self, cost: u64, charged: u32) -> Result<(), Trap> {
         let used = self.state.fuel_used.saturating_add(cost);
         if used > self.fuel_limit {
             return Err(Trap::Exhausted(Limit::Fuel));
         }
         self.state.fuel_used = used;
         self.state.last_event = charged;
-        self.poll()
+        Ok(())
     }
 
     /// One loop iteration: the iteration limit, the interrupt, and now and then the deadline.
@@ -434,7 +441,9 @@ impl Exec<'_> {
         for (local, argument) in &s.inputs {
             self.write_argument(argument, *local)?;
         }
-        self.charge(1, LAST_EVENT_SUBFLOW | s.name_index)?;
+        // No poll here: an inlined subflow's body is straight-line code between polls (loops
+        // and host calls poll), as in native code.
+        self.charge_only(1, LAST_EVENT_SUBFLOW | s.name_index)?;
         let value = self.step(&s.body)?;
         let Some(exit) = s.exits.iter().find(|e| e.value == value) else {
             return Err(Trap::error(

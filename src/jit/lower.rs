@@ -936,9 +936,15 @@ impl<'a, 'f> Lower<'a, 'f> {
         self.jump_exit(STATUS_EXHAUSTED);
     }
 
+    /// Charges a host dispatch: fuel, then the interrupt and the deadline.
+    fn charge(&mut self, cost: u64, event_code: u32) {
+        self.charge_only(cost, event_code);
+        self.check_interrupt();
+    }
+
     /// Charges `cost` fuel before a dispatch (after its arguments are evaluated), as the
     /// interpreter does: a dispatch that would go over the limit is refused.
-    fn charge(&mut self, cost: u64, event_code: u32) {
+    fn charge_only(&mut self, cost: u64, event_code: u32) {
         let room = self.b.use_var(self.room);
         let over = self
             .b
@@ -951,7 +957,6 @@ impl<'a, 'f> Lower<'a, 'f> {
         // value fewer live across every loop and call.
         let code = self.b.ins().iconst(I32, i64::from(event_code));
         self.state_store(code, offset_of!(RunState, last_event));
-        self.check_interrupt();
     }
 
     /// Makes sure some budget is left: when it ran out, the slow path (a call of
@@ -1862,7 +1867,9 @@ impl<'a, 'f> Lower<'a, 'f> {
             };
             self.set(*local, value);
         }
-        self.charge(1, LAST_EVENT_SUBFLOW | s.name_index);
+        // No interrupt check: an inlined body is straight-line code between the checks of loops
+        // and host calls (as in the interpreter).
+        self.charge_only(1, LAST_EVENT_SUBFLOW | s.name_index);
         let blocks: Vec<Block> = (0..s.results.len())
             .map(|_| self.b.create_block())
             .collect();
