@@ -33,6 +33,8 @@ impl Rng {
 struct Generator {
     rng: Rng,
     names: u32,
+    /// The yielding subflows this flow defines (SPEC 11): `NAME(n: i64) | tick i64 | done`.
+    yielders: Vec<String>,
 }
 
 /// What is in scope where an expression is generated.
@@ -169,7 +171,7 @@ impl Generator {
         let choice = if depth == 0 {
             6 + self.rng.below(3)
         } else {
-            self.rng.below(14)
+            self.rng.below(15)
         };
         let head = match choice {
             0 => {
@@ -342,6 +344,17 @@ impl Generator {
                     ),
                 }
             }
+            14 if !self.yielders.is_empty() => {
+                // A yielding subflow of this flow: its `yield`s run these continuations in place.
+                let name =
+                    self.yielders[self.rng.below(self.yielders.len() as u64) as usize].clone();
+                let t = self.fresh("t");
+                let mut inner = scope.clone();
+                inner.ints.push(t.clone());
+                continuation(self, &mut lines, format!("| tick {t}"), &inner);
+                continuation(self, &mut lines, "| done".into(), scope);
+                format!("{name}(n: {})", self.int(scope, 1))
+            }
             13 if scope.accumulator.is_some() => {
                 // A match whose arms differ only in literals (native code loads them from tables
                 // instead of jumping), some large enough to overflow.
@@ -394,13 +407,34 @@ fn generate(seed: u64) -> String {
     let mut generator = Generator {
         rng: Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1),
         names: 0,
+        yielders: Vec::new(),
     };
+    // Yielding subflows (SPEC 11): yields inside `if`, `match` and loops, and from the
+    // continuation of another yielding subflow (`repeat` of `$std/control`).
+    let mut subflows = String::new();
+    for _ in 0..generator.rng.below(3) {
+        let name = generator.fresh("y");
+        let k = generator.rng.below(7) as i64 - 3;
+        let body = match generator.rng.below(3) {
+            0 => format!(
+                "for(0..n)\n    | each i |> if(i % {} == {})\n        | then |> yield tick i * {k}\n        | else |> _\n    | done |> done",
+                2 + generator.rng.below(3),
+                generator.rng.below(2)
+            ),
+            1 => "for(0..n)\n    | each i |> match(i % 3)\n        | [0] |> yield tick i\n        | [1] |> yield tick 0 - i\n        |? |> _\n    | done |> done".to_string(),
+            _ => format!("repeat(n: n)\n    | each i |> yield tick i + {k}\n    | done |> done"),
+        };
+        subflows.push_str(&format!(
+            "~event {name} {{ n: i64 }} | tick i64 | done\n~{name} = {body}\n"
+        ));
+        generator.yielders.push(name);
+    }
     let depth = 2 + generator.rng.below(3) as u32;
     // The head must be an invocation: retry constructors away.
     loop {
         let (head, lines) = generator.step(&Scope::default(), depth, 0);
         if head.contains('(') && !head.starts_with("result") && !head.starts_with("captured") {
-            let mut source = format!("~import \"$std/control\"\n~{head}\n");
+            let mut source = format!("~import \"$std/control\"\n{subflows}~{head}\n");
             for line in lines {
                 source.push_str(&line);
                 source.push('\n');
