@@ -361,3 +361,75 @@ fn a_match_whose_arms_differ_only_in_literals_is_a_table_load_without_jumps() {
         assert_eq!(results[0], results[1]);
     }
 }
+
+#[test]
+fn match_tables_are_bounded_per_flow() {
+    // Hostile input: many matches whose tables would be large (256 slots, 8 literals that
+    // differ, 9 tables of 2 KB each): past 64 KB of tables a flow's matches are jumps, so the
+    // data native code keeps grows with the code, not with 18 KB a match.
+    let fields = ["a", "b", "c", "d", "e", "f", "g", "h"];
+    let init: Vec<String> = fields.iter().map(|f| format!("{f}: 0")).collect();
+    let arm = |k: usize| {
+        let parts: Vec<String> = fields
+            .iter()
+            .enumerate()
+            .map(|(j, f)| format!("{f}: acc.{f} + {}", k * 8 + j))
+            .collect();
+        format!("captured {{ {} }}", parts.join(", "))
+    };
+    let source = |catch_all: String| {
+        let mut one = format!(
+            "~capture({{ {} }})\n| as acc |> match(n % 256)\n",
+            init.join(", ")
+        );
+        for k in 0..17 {
+            one += &format!("    | [{}..={}] |> {}\n", k * 15, k * 15 + 14, arm(k));
+        }
+        one += &format!("    |? |> {catch_all}\n| captured t |> _\n");
+        one.repeat(40)
+    };
+    // The same flow with jumps only: its catch-all subtracts.
+    let tabled = source(arm(17));
+    let jumps = source(arm(17).replacen("+", "-", 1));
+    let mut policy = koru_jit::TierPolicy::eager();
+    policy.compile_budget = koru_jit::CompileBudget::unlimited();
+    let engine = Engine::with_config(
+        Registry::new(),
+        koru_jit::EngineConfig {
+            policy,
+            ..koru_jit::EngineConfig::default()
+        },
+    );
+    let compile = |source: &str, tier| {
+        engine
+            .compile(
+                "tables",
+                source,
+                &CompileOptions::default()
+                    .input("n", koru_jit::Type::Int)
+                    .tier(tier),
+            )
+            .unwrap()
+    };
+    let data = |source: &str| {
+        let (interpreted, native) = (compile(source, Tier::Interp), compile(source, Tier::Jit));
+        assert_eq!(native.tier(), Tier::Jit, "{:?}", native.jit_error());
+        native.memory_bytes() - interpreted.memory_bytes() - native.code_bytes()
+    };
+    let (with_tables, with_jumps) = (data(&tabled), data(&jumps));
+    eprintln!("native data: {with_tables} bytes with tables, {with_jumps} with jumps only");
+    // 40 matches of 18 KB of tables would be 720 KB more.
+    assert!(
+        with_tables <= with_jumps + 64 * 1024,
+        "{with_tables} bytes of native data against {with_jumps} without tables"
+    );
+    let (interpreted, native) = (compile(&tabled, Tier::Interp), compile(&tabled, Tier::Jit));
+    for n in [0i64, 14, 15, 254, 255, -1, 1 << 40] {
+        let inputs = Inputs::new().set("n", n);
+        assert_eq!(
+            interpreted.run(&inputs, &RunLimits::default()).unwrap(),
+            native.run(&inputs, &RunLimits::default()).unwrap(),
+            "n = {n}"
+        );
+    }
+}
