@@ -298,6 +298,10 @@ struct Lane {
     lane_sites: Vec<Vec<ErrorSite>>,
     /// Trap sites that are the first of one per lane (the lane's site is this plus the lane).
     bases: HashSet<u32>,
+    /// The literals loaded so far whose table has one sign (`true`: all `>= 0`).
+    signs: HashMap<Value, bool>,
+    /// The sign of each table's values, if they share one.
+    table_signs: Vec<Option<bool>>,
 }
 
 /// A loop being lowered, as an entry at an inner loop's head must rebuild it.
@@ -1268,6 +1272,19 @@ impl<'a, 'f> Lower<'a, 'f> {
             offset
         };
         let mut tables = Vec::with_capacity(plan.tables.len());
+        let table_signs: Vec<Option<bool>> = plan
+            .tables
+            .iter()
+            .map(|t| {
+                if t.iter().all(|&x| x >= 0) {
+                    Some(true)
+                } else if t.iter().all(|&x| x < 0) {
+                    Some(false)
+                } else {
+                    None
+                }
+            })
+            .collect();
         for table in plan.tables {
             let table: Box<[i64]> = table.into_boxed_slice();
             tables.push(table.as_ptr() as i64);
@@ -1285,6 +1302,8 @@ impl<'a, 'f> Lower<'a, 'f> {
             site_index: plan.site_index,
             lane_sites: plan.lane_sites,
             bases: HashSet::new(),
+            signs: HashMap::new(),
+            table_signs,
         });
         // As `Step::Update` lowers, with the lane set for the expressions only (the
         // continuation after the value is not the arms').
@@ -1304,9 +1323,13 @@ impl<'a, 'f> Lower<'a, 'f> {
         let lane = self.lane.as_mut()?;
         let j = lane.cursor;
         lane.cursor += 1;
-        let table = lane.tables[(*lane.literal_tables.get(j)?)?];
-        let slot = lane.slot;
-        Some(self.table_load(table, slot))
+        let t = (*lane.literal_tables.get(j)?)?;
+        let (table, sign, slot) = (lane.tables[t], lane.table_signs[t], lane.slot);
+        let loaded = self.table_load(table, slot);
+        if let (Some(sign), Some(lane)) = (sign, self.lane.as_mut()) {
+            lane.signs.insert(loaded, sign);
+        }
+        Some(loaded)
     }
 
     /// `table[slot]` of a table of `i64`s the flow's data holds.
@@ -2267,6 +2290,25 @@ impl<'a, 'f> Lower<'a, 'f> {
             )
         };
         match op {
+            IntOp::Add | IntOp::Sub if self.sign_of(b).is_some() => {
+                // With the sign of `b` known, `a + b` overflowed exactly when the result moved
+                // the other way (below `a` for a `b >= 0`): a compare the branch fuses with,
+                // where the overflow flag would be materialized and tested.
+                let non_negative = self.sign_of(b) == Some(true);
+                let result = match op {
+                    IntOp::Add => self.b.ins().iadd(a, b),
+                    _ => self.b.ins().isub(a, b),
+                };
+                let cc = if (op == IntOp::Add) == non_negative {
+                    IntCC::SignedLessThan
+                } else {
+                    IntCC::SignedGreaterThan
+                };
+                let overflowed = self.b.ins().icmp(cc, result, a);
+                let site = overflow(self);
+                self.fail_if(overflowed, site);
+                result
+            }
             IntOp::Add | IntOp::Sub | IntOp::Mul => {
                 let (result, overflowed) = match op {
                     IntOp::Add => self.b.ins().sadd_overflow(a, b),
@@ -2327,6 +2369,15 @@ impl<'a, 'f> Lower<'a, 'f> {
             } => self.constant(mask).filter(|&m| m >= 0),
             _ => None,
         }
+    }
+
+    /// `Some(true)` if `v` is known to be `>= 0`, `Some(false)` if `< 0`: a constant, or a
+    /// literal a table lookup loads from a table of one sign.
+    fn sign_of(&self, v: Value) -> Option<bool> {
+        if let Some(c) = self.constant(v) {
+            return Some(c >= 0);
+        }
+        self.lane.as_ref()?.signs.get(&v).copied()
     }
 
     /// The value of `v` if it is an `iconst` of this function.
