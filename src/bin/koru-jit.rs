@@ -55,6 +55,14 @@ enum Command {
         /// at a character boundary, and stops there (`exhausted`, limit `Output`).
         #[arg(long)]
         max_output_bytes: Option<u64>,
+        /// Open obligations (handles, SPEC 12) a run may hold (default 1024); one more stops it
+        /// with `TooManyHandles`.
+        #[arg(long)]
+        max_handles: Option<u64>,
+        /// Leave the handles still open at the end of the run open, and list them
+        /// (`open_handles`), instead of discharging them newest first.
+        #[arg(long)]
+        no_auto_discharge: bool,
         /// Check the flow against this scope (see `koru-jit scopes`).
         #[arg(long)]
         scope: Option<String>,
@@ -192,6 +200,8 @@ fn main() -> ExitCode {
             max_iterations,
             deadline_ms,
             max_output_bytes,
+            max_handles,
+            no_auto_discharge,
             scope,
             json,
             stats,
@@ -209,6 +219,8 @@ fn main() -> ExitCode {
                     .map(|ms| std::time::Instant::now() + std::time::Duration::from_millis(ms)),
                 max_output_bytes,
                 interrupt: None,
+                max_handles,
+                keep_handles_open: no_auto_discharge,
             };
             run(RunRequest {
                 file: &file,
@@ -748,8 +760,8 @@ fn run(request: RunRequest<'_>) -> u8 {
         }
     }
     let output = LineTrackingStdout::default();
-    let outcome = match flow.run_with_output(&values, limits, &output) {
-        Ok(outcome) => outcome,
+    let report = match flow.run_report(&values, limits, &output) {
+        Ok(report) => report,
         Err(error) => {
             eprintln!("error: {error}");
             return EXIT_USAGE;
@@ -761,7 +773,8 @@ fn run(request: RunRequest<'_>) -> u8 {
     if stats {
         eprint!("{}", describe_stats(&flow.stats()));
     }
-    let code = match &outcome {
+    let outcome = &report.outcome;
+    let code = match outcome {
         Outcome::Ok { .. } => EXIT_OK,
         Outcome::Exhausted { .. } => EXIT_EXHAUSTED,
         Outcome::Error { .. } => EXIT_RUNTIME_ERROR,
@@ -772,10 +785,11 @@ fn run(request: RunRequest<'_>) -> u8 {
         if output.open_line.load(Ordering::Relaxed) {
             println!();
         }
-        println!("{}", outcome.to_json());
+        println!("{}", report.to_json());
         return code;
     }
-    match &outcome {
+    describe_obligations(&report.obligations);
+    match outcome {
         Outcome::Ok { value, fuel } => {
             let shown = value
                 .as_ref()
@@ -809,6 +823,27 @@ fn run(request: RunRequest<'_>) -> u8 {
         }
     }
     code
+}
+
+/// The discharging calls made at the end of a run (or the handles left open), on stderr.
+fn describe_obligations(obligations: &koru_jit::Obligations) {
+    for d in &obligations.discharged {
+        match &d.failure {
+            None => eprintln!("discharged: {}({})", d.event, d.handle),
+            Some((code, message)) => eprintln!(
+                "discharge failed: {}({}): {}: {message}",
+                d.event,
+                d.handle,
+                code.as_str()
+            ),
+        }
+    }
+    for h in &obligations.open_handles {
+        eprintln!(
+            "left open: {} (state {}, opened by {})",
+            h.handle, h.state, h.event
+        );
+    }
 }
 
 #[cfg(feature = "server")]

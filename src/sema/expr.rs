@@ -83,7 +83,10 @@ impl Lowerer<'_> {
             ExprKind::Str(s) => Some((Expr::Str(s.clone()), Type::Str)),
             ExprKind::Bool(b) => Some((Expr::Bool(*b), Type::Bool)),
             ExprKind::Name(name) => match self.lookup(name).cloned() {
-                Some(Bound::Scalar(local, ty)) => Some((Expr::Local(local, ty), ty)),
+                Some(Bound::Scalar(local, ty)) => {
+                    self.use_local(local, span);
+                    Some((Expr::Local(local, ty), ty))
+                }
                 Some(Bound::Struct(fields)) => {
                     let names: Vec<String> = fields
                         .iter()
@@ -131,7 +134,11 @@ impl Lowerer<'_> {
                 match (fields, lost) {
                     (Some(fields), lost) => {
                         match fields.iter().find(|(n, _, _)| **n == *field.name) {
-                            Some((_, local, ty)) => Some((Expr::Local(*local, *ty), *ty)),
+                            Some((_, local, ty)) => {
+                                let (local, ty) = (*local, *ty);
+                                self.use_local(local, span);
+                                Some((Expr::Local(local, ty), ty))
+                            }
                             // Lost to an error reported where the payload was made.
                             None if Bound::may_have_lost(&lost, &field.name) => None,
                             None => {
