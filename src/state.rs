@@ -107,6 +107,8 @@ pub struct RunState {
     pub handles_opened: u64,
     /// At most this many open obligations; one more is `TooManyHandles`.
     pub handle_limit: u64,
+    /// Bytes of text the open obligations hold (at most [`MAX_HANDLE_BYTES`]).
+    pub handle_bytes: usize,
 }
 
 /// An open obligation: its state (an index of `Program::obligation_states`), the site that
@@ -120,6 +122,11 @@ pub struct OpenHandle {
 
 /// The default bound on open obligations of a run (SPEC 12).
 pub const DEFAULT_MAX_HANDLES: u64 = 1024;
+
+/// The open obligations of a run hold at most this much handle text (16 MiB): a host that echoes
+/// a flow's long argument into its handles cannot make a run keep gigabytes of copies. Past it
+/// the run stops with `TooManyHandles`, as past the count.
+pub const MAX_HANDLE_BYTES: usize = 16 << 20;
 
 // SAFETY: the raw pointers (`loop_counts`, `interrupt`, `output`) are set at the start of each run to data
 // that outlives it and are only used by the thread running it.
@@ -189,6 +196,7 @@ impl RunState {
             handles: Vec::new(),
             handles_opened: 0,
             handle_limit: DEFAULT_MAX_HANDLES,
+            handle_bytes: 0,
         };
         state.reuse_for(program, layout);
         state
@@ -242,6 +250,7 @@ impl RunState {
             handles,
             handles_opened,
             handle_limit,
+            handle_bytes,
         } = self;
         let sites = program.conversion_buffers as usize;
         *fuel_used = 0;
@@ -275,6 +284,7 @@ impl RunState {
         handles.clear();
         *handles_opened = 0;
         *handle_limit = DEFAULT_MAX_HANDLES;
+        *handle_bytes = 0;
     }
 
     /// Bytes of heap this state holds on to (what recycling it would keep alive).
@@ -313,6 +323,7 @@ impl RunState {
         self.host_trap = None;
         self.handles.clear();
         self.handles_opened = 0;
+        self.handle_bytes = 0;
     }
 
     /// After a host call at the site of `plan` returned `branch`: opens the obligations its
@@ -342,17 +353,23 @@ impl RunState {
                 text: text.to_string(),
             });
             self.handles_opened += 1;
-            if self.handles.len() as u64 > self.handle_limit {
-                return Err(Box::new(TrapError {
-                    code: ErrorCode::TooManyHandles,
-                    message: format!(
-                        "the run holds more than {} open handles (RunLimits::max_handles)",
-                        self.handle_limit
-                    ),
-                    event: Some(plan.event.clone()),
-                    span: plan.span,
-                }));
-            }
+            self.handle_bytes += text.len();
+            let message = if self.handles.len() as u64 > self.handle_limit {
+                format!(
+                    "the run holds more than {} open handles (RunLimits::max_handles)",
+                    self.handle_limit
+                )
+            } else if self.handle_bytes > MAX_HANDLE_BYTES {
+                format!("the run's open handles hold more than {MAX_HANDLE_BYTES} bytes of text")
+            } else {
+                continue;
+            };
+            return Err(Box::new(TrapError {
+                code: ErrorCode::TooManyHandles,
+                message,
+                event: Some(plan.event.clone()),
+                span: plan.span,
+            }));
         }
         Ok(())
     }
@@ -365,7 +382,8 @@ impl RunState {
             .iter()
             .rposition(|h| h.state == state && h.text == text)
         {
-            self.handles.remove(at);
+            let released = self.handles.remove(at);
+            self.handle_bytes -= released.text.len();
         }
     }
 

@@ -393,3 +393,105 @@ fn the_report_json_shows_discharges_only_for_flows_that_can_open_handles() {
         r#"{"outcome":"ok","value":{"branch":""},"fuel":1}"#
     );
 }
+
+#[test]
+fn hostile_long_handles_are_bounded_in_bytes_not_only_in_count() {
+    // A host that echoes a flow's 1 MiB argument into each handle: past 16 MiB of open handle
+    // text the run stops, whatever the count bound, and everything open is discharged.
+    let log = Log::default();
+    let engine = Engine::new(registry(&log));
+    for tier in [Tier::Interp, Tier::Jit] {
+        let flow = engine
+            .compile(
+                "t",
+                "~for(0..1000)\n| each _ |> res.open(name: big) | opened _ |> _\n",
+                &CompileOptions::default().input("big", Type::Str).tier(tier),
+            )
+            .unwrap();
+        let big = "x".repeat(1 << 20);
+        let report = flow
+            .run_report(
+                &Inputs::new().set("big", big.as_str()),
+                &RunLimits::default(),
+                &CaptureSink::new(),
+            )
+            .unwrap();
+        let Outcome::Error { error, .. } = &report.outcome else {
+            panic!("{:?}", report.outcome)
+        };
+        assert_eq!(error.code, ErrorCode::TooManyHandles, "{}", error.message);
+        // 16 MiB hold 15 handles of 1 MiB and a few bytes: the 17th crosses the bound.
+        assert_eq!(report.obligations.discharged.len(), 16, "{tier:?}");
+        assert_eq!(report.obligations.handles, 0);
+    }
+}
+
+#[test]
+fn hostile_thousands_of_uses_after_release_are_each_reported_once() {
+    let mut source = String::new();
+    for _ in 0..3000 {
+        source.push_str(
+            "~res.open(name: \"a\") | opened h |> res.close(handle: h) |> res.info(handle: h) | info _ |> _\n",
+        );
+    }
+    let log = Log::default();
+    let errors = Engine::new(registry(&log))
+        .compile("t", &source, &CompileOptions::default())
+        .err()
+        .expect("uses after release are errors");
+    let positions = errors.positions();
+    assert_eq!(positions.len(), 3000);
+    assert!(positions
+        .iter()
+        .enumerate()
+        .all(|(i, p)| *p == (koru_jit::Code::E0211, i as u32 + 1, 77)));
+    assert!(log.lock().unwrap().is_empty(), "nothing ran");
+}
+
+#[test]
+fn hostile_deeply_nested_handles_close_inside_out() {
+    // 25 nested opens, each released at the innermost step in reverse order: nothing is left
+    // (50 levels, within the nesting bound of 64).
+    let depth = 25;
+    let mut source = String::from("~");
+    for i in 0..depth {
+        source.push_str(&format!("res.open(name: \"n\") | opened h{i} |> "));
+    }
+    for i in (0..depth).rev() {
+        source.push_str(&format!("res.close(handle: h{i}) |> "));
+    }
+    source.push('_');
+    for tier in TIERS {
+        let log = Log::default();
+        let flow = compile(&log, &source, tier);
+        let report = report(&flow, &RunLimits::default());
+        assert!(matches!(report.outcome, Outcome::Ok { .. }), "{tier:?}");
+        assert!(report.obligations.discharged.is_empty());
+        assert_eq!(log.lock().unwrap().len(), 2 * depth);
+        // With fuel for half of them, the 20 still open are closed newest first.
+        let limits = RunLimits {
+            fuel: Some(20),
+            ..RunLimits::default()
+        };
+        let stopped = self::report(&flow, &limits);
+        let names = discharged(&stopped);
+        let expected: Vec<String> = (1..=20).rev().map(|n| format!("res.close(n{n})")).collect();
+        assert_eq!(names, expected, "{tier:?}");
+    }
+}
+
+#[test]
+fn discharges_are_outside_the_static_cost_bound_and_the_fuel_used() {
+    let log = Log::default();
+    let flow = compile(
+        &log,
+        "~res.open(name: \"a\") | opened a |> for(0..10) | each _ |> res.info(handle: a) | info i |> res.close(handle: i.also)\n",
+        Tier::Jit,
+    );
+    let bound = flow.cost_bound(&Inputs::new());
+    let report = report(&flow, &RunLimits::default());
+    // open + 10 x (info + close): the final close of `a` is free.
+    assert_eq!(report.outcome.fuel(), 21);
+    assert_eq!(bound.fuel, Some(21));
+    assert_eq!(discharged(&report), ["res.close(a1)"]);
+}

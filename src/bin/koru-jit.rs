@@ -312,10 +312,22 @@ fn describe_rule(rule: &koru_jit::host::ScopeRule) -> String {
 }
 
 fn describe(sig: &koru_jit::EventSig) -> String {
+    use koru_jit::types::{Phantom, PhantomSlot};
+    // A `str` with a phantom state is written as declared (`str[opened!]`, SPEC 12).
+    let typed = |ty: koru_jit::Type, slot: PhantomSlot| {
+        let phantom = sig.phantoms.iter().find(|p| p.slot == slot);
+        match phantom.map(|p| &p.phantom) {
+            Some(Phantom::Creates(s)) => format!("{ty}[{s}!]"),
+            Some(Phantom::Requires(s)) => format!("{ty}[{s}]"),
+            Some(Phantom::Discharges(s)) => format!("{ty}[!{s}]"),
+            None => ty.to_string(),
+        }
+    };
     let inputs: Vec<String> = sig
         .inputs
         .iter()
-        .map(|(n, t)| format!("{n}: {t}"))
+        .enumerate()
+        .map(|(i, (n, t))| format!("{n}: {}", typed(*t, PhantomSlot::Input(i))))
         .collect();
     // Koru's own declaration syntax (an event without branches is void).
     let mut text = if inputs.is_empty() {
@@ -323,10 +335,21 @@ fn describe(sig: &koru_jit::EventSig) -> String {
     } else {
         format!("{} {{ {} }}", sig.name, inputs.join(", "))
     };
-    for branch in &sig.branches {
-        match branch.payload {
+    for (b, branch) in sig.branches.iter().enumerate() {
+        let field = |field: usize| PhantomSlot::Field { branch: b, field };
+        match &branch.payload {
             koru_jit::PayloadType::Empty => text += &format!(" | {}", branch.name),
-            ref payload => text += &format!(" | {} {payload}", branch.name),
+            koru_jit::PayloadType::Identity(ty) => {
+                text += &format!(" | {} {}", branch.name, typed(*ty, field(0)))
+            }
+            koru_jit::PayloadType::Struct(fields) => {
+                let shown: Vec<String> = fields
+                    .iter()
+                    .enumerate()
+                    .map(|(k, (n, t))| format!("{n}: {}", typed(*t, field(k))))
+                    .collect();
+                text += &format!(" | {} {{ {} }}", branch.name, shown.join(", "));
+            }
         }
     }
     text
@@ -354,6 +377,8 @@ fn registry() -> (Registry, Arc<AtomicI64>) {
             .allow("subtract")
             .allow("produce"),
     );
+    // Obligations (SPEC 12): a scope that may open, read and close files.
+    registry.add_scope("files", Scope::new().include("std").allow("file.*"));
     (registry, accumulator)
 }
 

@@ -115,6 +115,7 @@ pub(crate) fn finish(
         return report;
     }
     let handles = std::mem::take(&mut state.handles);
+    state.handle_bytes = 0;
     if keep_open {
         report.handles = handles.len() as u64;
         report.open_handles = handles

@@ -10,7 +10,7 @@ use crate::host::Resolution;
 use crate::ir::{Expr, LocalId, ObligationState, ValueId, ValuePayload};
 use crate::span::{LineIndex, Span};
 use crate::types::{EventSig, Phantom, PhantomSlot};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// One handle as the checker follows it: every local holding it shares it.
@@ -27,8 +27,9 @@ struct Root {
 #[derive(Default)]
 pub(in crate::sema) struct Handles {
     roots: Vec<Root>,
-    /// The root each handle-holding local shares.
-    of_local: HashMap<u32, u32>,
+    /// The root each handle-holding local shares (ordered: a trial lowering undone drops a
+    /// suffix of the locals, and its handles with one split).
+    of_local: BTreeMap<u32, u32>,
     /// Roots released on the path being lowered, newest last (undone when an arm ends).
     log: Vec<u32>,
     /// Loops (and yielded continuations) around the step being lowered.
@@ -49,7 +50,7 @@ pub(in crate::sema) struct Release {
 impl Lowerer<'_> {
     /// Forgets the handle locals past `locals` (a trial lowering undone).
     pub(super) fn forget_handles_from(&mut self, locals: usize) {
-        self.handles.of_local.retain(|&l, _| (l as usize) < locals);
+        let _dropped = self.handles.of_local.split_off(&(locals as u32));
     }
 
     /// Marks `local` as a new handle of `state`.
@@ -84,6 +85,9 @@ impl Lowerer<'_> {
             return;
         };
         if let Some(released) = self.handles.roots[root as usize].released {
+            if self.silent > 0 {
+                return;
+            }
             let at = self.position(released);
             self.push_with_note(
                 Code::E0211,
@@ -94,10 +98,17 @@ impl Lowerer<'_> {
         }
     }
 
+    /// `line L, column C` of `span` in the text being checked (the source's line index is made
+    /// once, so many errors cost no more than one each).
     fn position(&mut self, span: Span) -> String {
         let text = self.text;
-        let lines = LineIndex::new(text);
-        let at = lines.line_col(text, span.start);
+        let at = if std::ptr::eq(text, self.source) {
+            self.lines
+                .get_or_insert_with(|| LineIndex::new(text))
+                .line_col(text, span.start)
+        } else {
+            LineIndex::new(text).line_col(text, span.start)
+        };
         format!("line {}, column {}", at.line, at.column)
     }
 
