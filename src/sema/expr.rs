@@ -207,6 +207,15 @@ impl Lowerer<'_> {
             }
             ExprKind::Binary(op, a, b) => self.lower_binary(*op, a, b, span),
             ExprKind::As(ty, operand) => {
+                if let Some(phantom) = &ty.phantom {
+                    // SPEC 12: states mark handles in declarations, not conversions.
+                    self.error(
+                        Code::E0204,
+                        "a phantom state belongs on a `str` input or payload of an event declaration, not in `@as`",
+                        phantom.span,
+                    );
+                    return None;
+                }
                 let target = super::decl::resolve_type(ty, &mut Vec::new());
                 let (inner, from) = self.lower_expr(operand)?;
                 match (target, from) {
