@@ -495,3 +495,34 @@ fn discharges_are_outside_the_static_cost_bound_and_the_fuel_used() {
     assert_eq!(bound.fuel, Some(21));
     assert_eq!(discharged(&report), ["res.close(a1)"]);
 }
+
+#[test]
+fn a_run_that_moves_to_native_code_mid_loop_with_handles_open_discharges_as_the_interpreter() {
+    // The default tier policy: the auto tier interprets, compiles at the loop threshold and
+    // continues in native code at a loop head, with both handles open.
+    let source = "~res.open(name: \"a\") | opened a |> res.open(name: \"b\") | opened b |> for(0..200000) | each _ |> res.info(handle: a) | info i |> res.close(handle: i.also)";
+    let limits = RunLimits {
+        fuel: Some(300_001),
+        ..RunLimits::default()
+    };
+    let log = Log::default();
+    let interpreted = report(&compile(&log, source, Tier::Interp), &limits);
+    let interpreted_calls = std::mem::take(&mut *log.lock().unwrap());
+    let engine = Engine::new(registry(&log));
+    let flow = engine
+        .compile("t", source, &CompileOptions::default().tier(Tier::Auto))
+        .unwrap();
+    let switched = report(&flow, &limits);
+    let stats = flow.stats();
+    assert!(
+        stats.osr_entries >= 1 && stats.native_iterations > 0 && stats.interpreted_iterations > 0,
+        "the run did not move to native code mid-loop: {stats:?}"
+    );
+    assert_eq!(switched, interpreted);
+    // The fuel ran out between an `info` (which opened `sub150002`) and its `close`.
+    assert_eq!(
+        discharged(&switched),
+        ["res.close(sub150002)", "res.close(b2)", "res.close(a1)"]
+    );
+    assert!(*log.lock().unwrap() == interpreted_calls);
+}

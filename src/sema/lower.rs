@@ -592,7 +592,7 @@ impl<'a> Lowerer<'a> {
             }
             let local = self.new_local(input.clone(), ty, LocalKind::SubflowInput);
             if let Some(phantom) = def.sig.input_phantom(index) {
-                self.new_handle(local, &phantom.state().clone());
+                self.new_input_handle(local, &phantom.clone());
             }
             self.scope.push(Binding {
                 name: input,
@@ -1563,7 +1563,7 @@ impl<'a> Lowerer<'a> {
         for (index, ((input, ty), argument)) in sig.inputs.iter().zip(args).enumerate() {
             let local = self.new_local(dotted(&[name, input]), *ty, LocalKind::SubflowInput);
             if let Some(phantom) = sig.input_phantom(index) {
-                self.new_handle(local, phantom.state());
+                self.new_input_handle(local, &phantom.clone());
             }
             inputs.push((local, argument));
             body_scope.push(Binding {

@@ -21,6 +21,8 @@ struct Root {
     released: Option<Span>,
     /// The loops (and yielded continuations, which may run many times) around its birth.
     loop_depth: u32,
+    /// A subflow input declared `str[S]`: lent by the caller, who still holds it.
+    borrowed: bool,
 }
 
 /// The handles of a lowering.
@@ -55,11 +57,23 @@ impl Lowerer<'_> {
 
     /// Marks `local` as a new handle of `state`.
     pub(super) fn new_handle(&mut self, local: LocalId, state: &Arc<str>) {
+        self.new_root(local, state, false);
+    }
+
+    /// Marks subflow input `local`, declared with `phantom`, as a handle: lent by the caller for
+    /// `str[S]`, given away for `str[!S]`.
+    pub(super) fn new_input_handle(&mut self, local: LocalId, phantom: &Phantom) {
+        let borrowed = matches!(phantom, Phantom::Requires(_));
+        self.new_root(local, phantom.state(), borrowed);
+    }
+
+    fn new_root(&mut self, local: LocalId, state: &Arc<str>, borrowed: bool) {
         let root = self.handles.roots.len() as u32;
         self.handles.roots.push(Root {
             state: state.clone(),
             released: None,
             loop_depth: self.handles.loop_depth,
+            borrowed,
         });
         self.handles.of_local.insert(local.0, root);
     }
@@ -160,6 +174,16 @@ impl Lowerer<'_> {
             return None;
         }
         if !releases {
+            return None;
+        }
+        if self.handles.roots[root as usize].borrowed {
+            self.error(
+                Code::E0211,
+                format!(
+                    "this releases a handle the subflow only borrows (its input is declared `str[{state}]`, and the caller still holds it): declare the input `str[!{state}]` to take it over"
+                ),
+                span,
+            );
             return None;
         }
         if self.handles.loop_depth > self.handles.roots[root as usize].loop_depth
