@@ -151,10 +151,17 @@ impl Lowerer<'_> {
         };
         let input = &sig.inputs[index].0;
         let Some(root) = self.handle_of(expr) else {
+            let found = match expr.ty() {
+                crate::types::Type::Str => {
+                    "a plain str (only a name or field bound to a handle is one)".to_string()
+                }
+                crate::types::Type::Int => "an int".to_string(),
+                other => format!("a {other}"),
+            };
             self.error(
                 Code::E0204,
                 format!(
-                    "input `{input}` of `{}` takes a handle of state `{state}` ({phantom}), found a plain str",
+                    "input `{input}` of `{}` takes a handle of state `{state}` ({phantom}), found {found}",
                     sig.name
                 ),
                 span,
