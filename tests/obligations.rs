@@ -526,3 +526,45 @@ fn a_run_that_moves_to_native_code_mid_loop_with_handles_open_discharges_as_the_
     );
     assert!(*log.lock().unwrap() == interpreted_calls);
 }
+
+#[test]
+fn typed_closures_open_and_release_handles_in_every_tier() {
+    // Closures whose parameters are typed (`|path: &str|`) reach native code through their own
+    // shims, not the positional one: the release and the opening go through the same run state.
+    for tier in TIERS {
+        let log = Log::default();
+        let mut registry = Registry::with_std();
+        let l = log.clone();
+        registry
+            .event(
+                "~event t.open { path: str } | opened str[t!]",
+                move |path: &str| {
+                    l.lock().unwrap().push(format!("open({path})"));
+                    format!("t:{path}")
+                },
+            )
+            .unwrap();
+        let l = log.clone();
+        registry
+            .event("~event t.close { h: str[!t] }", move |h: &str| {
+                l.lock().unwrap().push(format!("close({h})"));
+            })
+            .unwrap();
+        let flow = compile_with(
+            registry,
+            "~for(0..3) | each i |> t.open(path: i) | opened h |> t.close(h: h) |> t.open(path: \"last\") | opened _ |> _",
+            tier,
+        );
+        let report = report(&flow, &RunLimits::default());
+        assert_eq!(
+            discharged(&report),
+            ["t.close(t:last)", "t.close(t:last)", "t.close(t:last)"],
+            "{tier:?}"
+        );
+        assert_eq!(
+            log.lock().unwrap()[..3],
+            ["open(0)", "close(t:0)", "open(last)"],
+            "{tier:?}"
+        );
+    }
+}
