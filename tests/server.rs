@@ -97,7 +97,7 @@ fn registry() -> Registry {
         .unwrap();
     registry
         .implement_with_args("file.close", |args: &koru_jit::Args<'_>| {
-            args.print(&format!("closed {}\n", args.str(0)))
+            args.print(&format!("closed {}\n", args.str(0)));
         })
         .unwrap();
     registry

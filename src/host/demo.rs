@@ -70,7 +70,7 @@ fn register_file_events(registry: &mut Registry) -> Result<(), RegistryError> {
         format!("data of {}", args.str(0))
     })?;
     registry.implement_with_args("file.close", |args: &Args<'_>| {
-        args.print(&format!("closed {}\n", args.str(0)))
+        args.print(&format!("closed {}\n", args.str(0)));
     })?;
     Ok(())
 }

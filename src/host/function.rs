@@ -189,18 +189,18 @@ pub(crate) struct RunView<'a> {
 }
 
 impl RunView<'_> {
-    /// Writes `text` to the run's program output if it fits in what the output bound leaves.
-    fn print(&self, text: &str) -> Result<(), HostError> {
-        let room = self.output_limit - self.output_used.get();
-        if text.len() as u64 > room {
-            return Err(HostError::new(
-                "the run's output bound leaves no room for this text",
-            ));
+    /// Writes `text` to the run's program output, within what the output bound leaves: the
+    /// part past it is dropped (cut at a character boundary), and the next `std.io` write of
+    /// the run stops it with `Limit::Output`.
+    fn print(&self, text: &str) {
+        let room =
+            usize::try_from(self.output_limit - self.output_used.get()).unwrap_or(usize::MAX);
+        let written = crate::host::prefix_within(text, room);
+        if !written.is_empty() {
+            self.output.out(written);
         }
-        self.output.out(text);
         self.output_used
-            .set(self.output_used.get() + text.len() as u64);
-        Ok(())
+            .set(self.output_used.get() + written.len() as u64);
     }
 }
 
@@ -590,12 +590,10 @@ impl<'a> Args<'a> {
         self.run.handles_opened
     }
 
-    /// Writes `text` to the calling run's program output (its output sink, within
-    /// `RunLimits::max_output_bytes`; a text that does not fit is not written and is an error).
-    ///
-    /// # Errors
-    /// A [`HostError`] when the output bound leaves no room for `text`.
-    pub fn print(&self, text: &str) -> Result<(), HostError> {
+    /// Writes `text` to the calling run's program output: its output sink, within
+    /// `RunLimits::max_output_bytes` (what does not fit is dropped, cut at a character
+    /// boundary, and the run's next `std.io` write stops it with `Limit::Output`).
+    pub fn print(&self, text: &str) {
         self.run.print(text)
     }
 

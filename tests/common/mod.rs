@@ -223,7 +223,7 @@ pub fn test_registry() -> (Registry, Arc<AtomicI64>, CallLog) {
     registry
         .implement_with_args("file.close", move |args: &koru_jit::Args<'_>| {
             record(&l, format!("file.close({})", args.str(0)));
-            args.print(&format!("closed {}\n", args.str(0)))
+            args.print(&format!("closed {}\n", args.str(0)));
         })
         .unwrap();
     let l = log.clone();
