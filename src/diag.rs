@@ -55,6 +55,10 @@ pub enum Code {
     E0209,
     /// Unreachable pattern: an empty range, or one the continuations before it already cover.
     E0210,
+    /// A handle used after the step that released it, or released twice on one path (SPEC 12).
+    E0211,
+    /// The flow can create an obligation whose discharging event the scope does not allow.
+    E0212,
     /// Event not allowed in the scope (`EventDenied`).
     E0301,
     /// Unknown scope.
@@ -80,6 +84,8 @@ impl Code {
             Code::E0208 => "E0208",
             Code::E0209 => "E0209",
             Code::E0210 => "E0210",
+            Code::E0211 => "E0211",
+            Code::E0212 => "E0212",
             Code::E0301 => "E0301",
             Code::E0302 => "E0302",
         }

@@ -120,6 +120,17 @@ pub struct Program {
     pub invoke_sites: u32,
     /// Names of the subflows called, for `last_event` (see [`SubflowCall::name_index`]).
     pub subflow_names: Vec<Arc<str>>,
+    /// The obligation states (SPEC 12) the program's host events can create, with the event
+    /// that discharges each when a run ends.
+    pub obligation_states: Vec<ObligationState>,
+}
+
+/// An obligation state a program can create and the host event (registry index and name) the
+/// scope allows to discharge it: `None` only in a program with check errors (E0212).
+#[derive(Clone, Debug)]
+pub struct ObligationState {
+    pub name: Arc<str>,
+    pub discharge: Option<(usize, Arc<str>)>,
 }
 
 /// `last_event` as both tiers record it: 0 for none, `1 + i` for host event `i` of

@@ -8,7 +8,7 @@
 //! local that owns its text (two for accumulator fields, which are double-buffered so that
 //! `captured { a: acc.b, b: acc.a }` reads old values while writing new ones).
 
-use crate::host::{BranchPlan, FieldPlan, ReplyPlan};
+use crate::host::{BranchPlan, FieldPlan, ReplyPlan, SiteObligations};
 use crate::ir::{Arms, Invoke, LocalId, Program, Step};
 use crate::types::Type;
 use std::fmt;
@@ -148,12 +148,51 @@ impl Builder<'_> {
             }] => fields.first().copied(),
             _ => None,
         };
+        let obligations = (!sig.phantoms.is_empty()).then(|| self.site_obligations(sig, &branches));
         ReplyPlan {
             event: self.program.events[s.event.0 as usize].name.clone(),
             span: s.span,
             branches,
             only_identity,
+            obligations,
         }
+    }
+
+    /// The handles a call of `sig` opens (payload fields marked `str[S!]`) and releases
+    /// (inputs marked `str[!S]`), by state index.
+    fn site_obligations(
+        &self,
+        sig: &crate::types::EventSig,
+        branches: &[BranchPlan],
+    ) -> Box<SiteObligations> {
+        use crate::types::{Phantom, PhantomSlot};
+        let state_index = |state: &str| {
+            self.program
+                .obligation_states
+                .iter()
+                .position(|s| &*s.name == state)
+                .map(|i| i as u32)
+        };
+        let mut obligations = SiteObligations::default();
+        for at in &sig.phantoms {
+            match (&at.slot, &at.phantom) {
+                (PhantomSlot::Field { branch, field }, Phantom::Creates(state)) => {
+                    let plan = branches.get(*branch).and_then(|b| b.fields.get(*field));
+                    if let (Some(plan), Some(index)) = (plan, state_index(state)) {
+                        obligations.creates.push((*branch as u32, *plan, index));
+                    }
+                }
+                (PhantomSlot::Input(input), Phantom::Discharges(state)) => {
+                    let word: u32 = sig.inputs[..*input].iter().map(|(_, t)| t.words()).sum();
+                    // A state this program never opens has nothing to release.
+                    if let Some(index) = state_index(state) {
+                        obligations.releases.push((*input as u32, word, index));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Box::new(obligations)
     }
 
     /// Places `locals` from word `top`; returns the new top.

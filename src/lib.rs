@@ -173,8 +173,8 @@ mod value;
 pub use cost::CostBound;
 pub use diag::{Code, Diagnostic, SourceErrors};
 pub use engine::{
-    live_code_bytes, CacheConfig, CacheStats, CompileOptions, Engine, EngineConfig, Flow,
-    FlowStats, InputError, Inputs, Tier, TierPolicy,
+    live_code_bytes, CacheConfig, CacheStats, CompileOptions, Discharged, Engine, EngineConfig,
+    Flow, FlowStats, InputError, Inputs, Obligations, OpenObligation, RunReport, Tier, TierPolicy,
 };
 pub use host::{
     Args, CaptureSink, HostError, OutputSink, Registry, RegistryError, Reply, ReplyValue, Scope,
@@ -183,7 +183,7 @@ pub use host::{
 pub use jit::{CompileBudget, JitError};
 pub use limits::{FrontEndLimits, InterruptHandle, RunLimits};
 pub use outcome::{ErrorCode, Limit, Outcome, RuntimeError};
-pub use types::{EventSig, PayloadType, Type};
+pub use types::{EventSig, PayloadType, Phantom, Type};
 #[cfg(feature = "serde")]
 pub use value::from_value;
 pub use value::{FromScalar, Payload, Scalar, Value, ValueError};

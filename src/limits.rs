@@ -83,6 +83,12 @@ pub struct RunLimits {
     pub max_output_bytes: Option<u64>,
     /// A handle another thread can trigger to stop the run.
     pub interrupt: Option<InterruptHandle>,
+    /// Open obligations (SPEC 12) a run may hold; `None` is the default, 1,024. One more stops
+    /// the run with `TooManyHandles` (and every open one is discharged).
+    pub max_handles: Option<u64>,
+    /// Leaves open obligations open when the run ends, listing them in the run's report, instead
+    /// of discharging them (SPEC 12's auto-discharge is on unless this is set).
+    pub keep_handles_open: bool,
 }
 
 /// Stops a run from another thread. Cheap to clone; a triggered handle stays triggered until

@@ -19,6 +19,8 @@ pub enum ErrorCode {
     HostError,
     /// A host implementation panicked.
     HostPanic,
+    /// The run opened more obligations than `RunLimits::max_handles` (SPEC 12).
+    TooManyHandles,
 }
 
 impl ErrorCode {
@@ -30,6 +32,7 @@ impl ErrorCode {
             ErrorCode::DivisionByZero => "DivisionByZero",
             ErrorCode::HostError => "HostError",
             ErrorCode::HostPanic => "HostPanic",
+            ErrorCode::TooManyHandles => "TooManyHandles",
         }
     }
 }

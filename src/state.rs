@@ -101,7 +101,32 @@ pub struct RunState {
     /// Scratch for print templates.
     pub text: String,
     pub loop_iterations: Vec<u64>,
+    /// Open obligations (SPEC 12), oldest first.
+    pub handles: Vec<OpenHandle>,
+    /// Obligations opened in this run (what `Args::handles_opened` reads).
+    pub handles_opened: u64,
+    /// At most this many open obligations; one more is `TooManyHandles`.
+    pub handle_limit: u64,
+    /// Bytes of text the open obligations hold (at most [`MAX_HANDLE_BYTES`]).
+    pub handle_bytes: usize,
 }
+
+/// An open obligation: its state (an index of `Program::obligation_states`), the site that
+/// opened it, and the handle's text.
+#[derive(Clone, Debug)]
+pub struct OpenHandle {
+    pub state: u32,
+    pub event: Arc<str>,
+    pub text: String,
+}
+
+/// The default bound on open obligations of a run (SPEC 12).
+pub const DEFAULT_MAX_HANDLES: u64 = 1024;
+
+/// The open obligations of a run hold at most this much handle text (16 MiB): a host that echoes
+/// a flow's long argument into its handles cannot make a run keep gigabytes of copies. Past it
+/// the run stops with `TooManyHandles`, as past the count.
+pub const MAX_HANDLE_BYTES: usize = 16 << 20;
 
 // SAFETY: the raw pointers (`loop_counts`, `interrupt`, `output`) are set at the start of each run to data
 // that outlives it and are only used by the thread running it.
@@ -168,6 +193,10 @@ impl RunState {
             scratch: Vec::new(),
             text: String::new(),
             loop_iterations: Vec::new(),
+            handles: Vec::new(),
+            handles_opened: 0,
+            handle_limit: DEFAULT_MAX_HANDLES,
+            handle_bytes: 0,
         };
         state.reuse_for(program, layout);
         state
@@ -218,6 +247,10 @@ impl RunState {
             scratch,
             text,
             loop_iterations,
+            handles,
+            handles_opened,
+            handle_limit,
+            handle_bytes,
         } = self;
         let sites = program.conversion_buffers as usize;
         *fuel_used = 0;
@@ -248,6 +281,10 @@ impl RunState {
         scratch.clear();
         text.clear();
         sized(loop_iterations, program.loops.len(), 0);
+        handles.clear();
+        *handles_opened = 0;
+        *handle_limit = DEFAULT_MAX_HANDLES;
+        *handle_bytes = 0;
     }
 
     /// Bytes of heap this state holds on to (what recycling it would keep alive).
@@ -266,6 +303,12 @@ impl RunState {
             + self.text.capacity()
             + vec(&self.loop_iterations)
             + vec(&self.conversion_pairs)
+            + vec(&self.handles)
+            + self
+                .handles
+                .iter()
+                .map(|h| h.text.capacity())
+                .sum::<usize>()
     }
 
     /// Clears counters for a new run (buffers keep their capacity).
@@ -278,6 +321,83 @@ impl RunState {
         self.output_used = 0;
         self.last_event = 0;
         self.host_trap = None;
+        self.handles.clear();
+        self.handles_opened = 0;
+        self.handle_bytes = 0;
+    }
+
+    /// After a host call at the site of `plan` returned `branch`: opens the obligations its
+    /// payload carries (their text copied, as the payload's buffer is reused by the next call).
+    /// Past the run's bound the handle is kept (so that it is discharged with the others) and
+    /// the run stops with `TooManyHandles`.
+    #[inline]
+    pub fn record_opened(
+        &mut self,
+        plan: &crate::host::ReplyPlan,
+        branch: u32,
+    ) -> Result<(), Box<TrapError>> {
+        let Some(obligations) = &plan.obligations else {
+            return Ok(());
+        };
+        for &(b, field, state) in &obligations.creates {
+            if b != branch {
+                continue;
+            }
+            let offset = field.offset as usize;
+            // SAFETY: the host call just wrote this str payload field: a live (pointer,
+            // length) pair of UTF-8.
+            let text = unsafe { crate::host::word_str(self.frame[offset], self.frame[offset + 1]) };
+            self.handles.push(OpenHandle {
+                state,
+                event: plan.event.clone(),
+                text: text.to_string(),
+            });
+            self.handles_opened += 1;
+            self.handle_bytes += text.len();
+            let message = if self.handles.len() as u64 > self.handle_limit {
+                format!(
+                    "the run holds more than {} open handles (RunLimits::max_handles)",
+                    self.handle_limit
+                )
+            } else if self.handle_bytes > MAX_HANDLE_BYTES {
+                format!("the run's open handles hold more than {MAX_HANDLE_BYTES} bytes of text")
+            } else {
+                continue;
+            };
+            return Err(Box::new(TrapError {
+                code: ErrorCode::TooManyHandles,
+                message,
+                event: Some(plan.event.clone()),
+                span: plan.span,
+            }));
+        }
+        Ok(())
+    }
+
+    /// A handle of `state` passed to a releasing input: the newest open one with this text is
+    /// released (when the call is dispatched, whatever it returns).
+    pub fn release(&mut self, state: u32, text: &str) {
+        if let Some(at) = self
+            .handles
+            .iter()
+            .rposition(|h| h.state == state && h.text == text)
+        {
+            let released = self.handles.remove(at);
+            self.handle_bytes -= released.text.len();
+        }
+    }
+
+    /// The releases of a call at the site of `plan` whose argument words are `args`.
+    pub fn release_arguments(&mut self, plan: &crate::host::ReplyPlan, args: &[u64]) {
+        let Some(obligations) = &plan.obligations else {
+            return;
+        };
+        for &(_, word, state) in &obligations.releases {
+            let word = word as usize;
+            // SAFETY: the argument words of a `str` input are a live (pointer, length) pair.
+            let text = unsafe { crate::host::word_str(args[word], args[word + 1]) };
+            self.release(state, text);
+        }
     }
 
     /// Bytes of `std.io` output this run may still write.

@@ -113,9 +113,217 @@ pub struct EventSig {
     pub inputs: Vec<(Arc<str>, Type)>,
     /// Its branches, in declared order; empty for a void event.
     pub branches: Vec<BranchSig>,
+    /// Phantom states on its `str` inputs and payload fields (SPEC 12); empty for most events.
+    pub phantoms: Vec<PhantomAt>,
+}
+
+/// What a phantom state on a `str` says (SPEC 12): `str[S!]` creates an obligation of state
+/// `S`, `str[S]` requires an open handle of state `S`, `str[!S]` discharges it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Phantom {
+    /// `str[S!]`, on a branch payload: taking the branch opens a handle of state `S`.
+    Creates(Arc<str>),
+    /// `str[S]`: an open handle of state `S` (an input that uses it, or a payload that carries it).
+    Requires(Arc<str>),
+    /// `str[!S]`, on an input: the handle passed there is released.
+    Discharges(Arc<str>),
+}
+
+impl Phantom {
+    /// The state it names.
+    pub fn state(&self) -> &Arc<str> {
+        match self {
+            Phantom::Creates(s) | Phantom::Requires(s) | Phantom::Discharges(s) => s,
+        }
+    }
+}
+
+impl fmt::Display for Phantom {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Phantom::Creates(s) => write!(f, "str[{s}!]"),
+            Phantom::Requires(s) => write!(f, "str[{s}]"),
+            Phantom::Discharges(s) => write!(f, "str[!{s}]"),
+        }
+    }
+}
+
+/// Where a phantom state sits in a signature.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum PhantomSlot {
+    /// Input `index` (in declared order).
+    Input(usize),
+    /// Field `field` of branch `branch` (0 for an identity payload).
+    Field {
+        /// The branch's position in [`EventSig::branches`].
+        branch: usize,
+        /// The field's position in its payload (0 for an identity payload).
+        field: usize,
+    },
+}
+
+/// A phantom state and the `str` it marks.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PhantomAt {
+    /// The input or payload field.
+    pub slot: PhantomSlot,
+    /// Its state.
+    pub phantom: Phantom,
 }
 
 impl EventSig {
+    /// A signature with no inputs and no branches (a void event), to fill in with
+    /// [`EventSig::input`], [`EventSig::branch`] and their `_handle` forms.
+    ///
+    /// ```
+    /// use koru_jit::types::{EventSig, PayloadType, Phantom, Type};
+    /// // `~event file.open { path: str } | opened str[opened!] | failed { reason: str }`
+    /// let open = EventSig::new("file.open")
+    ///     .input("path", Type::Str)
+    ///     .branch_handle("opened", Phantom::Creates("opened".into()))
+    ///     .branch("failed", PayloadType::Struct(vec![("reason".into(), Type::Str)]));
+    /// // `~event file.close { handle: str[!opened] }`
+    /// let close = EventSig::new("file.close").input_handle("handle", Phantom::Discharges("opened".into()));
+    /// assert_eq!(close.input_phantom(0), Some(&Phantom::Discharges("opened".into())));
+    /// assert_eq!(open.field_phantom(0, 0), Some(&Phantom::Creates("opened".into())));
+    /// ```
+    pub fn new(name: impl Into<Arc<str>>) -> EventSig {
+        EventSig {
+            name: name.into(),
+            inputs: Vec::new(),
+            branches: Vec::new(),
+            phantoms: Vec::new(),
+        }
+    }
+
+    /// Adds an input.
+    pub fn input(mut self, name: impl Into<Arc<str>>, ty: Type) -> EventSig {
+        self.inputs.push((name.into(), ty));
+        self
+    }
+
+    /// Adds a `str` input with a phantom state (`str[S]` or `str[!S]`).
+    pub fn input_handle(mut self, name: impl Into<Arc<str>>, phantom: Phantom) -> EventSig {
+        self.phantoms.push(PhantomAt {
+            slot: PhantomSlot::Input(self.inputs.len()),
+            phantom,
+        });
+        self.input(name, Type::Str)
+    }
+
+    /// Adds a branch.
+    pub fn branch(mut self, name: impl Into<Arc<str>>, payload: PayloadType) -> EventSig {
+        self.branches.push(BranchSig {
+            name: name.into(),
+            payload,
+        });
+        self
+    }
+
+    /// Adds a branch whose identity payload is a `str` with a phantom state (`| opened
+    /// str[opened!]`).
+    pub fn branch_handle(mut self, name: impl Into<Arc<str>>, phantom: Phantom) -> EventSig {
+        self.phantoms.push(PhantomAt {
+            slot: PhantomSlot::Field {
+                branch: self.branches.len(),
+                field: 0,
+            },
+            phantom,
+        });
+        self.branch(name, PayloadType::Identity(Type::Str))
+    }
+
+    /// Marks field `field` (by name) of the last branch added with a phantom state; the field
+    /// must be a `str` (checked when the event is declared).
+    pub fn field_handle(mut self, field: &str, phantom: Phantom) -> EventSig {
+        let branch = self.branches.len().saturating_sub(1);
+        let position = match self.branches.last().map(|b| &b.payload) {
+            Some(PayloadType::Struct(fields)) => fields.iter().position(|(n, _)| &**n == field),
+            _ => None,
+        };
+        self.phantoms.push(PhantomAt {
+            slot: PhantomSlot::Field {
+                branch,
+                // Out of range when the field is missing: refused when the event is declared.
+                field: position.unwrap_or(usize::MAX),
+            },
+            phantom,
+        });
+        self
+    }
+
+    /// The phantom state of input `index`, if it has one.
+    pub fn input_phantom(&self, index: usize) -> Option<&Phantom> {
+        self.phantoms
+            .iter()
+            .find(|p| p.slot == PhantomSlot::Input(index))
+            .map(|p| &p.phantom)
+    }
+
+    /// The phantom state of field `field` of branch `branch`, if it has one.
+    pub fn field_phantom(&self, branch: usize, field: usize) -> Option<&Phantom> {
+        self.phantoms
+            .iter()
+            .find(|p| p.slot == PhantomSlot::Field { branch, field })
+            .map(|p| &p.phantom)
+    }
+
+    /// Why the phantom states do not fit the signature (a phantom on a non-`str` or missing
+    /// slot, `str[S!]` on an input, `str[!S]` on a payload, two on one slot), or `None`.
+    pub fn phantom_problem(&self) -> Option<String> {
+        let mut seen = std::collections::HashSet::new();
+        for at in &self.phantoms {
+            if !seen.insert(&at.slot) {
+                return Some(format!(
+                    "`{}` has two phantom states on one slot",
+                    self.name
+                ));
+            }
+            let ty = match at.slot {
+                PhantomSlot::Input(i) => self.inputs.get(i).map(|(_, t)| *t),
+                PhantomSlot::Field { branch, field } => {
+                    match self.branches.get(branch).map(|b| &b.payload) {
+                        Some(PayloadType::Identity(t)) if field == 0 => Some(*t),
+                        Some(PayloadType::Struct(f)) => f.get(field).map(|(_, t)| *t),
+                        _ => None,
+                    }
+                }
+            };
+            match ty {
+                None => {
+                    return Some(format!(
+                        "a phantom state of `{}` marks no input or payload field",
+                        self.name
+                    ))
+                }
+                Some(Type::Str) => {}
+                Some(other) => {
+                    return Some(format!(
+                        "phantom state `{}` of `{}` is on a {other}; only a str carries one",
+                        at.phantom.state(),
+                        self.name
+                    ))
+                }
+            }
+            match (&at.slot, &at.phantom) {
+                (PhantomSlot::Input(_), Phantom::Creates(s)) => {
+                    return Some(format!(
+                        "`str[{s}!]` creates a handle: it belongs on a branch payload, not on an input of `{}`",
+                        self.name
+                    ))
+                }
+                (PhantomSlot::Field { .. }, Phantom::Discharges(s)) => {
+                    return Some(format!(
+                        "`str[!{s}]` releases a handle: it belongs on an input, not on a payload of `{}`",
+                        self.name
+                    ))
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+
     /// The position of branch `name` among [`EventSig::branches`].
     pub fn branch_index(&self, name: &str) -> Option<usize> {
         self.branches.iter().position(|b| &*b.name == name)

@@ -273,6 +273,7 @@ fn events_can_be_declared_with_a_rust_builder_and_implemented_with_positional_ar
                     ("label".into(), Type::Str),
                 ]),
             }],
+            phantoms: Vec::new(),
         })
         .unwrap();
     registry

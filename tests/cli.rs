@@ -851,3 +851,40 @@ fn help_texts_describe_typed_inputs_and_stdin() {
     let (_, out, _) = koru(&["check", "--help"]);
     assert!(out.contains("--inputs <JSON>"), "{out}");
 }
+
+#[test]
+fn an_agents_flow_out_of_fuel_has_both_files_closed_newest_first() {
+    // The README's example (examples/agent_files.kz).
+    let (code, out, err) = koru(&["run", "examples/agent_files.kz", "--fuel", "5", "--json"]);
+    assert_eq!(code, 4, "{err}");
+    assert_eq!(
+        out,
+        "data of file_1\nclosed file_2\nclosed file_1\n{\"outcome\":\"exhausted\",\"limit\":\"Fuel\",\"fuel\":5,\"last_event\":\"file.read\",\"discharged\":[{\"event\":\"file.close\",\"handle\":\"file_2\"},{\"event\":\"file.close\",\"handle\":\"file_1\"}],\"handles\":0}\n"
+    );
+    let (code, out, _) = koru(&[
+        "run",
+        "examples/agent_files.kz",
+        "--fuel",
+        "5",
+        "--json",
+        "--no-auto-discharge",
+    ]);
+    assert_eq!(code, 4);
+    assert!(
+        out.ends_with("\"open_handles\":[{\"state\":\"opened\",\"handle\":\"file_1\",\"event\":\"file.open\"},{\"state\":\"opened\",\"handle\":\"file_2\",\"event\":\"file.open\"}],\"handles\":2}\n"),
+        "{out}"
+    );
+    assert!(!out.contains("closed"), "{out}");
+    // Without --json the discharges are listed on stderr.
+    let (_, _, err) = koru(&["run", "examples/agent_files.kz", "--fuel", "5"]);
+    assert!(
+        err.contains("discharged: file.close(file_2)\ndischarged: file.close(file_1)\n"),
+        "{err}"
+    );
+    // `scopes` shows the phantom states.
+    let (_, out, _) = koru(&["scopes"]);
+    assert!(out.contains(
+        "event file.open { path: str } | opened str[opened!] | failed { reason: str }\n"
+    ));
+    assert!(out.contains("event file.close { handle: str[!opened] }\n"));
+}

@@ -478,9 +478,11 @@ fn run_with(
         ));
     }
     let bound = flow.cost_bound(&Inputs::new());
-    let outcome = flow
-        .run(&Inputs::new(), limits)
+    // With the obligations report: the discharging calls are compared too (SPEC 12).
+    let report = flow
+        .run_report(&Inputs::new(), limits, &*sink)
         .map_err(|e| e.to_string())?;
+    let outcome = &report.outcome;
     // The static bound is never below what the run used.
     let stats = flow.stats();
     let iterations = stats.interpreted_iterations + stats.native_iterations;
@@ -493,7 +495,199 @@ fn run_with(
         ));
     }
     let calls = std::mem::take(&mut *log.lock().unwrap());
-    Ok((outcome.to_json().to_string(), sink.take_out(), calls))
+    Ok((report.to_json().to_string(), sink.take_out(), calls))
+}
+
+/// Random flows of obligations (SPEC 12): files opened, read and closed (only where the checker
+/// allows: a handle opened outside a loop is never closed inside it), locks whose release fails,
+/// loops, `repeat`'s yielded continuations, `if` and `match` around them.
+struct ObligationGenerator {
+    rng: Rng,
+    names: u32,
+}
+
+/// An open handle in scope: its name, its state's events, and the loop level it was opened at.
+#[derive(Clone)]
+struct OpenHandle {
+    name: String,
+    file: bool,
+    level: u32,
+}
+
+impl ObligationGenerator {
+    fn fresh(&mut self, prefix: &str) -> String {
+        self.names += 1;
+        format!("{prefix}{}", self.names)
+    }
+
+    /// A step and its continuation lines at `indent`.
+    fn step(
+        &mut self,
+        open: &[OpenHandle],
+        level: u32,
+        depth: u32,
+        indent: usize,
+    ) -> (String, Vec<String>) {
+        let pad = " ".repeat(indent);
+        let mut lines = Vec::new();
+        let cont = |this: &mut Self,
+                    lines: &mut Vec<String>,
+                    header: String,
+                    open: &[OpenHandle],
+                    level: u32| {
+            let (head, below) = this.step(open, level, depth.saturating_sub(1), indent + 4);
+            lines.push(format!("{pad}{header} |> {head}"));
+            lines.extend(below);
+        };
+        if depth == 0 {
+            return ("_".into(), lines);
+        }
+        let closable: Vec<&OpenHandle> = open.iter().filter(|h| h.level == level).collect();
+        let files: Vec<&OpenHandle> = open.iter().filter(|h| h.file).collect();
+        let head = match self.rng.below(9) {
+            0 | 1 => {
+                let h = self.fresh("h");
+                let path = if self.rng.chance(15) { "" } else { "p" };
+                let mut inner = open.to_vec();
+                inner.push(OpenHandle {
+                    name: h.clone(),
+                    file: true,
+                    level,
+                });
+                cont(self, &mut lines, format!("| opened {h}"), &inner, level);
+                let f = self.fresh("f");
+                cont(self, &mut lines, format!("| failed {f}"), open, level);
+                format!("file.open(path: \"{path}\")")
+            }
+            2 if !files.is_empty() => {
+                let h = files[self.rng.below(files.len() as u64) as usize]
+                    .name
+                    .clone();
+                let d = self.fresh("d");
+                cont(self, &mut lines, format!("| data {d}"), open, level);
+                format!("file.read(handle: {h})")
+            }
+            3 if !closable.is_empty() => {
+                let chosen = closable[self.rng.below(closable.len() as u64) as usize].clone();
+                let rest: Vec<OpenHandle> = open
+                    .iter()
+                    .filter(|h| h.name != chosen.name)
+                    .cloned()
+                    .collect();
+                cont(self, &mut lines, String::new(), &rest, level);
+                if chosen.file {
+                    format!("file.close(handle: {})", chosen.name)
+                } else {
+                    format!("test.unlock(handle: {})", chosen.name)
+                }
+            }
+            4 => {
+                let l = self.fresh("l");
+                let name = ["ok", "bad", "panic"][self.rng.below(3) as usize];
+                let mut inner = open.to_vec();
+                inner.push(OpenHandle {
+                    name: l.clone(),
+                    file: false,
+                    level,
+                });
+                cont(self, &mut lines, format!("| locked {l}"), &inner, level);
+                format!("test.lock(name: \"{name}\")")
+            }
+            5 => {
+                let n = self.rng.below(40);
+                cont(self, &mut lines, "| each _".into(), open, level + 1);
+                format!("for(0..{n})")
+            }
+            6 => {
+                let n = self.rng.below(30);
+                cont(self, &mut lines, "| each _".into(), open, level + 1);
+                cont(self, &mut lines, "| done".into(), open, level);
+                format!("repeat(n: {n})")
+            }
+            7 => {
+                let k = self.rng.below(3);
+                cont(self, &mut lines, "| [1]".into(), open, level);
+                cont(self, &mut lines, "|?".into(), open, level);
+                format!("match({k})")
+            }
+            _ => {
+                let text = self.fresh("t");
+                cont(self, &mut lines, String::new(), open, level);
+                format!("std.io:println(text: \"{text}\")")
+            }
+        };
+        // A pipe continuation is written `|> step`: drop the empty header's space.
+        for line in &mut lines {
+            if let Some(rest) = line.strip_prefix(&format!("{pad} |> ")) {
+                *line = format!("{pad}|> {rest}");
+            }
+        }
+        (head, lines)
+    }
+}
+
+#[test]
+fn random_obligation_flows_discharge_the_same_in_every_tier() {
+    let cases: u64 = std::env::var("KORU_DIFF_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(150);
+    let (mut discharging, mut stopped) = (0, 0);
+    for seed in 1..=cases {
+        let mut generator = ObligationGenerator {
+            rng: Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1),
+            names: 0,
+        };
+        let depth = 3 + generator.rng.below(3) as u32;
+        let (head, lines) = loop {
+            let made = generator.step(&[], 0, depth, 0);
+            if made.0.contains('(') {
+                break made;
+            }
+        };
+        let mut source = format!("~import \"$std/control\"\n~{head}\n");
+        for line in lines {
+            source.push_str(&line);
+            source.push('\n');
+        }
+        if std::env::var("KORU_DIFF_PRINT").is_ok() {
+            eprintln!("seed {seed}:\n{source}");
+        }
+        let mut rng = Rng(seed | 1);
+        let limits = RunLimits {
+            fuel: rng.chance(40).then(|| rng.below(30)),
+            max_iterations: Some(if rng.chance(30) {
+                rng.below(60)
+            } else {
+                10_000
+            }),
+            max_output_bytes: rng.chance(20).then(|| rng.below(100)),
+            max_handles: rng.chance(40).then(|| rng.below(6)),
+            keep_handles_open: rng.chance(15),
+            ..RunLimits::default()
+        };
+        let interpreted = run(&source, Tier::Interp, &limits)
+            .unwrap_or_else(|e| panic!("seed {seed}: invalid flow:\n{source}\n{e}"));
+        for tier in [Tier::Jit, Tier::Auto] {
+            let other = run(&source, tier, &limits)
+                .unwrap_or_else(|e| panic!("seed {seed}:\n{source}\n{e}"));
+            assert_eq!(
+                interpreted, other,
+                "seed {seed}: {tier:?} differs on\n{source}\nlimits {limits:?}"
+            );
+        }
+        if interpreted.0.contains("\"discharged\":[{") {
+            discharging += 1;
+        }
+        if !interpreted.0.starts_with("{\"outcome\":\"ok\"") {
+            stopped += 1;
+        }
+    }
+    // The generator must exercise runs that discharge, and runs stopped early.
+    assert!(
+        discharging > cases / 5 && stopped > cases / 10,
+        "{discharging} discharging and {stopped} stopped runs of {cases}"
+    );
 }
 
 #[test]

@@ -30,6 +30,10 @@
 //! | `runtime: Code at L:C` | the run fails with this error at this position |
 //! | `error: E0202 at L:C` | a parse or check error (list all of them) |
 //! | `accumulator: N` | the demo `add` accumulator after the run |
+//! | `max-handles: N`, `auto-discharge: off` | run limits of obligations (`max_handles`, `keep_handles_open`) |
+//! | `discharged: event(handle)` | one discharging call at the end of the run, in order (all of them; none means none); `discharged: event(handle) Code` for one that failed |
+//! | `open-handle: state handle event` | one obligation left open (auto-discharge off), oldest first |
+//! | `handles: N` | obligations still open at the end (0 unless stated) |
 //!
 //! A file must state at least one of `outcome`, `exhausted`, `runtime` or `error`.
 
@@ -61,6 +65,11 @@ struct Expectations {
     runtime: Option<String>,
     errors: Vec<String>,
     accumulator: Option<i64>,
+    max_handles: Option<u64>,
+    keep_handles_open: bool,
+    discharged: Vec<String>,
+    open_handles: Vec<String>,
+    handles: u64,
 }
 
 fn expectations(source: &str) -> Result<Expectations, String> {
@@ -110,6 +119,11 @@ fn expectations(source: &str) -> Result<Expectations, String> {
             "exhausted" => e.exhausted = Some(value.to_string()),
             "runtime" => e.runtime = Some(value.to_string()),
             "error" => e.errors.push(value.to_string()),
+            "max-handles" => e.max_handles = Some(number()?),
+            "auto-discharge" => e.keep_handles_open = value == "off",
+            "discharged" => e.discharged.push(value.to_string()),
+            "open-handle" => e.open_handles.push(value.to_string()),
+            "handles" => e.handles = number()?,
             "accumulator" => {
                 e.accumulator = Some(
                     value
@@ -223,6 +237,8 @@ fn run_file_with(
         fuel: e.fuel_limit,
         max_iterations: e.iteration_limit,
         max_output_bytes: e.output_limit,
+        max_handles: e.max_handles,
+        keep_handles_open: e.keep_handles_open,
         ..RunLimits::default()
     };
     let mut last = None;
@@ -245,10 +261,44 @@ fn check_run(
     accumulator: &std::sync::atomic::AtomicI64,
     log: &common::CallLog,
 ) -> Result<Observed, Failed> {
-    let outcome = flow
-        .run(inputs, limits)
+    let report = flow
+        .run_report(inputs, limits, sink)
         .map_err(|err| format!("input error: {err}"))?;
+    let outcome = &report.outcome;
     let mut problems = Vec::new();
+    let discharged: Vec<String> = report
+        .obligations
+        .discharged
+        .iter()
+        .map(|d| match &d.failure {
+            None => format!("{}({})", d.event, d.handle),
+            Some((code, _)) => format!("{}({}) {}", d.event, d.handle, code.as_str()),
+        })
+        .collect();
+    if discharged != e.discharged {
+        problems.push(format!(
+            "discharged: expected {:?}, found {discharged:?}",
+            e.discharged
+        ));
+    }
+    let open: Vec<String> = report
+        .obligations
+        .open_handles
+        .iter()
+        .map(|h| format!("{} {} {}", h.state, h.handle, h.event))
+        .collect();
+    if open != e.open_handles {
+        problems.push(format!(
+            "open handles: expected {:?}, found {open:?}",
+            e.open_handles
+        ));
+    }
+    if report.obligations.handles != e.handles {
+        problems.push(format!(
+            "handles: expected {}, found {}",
+            e.handles, report.obligations.handles
+        ));
+    }
     let out = sink.take_out();
     let expected_out = lines(&e.stdout) + e.stdout_partial.as_deref().unwrap_or("");
     if out != expected_out {
@@ -263,7 +313,7 @@ fn check_run(
             lines(&e.stderr)
         ));
     }
-    match &outcome {
+    match outcome {
         Outcome::Ok { value, .. } => match &e.outcome {
             Some(expected) => {
                 let found = value
@@ -327,7 +377,7 @@ fn check_run(
     Ok(Observed {
         stdout: out,
         stderr: err,
-        outcome: outcome.to_json(),
+        outcome: report.to_json(),
         calls,
         accumulator,
     })

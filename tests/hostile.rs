@@ -435,3 +435,45 @@ fn hostile_matches_stay_bounded_with_clear_errors() {
     assert_ne!(code, 0);
     assert!(err.contains("E0105"), "{err}");
 }
+
+#[test]
+fn a_flow_that_opens_handles_without_end_is_stopped_and_every_handle_closed() {
+    // Issue 15: handles are a resource a flow makes the engine hold. Opening in an endless loop
+    // stops at the bound (1,024 open, then TooManyHandles), and all 1,025 are closed, newest
+    // first; opening and closing in each iteration holds at most one, whatever the loop's length.
+    let file = write(
+        "open_forever.kz",
+        "~while(true)\n| body |> file.open(path: \"x\")\n    | opened _ |> _\n    | failed _ |> _\n",
+    );
+    let (code, out, err) = koru_limited(&["run", &file, "--json"]);
+    assert_eq!(code, 3, "{err}");
+    let last = out.lines().last().unwrap();
+    assert!(last.contains("\"code\":\"TooManyHandles\""), "{last}");
+    assert_eq!(out.matches("closed file_").count(), 1025);
+    assert!(
+        out.starts_with("closed file_1025\nclosed file_1024\n"),
+        "{}",
+        &out[..40]
+    );
+    assert!(last.ends_with("\"handles\":0}"), "{last}");
+    let file = write(
+        "open_close_forever.kz",
+        "~while(true)\n| body |> file.open(path: \"x\")\n    | opened h |> file.close(handle: h)\n    | failed _ |> _\n",
+    );
+    let (code, out, err) = koru_limited(&[
+        "run",
+        &file,
+        "--json",
+        "--fuel",
+        "200000",
+        "--max-output-bytes",
+        "100",
+    ]);
+    assert_eq!(code, 4, "{err}");
+    let last = out.lines().last().unwrap();
+    assert!(last.contains("\"limit\":\"Fuel\""), "{last}");
+    assert!(last.contains("\"discharged\":[]"), "{last}");
+    // What `file.close` printed stayed within the output bound (the rest was dropped): 100
+    // bytes, the line break the CLI adds before the outcome, and the outcome's own.
+    assert_eq!(out.len() - last.len(), 102, "{out}");
+}

@@ -83,6 +83,23 @@ fn registry() -> Registry {
             std::thread::sleep(Duration::from_millis(ms as u64));
         })
         .unwrap();
+    // Obligations (SPEC 12), as the command line's demo events.
+    registry
+        .declare(
+            "~event file.open { path: str } | opened str[opened!] | failed { reason: str }\n\
+             ~event file.close { handle: str[!opened] }\n",
+        )
+        .unwrap();
+    registry
+        .implement_with_args("file.open", |args: &koru_jit::Args<'_>| {
+            koru_jit::Reply::branch("opened").value(format!("file_{}", args.handles_opened() + 1))
+        })
+        .unwrap();
+    registry
+        .implement_with_args("file.close", |args: &koru_jit::Args<'_>| {
+            args.print(&format!("closed {}\n", args.str(0)));
+        })
+        .unwrap();
     registry
 }
 
@@ -159,6 +176,43 @@ fn raw_connection(server: &TestServer, head: &[u8]) -> std::net::TcpStream {
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
     stream
+}
+
+#[test]
+fn handles_left_open_are_discharged_newest_first_and_shown_in_the_answer() {
+    let server = start_with(
+        "listen = \"127.0.0.1:0\"\n[scopes.files]\nallow = [\"file.*\"]\nfuel = 3\n[[keys]]\nkey = \"files-key-123\"\nscopes = [\"files\"]\n",
+    );
+    // Two files opened, then fuel runs out in a loop of opens: all three are closed at the end,
+    // newest first, and their output is part of the answer.
+    let source = "~file.open(path: \"a\")\n| opened a |> file.open(path: \"b\")\n    | opened b |> for(0..10)\n        | each _ |> file.open(path: \"c\")\n            | opened _ |> _\n            | failed _ |> _\n    | failed _ |> _\n| failed _ |> _\n";
+    let (status, body) = run(&server, "files-key-123", json!({ "source": source }));
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["outcome"], "exhausted");
+    assert_eq!(
+        body["discharged"],
+        json!([
+            {"event": "file.close", "handle": "file_3"},
+            {"event": "file.close", "handle": "file_2"},
+            {"event": "file.close", "handle": "file_1"}
+        ])
+    );
+    assert_eq!(body["handles"], 0);
+    assert_eq!(
+        body["output"],
+        "closed file_3\nclosed file_2\nclosed file_1\n"
+    );
+    // A scope that may not close files cannot open them (E0212, before anything runs).
+    let server = start_with(
+        "listen = \"127.0.0.1:0\"\n[scopes.open_only]\nallow = [\"file.open\"]\n[[keys]]\nkey = \"open-key-123\"\nscopes = [\"open_only\"]\n",
+    );
+    let (status, body) = run(
+        &server,
+        "open-key-123",
+        json!({ "source": "~file.open(path: \"a\") | opened _ |> _ | failed _ |> _" }),
+    );
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["errors"][0]["code"], "E0212", "{body}");
 }
 
 #[test]

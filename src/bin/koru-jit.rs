@@ -55,6 +55,14 @@ enum Command {
         /// at a character boundary, and stops there (`exhausted`, limit `Output`).
         #[arg(long)]
         max_output_bytes: Option<u64>,
+        /// Open obligations (handles, SPEC 12) a run may hold (default 1024); one more stops it
+        /// with `TooManyHandles`.
+        #[arg(long)]
+        max_handles: Option<u64>,
+        /// Leave the handles still open at the end of the run open, and list them
+        /// (`open_handles`), instead of discharging them newest first.
+        #[arg(long)]
+        no_auto_discharge: bool,
         /// Check the flow against this scope (see `koru-jit scopes`).
         #[arg(long)]
         scope: Option<String>,
@@ -192,6 +200,8 @@ fn main() -> ExitCode {
             max_iterations,
             deadline_ms,
             max_output_bytes,
+            max_handles,
+            no_auto_discharge,
             scope,
             json,
             stats,
@@ -209,6 +219,8 @@ fn main() -> ExitCode {
                     .map(|ms| std::time::Instant::now() + std::time::Duration::from_millis(ms)),
                 max_output_bytes,
                 interrupt: None,
+                max_handles,
+                keep_handles_open: no_auto_discharge,
             };
             run(RunRequest {
                 file: &file,
@@ -300,10 +312,22 @@ fn describe_rule(rule: &koru_jit::host::ScopeRule) -> String {
 }
 
 fn describe(sig: &koru_jit::EventSig) -> String {
+    use koru_jit::types::{Phantom, PhantomSlot};
+    // A `str` with a phantom state is written as declared (`str[opened!]`, SPEC 12).
+    let typed = |ty: koru_jit::Type, slot: PhantomSlot| {
+        let phantom = sig.phantoms.iter().find(|p| p.slot == slot);
+        match phantom.map(|p| &p.phantom) {
+            Some(Phantom::Creates(s)) => format!("{ty}[{s}!]"),
+            Some(Phantom::Requires(s)) => format!("{ty}[{s}]"),
+            Some(Phantom::Discharges(s)) => format!("{ty}[!{s}]"),
+            None => ty.to_string(),
+        }
+    };
     let inputs: Vec<String> = sig
         .inputs
         .iter()
-        .map(|(n, t)| format!("{n}: {t}"))
+        .enumerate()
+        .map(|(i, (n, t))| format!("{n}: {}", typed(*t, PhantomSlot::Input(i))))
         .collect();
     // Koru's own declaration syntax (an event without branches is void).
     let mut text = if inputs.is_empty() {
@@ -311,10 +335,21 @@ fn describe(sig: &koru_jit::EventSig) -> String {
     } else {
         format!("{} {{ {} }}", sig.name, inputs.join(", "))
     };
-    for branch in &sig.branches {
-        match branch.payload {
+    for (b, branch) in sig.branches.iter().enumerate() {
+        let field = |field: usize| PhantomSlot::Field { branch: b, field };
+        match &branch.payload {
             koru_jit::PayloadType::Empty => text += &format!(" | {}", branch.name),
-            ref payload => text += &format!(" | {} {payload}", branch.name),
+            koru_jit::PayloadType::Identity(ty) => {
+                text += &format!(" | {} {}", branch.name, typed(*ty, field(0)))
+            }
+            koru_jit::PayloadType::Struct(fields) => {
+                let shown: Vec<String> = fields
+                    .iter()
+                    .enumerate()
+                    .map(|(k, (n, t))| format!("{n}: {}", typed(*t, field(k))))
+                    .collect();
+                text += &format!(" | {} {{ {} }}", branch.name, shown.join(", "));
+            }
         }
     }
     text
@@ -342,6 +377,8 @@ fn registry() -> (Registry, Arc<AtomicI64>) {
             .allow("subtract")
             .allow("produce"),
     );
+    // Obligations (SPEC 12): a scope that may open, read and close files.
+    registry.add_scope("files", Scope::new().include("std").allow("file.*"));
     (registry, accumulator)
 }
 
@@ -748,8 +785,8 @@ fn run(request: RunRequest<'_>) -> u8 {
         }
     }
     let output = LineTrackingStdout::default();
-    let outcome = match flow.run_with_output(&values, limits, &output) {
-        Ok(outcome) => outcome,
+    let report = match flow.run_report(&values, limits, &output) {
+        Ok(report) => report,
         Err(error) => {
             eprintln!("error: {error}");
             return EXIT_USAGE;
@@ -761,7 +798,8 @@ fn run(request: RunRequest<'_>) -> u8 {
     if stats {
         eprint!("{}", describe_stats(&flow.stats()));
     }
-    let code = match &outcome {
+    let outcome = &report.outcome;
+    let code = match outcome {
         Outcome::Ok { .. } => EXIT_OK,
         Outcome::Exhausted { .. } => EXIT_EXHAUSTED,
         Outcome::Error { .. } => EXIT_RUNTIME_ERROR,
@@ -772,10 +810,11 @@ fn run(request: RunRequest<'_>) -> u8 {
         if output.open_line.load(Ordering::Relaxed) {
             println!();
         }
-        println!("{}", outcome.to_json());
+        println!("{}", report.to_json());
         return code;
     }
-    match &outcome {
+    describe_obligations(&report.obligations);
+    match outcome {
         Outcome::Ok { value, fuel } => {
             let shown = value
                 .as_ref()
@@ -809,6 +848,27 @@ fn run(request: RunRequest<'_>) -> u8 {
         }
     }
     code
+}
+
+/// The discharging calls made at the end of a run (or the handles left open), on stderr.
+fn describe_obligations(obligations: &koru_jit::Obligations) {
+    for d in &obligations.discharged {
+        match &d.failure {
+            None => eprintln!("discharged: {}({})", d.event, d.handle),
+            Some((code, message)) => eprintln!(
+                "discharge failed: {}({}): {}: {message}",
+                d.event,
+                d.handle,
+                code.as_str()
+            ),
+        }
+    }
+    for h in &obligations.open_handles {
+        eprintln!(
+            "left open: {} (state {}, opened by {})",
+            h.handle, h.state, h.event
+        );
+    }
 }
 
 #[cfg(feature = "server")]

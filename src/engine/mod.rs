@@ -21,11 +21,13 @@
 //! tiers, so this is a jump).
 
 mod cache;
+mod discharge;
 mod inputs;
 mod pool;
 mod stats;
 
 pub use cache::{CacheConfig, CacheStats};
+pub use discharge::{Discharged, Obligations, OpenObligation, RunReport};
 pub use inputs::{InputError, Inputs};
 pub use stats::FlowStats;
 
@@ -814,6 +816,36 @@ impl Flow {
         limits: &RunLimits,
         output: &dyn OutputSink,
     ) -> Result<Outcome, InputError> {
+        self.run_report(inputs, limits, output)
+            .map(|report| report.outcome)
+    }
+
+    /// Like [`Flow::run_with_output`], and also says what became of the run's obligations
+    /// (SPEC 12): the discharging calls made when it ended, newest obligation first, or the
+    /// obligations left open with [`RunLimits::keep_handles_open`].
+    ///
+    /// ```
+    /// use koru_jit::{CaptureSink, CompileOptions, Engine, Inputs, Registry, RunLimits};
+    /// let mut registry = Registry::with_std();
+    /// koru_jit::host::register_demo_events(&mut registry, Default::default()).unwrap();
+    /// let flow = Engine::new(registry)
+    ///     .compile("t", "~file.open(path: \"a\") | opened h |> file.read(handle: h) | data d |> _\n| failed _ |> _", &CompileOptions::default())
+    ///     .unwrap();
+    /// let sink = CaptureSink::new();
+    /// let report = flow.run_report(&Inputs::new(), &RunLimits::default(), &sink).unwrap();
+    /// assert_eq!(report.obligations.discharged.len(), 1);
+    /// assert_eq!(report.obligations.discharged[0].handle, "file_1");
+    /// assert_eq!(sink.take_out(), "closed file_1\n");
+    /// ```
+    ///
+    /// # Errors
+    /// [`InputError`] if `inputs` do not match the flow's inputs (nothing runs then).
+    pub fn run_report(
+        &self,
+        inputs: &Inputs,
+        limits: &RunLimits,
+        output: &dyn OutputSink,
+    ) -> Result<RunReport, InputError> {
         let inner = &self.inner;
         // The call threshold counts finished runs: with 1, the first run starts interpreted.
         if inner.tier == Tier::Auto
@@ -853,7 +885,19 @@ impl Flow {
                         native.run(&inner.program, state, limits, output)
                     }
                 };
-                self.outcome(result, state)
+                // However the run ended (a host panic included: the tiers catch it), its open
+                // obligations are discharged before the outcome is made.
+                let obligations = discharge::finish(
+                    &inner.program,
+                    &inner.registry,
+                    state,
+                    output,
+                    limits.keep_handles_open,
+                );
+                RunReport {
+                    outcome: self.outcome(result, state),
+                    obligations,
+                }
             });
         inner
             .stats

@@ -175,6 +175,43 @@ pub struct ReplyOut<'a> {
     pub(crate) frame: &'a mut [u64],
     pub(crate) buffers: &'a mut [String],
     pub(crate) plan: &'a ReplyPlan,
+    pub(crate) run: RunView<'a>,
+}
+
+/// What a host call may see of the run it serves: its output sink (within the output bound)
+/// and how many obligations it has opened so far (SPEC 12).
+#[derive(Clone, Copy)]
+pub(crate) struct RunView<'a> {
+    pub output: &'a dyn crate::host::OutputSink,
+    pub output_used: &'a std::cell::Cell<u64>,
+    pub output_limit: u64,
+    pub handles_opened: u64,
+}
+
+impl RunView<'_> {
+    /// Writes `text` to the run's program output, within what the output bound leaves: the
+    /// part past it is dropped (cut at a character boundary), and the next `std.io` write of
+    /// the run stops it with `Limit::Output`.
+    fn print(&self, text: &str) {
+        let room =
+            usize::try_from(self.output_limit - self.output_used.get()).unwrap_or(usize::MAX);
+        let written = crate::host::prefix_within(text, room);
+        if !written.is_empty() {
+            self.output.out(written);
+        }
+        self.output_used
+            .set(self.output_used.get() + written.len() as u64);
+    }
+}
+
+/// For one call site of an event with phantom states (SPEC 12): the payload fields that open a
+/// handle, and the arguments that release one.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct SiteObligations {
+    /// (branch, field slot, state index in `Program::obligation_states`).
+    pub creates: Vec<(u32, FieldPlan, u32)>,
+    /// (input index, its first word among the call's argument words, state index).
+    pub releases: Vec<(u32, u32, u32)>,
 }
 
 /// For one call site: each branch of the event with the flow-state slots of its payload fields
@@ -188,6 +225,8 @@ pub(crate) struct ReplyPlan {
     pub branches: SmallVec<[BranchPlan; 2]>,
     /// For an event with one branch whose payload is a single value: that value's slot.
     pub only_identity: Option<FieldPlan>,
+    /// The handles this site opens and releases; `None` for events without phantom states.
+    pub obligations: Option<Box<SiteObligations>>,
 }
 
 #[derive(Clone, Debug)]
@@ -480,16 +519,30 @@ pub(crate) unsafe fn shim_call(
     // SAFETY: guaranteed by the caller; generated code holds no other reference to the run state
     // while the call runs.
     let (state, plan) = unsafe { (&mut *state, &*plan) };
+    // SAFETY: `output` is set at the start of the run to a sink that outlives it.
+    let output = unsafe { &*state.output };
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let mut out = ReplyOut {
             frame: &mut state.frame,
             buffers: &mut state.buffers,
             plan,
+            run: RunView {
+                output,
+                output_used: std::cell::Cell::from_mut(&mut state.output_used),
+                output_limit: state.output_limit,
+                handles_opened: state.handles_opened,
+            },
         };
         call(&mut out)
     }));
     let (code, message) = match result {
-        Ok(Ok(branch)) => return branch,
+        Ok(Ok(branch)) => match state.record_opened(plan, branch) {
+            Ok(()) => return branch,
+            Err(error) => {
+                state.host_trap = Some(error);
+                return SHIM_FAILED;
+            }
+        },
         Ok(Err(error)) => (crate::outcome::ErrorCode::HostError, error.into_message()),
         Err(panic) => (
             crate::outcome::ErrorCode::HostPanic,
@@ -512,15 +565,36 @@ pub struct Args<'a> {
     /// Word offset of each input.
     offsets: &'a [usize],
     types: &'a [Type],
+    run: RunView<'a>,
 }
 
 impl<'a> Args<'a> {
-    pub(crate) fn new(words: &'a [u64], offsets: &'a [usize], types: &'a [Type]) -> Args<'a> {
+    pub(crate) fn new(
+        words: &'a [u64],
+        offsets: &'a [usize],
+        types: &'a [Type],
+        run: RunView<'a>,
+    ) -> Args<'a> {
         Args {
             words,
             offsets,
             types,
+            run,
         }
+    }
+
+    /// How many obligations (SPEC 12) the run calling this has opened so far: a host event
+    /// that opens handles can number them per run (`file_1`, `file_2`, ...) with it, whatever
+    /// the tier and however many runs share the engine.
+    pub fn handles_opened(&self) -> u64 {
+        self.run.handles_opened
+    }
+
+    /// Writes `text` to the calling run's program output: its output sink, within
+    /// `RunLimits::max_output_bytes` (what does not fit is dropped, cut at a character
+    /// boundary, and the run's next `std.io` write stops it with `Limit::Output`).
+    pub fn print(&self, text: &str) {
+        self.run.print(text)
     }
 
     /// The declared type of input `i`.

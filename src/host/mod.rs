@@ -32,7 +32,9 @@ pub use scope::{Scope, ScopeRule};
 pub(crate) use stdlib::{prefix_within, BoundedText, StdEvent};
 pub use stdlib::{CaptureSink, OutputSink, StdoutSink, STD_DECLARATIONS};
 
-pub(crate) use function::{word_str, ArgsClosure, BranchPlan, FieldPlan, HostClosure, ReplyPlan};
+pub(crate) use function::{
+    word_str, ArgsClosure, BranchPlan, FieldPlan, HostClosure, ReplyPlan, RunView, SiteObligations,
+};
 pub(crate) use function::{ShimArg, SHIM_FAILED};
 
 use crate::diag::SourceErrors;
@@ -123,6 +125,10 @@ pub enum RegistryError {
         /// The closure's parameter types.
         found: Vec<Type>,
     },
+    /// The signature's phantom states (SPEC 12) do not fit it: one on a non-`str` or a missing
+    /// slot, `str[S!]` on an input, `str[!S]` on a payload, two on one slot.
+    #[error("invalid phantom state: {0}")]
+    Phantom(String),
     /// The declaration text has errors.
     #[error("invalid declaration: {0}")]
     Declaration(SourceErrors),
@@ -335,6 +341,9 @@ impl Registry {
 
     /// Declares one event from a signature built in Rust.
     pub fn declare_event(&mut self, sig: EventSig) -> Result<(), RegistryError> {
+        if let Some(problem) = sig.phantom_problem() {
+            return Err(RegistryError::Phantom(problem));
+        }
         if self.by_name.contains_key(&sig.name) {
             return Err(RegistryError::DuplicateEvent(sig.name.to_string()));
         }
@@ -398,7 +407,7 @@ impl Registry {
         let words = at;
         let erased: function::ErasedHostFn =
             Box::new(move |words: &[u64], out: &mut function::ReplyOut<'_>| {
-                function(&Args::new(words, &offsets, &types)).write_reply(out)
+                function(&Args::new(words, &offsets, &types, out.run)).write_reply(out)
             });
         self.events[index].implementation = Implementation::Closure(
             ArgsClosure {

@@ -49,6 +49,9 @@ pub fn run(
     tiering: Option<&dyn Tiering>,
 ) -> Result<Option<ValueId>, Trap> {
     state.output_limit = limits.max_output_bytes.unwrap_or(u64::MAX);
+    state.handle_limit = limits
+        .max_handles
+        .unwrap_or(crate::state::DEFAULT_MAX_HANDLES);
     state.pacer = crate::limits::ClockPacer::new();
     let iteration_limit = limits.max_iterations.unwrap_or(u64::MAX);
     // With a deadline, the loop checks also read the clock now and then (see `checkpoint`).
@@ -517,15 +520,30 @@ impl Exec<'_> {
                 match &host.implementation {
                     Implementation::Closure(closure) => {
                         let function = &closure.erased;
+                        let plan = &self.layout.replies[s.site as usize];
                         let state = &mut *self.state;
+                        if plan.obligations.is_some() {
+                            let args = std::mem::take(&mut state.args);
+                            state.release_arguments(plan, &args);
+                            state.args = args;
+                        }
                         let mut out = ReplyOut {
                             frame: &mut state.frame,
                             buffers: &mut state.buffers,
-                            plan: &self.layout.replies[s.site as usize],
+                            plan,
+                            run: crate::host::RunView {
+                                output: self.output,
+                                output_used: std::cell::Cell::from_mut(&mut state.output_used),
+                                output_limit: state.output_limit,
+                                handles_opened: state.handles_opened,
+                            },
                         };
                         state.calling = s.site;
                         match function(&state.args, &mut out) {
-                            Ok(branch) => branch,
+                            Ok(branch) => {
+                                state.record_opened(plan, branch).map_err(Trap::Error)?;
+                                branch
+                            }
                             Err(error) => {
                                 return Err(Trap::error(
                                     ErrorCode::HostError,

@@ -2065,6 +2065,20 @@ impl<'a, 'f> Lower<'a, 'f> {
                     }
                 }
                 self.charge(event.cost, s.event.0 + 1);
+                // Handles passed to `str[!S]` inputs are released once the call is charged,
+                // before it runs (SPEC 12); only sites of events with phantom states do this.
+                if let Some(obligations) = &plan.obligations {
+                    for &(input, _, state_index) in &obligations.releases {
+                        let pair = self.str_argument(&args[input as usize]);
+                        let index = self.b.ins().iconst(I64, i64::from(state_index));
+                        self.call_helper(
+                            runtime::helper_release as *const u8,
+                            &[I64, I64, I64],
+                            None,
+                            &[self.state, index, pair],
+                        );
+                    }
+                }
                 let env = self.address(shim.env);
                 let plan_address = self.address(plan as *const crate::host::ReplyPlan as *const u8);
                 let mut call_args = vec![env, self.state, plan_address];

@@ -137,6 +137,9 @@ pub unsafe fn run(
     state.fuel_limit = limits.fuel.unwrap_or(u64::MAX);
     state.iteration_limit = limits.max_iterations.unwrap_or(u64::MAX);
     state.output_limit = limits.max_output_bytes.unwrap_or(u64::MAX);
+    state.handle_limit = limits
+        .max_handles
+        .unwrap_or(crate::state::DEFAULT_MAX_HANDLES);
     state.deadline = limits.deadline;
     state.pacer = crate::limits::ClockPacer::new();
     state.deadline_epoch = limits
@@ -300,6 +303,23 @@ pub unsafe extern "C" fn helper_copy_str(
     // SAFETY: guaranteed by the caller.
     target.push_str(unsafe { crate::host::word_str(ptr, len) });
     target.as_ptr() as u64
+}
+
+/// Releases the open obligation of state `state_index` whose handle is the text at `pair`
+/// (SPEC 12; see [`RunState::release`]). Cannot fail.
+///
+/// # Safety
+/// `state` is the live run state; `pair` points at live UTF-8.
+pub unsafe extern "C" fn helper_release(
+    state: *mut RunState,
+    state_index: u64,
+    pair: *const [u64; 2],
+) {
+    // SAFETY: guaranteed by the caller.
+    let (state, pair) = unsafe { (&mut *state, *pair) };
+    // SAFETY: the pair is live UTF-8 (caller).
+    let text = unsafe { crate::host::word_str(pair[0], pair[1]) };
+    state.release(state_index as u32, text);
 }
 
 /// `std.io:print` (0), `println` (1) or `eprintln` (2) of one string, within the output bound

@@ -83,7 +83,10 @@ impl Lowerer<'_> {
             ExprKind::Str(s) => Some((Expr::Str(s.clone()), Type::Str)),
             ExprKind::Bool(b) => Some((Expr::Bool(*b), Type::Bool)),
             ExprKind::Name(name) => match self.lookup(name).cloned() {
-                Some(Bound::Scalar(local, ty)) => Some((Expr::Local(local, ty), ty)),
+                Some(Bound::Scalar(local, ty)) => {
+                    self.use_local(local, span);
+                    Some((Expr::Local(local, ty), ty))
+                }
                 Some(Bound::Struct(fields)) => {
                     let names: Vec<String> = fields
                         .iter()
@@ -131,7 +134,11 @@ impl Lowerer<'_> {
                 match (fields, lost) {
                     (Some(fields), lost) => {
                         match fields.iter().find(|(n, _, _)| **n == *field.name) {
-                            Some((_, local, ty)) => Some((Expr::Local(*local, *ty), *ty)),
+                            Some((_, local, ty)) => {
+                                let (local, ty) = (*local, *ty);
+                                self.use_local(local, span);
+                                Some((Expr::Local(local, ty), ty))
+                            }
                             // Lost to an error reported where the payload was made.
                             None if Bound::may_have_lost(&lost, &field.name) => None,
                             None => {
@@ -202,6 +209,15 @@ impl Lowerer<'_> {
             }
             ExprKind::Binary(op, a, b) => self.lower_binary(*op, a, b, span),
             ExprKind::As(ty, operand) => {
+                if let Some(phantom) = &ty.phantom {
+                    // SPEC 12: states mark handles in declarations, not conversions.
+                    self.error(
+                        Code::E0204,
+                        "a phantom state belongs on a `str` input or payload of an event declaration, not in `@as`",
+                        phantom.span,
+                    );
+                    return None;
+                }
                 let target = super::decl::resolve_type(ty, &mut Vec::new());
                 let (inner, from) = self.lower_expr(operand)?;
                 match (target, from) {

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 mod matching;
+mod obligations;
 
 /// What a name in scope stands for.
 #[derive(Clone, Debug)]
@@ -183,6 +184,9 @@ pub(crate) struct Lowerer<'a> {
     /// `yield` goes (SPEC 11). Emptied while a caller's continuation is lowered at a `yield`
     /// down to that caller's own.
     yield_targets: Vec<YieldTarget<'a>>,
+    /// Handles and their states (SPEC 12), and the releases of the arguments just lowered.
+    handles: obligations::Handles,
+    pending_releases: Vec<obligations::Release>,
 }
 
 impl<'a> Lowerer<'a> {
@@ -232,6 +236,8 @@ impl<'a> Lowerer<'a> {
             bound_names: std::cell::OnceCell::new(),
             input_hints: Vec::new(),
             yield_targets: Vec::new(),
+            handles: obligations::Handles::default(),
+            pending_releases: Vec::new(),
         }
     }
 
@@ -339,6 +345,7 @@ impl<'a> Lowerer<'a> {
             step_count: self.steps,
             invoke_sites: self.invoke_sites,
             subflow_names: self.subflow_names,
+            obligation_states: self.handles.states,
         };
         (program, self.diagnostics)
     }
@@ -456,6 +463,7 @@ impl<'a> Lowerer<'a> {
     }
 
     fn reset_to(&mut self, mark: Mark) {
+        self.forget_handles_from(mark.locals);
         self.locals.truncate(mark.locals);
         self.values.truncate(mark.values);
         self.value_spans.clear();
@@ -574,7 +582,7 @@ impl<'a> Lowerer<'a> {
         // the flow inputs only, not with those pushed before it, which made the check quadratic
         // in the inputs of a wide event.
         let flow_inputs = self.scope.len();
-        for (input, ty) in def.sig.inputs.clone() {
+        for (index, (input, ty)) in def.sig.inputs.clone().into_iter().enumerate() {
             if self.scope[..flow_inputs].iter().any(|b| b.name == input) {
                 self.error(
                     Code::E0208,
@@ -583,6 +591,9 @@ impl<'a> Lowerer<'a> {
                 );
             }
             let local = self.new_local(input.clone(), ty, LocalKind::SubflowInput);
+            if let Some(phantom) = def.sig.input_phantom(index) {
+                self.new_input_handle(local, &phantom.clone());
+            }
             self.scope.push(Binding {
                 name: input,
                 bound: Bound::Scalar(local, ty),
@@ -645,6 +656,10 @@ impl<'a> Lowerer<'a> {
                 match self.exit_for(&def.sig, value, &BranchLocals::default()) {
                     Err(message) => self.error(Code::E0209, message, span),
                     Ok(exit) => {
+                        if !def.sig.phantoms.is_empty() {
+                            let sig = def.sig.clone();
+                            self.check_exit_handles(&sig, exit.branch as usize, value, span);
+                        }
                         if let Some(&(_, at)) =
                             yielded.iter().find(|(b, _)| *b == exit.branch as usize)
                         {
@@ -864,14 +879,17 @@ impl<'a> Lowerer<'a> {
         } else {
             Some(Arguments::Inputs(self.lower_args(
                 &invocation.args,
-                &sig.inputs,
+                &sig,
                 name,
                 invocation.span,
             )))
         };
+        let releases = std::mem::take(&mut self.pending_releases);
+        self.apply_releases(releases);
         let event = self.event_use(host, name, cost);
         let (payloads, infos, first_value) =
             self.branch_slots(&sig, LocalKind::Payload, name, invocation.span);
+        self.bind_payload_handles(&sig, &payloads, true, self.sp(invocation.span));
         let arms = self.lower_arms(
             &invocation.continuations,
             &infos,
@@ -962,10 +980,11 @@ impl<'a> Lowerer<'a> {
     fn lower_args(
         &mut self,
         args: &[ast::Arg],
-        inputs: &[(Arc<str>, Type)],
+        sig: &EventSig,
         event: &str,
         span: Span,
     ) -> Vec<Argument> {
+        let inputs = sig.inputs.as_slice();
         let mut slots: Vec<Option<Argument>> = (0..inputs.len()).map(|_| None).collect();
         let mut failed: smallvec::SmallVec<[bool; 8]> = smallvec::smallvec![false; inputs.len()];
         // Which inputs some argument names, made at the first unknown name (for its suggestion).
@@ -1057,6 +1076,11 @@ impl<'a> Lowerer<'a> {
                 continue;
             };
             let expected = inputs[index].1;
+            if !sig.phantoms.is_empty() {
+                if let Some(release) = self.check_handle_argument(sig, index, &lowered, expr.span) {
+                    self.pending_releases.push(release);
+                }
+            }
             let format_into = if ty == expected {
                 None
             } else if expected == Type::Str {
@@ -1113,6 +1137,7 @@ impl<'a> Lowerer<'a> {
     ) -> Arms {
         // No continuations: nothing to lower or check, and both tiers take the value of the
         // branch without looking at the (then empty) per-branch tables.
+        let repeating = std::mem::take(&mut self.handles.repeating);
         if continuations.is_empty() {
             return Arms::default();
         }
@@ -1230,6 +1255,8 @@ impl<'a> Lowerer<'a> {
                 at: self.arm_starts.len() - 1,
                 claimed: smallvec::SmallVec::new(),
             });
+            let release_mark = self.arm_mark();
+            let depth = self.enter_arm(branch.map(|i| &*branches[i].name), &repeating);
             let step = continuation.step.as_deref().and_then(|s| {
                 let lowered = self.lower_step(s);
                 // In a subflow being checked, a step that failed stands for a value of its own,
@@ -1239,6 +1266,8 @@ impl<'a> Lowerer<'a> {
                 }
                 lowered
             });
+            self.leave_loop(depth);
+            self.arm_end(release_mark);
             if let Some(frame) = self.enclosing.pop() {
                 explained.extend(frame.claimed);
             }
@@ -1526,11 +1555,16 @@ impl<'a> Lowerer<'a> {
         let recursive = self.recursive.iter().any(|r| r == name);
         let sig = def.sig.clone();
         let call_span = self.sp(invocation.span);
-        let args = self.lower_args(&invocation.args, &sig.inputs, name, invocation.span);
+        let args = self.lower_args(&invocation.args, &sig, name, invocation.span);
+        let releases = std::mem::take(&mut self.pending_releases);
+        self.apply_releases(releases);
         let mut inputs = Vec::new();
         let mut body_scope = self.input_bindings();
-        for ((input, ty), argument) in sig.inputs.iter().zip(args) {
+        for (index, ((input, ty), argument)) in sig.inputs.iter().zip(args).enumerate() {
             let local = self.new_local(dotted(&[name, input]), *ty, LocalKind::SubflowInput);
+            if let Some(phantom) = sig.input_phantom(index) {
+                self.new_input_handle(local, &phantom.clone());
+            }
             inputs.push((local, argument));
             body_scope.push(Binding {
                 name: input.clone(),
@@ -1596,6 +1630,8 @@ impl<'a> Lowerer<'a> {
 
         let (results, infos, first_value) =
             self.branch_slots(&sig, LocalKind::SubflowResult, name, invocation.span);
+        self.bind_payload_handles(&sig, &results, false, call_span);
+        self.handles.repeating = yielded_names.iter().map(|n| Arc::from(*n)).collect();
         // The continuations of yielded branches run where the body yields (`lower_yield`); here
         // they are only checked, and in a silent copy (whose errors were reported) not even
         // that: lowering them at every level would double nested yielding calls per level.
@@ -1795,6 +1831,7 @@ impl<'a> Lowerer<'a> {
                 bound: Bound::Empty,
             },
         ];
+        self.handles.repeating = vec![Arc::from("each")];
         let arms = self.lower_arms(
             &invocation.continuations,
             &infos,
@@ -1865,6 +1902,7 @@ impl<'a> Lowerer<'a> {
             span: self.sp(invocation.span),
         });
         let (first_value, infos) = self.empty_branches(["body", "done"], invocation.span);
+        self.handles.repeating = vec![Arc::from("body")];
         let arms = self.lower_arms(
             &invocation.continuations,
             &infos,
@@ -2221,6 +2259,7 @@ impl<'a> Lowerer<'a> {
             ast::ConstructorPayload::Identity(e) => {
                 let (expr, ty) = self.lower_expr(e)?;
                 let local = self.new_local(name.clone(), ty, LocalKind::Temporary);
+                self.copy_handle(&expr, local);
                 fields.push((local, expr));
                 ValuePayload::Identity(local)
             }
@@ -2246,6 +2285,7 @@ impl<'a> Lowerer<'a> {
                         continue;
                     };
                     let local = self.new_local(dotted(&[&name, &field]), ty, LocalKind::Temporary);
+                    self.copy_handle(&expr, local);
                     fields.push((local, expr));
                     described.push((field, local));
                 }

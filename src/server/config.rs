@@ -130,6 +130,9 @@ impl ScopeLimits {
             deadline: Some(std::time::Instant::now() + Duration::from_millis(self.deadline_ms)),
             max_output_bytes: Some(self.max_output_bytes),
             interrupt,
+            // The default bound on open obligations, always discharged (SPEC 12).
+            max_handles: None,
+            keep_handles_open: false,
         }
     }
 }

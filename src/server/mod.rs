@@ -835,10 +835,11 @@ async fn run(
             let limits = state.config.scopes[&request.scope].limits;
             let run_limits = limits.run_limits(Some(interrupt.clone()));
             let output = crate::host::CaptureSink::new();
-            let outcome = flow
-                .run_with_output(&request.inputs, &run_limits, &output)
+            let report = flow
+                .run_report(&request.inputs, &run_limits, &output)
                 .map_err(|e| ApiError::bad_request(e.to_string()))?;
-            let (status, name) = match &outcome {
+            let outcome = &report.outcome;
+            let (status, name) = match outcome {
                 Outcome::Ok { .. } => (StatusCode::OK, "ok"),
                 Outcome::Exhausted { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "exhausted"),
                 Outcome::Error { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "error"),
@@ -855,7 +856,7 @@ async fn run(
             state
                 .metrics
                 .outcome(if abandoned { "abandoned" } else { name });
-            let mut body = outcome.to_json();
+            let mut body = report.to_json();
             let (out, err) = (output.take_out(), output.take_err());
             body["flow"] = json!(id);
             body["scope"] = json!(request.scope);

@@ -20,7 +20,27 @@ pub struct Path {
 #[derive(Clone, Debug, PartialEq)]
 pub struct TypeExpr {
     pub text: String,
+    /// A phantom state (SPEC 12): `str[opened!]`, `str[opened]`, `str[!opened]`.
+    pub phantom: Option<PhantomDecl>,
     pub span: Span,
+}
+
+/// A phantom state written on a type: its state name, what it says, and where.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PhantomDecl {
+    pub state: String,
+    pub kind: PhantomKind,
+    pub span: Span,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PhantomKind {
+    /// `S!`
+    Creates,
+    /// `S`
+    Requires,
+    /// `!S`
+    Discharges,
 }
 
 /// A parsed source: its items in source order.

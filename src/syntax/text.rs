@@ -120,7 +120,7 @@ impl Printer<'_, '_> {
             match &branch.payload {
                 PayloadDecl::Empty => {}
                 PayloadDecl::Identity(ty) => {
-                    let _ = write!(text, " {}", cut(&ty.text));
+                    let _ = write!(text, " {}{}", cut(&ty.text), phantom(ty));
                 }
                 PayloadDecl::Struct(decls) => {
                     text.push_str(" {");
@@ -260,11 +260,30 @@ impl Printer<'_, '_> {
     }
 }
 
+/// A type's phantom state as written (`[opened!]`), or nothing.
+fn phantom(ty: &super::ast::TypeExpr) -> String {
+    use super::ast::PhantomKind;
+    match &ty.phantom {
+        None => String::new(),
+        Some(p) => match p.kind {
+            PhantomKind::Creates => format!("[{}!]", cut(&p.state)),
+            PhantomKind::Requires => format!("[{}]", cut(&p.state)),
+            PhantomKind::Discharges => format!("[!{}]", cut(&p.state)),
+        },
+    }
+}
+
 /// `name: type, ...` with spaces inside the braces (`{ a: i64 }`, `{}` when empty).
 fn fields(out: &mut String, decls: &[FieldDecl]) {
     for (i, decl) in decls.iter().enumerate() {
         out.push_str(if i == 0 { " " } else { ", " });
-        let _ = write!(out, "{}: {}", cut(&decl.name.name), cut(&decl.ty.text));
+        let _ = write!(
+            out,
+            "{}: {}{}",
+            cut(&decl.name.name),
+            cut(&decl.ty.text),
+            phantom(&decl.ty)
+        );
     }
     if !decls.is_empty() {
         out.push(' ');

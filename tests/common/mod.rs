@@ -188,6 +188,84 @@ pub fn test_registry() -> (Registry, Arc<AtomicI64>, CallLog) {
             args.int(0) + args.int(1) + args.int(2) + args.int(3)
         })
         .unwrap();
+    // Obligations (SPEC 12): the CLI's `file.*` events (logging copies), and `test.lock` /
+    // `test.unlock`, whose release fails for a handle from a name starting `bad` (a host error)
+    // or `panic` (a panic), and `test.leak`, whose state nothing releases.
+    registry
+        .declare(
+            "~event file.open { path: str } | opened str[opened!] | failed { reason: str }\n\
+             ~event file.read { handle: str[opened] } | data str\n\
+             ~event file.close { handle: str[!opened] }\n\
+             ~event test.lock { name: str } | locked str[held!]\n\
+             ~event test.unlock { handle: str[!held] }\n\
+             ~event test.leak {} | leaked str[leaky!]\n",
+        )
+        .unwrap();
+    let l = log.clone();
+    registry
+        .implement_with_args("file.open", move |args: &koru_jit::Args<'_>| {
+            record(&l, format!("file.open({})", args.str(0)));
+            if args.str(0).is_empty() {
+                Reply::branch("failed").field("reason", "empty path")
+            } else {
+                Reply::branch("opened").value(format!("file_{}", args.handles_opened() + 1))
+            }
+        })
+        .unwrap();
+    let l = log.clone();
+    registry
+        .implement_with_args("file.read", move |args: &koru_jit::Args<'_>| {
+            record(&l, format!("file.read({})", args.str(0)));
+            format!("data of {}", args.str(0))
+        })
+        .unwrap();
+    let l = log.clone();
+    registry
+        .implement_with_args("file.close", move |args: &koru_jit::Args<'_>| {
+            record(&l, format!("file.close({})", args.str(0)));
+            args.print(&format!("closed {}\n", args.str(0)));
+        })
+        .unwrap();
+    let l = log.clone();
+    registry
+        .implement_with_args("test.lock", move |args: &koru_jit::Args<'_>| {
+            record(&l, format!("test.lock({})", args.str(0)));
+            format!("{}_{}", args.str(0), args.handles_opened() + 1)
+        })
+        .unwrap();
+    let l = log.clone();
+    registry
+        .implement_with_args("test.unlock", move |args: &koru_jit::Args<'_>| {
+            let handle = args.str(0);
+            record(&l, format!("test.unlock({handle})"));
+            if handle.starts_with("panic") {
+                panic!("unlock of {handle} panicked");
+            }
+            if handle.starts_with("bad") {
+                return Err(HostError::new(format!("cannot unlock {handle}")));
+            }
+            Ok(())
+        })
+        .unwrap();
+    let l = log.clone();
+    registry
+        .implement_with_args("test.leak", move |_: &koru_jit::Args<'_>| {
+            record(&l, "test.leak()".into());
+            "leak"
+        })
+        .unwrap();
+    registry.add_scope(
+        "files",
+        Scope::new().include("std").allow("file.*").allow("test.*"),
+    );
+    // Opens files but may not close them: E0212.
+    registry.add_scope(
+        "no_close",
+        Scope::new()
+            .include("std")
+            .allow("file.open")
+            .allow("file.read"),
+    );
     registry.add_scope("std", Scope::new().allow("std.*"));
     registry.add_scope(
         "demo",

@@ -233,6 +233,7 @@ impl<'a> Lowerer<'a> {
                 at: self.arm_starts.len() - 1,
                 claimed: smallvec::SmallVec::new(),
             });
+            let release_mark = self.arm_mark();
             let step = continuation.step.as_deref().and_then(|s| {
                 let lowered = self.lower_step(s);
                 if lowered.is_none() && self.check_only && !matches!(s, ast::Step::Discard(_)) {
@@ -240,6 +241,7 @@ impl<'a> Lowerer<'a> {
                 }
                 lowered
             });
+            self.arm_end(release_mark);
             self.enclosing.pop();
             self.scope.truncate(scope_len);
             let arm = MatchArm {
