@@ -4,6 +4,7 @@
 
 pub mod peers;
 pub mod plot;
+pub mod pure;
 
 use crate::engine::{CacheConfig, CompileOptions, Engine, EngineConfig, Flow, Tier, TierPolicy};
 use crate::host::{HostError, Registry};
@@ -38,10 +39,12 @@ pub enum Workload {
     /// The JIT compile of the nested loop written `n` times in one source (n = 1, 4, 16, 64),
     /// per step: how compile time grows with the size of a flow.
     CompileScaling(u32),
+    /// A pure-computation program: `pure::ALL[k]`.
+    Pure(usize),
 }
 
 impl Workload {
-    pub const ALL: [Workload; 12] = [
+    pub const ALL: [Workload; 17] = [
         Workload::NestedLoop,
         Workload::NestedLoopTyped,
         Workload::ThreeStepCold,
@@ -54,6 +57,11 @@ impl Workload {
         Workload::CompileScaling(4),
         Workload::CompileScaling(16),
         Workload::CompileScaling(64),
+        Workload::Pure(0),
+        Workload::Pure(1),
+        Workload::Pure(2),
+        Workload::Pure(3),
+        Workload::Pure(4),
     ];
 
     pub fn name(self) -> &'static str {
@@ -70,6 +78,7 @@ impl Workload {
             Workload::CompileScaling(4) => "compile-4x",
             Workload::CompileScaling(16) => "compile-16x",
             Workload::CompileScaling(_) => "compile-64x",
+            Workload::Pure(k) => pure::ALL[k].name,
         }
     }
 
@@ -86,6 +95,7 @@ impl Workload {
             Workload::SumFold | Workload::MatchDispatch | Workload::RepeatFold => "iteration",
             Workload::Compile => "compile",
             Workload::CompileScaling(_) => "step compiled",
+            Workload::Pure(k) => pure::ALL[k].unit,
         }
     }
 }
@@ -512,6 +522,38 @@ fn prepare(workload: Workload, runner: Runner) -> Option<Prepared> {
                 u64::from(compiles) * steps
             })
         }
+        (Workload::Pure(k), Runner::Tier(tier)) => {
+            let pure = pure::ALL[k];
+            let engine = engine_for(&accumulator, false);
+            let prepared = (tier != Tier::Auto).then(|| compile(&engine, pure.source, tier));
+            Box::new(move || {
+                let flow = prepared
+                    .clone()
+                    .unwrap_or_else(|| compile(&engine, pure.source, tier));
+                let outcome = flow.run(&inputs, &limits).expect("no inputs");
+                let got = match &outcome {
+                    crate::Outcome::Ok {
+                        value: Some(value), ..
+                    } => match pure.expected {
+                        pure::Expected::Int(_) => value.get::<i64>().ok().map(pure::Expected::Int),
+                        pure::Expected::Float(_) => {
+                            value.get::<f64>().ok().map(pure::Expected::Float)
+                        }
+                    },
+                    _ => None,
+                };
+                // Checked, so that a broken tier cannot look fast.
+                assert_eq!(got, Some(pure.expected), "{}: {outcome:?}", pure.name);
+                pure.operations
+            })
+        }
+        (Workload::Pure(k), Runner::Native) => {
+            let pure = pure::ALL[k];
+            Box::new(move || {
+                assert_eq!((pure.native)(), pure.expected, "{}", pure.name);
+                pure.operations
+            })
+        }
         (Workload::Compile | Workload::CompileScaling(_), _) => return None,
         (_, Runner::Peer(_)) => unreachable!("peers are prepared by `prepare_peers`"),
     };
@@ -854,6 +896,86 @@ impl Report {
             measured: growth.map_or("not measured".into(), |g| format!("{g:.2}x")),
             met: growth.map(|g| g <= 1.5),
         });
+        // Issues 16 and 17: the pure-computation workloads, against native Rust and the Luas.
+        let pure: Vec<Workload> = (0..pure::ALL.len()).map(Workload::Pure).collect();
+        let interp = Runner::Tier(Tier::Interp);
+        for (description, runner, against, bound, geomean) in [
+            (
+                "interp at most 1.0x Lua 5.4 on every pure workload (issue 16)",
+                interp,
+                Runner::Peer(Peer::Lua54),
+                1.0,
+                false,
+            ),
+            (
+                "interp at most 1.0x LuaJIT's interpreter on the pure geomean (issue 16)",
+                interp,
+                Runner::Peer(Peer::LuaJitInterp),
+                1.0,
+                true,
+            ),
+            (
+                "jit at most 1.25x native on the pure geomean (issue 17)",
+                jit,
+                Runner::Native,
+                1.25,
+                true,
+            ),
+            (
+                "jit at most 1.5x native on every pure workload (issue 17)",
+                jit,
+                Runner::Native,
+                1.5,
+                false,
+            ),
+            (
+                "jit at most 1.0x LuaJIT on every pure workload (issue 17)",
+                jit,
+                Runner::Peer(Peer::LuaJit),
+                1.0,
+                false,
+            ),
+        ] {
+            let ratios: Option<Vec<(f64, Workload)>> = pure
+                .iter()
+                .map(|&w| {
+                    self.median(w, runner)
+                        .zip(self.median(w, against))
+                        .map(|(a, b)| (a / b, w))
+                })
+                .collect();
+            let name = match against {
+                Runner::Native => "native".to_string(),
+                other => other.name().to_string(),
+            };
+            let (measured, met) = match ratios {
+                None => ("not measured".to_string(), None),
+                Some(ratios) if geomean => {
+                    let g = (ratios.iter().map(|(r, _)| r.ln()).sum::<f64>() / ratios.len() as f64)
+                        .exp();
+                    (format!("{g:.2}x {name}"), Some(g <= bound))
+                }
+                Some(ratios) => {
+                    let (worst, w) =
+                        ratios
+                            .iter()
+                            .copied()
+                            .fold(
+                                (f64::NEG_INFINITY, pure[0]),
+                                |a, b| if b.0 > a.0 { b } else { a },
+                            );
+                    (
+                        format!("worst {worst:.2}x {name} ({})", w.name()),
+                        Some(worst <= bound),
+                    )
+                }
+            };
+            targets.push(Target {
+                description,
+                measured,
+                met,
+            });
+        }
         let cached = self.median(Workload::ThreeStepCached, Runner::Tier(Tier::Auto));
         targets.push(Target {
             description: "three-step-cached (auto) at most 150 ns per flow run",

@@ -60,6 +60,71 @@ def sum_fold():
     return total
 
 
+def collatz():
+    total = 0
+    for n in range(1, 3001):
+        x = n
+        s = 0
+        while x != 1:
+            x = x // 2 if x % 2 == 0 else 3 * x + 1
+            s += 1
+        total += s
+    return total
+
+
+def fib_pair():
+    a, b = 0, 1
+    for _ in range(1000000):
+        a, b = b, (a + b) % 1000000007
+    return a
+
+
+def primes():
+    count = 0
+    for n in range(2, 20000):
+        d = 2
+        prime = True
+        while prime and d * d <= n:
+            prime = n % d != 0
+            d += 1
+        if prime:
+            count += 1
+    return count
+
+
+def float_series():
+    s = 0.0
+    for k in range(1, 1000001):
+        s += 1.0 / (float(k) * float(k))
+    return s
+
+
+def str_machine():
+    state = "idle"
+    count = 0
+    for i in range(1000000):
+        if state == "idle":
+            nxt = "run"
+        elif state == "run":
+            nxt = "stop" if i % 7 == 0 else "run"
+        else:
+            nxt = "idle"
+        if state == "stop":
+            count += 1
+        state = nxt
+    return count
+
+
+# The pure workloads: function, expected result, operations per round (as bench/pure.rs).
+PURE = {
+    "collatz": (collatz, 215063, 215063),
+    "fib-pair": (fib_pair, 918091266, 1000000),
+    "primes": (primes, 2262, 301275),
+    "float-series": (float_series, 1.64493306684877, 1000000),
+    "str-machine": (str_machine, 142856, 1000000),
+}
+
+
 def check(workload, got, want):
     if got != want:
         raise ValueError(f"{workload}: got {got}, expected {want}")
@@ -85,6 +150,10 @@ def round_of(workload):
     if workload == "sum-fold":
         check(workload, sum_fold(), 499999500000)
         return 1000000
+    if workload in PURE:
+        function, want, operations = PURE[workload]
+        check(workload, function(), want)
+        return operations
     return None
 
 

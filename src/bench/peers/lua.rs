@@ -11,6 +11,57 @@ use std::time::Instant;
 const NESTED: &str = "for outer = 0, 999 do for i = 0, 99 do add(\"0\", tostring(i)) end end";
 const NESTED_TYPED: &str = "for outer = 0, 999 do for i = 0, 99 do add_typed(0, i) end end";
 const SUM_FOLD: &str = "local sum = 0 for i = 0, 999999 do sum = sum + i end return sum";
+/// The pure workloads (`bench::pure`), written the obvious way: `(name, Lua 5.4 source, LuaJIT
+/// source, expected result)`. LuaJIT has no `//` (its numbers are doubles, exact here).
+const PURE: [(&str, &str, &str, f64); 5] = [
+    (
+        "collatz",
+        "local total = 0 for n = 1, 3000 do local x, s = n, 0 while x ~= 1 do \
+         if x % 2 == 0 then x = x // 2 else x = 3 * x + 1 end s = s + 1 end \
+         total = total + s end return total",
+        "local total = 0 for n = 1, 3000 do local x, s = n, 0 while x ~= 1 do \
+         if x % 2 == 0 then x = x / 2 else x = 3 * x + 1 end s = s + 1 end \
+         total = total + s end return total",
+        215_063.0,
+    ),
+    (
+        "fib-pair",
+        "local a, b = 0, 1 for i = 1, 1000000 do a, b = b, (a + b) % 1000000007 end return a",
+        "local a, b = 0, 1 for i = 1, 1000000 do a, b = b, (a + b) % 1000000007 end return a",
+        918_091_266.0,
+    ),
+    (
+        "primes",
+        "local count = 0 for n = 2, 19999 do local d, prime = 2, true \
+         while prime and d * d <= n do prime = n % d ~= 0 d = d + 1 end \
+         if prime then count = count + 1 end end return count",
+        "local count = 0 for n = 2, 19999 do local d, prime = 2, true \
+         while prime and d * d <= n do prime = n % d ~= 0 d = d + 1 end \
+         if prime then count = count + 1 end end return count",
+        2262.0,
+    ),
+    (
+        "float-series",
+        "local s = 0.0 for k = 1, 1000000 do s = s + 1.0 / (k * k) end return s",
+        "local s = 0.0 for k = 1, 1000000 do s = s + 1.0 / (k * k) end return s",
+        1.64493306684877,
+    ),
+    (
+        "str-machine",
+        "local state, count = 'idle', 0 for i = 0, 999999 do local nxt \
+         if state == 'idle' then nxt = 'run' elseif state == 'run' then \
+         if i % 7 == 0 then nxt = 'stop' else nxt = 'run' end else nxt = 'idle' end \
+         if state == 'stop' then count = count + 1 end state = nxt end return count",
+        "local state, count = 'idle', 0 for i = 0, 999999 do local nxt \
+         if state == 'idle' then nxt = 'run' elseif state == 'run' then \
+         if i % 7 == 0 then nxt = 'stop' else nxt = 'run' end else nxt = 'idle' end \
+         if state == 'stop' then count = count + 1 end state = nxt end return count",
+        142_856.0,
+    ),
+];
+/// Operations per round of each pure workload (as `bench::pure` counts them).
+const PURE_OPERATIONS: [u64; 5] = [215_063, 1_000_000, 301_275, 1_000_000, 1_000_000];
+
 const THREE_STEPS: [&str; 3] = [
     "return add(\"10\", \"20\")",
     "return multiply(\"30\", \"3\")",
@@ -25,6 +76,7 @@ pub struct LuaPeer {
     nested_typed: Function,
     sum_fold: Function,
     cached: Vec<Function>,
+    pure: Vec<Function>,
 }
 
 fn parse(text: &str) -> mlua::Result<i64> {
@@ -33,7 +85,17 @@ fn parse(text: &str) -> mlua::Result<i64> {
 
 impl LuaPeer {
     pub fn new() -> mlua::Result<LuaPeer> {
+        LuaPeer::with_jit(true)
+    }
+
+    /// A Lua state; for LuaJIT with `jit: false`, its JIT off (`jit.off()`): LuaJIT's own
+    /// interpreter.
+    pub fn with_jit(jit: bool) -> mlua::Result<LuaPeer> {
         let lua = Lua::new();
+        let is_luajit = lua.load("return jit ~= nil").eval::<bool>()?;
+        if is_luajit && !jit {
+            lua.load("jit.off()").exec()?;
+        }
         let accumulator = Rc::new(Cell::new(0i64));
         let globals = lua.globals();
         let acc = accumulator.clone();
@@ -74,6 +136,13 @@ impl LuaPeer {
             .iter()
             .map(|source| lua.load(*source).into_function())
             .collect::<mlua::Result<Vec<Function>>>()?;
+        let pure = PURE
+            .iter()
+            .map(|(_, lua54, luajit, _)| {
+                lua.load(if is_luajit { *luajit } else { *lua54 })
+                    .into_function()
+            })
+            .collect::<mlua::Result<Vec<Function>>>()?;
         Ok(LuaPeer {
             lua,
             accumulator,
@@ -81,6 +150,7 @@ impl LuaPeer {
             nested_typed,
             sum_fold,
             cached,
+            pure,
         })
     }
 
@@ -140,7 +210,19 @@ impl LuaPeer {
                 expect(workload, sum, 499_999_500_000)?;
                 1_000_000
             }
-            _ => return Ok(None),
+            name => match PURE.iter().position(|(n, ..)| *n == name) {
+                Some(k) => {
+                    let got = self.pure[k].call::<f64>(())?;
+                    if got != PURE[k].3 {
+                        return Err(mlua::Error::external(format!(
+                            "{name}: got {got}, expected {}",
+                            PURE[k].3
+                        )));
+                    }
+                    PURE_OPERATIONS[k]
+                }
+                None => return Ok(None),
+            },
         }))
     }
 }

@@ -20,17 +20,26 @@ pub enum Peer {
     Rhai,
     Lua54,
     LuaJit,
+    /// LuaJIT with its JIT off (`jit.off()`): LuaJIT's own interpreter.
+    LuaJitInterp,
     CPython,
 }
 
 impl Peer {
-    pub const ALL: [Peer; 4] = [Peer::Rhai, Peer::Lua54, Peer::LuaJit, Peer::CPython];
+    pub const ALL: [Peer; 5] = [
+        Peer::Rhai,
+        Peer::Lua54,
+        Peer::LuaJit,
+        Peer::LuaJitInterp,
+        Peer::CPython,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Peer::Rhai => "rhai",
             Peer::Lua54 => "lua5.4",
             Peer::LuaJit => "luajit",
+            Peer::LuaJitInterp => "luajit-interp",
             Peer::CPython => "cpython",
         }
     }
@@ -44,6 +53,11 @@ impl Peer {
                 | "three-step-cold"
                 | "three-step-cached"
                 | "sum-fold"
+                | "collatz"
+                | "fib-pair"
+                | "primes"
+                | "float-series"
+                | "str-machine"
         )
     }
 }
@@ -83,13 +97,19 @@ impl PeerEngine {
                 Ok((PeerEngine::Lua(Box::new(engine)), version))
             }
             #[cfg(feature = "peers")]
+            Peer::LuaJitInterp => {
+                let engine = lua::LuaPeer::with_jit(false).map_err(|e| e.to_string())?;
+                let version = engine.version();
+                Ok((PeerEngine::Lua(Box::new(engine)), version))
+            }
+            #[cfg(feature = "peers")]
             Peer::Lua54 => {
                 let binary = build_lua54()?;
                 ChildPeer::spawn(Command::new(binary))
                     .map(|(child, version)| (PeerEngine::Child(child), version))
             }
             #[cfg(not(feature = "peers"))]
-            Peer::Rhai | Peer::LuaJit | Peer::Lua54 => {
+            Peer::Rhai | Peer::LuaJit | Peer::LuaJitInterp | Peer::Lua54 => {
                 Err("build with `--features peers` to run this peer".to_string())
             }
             Peer::CPython => {
