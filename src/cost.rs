@@ -158,7 +158,7 @@ fn step(program: &Program, inputs: &Known, s: &Step) -> Cost {
         }
         Step::Call(s) => {
             let call = Cost {
-                fuel: Some(1),
+                fuel: Some(u128::from(s.cost)),
                 iterations: Some(0),
             };
             let known = inputs.subflow.borrow().len();

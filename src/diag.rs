@@ -55,6 +55,10 @@ pub enum Code {
     E0209,
     /// Unreachable pattern: an empty range, or one the continuations before it already cover.
     E0210,
+    /// A way the source's value can end is outside the shape the caller asked for (SPEC 13).
+    E0213,
+    /// The shape the caller asked for names no event (SPEC 13).
+    E0214,
     /// Event not allowed in the scope (`EventDenied`).
     E0301,
     /// Unknown scope.
@@ -80,6 +84,8 @@ impl Code {
             Code::E0208 => "E0208",
             Code::E0209 => "E0209",
             Code::E0210 => "E0210",
+            Code::E0213 => "E0213",
+            Code::E0214 => "E0214",
             Code::E0301 => "E0301",
             Code::E0302 => "E0302",
         }

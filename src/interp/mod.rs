@@ -434,7 +434,7 @@ impl Exec<'_> {
         for (local, argument) in &s.inputs {
             self.write_argument(argument, *local)?;
         }
-        self.charge(1, LAST_EVENT_SUBFLOW | s.name_index)?;
+        self.charge(s.cost, LAST_EVENT_SUBFLOW | s.name_index)?;
         let value = self.step(&s.body)?;
         let Some(exit) = s.exits.iter().find(|e| e.value == value) else {
             return Err(Trap::error(

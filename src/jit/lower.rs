@@ -1729,7 +1729,7 @@ impl<'a, 'f> Lower<'a, 'f> {
             };
             self.set(*local, value);
         }
-        self.charge(1, LAST_EVENT_SUBFLOW | s.name_index);
+        self.charge(s.cost, LAST_EVENT_SUBFLOW | s.name_index);
         let blocks: Vec<Block> = (0..s.results.len())
             .map(|_| self.b.create_block())
             .collect();
