@@ -542,16 +542,13 @@ impl Engine {
             mocks: parsed,
             ..CheckOptions::default()
         };
-        for index in 0..check.mocks.len() {
-            let diagnostics = crate::sema::check_mock(&self.shared.registry, &check, index);
-            if !diagnostics.is_empty() {
-                let mock = &check.mocks[index];
-                return Err(Box::new(SourceErrors {
-                    name: mock.name.clone(),
-                    text: mock.text.clone(),
-                    diagnostics,
-                }));
-            }
+        if let Err((index, diagnostics)) = crate::sema::check_mocks(&self.shared.registry, &check) {
+            let mock = &check.mocks[index];
+            return Err(Box::new(SourceErrors {
+                name: mock.name.clone(),
+                text: mock.text.clone(),
+                diagnostics,
+            }));
         }
         Ok(check.mocks)
     }

@@ -68,6 +68,8 @@ pub(crate) struct SubflowDef<'a> {
     pub sig: Arc<EventSig>,
     pub body: &'a ast::Step,
     pub span: Span,
+    /// The span of its name (`~name = ...`), in `text`.
+    pub name_span: Span,
     /// The text the body's spans point into.
     pub text: &'a str,
     /// The library it comes from (`None`: the checked source): library spans do not point into
@@ -97,7 +99,7 @@ pub fn check(
         Err(unknown_scope) => return Err(vec![unknown_scope]),
     };
     let mut subflows = library_subflows(registry, &libraries);
-    // The mocks replace host events (checked by `check_mock` before: silent here).
+    // The mocks replace host events (checked by `check_mocks` before: silent here).
     collect_mocks(registry, options, &mut subflows, &mut |_, _| {});
     // Events the source declares with errors (reported): calls of them are not unknown events.
     let mut broken: Vec<String> = Vec::new();
@@ -111,7 +113,11 @@ pub fn check(
         &mut broken,
         &mut diagnostics,
     );
-    let recursive = find_recursion(&subflows, file, None, &mut diagnostics);
+    let recursive = find_recursion(&subflows, &mut |def, d| {
+        if def.library.is_none() {
+            diagnostics.push(d)
+        }
+    });
     let shape = match &options.shape {
         Some(name) => match shape_sig(registry, file, &subflows, name) {
             Ok(sig) => sig,
@@ -350,6 +356,7 @@ fn collect_mocks<'a>(
                     sig: event.sig.clone(),
                     body: &subflow.body,
                     span: subflow.span,
+                    name_span: subflow.name.span,
                     text: &mock.text,
                     library: Some(&mock.name),
                     mock: Some(cost),
@@ -369,41 +376,69 @@ fn collect_mocks<'a>(
     }
 }
 
-/// Checks mock `index` of `options` (SPEC 13): what it holds, and each of its subflows' bodies
+/// Checks the mocks of `options` (SPEC 13): what each holds, and each of its subflows' bodies
 /// against the signature of the event it replaces, in the scope of `options` (a mock sees its
 /// event's inputs, the scope's libraries and the other mocks, not the source it is compiled
-/// with). The diagnostics' spans point into the mock's text.
-pub fn check_mock(registry: &Registry, options: &CheckOptions, index: usize) -> Vec<Diagnostic> {
-    let mock = &options.mocks[index];
+/// with). Returns the first mock that has errors, with them; their spans point into the mock's
+/// text. Linear in the mocks together.
+pub fn check_mocks(
+    registry: &Registry,
+    options: &CheckOptions,
+) -> Result<(), (usize, Vec<Diagnostic>)> {
     let Ok(libraries) = scope_libraries(registry, options, &ast::SourceFile::default()) else {
         // An unknown scope is the source's error (E0302), reported when it is checked.
-        return Vec::new();
+        return Ok(());
     };
-    let mut diagnostics = Vec::new();
+    let mut per_mock: Vec<Vec<Diagnostic>> = vec![Vec::new(); options.mocks.len()];
     let mut subflows = library_subflows(registry, &libraries);
     collect_mocks(registry, options, &mut subflows, &mut |k, d| {
-        if k == index {
-            diagnostics.push(d)
+        per_mock[k].push(d)
+    });
+    let index_of: HashMap<&str, usize> = options
+        .mocks
+        .iter()
+        .enumerate()
+        .map(|(k, mock)| (mock.name.as_str(), k))
+        .collect();
+    let recursive = find_recursion(&subflows, &mut |def, d| {
+        if let Some(&k) = def
+            .mock
+            .and(def.library)
+            .and_then(|name| index_of.get(name))
+        {
+            per_mock[k].push(d);
         }
     });
-    let recursive = find_recursion(&subflows, &mock.file, Some(&mock.name), &mut diagnostics);
-    let mut lowerer =
-        lower::Lowerer::new(registry, options, &mock.text, &subflows, &recursive, &[]);
     let mut names: Vec<&String> = subflows
         .iter()
-        .filter(|(_, def)| def.library == Some(mock.name.as_str()) && def.mock.is_some())
+        .filter(|(name, def)| def.mock.is_some() && !recursive.contains(name))
         .map(|(name, _)| name)
         .collect();
-    names.sort_by_key(|name| subflows[*name].span.start);
-    for name in names {
-        if !recursive.contains(name) {
+    names.sort_by_key(|name| {
+        let def = &subflows[*name];
+        (
+            def.library.and_then(|l| index_of.get(l)).copied(),
+            def.span.start,
+        )
+    });
+    for (k, mock) in options.mocks.iter().enumerate() {
+        let mut lowerer =
+            lower::Lowerer::new(registry, options, &mock.text, &subflows, &recursive, &[]);
+        for name in names
+            .iter()
+            .filter(|n| subflows[**n].library == Some(mock.name.as_str()))
+        {
             lowerer.check_subflow(name);
         }
+        let mut diagnostics = std::mem::take(&mut per_mock[k]);
+        diagnostics.extend(lowerer.finish().1);
+        if !diagnostics.is_empty() {
+            diagnostics.sort_by_key(|d| (d.span.start, d.span.end));
+            diagnostics.dedup();
+            return Err((k, diagnostics));
+        }
     }
-    diagnostics.extend(lowerer.finish().1);
-    diagnostics.sort_by_key(|d| (d.span.start, d.span.end));
-    diagnostics.dedup();
-    diagnostics
+    Ok(())
 }
 
 /// Collects declared events and subflows; reports imports, duplicate and unimplemented
@@ -495,6 +530,7 @@ fn collect_subflows<'a>(
                         sig: Arc::new(sig.clone()),
                         body: &subflow.body,
                         span: subflow.span,
+                        name_span: subflow.name.span,
                         text,
                         library,
                         mock: None,
@@ -547,13 +583,11 @@ fn collect_subflows<'a>(
 /// Finds subflows that call themselves, directly or through others (E0209): the members of every
 /// strongly connected component of the call graph that has a cycle (Tarjan's algorithm, iterative
 /// so that long call chains cannot overflow the stack).
-/// Only the recursion of subflows of `reporting` (`None`: the checked source; a mock's name) is
-/// reported, in `file`, the syntax of that text.
+/// Each is reported to `report` with its definition, which says which text it is in (the
+/// checked source's, a library's or a mock's).
 fn find_recursion(
     subflows: &HashMap<String, SubflowDef>,
-    file: &ast::SourceFile,
-    reporting: Option<&str>,
-    diagnostics: &mut Vec<Diagnostic>,
+    report: &mut dyn FnMut(&SubflowDef, Diagnostic),
 ) -> Vec<String> {
     let mut names: Vec<&str> = subflows.keys().map(String::as_str).collect();
     names.sort_unstable();
@@ -623,27 +657,20 @@ fn find_recursion(
         let members: Vec<&str> = component.iter().map(|&i| names[i]).collect();
         for &name in &members {
             recursive.push(name.to_string());
-            if subflows[name].library != reporting {
-                continue;
-            }
-            let span = file
-                .items
-                .iter()
-                .find_map(|item| match item {
-                    ast::Item::Subflow(s) if s.name.text == name => Some(s.name.span),
-                    _ => None,
-                })
-                .unwrap_or(subflows[name].span);
+            let span = subflows[name].name_span;
             let how = if members.len() == 1 {
                 "calls itself".to_string()
             } else {
                 format!("is part of a call cycle ({})", members.join(", "))
             };
-            diagnostics.push(Diagnostic::new(
-                Code::E0209,
-                format!("subflow `{name}` {how}; recursion is not supported"),
-                span,
-            ));
+            report(
+                &subflows[name],
+                Diagnostic::new(
+                    Code::E0209,
+                    format!("subflow `{name}` {how}; recursion is not supported"),
+                    span,
+                ),
+            );
         }
     }
     recursive
