@@ -209,7 +209,7 @@ impl CompileOptions {
     /// let Err(errors) = engine.compile("agent", source, &CompileOptions::default().shape("reply")) else {
     ///     panic!("`maybe` is not a branch of `reply`")
     /// };
-    /// assert_eq!(errors.positions(), [(Code::E0213, 4, 12)]);
+    /// assert_eq!(errors.positions(), [(Code::E0213, 4, 11)]);
     /// ```
     pub fn shape(mut self, event: &str) -> Self {
         self.shape = Some(event.to_string());

@@ -4,9 +4,12 @@
 //! who register their own host events (see `examples/server.rs`).
 //!
 //! Endpoints (JSON in and out):
-//! * `POST /v1/run` `{source, inputs?, scope?}`: runs the flow; answers the CLI's outcome JSON
-//!   plus `flow` (the flow's id), `scope` and `output` (what `std.io` printed).
-//! * `POST /v1/check` `{source, inputs?, scope?}`: diagnostics and the static cost bound.
+//! * `POST /v1/run` `{source, inputs?, scope?, mocks?}`: runs the flow; answers the CLI's
+//!   outcome JSON plus `flow` (the flow's id), `scope` and `output` (what `std.io` printed).
+//!   `mocks` (SPEC 13) are Koru sources replacing events the scope allows, for this request;
+//!   a mock's errors are `invalid` with `"mock": i` and positions in that mock. A scope's
+//!   `shape` holds every flow of the scope to an event's shape (E0213).
+//! * `POST /v1/check` `{source, inputs?, scope?, mocks?}`: diagnostics and the static cost bound.
 //! * `GET /v1/flows/stats`: statistics of the cached flows of the key's scopes (and their count
 //!   and code bytes; nothing of other scopes, not even cache-wide counters).
 //! * `GET /metrics` (Prometheus text) and `GET /healthz`: no key needed.
