@@ -434,6 +434,11 @@ impl Engine {
             // front-end limit was hit.
             let limited = diagnostics.iter().any(|d| d.code == Code::E0105);
             if !limited && crate::sema::failed_items_are_flows(source, &file) {
+                // Not against the shape: the last flow that parsed may not be the last flow.
+                let check = CheckOptions {
+                    shape: None,
+                    ..check
+                };
                 if let Err(more) = crate::sema::check(&self.shared.registry, &file, source, &check)
                 {
                     diagnostics.extend(more);

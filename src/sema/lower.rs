@@ -2336,6 +2336,9 @@ pub fn step_values(step: &Step, out: &mut Vec<ValueId>) {
         exempt_default: &[usize],
         out: &mut Vec<ValueId>,
     ) {
+        // A catch-all is an arm of several branches: its step is walked once (once per branch,
+        // nested catch-alls made this exponential in their depth).
+        let mut walked = smallvec::SmallVec::<[bool; 8]>::from_elem(false, arms.arms.len());
         for &branch in yielding {
             let value = ValueId(first.0 + branch as u32);
             if arms.arms.is_empty()
@@ -2346,7 +2349,11 @@ pub fn step_values(step: &Step, out: &mut Vec<ValueId>) {
             }
             for &arm in &arms.by_branch[branch] {
                 match &arms.arms[arm as usize].step {
-                    Some(step) => step_values(step, out),
+                    Some(_) if walked[arm as usize] => {}
+                    Some(step) => {
+                        walked[arm as usize] = true;
+                        step_values(step, out)
+                    }
                     None => out.push(value),
                 }
             }

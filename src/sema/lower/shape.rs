@@ -112,6 +112,8 @@ impl Lowerer<'_> {
                     implicit: &[usize],
                     out: &mut Ends,
                     reached: &mut dyn FnMut(usize, &mut Ends)| {
+            // A catch-all is an arm of several branches: its step is walked once.
+            let mut walked = smallvec::SmallVec::<[bool; 8]>::from_elem(false, arms.arms.len());
             for branch in branches {
                 if arms.arms.is_empty()
                     || (arms.by_branch[branch].is_empty() && implicit.contains(&branch))
@@ -120,10 +122,14 @@ impl Lowerer<'_> {
                     continue;
                 }
                 // Tried in order: the arms after an unguarded one are never taken.
-                for &arm in &arms.by_branch[branch] {
-                    let arm = &arms.arms[arm as usize];
+                for &index in &arms.by_branch[branch] {
+                    let arm = &arms.arms[index as usize];
                     match &arm.step {
-                        Some(step) => self.shape_ends(step, out),
+                        Some(_) if walked[index as usize] => {}
+                        Some(step) => {
+                            walked[index as usize] = true;
+                            self.shape_ends(step, out)
+                        }
                         None => reached(branch, out),
                     }
                     if arm.guard.is_none() {
