@@ -510,6 +510,9 @@ impl Engine {
         &self,
         options: &CompileOptions,
     ) -> Result<Vec<Arc<crate::host::Library>>, Box<SourceErrors>> {
+        if options.mocks.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut parsed: Vec<Arc<crate::host::Library>> = Vec::with_capacity(options.mocks.len());
         let mut total = 0usize;
         for (name, text) in &options.mocks {
