@@ -350,6 +350,14 @@ fn collect_mocks<'a>(
                 );
                 continue;
             }
+            // A mock stands for a host event, and host events cannot yield (SPEC 11).
+            if let Some(at) = first_yield(&subflow.body) {
+                report(index, Diagnostic::new(
+                    Code::E0209,
+                    format!("a mock cannot `yield`: it replaces host event `{name}`, and host events return one branch"),
+                    at,
+                ));
+            }
             subflows.insert(
                 name.to_string(),
                 SubflowDef {
@@ -674,6 +682,24 @@ fn find_recursion(
         }
     }
     recursive
+}
+
+/// The span of the first `yield` in `step`, if it has one.
+fn first_yield(step: &ast::Step) -> Option<Span> {
+    let mut pending = vec![step];
+    while let Some(step) = pending.pop() {
+        match step {
+            ast::Step::Yield(constructor) => return Some(constructor.span),
+            ast::Step::Invoke(invocation) => pending.extend(
+                invocation
+                    .continuations
+                    .iter()
+                    .filter_map(|c| c.step.as_deref()),
+            ),
+            _ => {}
+        }
+    }
+    None
 }
 
 fn invoked_paths<'a>(step: &'a ast::Step, out: &mut Vec<&'a str>) {
