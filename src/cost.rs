@@ -122,6 +122,9 @@ struct Known<'a> {
 /// The costliest continuation of a branch (`branches` of them), or nothing for no continuation.
 fn arms(program: &Program, inputs: &Known, arms: &Arms, branches: &[usize]) -> Cost {
     let mut worst = ZERO;
+    // A catch-all is an arm of several branches: its cost is computed once (once per branch,
+    // nested catch-alls made the bound exponential in their depth).
+    let mut walked = smallvec::SmallVec::<[bool; 8]>::from_elem(false, arms.arms.len());
     for &branch in branches {
         for &index in arms
             .by_branch
@@ -129,6 +132,10 @@ fn arms(program: &Program, inputs: &Known, arms: &Arms, branches: &[usize]) -> C
             .map(|v| v.as_slice())
             .unwrap_or(&[])
         {
+            if walked[index as usize] {
+                continue;
+            }
+            walked[index as usize] = true;
             if let Some(s) = &arms.arms[index as usize].step {
                 worst = worst.or(step(program, inputs, s));
             }
@@ -158,7 +165,7 @@ fn step(program: &Program, inputs: &Known, s: &Step) -> Cost {
         }
         Step::Call(s) => {
             let call = Cost {
-                fuel: Some(1),
+                fuel: Some(u128::from(s.cost)),
                 iterations: Some(0),
             };
             let known = inputs.subflow.borrow().len();

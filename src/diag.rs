@@ -59,6 +59,10 @@ pub enum Code {
     E0211,
     /// The flow can create an obligation whose discharging event the scope does not allow.
     E0212,
+    /// A way the source's value can end is outside the shape the caller asked for (SPEC 13).
+    E0213,
+    /// The shape the caller asked for names no event (SPEC 13).
+    E0214,
     /// Event not allowed in the scope (`EventDenied`).
     E0301,
     /// Unknown scope.
@@ -86,6 +90,8 @@ impl Code {
             Code::E0210 => "E0210",
             Code::E0211 => "E0211",
             Code::E0212 => "E0212",
+            Code::E0213 => "E0213",
+            Code::E0214 => "E0214",
             Code::E0301 => "E0301",
             Code::E0302 => "E0302",
         }

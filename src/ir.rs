@@ -279,7 +279,14 @@ pub struct Invoke {
 /// subflow event's branches (whose payload is copied into `results`), then a continuation runs.
 #[derive(Debug)]
 pub struct SubflowCall {
+    /// The subflow's name; for a mock, the host event's name it replaces.
     pub name: Arc<str>,
+    /// Fuel the call charges: 1 for a subflow (SPEC 5), the replaced event's cost in the scope
+    /// for a mock (SPEC 13).
+    pub cost: u64,
+    /// Whether this is a mock of a host event (SPEC 13): its body is the mock's Koru
+    /// implementation, inlined in place of the host dispatch. Traces mark such calls.
+    pub mocked: bool,
     /// Index into [`Program::subflow_names`].
     pub name_index: u32,
     pub inputs: Vec<(LocalId, Argument)>,

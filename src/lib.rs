@@ -81,6 +81,13 @@
 //!   may cost.
 //! * [`CacheConfig`] bounds the entries, native code and memory of the compiled-flow cache.
 //!
+//! # Shapes and mocks
+//!
+//! For flows written by people or agents (SPEC 13): [`CompileOptions::shape`] requires every
+//! way the source's value can end to be a branch of an event (E0213, checked before running),
+//! and [`CompileOptions::mock`] replaces host events by Koru implementations for one compile
+//! (checked against the events' signatures, reported in the mock's own text).
+//!
 //! # Host events and scopes
 //!
 //! A host event is declared in Koru syntax and implemented by a Rust closure taking its inputs

@@ -888,3 +888,75 @@ fn an_agents_flow_out_of_fuel_has_both_files_closed_newest_first() {
     ));
     assert!(out.contains("event file.close { handle: str[!opened] }\n"));
 }
+
+#[test]
+fn shape_and_mock_flags_check_the_value_and_replace_host_events() {
+    // SPEC 13, the README's example: `wrong` is not a branch of `reply`.
+    let (code, out, err) = koru(&[
+        "check",
+        "examples/agent_reply.kz",
+        "--shape",
+        "reply",
+        "--json",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("examples/agent_reply.kz:7:15"), "{err}");
+    let json: serde_json::Value = serde_json::from_str(out.lines().last().unwrap()).unwrap();
+    assert_eq!(json["errors"][0]["code"], "E0213");
+    assert_eq!(json["errors"].as_array().unwrap().len(), 1, "{json}");
+    let fixed = write(
+        "agent_fixed.kz",
+        &std::fs::read_to_string("examples/agent_reply.kz")
+            .unwrap()
+            .replace("wrong { total: s }", "refused { reason: s }"),
+    );
+    let (code, out, err) = koru(&["run", &fixed, "--shape", "reply", "--json"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (
+            0,
+            "{\"outcome\":\"ok\",\"value\":{\"branch\":\"answer\",\"fields\":{\"total\":\"42\"}},\"fuel\":1}\n"
+        ),
+        "{err}"
+    );
+    let (code, _, err) = koru(&["run", &fixed, "--shape", "replies"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("error[E0214]"), "{err}");
+    // A mock replaces `produce`, for `run` and `check`; repeatable; its errors name its file.
+    let (code, out, err) = koru(&[
+        "run",
+        "examples/produce_consume.kz",
+        "--mock",
+        "examples/mocks/produce.kz",
+    ]);
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "[consume] received n = '7'\n"),
+        "{err}"
+    );
+    let add = write("add.mock.kz", "~add = sum \"1\"\n");
+    let (code, _, err) = koru(&[
+        "check",
+        "examples/produce_consume.kz",
+        "--mock",
+        "examples/mocks/produce.kz",
+        "--mock",
+        &add,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = koru(&[
+        "check",
+        "examples/produce_consume.kz",
+        "--scope",
+        "std",
+        "--mock",
+        "examples/mocks/produce.kz",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("error[E0301]") && err.contains("examples/mocks/produce.kz:2:2"),
+        "{err}"
+    );
+    let (code, _, err) = koru(&["run", "examples/produce_consume.kz", "--mock", "no/such.kz"]);
+    assert_eq!(code, 2, "{err}");
+}

@@ -34,6 +34,10 @@
 //! | `discharged: event(handle)` | one discharging call at the end of the run, in order (all of them; none means none); `discharged: event(handle) Code` for one that failed |
 //! | `open-handle: state handle event` | one obligation left open (auto-discharge off), oldest first |
 //! | `handles: N` | obligations still open at the end (0 unless stated) |
+//! | `shape: event` | the value must have the shape of this event (`CompileOptions::shape`) |
+//! | `mock: source` | a mock (`CompileOptions::mock`), one per line, `\n` in it a newline |
+//! | `call: name(args)` | one host call of the test registry's logged events, in order (`calls: none`: no call) |
+//! | `errors-in: name` | the `error` positions are in this mock's text (`mock 1`, ...), not the file's |
 //!
 //! A file must state at least one of `outcome`, `exhausted`, `runtime` or `error`.
 
@@ -70,6 +74,11 @@ struct Expectations {
     discharged: Vec<String>,
     open_handles: Vec<String>,
     handles: u64,
+    shape: Option<String>,
+    mocks: Vec<String>,
+    errors_in: Option<String>,
+    /// The host calls expected, in order (`None`: not checked).
+    calls: Option<Vec<String>>,
 }
 
 fn expectations(source: &str) -> Result<Expectations, String> {
@@ -101,6 +110,11 @@ fn expectations(source: &str) -> Result<Expectations, String> {
                 e.inputs.push((name.to_string(), ty, v.to_string()));
             }
             "scope" => e.scope = Some(value.to_string()),
+            "shape" => e.shape = Some(value.to_string()),
+            "mock" => e.mocks.push(value.replace("\\n", "\n")),
+            "errors-in" => e.errors_in = Some(value.to_string()),
+            "call" => e.calls.get_or_insert_with(Vec::new).push(value.to_string()),
+            "calls" if value == "none" => e.calls = Some(Vec::new()),
             "fuel-limit" => e.fuel_limit = Some(number()?),
             "iteration-limit" => e.iteration_limit = Some(number()?),
             "output-limit" => e.output_limit = Some(number()?),
@@ -155,7 +169,7 @@ struct Observed {
 }
 
 fn compile_options(e: &Expectations, tier: Tier) -> CompileOptions {
-    CompileOptions {
+    let mut options = CompileOptions {
         scope: e.scope.clone(),
         // Typed as written, or by how the value looks, unless the source declares them.
         guessed_inputs: e
@@ -164,8 +178,13 @@ fn compile_options(e: &Expectations, tier: Tier) -> CompileOptions {
             .map(|(n, ty, v)| (n.clone(), ty.unwrap_or_else(|| Scalar::from_text(v).ty())))
             .collect(),
         tier,
+        shape: e.shape.clone(),
         ..CompileOptions::default()
+    };
+    for mock in &e.mocks {
+        options = options.mock(mock);
     }
+    options
 }
 
 /// Runs the file on `tier`; `Ok(None)` when it was expected not to compile (and did not).
@@ -205,11 +224,13 @@ fn run_file_with(
                 .iter()
                 .map(|(code, l, c)| format!("{code} at {l}:{c}"))
                 .collect();
-            if found != e.errors {
+            let source_name = e.errors_in.as_deref().unwrap_or(&name);
+            if found != e.errors || errors.name != source_name {
                 return Err(format!(
-                    "expected errors {:?}, found {:?}\n{}",
+                    "expected errors {:?} in {source_name}, found {:?} in {}\n{}",
                     e.errors,
                     found,
+                    errors.name,
                     errors.render(false)
                 )
                 .into());
@@ -370,10 +391,17 @@ fn check_run(
             ));
         }
     }
+    let calls = std::mem::take(&mut *log.lock().unwrap());
+    if let Some(expected) = &e.calls {
+        if calls != *expected {
+            problems.push(format!(
+                "host calls: expected {expected:?}, found {calls:?}"
+            ));
+        }
+    }
     if !problems.is_empty() {
         return Err(problems.join("\n").into());
     }
-    let calls = std::mem::take(&mut *log.lock().unwrap());
     Ok(Observed {
         stdout: out,
         stderr: err,

@@ -477,3 +477,47 @@ fn a_flow_that_opens_handles_without_end_is_stopped_and_every_handle_closed() {
     // bytes, the line break the CLI adds before the outcome, and the outcome's own.
     assert_eq!(out.len() - last.len(), 102, "{out}");
 }
+
+/// `if(true)` nested `depth` deep through catch-alls, each of which is an arm of both `then` and
+/// `else`, ending with `end`; as a flow, or (with `subflow`) as the body of subflow `w`.
+fn nested_catch_alls(depth: usize, end: &str, subflow: bool) -> String {
+    let mut source = String::from("~event w {} | ok\n");
+    source += if subflow {
+        "~w = if(true)\n"
+    } else {
+        "~if(true)\n"
+    };
+    let indent = usize::from(subflow);
+    for level in 1..depth {
+        source += &"    ".repeat(level - 1 + indent);
+        source += "|? |> if(true)\n";
+    }
+    source += &"    ".repeat(depth - 1 + indent);
+    source += &format!("|? |> {end}\n");
+    if subflow {
+        source += "~w()\n";
+    }
+    source
+}
+
+#[test]
+fn nested_catch_alls_are_walked_once_by_the_shape_check_the_cost_bound_and_subflow_exits() {
+    // A catch-all is an arm of every branch it takes: the walks of a subflow's exits, of the
+    // cost bound and of the shape check took it once per branch, 2^depth in all (a 40-deep one
+    // never finished); each now takes it once.
+    let file = write("catch_alls_shape.kz", &nested_catch_alls(60, "ok", false));
+    let (code, _, err) = koru_limited(&["check", &file, "--shape", "w", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let file = write(
+        "catch_alls_flow.kz",
+        &nested_catch_alls(60, "std.io:println(text: \"x\")", false)
+            .replace("~event w {} | ok\n", ""),
+    );
+    let (code, out, err) = koru_limited(&["check", &file, "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(r#""cost_bound":{"fuel":1"#), "{out}");
+    let file = write("catch_alls_subflow.kz", &nested_catch_alls(60, "ok", true));
+    let (code, out, err) = koru_limited(&["run", &file, "--tier", "jit", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(r#""value":{"branch":"ok"}"#), "{out}");
+}

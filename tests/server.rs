@@ -35,10 +35,14 @@ deadline_ms = 40
 allow = ["nap"]
 deadline_ms = 1500
 
+[scopes.shaped]
+include = ["public"]
+shape = "add3"
+
 [[keys]]
 name = "alice"
 key = "alice-key-123"
-scopes = ["public", "slow", "long"]
+scopes = ["public", "slow", "long", "shaped"]
 
 [[keys]]
 name = "bob"
@@ -117,14 +121,24 @@ fn start_with_caps(max_connections: usize, max_connections_per_peer: usize) -> T
     start_with(&config)
 }
 
-fn start_with(config: &str) -> TestServer {
+/// The directory of the test configuration, with its library written. Tests run in parallel:
+/// each writes the library to a file of its own and renames it into place, so that no test
+/// reads another's half-written library.
+fn config_dir() -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("koru-serve-test-{}", std::process::id()));
     std::fs::create_dir_all(dir.join("lib")).unwrap();
+    let own = dir.join(format!("lib/math.kz.{:?}", std::thread::current().id()));
     std::fs::write(
-        dir.join("lib/math.kz"),
+        &own,
         "~event add3 { a: []const u8, b: []const u8, c: []const u8 }\n| total []const u8\n\n~add3 = add(a: a, b: b)\n| sum s |> add(a: s, b: c)\n    | sum t |> total t\n",
     )
     .unwrap();
+    std::fs::rename(&own, dir.join("lib/math.kz")).unwrap();
+    dir
+}
+
+fn start_with(config: &str) -> TestServer {
+    let dir = config_dir();
     let config = ServerConfig::parse(config, "test.toml", &dir).unwrap();
     let (router, state) = server::router(config, registry()).unwrap();
     let options = state.serve_options();
@@ -1232,4 +1246,151 @@ fn a_compile_bomb_past_the_call_threshold_stays_interpreted_and_the_server_stays
         (200, &json!("3")),
         "{small}"
     );
+}
+
+fn check_request(
+    server: &TestServer,
+    key: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let response = Client::new(&server.address)
+        .post_json("/v1/check", key, &body.to_string())
+        .unwrap();
+    (response.status, response.json())
+}
+
+#[test]
+fn a_scopes_shape_is_checked_on_every_path_before_running() {
+    let server = start();
+    // `add3` (a subflow of the included scope's library) is the scope's shape: its result fits.
+    let (status, body) = run(
+        &server,
+        "alice-key-123",
+        json!({ "source": "~add3(a: \"1\", b: \"2\", c: \"3\")", "scope": "shaped" }),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["value"], json!({ "branch": "total", "value": "6" }));
+    // `add`'s `sum` is not a branch of `add3`: 422 before anything runs, at the event, naming
+    // the shape's branches; the same source in a scope without a shape runs.
+    for path in ["/v1/run", "/v1/check"] {
+        let response = Client::new(&server.address)
+            .post_json(
+                path,
+                "alice-key-123",
+                &json!({ "source": "~add(a: \"1\", b: \"2\")", "scope": "shaped" }).to_string(),
+            )
+            .unwrap();
+        let body = response.json();
+        assert_eq!(response.status, 422, "{path}: {body}");
+        assert_eq!(body["errors"][0]["code"], "E0213", "{body}");
+        assert_eq!(
+            (
+                body["errors"][0]["line"].as_u64(),
+                body["errors"][0]["column"].as_u64()
+            ),
+            (Some(1), Some(2))
+        );
+        let message = body["errors"][0]["message"].as_str().unwrap();
+        assert!(
+            message.contains("`sum str`") && message.contains("`total str`"),
+            "{message}"
+        );
+    }
+    let (status, body) = run(
+        &server,
+        "alice-key-123",
+        json!({ "source": "~add(a: \"1\", b: \"2\")", "scope": "public" }),
+    );
+    assert_eq!(status, 200, "{body}");
+}
+
+#[test]
+fn a_shape_that_names_no_event_is_a_configuration_error() {
+    let text = CONFIG.replace("shape = \"add3\"", "shape = \"add4\"");
+    let config = ServerConfig::parse(&text, "test.toml", &config_dir()).unwrap();
+    let Err(error) = server::router(config, registry()) else {
+        panic!("an unknown shape is accepted")
+    };
+    assert!(
+        error
+            .to_string()
+            .contains("scope `shaped` has shape `add4`"),
+        "{error}"
+    );
+}
+
+#[test]
+fn mocks_replace_events_of_the_scope_in_one_request_only() {
+    let server = start();
+    let source = "~add(a: \"1\", b: \"2\")";
+    let mocked = json!({ "source": source, "mocks": ["~add = sum \"7\""] });
+    let (status, body) = run(&server, "alice-key-123", mocked.clone());
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["value"], json!({ "branch": "sum", "value": "7" }));
+    assert_eq!(body["fuel"], 1);
+    let mocked_id = body["flow"].clone();
+    // The same source without the mock is another flow (ids and cache entries differ).
+    let (status, body) = run(&server, "alice-key-123", json!({ "source": source }));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["value"], json!({ "branch": "sum", "value": "3" }));
+    assert_ne!(body["flow"], mocked_id);
+    // A mock may use the event's inputs and call the scope's events.
+    let (status, body) = run(
+        &server,
+        "alice-key-123",
+        json!({ "source": source, "mocks": ["~add = std.io:println(text: a) |> sum b"] }),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["output"], "1\n");
+    assert_eq!(body["value"], json!({ "branch": "sum", "value": "2" }));
+    let (status, body) = check_request(&server, "alice-key-123", mocked);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["outcome"], "valid");
+}
+
+#[test]
+fn a_mock_of_an_event_the_scope_denies_is_refused_with_its_position_in_the_mock() {
+    let server = start();
+    // bob's scope `slow` allows only `nap`.
+    let (status, body) = run(
+        &server,
+        "bob-key-4567",
+        json!({ "source": "~nap(ms: 1)", "mocks": ["~nap = done", "~add = sum \"1\""] }),
+    );
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["outcome"], "invalid");
+    assert_eq!(body["mock"], 1, "{body}");
+    assert_eq!(body["errors"][0]["code"], "E0301");
+    assert_eq!(
+        (
+            body["errors"][0]["line"].as_u64(),
+            body["errors"][0]["column"].as_u64()
+        ),
+        (Some(1), Some(2))
+    );
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("a mock can only replace an event the scope allows"),
+        "{body}"
+    );
+    // A mock with a check error of its own: its position in the mock.
+    let (status, body) = run(
+        &server,
+        "alice-key-123",
+        json!({ "source": "~add(a: \"1\", b: \"2\")", "mocks": ["~add = sum 1"] }),
+    );
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["mock"], 0, "{body}");
+    assert_eq!(body["errors"][0]["code"], "E0209");
+    // Malformed mocks are 400.
+    for mocks in [json!("~add = sum \"1\""), json!([1]), json!({})] {
+        let (status, body) = run(
+            &server,
+            "alice-key-123",
+            json!({ "source": "~add(a: \"1\", b: \"2\")", "mocks": mocks }),
+        );
+        assert_eq!(status, 400, "{body}");
+    }
 }

@@ -66,6 +66,8 @@ enum Command {
         /// Check the flow against this scope (see `koru-jit scopes`).
         #[arg(long)]
         scope: Option<String>,
+        #[command(flatten)]
+        contract: ContractArgs,
         /// Print the outcome as one JSON object on the last stdout line.
         #[arg(long)]
         json: bool,
@@ -86,6 +88,8 @@ enum Command {
         inputs: InputArgs,
         #[arg(long)]
         scope: Option<String>,
+        #[command(flatten)]
+        contract: ContractArgs,
         #[arg(long)]
         json: bool,
     },
@@ -99,6 +103,8 @@ enum Command {
         inputs: InputArgs,
         #[arg(long)]
         scope: Option<String>,
+        #[command(flatten)]
+        contract: ContractArgs,
         /// Print at most this many bytes, then a line saying how many were left out.
         #[arg(long, value_name = "BYTES", default_value_t = EMIT_MAX_BYTES)]
         max_bytes: usize,
@@ -167,6 +173,21 @@ struct InputArgs {
     inputs_json: Option<String>,
 }
 
+/// What the caller requires of the flow's value and replaces in its events (SPEC 13).
+#[derive(clap::Args, Default)]
+struct ContractArgs {
+    /// The flow's value must have the shape of this event (declared in the source or
+    /// registered): every way the last top-level flow can end is checked before it runs (E0213;
+    /// E0214 for an unknown event).
+    #[arg(long, value_name = "EVENT")]
+    shape: Option<String>,
+    /// A file of Koru subflows replacing host events in this compile, e.g.
+    /// `~users.get = found { name: "test" }`; repeatable. Each is checked against the signature
+    /// of the event it replaces, which the scope must allow; its errors name the file.
+    #[arg(long = "mock", value_name = "FILE")]
+    mocks: Vec<String>,
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum TierArg {
     Interp,
@@ -203,6 +224,7 @@ fn main() -> ExitCode {
             max_handles,
             no_auto_discharge,
             scope,
+            contract,
             json,
             stats,
             refuse_over_limits,
@@ -226,6 +248,7 @@ fn main() -> ExitCode {
                 file: &file,
                 inputs: &inputs,
                 scope,
+                contract: &contract,
                 tier,
                 limits: &limits,
                 json,
@@ -237,8 +260,16 @@ fn main() -> ExitCode {
             file,
             inputs,
             scope,
+            contract,
             json,
-        } => match load(&file, &inputs, scope, Tier::Interp, Values::Optional) {
+        } => match load(
+            &file,
+            &inputs,
+            scope,
+            &contract,
+            Tier::Interp,
+            Values::Optional,
+        ) {
             Ok((flow, values, _, _engine)) => {
                 let bound = flow.cost_bound(&values);
                 if json {
@@ -264,8 +295,9 @@ fn main() -> ExitCode {
             what,
             inputs,
             scope,
+            contract,
             max_bytes,
-        } => emit(&file, what, &inputs, scope, max_bytes),
+        } => emit(&file, what, &inputs, scope, &contract, max_bytes),
         Command::Bench(args) => bench(args),
         #[cfg(feature = "server")]
         Command::Serve { config, listen } => serve(&config, listen),
@@ -659,6 +691,7 @@ fn load(
     file: &str,
     inputs: &InputArgs,
     scope: Option<String>,
+    contract: &ContractArgs,
     tier: Tier,
     values: Values,
 ) -> Result<(Flow, Inputs, Arc<AtomicI64>, Engine), LoadError> {
@@ -666,15 +699,21 @@ fn load(
     let source = source_text(&name, bytes)?;
     let given = given_inputs(inputs).map_err(LoadError::Usage)?;
     let (engine, accumulator) = engine();
-    let options = CompileOptions {
+    let mut options = CompileOptions {
         scope,
         guessed_inputs: given
             .iter()
             .map(|input| (input.name.clone(), input.guessed_type()))
             .collect(),
         tier,
+        shape: contract.shape.clone(),
         ..CompileOptions::default()
     };
+    for mock in &contract.mocks {
+        // Read as a source is (bounded); its diagnostics name the file.
+        let (mock_name, bytes) = read_source(mock)?;
+        options = options.named_mock(&mock_name, &source_text(&mock_name, bytes)?);
+    }
     let flow = engine
         .compile(&name, &source, &options)
         .map_err(|e| LoadError::Invalid(Box::new(e)))?;
@@ -743,6 +782,7 @@ struct RunRequest<'a> {
     file: &'a str,
     inputs: &'a InputArgs,
     scope: Option<String>,
+    contract: &'a ContractArgs,
     tier: Tier,
     limits: &'a RunLimits,
     json: bool,
@@ -755,6 +795,7 @@ fn run(request: RunRequest<'_>) -> u8 {
         file,
         inputs,
         scope,
+        contract,
         tier,
         limits,
         json,
@@ -762,7 +803,7 @@ fn run(request: RunRequest<'_>) -> u8 {
         refuse_over_limits,
     } = request;
     let (flow, values, _accumulator, _engine) =
-        match load(file, inputs, scope, tier, Values::Required) {
+        match load(file, inputs, scope, contract, tier, Values::Required) {
             Ok(loaded) => loaded,
             Err(error) => return report_load_error(error, json),
         };
@@ -1315,6 +1356,7 @@ fn emit(
     what: EmitWhat,
     inputs: &InputArgs,
     scope: Option<String>,
+    contract: &ContractArgs,
     max_bytes: usize,
 ) -> u8 {
     use std::fmt::Write;
@@ -1347,8 +1389,14 @@ fn emit(
         }
         written
     } else {
-        let (flow, _, _, _engine) = match load(file, inputs, scope, Tier::Interp, Values::Optional)
-        {
+        let (flow, _, _, _engine) = match load(
+            file,
+            inputs,
+            scope,
+            contract,
+            Tier::Interp,
+            Values::Optional,
+        ) {
             Ok(loaded) => loaded,
             Err(error) => return report_load_error(error, false),
         };

@@ -39,7 +39,12 @@ fn entry_bytes(key: &Key, slot: &Slot) -> usize {
         }
         None => 0,
     };
-    std::mem::size_of::<Key>() + key.source.capacity() + held
+    let mocks: usize = key
+        .mocks
+        .iter()
+        .map(|(n, s)| n.capacity() + s.capacity())
+        .sum();
+    std::mem::size_of::<Key>() + key.source.capacity() + mocks + held
 }
 
 /// Bounds of the cache. `max_entries: 0` turns caching off.
@@ -104,6 +109,8 @@ pub(crate) struct Key {
     guessed_inputs: Vec<(String, Type)>,
     limits: FrontEndLimits,
     tier: Tier,
+    shape: Option<String>,
+    mocks: Vec<(String, String)>,
 }
 
 impl Key {
@@ -115,6 +122,8 @@ impl Key {
             guessed_inputs: options.guessed_inputs.clone(),
             limits: options.limits.clone(),
             tier: options.tier,
+            shape: options.shape.clone(),
+            mocks: options.mocks.clone(),
         }
     }
 }

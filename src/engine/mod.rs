@@ -164,6 +164,14 @@ pub struct CompileOptions {
     pub limits: FrontEndLimits,
     /// Which tier runs the flow.
     pub tier: Tier,
+    /// The event whose shape the source's value must have (SPEC 13): every way the last
+    /// top-level flow can end is a branch of it with its payload types (E0213 otherwise; E0214
+    /// for a name that is neither declared in the source nor registered).
+    pub shape: Option<String>,
+    /// Koru implementations of host events that replace them in this compile (SPEC 13), each a
+    /// name (what its diagnostics are reported under) and a source of subflows such as
+    /// `~users.get = found { name: "test" }`.
+    pub mocks: Vec<(String, String)>,
 }
 
 impl CompileOptions {
@@ -190,6 +198,52 @@ impl CompileOptions {
     /// Sets the tier (default [`Tier::Auto`]).
     pub fn tier(mut self, tier: Tier) -> Self {
         self.tier = tier;
+        self
+    }
+
+    /// Requires the source's value to have the shape of event `event` (SPEC 13), checked on
+    /// every path before anything runs.
+    ///
+    /// ```
+    /// use koru_jit::{Code, CompileOptions, Engine, Registry};
+    /// let engine = Engine::new(Registry::with_std());
+    /// let source = "~event reply {} | ok { text: str } | refused\n~if(true)\n| then |> ok { text: \"hi\" }\n| else |> maybe\n";
+    /// let Err(errors) = engine.compile("agent", source, &CompileOptions::default().shape("reply")) else {
+    ///     panic!("`maybe` is not a branch of `reply`")
+    /// };
+    /// assert_eq!(errors.positions(), [(Code::E0213, 4, 11)]);
+    /// ```
+    pub fn shape(mut self, event: &str) -> Self {
+        self.shape = Some(event.to_string());
+        self
+    }
+
+    /// Replaces host events by the Koru subflows of `source` in this compile (SPEC 13); may be
+    /// given several times. Each subflow is named after the host event it replaces, which the
+    /// scope must allow, and is checked against that event's signature; its diagnostics come
+    /// back as [`SourceErrors`] named `mock N` (N counting mocks from 1) whose spans point into
+    /// `source`.
+    ///
+    /// ```
+    /// use koru_jit::{CompileOptions, Engine, Inputs, Registry, RunLimits};
+    /// let mut registry = Registry::with_std();
+    /// registry.declare("~event users.get { id: i64 } | found { name: str } | missing").unwrap();
+    /// let engine = Engine::new(registry);
+    /// let options = CompileOptions::default().mock("~users.get = found { name: \"test\" }");
+    /// let flow = engine.compile("dry run", "~users.get(id: 1)", &options).unwrap();
+    /// let outcome = flow.run(&Inputs::new(), &RunLimits::default()).unwrap();
+    /// assert_eq!(outcome.value().unwrap().field::<&str>("name"), Ok("test"));
+    /// ```
+    pub fn mock(mut self, source: &str) -> Self {
+        let name = format!("mock {}", self.mocks.len() + 1);
+        self.mocks.push((name, source.to_string()));
+        self
+    }
+
+    /// Like [`CompileOptions::mock`], with the name its diagnostics are reported under (the
+    /// command line uses the file's path).
+    pub fn named_mock(mut self, name: &str, source: &str) -> Self {
+        self.mocks.push((name.to_string(), source.to_string()));
         self
     }
 }
@@ -355,8 +409,14 @@ impl Engine {
             text: source.to_string(),
             diagnostics,
         };
+        let mocks = match self.check_mocks(options) {
+            Ok(mocks) => mocks,
+            Err(errors) => return Err(*errors),
+        };
         let (file, mut diagnostics) = crate::syntax::parse(source, &options.limits);
         let check = CheckOptions {
+            shape: options.shape.clone(),
+            mocks,
             scope: options.scope.clone(),
             inputs: options
                 .inputs
@@ -376,6 +436,11 @@ impl Engine {
             // front-end limit was hit.
             let limited = diagnostics.iter().any(|d| d.code == Code::E0105);
             if !limited && crate::sema::failed_items_are_flows(source, &file) {
+                // Not against the shape: the last flow that parsed may not be the last flow.
+                let check = CheckOptions {
+                    shape: None,
+                    ..check
+                };
                 if let Err(more) = crate::sema::check(&self.shared.registry, &file, source, &check)
                 {
                     diagnostics.extend(more);
@@ -435,6 +500,67 @@ impl Engine {
             inner.compile_now(false);
         }
         Ok(Flow { inner })
+    }
+}
+
+impl Engine {
+    /// Parses and checks the mocks of `options` (SPEC 13): each against the signature of the
+    /// host event it replaces, in the scope of `options`. The errors of the first mock that
+    /// has any come back as that mock's [`SourceErrors`] (named as the mock is, its spans in
+    /// the mock's text); the mocks together are held to the source-size limit.
+    fn check_mocks(
+        &self,
+        options: &CompileOptions,
+    ) -> Result<Vec<Arc<crate::host::Library>>, Box<SourceErrors>> {
+        if options.mocks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut parsed: Vec<Arc<crate::host::Library>> = Vec::with_capacity(options.mocks.len());
+        let mut total = 0usize;
+        for (name, text) in &options.mocks {
+            let failed = |diagnostics| {
+                Box::new(SourceErrors {
+                    name: name.clone(),
+                    text: text.clone(),
+                    diagnostics,
+                })
+            };
+            total = total.saturating_add(text.len());
+            if total > options.limits.max_source_bytes {
+                return Err(failed(vec![crate::diag::Diagnostic::new(
+                    Code::E0105,
+                    format!(
+                        "the mocks are more than {} bytes together, the source-size limit",
+                        options.limits.max_source_bytes
+                    ),
+                    crate::span::Span::default(),
+                )]));
+            }
+            let (file, diagnostics) = crate::syntax::parse(text, &options.limits);
+            if !diagnostics.is_empty() {
+                return Err(failed(diagnostics));
+            }
+            parsed.push(Arc::new(crate::host::Library {
+                name: name.clone(),
+                text: text.clone(),
+                file,
+            }));
+        }
+        let check = CheckOptions {
+            scope: options.scope.clone(),
+            limits: options.limits.clone(),
+            mocks: parsed,
+            ..CheckOptions::default()
+        };
+        if let Err((index, diagnostics)) = crate::sema::check_mocks(&self.shared.registry, &check) {
+            let mock = &check.mocks[index];
+            return Err(Box::new(SourceErrors {
+                name: mock.name.clone(),
+                text: mock.text.clone(),
+                diagnostics,
+            }));
+        }
+        Ok(check.mocks)
     }
 }
 

@@ -444,9 +444,9 @@ impl Exec<'_> {
         for (local, argument) in &s.inputs {
             self.write_argument(argument, *local)?;
         }
-        // No poll here: an inlined subflow's body is straight-line code between polls (loops
-        // and host calls poll), as in native code.
-        self.charge_only(1, LAST_EVENT_SUBFLOW | s.name_index)?;
+        // No poll here: an inlined subflow's (or mock's) body is straight-line code between
+        // polls (loops and host calls poll), as in native code.
+        self.charge_only(s.cost, LAST_EVENT_SUBFLOW | s.name_index)?;
         let value = self.step(&s.body)?;
         let Some(exit) = s.exits.iter().find(|e| e.value == value) else {
             return Err(Trap::error(

@@ -223,7 +223,17 @@ impl<W: Write> Printer<'_, '_, W> {
                 self.arms(&invoke.arms, invoke.first_value, depth)
             }
             Step::Call(call) => {
-                write!(self.out, "call {} (", Cut(&call.name))?;
+                // A mock (SPEC 13) keeps the event's name, marked, with the cost it charges.
+                if call.mocked {
+                    write!(
+                        self.out,
+                        "call mock {} cost {} (",
+                        Cut(&call.name),
+                        call.cost
+                    )?;
+                } else {
+                    write!(self.out, "call {} (", Cut(&call.name))?;
+                }
                 for (i, (local, arg)) in call.inputs.iter().enumerate() {
                     if i > 0 {
                         self.out.write_str(", ")?;

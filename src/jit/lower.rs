@@ -1890,9 +1890,9 @@ impl<'a, 'f> Lower<'a, 'f> {
             };
             self.set(*local, value);
         }
-        // No interrupt check: an inlined body is straight-line code between the checks of loops
-        // and host calls (as in the interpreter).
-        self.charge_only(1, LAST_EVENT_SUBFLOW | s.name_index);
+        // No interrupt check: an inlined body (a subflow's or a mock's) is straight-line code
+        // between the checks of loops and host calls (as in the interpreter).
+        self.charge_only(s.cost, LAST_EVENT_SUBFLOW | s.name_index);
         let blocks: Vec<Block> = (0..s.results.len())
             .map(|_| self.b.create_block())
             .collect();

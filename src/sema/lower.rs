@@ -13,6 +13,9 @@ use std::sync::Arc;
 
 mod matching;
 mod obligations;
+mod shape;
+
+pub(super) use shape::describe_branches;
 
 /// What a name in scope stands for.
 #[derive(Clone, Debug)]
@@ -137,6 +140,10 @@ pub(crate) struct Lowerer<'a> {
     /// Where each value made while checking a subflow (`check_only`) was written, from the first
     /// such value on: only the errors of that subflow's exits need them.
     value_spans: Vec<Span>,
+    /// Where every value was made (the call, in library and mock code): what E0213 points at.
+    value_sites: Vec<Span>,
+    /// The event declared in the source only as the shape (SPEC 13): a call of it is E0209.
+    pub(super) shape_only: Option<&'a str>,
     events: Vec<EventRef>,
     loops: Vec<LoopInfo>,
     conversion_buffers: u32,
@@ -208,6 +215,8 @@ impl<'a> Lowerer<'a> {
             locals: Vec::new(),
             values: Vec::new(),
             value_spans: Vec::new(),
+            value_sites: Vec::new(),
+            shape_only: None,
             events: Vec::new(),
             loops: Vec::new(),
             conversion_buffers: 0,
@@ -466,6 +475,7 @@ impl<'a> Lowerer<'a> {
         self.forget_handles_from(mark.locals);
         self.locals.truncate(mark.locals);
         self.values.truncate(mark.values);
+        self.value_sites.truncate(mark.values);
         self.value_spans.clear();
         self.events.truncate(mark.events);
         self.loops.truncate(mark.loops);
@@ -497,6 +507,7 @@ impl<'a> Lowerer<'a> {
 
     fn new_value(&mut self, branch: Arc<str>, payload: ValuePayload, span: Span) -> ValueId {
         self.values.push(ValueDesc { branch, payload });
+        self.value_sites.push(self.sp(span));
         if self.check_only {
             self.value_spans.push(span);
         }
@@ -562,12 +573,18 @@ impl<'a> Lowerer<'a> {
             .map(|b| &b.bound)
     }
 
-    pub fn lower_flow(&mut self, flow: &ast::Flow) {
+    /// Lowers a top-level flow; whether it checked without an error.
+    pub fn lower_flow(&mut self, flow: &ast::Flow) -> bool {
         self.scope = self.input_bindings();
         self.captures.clear();
         self.yield_targets.clear();
-        if let Some(step) = self.lower_invocation(&flow.head) {
-            self.flows.push(step);
+        let errors = self.diagnostics.len();
+        match self.lower_invocation(&flow.head) {
+            Some(step) => {
+                self.flows.push(step);
+                self.diagnostics.len() == errors && !self.too_large
+            }
+            None => false,
         }
     }
 
@@ -756,6 +773,15 @@ impl<'a> Lowerer<'a> {
                 if let Some(host) = self.registry.event_index(name) {
                     self.lower_host(invocation, host, 1);
                 }
+                None
+            }
+            Resolution::Unknown if self.shape_only == Some(name) => {
+                self.error(
+                    Code::E0209,
+                    format!("event `{name}` is declared only as the shape of the flow's value: it has no implementation to call (write a subflow `~{name} = ...`)"),
+                    invocation.path.span,
+                );
+                self.check_unknown_invocation(invocation);
                 None
             }
             Resolution::Unknown if self.broken_declarations.iter().any(|b| b == name) => {
@@ -1668,6 +1694,8 @@ impl<'a> Lowerer<'a> {
         } as u32;
         Some(Step::Call(Box::new(SubflowCall {
             name: Arc::from(name),
+            cost: def.mock.unwrap_or(1),
+            mocked: def.mock.is_some(),
             name_index,
             inputs,
             body,
@@ -2348,6 +2376,9 @@ pub fn step_values(step: &Step, out: &mut Vec<ValueId>) {
         exempt_default: &[usize],
         out: &mut Vec<ValueId>,
     ) {
+        // A catch-all is an arm of several branches: its step is walked once (once per branch,
+        // nested catch-alls made this exponential in their depth).
+        let mut walked = smallvec::SmallVec::<[bool; 8]>::from_elem(false, arms.arms.len());
         for &branch in yielding {
             let value = ValueId(first.0 + branch as u32);
             if arms.arms.is_empty()
@@ -2358,7 +2389,11 @@ pub fn step_values(step: &Step, out: &mut Vec<ValueId>) {
             }
             for &arm in &arms.by_branch[branch] {
                 match &arms.arms[arm as usize].step {
-                    Some(step) => step_values(step, out),
+                    Some(_) if walked[arm as usize] => {}
+                    Some(step) => {
+                        walked[arm as usize] = true;
+                        step_values(step, out)
+                    }
                     None => out.push(value),
                 }
             }

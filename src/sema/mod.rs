@@ -32,6 +32,10 @@ pub struct CheckOptions {
     /// declaration of the same name overrides the type (see `CompileOptions::guessed_inputs`).
     pub guessed_inputs: Vec<(Arc<str>, Type)>,
     pub limits: FrontEndLimits,
+    /// The event whose shape the value of the last top-level flow must have (SPEC 13).
+    pub shape: Option<String>,
+    /// Mocks (SPEC 13), parsed: subflows named after the host events they replace.
+    pub mocks: Vec<Arc<Library>>,
 }
 
 /// Imports accepted for compatibility with Koru sources.
@@ -64,11 +68,16 @@ pub(crate) struct SubflowDef<'a> {
     pub sig: Arc<EventSig>,
     pub body: &'a ast::Step,
     pub span: Span,
+    /// The span of its name (`~name = ...`), in `text`.
+    pub name_span: Span,
     /// The text the body's spans point into.
     pub text: &'a str,
     /// The library it comes from (`None`: the checked source): library spans do not point into
-    /// the checked source.
+    /// the checked source. A mock's is the mock's name.
     pub library: Option<&'a str>,
+    /// For a mock (SPEC 13): the fuel cost of the host event it replaces, which a call of it
+    /// charges instead of a subflow's 1.
+    pub mock: Option<u64>,
 }
 
 impl SubflowDef<'_> {
@@ -85,60 +94,51 @@ pub fn check(
     options: &CheckOptions,
 ) -> Result<Program, Vec<Diagnostic>> {
     let mut diagnostics = Vec::new();
-    let mut libraries: Vec<Arc<Library>> = Vec::new();
-    if let Some(scope) = &options.scope {
-        match registry.scope_closure(scope) {
-            Ok(scopes) => {
-                for s in scopes {
-                    libraries.extend(s.libraries.iter().cloned());
-                }
-            }
-            Err(unknown) => {
-                diagnostics.push(Diagnostic::new(
-                    Code::E0302,
-                    format!("unknown scope `{unknown}`"),
-                    Span::default(),
-                ));
-                return Err(diagnostics);
-            }
-        }
-    }
-    // `~import "$std/control"` (SPEC 11) brings the library of control flow written in Koru.
-    if file
-        .items
-        .iter()
-        .any(|item| matches!(item, ast::Item::Import(i) if i.path == CONTROL_IMPORT))
-    {
-        libraries.push(control_library().clone());
-    }
-    let mut subflows: HashMap<String, SubflowDef> = HashMap::new();
+    let libraries = match scope_libraries(registry, options, file) {
+        Ok(libraries) => libraries,
+        Err(unknown_scope) => return Err(vec![unknown_scope]),
+    };
+    let mut subflows = library_subflows(registry, &libraries);
+    // The mocks replace host events (checked by `check_mocks` before: silent here).
+    collect_mocks(registry, options, &mut subflows, &mut |_, _| {});
     // Events the source declares with errors (reported): calls of them are not unknown events.
     let mut broken: Vec<String> = Vec::new();
-    for library in &libraries {
-        // Checked when attached; a name two libraries of the closure both define keeps the first
-        // (the scope's own libraries come before those of included scopes).
-        let mut ignored = Vec::new();
-        collect_subflows(
-            registry,
-            &library.file,
-            &library.text,
-            Some(&library.name),
-            &mut subflows,
-            &mut Vec::new(),
-            &mut ignored,
-        );
-    }
     collect_subflows(
         registry,
         file,
         text,
         None,
+        options.shape.as_deref(),
         &mut subflows,
         &mut broken,
         &mut diagnostics,
     );
-    let recursive = find_recursion(&subflows, file, &mut diagnostics);
+    let recursive = find_recursion(&subflows, &mut |def, d| {
+        if def.library.is_none() {
+            diagnostics.push(d)
+        }
+    });
+    let shape = match &options.shape {
+        Some(name) => match shape_sig(registry, file, &subflows, name) {
+            Ok(sig) => sig,
+            Err(()) => {
+                diagnostics.push(Diagnostic::new(
+                    Code::E0214,
+                    format!("unknown shape `{name}`: it is neither an event the source declares nor a registered one"),
+                    Span::default(),
+                ));
+                None
+            }
+        },
+        None => None,
+    };
     let mut lowerer = lower::Lowerer::new(registry, options, text, &subflows, &recursive, &broken);
+    if let Some(name) = &options.shape {
+        // A declaration used only as the shape has no implementation to call.
+        if shape.is_some() && !subflows.contains_key(name) && registry.event_index(name).is_none() {
+            lowerer.shape_only = Some(name.as_str());
+        }
+    }
     lowerer.declare_inputs(file);
     // Check every subflow of the source once, so that its errors are reported even if nothing
     // calls it (calls inline a fresh, silent copy).
@@ -153,9 +153,30 @@ pub fn check(
             lowerer.check_subflow(name);
         }
     }
-    for item in &file.items {
+    let last_flow = file
+        .items
+        .iter()
+        .rposition(|item| matches!(item, ast::Item::Flow(_)));
+    for (k, item) in file.items.iter().enumerate() {
         if let ast::Item::Flow(flow) = item {
-            lowerer.lower_flow(flow);
+            let checked = lowerer.lower_flow(flow);
+            if Some(k) == last_flow && checked {
+                if let (Some(name), Some(sig)) = (&options.shape, &shape) {
+                    lowerer.check_shape(name, sig);
+                }
+            }
+        }
+    }
+    if last_flow.is_none() {
+        if let (Some(name), Some(sig)) = (&options.shape, &shape) {
+            diagnostics.push(Diagnostic::new(
+                Code::E0213,
+                format!(
+                    "the source has no top-level flow, so it has no value, and shape `{name}` needs one of its branches ({})",
+                    lower::describe_branches(sig)
+                ),
+                Span::default(),
+            ));
         }
     }
     let program = lowerer.finish();
@@ -169,15 +190,277 @@ pub fn check(
     }
 }
 
+/// The libraries of the scope's closure (the scope's own first), and `$std/control` when the
+/// source imports it; or E0302 for an unknown scope.
+fn scope_libraries(
+    registry: &Registry,
+    options: &CheckOptions,
+    file: &ast::SourceFile,
+) -> Result<Vec<Arc<Library>>, Diagnostic> {
+    let mut libraries: Vec<Arc<Library>> = Vec::new();
+    if let Some(scope) = &options.scope {
+        match registry.scope_closure(scope) {
+            Ok(scopes) => {
+                for s in scopes {
+                    libraries.extend(s.libraries.iter().cloned());
+                }
+            }
+            Err(unknown) => {
+                return Err(Diagnostic::new(
+                    Code::E0302,
+                    format!("unknown scope `{unknown}`"),
+                    Span::default(),
+                ))
+            }
+        }
+    }
+    // `~import "$std/control"` (SPEC 11) brings the library of control flow written in Koru.
+    if file
+        .items
+        .iter()
+        .any(|item| matches!(item, ast::Item::Import(i) if i.path == CONTROL_IMPORT))
+    {
+        libraries.push(control_library().clone());
+    }
+    Ok(libraries)
+}
+
+/// The subflows of `libraries` (checked when attached; a name two libraries of the closure both
+/// define keeps the first: the scope's own libraries come before those of included scopes).
+fn library_subflows<'a>(
+    registry: &Registry,
+    libraries: &'a [Arc<Library>],
+) -> HashMap<String, SubflowDef<'a>> {
+    let mut subflows = HashMap::new();
+    for library in libraries {
+        let mut ignored = Vec::new();
+        collect_subflows(
+            registry,
+            &library.file,
+            &library.text,
+            Some(&library.name),
+            None,
+            &mut subflows,
+            &mut Vec::new(),
+            &mut ignored,
+        );
+    }
+    subflows
+}
+
+/// The signature of shape `name` (SPEC 13): an event the source declares, a library subflow's
+/// or a registered one; `Ok(None)` when the source's declaration of it has errors (reported).
+fn shape_sig(
+    registry: &Registry,
+    file: &ast::SourceFile,
+    subflows: &HashMap<String, SubflowDef>,
+    name: &str,
+) -> Result<Option<Arc<EventSig>>, ()> {
+    let declared = file.items.iter().find_map(|item| match item {
+        ast::Item::Event(decl) if decl.name.text == name => Some(decl),
+        _ => None,
+    });
+    if let Some(decl) = declared {
+        return Ok(event_sig(decl, &mut Vec::new()).map(Arc::new));
+    }
+    if let Some(def) = subflows.get(name) {
+        return Ok(Some(def.sig.clone()));
+    }
+    match registry.event_index(name) {
+        Some(host) => Ok(Some(registry.events()[host].sig.clone())),
+        None => Err(()),
+    }
+}
+
+/// Puts the subflows of the mocks of `options` into `subflows` (SPEC 13), each under the name
+/// of the host event it replaces, with that event's signature and cost; reports to `report`
+/// (with the mock's index) what is not a mock: another item, an unknown or denied event, an
+/// event that cannot be mocked or is mocked twice.
+fn collect_mocks<'a>(
+    registry: &Registry,
+    options: &'a CheckOptions,
+    subflows: &mut HashMap<String, SubflowDef<'a>>,
+    report: &mut dyn FnMut(usize, Diagnostic),
+) {
+    let not_a_mock = "a mock holds only subflows named after the host events they replace, such as `~users.get = found { name: \"test\" }`";
+    for (index, mock) in options.mocks.iter().enumerate() {
+        for item in &mock.file.items {
+            let subflow = match item {
+                ast::Item::Subflow(subflow) => subflow,
+                ast::Item::Import(i) => {
+                    report(index, Diagnostic::new(Code::E0104, not_a_mock, i.span));
+                    continue;
+                }
+                ast::Item::Event(e) => {
+                    report(index, Diagnostic::new(Code::E0104, not_a_mock, e.span));
+                    continue;
+                }
+                ast::Item::Inputs(d) => {
+                    report(index, Diagnostic::new(Code::E0104, not_a_mock, d.span));
+                    continue;
+                }
+                ast::Item::Flow(f) => {
+                    report(index, Diagnostic::new(Code::E0104, not_a_mock, f.span));
+                    continue;
+                }
+            };
+            let name = subflow.name.text.as_str();
+            let span = subflow.name.span;
+            let (host, cost) = match registry.resolve(options.scope.as_deref(), name) {
+                crate::host::Resolution::Allowed { host, cost } => (host, cost),
+                crate::host::Resolution::Denied => {
+                    let scope = options.scope.as_deref().unwrap_or_default();
+                    report(index, Diagnostic::new(
+                        Code::E0301,
+                        format!("event `{name}` is not allowed in scope `{scope}` (EventDenied): a mock can only replace an event the scope allows"),
+                        span,
+                    ));
+                    continue;
+                }
+                crate::host::Resolution::Unknown => {
+                    report(
+                        index,
+                        Diagnostic::new(
+                            Code::E0201,
+                            format!(
+                                "unknown event `{name}`: a mock replaces a registered host event"
+                            ),
+                            span,
+                        ),
+                    );
+                    continue;
+                }
+            };
+            let event = &registry.events()[host];
+            if matches!(
+                event.implementation,
+                crate::host::Implementation::Std(crate::host::StdEvent::PrintTemplate)
+            ) {
+                report(index, Diagnostic::new(
+                    Code::E0209,
+                    format!("`{name}` takes a template, which a subflow cannot: it cannot be mocked"),
+                    span,
+                ));
+                continue;
+            }
+            if subflows.contains_key(name) {
+                report(
+                    index,
+                    Diagnostic::new(Code::E0209, format!("`{name}` is mocked twice"), span),
+                );
+                continue;
+            }
+            // A mock stands for a host event, and host events cannot yield (SPEC 11).
+            if let Some(at) = first_yield(&subflow.body) {
+                report(index, Diagnostic::new(
+                    Code::E0209,
+                    format!("a mock cannot `yield`: it replaces host event `{name}`, and host events return one branch"),
+                    at,
+                ));
+            }
+            subflows.insert(
+                name.to_string(),
+                SubflowDef {
+                    sig: event.sig.clone(),
+                    body: &subflow.body,
+                    span: subflow.span,
+                    name_span: subflow.name.span,
+                    text: &mock.text,
+                    library: Some(&mock.name),
+                    mock: Some(cost),
+                },
+            );
+        }
+        if mock.file.items.is_empty() {
+            report(
+                index,
+                Diagnostic::new(
+                    Code::E0104,
+                    format!("the mock is empty: {not_a_mock}"),
+                    Span::default(),
+                ),
+            );
+        }
+    }
+}
+
+/// Checks the mocks of `options` (SPEC 13): what each holds, and each of its subflows' bodies
+/// against the signature of the event it replaces, in the scope of `options` (a mock sees its
+/// event's inputs, the scope's libraries and the other mocks, not the source it is compiled
+/// with). Returns the first mock that has errors, with them; their spans point into the mock's
+/// text. Linear in the mocks together.
+pub fn check_mocks(
+    registry: &Registry,
+    options: &CheckOptions,
+) -> Result<(), (usize, Vec<Diagnostic>)> {
+    let Ok(libraries) = scope_libraries(registry, options, &ast::SourceFile::default()) else {
+        // An unknown scope is the source's error (E0302), reported when it is checked.
+        return Ok(());
+    };
+    let mut per_mock: Vec<Vec<Diagnostic>> = vec![Vec::new(); options.mocks.len()];
+    let mut subflows = library_subflows(registry, &libraries);
+    collect_mocks(registry, options, &mut subflows, &mut |k, d| {
+        per_mock[k].push(d)
+    });
+    let index_of: HashMap<&str, usize> = options
+        .mocks
+        .iter()
+        .enumerate()
+        .map(|(k, mock)| (mock.name.as_str(), k))
+        .collect();
+    let recursive = find_recursion(&subflows, &mut |def, d| {
+        if let Some(&k) = def
+            .mock
+            .and(def.library)
+            .and_then(|name| index_of.get(name))
+        {
+            per_mock[k].push(d);
+        }
+    });
+    let mut names: Vec<&String> = subflows
+        .iter()
+        .filter(|(name, def)| def.mock.is_some() && !recursive.contains(name))
+        .map(|(name, _)| name)
+        .collect();
+    names.sort_by_key(|name| {
+        let def = &subflows[*name];
+        (
+            def.library.and_then(|l| index_of.get(l)).copied(),
+            def.span.start,
+        )
+    });
+    for (k, mock) in options.mocks.iter().enumerate() {
+        let mut lowerer =
+            lower::Lowerer::new(registry, options, &mock.text, &subflows, &recursive, &[]);
+        for name in names
+            .iter()
+            .filter(|n| subflows[**n].library == Some(mock.name.as_str()))
+        {
+            lowerer.check_subflow(name);
+        }
+        let mut diagnostics = std::mem::take(&mut per_mock[k]);
+        diagnostics.extend(lowerer.finish().1);
+        if !diagnostics.is_empty() {
+            diagnostics.sort_by_key(|d| (d.span.start, d.span.end));
+            diagnostics.dedup();
+            return Err((k, diagnostics));
+        }
+    }
+    Ok(())
+}
+
 /// Collects declared events and subflows; reports imports, duplicate and unimplemented
 /// declarations, undeclared subflows, and subflows that would replace a host event or a subflow
 /// of a library of the scope (a source may redeclare those, with their signature, but not
 /// implement them: E0209). Declarations with errors name their event in `broken`.
+// One list per thing it reports into; `shape` exempts one declaration of the source.
+#[allow(clippy::too_many_arguments)]
 fn collect_subflows<'a>(
     registry: &Registry,
     file: &'a ast::SourceFile,
     text: &'a str,
     library: Option<&'a str>,
+    shape: Option<&str>,
     subflows: &mut HashMap<String, SubflowDef<'a>>,
     broken: &mut Vec<String>,
     diagnostics: &mut Vec<Diagnostic>,
@@ -255,8 +538,10 @@ fn collect_subflows<'a>(
                         sig: Arc::new(sig.clone()),
                         body: &subflow.body,
                         span: subflow.span,
+                        name_span: subflow.name.span,
                         text,
                         library,
+                        mock: None,
                     },
                 );
             }
@@ -272,6 +557,8 @@ fn collect_subflows<'a>(
         if implemented.contains(name) {
             continue;
         }
+        // A declaration used only as the shape (SPEC 13) needs no implementation.
+        let is_shape = library.is_none() && shape == Some(*name);
         let existing = match registry.event_index(name) {
             Some(i) => Some((&registry.events()[i].sig, "host event")),
             None => subflows
@@ -291,6 +578,7 @@ fn collect_subflows<'a>(
                     }
                 }
             }
+            None if is_shape => {}
             None => diagnostics.push(Diagnostic::new(
                 Code::E0209,
                 format!("event `{name}` is declared but has no implementation: write a subflow `~{name} = ...` or register a host event"),
@@ -303,10 +591,11 @@ fn collect_subflows<'a>(
 /// Finds subflows that call themselves, directly or through others (E0209): the members of every
 /// strongly connected component of the call graph that has a cycle (Tarjan's algorithm, iterative
 /// so that long call chains cannot overflow the stack).
+/// Each is reported to `report` with its definition, which says which text it is in (the
+/// checked source's, a library's or a mock's).
 fn find_recursion(
     subflows: &HashMap<String, SubflowDef>,
-    file: &ast::SourceFile,
-    diagnostics: &mut Vec<Diagnostic>,
+    report: &mut dyn FnMut(&SubflowDef, Diagnostic),
 ) -> Vec<String> {
     let mut names: Vec<&str> = subflows.keys().map(String::as_str).collect();
     names.sort_unstable();
@@ -376,30 +665,41 @@ fn find_recursion(
         let members: Vec<&str> = component.iter().map(|&i| names[i]).collect();
         for &name in &members {
             recursive.push(name.to_string());
-            if subflows[name].is_from_library() {
-                continue;
-            }
-            let span = file
-                .items
-                .iter()
-                .find_map(|item| match item {
-                    ast::Item::Subflow(s) if s.name.text == name => Some(s.name.span),
-                    _ => None,
-                })
-                .unwrap_or(subflows[name].span);
+            let span = subflows[name].name_span;
             let how = if members.len() == 1 {
                 "calls itself".to_string()
             } else {
                 format!("is part of a call cycle ({})", members.join(", "))
             };
-            diagnostics.push(Diagnostic::new(
-                Code::E0209,
-                format!("subflow `{name}` {how}; recursion is not supported"),
-                span,
-            ));
+            report(
+                &subflows[name],
+                Diagnostic::new(
+                    Code::E0209,
+                    format!("subflow `{name}` {how}; recursion is not supported"),
+                    span,
+                ),
+            );
         }
     }
     recursive
+}
+
+/// The span of the first `yield` in `step`, if it has one.
+fn first_yield(step: &ast::Step) -> Option<Span> {
+    let mut pending = vec![step];
+    while let Some(step) = pending.pop() {
+        match step {
+            ast::Step::Yield(constructor) => return Some(constructor.span),
+            ast::Step::Invoke(invocation) => pending.extend(
+                invocation
+                    .continuations
+                    .iter()
+                    .filter_map(|c| c.step.as_deref()),
+            ),
+            _ => {}
+        }
+    }
+    None
 }
 
 fn invoked_paths<'a>(step: &'a ast::Step, out: &mut Vec<&'a str>) {

@@ -26,6 +26,8 @@
 //! max_iterations = 1000000                   #   10,000,000 iterations, 1000 ms)
 //! deadline_ms = 100
 //! max_output_bytes = 1048576                 # what `std.io` may print per run (default 1 MiB)
+//! shape = "reply"                            # every flow's value must have the shape of this
+//!                                            #   event (registered, or of a library of the scope)
 //!
 //! [[keys]]
 //! name = "alice"                 # shown in logs, never the key itself
@@ -96,6 +98,7 @@ struct ScopeSection {
     max_iterations: Option<u64>,
     deadline_ms: Option<u64>,
     max_output_bytes: Option<u64>,
+    shape: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -198,6 +201,9 @@ pub struct ScopeConfig {
     pub libraries: Vec<(String, String)>,
     /// The run limits of the scope's requests.
     pub limits: ScopeLimits,
+    /// The event whose shape the value of every flow of the scope must have (SPEC 13): a
+    /// registered event or one a library of the scope implements (checked by `apply`).
+    pub shape: Option<String>,
 }
 
 impl ServerConfig {
@@ -251,6 +257,7 @@ impl ServerConfig {
                     allow: section.allow.clone(),
                     include: section.include.clone(),
                     libraries,
+                    shape: section.shape.clone(),
                     limits: ScopeLimits {
                         fuel: section.fuel.unwrap_or(defaults.fuel),
                         max_iterations: section.max_iterations.unwrap_or(defaults.max_iterations),
@@ -358,6 +365,21 @@ impl ServerConfig {
                 registry
                     .attach_library(name, file, source)
                     .map_err(|e| ConfigError(format!("scope `{name}`, library `{file}`: {e}")))?;
+            }
+        }
+        for (name, scope) in &self.scopes {
+            let Some(shape) = &scope.shape else {
+                continue;
+            };
+            let in_libraries = registry.scope_closure(name).is_ok_and(|closure| {
+                closure
+                    .iter()
+                    .any(|s| s.libraries.iter().any(|l| l.implements(shape)))
+            });
+            if registry.event_index(shape).is_none() && !in_libraries {
+                return Err(ConfigError(format!(
+                    "scope `{name}` has shape `{shape}`, which is neither a registered event nor a subflow of the scope's libraries"
+                )));
             }
         }
         Ok(())

@@ -4,9 +4,12 @@
 //! who register their own host events (see `examples/server.rs`).
 //!
 //! Endpoints (JSON in and out):
-//! * `POST /v1/run` `{source, inputs?, scope?}`: runs the flow; answers the CLI's outcome JSON
-//!   plus `flow` (the flow's id), `scope` and `output` (what `std.io` printed).
-//! * `POST /v1/check` `{source, inputs?, scope?}`: diagnostics and the static cost bound.
+//! * `POST /v1/run` `{source, inputs?, scope?, mocks?}`: runs the flow; answers the CLI's
+//!   outcome JSON plus `flow` (the flow's id), `scope` and `output` (what `std.io` printed).
+//!   `mocks` (SPEC 13) are Koru sources replacing events the scope allows, for this request;
+//!   a mock's errors are `invalid` with `"mock": i` and positions in that mock. A scope's
+//!   `shape` holds every flow of the scope to an event's shape (E0213).
+//! * `POST /v1/check` `{source, inputs?, scope?, mocks?}`: diagnostics and the static cost bound.
 //! * `GET /v1/flows/stats`: statistics of the cached flows of the key's scopes (and their count
 //!   and code bytes; nothing of other scopes, not even cache-wide counters).
 //! * `GET /metrics` (Prometheus text) and `GET /healthz`: no key needed.
@@ -607,6 +610,8 @@ struct FlowRequest {
     scope: String,
     inputs: Inputs,
     types: Vec<(String, crate::Type)>,
+    /// Koru sources replacing host events of the scope (SPEC 13), named `mocks[i]`.
+    mocks: Vec<(String, String)>,
 }
 
 fn parse_request(
@@ -637,12 +642,28 @@ fn parse_request(
     };
     if let Some(unknown) = fields
         .keys()
-        .find(|k| !matches!(k.as_str(), "source" | "inputs" | "scope"))
+        .find(|k| !matches!(k.as_str(), "source" | "inputs" | "scope" | "mocks"))
     {
         return Err(ApiError::bad_request(format!(
-            "unknown field `{unknown}` (expected source, inputs, scope)"
+            "unknown field `{unknown}` (expected source, inputs, scope, mocks)"
         )));
     }
+    let mocks = match fields.get("mocks") {
+        None | Some(Json::Null) => Vec::new(),
+        Some(Json::Array(mocks)) => {
+            let mut named = Vec::with_capacity(mocks.len());
+            for (i, mock) in mocks.iter().enumerate() {
+                let Json::String(text) = mock else {
+                    return Err(ApiError::bad_request(format!(
+                        "`mocks[{i}]` must be a string of Koru source such as `~users.get = found {{ name: \"test\" }}`"
+                    )));
+                };
+                named.push((format!("mocks[{i}]"), text.clone()));
+            }
+            named
+        }
+        Some(_) => return Err(ApiError::bad_request("`mocks` must be an array of strings")),
+    };
     let source = match fields.get("source") {
         Some(Json::String(source)) => source.clone(),
         Some(_) => return Err(ApiError::bad_request("`source` must be a string")),
@@ -713,6 +734,7 @@ fn parse_request(
         scope,
         inputs,
         types,
+        mocks,
     })
 }
 
@@ -734,12 +756,16 @@ fn integer_literal(body: &[u8], name: &str) -> Option<String> {
         .then(|| literal.to_string())
 }
 
-/// A flow's id: a hash of its scope and source, stable for the life of the process.
-fn flow_id(scope: &str, source: &str) -> String {
+/// A flow's id: a hash of its scope, source and mocks, stable for the life of the process (the
+/// scope's shape is the scope's).
+fn flow_id(scope: &str, source: &str, mocks: &[(String, String)]) -> String {
     use std::hash::{Hash, Hasher};
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     scope.hash(&mut hasher);
     source.hash(&mut hasher);
+    if !mocks.is_empty() {
+        mocks.hash(&mut hasher);
+    }
     format!("{:016x}", hasher.finish())
 }
 
@@ -787,27 +813,38 @@ async fn blocking<T: Send + 'static>(
 /// The request's flow, compiled (or from the cache) against its scope, with its id; or the body
 /// of the 422 answer, with every diagnostic.
 fn compile_request(state: &AppState, request: &FlowRequest) -> Result<(String, crate::Flow), Json> {
-    let id = flow_id(&request.scope, &request.source);
+    let id = flow_id(&request.scope, &request.source, &request.mocks);
+    let shape = state.config.scopes[&request.scope].shape.clone();
     match state
         .engine
-        .compile(&id, &request.source, &compile_options(request))
+        .compile(&id, &request.source, &compile_options(request, shape))
     {
         Ok(flow) => Ok((id, flow)),
         Err(errors) => {
             let mut body = errors.to_json();
             body["flow"] = json!(id);
+            // The errors of a mock are positioned in that mock's text: say which.
+            if let Some(index) = request
+                .mocks
+                .iter()
+                .position(|(name, _)| *name == errors.name)
+            {
+                body["mock"] = json!(index);
+            }
             Err(body)
         }
     }
 }
 
-fn compile_options(request: &FlowRequest) -> CompileOptions {
+fn compile_options(request: &FlowRequest, shape: Option<String>) -> CompileOptions {
     CompileOptions {
         scope: Some(request.scope.clone()),
         // Typed by their JSON values unless the source declares them (`~input { ... }`): then
         // the run converts each value to its declared type, or answers 400 naming the input.
         guessed_inputs: request.types.clone(),
         tier: Tier::Auto,
+        shape,
+        mocks: request.mocks.clone(),
         ..CompileOptions::default()
     }
 }

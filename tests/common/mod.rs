@@ -266,7 +266,28 @@ pub fn test_registry() -> (Registry, Arc<AtomicI64>, CallLog) {
             .allow("file.open")
             .allow("file.read"),
     );
+    // What an agent's flow calls (SPEC 13's example event), for shapes and mocks.
+    let l = log.clone();
+    registry
+        .event(
+            "~event users.get { id: i64 } | found { name: []const u8 } | missing",
+            move |id: i64| {
+                record(&l, format!("users.get({id})"));
+                match id {
+                    1 => Reply::branch("found").field("name", "ada"),
+                    _ => Reply::branch("missing"),
+                }
+            },
+        )
+        .unwrap();
     registry.add_scope("std", Scope::new().allow("std.*"));
+    registry.add_scope(
+        "agent",
+        Scope::new()
+            .include("std")
+            .allow_with_cost("users.get", 3)
+            .allow("add"),
+    );
     registry.add_scope(
         "demo",
         Scope::new()
