@@ -343,6 +343,16 @@ fn collect_mocks<'a>(
                 ));
                 continue;
             }
+            if !event.sig.phantoms.is_empty() {
+                // Obligations are opened and released by host dispatches (SPEC 12): a mock of
+                // one would open handles nothing tracks, or release them twice.
+                report(index, Diagnostic::new(
+                    Code::E0209,
+                    format!("`{name}` opens, needs or releases handles (`str[..]` states): it cannot be mocked"),
+                    span,
+                ));
+                continue;
+            }
             if subflows.contains_key(name) {
                 report(
                     index,
