@@ -960,3 +960,51 @@ fn shape_and_mock_flags_check_the_value_and_replace_host_events() {
     let (code, _, err) = koru(&["run", "examples/produce_consume.kz", "--mock", "no/such.kz"]);
     assert_eq!(code, 2, "{err}");
 }
+
+#[test]
+fn bench_file_measures_a_users_flow_in_every_tier() {
+    // Issue 17: `koru-jit bench FILE [--input NAME=VALUE]...`.
+    let file = write(
+        "bench_me.kz",
+        "~input { n: i64 }\n~capture({ sum: 0 })\n| as acc |> for(0..n)\n    | each i |> captured { sum: acc.sum + i }\n| captured t |> std.io:println(text: t.sum)\n",
+    );
+    let (code, out, err) = koru(&[
+        "bench", &file, "--input", "n=1000", "--rounds", "2", "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["iterations"], 1000, "{json}");
+    assert_eq!(json["fuel"], 1, "{json}");
+    assert_eq!(json["output_bytes"], 7, "{json}");
+    let tiers: Vec<&str> = json["tiers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["tier"].as_str().unwrap())
+        .collect();
+    assert_eq!(tiers, ["interp", "jit", "auto"]);
+    let jit = &json["tiers"][1];
+    assert!(jit["code_bytes"].as_u64().unwrap() > 0, "{jit}");
+    assert!(jit["compile_ns"].as_f64().unwrap() > 0.0, "{jit}");
+    assert_eq!(jit["samples_ns_per_run"].as_array().unwrap().len(), 2);
+    assert!(json["auto_timeline"]
+        .as_array()
+        .is_some_and(|t| !t.is_empty()));
+    // The table, and the auto tier's chart.
+    let svg = std::env::temp_dir().join(format!("koru_bench_{}.svg", std::process::id()));
+    let svg = svg.to_str().unwrap();
+    let (code, out, err) = koru(&[
+        "bench", &file, "--input", "n=10", "--rounds", "1", "--plot", svg,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("per iteration"), "{out}");
+    assert!(std::fs::read_to_string(svg).unwrap().starts_with("<svg"));
+    // A missing input, and a flow that does not finish, are errors.
+    let (code, _, err) = koru(&["bench", &file]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("input `n`"), "{err}");
+    let endless = write("bench_endless.kz", "~while(true)\n| body |> _\n");
+    let (code, _, err) = koru(&["bench", &endless, "--run-deadline-ms", "50"]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("Deadline"), "{err}");
+}

@@ -2,6 +2,7 @@
 //! hand-written native Rust calling the same host functions (the physical limit), interleaved
 //! round by round in one process, reported as medians with their spread.
 
+pub mod file;
 pub mod peers;
 pub mod plot;
 pub mod pure;

@@ -128,7 +128,8 @@ enum Command {
     #[cfg(feature = "server")]
     Load(LoadArgs),
     /// Run the built-in benchmark workloads in every tier and as native Rust, interleaved, and
-    /// report medians, spread and ratios (build with --release).
+    /// report medians, spread and ratios; or, given FILE, measure that flow in every tier
+    /// (build with --release).
     Bench(BenchArgs),
 }
 
@@ -1133,6 +1134,19 @@ fn send_load(args: &LoadArgs) -> u8 {
 
 #[derive(clap::Args)]
 struct BenchArgs {
+    /// A flow of yours to measure instead of the built-in workloads: every tier's cold path
+    /// (parse, check, compile, first run), JIT compile time and code size, warm runs (median
+    /// and spread), per iteration and per fuel unit, and the auto tier's first runs (`--plot`
+    /// charts them). Every tier must print the same and end the same.
+    file: Option<String>,
+    #[command(flatten)]
+    inputs: InputArgs,
+    /// The scope the flow is checked against (with FILE).
+    #[arg(long)]
+    scope: Option<String>,
+    /// A run of FILE taking longer than this is an error: the bench measures flows that finish.
+    #[arg(long, value_name = "MS", default_value_t = 10_000)]
+    run_deadline_ms: u64,
     /// Only these workloads (repeatable): nested-loop, nested-loop-typed, three-step-cold,
     /// three-step-cached, sum-fold, match-dispatch, repeat-fold, compile, compile-1x, compile-4x,
     /// compile-16x, compile-64x.
@@ -1160,8 +1174,77 @@ struct BenchArgs {
     markdown: bool,
 }
 
+/// `koru-jit bench FILE`: the user's flow in every tier.
+fn bench_file(args: &BenchArgs, file: &str) -> u8 {
+    if !args.workloads.is_empty() || !args.tiers.is_empty() || args.peers {
+        eprintln!("error: --workload, --tier and --peers choose built-in workloads: not with FILE");
+        return EXIT_USAGE;
+    }
+    // Compiled once as `run` would, for the inputs' types and values.
+    let (flow, inputs, _, _) = match load(
+        file,
+        &args.inputs,
+        args.scope.clone(),
+        &ContractArgs::default(),
+        Tier::Interp,
+        Values::Required,
+    ) {
+        Ok(loaded) => loaded,
+        Err(error) => return report_load_error(error, args.json),
+    };
+    let mut compile = CompileOptions {
+        scope: args.scope.clone(),
+        ..CompileOptions::default()
+    };
+    for (name, ty) in flow.inputs() {
+        // As `load` gives them: the source's declarations win.
+        compile = compile.guessed_input(name, ty);
+    }
+    let (name, bytes) = match read_source(file) {
+        Ok(read) => read,
+        Err(error) => return report_load_error(error, args.json),
+    };
+    let source = match source_text(&name, bytes) {
+        Ok(source) => source,
+        Err(error) => return report_load_error(error, args.json),
+    };
+    if cfg!(debug_assertions) {
+        eprintln!("note: this is a debug build; measure with `cargo run --release --features cli -- bench FILE`");
+    }
+    let options = koru_jit::bench::file::FileOptions {
+        name: &name,
+        source: &source,
+        compile,
+        inputs,
+        rounds: args.rounds.max(1),
+        run_deadline: std::time::Duration::from_millis(args.run_deadline_ms),
+    };
+    let report = match koru_jit::bench::file::bench_file(&|| registry().0, &options) {
+        Ok(report) => report,
+        Err(message) => {
+            eprintln!("error: {message}");
+            return EXIT_RUNTIME_ERROR;
+        }
+    };
+    if let Some(path) = &args.plot {
+        if let Err(e) = std::fs::write(path, report.timeline_svg()) {
+            eprintln!("error: cannot write {}: {e}", path.display());
+            return EXIT_USAGE;
+        }
+    }
+    if args.json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.table(args.markdown));
+    }
+    EXIT_OK
+}
+
 fn bench(args: BenchArgs) -> u8 {
     use koru_jit::bench::{BenchOptions, Runner, Workload};
+    if let Some(file) = &args.file {
+        return bench_file(&args, file);
+    }
     let mut options = BenchOptions {
         rounds: args.rounds.max(1),
         ..BenchOptions::default()
