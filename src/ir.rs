@@ -120,6 +120,9 @@ pub struct Program {
     pub invoke_sites: u32,
     /// Names of the subflows called, for `last_event` (see [`SubflowCall::name_index`]).
     pub subflow_names: Vec<Arc<str>>,
+    /// What the tiers trace (SPEC 13): set from the compile options, after the check. With
+    /// [`crate::TraceLevel::Off`] neither tier has any trace code for the program.
+    pub trace: crate::host::TraceLevel,
 }
 
 /// `last_event` as both tiers record it: 0 for none, `1 + i` for host event `i` of
@@ -262,6 +265,8 @@ pub struct Invoke {
     pub first_value: ValueId,
     pub arms: Arms,
     pub span: Span,
+    /// The event is a mock (SPEC 13): its trace lines say `(mock)`.
+    pub mocked: bool,
 }
 
 /// An inlined subflow: inputs are evaluated, the body runs, its value is mapped to one of the
@@ -279,6 +284,9 @@ pub struct SubflowCall {
     pub first_value: ValueId,
     pub arms: Arms,
     pub span: Span,
+    /// The subflow is a mock of a host event (SPEC 13: a Koru implementation that replaces it
+    /// at compile time): its trace lines say `(mock)`.
+    pub mocked: bool,
 }
 
 /// The payload locals of each branch of an event, flat: events with a few payload fields need
@@ -387,6 +395,9 @@ pub struct CaptureStep {
     pub arms: Arms,
     pub first_value: ValueId,
     pub span: Span,
+    /// Set when this is a `yield` (see [`YIELD_VALUE_PREFIX`]): the subflow it yields from, as
+    /// its trace line names it.
+    pub yield_of: Option<Arc<str>>,
 }
 
 /// `match(expr)` (SPEC 10): the argument is evaluated once into `value`; the first arm (in

@@ -177,8 +177,8 @@ pub use engine::{
     FlowStats, InputError, Inputs, Tier, TierPolicy,
 };
 pub use host::{
-    Args, CaptureSink, HostError, OutputSink, Registry, RegistryError, Reply, ReplyValue, Scope,
-    StdoutSink,
+    Args, CaptureSink, CaptureTrace, HostError, OutputSink, Registry, RegistryError, Reply,
+    ReplyValue, Scope, StderrTrace, StdoutSink, TraceLevel, TraceSink,
 };
 pub use jit::{CompileBudget, JitError};
 pub use limits::{FrontEndLimits, InterruptHandle, RunLimits};

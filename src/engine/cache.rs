@@ -104,6 +104,7 @@ pub(crate) struct Key {
     guessed_inputs: Vec<(String, Type)>,
     limits: FrontEndLimits,
     tier: Tier,
+    trace: crate::host::TraceLevel,
 }
 
 impl Key {
@@ -115,6 +116,7 @@ impl Key {
             guessed_inputs: options.guessed_inputs.clone(),
             limits: options.limits.clone(),
             tier: options.tier,
+            trace: options.trace,
         }
     }
 }

@@ -31,7 +31,7 @@ pub use stats::FlowStats;
 
 use crate::cost::CostBound;
 use crate::diag::{Code, SourceErrors};
-use crate::host::{OutputSink, Registry};
+use crate::host::{OutputSink, Registry, TraceLevel};
 use crate::interp::Tiering;
 use crate::ir::{Program, ValueId, ValuePayload};
 use crate::jit::{CompileBudget, JitError, NativeCode};
@@ -162,6 +162,10 @@ pub struct CompileOptions {
     pub limits: FrontEndLimits,
     /// Which tier runs the flow.
     pub tier: Tier,
+    /// What the flow traces (SPEC 13), to the sink of each run's
+    /// [`RunLimits::trace`]: tracing is compiled in only when asked for, so a flow compiled
+    /// with [`TraceLevel::Off`] (the default) runs exactly as fast as before tracing existed.
+    pub trace: TraceLevel,
 }
 
 impl CompileOptions {
@@ -188,6 +192,13 @@ impl CompileOptions {
     /// Sets the tier (default [`Tier::Auto`]).
     pub fn tier(mut self, tier: Tier) -> Self {
         self.tier = tier;
+        self
+    }
+
+    /// Compiles tracing in at `level` (default [`TraceLevel::Off`]); runs write their lines to
+    /// [`RunLimits::trace`].
+    pub fn trace(mut self, level: TraceLevel) -> Self {
+        self.trace = level;
         self
     }
 }
@@ -313,7 +324,7 @@ impl Engine {
 
     /// Parses and checks `source`, lays out its flow state, and returns a flow ready to run many
     /// times. All parse and check errors are returned together. A flow compiled before with the
-    /// same source, scope, inputs, limits and tier comes from the cache (its errors too), and a
+    /// same source, scope, inputs, limits, tier and trace level comes from the cache (its errors too), and a
     /// source being compiled by another thread is waited for, not compiled twice.
     pub fn compile(
         &self,
@@ -382,8 +393,9 @@ impl Engine {
             }
             return Err(errors(diagnostics));
         }
-        let program =
+        let mut program =
             crate::sema::check(&self.shared.registry, &file, source, &check).map_err(errors)?;
+        program.trace = options.trace;
         if program.locals.len() > options.limits.max_bindings {
             return Err(errors(vec![crate::diag::Diagnostic::new(
                 crate::diag::Code::E0105,

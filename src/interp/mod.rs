@@ -6,7 +6,9 @@
 
 mod eval;
 
-use crate::host::{BoundedText, HostEvent, Implementation, OutputSink, Registry, ReplyOut};
+use crate::host::{
+    BoundedText, HostEvent, Implementation, OutputSink, Registry, ReplyOut, TraceLevel, TraceMarker,
+};
 use crate::ir::*;
 use crate::layout::Layout;
 use crate::limits::RunLimits;
@@ -49,6 +51,12 @@ pub fn run(
     tiering: Option<&dyn Tiering>,
 ) -> Result<Option<ValueId>, Trap> {
     state.output_limit = limits.max_output_bytes.unwrap_or(u64::MAX);
+    state.set_trace(program, limits);
+    let trace = if state.trace.is_some() {
+        program.trace
+    } else {
+        TraceLevel::Off
+    };
     state.pacer = crate::limits::ClockPacer::new();
     let iteration_limit = limits.max_iterations.unwrap_or(u64::MAX);
     // With a deadline, the loop checks also read the clock now and then (see `checkpoint`).
@@ -71,6 +79,7 @@ pub fn run(
             .map_or(u64::MAX, crate::limits::epoch::of_deadline),
         interrupt: limits.interrupt.as_ref(),
         tiering,
+        trace,
         osr_countdown: tiering.map_or(OSR_CHECK_INTERVAL, |t| {
             t.check_interval().clamp(1, OSR_CHECK_INTERVAL)
         }),
@@ -117,10 +126,25 @@ pub(crate) struct Exec<'r> {
     deadline_epoch: u64,
     interrupt: Option<&'r crate::limits::InterruptHandle>,
     tiering: Option<&'r dyn Tiering>,
+    /// What this run traces: the program's level with a sink, else `Off`.
+    trace: TraceLevel,
     osr_countdown: u32,
 }
 
 impl Exec<'_> {
+    /// The trace line of `event` returning `value` (SPEC 13), if the run traces at `level`.
+    #[inline]
+    fn trace(&mut self, level: TraceLevel, event: &str, marker: TraceMarker, value: ValueId) {
+        if self.trace >= level {
+            self.write_trace(event, marker, value);
+        }
+    }
+
+    #[inline(never)]
+    fn write_trace(&mut self, event: &str, marker: TraceMarker, value: ValueId) {
+        crate::host::write_trace_line(self.state, self.program, self.layout, event, marker, value);
+    }
+
     fn step(&mut self, step: &Step) -> Result<ValueId, Trap> {
         match step {
             Step::Invoke(s) => self.invoke(s),
@@ -128,6 +152,12 @@ impl Exec<'_> {
             Step::For(s) => self.for_loop(s),
             Step::If(s) => {
                 let branch = u32::from(!self.eval_bool(&s.cond)?);
+                self.trace(
+                    TraceLevel::All,
+                    "if",
+                    TraceMarker::None,
+                    ValueId(s.first_value.0 + branch),
+                );
                 self.select(&s.arms, branch, s.first_value, "if", s.span)
             }
             Step::While(s) => self.while_loop(s),
@@ -189,6 +219,7 @@ impl Exec<'_> {
                     continue;
                 }
             }
+            self.trace(TraceLevel::All, "match", TraceMarker::None, s.matched);
             return match &arm.arm.step {
                 Some(step) => self.step(step),
                 None => Ok(s.matched),
@@ -335,23 +366,29 @@ impl Exec<'_> {
         while i < end {
             self.tick(s.loop_index)?;
             self.state.frame[offset] = i as u64;
+            self.trace(TraceLevel::All, "for", TraceMarker::None, s.first_value);
             if !s.arms.arms.is_empty() {
                 self.select(&s.arms, 0, s.first_value, "for", s.span)?;
             }
             self.back_edge(s.loop_index)?;
             i += 1;
         }
+        let done = ValueId(s.first_value.0 + 1);
+        self.trace(TraceLevel::All, "for", TraceMarker::None, done);
         self.select(&s.arms, 1, s.first_value, "for", s.span)
     }
 
     fn while_loop(&mut self, s: &WhileLoop) -> Result<ValueId, Trap> {
         while self.eval_bool(&s.cond)? {
             self.tick(s.loop_index)?;
+            self.trace(TraceLevel::All, "while", TraceMarker::None, s.first_value);
             if !s.arms.arms.is_empty() {
                 self.select(&s.arms, 0, s.first_value, "while", s.span)?;
             }
             self.back_edge(s.loop_index)?;
         }
+        let done = ValueId(s.first_value.0 + 1);
+        self.trace(TraceLevel::All, "while", TraceMarker::None, done);
         self.select(&s.arms, 1, s.first_value, "while", s.span)
     }
 
@@ -365,8 +402,18 @@ impl Exec<'_> {
             self.assign_from_scratch(local, at);
             at += self.layout.slot(local).ty.words() as usize;
         }
+        match &s.yield_of {
+            Some(subflow) => {
+                self.trace(TraceLevel::All, subflow, TraceMarker::Yield, s.first_value)
+            }
+            None => self.trace(TraceLevel::All, "capture", TraceMarker::None, s.first_value),
+        }
         if !s.arms.arms.is_empty() {
             self.select(&s.arms, 0, s.first_value, "capture", s.span)?;
+        }
+        if s.yield_of.is_none() {
+            let captured = ValueId(s.first_value.0 + 1);
+            self.trace(TraceLevel::All, "capture", TraceMarker::None, captured);
         }
         self.select(&s.arms, 1, s.first_value, "capture", s.span)
     }
@@ -454,6 +501,13 @@ impl Exec<'_> {
             self.state.frame.copy_within(f..f + words, t);
         }
         let name = s.name.clone();
+        let value = ValueId(s.first_value.0 + exit.branch);
+        self.trace(
+            TraceLevel::Dispatches,
+            &name,
+            TraceMarker::of_mocked(s.mocked),
+            value,
+        );
         self.select(&s.arms, exit.branch, s.first_value, &name, s.span)
     }
 
@@ -569,6 +623,12 @@ impl Exec<'_> {
                 0
             }
         };
+        self.trace(
+            TraceLevel::Dispatches,
+            &event.name,
+            TraceMarker::of_mocked(s.mocked),
+            ValueId(s.first_value.0 + branch),
+        );
         self.select(&s.arms, branch, s.first_value, &event.name, s.span)
     }
 

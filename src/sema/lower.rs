@@ -339,6 +339,7 @@ impl<'a> Lowerer<'a> {
             step_count: self.steps,
             invoke_sites: self.invoke_sites,
             subflow_names: self.subflow_names,
+            trace: crate::host::TraceLevel::Off,
         };
         (program, self.diagnostics)
     }
@@ -890,6 +891,7 @@ impl<'a> Lowerer<'a> {
             first_value,
             arms,
             span: self.sp(invocation.span),
+            mocked: false,
         })))
     }
 
@@ -1640,6 +1642,7 @@ impl<'a> Lowerer<'a> {
             first_value,
             arms,
             span: call_span,
+            mocked: false,
         })))
     }
 
@@ -1977,6 +1980,7 @@ impl<'a> Lowerer<'a> {
                 arms,
                 first_value,
                 span: self.sp(invocation.span),
+                yield_of: None,
             }))
         })
     }
@@ -2207,6 +2211,7 @@ impl<'a> Lowerer<'a> {
             arms,
             first_value,
             span: self.sp(constructor.span),
+            yield_of: Some(name),
         })))
     }
 
