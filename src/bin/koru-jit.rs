@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use koru_jit::layout::LayoutTable;
 use koru_jit::{
     CompileOptions, Engine, Flow, Inputs, Outcome, OutputSink, Registry, RunLimits, Scalar, Scope,
-    SourceErrors, StdoutSink, Tier, Type,
+    SourceErrors, StdoutSink, Tier, TraceLevel, Type,
 };
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -68,6 +68,17 @@ enum Command {
         /// --max-iterations (an unbounded flow exceeds any limit).
         #[arg(long)]
         refuse_over_limits: bool,
+        /// Print a trace line per dispatch to stderr (`TRACE users.get -> found {"name":"ada"}`);
+        /// `--trace all` also traces builtins and yields (SPEC 13). The flow is compiled with
+        /// tracing in.
+        #[arg(long, value_enum, num_args = 0..=1, require_equals = true, default_missing_value = "dispatches")]
+        trace: Option<TraceArg>,
+        /// Trace lines printed at most (then `TRACE cut: ...`; the run goes on).
+        #[arg(long)]
+        max_trace_lines: Option<u64>,
+        /// Bytes of trace lines printed at most (a line that does not fit is not printed).
+        #[arg(long)]
+        max_trace_bytes: Option<u64>,
     },
     /// Parse and check a flow file without running it (inputs the source declares need no
     /// values; given ones are checked against their declared types).
@@ -160,6 +171,30 @@ struct InputArgs {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum TraceArg {
+    /// A line per dispatch (host events and subflow calls).
+    Dispatches,
+    /// Also builtins (`for`, `while`, `if`, `match`, `capture`) and yields.
+    All,
+}
+
+/// `--trace all` and `--trace dispatches` as `--trace=...`: the level is optional (`--trace`
+/// alone traces dispatches) and must not take the file that may follow it as its value.
+fn join_trace_level(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut joined: Vec<std::ffi::OsString> = Vec::new();
+    for arg in args {
+        let level = arg.to_str().filter(|a| *a == "all" || *a == "dispatches");
+        match (joined.last(), level) {
+            (Some(last), Some(level)) if last == "--trace" => {
+                *joined.last_mut().expect("a last argument") = format!("--trace={level}").into();
+            }
+            _ => joined.push(arg),
+        }
+    }
+    joined
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum TierArg {
     Interp,
     Jit,
@@ -181,7 +216,7 @@ enum EmitWhat {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(join_trace_level(std::env::args_os()));
     init_tracing();
     ExitCode::from(match cli.command {
         Command::Run {
@@ -196,7 +231,15 @@ fn main() -> ExitCode {
             json,
             stats,
             refuse_over_limits,
+            trace,
+            max_trace_lines,
+            max_trace_bytes,
         } => {
+            let trace = match trace {
+                None => TraceLevel::Off,
+                Some(TraceArg::Dispatches) => TraceLevel::Dispatches,
+                Some(TraceArg::All) => TraceLevel::All,
+            };
             let tier = match tier {
                 TierArg::Interp => Tier::Interp,
                 TierArg::Jit => Tier::Jit,
@@ -209,12 +252,17 @@ fn main() -> ExitCode {
                     .map(|ms| std::time::Instant::now() + std::time::Duration::from_millis(ms)),
                 max_output_bytes,
                 interrupt: None,
+                trace: (trace != TraceLevel::Off)
+                    .then(|| Arc::new(koru_jit::StderrTrace) as Arc<dyn koru_jit::TraceSink>),
+                max_trace_lines,
+                max_trace_bytes,
             };
             run(RunRequest {
                 file: &file,
                 inputs: &inputs,
                 scope,
                 tier,
+                trace,
                 limits: &limits,
                 json,
                 stats,
@@ -226,7 +274,13 @@ fn main() -> ExitCode {
             inputs,
             scope,
             json,
-        } => match load(&file, &inputs, scope, Tier::Interp, Values::Optional) {
+        } => match load(
+            &file,
+            &inputs,
+            scope,
+            (Tier::Interp, TraceLevel::Off),
+            Values::Optional,
+        ) {
             Ok((flow, values, _, _engine)) => {
                 let bound = flow.cost_bound(&values);
                 if json {
@@ -622,7 +676,7 @@ fn load(
     file: &str,
     inputs: &InputArgs,
     scope: Option<String>,
-    tier: Tier,
+    (tier, trace): (Tier, TraceLevel),
     values: Values,
 ) -> Result<(Flow, Inputs, Arc<AtomicI64>, Engine), LoadError> {
     let (name, bytes) = read_source(file)?;
@@ -636,6 +690,7 @@ fn load(
             .map(|input| (input.name.clone(), input.guessed_type()))
             .collect(),
         tier,
+        trace,
         ..CompileOptions::default()
     };
     let flow = engine
@@ -707,6 +762,7 @@ struct RunRequest<'a> {
     inputs: &'a InputArgs,
     scope: Option<String>,
     tier: Tier,
+    trace: TraceLevel,
     limits: &'a RunLimits,
     json: bool,
     stats: bool,
@@ -719,13 +775,14 @@ fn run(request: RunRequest<'_>) -> u8 {
         inputs,
         scope,
         tier,
+        trace,
         limits,
         json,
         stats,
         refuse_over_limits,
     } = request;
     let (flow, values, _accumulator, _engine) =
-        match load(file, inputs, scope, tier, Values::Required) {
+        match load(file, inputs, scope, (tier, trace), Values::Required) {
             Ok(loaded) => loaded,
             Err(error) => return report_load_error(error, json),
         };
@@ -1287,8 +1344,13 @@ fn emit(
         }
         written
     } else {
-        let (flow, _, _, _engine) = match load(file, inputs, scope, Tier::Interp, Values::Optional)
-        {
+        let (flow, _, _, _engine) = match load(
+            file,
+            inputs,
+            scope,
+            (Tier::Interp, TraceLevel::Off),
+            Values::Optional,
+        ) {
             Ok(loaded) => loaded,
             Err(error) => return report_load_error(error, false),
         };

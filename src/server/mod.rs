@@ -4,8 +4,10 @@
 //! who register their own host events (see `examples/server.rs`).
 //!
 //! Endpoints (JSON in and out):
-//! * `POST /v1/run` `{source, inputs?, scope?}`: runs the flow; answers the CLI's outcome JSON
-//!   plus `flow` (the flow's id), `scope` and `output` (what `std.io` printed).
+//! * `POST /v1/run` `{source, inputs?, scope?, trace?}`: runs the flow; answers the CLI's
+//!   outcome JSON plus `flow` (the flow's id), `scope` and `output` (what `std.io` printed);
+//!   with `"trace": true` (or `"all"`) also `trace`, the run's trace lines (SPEC 13), within the
+//!   scope's `max_trace_lines` and `max_trace_bytes`, and `trace_cut` (whether it was cut there).
 //! * `POST /v1/check` `{source, inputs?, scope?}`: diagnostics and the static cost bound.
 //! * `GET /v1/flows/stats`: statistics of the cached flows of the key's scopes (and their count
 //!   and code bytes; nothing of other scopes, not even cache-wide counters).
@@ -607,6 +609,8 @@ struct FlowRequest {
     scope: String,
     inputs: Inputs,
     types: Vec<(String, crate::Type)>,
+    /// `"trace": true` (dispatches) or `"trace": "all"` (SPEC 13).
+    trace: crate::TraceLevel,
 }
 
 fn parse_request(
@@ -637,12 +641,23 @@ fn parse_request(
     };
     if let Some(unknown) = fields
         .keys()
-        .find(|k| !matches!(k.as_str(), "source" | "inputs" | "scope"))
+        .find(|k| !matches!(k.as_str(), "source" | "inputs" | "scope" | "trace"))
     {
         return Err(ApiError::bad_request(format!(
-            "unknown field `{unknown}` (expected source, inputs, scope)"
+            "unknown field `{unknown}` (expected source, inputs, scope, trace)"
         )));
     }
+    let trace = match fields.get("trace") {
+        None | Some(Json::Null) | Some(Json::Bool(false)) => crate::TraceLevel::Off,
+        Some(Json::Bool(true)) => crate::TraceLevel::Dispatches,
+        Some(Json::String(level)) if level == "dispatches" => crate::TraceLevel::Dispatches,
+        Some(Json::String(level)) if level == "all" => crate::TraceLevel::All,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "`trace` must be true, false, \"dispatches\" or \"all\"",
+            ))
+        }
+    };
     let source = match fields.get("source") {
         Some(Json::String(source)) => source.clone(),
         Some(_) => return Err(ApiError::bad_request("`source` must be a string")),
@@ -713,6 +728,7 @@ fn parse_request(
         scope,
         inputs,
         types,
+        trace,
     })
 }
 
@@ -808,6 +824,8 @@ fn compile_options(request: &FlowRequest) -> CompileOptions {
         // the run converts each value to its declared type, or answers 400 naming the input.
         guessed_inputs: request.types.clone(),
         tier: Tier::Auto,
+        // A traced flow is a flow of its own in the cache: the untraced one has no trace code.
+        trace: request.trace,
         ..CompileOptions::default()
     }
 }
@@ -833,7 +851,11 @@ async fn run(
                 }
             };
             let limits = state.config.scopes[&request.scope].limits;
-            let run_limits = limits.run_limits(Some(interrupt.clone()));
+            let mut run_limits = limits.run_limits(Some(interrupt.clone()));
+            let trace = std::sync::Arc::new(crate::CaptureTrace::new());
+            if request.trace != crate::TraceLevel::Off {
+                run_limits.trace = Some(trace.clone());
+            }
             let output = crate::host::CaptureSink::new();
             let outcome = flow
                 .run_with_output(&request.inputs, &run_limits, &output)
@@ -862,6 +884,11 @@ async fn run(
             body["output"] = json!(out);
             if !err.is_empty() {
                 body["stderr"] = json!(err);
+            }
+            if request.trace != crate::TraceLevel::Off {
+                // Bounded by the scope's `max_trace_lines` and `max_trace_bytes`.
+                body["trace_cut"] = json!(trace.was_cut());
+                body["trace"] = json!(trace.take_lines());
             }
             Ok(json_response(status, &body))
         })
