@@ -292,6 +292,7 @@ fn limits(c: &mut Criterion) {
         deadline: Some(std::time::Instant::now() + std::time::Duration::from_secs(3600)),
         max_output_bytes: Some(u64::MAX / 2),
         interrupt: Some(koru_jit::InterruptHandle::new()),
+        ..RunLimits::default()
     };
     for (name, engine, source) in [
         ("nested_loop_typed", &typed, NESTED_TYPED),

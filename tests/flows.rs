@@ -283,8 +283,7 @@ fn run_file_with(
             &inputs,
             &limits,
             &e,
-            &sink,
-            &trace,
+            (&sink, &trace),
             &accumulator,
             &log,
         )
@@ -300,8 +299,7 @@ fn check_run(
     inputs: &Inputs,
     limits: &RunLimits,
     e: &Expectations,
-    sink: &CaptureSink,
-    trace: &CaptureTrace,
+    (sink, trace): (&CaptureSink, &CaptureTrace),
     accumulator: &std::sync::atomic::AtomicI64,
     log: &common::CallLog,
 ) -> Result<Observed, Failed> {

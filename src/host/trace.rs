@@ -322,3 +322,66 @@ fn push_json_str(line: &mut BoundedText<'_>, text: &str) {
     line.push(&text[start..]);
     line.push("\"");
 }
+
+#[cfg(test)]
+mod tests {
+    //! The mock marker (SPEC 13). Mocks themselves are compiled elsewhere; here a subflow call is
+    //! marked `mocked` in the IR by hand, as a mocked event's call will be, and both tiers must
+    //! write its line with ` (mock)`.
+    use super::*;
+    use crate::ir::Step;
+    use crate::limits::RunLimits;
+    use std::sync::Arc;
+
+    fn mocked_program(registry: &crate::host::Registry) -> Program {
+        let source = "~event users.get { id: i64 } | found { name: []const u8 } | missing\n\
+                      ~users.get = found { name: \"test\" }\n\
+                      ~users.get(id: 1)\n| found u |> std.io:println(text: u.name)\n| missing |> _\n";
+        let limits = crate::limits::FrontEndLimits::default();
+        let (file, diagnostics) = crate::syntax::parse(source, &limits);
+        assert!(diagnostics.is_empty(), "{diagnostics:?}");
+        let mut program = crate::sema::check(registry, &file, source, &Default::default())
+            .expect("the source checks");
+        let Some(Step::Call(call)) = program.flows.last_mut() else {
+            panic!("the flow is a subflow call: {:?}", program.flows)
+        };
+        call.mocked = true;
+        program.trace = TraceLevel::Dispatches;
+        program
+    }
+
+    #[test]
+    fn a_mocked_event_is_marked_in_both_tiers() {
+        let registry = crate::host::Registry::with_std();
+        let program = mocked_program(&registry);
+        let layout = Layout::of(&program);
+        let trace = Arc::new(CaptureTrace::new());
+        let limits = RunLimits {
+            trace: Some(trace.clone()),
+            ..RunLimits::default()
+        };
+        let output = crate::host::CaptureSink::new();
+        // The println runs in the call's continuation, after the call's line.
+        let expected = [
+            "TRACE users.get (mock) -> found {\"name\":\"test\"}",
+            "TRACE std.io:println",
+        ];
+
+        let mut state = RunState::new(&program, &layout);
+        state.reset();
+        crate::interp::run(
+            &program, &layout, &registry, &mut state, &limits, &output, None,
+        )
+        .expect("the interpreter runs it");
+        assert_eq!(trace.take_lines(), expected);
+
+        let native = crate::jit::compile(&program, &layout, &registry).expect("it compiles");
+        let mut state = RunState::new(&program, &layout);
+        state.reset();
+        native
+            .run(&program, &mut state, &limits, &output)
+            .expect("native code runs it");
+        assert_eq!(trace.take_lines(), expected);
+        assert_eq!(output.take_out(), "test\ntest\n");
+    }
+}
