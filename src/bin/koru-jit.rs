@@ -1090,8 +1090,8 @@ fn send_load(args: &LoadArgs) -> u8 {
 #[derive(clap::Args)]
 struct BenchArgs {
     /// Only these workloads (repeatable): nested-loop, nested-loop-typed, three-step-cold,
-    /// three-step-cached, sum-fold, match-dispatch, repeat-fold, compile, compile-1x, compile-4x,
-    /// compile-16x, compile-64x.
+    /// three-step-cached, sum-fold, match-dispatch, repeat-fold, trace-off, trace-on, compile,
+    /// compile-1x, compile-4x, compile-16x, compile-64x.
     #[arg(long = "workload")]
     workloads: Vec<String>,
     /// Only these runners (repeatable): interp, jit, auto, native.
