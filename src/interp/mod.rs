@@ -79,7 +79,8 @@ pub fn run(
             .map_or(u64::MAX, crate::limits::epoch::of_deadline),
         interrupt: limits.interrupt.as_ref(),
         tiering,
-        trace,
+        trace_dispatches: trace >= TraceLevel::Dispatches,
+        trace_all: trace == TraceLevel::All,
         osr_countdown: tiering.map_or(OSR_CHECK_INTERVAL, |t| {
             t.check_interval().clamp(1, OSR_CHECK_INTERVAL)
         }),
@@ -126,20 +127,16 @@ pub(crate) struct Exec<'r> {
     deadline_epoch: u64,
     interrupt: Option<&'r crate::limits::InterruptHandle>,
     tiering: Option<&'r dyn Tiering>,
-    /// What this run traces: the program's level with a sink, else `Off`.
-    trace: TraceLevel,
+    /// What this run traces (the program's level, with a sink): dispatches, and everything.
+    trace_dispatches: bool,
+    trace_all: bool,
     osr_countdown: u32,
 }
 
 impl Exec<'_> {
-    /// The trace line of `event` returning `value` (SPEC 13), if the run traces at `level`.
-    #[inline]
-    fn trace(&mut self, level: TraceLevel, event: &str, marker: TraceMarker, value: ValueId) {
-        if self.trace >= level {
-            self.write_trace(event, marker, value);
-        }
-    }
-
+    /// The trace line of `event` returning `value` (SPEC 13). Called behind a test of
+    /// `trace_dispatches` or `trace_all`, so that an untraced run pays one test of a bool and
+    /// evaluates none of the arguments, in debug builds too.
     #[inline(never)]
     fn write_trace(&mut self, event: &str, marker: TraceMarker, value: ValueId) {
         crate::host::write_trace_line(self.state, self.program, self.layout, event, marker, value);
@@ -152,12 +149,9 @@ impl Exec<'_> {
             Step::For(s) => self.for_loop(s),
             Step::If(s) => {
                 let branch = u32::from(!self.eval_bool(&s.cond)?);
-                self.trace(
-                    TraceLevel::All,
-                    "if",
-                    TraceMarker::None,
-                    ValueId(s.first_value.0 + branch),
-                );
+                if self.trace_all {
+                    self.write_trace("if", TraceMarker::None, ValueId(s.first_value.0 + branch))
+                };
                 self.select(&s.arms, branch, s.first_value, "if", s.span)
             }
             Step::While(s) => self.while_loop(s),
@@ -219,7 +213,9 @@ impl Exec<'_> {
                     continue;
                 }
             }
-            self.trace(TraceLevel::All, "match", TraceMarker::None, s.matched);
+            if self.trace_all {
+                self.write_trace("match", TraceMarker::None, s.matched)
+            };
             return match &arm.arm.step {
                 Some(step) => self.step(step),
                 None => Ok(s.matched),
@@ -366,7 +362,9 @@ impl Exec<'_> {
         while i < end {
             self.tick(s.loop_index)?;
             self.state.frame[offset] = i as u64;
-            self.trace(TraceLevel::All, "for", TraceMarker::None, s.first_value);
+            if self.trace_all {
+                self.write_trace("for", TraceMarker::None, s.first_value)
+            };
             if !s.arms.arms.is_empty() {
                 self.select(&s.arms, 0, s.first_value, "for", s.span)?;
             }
@@ -374,21 +372,27 @@ impl Exec<'_> {
             i += 1;
         }
         let done = ValueId(s.first_value.0 + 1);
-        self.trace(TraceLevel::All, "for", TraceMarker::None, done);
+        if self.trace_all {
+            self.write_trace("for", TraceMarker::None, done)
+        };
         self.select(&s.arms, 1, s.first_value, "for", s.span)
     }
 
     fn while_loop(&mut self, s: &WhileLoop) -> Result<ValueId, Trap> {
         while self.eval_bool(&s.cond)? {
             self.tick(s.loop_index)?;
-            self.trace(TraceLevel::All, "while", TraceMarker::None, s.first_value);
+            if self.trace_all {
+                self.write_trace("while", TraceMarker::None, s.first_value)
+            };
             if !s.arms.arms.is_empty() {
                 self.select(&s.arms, 0, s.first_value, "while", s.span)?;
             }
             self.back_edge(s.loop_index)?;
         }
         let done = ValueId(s.first_value.0 + 1);
-        self.trace(TraceLevel::All, "while", TraceMarker::None, done);
+        if self.trace_all {
+            self.write_trace("while", TraceMarker::None, done)
+        };
         self.select(&s.arms, 1, s.first_value, "while", s.span)
     }
 
@@ -404,16 +408,24 @@ impl Exec<'_> {
         }
         match &s.yield_of {
             Some(subflow) => {
-                self.trace(TraceLevel::All, subflow, TraceMarker::Yield, s.first_value)
+                if self.trace_all {
+                    self.write_trace(subflow, TraceMarker::Yield, s.first_value)
+                }
             }
-            None => self.trace(TraceLevel::All, "capture", TraceMarker::None, s.first_value),
+            None => {
+                if self.trace_all {
+                    self.write_trace("capture", TraceMarker::None, s.first_value)
+                }
+            }
         }
         if !s.arms.arms.is_empty() {
             self.select(&s.arms, 0, s.first_value, "capture", s.span)?;
         }
         if s.yield_of.is_none() {
             let captured = ValueId(s.first_value.0 + 1);
-            self.trace(TraceLevel::All, "capture", TraceMarker::None, captured);
+            if self.trace_all {
+                self.write_trace("capture", TraceMarker::None, captured)
+            };
         }
         self.select(&s.arms, 1, s.first_value, "capture", s.span)
     }
@@ -502,12 +514,9 @@ impl Exec<'_> {
         }
         let name = s.name.clone();
         let value = ValueId(s.first_value.0 + exit.branch);
-        self.trace(
-            TraceLevel::Dispatches,
-            &name,
-            TraceMarker::of_mocked(s.mocked),
-            value,
-        );
+        if self.trace_dispatches {
+            self.write_trace(&name, TraceMarker::of_mocked(s.mocked), value)
+        };
         self.select(&s.arms, exit.branch, s.first_value, &name, s.span)
     }
 
@@ -623,12 +632,13 @@ impl Exec<'_> {
                 0
             }
         };
-        self.trace(
-            TraceLevel::Dispatches,
-            &event.name,
-            TraceMarker::of_mocked(s.mocked),
-            ValueId(s.first_value.0 + branch),
-        );
+        if self.trace_dispatches {
+            self.write_trace(
+                &event.name,
+                TraceMarker::of_mocked(s.mocked),
+                ValueId(s.first_value.0 + branch),
+            )
+        };
         self.select(&s.arms, branch, s.first_value, &event.name, s.span)
     }
 
