@@ -123,6 +123,9 @@ pub struct Program {
     /// The obligation states (SPEC 12) the program's host events can create, with the event
     /// that discharges each when a run ends.
     pub obligation_states: Vec<ObligationState>,
+    /// What the tiers trace (SPEC 13): set from the compile options, after the check. With
+    /// [`crate::TraceLevel::Off`] neither tier has any trace code for the program.
+    pub trace: crate::host::TraceLevel,
 }
 
 /// An obligation state a program can create and the host event (registry index and name) the
@@ -273,6 +276,8 @@ pub struct Invoke {
     pub first_value: ValueId,
     pub arms: Arms,
     pub span: Span,
+    /// The event is a mock (SPEC 13): its trace lines say `(mock)`.
+    pub mocked: bool,
 }
 
 /// An inlined subflow: inputs are evaluated, the body runs, its value is mapped to one of the
@@ -285,7 +290,7 @@ pub struct SubflowCall {
     /// for a mock (SPEC 13).
     pub cost: u64,
     /// Whether this is a mock of a host event (SPEC 13): its body is the mock's Koru
-    /// implementation, inlined in place of the host dispatch. Traces mark such calls.
+    /// implementation, inlined in place of the host dispatch. Its trace lines say `(mock)`.
     pub mocked: bool,
     /// Index into [`Program::subflow_names`].
     pub name_index: u32,
@@ -405,6 +410,9 @@ pub struct CaptureStep {
     pub arms: Arms,
     pub first_value: ValueId,
     pub span: Span,
+    /// Set when this is a `yield` (see [`YIELD_VALUE_PREFIX`]): the subflow it yields from, as
+    /// its trace line names it.
+    pub yield_of: Option<Arc<str>>,
 }
 
 /// `match(expr)` (SPEC 10): the argument is evaluated once into `value`; the first arm (in

@@ -105,6 +105,14 @@
 //! [`Registry::set_output`], or one run's own sink with [`Flow::run_with_output`].
 //! [`CaptureSink`] keeps the text; [`RunLimits::max_output_bytes`] bounds it.
 //!
+//! # Traces
+//!
+//! A flow compiled with [`CompileOptions::trace`] writes a line per dispatch (and with
+//! [`TraceLevel::All`] per builtin branch and `yield`) to the [`TraceSink`] of
+//! [`RunLimits::trace`]: `TRACE users.get -> found {"name":"ada"}`, the same in every tier;
+//! [`CaptureTrace`] keeps the lines, [`RunLimits::max_trace_lines`] and
+//! [`RunLimits::max_trace_bytes`] bound them. A flow compiled without tracing has no trace code.
+//!
 //! # Results
 //!
 //! [`Value::get`] reads an identity payload and [`Value::field`] a field of a struct payload as
@@ -184,8 +192,8 @@ pub use engine::{
     Flow, FlowStats, InputError, Inputs, Obligations, OpenObligation, RunReport, Tier, TierPolicy,
 };
 pub use host::{
-    Args, CaptureSink, HostError, OutputSink, Registry, RegistryError, Reply, ReplyValue, Scope,
-    StdoutSink,
+    Args, CaptureSink, CaptureTrace, HostError, OutputSink, Registry, RegistryError, Reply,
+    ReplyValue, Scope, StderrTrace, StdoutSink, TraceLevel, TraceSink,
 };
 pub use jit::{CompileBudget, JitError};
 pub use limits::{FrontEndLimits, InterruptHandle, RunLimits};

@@ -89,6 +89,16 @@ pub struct RunLimits {
     /// Leaves open obligations open when the run ends, listing them in the run's report, instead
     /// of discharging them (SPEC 12's auto-discharge is on unless this is set).
     pub keep_handles_open: bool,
+    /// Where the run's trace lines go (SPEC 13), for a flow compiled with tracing
+    /// ([`crate::CompileOptions::trace`]; a flow compiled without it writes no line).
+    pub trace: Option<Arc<dyn crate::TraceSink>>,
+    /// Trace lines the run may write. The first line past the bound (or past
+    /// `max_trace_bytes`) is not written, the sink's [`crate::TraceSink::cut`] is called, and the
+    /// run goes on without a trace: unlike output, a trace never stops the run.
+    pub max_trace_lines: Option<u64>,
+    /// Bytes of trace lines (without their line breaks) the run may write; a line that does not
+    /// fit whole is not written (see `max_trace_lines`).
+    pub max_trace_bytes: Option<u64>,
 }
 
 /// Stops a run from another thread. Cheap to clone; a triggered handle stays triggered until

@@ -81,6 +81,19 @@ pub struct RunState {
     pub(crate) pacer: crate::limits::ClockPacer,
     /// Generated code: where `std.io` writes during this run (valid only while it runs).
     pub output: *const (dyn crate::host::OutputSink + 'static),
+    /// Where this run's trace lines go (`None` for no trace): set by both tiers' entries from
+    /// the run's limits, for a flow compiled with tracing; used only while the run holds them.
+    pub trace: Option<*const (dyn crate::host::TraceSink + 'static)>,
+    /// Trace lines and bytes written in this run (kept across a switch to native code).
+    pub trace_lines: u64,
+    pub trace_bytes: u64,
+    /// `u64::MAX` when unlimited.
+    pub trace_line_limit: u64,
+    pub trace_byte_limit: u64,
+    /// The trace reached its bound (or its sink panicked): no more lines in this run.
+    pub trace_cut: bool,
+    /// Scratch for trace lines.
+    pub trace_text: String,
     /// Generated code: for each conversion site, the (pointer, length) pair of its buffer.
     pub conversion_pairs: Vec<[u64; 2]>,
     /// The flow state, in 8-byte words.
@@ -128,7 +141,7 @@ pub const DEFAULT_MAX_HANDLES: u64 = 1024;
 /// the run stops with `TooManyHandles`, as past the count.
 pub const MAX_HANDLE_BYTES: usize = 16 << 20;
 
-// SAFETY: the raw pointers (`loop_counts`, `interrupt`, `output`) are set at the start of each run to data
+// SAFETY: the raw pointers (`loop_counts`, `interrupt`, `output`, `trace`) are set at the start of each run to data
 // that outlives it and are only used by the thread running it.
 unsafe impl Send for RunState {}
 
@@ -183,6 +196,13 @@ impl RunState {
             pacer: crate::limits::ClockPacer::new(),
             output: std::ptr::null::<crate::host::StdoutSink>()
                 as *const dyn crate::host::OutputSink,
+            trace: None,
+            trace_lines: 0,
+            trace_bytes: 0,
+            trace_line_limit: u64::MAX,
+            trace_byte_limit: u64::MAX,
+            trace_cut: false,
+            trace_text: String::new(),
             conversion_pairs: Vec::new(),
             frame: Vec::new(),
             buffers: Vec::new(),
@@ -237,6 +257,13 @@ impl RunState {
             deadline,
             pacer,
             output,
+            trace,
+            trace_lines,
+            trace_bytes,
+            trace_line_limit,
+            trace_byte_limit,
+            trace_cut,
+            trace_text,
             conversion_pairs,
             frame,
             buffers,
@@ -271,6 +298,13 @@ impl RunState {
         *deadline = None;
         *pacer = crate::limits::ClockPacer::new();
         *output = std::ptr::null::<crate::host::StdoutSink>() as *const dyn crate::host::OutputSink;
+        *trace = None;
+        *trace_lines = 0;
+        *trace_bytes = 0;
+        *trace_line_limit = u64::MAX;
+        *trace_byte_limit = u64::MAX;
+        *trace_cut = false;
+        trace_text.clear();
         sized(conversion_pairs, sites, [0; 2]);
         sized(frame, layout.words as usize, 0);
         strings(buffers, layout.buffers as usize);
@@ -301,6 +335,7 @@ impl RunState {
             + vec(&self.args)
             + vec(&self.scratch)
             + self.text.capacity()
+            + self.trace_text.capacity()
             + vec(&self.loop_iterations)
             + vec(&self.conversion_pairs)
             + vec(&self.handles)
@@ -321,6 +356,9 @@ impl RunState {
         self.output_used = 0;
         self.last_event = 0;
         self.host_trap = None;
+        self.trace_lines = 0;
+        self.trace_bytes = 0;
+        self.trace_cut = false;
         self.handles.clear();
         self.handles_opened = 0;
         self.handle_bytes = 0;
@@ -398,6 +436,20 @@ impl RunState {
             let text = unsafe { crate::host::word_str(args[word], args[word + 1]) };
             self.release(state, text);
         }
+    }
+
+    /// Sets where this run's trace goes, from its limits, for a program compiled with tracing
+    /// (both tiers' entries: an interpreted run that moves to native code sets it again, and the
+    /// counts go on).
+    pub(crate) fn set_trace(&mut self, program: &Program, limits: &crate::limits::RunLimits) {
+        self.trace = match (&limits.trace, program.trace) {
+            (Some(sink), level) if level != crate::host::TraceLevel::Off => {
+                Some(&**sink as *const dyn crate::host::TraceSink)
+            }
+            _ => None,
+        };
+        self.trace_line_limit = limits.max_trace_lines.unwrap_or(u64::MAX);
+        self.trace_byte_limit = limits.max_trace_bytes.unwrap_or(u64::MAX);
     }
 
     /// Bytes of `std.io` output this run may still write.

@@ -1008,3 +1008,48 @@ fn bench_file_measures_a_users_flow_in_every_tier() {
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("Deadline"), "{err}");
 }
+
+#[test]
+fn trace_lines_go_to_stderr_with_the_level_before_or_after_the_file() {
+    // `--trace` alone before the file does not take it as its level; `--trace all` and
+    // `--trace=all` both trace builtins too; the lines are the same in every tier.
+    let expected = "TRACE produce -> value {\"num\":\"42\"}\nTRACE std.io:print.ln\nTRACE consume -> echoed {\"got\":\"42\"}\n";
+    for tier in ["interp", "jit", "auto"] {
+        let (code, out, err) = koru(&[
+            "run",
+            "--trace",
+            "examples/produce_consume.kz",
+            "--tier",
+            tier,
+        ]);
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(out, "[consume] received n = '42'\n");
+        assert!(err.starts_with(expected), "{err}");
+    }
+    let file = write(
+        "trace_all.kz",
+        "~for(0..2)\n| each i |> std.io:println(text: i)\n",
+    );
+    let all = "TRACE for -> each 0\nTRACE std.io:println\nTRACE for -> each 1\nTRACE std.io:println\nTRACE for -> done\n";
+    for args in [
+        ["run", "--trace", "all", file.as_str()],
+        ["run", file.as_str(), "--trace", "all"],
+        ["run", "--trace=all", file.as_str(), "--tier=jit"],
+    ] {
+        let (code, out, err) = koru(&args);
+        assert_eq!((code, out.as_str()), (0, "0\n1\n"), "{args:?}: {err}");
+        assert!(err.starts_with(all), "{args:?}: {err}");
+    }
+    // Bounded: the first lines, then a line saying the trace was cut; the run goes on.
+    let (code, out, err) = koru(&["run", &file, "--trace=all", "--max-trace-lines", "2"]);
+    assert_eq!((code, out.as_str()), (0, "0\n1\n"), "{err}");
+    assert!(
+        err.starts_with(
+            "TRACE for -> each 0\nTRACE std.io:println\nTRACE cut: the trace reached its bound\nresult:"
+        ),
+        "{err}"
+    );
+    // Without --trace: no trace line.
+    let (_, _, err) = koru(&["run", &file]);
+    assert!(!err.contains("TRACE"), "{err}");
+}

@@ -766,3 +766,87 @@ fn random_flows_behave_the_same_in_both_tiers() {
         );
     }
 }
+
+/// What [`run`] observes, the trace lines, and whether they were cut.
+type Traced = ((String, String, Vec<String>), Vec<String>, bool);
+
+/// The random flow traced at `TraceLevel::All` under `limits` (whose trace sink this sets): the
+/// untraced observations, then the trace lines and whether they were cut.
+fn run_traced(source: &str, tier: Tier, limits: &RunLimits) -> Result<Traced, String> {
+    let (mut registry, _, log) = common::test_registry();
+    let sink = Arc::new(CaptureSink::new());
+    registry.set_output(sink.clone());
+    let config = koru_jit::EngineConfig {
+        policy: koru_jit::TierPolicy::eager(),
+        ..koru_jit::EngineConfig::default()
+    };
+    let engine = Engine::with_config(registry, config);
+    let options = CompileOptions::default()
+        .tier(tier)
+        .trace(koru_jit::TraceLevel::All);
+    let flow = engine
+        .compile("random", source, &options)
+        .map_err(|e| e.render(false))?;
+    let trace = Arc::new(koru_jit::CaptureTrace::new());
+    let limits = RunLimits {
+        trace: Some(trace.clone()),
+        ..limits.clone()
+    };
+    let outcome = flow
+        .run(&Inputs::new(), &limits)
+        .map_err(|e| e.to_string())?;
+    let calls = std::mem::take(&mut *log.lock().unwrap());
+    let cut = trace.was_cut();
+    Ok((
+        (outcome.to_json().to_string(), sink.take_out(), calls),
+        trace.take_lines(),
+        cut,
+    ))
+}
+
+#[test]
+fn random_flows_trace_the_same_in_every_tier_and_run_as_untraced() {
+    // SPEC 13: the same trace lines in every tier (the auto tier switching to native code at
+    // its first back-edge included), within random trace bounds; and a trace changes no run.
+    let (mut traced_lines, mut cut) = (0, 0);
+    for seed in 1..=120u64 {
+        let source = generate(seed);
+        let mut rng = Rng(seed.wrapping_mul(7) | 1);
+        let limits = RunLimits {
+            fuel: rng.chance(30).then(|| rng.below(20)),
+            max_iterations: Some(if rng.chance(30) {
+                rng.below(40)
+            } else {
+                10_000
+            }),
+            max_output_bytes: rng.chance(30).then(|| rng.below(200)),
+            max_trace_lines: Some(if rng.chance(50) { rng.below(30) } else { 5_000 }),
+            max_trace_bytes: rng.chance(30).then(|| rng.below(400)),
+            ..RunLimits::default()
+        };
+        let untraced = run(&source, Tier::Interp, &limits)
+            .unwrap_or_else(|e| panic!("seed {seed}:\n{source}\n{e}"));
+        let interpreted = run_traced(&source, Tier::Interp, &limits)
+            .unwrap_or_else(|e| panic!("seed {seed}:\n{source}\n{e}"));
+        assert_eq!(
+            untraced, interpreted.0,
+            "seed {seed}: tracing changed the run of\n{source}\nlimits {limits:?}"
+        );
+        for tier in [Tier::Jit, Tier::Auto] {
+            let traced = run_traced(&source, tier, &limits)
+                .unwrap_or_else(|e| panic!("seed {seed}:\n{source}\n{e}"));
+            assert_eq!(
+                interpreted, traced,
+                "seed {seed}: the {tier:?} trace differs on\n{source}\nlimits {limits:?}"
+            );
+        }
+        traced_lines += usize::from(interpreted.1.len() > 3);
+        cut += usize::from(interpreted.2);
+    }
+    eprintln!("{traced_lines} of 120 traces with more than 3 lines, {cut} cut");
+    // The generator's flows are traced, and the bounds cut some of their traces.
+    assert!(
+        traced_lines > 20 && cut > 10,
+        "{traced_lines} traced, {cut} cut"
+    );
+}

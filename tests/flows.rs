@@ -11,7 +11,11 @@
 //!   flows are split into, `CompileBudget::function_steps`) equals the interpreter too, in the
 //!   jit tier and in the auto tier (moving to it at a loop head);
 //! * `aarch64::FILE`: the flow compiles with the aarch64 backend, split the same way (compiled
-//!   only; `.ci/aarch64.sh` runs this whole harness as aarch64 under qemu).
+//!   only; `.ci/aarch64.sh` runs this whole harness as aarch64 under qemu);
+//! * `trace::FILE`: compiled with `TraceLevel::All` (at most 10,000 trace lines unless the file
+//!   says), the file still meets its expectations of output and outcome in every tier (a trace
+//!   never changes a run), and the trace lines are the same in every tier, the split native
+//!   code and the mid-run switch to native code included.
 //!
 //! Directives (each a `// name: value` comment line):
 //!
@@ -38,14 +42,18 @@
 //! | `mock: source` | a mock (`CompileOptions::mock`), one per line, `\n` in it a newline |
 //! | `call: name(args)` | one host call of the test registry's logged events, in order (`calls: none`: no call) |
 //! | `errors-in: name` | the `error` positions are in this mock's text (`mock 1`, ...), not the file's |
+//! | `trace: dispatches` or `trace: all` | compile with tracing at that level (`TraceLevel`) and run with a trace sink |
+//! | `expect-trace: line` | one trace line (all of them, in order; none means no line) |
+//! | `trace-line-limit: N`, `trace-byte-limit: N` | the trace bounds (`max_trace_lines`, `max_trace_bytes`) |
+//! | `trace-cut: true` | the trace reached its bound (without it, a traced file's trace must not be cut) |
 //!
 //! A file must state at least one of `outcome`, `exhausted`, `runtime` or `error`.
 
 mod common;
 
 use koru_jit::{
-    CaptureSink, CompileOptions, Engine, EngineConfig, Inputs, Outcome, RunLimits, Scalar, Tier,
-    TierPolicy, Type,
+    CaptureSink, CaptureTrace, CompileOptions, Engine, EngineConfig, Inputs, Outcome, RunLimits,
+    Scalar, Tier, TierPolicy, TraceLevel, Type,
 };
 use libtest_mimic::{Arguments, Failed, Trial};
 use std::path::{Path, PathBuf};
@@ -79,6 +87,14 @@ struct Expectations {
     errors_in: Option<String>,
     /// The host calls expected, in order (`None`: not checked).
     calls: Option<Vec<String>>,
+    trace: TraceLevel,
+    trace_lines: Vec<String>,
+    trace_line_limit: Option<u64>,
+    trace_byte_limit: Option<u64>,
+    trace_cut: bool,
+    /// The trace level comes from the `trace::` trial, not from the file: its lines are not
+    /// checked.
+    overridden_trace: bool,
 }
 
 fn expectations(source: &str) -> Result<Expectations, String> {
@@ -138,6 +154,17 @@ fn expectations(source: &str) -> Result<Expectations, String> {
             "discharged" => e.discharged.push(value.to_string()),
             "open-handle" => e.open_handles.push(value.to_string()),
             "handles" => e.handles = number()?,
+            "trace" => {
+                e.trace = match value {
+                    "dispatches" => TraceLevel::Dispatches,
+                    "all" => TraceLevel::All,
+                    _ => return Err(format!("`trace` is dispatches or all, not `{value}`")),
+                }
+            }
+            "expect-trace" => e.trace_lines.push(raw.to_string()),
+            "trace-line-limit" => e.trace_line_limit = Some(number()?),
+            "trace-byte-limit" => e.trace_byte_limit = Some(number()?),
+            "trace-cut" => e.trace_cut = value == "true",
             "accumulator" => {
                 e.accumulator = Some(
                     value
@@ -147,6 +174,11 @@ fn expectations(source: &str) -> Result<Expectations, String> {
             }
             _ => {}
         }
+    }
+    if e.trace == TraceLevel::Off && (!e.trace_lines.is_empty() || e.trace_cut) {
+        return Err(
+            "`expect-trace` and `trace-cut` need `trace: dispatches` or `trace: all`".into(),
+        );
     }
     if e.outcome.is_none() && e.exhausted.is_none() && e.runtime.is_none() && e.errors.is_empty() {
         return Err("the file states no expectation (outcome, exhausted, runtime or error)".into());
@@ -166,10 +198,13 @@ struct Observed {
     outcome: serde_json::Value,
     calls: Vec<String>,
     accumulator: i64,
+    trace: Vec<String>,
+    trace_cut: bool,
 }
 
 fn compile_options(e: &Expectations, tier: Tier) -> CompileOptions {
     let mut options = CompileOptions {
+        trace: e.trace,
         scope: e.scope.clone(),
         // Typed as written, or by how the value looks, unless the source declares them.
         guessed_inputs: e
@@ -195,18 +230,29 @@ fn run_file(path: &Path, tier: Tier) -> Result<Option<Observed>, Failed> {
 /// Runs the file `runs` times on one compiled flow, checking every run; returns the last run's
 /// observations. The auto tier compiles at the first opportunity (thresholds of 1).
 fn run_file_times(path: &Path, tier: Tier, runs: usize) -> Result<Option<Observed>, Failed> {
-    run_file_with(path, tier, runs, TierPolicy::eager())
+    run_file_with(path, tier, runs, TierPolicy::eager(), None)
 }
 
-/// Like [`run_file_times`], under `policy`.
+/// Like [`run_file_times`], under `policy`; with `traced`, compiled with tracing at that level
+/// whatever the file says (its trace expectations are then not checked, the rest are).
 fn run_file_with(
     path: &Path,
     tier: Tier,
     runs: usize,
     policy: TierPolicy,
+    traced: Option<TraceLevel>,
 ) -> Result<Option<Observed>, Failed> {
     let source = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
-    let e = expectations(&source)?;
+    let mut e = expectations(&source)?;
+    if let Some(level) = traced {
+        if e.trace != level {
+            e.trace = level;
+            e.trace_lines.clear();
+            e.trace_cut = false;
+            e.trace_line_limit = e.trace_line_limit.or(Some(10_000));
+            e.overridden_trace = true;
+        }
+    }
     let (mut registry, accumulator, log) = common::test_registry();
     let sink = Arc::new(CaptureSink::new());
     registry.set_output(sink.clone());
@@ -254,19 +300,31 @@ fn run_file_with(
             Scalar::parse_as(text, ty).ok_or(format!("input `{name}`: `{text}` is not a {ty}"))?;
         inputs.insert(name, value);
     }
+    let trace = Arc::new(CaptureTrace::new());
     let limits = RunLimits {
         fuel: e.fuel_limit,
         max_iterations: e.iteration_limit,
         max_output_bytes: e.output_limit,
         max_handles: e.max_handles,
         keep_handles_open: e.keep_handles_open,
+        trace: (e.trace != TraceLevel::Off).then(|| trace.clone() as Arc<dyn koru_jit::TraceSink>),
+        max_trace_lines: e.trace_line_limit,
+        max_trace_bytes: e.trace_byte_limit,
         ..RunLimits::default()
     };
     let mut last = None;
     for run in 0..runs {
         accumulator.store(0, Ordering::Relaxed);
-        let observed = check_run(&flow, &inputs, &limits, &e, &sink, &accumulator, &log)
-            .map_err(|problem| format!("run {}: {}", run + 1, problem.message().unwrap_or("")))?;
+        let observed = check_run(
+            &flow,
+            &inputs,
+            &limits,
+            &e,
+            (&sink, &trace),
+            &accumulator,
+            &log,
+        )
+        .map_err(|problem| format!("run {}: {}", run + 1, problem.message().unwrap_or("")))?;
         last = Some(observed);
     }
     Ok(last)
@@ -278,7 +336,7 @@ fn check_run(
     inputs: &Inputs,
     limits: &RunLimits,
     e: &Expectations,
-    sink: &CaptureSink,
+    (sink, trace): (&CaptureSink, &CaptureTrace),
     accumulator: &std::sync::atomic::AtomicI64,
     log: &common::CallLog,
 ) -> Result<Observed, Failed> {
@@ -399,6 +457,23 @@ fn check_run(
             ));
         }
     }
+    let trace_cut = trace.was_cut();
+    let trace_lines = trace.take_lines();
+    if e.trace != TraceLevel::Off && !e.overridden_trace {
+        if trace_lines != e.trace_lines {
+            problems.push(format!(
+                "trace:\n--- expected\n{}--- found\n{}",
+                lines(&e.trace_lines),
+                lines(&trace_lines)
+            ));
+        }
+        if trace_cut != e.trace_cut {
+            problems.push(format!(
+                "trace cut: expected {}, found {trace_cut}",
+                e.trace_cut
+            ));
+        }
+    }
     if !problems.is_empty() {
         return Err(problems.join("\n").into());
     }
@@ -408,6 +483,8 @@ fn check_run(
         outcome: report.to_json(),
         calls,
         accumulator,
+        trace: trace_lines,
+        trace_cut,
     })
 }
 
@@ -448,9 +525,9 @@ fn run_file_on_both_tiers(path: &Path) -> Result<(), Failed> {
 fn run_file_split(path: &Path) -> Result<(), Failed> {
     let mut policy = TierPolicy::eager();
     policy.compile_budget.function_steps = 1;
-    let native = run_file_with(path, Tier::Jit, 1, policy.clone())?;
+    let native = run_file_with(path, Tier::Jit, 1, policy.clone(), None)?;
     // The auto tier too: a run that moves to split code at a loop head, then a native run.
-    let switching = run_file_with(path, Tier::Auto, 2, policy)?;
+    let switching = run_file_with(path, Tier::Auto, 2, policy, None)?;
     let interpreted = run_file(path, Tier::Interp).map_err(|e| {
         format!(
             "the interpreter fails this file too: {}",
@@ -462,6 +539,27 @@ fn run_file_split(path: &Path) -> Result<(), Failed> {
             "split native code differs\n--- interpreter\n{interpreted:#?}\n--- split jit\n{native:#?}\n--- split auto\n{switching:#?}"
         )
         .into());
+    }
+    Ok(())
+}
+
+/// Compiled with `TraceLevel::All`, the file meets its expectations in every tier (tracing
+/// changes no run), with the same trace lines in every tier.
+fn run_file_traced(path: &Path) -> Result<(), Failed> {
+    let all = Some(TraceLevel::All);
+    let interpreted = run_file_with(path, Tier::Interp, 1, TierPolicy::eager(), all)?;
+    let native = run_file_with(path, Tier::Jit, 1, TierPolicy::eager(), all)?;
+    let auto = run_file_with(path, Tier::Auto, 2, TierPolicy::eager(), all)?;
+    let mut policy = TierPolicy::eager();
+    policy.compile_budget.function_steps = 1;
+    let split = run_file_with(path, Tier::Auto, 2, policy, all)?;
+    for (tier, observed) in [("jit", &native), ("auto", &auto), ("split auto", &split)] {
+        if *observed != interpreted {
+            return Err(format!(
+                "traced {tier} differs from the traced interpreter\n--- interpreter\n{interpreted:#?}\n--- {tier}\n{observed:#?}"
+            )
+            .into());
+        }
     }
     Ok(())
 }
@@ -517,7 +615,16 @@ fn main() {
             .unwrap_or(&path)
             .display()
             .to_string();
-        let (p1, p2, p3, p4, p5) = (path.clone(), path.clone(), path.clone(), path.clone(), path);
+        let (p1, p2, p3, p4, p5) = (
+            path.clone(),
+            path.clone(),
+            path.clone(),
+            path.clone(),
+            path.clone(),
+        );
+        trials.push(Trial::test(format!("trace::{name}"), move || {
+            run_file_traced(&path)
+        }));
         trials.push(Trial::test(format!("auto::{name}"), move || {
             run_file_auto(&p4)
         }));

@@ -521,3 +521,46 @@ fn nested_catch_alls_are_walked_once_by_the_shape_check_the_cost_bound_and_subfl
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(r#""value":{"branch":"ok"}"#), "{out}");
 }
+
+#[test]
+fn a_million_traced_dispatches_with_huge_payloads_print_a_bounded_trace() {
+    // SPEC 13: each of a million dispatches traces a line of 300 bytes (300 MB in all). Bounded
+    // in bytes, the trace prints the lines that fit whole, says it was cut, and the run goes on
+    // to its end within the address-space limit; every tier prints the same. (What is printed
+    // stays under one page: `koru_limited` reads the pipes once the CLI has exited, and a pipe
+    // of a user over the kernel's soft pipe limit holds one page.)
+    let file = write(
+        "trace_bomb.kz",
+        "~event big { text: []const u8 } | out []const u8\n~big = out text\n~for(0..1000000)\n| each _ |> big(text: s)\n    | out _ |> _\n",
+    );
+    let input = format!("s={}", "x".repeat(300));
+    let line = format!("TRACE big -> out \"{}\"", "x".repeat(300));
+    for tier in ["interp", "jit", "auto"] {
+        let (code, out, err) = koru_limited(&[
+            "run",
+            &file,
+            "--input",
+            &input,
+            "--trace",
+            "--max-trace-bytes",
+            "3000",
+            "--tier",
+            tier,
+        ]);
+        assert_eq!(
+            (code, out.as_str()),
+            (0, ""),
+            "{tier}: {}",
+            &err[err.len().saturating_sub(300)..]
+        );
+        let lines: Vec<&str> = err.lines().collect();
+        // 9 lines of 319 bytes fit in 3,000; the tenth does not.
+        assert_eq!(lines.len(), 11, "{tier}: {} lines", lines.len());
+        assert!(lines[..9].iter().all(|l| *l == line), "{tier}");
+        assert_eq!(lines[9], "TRACE cut: the trace reached its bound", "{tier}");
+        assert_eq!(
+            lines[10], "result: {\"branch\":\"done\"} (fuel 1000000)",
+            "{tier}"
+        );
+    }
+}

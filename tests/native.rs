@@ -435,3 +435,57 @@ fn match_tables_are_bounded_per_flow() {
         );
     }
 }
+
+/// An address as Cranelift prints an `iconst.i64` of it (hex in groups of four digits).
+fn clif_constant(address: usize) -> String {
+    let x = address as u64;
+    let mut pos = (64 - x.leading_zeros() - 1) & 0xf0;
+    let mut text = format!("0x{:04x}", (x >> pos) & 0xffff);
+    while pos > 0 {
+        pos -= 16;
+        text += &format!("_{:04x}", (x >> pos) & 0xffff);
+    }
+    text
+}
+
+#[test]
+fn a_flow_compiled_without_tracing_has_no_trace_code() {
+    // SPEC 13: tracing is compiled in only for flows that ask for it. The same source, untraced
+    // and traced at each level: only the traced code calls the trace helper, once per trace point
+    // (the `for` per iteration and at `done`, `capture` at `as` and `captured`, the host call).
+    let mut registry = Registry::new();
+    registry
+        .event("~event tick { n: i64 } | ok i64", |n: i64| n)
+        .unwrap();
+    let engine = Engine::new(registry);
+    let source = "~capture({ sum: 0 })\n| as acc |> for(0..n)\n    | each i |> tick(n: i)\n        | ok k |> captured { sum: acc.sum + k }\n| captured t |> result t.sum";
+    let helper = format!(
+        "iconst.i64 {}",
+        clif_constant(koru_jit::jit::trace_helper_address())
+    );
+    let clif = |level: koru_jit::TraceLevel| {
+        let options = CompileOptions::default()
+            .input("n", koru_jit::Type::Int)
+            .trace(level);
+        let flow = engine.compile("t", source, &options).unwrap();
+        let (_, listing) = koru_jit::jit::compile_with_listing(
+            flow.program(),
+            flow.layout(),
+            engine.registry(),
+            true,
+        )
+        .unwrap();
+        listing.clif
+    };
+    let untraced = clif(koru_jit::TraceLevel::Off);
+    let dispatches = clif(koru_jit::TraceLevel::Dispatches);
+    let all = clif(koru_jit::TraceLevel::All);
+    assert_eq!(untraced.matches(&helper).count(), 0, "{untraced}");
+    assert_eq!(dispatches.matches(&helper).count(), 1, "{dispatches}");
+    assert_eq!(all.matches(&helper).count(), 5, "{all}");
+    // Nothing else differs in the untraced code: it has exactly the calls of the traced one
+    // minus the trace calls.
+    let calls = |clif: &str| clif.matches("call_indirect").count();
+    assert_eq!(calls(&dispatches), calls(&untraced) + 1);
+    assert_eq!(calls(&all), calls(&untraced) + 5);
+}

@@ -26,6 +26,7 @@ libraries = ["lib/math.kz"]
 fuel = 1000
 max_iterations = 100000
 max_output_bytes = 1000
+max_trace_lines = 5
 
 [scopes.slow]
 allow = ["nap"]
@@ -788,6 +789,64 @@ fn printed_output_is_bounded_per_scope() {
     assert_eq!(body["limit"], "Output");
     assert_eq!(body["last_event"], "std.io:print.ln");
     assert_eq!(body["output"], "a".repeat(1000));
+}
+
+#[test]
+fn a_traced_request_gets_its_trace_lines_bounded_per_scope() {
+    let server = start();
+    let source = "~add(a: \"1\", b: \"2\")\n| sum s |> add(a: s, b: \"3\")";
+    let (status, body) = run(
+        &server,
+        "alice-key-123",
+        json!({ "source": source, "trace": true }),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["trace"],
+        json!(["TRACE add -> sum \"3\"", "TRACE add -> sum \"6\""])
+    );
+    assert_eq!(body["trace_cut"], false);
+    assert_eq!(body["value"], json!({ "branch": "sum", "value": "6" }));
+    // The same source untraced: a flow of its own in the cache, with no trace.
+    let (status, body) = run(&server, "alice-key-123", json!({ "source": source }));
+    assert_eq!(status, 200, "{body}");
+    assert!(body.get("trace").is_none(), "{body}");
+    assert!(body.get("trace_cut").is_none(), "{body}");
+    // `"all"`: builtins too.
+    let (status, body) = run(
+        &server,
+        "alice-key-123",
+        json!({ "source": "~for(0..1)\n| each i |> add(a: \"0\", b: i)", "trace": "all" }),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["trace"],
+        json!([
+            "TRACE for -> each 0",
+            "TRACE add -> sum \"0\"",
+            "TRACE for -> done"
+        ])
+    );
+    // Hostile: 900 dispatches keep the scope's 5 lines, say the trace was cut, and the run goes
+    // on to its end.
+    let (status, body) = run(
+        &server,
+        "alice-key-123",
+        json!({ "source": "~for(0..900)\n| each i |> add(a: \"0\", b: i)", "trace": true }),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["trace"].as_array().unwrap().len(), 5, "{body}");
+    assert_eq!(body["trace"][4], "TRACE add -> sum \"4\"");
+    assert_eq!(body["trace_cut"], true);
+    assert_eq!(body["fuel"], 900);
+    // A trace that is not a level is a malformed request.
+    let (status, body) = run(
+        &server,
+        "alice-key-123",
+        json!({ "source": source, "trace": "everything" }),
+    );
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "bad_request");
 }
 
 fn metric(server: &TestServer, name: &str) -> u64 {

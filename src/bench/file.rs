@@ -163,7 +163,7 @@ pub fn bench_file(
                 }
             }
         }
-        let compile_ns = (stats.code_bytes > 0).then(|| stats.compile_time.as_nanos() as f64);
+        let compile_ns = (stats.code_bytes > 0).then_some(stats.compile_time.as_nanos() as f64);
         // Warm: as many runs per round as fill one, then the rounds (one dropped as warm-up).
         let mut runs_per_round = 1u64;
         loop {
@@ -189,7 +189,7 @@ pub fn bench_file(
             tier,
             cold_ns,
             compile_ns: compile_ns
-                .or_else(|| (stats.code_bytes > 0).then(|| stats.compile_time.as_nanos() as f64)),
+                .or((stats.code_bytes > 0).then_some(stats.compile_time.as_nanos() as f64)),
             code_bytes: stats.code_bytes,
             samples,
             runs_per_round,

@@ -35,6 +35,12 @@ pub enum Workload {
     MatchDispatch,
     /// The same fold written with `$std/control`'s `repeat`, a subflow that yields (SPEC 11).
     RepeatFold,
+    /// The typed nested loop compiled without tracing and run with a trace sink (SPEC 13): what
+    /// a sink costs a flow that was not compiled to trace (nothing: its code is the same).
+    TraceOff,
+    /// The typed nested loop compiled with tracing (`TraceLevel::Dispatches`), every one of its
+    /// 100,000 lines formatted and handed to a sink that discards it.
+    TraceOn,
     /// Parse + check + layout of the nested loop (interp), and its JIT compile (jit).
     Compile,
     /// The JIT compile of the nested loop written `n` times in one source (n = 1, 4, 16, 64),
@@ -45,7 +51,7 @@ pub enum Workload {
 }
 
 impl Workload {
-    pub const ALL: [Workload; 17] = [
+    pub const ALL: [Workload; 19] = [
         Workload::NestedLoop,
         Workload::NestedLoopTyped,
         Workload::ThreeStepCold,
@@ -53,6 +59,8 @@ impl Workload {
         Workload::SumFold,
         Workload::MatchDispatch,
         Workload::RepeatFold,
+        Workload::TraceOff,
+        Workload::TraceOn,
         Workload::Compile,
         Workload::CompileScaling(1),
         Workload::CompileScaling(4),
@@ -74,6 +82,8 @@ impl Workload {
             Workload::SumFold => "sum-fold",
             Workload::MatchDispatch => "match-dispatch",
             Workload::RepeatFold => "repeat-fold",
+            Workload::TraceOff => "trace-off",
+            Workload::TraceOn => "trace-on",
             Workload::Compile => "compile",
             Workload::CompileScaling(1) => "compile-1x",
             Workload::CompileScaling(4) => "compile-4x",
@@ -90,7 +100,10 @@ impl Workload {
     /// What one operation is, for the `ns/op` column.
     pub fn unit(self) -> &'static str {
         match self {
-            Workload::NestedLoop | Workload::NestedLoopTyped => "host call",
+            Workload::NestedLoop
+            | Workload::NestedLoopTyped
+            | Workload::TraceOff
+            | Workload::TraceOn => "host call",
             Workload::ThreeStepCold => "parse+check+run",
             Workload::ThreeStepCached => "flow run",
             Workload::SumFold | Workload::MatchDispatch | Workload::RepeatFold => "iteration",
@@ -339,6 +352,36 @@ fn flow_round(engine: Engine, source: &'static str, tier: Tier, operations: u64)
     })
 }
 
+/// A trace sink that keeps nothing (the `trace-*` workloads measure making the lines).
+struct DiscardTrace;
+
+impl crate::host::TraceSink for DiscardTrace {
+    fn line(&self, line: &str) {
+        black_box(line);
+    }
+}
+
+/// [`flow_round`] compiled at trace `level`, run with a sink that discards the lines.
+fn traced_round(engine: Engine, level: crate::TraceLevel, tier: Tier) -> Round {
+    let inputs = Inputs::new();
+    let limits = RunLimits {
+        trace: Some(Arc::new(DiscardTrace)),
+        ..RunLimits::default()
+    };
+    let options = CompileOptions::default().tier(tier).trace(level);
+    let compile = move |engine: &Engine| {
+        engine
+            .compile("bench", NESTED_TYPED, &options)
+            .expect("it compiles")
+    };
+    let prepared = (tier != Tier::Auto).then(|| compile(&engine));
+    Box::new(move || {
+        let flow = prepared.clone().unwrap_or_else(|| compile(&engine));
+        black_box(flow.run(&inputs, &limits).expect("no inputs"));
+        100_000
+    })
+}
+
 fn prepare(workload: Workload, runner: Runner) -> Option<Prepared> {
     let accumulator = Arc::new(AtomicI64::new(0));
     let (inputs, limits) = (Inputs::new(), RunLimits::default());
@@ -361,15 +404,25 @@ fn prepare(workload: Workload, runner: Runner) -> Option<Prepared> {
             }
             100_000
         }),
-        (Workload::NestedLoopTyped, Runner::Native) => Box::new(move || {
-            let f: fn(&AtomicI64, i64, i64) -> i64 = black_box(host::add_typed);
-            for _ in 0..black_box(1000) {
-                for i in 0..black_box(100i64) {
-                    black_box(f(&accumulator, black_box(0), i));
+        (Workload::TraceOff | Workload::TraceOn, Runner::Tier(tier)) => {
+            let level = if workload == Workload::TraceOn {
+                crate::TraceLevel::Dispatches
+            } else {
+                crate::TraceLevel::Off
+            };
+            traced_round(engine_for(&accumulator, false), level, tier)
+        }
+        (Workload::NestedLoopTyped | Workload::TraceOff | Workload::TraceOn, Runner::Native) => {
+            Box::new(move || {
+                let f: fn(&AtomicI64, i64, i64) -> i64 = black_box(host::add_typed);
+                for _ in 0..black_box(1000) {
+                    for i in 0..black_box(100i64) {
+                        black_box(f(&accumulator, black_box(0), i));
+                    }
                 }
-            }
-            100_000
-        }),
+                100_000
+            })
+        }
         (Workload::ThreeStepCold, Runner::Tier(tier)) => {
             let engine = engine_for(&accumulator, false);
             // A JIT compile per step is far slower: fewer iterations keep rounds short.

@@ -4,7 +4,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use koru_jit::layout::LayoutTable;
 use koru_jit::{
     CompileOptions, Engine, Flow, Inputs, Outcome, OutputSink, Registry, RunLimits, Scalar, Scope,
-    SourceErrors, StdoutSink, Tier, Type,
+    SourceErrors, StdoutSink, Tier, TraceLevel, Type,
 };
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -78,6 +78,17 @@ enum Command {
         /// --max-iterations (an unbounded flow exceeds any limit).
         #[arg(long)]
         refuse_over_limits: bool,
+        /// Print a trace line per dispatch to stderr (`TRACE users.get -> found {"name":"ada"}`);
+        /// `--trace all` also traces builtins and yields (SPEC 13). The flow is compiled with
+        /// tracing in.
+        #[arg(long, value_enum, num_args = 0..=1, require_equals = true, default_missing_value = "dispatches")]
+        trace: Option<TraceArg>,
+        /// Trace lines printed at most (then `TRACE cut: ...`; the run goes on).
+        #[arg(long)]
+        max_trace_lines: Option<u64>,
+        /// Bytes of trace lines printed at most (a line that does not fit is not printed).
+        #[arg(long)]
+        max_trace_bytes: Option<u64>,
     },
     /// Parse and check a flow file without running it (inputs the source declares need no
     /// values; given ones are checked against their declared types).
@@ -190,6 +201,30 @@ struct ContractArgs {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum TraceArg {
+    /// A line per dispatch (host events and subflow calls).
+    Dispatches,
+    /// Also builtins (`for`, `while`, `if`, `match`, `capture`) and yields.
+    All,
+}
+
+/// `--trace all` and `--trace dispatches` as `--trace=...`: the level is optional (`--trace`
+/// alone traces dispatches) and must not take the file that may follow it as its value.
+fn join_trace_level(args: impl Iterator<Item = std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    let mut joined: Vec<std::ffi::OsString> = Vec::new();
+    for arg in args {
+        let level = arg.to_str().filter(|a| *a == "all" || *a == "dispatches");
+        match (joined.last(), level) {
+            (Some(last), Some(level)) if last == "--trace" => {
+                *joined.last_mut().expect("a last argument") = format!("--trace={level}").into();
+            }
+            _ => joined.push(arg),
+        }
+    }
+    joined
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum TierArg {
     Interp,
     Jit,
@@ -211,7 +246,7 @@ enum EmitWhat {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(join_trace_level(std::env::args_os()));
     init_tracing();
     ExitCode::from(match cli.command {
         Command::Run {
@@ -229,7 +264,15 @@ fn main() -> ExitCode {
             json,
             stats,
             refuse_over_limits,
+            trace,
+            max_trace_lines,
+            max_trace_bytes,
         } => {
+            let trace = match trace {
+                None => TraceLevel::Off,
+                Some(TraceArg::Dispatches) => TraceLevel::Dispatches,
+                Some(TraceArg::All) => TraceLevel::All,
+            };
             let tier = match tier {
                 TierArg::Interp => Tier::Interp,
                 TierArg::Jit => Tier::Jit,
@@ -244,6 +287,10 @@ fn main() -> ExitCode {
                 interrupt: None,
                 max_handles,
                 keep_handles_open: no_auto_discharge,
+                trace: (trace != TraceLevel::Off)
+                    .then(|| Arc::new(koru_jit::StderrTrace) as Arc<dyn koru_jit::TraceSink>),
+                max_trace_lines,
+                max_trace_bytes,
             };
             run(RunRequest {
                 file: &file,
@@ -251,6 +298,7 @@ fn main() -> ExitCode {
                 scope,
                 contract: &contract,
                 tier,
+                trace,
                 limits: &limits,
                 json,
                 stats,
@@ -268,7 +316,7 @@ fn main() -> ExitCode {
             &inputs,
             scope,
             &contract,
-            Tier::Interp,
+            (Tier::Interp, TraceLevel::Off),
             Values::Optional,
         ) {
             Ok((flow, values, _, _engine)) => {
@@ -693,7 +741,7 @@ fn load(
     inputs: &InputArgs,
     scope: Option<String>,
     contract: &ContractArgs,
-    tier: Tier,
+    (tier, trace): (Tier, TraceLevel),
     values: Values,
 ) -> Result<(Flow, Inputs, Arc<AtomicI64>, Engine), LoadError> {
     let (name, bytes) = read_source(file)?;
@@ -708,6 +756,7 @@ fn load(
             .collect(),
         tier,
         shape: contract.shape.clone(),
+        trace,
         ..CompileOptions::default()
     };
     for mock in &contract.mocks {
@@ -785,6 +834,7 @@ struct RunRequest<'a> {
     scope: Option<String>,
     contract: &'a ContractArgs,
     tier: Tier,
+    trace: TraceLevel,
     limits: &'a RunLimits,
     json: bool,
     stats: bool,
@@ -798,16 +848,23 @@ fn run(request: RunRequest<'_>) -> u8 {
         scope,
         contract,
         tier,
+        trace,
         limits,
         json,
         stats,
         refuse_over_limits,
     } = request;
-    let (flow, values, _accumulator, _engine) =
-        match load(file, inputs, scope, contract, tier, Values::Required) {
-            Ok(loaded) => loaded,
-            Err(error) => return report_load_error(error, json),
-        };
+    let (flow, values, _accumulator, _engine) = match load(
+        file,
+        inputs,
+        scope,
+        contract,
+        (tier, trace),
+        Values::Required,
+    ) {
+        Ok(loaded) => loaded,
+        Err(error) => return report_load_error(error, json),
+    };
     if refuse_over_limits {
         let bound = flow.cost_bound(&values);
         if let Some(limit) = bound.exceeds(limits) {
@@ -1148,8 +1205,8 @@ struct BenchArgs {
     #[arg(long, value_name = "MS", default_value_t = 10_000)]
     run_deadline_ms: u64,
     /// Only these workloads (repeatable): nested-loop, nested-loop-typed, three-step-cold,
-    /// three-step-cached, sum-fold, match-dispatch, repeat-fold, compile, compile-1x, compile-4x,
-    /// compile-16x, compile-64x.
+    /// three-step-cached, sum-fold, match-dispatch, repeat-fold, trace-off, trace-on, compile,
+    /// compile-1x, compile-4x, compile-16x, compile-64x.
     #[arg(long = "workload")]
     workloads: Vec<String>,
     /// Only these runners (repeatable): interp, jit, auto, native.
@@ -1186,7 +1243,7 @@ fn bench_file(args: &BenchArgs, file: &str) -> u8 {
         &args.inputs,
         args.scope.clone(),
         &ContractArgs::default(),
-        Tier::Interp,
+        (Tier::Interp, TraceLevel::Off),
         Values::Required,
     ) {
         Ok(loaded) => loaded,
@@ -1477,7 +1534,7 @@ fn emit(
             inputs,
             scope,
             contract,
-            Tier::Interp,
+            (Tier::Interp, TraceLevel::Off),
             Values::Optional,
         ) {
             Ok(loaded) => loaded,

@@ -111,6 +111,7 @@ pub(crate) struct Key {
     tier: Tier,
     shape: Option<String>,
     mocks: Vec<(String, String)>,
+    trace: crate::host::TraceLevel,
 }
 
 impl Key {
@@ -124,6 +125,7 @@ impl Key {
             tier: options.tier,
             shape: options.shape.clone(),
             mocks: options.mocks.clone(),
+            trace: options.trace,
         }
     }
 }

@@ -33,7 +33,7 @@ pub use stats::FlowStats;
 
 use crate::cost::CostBound;
 use crate::diag::{Code, SourceErrors};
-use crate::host::{OutputSink, Registry};
+use crate::host::{OutputSink, Registry, TraceLevel};
 use crate::interp::Tiering;
 use crate::ir::{Program, ValueId, ValuePayload};
 use crate::jit::{CompileBudget, JitError, NativeCode};
@@ -172,6 +172,10 @@ pub struct CompileOptions {
     /// name (what its diagnostics are reported under) and a source of subflows such as
     /// `~users.get = found { name: "test" }`.
     pub mocks: Vec<(String, String)>,
+    /// What the flow traces (SPEC 13), to the sink of each run's
+    /// [`RunLimits::trace`]: tracing is compiled in only when asked for, so a flow compiled
+    /// with [`TraceLevel::Off`] (the default) runs exactly as fast as before tracing existed.
+    pub trace: TraceLevel,
 }
 
 impl CompileOptions {
@@ -244,6 +248,13 @@ impl CompileOptions {
     /// command line uses the file's path).
     pub fn named_mock(mut self, name: &str, source: &str) -> Self {
         self.mocks.push((name.to_string(), source.to_string()));
+        self
+    }
+
+    /// Compiles tracing in at `level` (default [`TraceLevel::Off`]); runs write their lines to
+    /// [`RunLimits::trace`].
+    pub fn trace(mut self, level: TraceLevel) -> Self {
+        self.trace = level;
         self
     }
 }
@@ -369,7 +380,7 @@ impl Engine {
 
     /// Parses and checks `source`, lays out its flow state, and returns a flow ready to run many
     /// times. All parse and check errors are returned together. A flow compiled before with the
-    /// same source, scope, inputs, limits and tier comes from the cache (its errors too), and a
+    /// same source, scope, inputs, limits, tier and trace level comes from the cache (its errors too), and a
     /// source being compiled by another thread is waited for, not compiled twice.
     pub fn compile(
         &self,
@@ -449,8 +460,9 @@ impl Engine {
             }
             return Err(errors(diagnostics));
         }
-        let program =
+        let mut program =
             crate::sema::check(&self.shared.registry, &file, source, &check).map_err(errors)?;
+        program.trace = options.trace;
         if program.locals.len() > options.limits.max_bindings {
             return Err(errors(vec![crate::diag::Diagnostic::new(
                 crate::diag::Code::E0105,

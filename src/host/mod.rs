@@ -16,6 +16,7 @@ mod demo;
 mod function;
 mod scope;
 mod stdlib;
+mod trace;
 
 /// The example host events of the Koru articles, as the CLI registers them (for this crate's
 /// tests, benches, examples and fuzz targets; not embedder API).
@@ -31,6 +32,8 @@ pub use function::ReplyOut;
 pub use scope::{Scope, ScopeRule};
 pub(crate) use stdlib::{prefix_within, BoundedText, StdEvent};
 pub use stdlib::{CaptureSink, OutputSink, StdoutSink, STD_DECLARATIONS};
+pub(crate) use trace::{write_line as write_trace_line, TraceMarker};
+pub use trace::{CaptureTrace, StderrTrace, TraceLevel, TraceSink};
 
 pub(crate) use function::{
     word_str, ArgsClosure, BranchPlan, FieldPlan, HostClosure, ReplyPlan, RunView, SiteObligations,

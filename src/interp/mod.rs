@@ -6,7 +6,9 @@
 
 mod eval;
 
-use crate::host::{BoundedText, HostEvent, Implementation, OutputSink, Registry, ReplyOut};
+use crate::host::{
+    BoundedText, HostEvent, Implementation, OutputSink, Registry, ReplyOut, TraceLevel, TraceMarker,
+};
 use crate::ir::*;
 use crate::layout::Layout;
 use crate::limits::RunLimits;
@@ -52,6 +54,12 @@ pub fn run(
     state.handle_limit = limits
         .max_handles
         .unwrap_or(crate::state::DEFAULT_MAX_HANDLES);
+    state.set_trace(program, limits);
+    let trace = if state.trace.is_some() {
+        program.trace
+    } else {
+        TraceLevel::Off
+    };
     state.pacer = crate::limits::ClockPacer::new();
     let iteration_limit = limits.max_iterations.unwrap_or(u64::MAX);
     // With a deadline, the loop checks also read the clock now and then (see `checkpoint`).
@@ -74,6 +82,8 @@ pub fn run(
             .map_or(u64::MAX, crate::limits::epoch::of_deadline),
         interrupt: limits.interrupt.as_ref(),
         tiering,
+        trace_dispatches: trace >= TraceLevel::Dispatches,
+        trace_all: trace == TraceLevel::All,
         osr_countdown: tiering.map_or(OSR_CHECK_INTERVAL, |t| {
             t.check_interval().clamp(1, OSR_CHECK_INTERVAL)
         }),
@@ -120,10 +130,21 @@ pub(crate) struct Exec<'r> {
     deadline_epoch: u64,
     interrupt: Option<&'r crate::limits::InterruptHandle>,
     tiering: Option<&'r dyn Tiering>,
+    /// What this run traces (the program's level, with a sink): dispatches, and everything.
+    trace_dispatches: bool,
+    trace_all: bool,
     osr_countdown: u32,
 }
 
 impl Exec<'_> {
+    /// The trace line of `event` returning `value` (SPEC 13). Called behind a test of
+    /// `trace_dispatches` or `trace_all`, so that an untraced run pays one test of a bool and
+    /// evaluates none of the arguments, in debug builds too.
+    #[inline(never)]
+    fn write_trace(&mut self, event: &str, marker: TraceMarker, value: ValueId) {
+        crate::host::write_trace_line(self.state, self.program, self.layout, event, marker, value);
+    }
+
     fn step(&mut self, step: &Step) -> Result<ValueId, Trap> {
         match step {
             Step::Invoke(s) => self.invoke(s),
@@ -131,6 +152,9 @@ impl Exec<'_> {
             Step::For(s) => self.for_loop(s),
             Step::If(s) => {
                 let branch = u32::from(!self.eval_bool(&s.cond)?);
+                if self.trace_all {
+                    self.write_trace("if", TraceMarker::None, ValueId(s.first_value.0 + branch))
+                };
                 self.select(&s.arms, branch, s.first_value, "if", s.span)
             }
             Step::While(s) => self.while_loop(s),
@@ -192,6 +216,9 @@ impl Exec<'_> {
                     continue;
                 }
             }
+            if self.trace_all {
+                self.write_trace("match", TraceMarker::None, s.matched)
+            };
             return match &arm.arm.step {
                 Some(step) => self.step(step),
                 None => Ok(s.matched),
@@ -345,23 +372,37 @@ impl Exec<'_> {
         while i < end {
             self.tick(s.loop_index)?;
             self.state.frame[offset] = i as u64;
+            if self.trace_all {
+                self.write_trace("for", TraceMarker::None, s.first_value)
+            };
             if !s.arms.arms.is_empty() {
                 self.select(&s.arms, 0, s.first_value, "for", s.span)?;
             }
             self.back_edge(s.loop_index)?;
             i += 1;
         }
+        let done = ValueId(s.first_value.0 + 1);
+        if self.trace_all {
+            self.write_trace("for", TraceMarker::None, done)
+        };
         self.select(&s.arms, 1, s.first_value, "for", s.span)
     }
 
     fn while_loop(&mut self, s: &WhileLoop) -> Result<ValueId, Trap> {
         while self.eval_bool(&s.cond)? {
             self.tick(s.loop_index)?;
+            if self.trace_all {
+                self.write_trace("while", TraceMarker::None, s.first_value)
+            };
             if !s.arms.arms.is_empty() {
                 self.select(&s.arms, 0, s.first_value, "while", s.span)?;
             }
             self.back_edge(s.loop_index)?;
         }
+        let done = ValueId(s.first_value.0 + 1);
+        if self.trace_all {
+            self.write_trace("while", TraceMarker::None, done)
+        };
         self.select(&s.arms, 1, s.first_value, "while", s.span)
     }
 
@@ -375,8 +416,26 @@ impl Exec<'_> {
             self.assign_from_scratch(local, at);
             at += self.layout.slot(local).ty.words() as usize;
         }
+        match &s.yield_of {
+            Some(subflow) => {
+                if self.trace_all {
+                    self.write_trace(subflow, TraceMarker::Yield, s.first_value)
+                }
+            }
+            None => {
+                if self.trace_all {
+                    self.write_trace("capture", TraceMarker::None, s.first_value)
+                }
+            }
+        }
         if !s.arms.arms.is_empty() {
             self.select(&s.arms, 0, s.first_value, "capture", s.span)?;
+        }
+        if s.yield_of.is_none() {
+            let captured = ValueId(s.first_value.0 + 1);
+            if self.trace_all {
+                self.write_trace("capture", TraceMarker::None, captured)
+            };
         }
         self.select(&s.arms, 1, s.first_value, "capture", s.span)
     }
@@ -466,6 +525,10 @@ impl Exec<'_> {
             self.state.frame.copy_within(f..f + words, t);
         }
         let name = s.name.clone();
+        let value = ValueId(s.first_value.0 + exit.branch);
+        if self.trace_dispatches {
+            self.write_trace(&name, TraceMarker::of_mocked(s.mocked), value)
+        };
         self.select(&s.arms, exit.branch, s.first_value, &name, s.span)
     }
 
@@ -595,6 +658,13 @@ impl Exec<'_> {
                 written?;
                 0
             }
+        };
+        if self.trace_dispatches {
+            self.write_trace(
+                &event.name,
+                TraceMarker::of_mocked(s.mocked),
+                ValueId(s.first_value.0 + branch),
+            )
         };
         self.select(&s.arms, branch, s.first_value, &event.name, s.span)
     }

@@ -14,7 +14,9 @@
 use super::runtime::{
     self, NativeData, NativePart, TrapSite, STATUS_ERROR, STATUS_EXHAUSTED, STATUS_HOST, STATUS_OK,
 };
-use crate::host::{Implementation, Registry, ShimArg, StdEvent, SHIM_FAILED};
+use crate::host::{
+    Implementation, Registry, ShimArg, StdEvent, TraceLevel, TraceMarker, SHIM_FAILED,
+};
 use crate::ir::*;
 use crate::layout::Layout;
 use crate::outcome::{ErrorCode, Limit};
@@ -1105,6 +1107,42 @@ impl<'a, 'f> Lower<'a, 'f> {
         }
     }
 
+    // ------------------------------------------------------------------ traces
+
+    /// The trace line of `event` returning `value` (SPEC 13), if the program traces at `level`;
+    /// nothing at all otherwise (a flow compiled without tracing has no trace code). The payload
+    /// is written to the flow state first, unless it is there already (`in_frame`: a host
+    /// reply, or the result of a region).
+    fn trace(
+        &mut self,
+        level: TraceLevel,
+        event: &'a str,
+        marker: TraceMarker,
+        value: ValueId,
+        in_frame: bool,
+    ) {
+        if self.program.trace < level {
+            return;
+        }
+        if !in_frame {
+            for local in self.program.values[value.0 as usize].payload.locals() {
+                self.store_local(local);
+            }
+        }
+        let program = self.address(self.program as *const Program as *const u8);
+        let layout = self.address(self.layout as *const Layout as *const u8);
+        let label = self.address(event.as_ptr());
+        let length = self.b.ins().iconst(I64, event.len() as i64);
+        let code = (u64::from(marker as u32) << 32) | u64::from(value.0);
+        let code = self.b.ins().iconst(I64, code as i64);
+        self.call_helper(
+            runtime::helper_trace as *const u8,
+            &[I64; 6],
+            None,
+            &[self.state, program, layout, label, length, code],
+        );
+    }
+
     // ------------------------------------------------------------------ steps
 
     fn step(&mut self, step: &'a Step, sink: &Sink<'a>) -> Result<(), String> {
@@ -1118,8 +1156,17 @@ impl<'a, 'f> Lower<'a, 'f> {
                 let else_block = self.b.create_block();
                 self.b.ins().brif(cond, then_block, &[], else_block, &[]);
                 self.b.switch_to_block(then_block);
+                self.trace(
+                    TraceLevel::All,
+                    "if",
+                    TraceMarker::None,
+                    s.first_value,
+                    false,
+                );
                 self.select(&s.arms, 0, s.first_value, sink, "if", s.span)?;
                 self.b.switch_to_block(else_block);
+                let other = ValueId(s.first_value.0 + 1);
+                self.trace(TraceLevel::All, "if", TraceMarker::None, other, false);
                 self.select(&s.arms, 1, s.first_value, sink, "if", s.span)
             }
             Step::While(s) => self.while_loop(s, sink),
@@ -1128,10 +1175,36 @@ impl<'a, 'f> Lower<'a, 'f> {
                 for (&local, value) in s.fields.iter().zip(values) {
                     self.assign_accumulator(local, value);
                 }
+                match &s.yield_of {
+                    Some(subflow) => self.trace(
+                        TraceLevel::All,
+                        subflow,
+                        TraceMarker::Yield,
+                        s.first_value,
+                        false,
+                    ),
+                    None => self.trace(
+                        TraceLevel::All,
+                        "capture",
+                        TraceMarker::None,
+                        s.first_value,
+                        false,
+                    ),
+                }
                 let after = self.b.create_block();
                 let discard = self.sink(SinkKind::Jump(after));
                 self.select(&s.arms, 0, s.first_value, &discard, "capture", s.span)?;
                 self.b.switch_to_block(after);
+                if s.yield_of.is_none() {
+                    let captured = ValueId(s.first_value.0 + 1);
+                    self.trace(
+                        TraceLevel::All,
+                        "capture",
+                        TraceMarker::None,
+                        captured,
+                        false,
+                    );
+                }
                 self.select(&s.arms, 1, s.first_value, sink, "capture", s.span)
             }
             Step::Update(s) => {
@@ -1186,7 +1259,7 @@ impl<'a, 'f> Lower<'a, 'f> {
             if self.lane.is_none() {
                 let known = self.mask_of(v);
                 if let Some(plan) = super::lookup::plan(s, self.data.table_bytes, known) {
-                    return self.lookup_match(v, plan, sink);
+                    return self.lookup_match(v, plan, s.matched, sink);
                 }
             }
         }
@@ -1238,6 +1311,13 @@ impl<'a, 'f> Lower<'a, 'f> {
                 self.b.ins().brif(holds, body, &[], otherwise, &[]);
                 self.b.switch_to_block(body);
             }
+            self.trace(
+                TraceLevel::All,
+                "match",
+                TraceMarker::None,
+                s.matched,
+                false,
+            );
             match &arm.arm.step {
                 Some(step) => self.step(step, sink)?,
                 None => self.finish(s.matched, sink),
@@ -1252,8 +1332,11 @@ impl<'a, 'f> Lower<'a, 'f> {
         &mut self,
         v: Value,
         plan: super::lookup::Plan<'a>,
+        matched: ValueId,
         sink: &Sink<'a>,
     ) -> Result<(), String> {
+        // The arm taken is traced before its step, as in `match_step`.
+        self.trace(TraceLevel::All, "match", TraceMarker::None, matched, false);
         self.data.table_bytes += plan.table_bytes();
         let offset = if plan.base == 0 {
             v
@@ -1776,6 +1859,13 @@ impl<'a, 'f> Lower<'a, 'f> {
         self.tick();
         let i = self.b.use_var(counter);
         self.set(s.index, Val::Scalar(i));
+        self.trace(
+            TraceLevel::All,
+            "for",
+            TraceMarker::None,
+            s.first_value,
+            false,
+        );
         let discard = self.sink(SinkKind::Jump(latch));
         self.loops.push(open);
         self.select(&s.arms, 0, s.first_value, &discard, "for", s.span)?;
@@ -1786,6 +1876,8 @@ impl<'a, 'f> Lower<'a, 'f> {
         self.b.def_var(counter, next);
         self.b.ins().jump(header, &[]);
         self.b.switch_to_block(done);
+        let finished = ValueId(s.first_value.0 + 1);
+        self.trace(TraceLevel::All, "for", TraceMarker::None, finished, false);
         self.select(&s.arms, 1, s.first_value, sink, "for", s.span)
     }
 
@@ -1831,6 +1923,13 @@ impl<'a, 'f> Lower<'a, 'f> {
             self.b.switch_to_block(entry);
             let i = self.b.use_var(counter);
             self.set(s.index, Val::Scalar(i));
+            self.trace(
+                TraceLevel::All,
+                "for",
+                TraceMarker::None,
+                s.first_value,
+                false,
+            );
             let this_latch = if copy == 0 {
                 latch
             } else {
@@ -1854,6 +1953,8 @@ impl<'a, 'f> Lower<'a, 'f> {
             }
         }
         self.b.switch_to_block(done);
+        let finished = ValueId(s.first_value.0 + 1);
+        self.trace(TraceLevel::All, "for", TraceMarker::None, finished, false);
         self.select(&s.arms, 1, s.first_value, sink, "for", s.span)
     }
 
@@ -1868,11 +1969,20 @@ impl<'a, 'f> Lower<'a, 'f> {
         self.b.ins().brif(cond, body, &[], done, &[]);
         self.b.switch_to_block(body);
         self.tick();
+        self.trace(
+            TraceLevel::All,
+            "while",
+            TraceMarker::None,
+            s.first_value,
+            false,
+        );
         let discard = self.sink(SinkKind::Jump(header));
         self.loops.push(OpenLoop::While);
         self.select(&s.arms, 0, s.first_value, &discard, "while", s.span)?;
         self.loops.pop();
         self.b.switch_to_block(done);
+        let finished = ValueId(s.first_value.0 + 1);
+        self.trace(TraceLevel::All, "while", TraceMarker::None, finished, false);
         self.select(&s.arms, 1, s.first_value, sink, "while", s.span)
     }
 
@@ -1932,6 +2042,9 @@ impl<'a, 'f> Lower<'a, 'f> {
                         self.load_local(local);
                     }
                 }
+                let value = ValueId(s.first_value.0 + branch as u32);
+                let marker = TraceMarker::of_mocked(s.mocked);
+                self.trace(TraceLevel::Dispatches, &s.name, marker, value, true);
                 self.select(&s.arms, branch, s.first_value, sink, &s.name, s.span)?;
             }
             return Ok(());
@@ -1945,6 +2058,9 @@ impl<'a, 'f> Lower<'a, 'f> {
         self.step(&s.body, &exit)?;
         for (branch, &block) in blocks.iter().enumerate() {
             self.b.switch_to_block(block);
+            let value = ValueId(s.first_value.0 + branch as u32);
+            let marker = TraceMarker::of_mocked(s.mocked);
+            self.trace(TraceLevel::Dispatches, &s.name, marker, value, false);
             self.select(&s.arms, branch, s.first_value, sink, &s.name, s.span)?;
         }
         Ok(())
@@ -2138,8 +2254,16 @@ impl<'a, 'f> Lower<'a, 'f> {
                 self.load_local(local);
             }
         }
-        let event = self.program.events[s.event.0 as usize].name.clone();
-        self.select(&s.arms, branch, s.first_value, sink, &event, s.span)
+        let event = &self.program.events[s.event.0 as usize].name;
+        let value = ValueId(s.first_value.0 + branch as u32);
+        self.trace(
+            TraceLevel::Dispatches,
+            event,
+            TraceMarker::of_mocked(s.mocked),
+            value,
+            true,
+        );
+        self.select(&s.arms, branch, s.first_value, sink, event, s.span)
     }
 
     // ------------------------------------------------------------------ expressions

@@ -264,6 +264,12 @@ fn host_isa() -> Result<OwnedTargetIsa, JitError> {
     .map_err(JitError::UnsupportedHost)
 }
 
+/// The address of the helper generated code calls for a trace line (SPEC 13), as it appears in
+/// the CLIF of a traced flow: `tests/native.rs` checks that an untraced flow never names it.
+pub fn trace_helper_address() -> usize {
+    runtime::helper_trace as *const u8 as usize
+}
+
 /// Lowers and compiles `program` for this machine, within the default [`CompileBudget`].
 pub fn compile(
     program: &Program,

@@ -150,6 +150,7 @@ pub unsafe fn run(
         .as_ref()
         .map_or(&NEVER_INTERRUPTED, |i| i.flag());
     state.loop_counts = state.loop_iterations.as_mut_ptr();
+    state.set_trace(program, limits);
     // SAFETY: only the lifetime is erased; the pointer is cleared below, before `output` can end.
     state.output = unsafe {
         std::mem::transmute::<*const (dyn OutputSink + '_), *const (dyn OutputSink + 'static)>(
@@ -452,6 +453,36 @@ pub unsafe extern "C" fn helper_poll(state: *mut RunState) -> u32 {
     match state.deadline {
         Some(deadline) if std::time::Instant::now() >= deadline => 1 + limit_code(Limit::Deadline),
         _ => 0,
+    }
+}
+
+/// The trace line of `label` (with marker `marker_value >> 32`) returning value
+/// `marker_value as u32`, whose payload generated code wrote to the flow state (SPEC 13; the
+/// line is made by the code the interpreter uses, `host::trace::write_line`). A trace never
+/// changes the run: a panic here stops the trace only.
+///
+/// # Safety
+/// `state` is the live run state; `program` and `layout` are the flow's (which outlive its
+/// code); (`label_ptr`, `label_len`) is live UTF-8.
+pub unsafe extern "C" fn helper_trace(
+    state: *mut RunState,
+    program: *const Program,
+    layout: *const crate::layout::Layout,
+    label_ptr: u64,
+    label_len: u64,
+    marker_value: u64,
+) {
+    // SAFETY: guaranteed by the caller.
+    let (state, program, layout) = unsafe { (&mut *state, &*program, &*layout) };
+    // SAFETY: guaranteed by the caller.
+    let label = unsafe { crate::host::word_str(label_ptr, label_len) };
+    let marker = crate::host::TraceMarker::from_code(marker_value >> 32);
+    let value = ValueId(marker_value as u32);
+    let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        crate::host::write_trace_line(state, program, layout, label, marker, value)
+    }));
+    if written.is_err() {
+        state.trace_cut = true;
     }
 }
 

@@ -355,6 +355,7 @@ impl<'a> Lowerer<'a> {
             invoke_sites: self.invoke_sites,
             subflow_names: self.subflow_names,
             obligation_states: self.handles.states,
+            trace: crate::host::TraceLevel::Off,
         };
         (program, self.diagnostics)
     }
@@ -934,6 +935,7 @@ impl<'a> Lowerer<'a> {
             first_value,
             arms,
             span: self.sp(invocation.span),
+            mocked: false,
         })))
     }
 
@@ -2043,6 +2045,7 @@ impl<'a> Lowerer<'a> {
                 arms,
                 first_value,
                 span: self.sp(invocation.span),
+                yield_of: None,
             }))
         })
     }
@@ -2273,6 +2276,7 @@ impl<'a> Lowerer<'a> {
             arms,
             first_value,
             span: self.sp(constructor.span),
+            yield_of: Some(name),
         })))
     }
 

@@ -28,6 +28,8 @@
 //! max_output_bytes = 1048576                 # what `std.io` may print per run (default 1 MiB)
 //! shape = "reply"                            # every flow's value must have the shape of this
 //!                                            #   event (registered, or of a library of the scope)
+//! max_trace_lines = 10000                    # the trace of a `"trace": true` request (defaults:
+//! max_trace_bytes = 1048576                  #   10,000 lines, 1 MiB); past it, cut
 //!
 //! [[keys]]
 //! name = "alice"                 # shown in logs, never the key itself
@@ -99,6 +101,8 @@ struct ScopeSection {
     deadline_ms: Option<u64>,
     max_output_bytes: Option<u64>,
     shape: Option<String>,
+    max_trace_lines: Option<u64>,
+    max_trace_bytes: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -122,6 +126,11 @@ pub struct ScopeLimits {
     /// Bytes `std.io` may print in one run (`RunLimits::max_output_bytes`): the run writes what
     /// fits and stops there (`exhausted`, limit `Output`).
     pub max_output_bytes: u64,
+    /// Trace lines a traced request (`"trace": true`) keeps (`RunLimits::max_trace_lines`):
+    /// past it the trace is cut (`"trace_cut": true` in the answer) and the run goes on.
+    pub max_trace_lines: u64,
+    /// Bytes of trace lines a traced request keeps (`RunLimits::max_trace_bytes`).
+    pub max_trace_bytes: u64,
 }
 
 impl ScopeLimits {
@@ -136,6 +145,9 @@ impl ScopeLimits {
             // The default bound on open obligations, always discharged (SPEC 12).
             max_handles: None,
             keep_handles_open: false,
+            trace: None,
+            max_trace_lines: Some(self.max_trace_lines),
+            max_trace_bytes: Some(self.max_trace_bytes),
         }
     }
 }
@@ -147,6 +159,8 @@ impl Default for ScopeLimits {
             max_iterations: 10_000_000,
             deadline_ms: 1000,
             max_output_bytes: 1 << 20,
+            max_trace_lines: 10_000,
+            max_trace_bytes: 1 << 20,
         }
     }
 }
@@ -265,6 +279,12 @@ impl ServerConfig {
                         max_output_bytes: section
                             .max_output_bytes
                             .unwrap_or(defaults.max_output_bytes),
+                        max_trace_lines: section
+                            .max_trace_lines
+                            .unwrap_or(defaults.max_trace_lines),
+                        max_trace_bytes: section
+                            .max_trace_bytes
+                            .unwrap_or(defaults.max_trace_bytes),
                     },
                 },
             );

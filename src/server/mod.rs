@@ -4,11 +4,13 @@
 //! who register their own host events (see `examples/server.rs`).
 //!
 //! Endpoints (JSON in and out):
-//! * `POST /v1/run` `{source, inputs?, scope?, mocks?}`: runs the flow; answers the CLI's
+//! * `POST /v1/run` `{source, inputs?, scope?, mocks?, trace?}`: runs the flow; answers the CLI's
 //!   outcome JSON plus `flow` (the flow's id), `scope` and `output` (what `std.io` printed).
 //!   `mocks` (SPEC 13) are Koru sources replacing events the scope allows, for this request;
 //!   a mock's errors are `invalid` with `"mock": i` and positions in that mock. A scope's
-//!   `shape` holds every flow of the scope to an event's shape (E0213).
+//!   `shape` holds every flow of the scope to an event's shape (E0213). With `"trace": true`
+//!   (or `"all"`) the answer also has `trace`, the run's trace lines (SPEC 13), within the
+//!   scope's `max_trace_lines` and `max_trace_bytes`, and `trace_cut` (whether it was cut there).
 //! * `POST /v1/check` `{source, inputs?, scope?, mocks?}`: diagnostics and the static cost bound.
 //! * `GET /v1/flows/stats`: statistics of the cached flows of the key's scopes (and their count
 //!   and code bytes; nothing of other scopes, not even cache-wide counters).
@@ -612,6 +614,8 @@ struct FlowRequest {
     types: Vec<(String, crate::Type)>,
     /// Koru sources replacing host events of the scope (SPEC 13), named `mocks[i]`.
     mocks: Vec<(String, String)>,
+    /// `"trace": true` (dispatches) or `"trace": "all"` (SPEC 13).
+    trace: crate::TraceLevel,
 }
 
 fn parse_request(
@@ -640,12 +644,14 @@ fn parse_request(
             "the body must be a JSON object {\"source\": ..., \"inputs\": {...}, \"scope\": ...}",
         ));
     };
-    if let Some(unknown) = fields
-        .keys()
-        .find(|k| !matches!(k.as_str(), "source" | "inputs" | "scope" | "mocks"))
-    {
+    if let Some(unknown) = fields.keys().find(|k| {
+        !matches!(
+            k.as_str(),
+            "source" | "inputs" | "scope" | "mocks" | "trace"
+        )
+    }) {
         return Err(ApiError::bad_request(format!(
-            "unknown field `{unknown}` (expected source, inputs, scope, mocks)"
+            "unknown field `{unknown}` (expected source, inputs, scope, mocks, trace)"
         )));
     }
     let mocks = match fields.get("mocks") {
@@ -663,6 +669,17 @@ fn parse_request(
             named
         }
         Some(_) => return Err(ApiError::bad_request("`mocks` must be an array of strings")),
+    };
+    let trace = match fields.get("trace") {
+        None | Some(Json::Null) | Some(Json::Bool(false)) => crate::TraceLevel::Off,
+        Some(Json::Bool(true)) => crate::TraceLevel::Dispatches,
+        Some(Json::String(level)) if level == "dispatches" => crate::TraceLevel::Dispatches,
+        Some(Json::String(level)) if level == "all" => crate::TraceLevel::All,
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "`trace` must be true, false, \"dispatches\" or \"all\"",
+            ))
+        }
     };
     let source = match fields.get("source") {
         Some(Json::String(source)) => source.clone(),
@@ -735,6 +752,7 @@ fn parse_request(
         inputs,
         types,
         mocks,
+        trace,
     })
 }
 
@@ -845,6 +863,8 @@ fn compile_options(request: &FlowRequest, shape: Option<String>) -> CompileOptio
         tier: Tier::Auto,
         shape,
         mocks: request.mocks.clone(),
+        // A traced flow is a flow of its own in the cache: the untraced one has no trace code.
+        trace: request.trace,
         ..CompileOptions::default()
     }
 }
@@ -870,7 +890,11 @@ async fn run(
                 }
             };
             let limits = state.config.scopes[&request.scope].limits;
-            let run_limits = limits.run_limits(Some(interrupt.clone()));
+            let mut run_limits = limits.run_limits(Some(interrupt.clone()));
+            let trace = std::sync::Arc::new(crate::CaptureTrace::new());
+            if request.trace != crate::TraceLevel::Off {
+                run_limits.trace = Some(trace.clone());
+            }
             let output = crate::host::CaptureSink::new();
             let report = flow
                 .run_report(&request.inputs, &run_limits, &output)
@@ -900,6 +924,11 @@ async fn run(
             body["output"] = json!(out);
             if !err.is_empty() {
                 body["stderr"] = json!(err);
+            }
+            if request.trace != crate::TraceLevel::Off {
+                // Bounded by the scope's `max_trace_lines` and `max_trace_bytes`.
+                body["trace_cut"] = json!(trace.was_cut());
+                body["trace"] = json!(trace.take_lines());
             }
             Ok(json_response(status, &body))
         })
