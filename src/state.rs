@@ -368,8 +368,22 @@ impl RunState {
     /// payload carries (their text copied, as the payload's buffer is reused by the next call).
     /// Past the run's bound the handle is kept (so that it is discharged with the others) and
     /// the run stops with `TooManyHandles`.
-    #[inline]
+    #[inline(always)]
     pub fn record_opened(
+        &mut self,
+        plan: &crate::host::ReplyPlan,
+        branch: u32,
+    ) -> Result<(), Box<TrapError>> {
+        match &plan.obligations {
+            // Most events open nothing: one test, inline at every host call.
+            None => Ok(()),
+            Some(_) => self.record_opened_slow(plan, branch),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn record_opened_slow(
         &mut self,
         plan: &crate::host::ReplyPlan,
         branch: u32,

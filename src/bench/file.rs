@@ -118,7 +118,7 @@ pub fn bench_file(
                 options.run_deadline.as_millis()
             ));
         }
-        Ok((outcome, sink.take_out() + &sink.take_err()))
+        Ok((outcome, sink.take_out() + sink.take_err().as_str()))
     };
     let mut tiers = Vec::new();
     let mut reference: Option<(String, String, u64)> = None;

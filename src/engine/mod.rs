@@ -954,8 +954,7 @@ impl Flow {
         limits: &RunLimits,
         output: &dyn OutputSink,
     ) -> Result<Outcome, InputError> {
-        self.run_report(inputs, limits, output)
-            .map(|report| report.outcome)
+        self.run_into(inputs, limits, output, None)
     }
 
     /// Like [`Flow::run_with_output`], and also says what became of the run's obligations
@@ -984,6 +983,24 @@ impl Flow {
         limits: &RunLimits,
         output: &dyn OutputSink,
     ) -> Result<RunReport, InputError> {
+        let mut obligations = Obligations::default();
+        let outcome = self.run_into(inputs, limits, output, Some(&mut obligations))?;
+        Ok(RunReport {
+            outcome,
+            obligations,
+        })
+    }
+
+    /// A run; what became of its obligations goes to `report` when there is one. (Not building
+    /// a [`RunReport`] for [`Flow::run`] keeps its per-run cost what it was before obligations:
+    /// a flow that opened nothing does no discharge work at all.)
+    fn run_into(
+        &self,
+        inputs: &Inputs,
+        limits: &RunLimits,
+        output: &dyn OutputSink,
+        report: Option<&mut Obligations>,
+    ) -> Result<Outcome, InputError> {
         let inner = &self.inner;
         // The call threshold counts finished runs: with 1, the first run starts interpreted.
         if inner.tier == Tier::Auto
@@ -1025,17 +1042,19 @@ impl Flow {
                 };
                 // However the run ended (a host panic included: the tiers catch it), its open
                 // obligations are discharged before the outcome is made.
-                let obligations = discharge::finish(
-                    &inner.program,
-                    &inner.registry,
-                    state,
-                    output,
-                    limits.keep_handles_open,
-                );
-                RunReport {
-                    outcome: self.outcome(result, state),
-                    obligations,
+                if report.is_some() || !state.handles.is_empty() {
+                    let obligations = discharge::finish(
+                        &inner.program,
+                        &inner.registry,
+                        state,
+                        output,
+                        limits.keep_handles_open,
+                    );
+                    if let Some(report) = report {
+                        *report = obligations;
+                    }
                 }
+                self.outcome(result, state)
             });
         inner
             .stats
