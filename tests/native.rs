@@ -489,3 +489,69 @@ fn a_flow_compiled_without_tracing_has_no_trace_code() {
     assert_eq!(calls(&dispatches), calls(&untraced) + 1);
     assert_eq!(calls(&all), calls(&untraced) + 5);
 }
+
+#[test]
+fn str_equality_with_a_short_literal_calls_nothing() {
+    // Issue 17: `==` / `!=` against a literal of at most 16 bytes is compared inline (lengths,
+    // then at most two loads); a longer literal calls the helper. Both tiers agree on strings
+    // equal to, a prefix of, longer than and different from the literal.
+    let source = |literal: &str| {
+        format!(
+            "~if(s == \"{literal}\")\n| then |> r {{ a: 1, b: s != \"{literal}\" }}\n| else |> r {{ a: 2, b: \"{literal}\" != s }}\n"
+        )
+    };
+    let engine = Engine::new(Registry::new());
+    for literal in [
+        "",
+        "a",
+        "GET",
+        "idle",
+        "running",
+        "sixteen-byte-str",
+        "seventeen-byte-st",
+    ] {
+        let text = source(literal);
+        let options = CompileOptions::default().input("s", koru_jit::Type::Str);
+        let flow = engine.compile("t", &text, &options).unwrap();
+        let (_, listing) = koru_jit::jit::compile_with_listing(
+            flow.program(),
+            flow.layout(),
+            engine.registry(),
+            true,
+        )
+        .unwrap();
+        let calls = listing.clif.matches("call_indirect").count();
+        if literal.len() <= 16 {
+            assert_eq!(calls, 0, "{literal:?}\n{}", listing.clif);
+        } else {
+            assert!(calls > 0, "{literal:?}");
+        }
+        let longer = format!("{literal}x");
+        let prefix = &literal[..literal.len().saturating_sub(1)];
+        let mut different = literal.to_string().into_bytes();
+        if let Some(last) = different.last_mut() {
+            *last ^= 1;
+        }
+        let different = String::from_utf8(different).unwrap();
+        for value in [
+            literal,
+            prefix,
+            longer.as_str(),
+            different.as_str(),
+            "",
+            "zzzzzzzzzzzzzzzzzzzz",
+        ] {
+            let outcomes: Vec<Outcome> = [Tier::Interp, Tier::Jit]
+                .iter()
+                .map(|&tier| {
+                    engine
+                        .compile("t", &text, &options.clone().tier(tier))
+                        .unwrap()
+                        .run(&Inputs::new().set("s", value), &RunLimits::default())
+                        .unwrap()
+                })
+                .collect();
+            assert_eq!(outcomes[0], outcomes[1], "{literal:?} against {value:?}");
+        }
+    }
+}

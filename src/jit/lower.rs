@@ -2364,6 +2364,41 @@ impl<'a, 'f> Lower<'a, 'f> {
                 let c = self.b.ins().fcmp(cc, a, b);
                 self.bool_value(c)
             }
+            Expr::StrCmp(op, a, b) if short_literal(a).or(short_literal(b)).is_some() => {
+                // Against a literal of at most 16 bytes: the lengths, then (only when they are
+                // equal, so that no load passes the end) at most two loads, inline. Evaluating
+                // only the other side is the same: a literal does nothing.
+                let (text, other) = match short_literal(a) {
+                    Some(text) => (text, b),
+                    None => (short_literal(b).expect("checked above"), a),
+                };
+                let Val::Str(p, l) = self.expr(other) else {
+                    unreachable!("the checker typed both sides str")
+                };
+                let same_length = self.b.ins().icmp_imm_s(IntCC::Equal, l, text.len() as i64);
+                let equal = if text.is_empty() {
+                    same_length
+                } else {
+                    let compare = self.b.create_block();
+                    let join = self.b.create_block();
+                    let result = self.b.append_block_param(join, types::I8);
+                    let differ = self.b.ins().iconst(types::I8, 0);
+                    self.b
+                        .ins()
+                        .brif(same_length, compare, &[], join, &[differ.into()]);
+                    self.b.switch_to_block(compare);
+                    let words = self.load_str_words(p, text.len());
+                    let equal = self.str_words_equal(&words, text.as_bytes());
+                    self.b.ins().jump(join, &[equal.into()]);
+                    self.b.switch_to_block(join);
+                    result
+                };
+                let equal = self.bool_value(equal);
+                match op {
+                    CmpOp::Ne => self.b.ins().bxor_imm_s(equal, 1),
+                    _ => equal,
+                }
+            }
             Expr::StrCmp(op, a, b) => {
                 let (Val::Str(ap, al), Val::Str(bp, bl)) = (self.expr(a), self.expr(b)) else {
                     unreachable!("the checker typed both sides str")
@@ -2750,4 +2785,12 @@ fn unrollable(arms: &Arms) -> bool {
     }
     let mut budget = 8;
     arms_ok(arms, &mut budget)
+}
+
+/// The text of a `str` literal of at most 16 bytes (compared inline, see `Expr::StrCmp`).
+fn short_literal(expr: &Expr) -> Option<&str> {
+    match expr {
+        Expr::Str(text) if text.len() <= 16 => Some(text),
+        _ => None,
+    }
 }
