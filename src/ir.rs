@@ -276,8 +276,6 @@ pub struct Invoke {
     pub first_value: ValueId,
     pub arms: Arms,
     pub span: Span,
-    /// The event is a mock (SPEC 13): its trace lines say `(mock)`.
-    pub mocked: bool,
 }
 
 /// An inlined subflow: inputs are evaluated, the body runs, its value is mapped to one of the

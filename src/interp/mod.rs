@@ -662,7 +662,7 @@ impl Exec<'_> {
         if self.trace_dispatches {
             self.write_trace(
                 &event.name,
-                TraceMarker::of_mocked(s.mocked),
+                TraceMarker::None,
                 ValueId(s.first_value.0 + branch),
             )
         };

@@ -2256,10 +2256,11 @@ impl<'a, 'f> Lower<'a, 'f> {
         }
         let event = &self.program.events[s.event.0 as usize].name;
         let value = ValueId(s.first_value.0 + branch as u32);
+        // A host dispatch is never a mock (a mock is inlined as a `SubflowCall`).
         self.trace(
             TraceLevel::Dispatches,
             event,
-            TraceMarker::of_mocked(s.mocked),
+            TraceMarker::None,
             value,
             true,
         );

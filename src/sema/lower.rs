@@ -935,7 +935,6 @@ impl<'a> Lowerer<'a> {
             first_value,
             arms,
             span: self.sp(invocation.span),
-            mocked: false,
         })))
     }
 
