@@ -3,6 +3,24 @@
 
 use koru_jit::{CompileOptions, Engine, ErrorCode, Inputs, Outcome, Registry, RunLimits, Tier};
 
+/// The outcomes of `source` compiled with `options` and run with `inputs` and `limits` in the
+/// interpreter and in native code, in that order.
+fn in_both_tiers(
+    engine: &Engine,
+    source: &str,
+    options: &CompileOptions,
+    inputs: &Inputs,
+    limits: &RunLimits,
+) -> [Outcome; 2] {
+    [Tier::Interp, Tier::Jit].map(|tier| {
+        engine
+            .compile("t", source, &options.clone().tier(tier))
+            .unwrap()
+            .run(inputs, limits)
+            .unwrap()
+    })
+}
+
 fn jit(registry: Registry, source: &str) -> koru_jit::Flow {
     let flow = Engine::new(registry)
         .compile("native", source, &CompileOptions::default().tier(Tier::Jit))
@@ -37,16 +55,13 @@ fn iteration_and_fuel_limits_stop_native_code_where_the_interpreter_stops() {
             ..RunLimits::default()
         },
     ] {
-        let outcomes: Vec<Outcome> = [Tier::Interp, Tier::Jit]
-            .iter()
-            .map(|&tier| {
-                engine
-                    .compile("t", source, &CompileOptions::default().tier(tier))
-                    .unwrap()
-                    .run(&Inputs::new(), &limits)
-                    .unwrap()
-            })
-            .collect();
+        let outcomes = in_both_tiers(
+            &engine,
+            source,
+            &CompileOptions::default(),
+            &Inputs::new(),
+            &limits,
+        );
         assert_eq!(outcomes[0], outcomes[1], "{limits:?}");
         assert!(
             matches!(outcomes[1], Outcome::Exhausted { .. }),
@@ -292,22 +307,13 @@ fn a_dense_int_match_is_one_table_jump_and_a_short_str_match_calls_nothing() {
     assert_eq!(clif.matches("call_indirect").count(), 1, "{clif}");
     // And the two tiers agree on the result.
     let engine = Engine::new(Registry::new());
-    let results: Vec<Outcome> = [Tier::Interp, Tier::Jit]
-        .iter()
-        .map(|&tier| {
-            engine
-                .compile(
-                    "t",
-                    source,
-                    &CompileOptions::default()
-                        .input("n", koru_jit::Type::Int)
-                        .tier(tier),
-                )
-                .unwrap()
-                .run(&Inputs::new().set("n", 30i64), &RunLimits::default())
-                .unwrap()
-        })
-        .collect();
+    let results = in_both_tiers(
+        &engine,
+        source,
+        &CompileOptions::default().input("n", koru_jit::Type::Int),
+        &Inputs::new().set("n", 30i64),
+        &RunLimits::default(),
+    );
     assert_eq!(results[0], results[1]);
 }
 
@@ -344,22 +350,13 @@ fn a_match_whose_arms_differ_only_in_literals_is_a_table_load_without_jumps() {
     assert_eq!(clif.matches("br_table").count(), 1, "{clif}");
     let engine = Engine::new(Registry::new());
     for source in [&source, &mixed] {
-        let results: Vec<Outcome> = [Tier::Interp, Tier::Jit]
-            .iter()
-            .map(|&tier| {
-                engine
-                    .compile(
-                        "t",
-                        source,
-                        &CompileOptions::default()
-                            .input("n", koru_jit::Type::Int)
-                            .tier(tier),
-                    )
-                    .unwrap()
-                    .run(&Inputs::new().set("n", 1000i64), &RunLimits::default())
-                    .unwrap()
-            })
-            .collect();
+        let results = in_both_tiers(
+            &engine,
+            source,
+            &CompileOptions::default().input("n", koru_jit::Type::Int),
+            &Inputs::new().set("n", 1000i64),
+            &RunLimits::default(),
+        );
         assert_eq!(results[0], results[1]);
     }
 }
@@ -541,16 +538,13 @@ fn str_equality_with_a_short_literal_calls_nothing() {
             "",
             "zzzzzzzzzzzzzzzzzzzz",
         ] {
-            let outcomes: Vec<Outcome> = [Tier::Interp, Tier::Jit]
-                .iter()
-                .map(|&tier| {
-                    engine
-                        .compile("t", &text, &options.clone().tier(tier))
-                        .unwrap()
-                        .run(&Inputs::new().set("s", value), &RunLimits::default())
-                        .unwrap()
-                })
-                .collect();
+            let outcomes = in_both_tiers(
+                &engine,
+                &text,
+                &options,
+                &Inputs::new().set("s", value),
+                &RunLimits::default(),
+            );
             assert_eq!(outcomes[0], outcomes[1], "{literal:?} against {value:?}");
         }
     }

@@ -31,13 +31,7 @@ pub struct TierFigures {
 
 impl TierFigures {
     pub fn median(&self) -> f64 {
-        let mut sorted = self.samples.clone();
-        sorted.sort_by(f64::total_cmp);
-        match sorted.len() {
-            0 => f64::NAN,
-            n if n % 2 == 1 => sorted[n / 2],
-            n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
-        }
+        super::median(&self.samples)
     }
 
     pub fn min(&self) -> f64 {
@@ -75,6 +69,9 @@ pub struct FileOptions<'a> {
     pub run_deadline: Duration,
 }
 
+/// What one run may print (captured, to compare the tiers); past it the bench stops with an
+/// error.
+const MAX_OUTPUT_BYTES: u64 = 16 << 20;
 /// A warm round lasts at least this long (more runs per round for short flows).
 const ROUND: Duration = Duration::from_millis(5);
 /// At most this many runs per round.
@@ -107,6 +104,8 @@ pub fn bench_file(
     let run_once = |flow: &crate::Flow, sink: &CaptureSink| -> Result<(Outcome, String), String> {
         let limits = RunLimits {
             deadline: Some(Instant::now() + options.run_deadline),
+            // Captured to compare the tiers: bounded, as a run is in time.
+            max_output_bytes: Some(MAX_OUTPUT_BYTES),
             ..RunLimits::default()
         };
         let outcome = flow
@@ -114,7 +113,7 @@ pub fn bench_file(
             .map_err(|e| format!("the flow cannot run: {e}"))?;
         if let Outcome::Exhausted { limit, .. } = &outcome {
             return Err(format!(
-                "a run was stopped by {limit:?} (the bench measures flows that finish within {} ms)",
+                "a run was stopped by {limit:?} (the bench measures flows that finish within {} ms and print at most {MAX_OUTPUT_BYTES} bytes)",
                 options.run_deadline.as_millis()
             ));
         }

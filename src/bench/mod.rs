@@ -148,16 +148,7 @@ pub struct Measurement {
 
 impl Measurement {
     pub fn median(&self) -> f64 {
-        let mut sorted = self.samples.clone();
-        sorted.sort_by(f64::total_cmp);
-        let n = sorted.len();
-        if n == 0 {
-            f64::NAN
-        } else if n % 2 == 1 {
-            sorted[n / 2]
-        } else {
-            (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
-        }
+        median(&self.samples)
     }
 
     pub fn min(&self) -> f64 {
@@ -169,6 +160,20 @@ impl Measurement {
             .iter()
             .copied()
             .fold(f64::NEG_INFINITY, f64::max)
+    }
+}
+
+/// The median of `samples` (NaN for none).
+pub(crate) fn median(samples: &[f64]) -> f64 {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
     }
 }
 
@@ -341,13 +346,25 @@ fn compile(engine: &Engine, source: &str, tier: Tier) -> Flow {
 /// One run of `source` per round, doing `operations`. Compiled once before the rounds, except in
 /// the auto tier, which is measured from a fresh compile: the switch to native code is part of it.
 fn flow_round(engine: Engine, source: &'static str, tier: Tier, operations: u64) -> Round {
+    checked_flow_round(engine, source, tier, operations, |_| {})
+}
+
+/// A round of one run of `source` (compiled once, or each round for the auto tier, so that its
+/// switch is inside the time), whose outcome `check` asserts on.
+fn checked_flow_round(
+    engine: Engine,
+    source: &'static str,
+    tier: Tier,
+    operations: u64,
+    check: impl Fn(&crate::Outcome) + 'static,
+) -> Round {
     let (inputs, limits) = (Inputs::new(), RunLimits::default());
     let prepared = (tier != Tier::Auto).then(|| compile(&engine, source, tier));
     Box::new(move || {
         let flow = prepared
             .clone()
             .unwrap_or_else(|| compile(&engine, source, tier));
-        black_box(flow.run(&inputs, &limits).expect("no inputs"));
+        check(&black_box(flow.run(&inputs, &limits).expect("no inputs")));
         operations
     })
 }
@@ -578,28 +595,22 @@ fn prepare(workload: Workload, runner: Runner) -> Option<Prepared> {
         }
         (Workload::Pure(k), Runner::Tier(tier)) => {
             let pure = pure::ALL[k];
-            let engine = engine_for(&accumulator, false);
-            let prepared = (tier != Tier::Auto).then(|| compile(&engine, pure.source, tier));
-            Box::new(move || {
-                let flow = prepared
-                    .clone()
-                    .unwrap_or_else(|| compile(&engine, pure.source, tier));
-                let outcome = flow.run(&inputs, &limits).expect("no inputs");
-                let got = match &outcome {
-                    crate::Outcome::Ok {
-                        value: Some(value), ..
-                    } => match pure.expected {
+            // Checked, so that a broken tier cannot look fast.
+            checked_flow_round(
+                engine_for(&accumulator, false),
+                pure.source,
+                tier,
+                pure.operations,
+                move |outcome| {
+                    let got = outcome.value().and_then(|value| match pure.expected {
                         pure::Expected::Int(_) => value.get::<i64>().ok().map(pure::Expected::Int),
                         pure::Expected::Float(_) => {
                             value.get::<f64>().ok().map(pure::Expected::Float)
                         }
-                    },
-                    _ => None,
-                };
-                // Checked, so that a broken tier cannot look fast.
-                assert_eq!(got, Some(pure.expected), "{}: {outcome:?}", pure.name);
-                pure.operations
-            })
+                    });
+                    assert_eq!(got, Some(pure.expected), "{}: {outcome:?}", pure.name);
+                },
+            )
         }
         (Workload::Pure(k), Runner::Native) => {
             let pure = pure::ALL[k];

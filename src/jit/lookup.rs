@@ -41,6 +41,9 @@ pub struct Plan<'a> {
     pub literal_tables: Vec<Option<usize>>,
     /// Each table's values, per slot.
     pub tables: Vec<Vec<i64>>,
+    /// Each table's sign when its values share one (`true`: all `>= 0`), which lets an addition
+    /// of the loaded literal check overflow with one compare.
+    pub table_signs: Vec<Option<bool>>,
     /// The first lane's error sites, each with its position in every lane's list.
     pub site_index: HashMap<(Span, Option<Arc<str>>), usize>,
     /// Every lane's error sites, in the order of `site_index`.
@@ -195,6 +198,18 @@ pub fn plan(s: &MatchStep, table_bytes: usize, known: Option<i64>) -> Option<Pla
     {
         return None;
     }
+    let table_signs = tables
+        .iter()
+        .map(|t| {
+            if t.iter().all(|&x| x >= 0) {
+                Some(true)
+            } else if t.iter().all(|&x| x < 0) {
+                Some(false)
+            } else {
+                None
+            }
+        })
+        .collect();
     Some(Plan {
         base,
         slots,
@@ -203,6 +218,7 @@ pub fn plan(s: &MatchStep, table_bytes: usize, known: Option<i64>) -> Option<Pla
         body: bodies[0],
         literal_tables,
         tables,
+        table_signs,
         site_index,
         lane_sites,
     })

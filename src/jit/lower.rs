@@ -1240,17 +1240,7 @@ impl<'a, 'f> Lower<'a, 'f> {
     fn match_step(&mut self, s: &'a MatchStep, sink: &Sink<'a>) -> Result<(), String> {
         let value = match self.expr(&s.scrutinee) {
             Val::Str(p, l) if self.layout.slot(s.value).buffer != crate::layout::NO_BUFFER => {
-                let buffer = self.layout.slot(s.value).buffer;
-                let buffer = self.b.ins().iconst(I64, i64::from(buffer));
-                let p = self
-                    .call_helper(
-                        runtime::helper_copy_str as *const u8,
-                        &[I64, I64, I64, I64],
-                        Some(I64),
-                        &[self.state, buffer, p, l],
-                    )
-                    .expect("helper_copy_str returns");
-                Val::Str(p, l)
+                self.str_into_buffer(runtime::helper_copy_str as *const u8, s.value, p, l)
             }
             v => v,
         };
@@ -1355,19 +1345,6 @@ impl<'a, 'f> Lower<'a, 'f> {
             offset
         };
         let mut tables = Vec::with_capacity(plan.tables.len());
-        let table_signs: Vec<Option<bool>> = plan
-            .tables
-            .iter()
-            .map(|t| {
-                if t.iter().all(|&x| x >= 0) {
-                    Some(true)
-                } else if t.iter().all(|&x| x < 0) {
-                    Some(false)
-                } else {
-                    None
-                }
-            })
-            .collect();
         for table in plan.tables {
             let table: Box<[i64]> = table.into_boxed_slice();
             tables.push(table.as_ptr() as i64);
@@ -1386,7 +1363,7 @@ impl<'a, 'f> Lower<'a, 'f> {
             lane_sites: plan.lane_sites,
             bases: HashSet::new(),
             signs: HashMap::new(),
-            table_signs,
+            table_signs: plan.table_signs,
         });
         // As `Step::Update` lowers, with the lane set for the expressions only (the
         // continuation after the value is not the arms').
@@ -1640,21 +1617,27 @@ impl<'a, 'f> Lower<'a, 'f> {
     fn assign_accumulator(&mut self, local: LocalId, value: Val) {
         let value = match value {
             Val::Str(p, l) => {
-                let buffer = self.layout.slot(local).buffer;
-                let buffer = self.b.ins().iconst(I64, i64::from(buffer));
-                let p = self
-                    .call_helper(
-                        runtime::helper_assign_str as *const u8,
-                        &[I64, I64, I64, I64],
-                        Some(I64),
-                        &[self.state, buffer, p, l],
-                    )
-                    .expect("helper_assign_str returns");
-                Val::Str(p, l)
+                self.str_into_buffer(runtime::helper_assign_str as *const u8, local, p, l)
             }
             scalar => scalar,
         };
         self.set(local, value);
+    }
+
+    /// The string (`p`, `l`) copied by `helper` (`helper_assign_str` or `helper_copy_str`) into
+    /// the buffer of `local`: the copy's pointer, the same length.
+    fn str_into_buffer(&mut self, helper: *const u8, local: LocalId, p: Value, l: Value) -> Val {
+        let buffer = self.layout.slot(local).buffer;
+        let buffer = self.b.ins().iconst(I64, i64::from(buffer));
+        let p = self
+            .call_helper(
+                helper,
+                &[I64, I64, I64, I64],
+                Some(I64),
+                &[self.state, buffer, p, l],
+            )
+            .expect("the string helpers return a pointer");
+        Val::Str(p, l)
     }
 
     /// Sends `value` where `sink` says.
