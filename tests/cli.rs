@@ -1007,6 +1007,15 @@ fn bench_file_measures_a_users_flow_in_every_tier() {
     let (code, _, err) = koru(&["bench", &endless, "--run-deadline-ms", "50"]);
     assert_eq!(code, 3, "{err}");
     assert!(err.contains("Deadline"), "{err}");
+    // Output is captured to compare the tiers: a run printing more than 16 MiB is stopped.
+    let line = "x".repeat(1000);
+    let loud = write(
+        "bench_loud.kz",
+        &format!("~for(0..100000)\n| each _ |> std.io:println(text: \"{line}\")\n"),
+    );
+    let (code, _, err) = koru(&["bench", &loud]);
+    assert_eq!(code, 3, "{err}");
+    assert!(err.contains("Output"), "{err}");
 }
 
 #[test]
