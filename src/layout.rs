@@ -140,14 +140,7 @@ impl Builder<'_> {
                 fields,
             });
         }
-        let only_identity = match branches.as_slice() {
-            [BranchPlan {
-                payload: crate::types::PayloadType::Identity(_),
-                fields,
-                ..
-            }] => fields.first().copied(),
-            _ => None,
-        };
+        let only_identity = crate::host::ReplyPlan::identity_field(&branches);
         let obligations = (!sig.phantoms.is_empty()).then(|| self.site_obligations(sig, &branches));
         ReplyPlan {
             event: self.program.events[s.event.0 as usize].name.clone(),

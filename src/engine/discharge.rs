@@ -10,7 +10,6 @@ use crate::host::{
 use crate::ir::Program;
 use crate::outcome::{ErrorCode, Outcome};
 use crate::state::RunState;
-use crate::types::PayloadType;
 use std::sync::Arc;
 
 /// One discharging call made when the run ended.
@@ -185,14 +184,7 @@ fn call(
             fields,
         });
     }
-    let only_identity = match branches.as_slice() {
-        [BranchPlan {
-            payload: PayloadType::Identity(_),
-            fields,
-            ..
-        }] => fields.first().copied(),
-        _ => None,
-    };
+    let only_identity = crate::host::ReplyPlan::identity_field(&branches);
     let plan = ReplyPlan {
         event: event.clone(),
         span: crate::span::Span::default(),

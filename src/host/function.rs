@@ -229,6 +229,21 @@ pub(crate) struct ReplyPlan {
     pub obligations: Option<Box<SiteObligations>>,
 }
 
+impl ReplyPlan {
+    /// The slot of the payload of an event whose one branch carries a single value (see
+    /// [`ReplyPlan::only_identity`]).
+    pub(crate) fn identity_field(branches: &[BranchPlan]) -> Option<FieldPlan> {
+        match branches {
+            [BranchPlan {
+                payload: PayloadType::Identity(_),
+                fields,
+                ..
+            }] => fields.first().copied(),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub(crate) struct BranchPlan {
     pub name: Arc<str>,
