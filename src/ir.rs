@@ -562,6 +562,14 @@ impl Expr {
         a.into_iter().chain(b).chain(c)
     }
 
+    /// Calls `f` with every local the expression reads.
+    pub fn visit_locals(&self, f: &mut impl FnMut(LocalId)) {
+        match self {
+            Expr::Local(local, _) => f(*local),
+            e => e.operands().for_each(|o| o.visit_locals(f)),
+        }
+    }
+
     /// The expression's type (fixed by the checker).
     pub fn ty(&self) -> Type {
         match self {

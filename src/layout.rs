@@ -31,6 +31,9 @@ pub struct Layout {
     pub slots: Vec<Slot>,
     /// Size of the flow state in words.
     pub words: u32,
+    /// Words of a run state's frame: `words`, then the interpreter's temporaries (set when its
+    /// bytecode is compiled; native code uses only the first `words`).
+    pub frame_words: u32,
     /// String buffers owned by locals.
     pub buffers: u32,
     /// Where each host invocation's reply goes, indexed by [`crate::ir::Invoke::site`].
@@ -100,6 +103,7 @@ impl Layout {
         Layout {
             slots: builder.slots,
             words: builder.words,
+            frame_words: builder.words,
             buffers: builder.buffers,
             replies: builder
                 .replies

@@ -306,7 +306,7 @@ impl RunState {
         *trace_cut = false;
         trace_text.clear();
         sized(conversion_pairs, sites, [0; 2]);
-        sized(frame, layout.words as usize, 0);
+        sized(frame, layout.frame_words as usize, 0);
         strings(buffers, layout.buffers as usize);
         sized(current_half, layout.buffers as usize, false);
         strings(conversions, sites);

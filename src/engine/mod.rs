@@ -474,7 +474,8 @@ impl Engine {
                 crate::span::Span::default(),
             )]));
         }
-        let layout = Layout::of(&program);
+        let mut layout = Layout::of(&program);
+        let code = crate::interp::prepare(&program, &mut layout);
         if layout.bytes() > options.limits.max_state_bytes {
             return Err(errors(vec![crate::diag::Diagnostic::new(
                 crate::diag::Code::E0105,
@@ -491,8 +492,10 @@ impl Engine {
             + source.len()
             + name.len()
             + crate::ir::footprint::program(&program)
-            + layout.heap_bytes();
+            + layout.heap_bytes()
+            + code.heap_bytes();
         let inner = Arc::new(FlowInner {
+            code,
             static_bytes,
             text: [source, name].concat().into_boxed_str(),
             source_len: source.len(),
@@ -672,6 +675,8 @@ struct FlowInner {
     lines: OnceLock<LineIndex>,
     program: Program,
     layout: Layout,
+    /// The interpreter's bytecode.
+    code: crate::interp::Bytecode,
     registry: Arc<Registry>,
     /// Run states kept for reuse, so that steady-state runs allocate nothing.
     states: pool::StatePool,
@@ -1026,6 +1031,7 @@ impl Flow {
                         let hook: Option<&dyn Tiering> =
                             (inner.tier == Tier::Auto).then_some(&tiering);
                         crate::interp::run(
+                            &inner.code,
                             &inner.program,
                             &inner.layout,
                             &inner.registry,

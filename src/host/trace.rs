@@ -354,7 +354,8 @@ mod tests {
     fn a_mocked_event_is_marked_in_both_tiers() {
         let registry = crate::host::Registry::with_std();
         let program = mocked_program(&registry);
-        let layout = Layout::of(&program);
+        let mut layout = Layout::of(&program);
+        let code = crate::interp::prepare(&program, &mut layout);
         let trace = Arc::new(CaptureTrace::new());
         let limits = RunLimits {
             trace: Some(trace.clone()),
@@ -370,7 +371,7 @@ mod tests {
         let mut state = RunState::new(&program, &layout);
         state.reset();
         crate::interp::run(
-            &program, &layout, &registry, &mut state, &limits, &output, None,
+            &code, &program, &layout, &registry, &mut state, &limits, &output, None,
         )
         .expect("the interpreter runs it");
         assert_eq!(trace.take_lines(), expected);

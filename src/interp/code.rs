@@ -1,0 +1,1555 @@
+//! The interpreter's register bytecode, compiled once per flow from the typed IR and the layout.
+//!
+//! Operands are words of the flow state: the layout's offsets for locals (so the interpreter and
+//! native code share one frame, and on-stack replacement stays a jump at the same loop heads),
+//! and temporaries above the layout's words for the values of nested expressions. Types are
+//! static, so opcodes are typed (`int` ops checked, with immediate forms; float ops; fused
+//! compare-and-branch) and nothing carries a tag. Control flow is explicit: the compiler passes
+//! each step the continuation of its value (join, record the flow's result, or map to an inlined
+//! subflow's exit), so a step's value never exists at run time except for the last flow.
+//!
+//! [`Bytecode::compile`] checks every operand against the frame size and every jump against the
+//! code length once, which is what lets [`super::Exec::exec`] index without bounds checks.
+
+use crate::host::TraceMarker;
+use crate::ir::*;
+use crate::layout::{Layout, NO_BUFFER};
+use crate::span::Span;
+use crate::types::Type;
+use std::sync::Arc;
+
+/// An index into [`Bytecode::ops`].
+pub(crate) type Pc = u32;
+
+/// A comparison of two ints or of an int with an immediate, as a jump condition.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Cond {
+    Lt,
+    Le,
+    Gt,
+    Ge,
+    Eq,
+    Ne,
+}
+
+impl Cond {
+    fn of(op: CmpOp) -> Cond {
+        match op {
+            CmpOp::Eq => Cond::Eq,
+            CmpOp::Ne => Cond::Ne,
+            CmpOp::Lt => Cond::Lt,
+            CmpOp::Le => Cond::Le,
+            CmpOp::Gt => Cond::Gt,
+            CmpOp::Ge => Cond::Ge,
+        }
+    }
+
+    fn negate(self) -> Cond {
+        match self {
+            Cond::Lt => Cond::Ge,
+            Cond::Le => Cond::Gt,
+            Cond::Gt => Cond::Le,
+            Cond::Ge => Cond::Lt,
+            Cond::Eq => Cond::Ne,
+            Cond::Ne => Cond::Eq,
+        }
+    }
+
+    /// The condition with its operands swapped (`a < b` is `b > a`).
+    fn swap(self) -> Cond {
+        match self {
+            Cond::Lt => Cond::Gt,
+            Cond::Le => Cond::Ge,
+            Cond::Gt => Cond::Lt,
+            Cond::Ge => Cond::Le,
+            c => c,
+        }
+    }
+
+    #[inline(always)]
+    pub(crate) fn holds(self, a: i64, b: i64) -> bool {
+        match self {
+            Cond::Lt => a < b,
+            Cond::Le => a <= b,
+            Cond::Gt => a > b,
+            Cond::Ge => a >= b,
+            Cond::Eq => a == b,
+            Cond::Ne => a != b,
+        }
+    }
+}
+
+/// One instruction. `d` is the word written, `a`/`b` the words read, `k` an immediate or an
+/// index into one of the side tables, `t` a jump target. A `str` operand is two words (pointer,
+/// length) from its offset. 16 bytes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Op {
+    Mov { d: u32, a: u32 },
+    Mov2 { d: u32, a: u32 },
+    Const { d: u32, k: u64 },
+    /// A literal `str` ([`Bytecode::strs`]) into a pair.
+    Str { d: u32, k: u32 },
+
+    Add { d: u32, a: u32, b: u32 },
+    Sub { d: u32, a: u32, b: u32 },
+    Mul { d: u32, a: u32, b: u32 },
+    Div { d: u32, a: u32, b: u32 },
+    Rem { d: u32, a: u32, b: u32 },
+    AddK { d: u32, a: u32, k: i32 },
+    SubK { d: u32, a: u32, k: i32 },
+    MulK { d: u32, a: u32, k: i32 },
+    /// `k` is neither 0 nor -1 (no error is possible).
+    DivK { d: u32, a: u32, k: i32 },
+    /// `k` is not 0 (no error is possible); floored.
+    RemK { d: u32, a: u32, k: i32 },
+    Neg { d: u32, a: u32 },
+
+    FAdd { d: u32, a: u32, b: u32 },
+    FSub { d: u32, a: u32, b: u32 },
+    FMul { d: u32, a: u32, b: u32 },
+    FDiv { d: u32, a: u32, b: u32 },
+    FRem { d: u32, a: u32, b: u32 },
+    FNeg { d: u32, a: u32 },
+    IntToFloat { d: u32, a: u32 },
+    FloatToInt { d: u32, a: u32 },
+
+    /// `d = a <cond> b` (ints and bools).
+    Cmp { c: Cond, d: u32, a: u32, b: u32 },
+    CmpK { c: Cond, d: u32, a: u32, k: i32 },
+    /// `d = (a <op> b) == when` over floats (`when` false is the negation, NaN included).
+    FCmp { op: CmpOp, d: u32, a: u32, b: u32 },
+    /// `d = (a == b) == eq` over strings.
+    StrEq { eq: bool, d: u32, a: u32, b: u32 },
+    StrEqK { eq: bool, d: u32, a: u32, k: u32 },
+    Not { d: u32, a: u32 },
+
+    Jmp { t: Pc },
+    /// Jump when the bool at `a` is `when`.
+    JBool { when: bool, a: u32, t: Pc },
+    JCmp { c: Cond, a: u32, b: u32, t: Pc },
+    JCmpK { c: Cond, a: u32, k: i32, t: Pc },
+    /// Jump when `(a <op> b) == when` over floats.
+    JFCmp { op: CmpOp, when: bool, a: u32, b: u32, t: Pc },
+    JStrEq { eq: bool, a: u32, b: u32, t: Pc },
+    JStrEqK { eq: bool, a: u32, k: u32, t: Pc },
+    /// Jump through [`Bytecode::tables`]`[k]` on the int at `a`.
+    JTable { a: u32, k: u32 },
+
+    /// Enters a `for` loop whose index is at `i` and bound at `i + 1`: to `t` when it runs no
+    /// iteration, else counts the first.
+    ForEnter { i: u32, lp: u32, t: Pc },
+    /// A `for` loop's back-edge: tiering, the next index, and to `t` (the body) with the
+    /// iteration counted while the index is below the bound.
+    ForNext { i: u32, lp: u32, t: Pc },
+    /// Counts an iteration of loop `lp` (a `while` body).
+    Tick { lp: u32 },
+    /// A `while` loop's back-edge: tiering, then to `t` (the condition).
+    Back { lp: u32, t: Pc },
+
+    /// Charges a subflow (or mock) call: fuel, and `last_event` code `k`.
+    Charge { k: u32, cost: u64 },
+    /// A host dispatch ([`Bytecode::invokes`]`[k]`): its branch into `d`.
+    Invoke { d: u32, k: u32 },
+    /// A `std.io:print.ln` template ([`Bytecode::prints`]`[k]`).
+    Print { k: u32 },
+    /// Formats the scalar at `a` into conversion buffer `k` (low 30 bits; type in the top two):
+    /// the pair into `d`.
+    Format { d: u32, a: u32, k: u32 },
+    /// Copies the `str` at `a` into accumulator field `d`'s other buffer (first buffer `k`).
+    AccStr { d: u32, a: u32, k: u32 },
+    /// Copies the `str` at `a` into the buffer `k` of local `d`.
+    OwnStr { d: u32, a: u32, k: u32 },
+
+    /// The value of the last top-level flow so far.
+    Value { k: u32 },
+    /// A run-time error with no operands ([`Bytecode::fails`]`[k]`).
+    Fail { k: u32 },
+    /// A trace line ([`Bytecode::traces`]`[k]`).
+    Trace { k: u32 },
+    End,
+}
+
+/// A jump table: values `lo..lo + targets.len()` jump to their target, others to `default`.
+#[derive(Debug)]
+pub(crate) struct Table {
+    pub lo: i64,
+    pub targets: Vec<Pc>,
+    pub default: Pc,
+}
+
+#[derive(Debug)]
+pub(crate) struct InvokeSite {
+    /// Index in [`Program::events`].
+    pub event: u32,
+    pub site: u32,
+    pub span: Span,
+    pub args: Vec<ArgWord>,
+}
+
+/// Where an argument's words are, and whether it is formatted into a conversion buffer.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ArgWord {
+    pub at: u32,
+    pub ty: Type,
+    pub format_into: Option<u32>,
+}
+
+#[derive(Debug)]
+pub(crate) struct PrintSite {
+    pub event: u32,
+    pub parts: Vec<PrintPart>,
+}
+
+#[derive(Debug)]
+pub(crate) enum PrintPart {
+    Text(Box<str>),
+    Hole { at: u32, ty: Type },
+}
+
+#[derive(Debug)]
+pub(crate) struct FailSite {
+    pub message: String,
+    pub event: Option<Arc<str>>,
+    pub span: Span,
+}
+
+#[derive(Debug)]
+pub(crate) struct TraceSite {
+    pub name: Arc<str>,
+    pub marker: TraceMarker,
+    pub value: ValueId,
+    /// Written only when everything is traced (not at the dispatch level).
+    pub all: bool,
+}
+
+/// What a run-time error of an int op reports.
+#[derive(Debug)]
+pub(crate) struct OpSite {
+    pub pc: Pc,
+    pub site: ErrorSite,
+}
+
+/// A flow's bytecode and its side tables.
+#[derive(Debug, Default)]
+pub(crate) struct Bytecode {
+    pub ops: Vec<Op>,
+    /// Words of the frame the code uses: the layout's, then the temporaries.
+    pub frame_words: u32,
+    pub strs: Vec<Arc<str>>,
+    pub tables: Vec<Table>,
+    pub invokes: Vec<InvokeSite>,
+    pub prints: Vec<PrintSite>,
+    pub fails: Vec<FailSite>,
+    pub traces: Vec<TraceSite>,
+    /// Sorted by pc: the error site of each op that can fail.
+    pub sites: Vec<OpSite>,
+}
+
+impl Bytecode {
+    /// Bytes of heap the code holds.
+    pub fn heap_bytes(&self) -> usize {
+        use std::mem::size_of;
+        self.ops.capacity() * size_of::<Op>()
+            + self.strs.capacity() * size_of::<Arc<str>>()
+            + self
+                .tables
+                .iter()
+                .map(|t| size_of::<Table>() + t.targets.capacity() * 4)
+                .sum::<usize>()
+            + self
+                .invokes
+                .iter()
+                .map(|i| size_of::<InvokeSite>() + i.args.capacity() * size_of::<ArgWord>())
+                .sum::<usize>()
+            + self
+                .prints
+                .iter()
+                .map(|p| size_of::<PrintSite>() + p.parts.capacity() * size_of::<PrintPart>())
+                .sum::<usize>()
+            + self
+                .fails
+                .iter()
+                .map(|f| size_of::<FailSite>() + f.message.capacity())
+                .sum::<usize>()
+            + self.traces.capacity() * size_of::<TraceSite>()
+            + self.sites.capacity() * size_of::<OpSite>()
+    }
+
+    /// The error site of the op at `pc`.
+    pub fn site(&self, pc: Pc) -> Option<&ErrorSite> {
+        self.sites
+            .binary_search_by_key(&pc, |s| s.pc)
+            .ok()
+            .map(|i| &self.sites[i].site)
+    }
+
+    /// Compiles `program` over `layout`.
+    pub fn compile(program: &Program, layout: &Layout) -> Bytecode {
+        let mut c = Compiler {
+            program,
+            layout,
+            code: Bytecode::default(),
+            labels: Vec::new(),
+            fixups: Vec::new(),
+            temp: layout.words,
+            tracing: program.trace != crate::host::TraceLevel::Off,
+        };
+        for flow in &program.flows {
+            let end = c.label();
+            c.step(flow, &K::Result(end));
+            c.bind(end);
+        }
+        c.emit(Op::End);
+        let mut code = c.into_code();
+        code.thread_jumps();
+        code.verify();
+        code
+    }
+
+    /// Every word an op reads or writes, and every jump target, is checked here once: this is
+    /// what makes the executor's unchecked indexing sound. A failure is a compiler bug.
+    fn verify(&self) {
+        let words = self.frame_words;
+        let len = self.ops.len() as u32;
+        let word = |w: u32, n: u32| assert!(w.checked_add(n).is_some_and(|e| e <= words));
+        let target = |t: Pc| assert!(t < len);
+        assert_eq!(self.ops.last(), Some(&Op::End));
+        for op in &self.ops {
+            let mut op = *op;
+            if let Some(t) = op.target_mut() {
+                target(*t);
+            }
+            match op {
+                Op::Mov { d, a } | Op::Not { d, a } | Op::Neg { d, a } | Op::FNeg { d, a } => {
+                    word(d, 1);
+                    word(a, 1);
+                }
+                Op::IntToFloat { d, a } | Op::FloatToInt { d, a } => {
+                    word(d, 1);
+                    word(a, 1);
+                }
+                Op::Mov2 { d, a } => {
+                    word(d, 2);
+                    word(a, 2);
+                }
+                Op::Const { d, .. } => word(d, 1),
+                Op::Str { d, k } => {
+                    word(d, 2);
+                    assert!((k as usize) < self.strs.len());
+                }
+                Op::Add { d, a, b }
+                | Op::Sub { d, a, b }
+                | Op::Mul { d, a, b }
+                | Op::Div { d, a, b }
+                | Op::Rem { d, a, b }
+                | Op::FAdd { d, a, b }
+                | Op::FSub { d, a, b }
+                | Op::FMul { d, a, b }
+                | Op::FDiv { d, a, b }
+                | Op::FRem { d, a, b }
+                | Op::Cmp { d, a, b, .. }
+                | Op::FCmp { d, a, b, .. } => {
+                    word(d, 1);
+                    word(a, 1);
+                    word(b, 1);
+                }
+                Op::AddK { d, a, .. }
+                | Op::SubK { d, a, .. }
+                | Op::MulK { d, a, .. }
+                | Op::CmpK { d, a, .. } => {
+                    word(d, 1);
+                    word(a, 1);
+                }
+                Op::DivK { d, a, k } => {
+                    assert!(k != 0 && k != -1);
+                    word(d, 1);
+                    word(a, 1);
+                }
+                Op::RemK { d, a, k } => {
+                    assert!(k != 0);
+                    word(d, 1);
+                    word(a, 1);
+                }
+                Op::StrEq { d, a, b, .. } => {
+                    word(d, 1);
+                    word(a, 2);
+                    word(b, 2);
+                }
+                Op::StrEqK { d, a, k, .. } => {
+                    word(d, 1);
+                    word(a, 2);
+                    assert!((k as usize) < self.strs.len());
+                }
+                Op::Jmp { .. } => {}
+                Op::JBool { a, .. } | Op::JCmpK { a, .. } => word(a, 1),
+                Op::JCmp { a, b, .. } | Op::JFCmp { a, b, .. } => {
+                    word(a, 1);
+                    word(b, 1);
+                }
+                Op::JStrEq { a, b, .. } => {
+                    word(a, 2);
+                    word(b, 2);
+                }
+                Op::JStrEqK { a, k, .. } => {
+                    word(a, 2);
+                    assert!((k as usize) < self.strs.len());
+                }
+                Op::JTable { a, k } => {
+                    word(a, 1);
+                    let table = &self.tables[k as usize];
+                    target(table.default);
+                    table.targets.iter().for_each(|&t| target(t));
+                }
+                Op::ForEnter { i, .. } | Op::ForNext { i, .. } => word(i, 2),
+                Op::Tick { .. } | Op::Back { .. } | Op::Charge { .. } | Op::Value { .. } => {}
+                Op::Invoke { d, k } => {
+                    word(d, 1);
+                    for arg in &self.invokes[k as usize].args {
+                        word(arg.at, arg.ty.words());
+                    }
+                }
+                Op::Print { k } => {
+                    for part in &self.prints[k as usize].parts {
+                        if let PrintPart::Hole { at, ty } = part {
+                            word(*at, ty.words());
+                        }
+                    }
+                }
+                Op::Format { d, a, .. } => {
+                    word(d, 2);
+                    word(a, 1);
+                }
+                Op::AccStr { d, a, .. } | Op::OwnStr { d, a, .. } => {
+                    word(d, 2);
+                    word(a, 2);
+                }
+                Op::Fail { k } => assert!((k as usize) < self.fails.len()),
+                Op::Trace { k } => assert!((k as usize) < self.traces.len()),
+                Op::End => {}
+            }
+        }
+    }
+
+    /// Jumps to jumps go to the final target; jumps to the next op disappear.
+    fn thread_jumps(&mut self) {
+        let final_target = |ops: &[Op], mut t: Pc| {
+            for _ in 0..16 {
+                match ops[t as usize] {
+                    Op::Jmp { t: next } if next != t => t = next,
+                    _ => break,
+                }
+            }
+            t
+        };
+        let snapshot = self.ops.clone();
+        for op in &mut self.ops {
+            if let Some(t) = op.target_mut() {
+                *t = final_target(&snapshot, *t);
+            }
+        }
+        for table in &mut self.tables {
+            table.default = final_target(&snapshot, table.default);
+            for t in &mut table.targets {
+                *t = final_target(&snapshot, *t);
+            }
+        }
+        // Drop `Jmp` to the next op, renumbering everything.
+        let keep: Vec<bool> = self
+            .ops
+            .iter()
+            .enumerate()
+            .map(|(pc, op)| !matches!(op, Op::Jmp { t } if *t as usize == pc + 1))
+            .collect();
+        if keep.iter().all(|&k| k) {
+            return;
+        }
+        let mut new_pc = Vec::with_capacity(self.ops.len() + 1);
+        let mut next = 0u32;
+        for &k in &keep {
+            new_pc.push(next);
+            next += u32::from(k);
+        }
+        new_pc.push(next);
+        // A dropped op's number is that of the op after it, which is where it jumped.
+        let ops = std::mem::take(&mut self.ops);
+        self.ops = ops
+            .into_iter()
+            .zip(&keep)
+            .filter(|(_, &k)| k)
+            .map(|(mut op, _)| {
+                if let Some(t) = op.target_mut() {
+                    *t = new_pc[*t as usize];
+                }
+                op
+            })
+            .collect();
+        for table in &mut self.tables {
+            table.default = new_pc[table.default as usize];
+            for t in &mut table.targets {
+                *t = new_pc[*t as usize];
+            }
+        }
+        for site in &mut self.sites {
+            site.pc = new_pc[site.pc as usize];
+        }
+    }
+}
+
+impl Op {
+    fn target_mut(&mut self) -> Option<&mut Pc> {
+        match self {
+            Op::Jmp { t }
+            | Op::JBool { t, .. }
+            | Op::JCmp { t, .. }
+            | Op::JCmpK { t, .. }
+            | Op::JFCmp { t, .. }
+            | Op::JStrEq { t, .. }
+            | Op::JStrEqK { t, .. }
+            | Op::ForEnter { t, .. }
+            | Op::ForNext { t, .. }
+            | Op::Back { t, .. } => Some(t),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Label(u32);
+
+/// What follows a step's value.
+enum K<'a> {
+    /// Nothing uses it: go on at the label.
+    Join(Label),
+    /// It is the value of a top-level flow: record it, then go on at the label.
+    Result(Label),
+    /// It ends the body of an inlined subflow call: copy the exit's payload, then go on at the
+    /// label of the exit's branch.
+    Exit(&'a SubflowCall, &'a [Label]),
+}
+
+/// Where a `str` operand is.
+enum StrAt {
+    Words(u32),
+    Literal(u32),
+}
+
+struct Compiler<'p> {
+    program: &'p Program,
+    layout: &'p Layout,
+    code: Bytecode,
+    labels: Vec<Option<Pc>>,
+    /// Ops whose jump target (or whose table entry) is a label: patched at the end.
+    fixups: Vec<Fixup>,
+    /// The next free temporary word.
+    temp: u32,
+    tracing: bool,
+}
+
+enum Fixup {
+    Op(Pc, Label),
+    Table(u32, Option<usize>, Label),
+}
+
+fn small(v: i64) -> Option<i32> {
+    i32::try_from(v).ok()
+}
+
+impl Compiler<'_> {
+    fn pc(&self) -> Pc {
+        self.code.ops.len() as Pc
+    }
+
+    fn emit(&mut self, op: Op) -> Pc {
+        let pc = self.pc();
+        self.code.ops.push(op);
+        pc
+    }
+
+    fn emit_at(&mut self, op: Op, site: &ErrorSite) {
+        let pc = self.emit(op);
+        self.code.sites.push(OpSite {
+            pc,
+            site: site.clone(),
+        });
+    }
+
+    fn label(&mut self) -> Label {
+        self.labels.push(None);
+        Label(self.labels.len() as u32 - 1)
+    }
+
+    fn bind(&mut self, label: Label) {
+        self.labels[label.0 as usize] = Some(self.pc());
+    }
+
+    /// Emits a jump op whose target is `label`.
+    fn jump(&mut self, op: Op, label: Label) {
+        let pc = self.emit(op);
+        self.fixups.push(Fixup::Op(pc, label));
+    }
+
+    fn into_code(mut self) -> Bytecode {
+        for fixup in std::mem::take(&mut self.fixups) {
+            match fixup {
+                Fixup::Op(pc, label) => {
+                    let to = self.labels[label.0 as usize].expect("every label is bound");
+                    *self.code.ops[pc as usize]
+                        .target_mut()
+                        .expect("a jump op") = to;
+                }
+                Fixup::Table(k, entry, label) => {
+                    let to = self.labels[label.0 as usize].expect("every label is bound");
+                    let table = &mut self.code.tables[k as usize];
+                    match entry {
+                        Some(i) => table.targets[i] = to,
+                        None => table.default = to,
+                    }
+                }
+            }
+        }
+        self.code.frame_words = self.code.frame_words.max(self.layout.words);
+        self.code
+    }
+
+    fn temps(&mut self, words: u32) -> u32 {
+        let at = self.temp;
+        self.temp += words;
+        self.code.frame_words = self.code.frame_words.max(self.temp);
+        at
+    }
+
+    fn offset(&self, local: LocalId) -> u32 {
+        self.layout.slot(local).offset
+    }
+
+    fn literal(&mut self, text: &Arc<str>) -> u32 {
+        self.code.strs.push(text.clone());
+        self.code.strs.len() as u32 - 1
+    }
+
+    fn fail(&mut self, message: String, event: Option<Arc<str>>, span: Span) {
+        self.code.fails.push(FailSite {
+            message,
+            event,
+            span,
+        });
+        let k = self.code.fails.len() as u32 - 1;
+        self.emit(Op::Fail { k });
+    }
+
+    fn trace(&mut self, name: &Arc<str>, marker: TraceMarker, value: ValueId, all: bool) {
+        if !self.tracing {
+            return;
+        }
+        self.code.traces.push(TraceSite {
+            name: name.clone(),
+            marker,
+            value,
+            all,
+        });
+        let k = self.code.traces.len() as u32 - 1;
+        self.emit(Op::Trace { k });
+    }
+
+    // ---- expressions -------------------------------------------------------------------
+
+    /// The word holding non-`str` `e`: a local's own, or a temporary it is evaluated into.
+    fn operand(&mut self, e: &Expr) -> u32 {
+        if let Expr::Local(local, _) = e {
+            return self.offset(*local);
+        }
+        let at = self.temps(1);
+        self.expr(e, at);
+        at
+    }
+
+    /// Evaluates non-`str` `e` into word `d`, which is written last on every path (so `e` may
+    /// read `d`).
+    fn expr(&mut self, e: &Expr, d: u32) {
+        let mark = self.temp;
+        match e {
+            Expr::Int(v) => {
+                self.emit(Op::Const { d, k: *v as u64 });
+            }
+            Expr::Float(v) => {
+                self.emit(Op::Const { d, k: v.to_bits() });
+            }
+            Expr::Bool(v) => {
+                self.emit(Op::Const { d, k: u64::from(*v) });
+            }
+            Expr::Local(local, _) => {
+                let a = self.offset(*local);
+                if a != d {
+                    self.emit(Op::Mov { d, a });
+                }
+            }
+            Expr::NegInt(x, site) => {
+                let a = self.operand(x);
+                self.emit_at(Op::Neg { d, a }, site);
+            }
+            Expr::NegFloat(x) => {
+                let a = self.operand(x);
+                self.emit(Op::FNeg { d, a });
+            }
+            Expr::Not(x) => {
+                let a = self.operand(x);
+                self.emit(Op::Not { d, a });
+            }
+            Expr::IntArith(op, x, y, site) => self.int_arith(*op, x, y, site, d),
+            Expr::FloatArith(op, x, y) => {
+                let a = self.operand(x);
+                let b = self.operand(y);
+                self.emit(match op {
+                    FloatOp::Add => Op::FAdd { d, a, b },
+                    FloatOp::Sub => Op::FSub { d, a, b },
+                    FloatOp::Mul => Op::FMul { d, a, b },
+                    FloatOp::Div => Op::FDiv { d, a, b },
+                    FloatOp::Rem => Op::FRem { d, a, b },
+                });
+            }
+            Expr::IntCmp(op, x, y) | Expr::BoolCmp(op, x, y) => {
+                let c = Cond::of(*op);
+                if let Some(k) = int_literal(y) {
+                    let a = self.operand(x);
+                    self.emit(Op::CmpK { c, d, a, k });
+                } else if let Some(k) = int_literal(x) {
+                    let a = self.operand(y);
+                    self.emit(Op::CmpK {
+                        c: c.swap(),
+                        d,
+                        a,
+                        k,
+                    });
+                } else {
+                    let a = self.operand(x);
+                    let b = self.operand(y);
+                    self.emit(Op::Cmp { c, d, a, b });
+                }
+            }
+            Expr::FloatCmp(op, x, y) => {
+                let a = self.operand(x);
+                let b = self.operand(y);
+                self.emit(Op::FCmp { op: *op, d, a, b });
+            }
+            Expr::StrCmp(op, x, y) => {
+                let eq = *op == CmpOp::Eq;
+                match (self.str_at(x), self.str_at(y)) {
+                    (StrAt::Words(a), StrAt::Literal(k)) | (StrAt::Literal(k), StrAt::Words(a)) => {
+                        self.emit(Op::StrEqK { eq, d, a, k });
+                    }
+                    (a, b) => {
+                        let a = self.str_words(a);
+                        let b = self.str_words(b);
+                        self.emit(Op::StrEq { eq, d, a, b });
+                    }
+                }
+            }
+            Expr::And(..) | Expr::Or(..) => {
+                let no = self.label();
+                let end = self.label();
+                self.cond(e, false, no);
+                self.emit(Op::Const { d, k: 1 });
+                self.jump(Op::Jmp { t: 0 }, end);
+                self.bind(no);
+                self.emit(Op::Const { d, k: 0 });
+                self.bind(end);
+            }
+            Expr::IntToFloat(x) => {
+                let a = self.operand(x);
+                self.emit(Op::IntToFloat { d, a });
+            }
+            Expr::FloatToInt(x, site) => {
+                let a = self.operand(x);
+                self.emit_at(Op::FloatToInt { d, a }, site);
+            }
+            Expr::Select(c, x, y, _) => {
+                let no = self.label();
+                let end = self.label();
+                self.cond(c, false, no);
+                self.expr(x, d);
+                self.jump(Op::Jmp { t: 0 }, end);
+                self.bind(no);
+                self.expr(y, d);
+                self.bind(end);
+            }
+            Expr::Str(_) => unreachable!("the checker types str expressions apart"),
+        }
+        self.temp = mark;
+    }
+
+    fn int_arith(&mut self, op: IntOp, x: &Expr, y: &Expr, site: &ErrorSite, d: u32) {
+        // Immediate forms: `a op k`, and `k op a` for the commutative ops.
+        let k = int_literal(y).filter(|&k| match op {
+            IntOp::Div => k != 0 && k != -1,
+            IntOp::Rem => k != 0,
+            _ => true,
+        });
+        if let Some(k) = k {
+            let a = self.operand(x);
+            let op = match op {
+                IntOp::Add => Op::AddK { d, a, k },
+                IntOp::Sub => Op::SubK { d, a, k },
+                IntOp::Mul => Op::MulK { d, a, k },
+                IntOp::Div => Op::DivK { d, a, k },
+                IntOp::Rem => Op::RemK { d, a, k },
+            };
+            self.emit_at(op, site);
+            return;
+        }
+        if let (Some(k), IntOp::Add | IntOp::Mul) = (int_literal(x), op) {
+            let a = self.operand(y);
+            let op = match op {
+                IntOp::Add => Op::AddK { d, a, k },
+                _ => Op::MulK { d, a, k },
+            };
+            self.emit_at(op, site);
+            return;
+        }
+        let a = self.operand(x);
+        let b = self.operand(y);
+        let op = match op {
+            IntOp::Add => Op::Add { d, a, b },
+            IntOp::Sub => Op::Sub { d, a, b },
+            IntOp::Mul => Op::Mul { d, a, b },
+            IntOp::Div => Op::Div { d, a, b },
+            IntOp::Rem => Op::Rem { d, a, b },
+        };
+        self.emit_at(op, site);
+    }
+
+    /// Where `str` `e` is: a local's words or a literal, else temporaries it is evaluated into.
+    fn str_at(&mut self, e: &Expr) -> StrAt {
+        match e {
+            Expr::Local(local, _) => StrAt::Words(self.offset(*local)),
+            Expr::Str(text) => StrAt::Literal(self.literal(text)),
+            _ => {
+                let at = self.temps(2);
+                self.str_expr(e, at);
+                StrAt::Words(at)
+            }
+        }
+    }
+
+    fn str_words(&mut self, at: StrAt) -> u32 {
+        match at {
+            StrAt::Words(a) => a,
+            StrAt::Literal(k) => {
+                let d = self.temps(2);
+                self.emit(Op::Str { d, k });
+                d
+            }
+        }
+    }
+
+    /// Evaluates `str` `e` into the pair at `d` (written last on every path).
+    fn str_expr(&mut self, e: &Expr, d: u32) {
+        let mark = self.temp;
+        match e {
+            Expr::Local(local, _) => {
+                let a = self.offset(*local);
+                if a != d {
+                    self.emit(Op::Mov2 { d, a });
+                }
+            }
+            Expr::Str(text) => {
+                let k = self.literal(text);
+                self.emit(Op::Str { d, k });
+            }
+            Expr::Select(c, x, y, _) => {
+                let no = self.label();
+                let end = self.label();
+                self.cond(c, false, no);
+                self.str_expr(x, d);
+                self.jump(Op::Jmp { t: 0 }, end);
+                self.bind(no);
+                self.str_expr(y, d);
+                self.bind(end);
+            }
+            _ => unreachable!("only literals, locals and `if` have type str"),
+        }
+        self.temp = mark;
+    }
+
+    /// Evaluates `e` (of any type) into the words at `d`.
+    fn any_expr(&mut self, e: &Expr, d: u32) {
+        if e.ty() == Type::Str {
+            self.str_expr(e, d);
+        } else {
+            self.expr(e, d);
+        }
+    }
+
+    /// Jumps to `target` when bool `e` is `when`; falls through otherwise.
+    fn cond(&mut self, e: &Expr, when: bool, target: Label) {
+        let mark = self.temp;
+        match e {
+            Expr::Bool(v) => {
+                if *v == when {
+                    self.jump(Op::Jmp { t: 0 }, target);
+                }
+            }
+            Expr::Not(x) => self.cond(x, !when, target),
+            Expr::And(x, y) | Expr::Or(x, y) => {
+                // `x && y` is true when both are; `x || y` is false when both are.
+                let both = matches!(e, Expr::And(..)) == when;
+                if both {
+                    let skip = self.label();
+                    self.cond(x, !when, skip);
+                    self.cond(y, when, target);
+                    self.bind(skip);
+                } else {
+                    self.cond(x, when, target);
+                    self.cond(y, when, target);
+                }
+            }
+            Expr::IntCmp(op, x, y) | Expr::BoolCmp(op, x, y) => {
+                let c = if when {
+                    Cond::of(*op)
+                } else {
+                    Cond::of(*op).negate()
+                };
+                if let Some(k) = int_literal(y) {
+                    let a = self.operand(x);
+                    self.jump(Op::JCmpK { c, a, k, t: 0 }, target);
+                } else if let Some(k) = int_literal(x) {
+                    let a = self.operand(y);
+                    self.jump(
+                        Op::JCmpK {
+                            c: c.swap(),
+                            a,
+                            k,
+                            t: 0,
+                        },
+                        target,
+                    );
+                } else {
+                    let a = self.operand(x);
+                    let b = self.operand(y);
+                    self.jump(Op::JCmp { c, a, b, t: 0 }, target);
+                }
+            }
+            Expr::FloatCmp(op, x, y) => {
+                let a = self.operand(x);
+                let b = self.operand(y);
+                self.jump(
+                    Op::JFCmp {
+                        op: *op,
+                        when,
+                        a,
+                        b,
+                        t: 0,
+                    },
+                    target,
+                );
+            }
+            Expr::StrCmp(op, x, y) => {
+                let eq = (*op == CmpOp::Eq) == when;
+                match (self.str_at(x), self.str_at(y)) {
+                    (StrAt::Words(a), StrAt::Literal(k)) | (StrAt::Literal(k), StrAt::Words(a)) => {
+                        self.jump(Op::JStrEqK { eq, a, k, t: 0 }, target);
+                    }
+                    (a, b) => {
+                        let a = self.str_words(a);
+                        let b = self.str_words(b);
+                        self.jump(Op::JStrEq { eq, a, b, t: 0 }, target);
+                    }
+                }
+            }
+            _ => {
+                let a = self.operand(e);
+                self.jump(Op::JBool { when, a, t: 0 }, target);
+            }
+        }
+        self.temp = mark;
+    }
+
+    // ---- steps -------------------------------------------------------------------------
+
+    /// Ends a path whose value is `value`.
+    fn finish(&mut self, value: ValueId, k: &K<'_>) {
+        match k {
+            K::Join(label) => self.jump(Op::Jmp { t: 0 }, *label),
+            K::Result(label) => {
+                self.emit(Op::Value { k: value.0 });
+                self.jump(Op::Jmp { t: 0 }, *label);
+            }
+            K::Exit(call, labels) => {
+                let Some(exit) = call.exits.iter().find(|e| e.value == value) else {
+                    self.fail(
+                        format!(
+                            "subflow `{}` ended with a branch its event does not declare",
+                            call.name
+                        ),
+                        Some(call.name.clone()),
+                        call.span,
+                    );
+                    return;
+                };
+                for &(from, to) in &exit.copies {
+                    let (from, to) = (self.layout.slot(from), self.layout.slot(to));
+                    let (a, d) = (from.offset, to.offset);
+                    if a != d {
+                        self.emit(if from.ty == Type::Str {
+                            Op::Mov2 { d, a }
+                        } else {
+                            Op::Mov { d, a }
+                        });
+                    }
+                }
+                self.jump(Op::Jmp { t: 0 }, labels[exit.branch as usize]);
+            }
+        }
+    }
+
+    fn step(&mut self, step: &Step, k: &K<'_>) {
+        match step {
+            Step::Invoke(s) => self.invoke(s, k),
+            Step::Call(s) => self.call(s, k),
+            Step::For(s) => self.for_loop(s, k),
+            Step::If(s) => {
+                let no = self.label();
+                self.cond(&s.cond, false, no);
+                let name: Arc<str> = "if".into();
+                self.trace(&name, TraceMarker::None, s.first_value, true);
+                self.select(&s.arms, 0, s.first_value, &name, s.span, k);
+                self.bind(no);
+                self.trace(&name, TraceMarker::None, ValueId(s.first_value.0 + 1), true);
+                self.select(&s.arms, 1, s.first_value, &name, s.span, k);
+            }
+            Step::While(s) => self.while_loop(s, k),
+            Step::Capture(s) => self.capture(s, k),
+            Step::Update(s) => {
+                self.update(s);
+                self.finish(s.value, k);
+            }
+            Step::Construct(s) => {
+                for (local, e) in &s.fields {
+                    let d = self.offset(*local);
+                    self.any_expr(e, d);
+                }
+                self.finish(s.value, k);
+            }
+            Step::Match(s) => self.match_step(s, k),
+            Step::Yield(value) => self.finish(*value, k),
+        }
+    }
+
+    /// The continuation of `branch`: the first arm whose guard holds.
+    fn select(
+        &mut self,
+        arms: &Arms,
+        branch: u32,
+        first_value: ValueId,
+        event: &Arc<str>,
+        span: Span,
+        k: &K<'_>,
+    ) {
+        let value = ValueId(first_value.0 + branch);
+        if arms.arms.is_empty() {
+            return self.finish(value, k);
+        }
+        if let Some(index) = arms.unguarded[branch as usize] {
+            return self.arm(&arms.arms[index as usize], value, k);
+        }
+        let candidates = &arms.by_branch[branch as usize];
+        if candidates.is_empty() {
+            return self.finish(value, k);
+        }
+        for &index in candidates {
+            let arm = &arms.arms[index as usize];
+            let next = self.label();
+            if let Some(guard) = &arm.guard {
+                self.cond(guard, false, next);
+            }
+            self.arm(arm, value, k);
+            self.bind(next);
+        }
+        let name = &self.program.values[value.0 as usize].branch;
+        let message = format!("no continuation of `{event}` took branch `{name}`");
+        self.fail(message, Some(event.clone()), span);
+    }
+
+    fn arm(&mut self, arm: &Arm, value: ValueId, k: &K<'_>) {
+        match &arm.step {
+            Some(step) => self.step(step, k),
+            None => self.finish(value, k),
+        }
+    }
+
+    fn invoke(&mut self, s: &Invoke, k: &K<'_>) {
+        let mark = self.temp;
+        let event = &self.program.events[s.event.0 as usize];
+        let name = event.name.clone();
+        let branches = event.sig.result_branch_slice().len();
+        match &s.args {
+            Arguments::Inputs(args) => {
+                let mut words = Vec::with_capacity(args.len());
+                for argument in args {
+                    let ty = argument.expr.ty();
+                    let at = match &argument.expr {
+                        Expr::Local(local, _) => self.offset(*local),
+                        e => {
+                            let at = self.temps(ty.words());
+                            self.any_expr(e, at);
+                            at
+                        }
+                    };
+                    words.push(ArgWord {
+                        at,
+                        ty,
+                        format_into: argument.format_into.map(|b| b.0),
+                    });
+                }
+                self.code.invokes.push(InvokeSite {
+                    event: s.event.0,
+                    site: s.site,
+                    span: s.span,
+                    args: words,
+                });
+                let kk = self.code.invokes.len() as u32 - 1;
+                let d = self.temps(1);
+                self.emit(Op::Invoke { d, k: kk });
+                self.temp = mark;
+                if branches > 1 {
+                    let table = self.code.tables.len() as u32;
+                    self.code.tables.push(Table {
+                        lo: 0,
+                        targets: vec![0; branches],
+                        default: 0,
+                    });
+                    self.emit(Op::JTable { a: d, k: table });
+                    let bad = self.label();
+                    self.code_fixup_table(table, None, bad);
+                    for b in 0..branches {
+                        let label = self.label();
+                        self.code_fixup_table(table, Some(b), label);
+                        self.bind(label);
+                        self.invoke_branch(s, b as u32, &name, k);
+                    }
+                    self.bind(bad);
+                    self.fail(
+                        format!("event `{name}` returned a branch it does not declare"),
+                        Some(name.clone()),
+                        s.span,
+                    );
+                    return;
+                }
+            }
+            Arguments::Template(parts) => {
+                let mut out = Vec::with_capacity(parts.len());
+                for part in parts {
+                    out.push(match part {
+                        TemplatePart::Text(t) => PrintPart::Text(t.clone()),
+                        TemplatePart::Hole(e) => {
+                            let ty = e.ty();
+                            let at = match e {
+                                Expr::Local(local, _) => self.offset(*local),
+                                e => {
+                                    let at = self.temps(ty.words());
+                                    self.any_expr(e, at);
+                                    at
+                                }
+                            };
+                            PrintPart::Hole { at, ty }
+                        }
+                    });
+                }
+                self.code.prints.push(PrintSite {
+                    event: s.event.0,
+                    parts: out,
+                });
+                let kk = self.code.prints.len() as u32 - 1;
+                self.emit(Op::Print { k: kk });
+                self.temp = mark;
+            }
+        }
+        self.invoke_branch(s, 0, &name, k);
+    }
+
+    fn code_fixup_table(&mut self, table: u32, entry: Option<usize>, label: Label) {
+        self.fixups.push(Fixup::Table(table, entry, label));
+    }
+
+    fn invoke_branch(&mut self, s: &Invoke, branch: u32, name: &Arc<str>, k: &K<'_>) {
+        self.trace(
+            name,
+            TraceMarker::None,
+            ValueId(s.first_value.0 + branch),
+            false,
+        );
+        self.select(&s.arms, branch, s.first_value, name, s.span, k);
+    }
+
+    fn call(&mut self, s: &SubflowCall, k: &K<'_>) {
+        for (local, argument) in &s.inputs {
+            let d = self.offset(*local);
+            match argument.format_into {
+                Some(buffer) => {
+                    let mark = self.temp;
+                    let a = self.operand(&argument.expr);
+                    let ty = match argument.expr.ty() {
+                        Type::Int => 0,
+                        Type::Float => 1,
+                        _ => 2,
+                    };
+                    self.emit(Op::Format {
+                        d,
+                        a,
+                        k: buffer.0 | (ty << 30),
+                    });
+                    self.temp = mark;
+                }
+                None => self.any_expr(&argument.expr, d),
+            }
+        }
+        self.emit(Op::Charge {
+            k: LAST_EVENT_SUBFLOW | s.name_index,
+            cost: s.cost,
+        });
+        let branches = s
+            .exits
+            .iter()
+            .map(|e| e.branch as usize + 1)
+            .max()
+            .unwrap_or(0)
+            .max(s.results.len());
+        let labels: Vec<Label> = (0..branches).map(|_| self.label()).collect();
+        self.step(&s.body, &K::Exit(s, &labels));
+        for (branch, &label) in labels.iter().enumerate() {
+            self.bind(label);
+            let value = ValueId(s.first_value.0 + branch as u32);
+            self.trace(&s.name, TraceMarker::of_mocked(s.mocked), value, false);
+            self.select(&s.arms, branch as u32, s.first_value, &s.name, s.span, k);
+        }
+    }
+
+    fn for_loop(&mut self, s: &ForLoop, k: &K<'_>) {
+        let i = self.offset(s.index);
+        let bound = self.offset(s.bound);
+        assert_eq!(bound, i + 1, "the layout places a loop's bound after its index");
+        // `start` is evaluated first: into a temporary, in case `end` reads the index's word.
+        let mark = self.temp;
+        let start = self.temps(1);
+        self.expr(&s.start, start);
+        self.expr(&s.end, bound);
+        self.emit(Op::Mov { d: i, a: start });
+        self.temp = mark;
+        let done = self.label();
+        let body = self.label();
+        let next = self.label();
+        let lp = s.loop_index;
+        self.jump(Op::ForEnter { i, lp, t: 0 }, done);
+        self.bind(body);
+        let name: Arc<str> = "for".into();
+        self.trace(&name, TraceMarker::None, s.first_value, true);
+        if !s.arms.arms.is_empty() {
+            self.select(&s.arms, 0, s.first_value, &name, s.span, &K::Join(next));
+        }
+        self.bind(next);
+        self.jump(Op::ForNext { i, lp, t: 0 }, body);
+        self.bind(done);
+        self.trace(&name, TraceMarker::None, ValueId(s.first_value.0 + 1), true);
+        self.select(&s.arms, 1, s.first_value, &name, s.span, k);
+    }
+
+    fn while_loop(&mut self, s: &WhileLoop, k: &K<'_>) {
+        let head = self.label();
+        let done = self.label();
+        let next = self.label();
+        let lp = s.loop_index;
+        self.bind(head);
+        self.cond(&s.cond, false, done);
+        self.emit(Op::Tick { lp });
+        let name: Arc<str> = "while".into();
+        self.trace(&name, TraceMarker::None, s.first_value, true);
+        if !s.arms.arms.is_empty() {
+            self.select(&s.arms, 0, s.first_value, &name, s.span, &K::Join(next));
+        }
+        self.bind(next);
+        self.jump(Op::Back { lp, t: 0 }, head);
+        self.bind(done);
+        self.trace(&name, TraceMarker::None, ValueId(s.first_value.0 + 1), true);
+        self.select(&s.arms, 1, s.first_value, &name, s.span, k);
+    }
+
+    /// Assigns the value of `e` to accumulator field `local` (a `str` into its other buffer).
+    fn assign_field(&mut self, local: LocalId, e: &Expr) {
+        let slot = self.layout.slot(local);
+        if slot.ty == Type::Str {
+            let mark = self.temp;
+            let at = self.str_at(e);
+            let a = self.str_words(at);
+            self.emit(Op::AccStr {
+                d: slot.offset,
+                a,
+                k: slot.buffer,
+            });
+            self.temp = mark;
+        } else {
+            self.expr(e, slot.offset);
+        }
+    }
+
+    fn capture(&mut self, s: &CaptureStep, k: &K<'_>) {
+        // The fields are new locals the initial values cannot read: assigned as evaluated.
+        for (&local, e) in s.fields.iter().zip(&s.init) {
+            self.assign_field(local, e);
+        }
+        let name: Arc<str> = match &s.yield_of {
+            Some(subflow) => subflow.clone(),
+            None => "capture".into(),
+        };
+        let marker = if s.yield_of.is_some() {
+            TraceMarker::Yield
+        } else {
+            TraceMarker::None
+        };
+        self.trace(&name, marker, s.first_value, true);
+        let next = self.label();
+        if !s.arms.arms.is_empty() {
+            self.select(&s.arms, 0, s.first_value, &name, s.span, &K::Join(next));
+        }
+        self.bind(next);
+        let captured = ValueId(s.first_value.0 + 1);
+        if s.yield_of.is_none() {
+            self.trace(&name, TraceMarker::None, captured, true);
+        }
+        self.select(&s.arms, 1, s.first_value, &name, s.span, k);
+    }
+
+    /// `captured { ... }`: every expression sees the old values. A field that a later
+    /// expression reads is evaluated into a temporary and assigned after the last one.
+    fn update(&mut self, s: &CaptureUpdate) {
+        let mark = self.temp;
+        let words = |c: &Compiler<'_>, local: LocalId| {
+            let slot = c.layout.slot(local);
+            slot.offset..slot.offset + slot.ty.words()
+        };
+        let mut deferred = Vec::new();
+        for (i, (local, e)) in s.assigns.iter().enumerate() {
+            let mine = words(self, *local);
+            let read_later = s.assigns[i + 1..].iter().any(|(_, later)| {
+                let mut hit = false;
+                later.visit_locals(&mut |l| {
+                    let theirs = words(self, l);
+                    hit |= theirs.start < mine.end && mine.start < theirs.end;
+                });
+                hit
+            });
+            if read_later {
+                let ty = e.ty();
+                let at = self.temps(ty.words());
+                self.any_expr(e, at);
+                deferred.push((*local, at, ty));
+            } else {
+                self.assign_field(*local, e);
+            }
+        }
+        for (local, a, ty) in deferred {
+            let slot = self.layout.slot(local);
+            if ty == Type::Str {
+                self.emit(Op::AccStr {
+                    d: slot.offset,
+                    a,
+                    k: slot.buffer,
+                });
+            } else {
+                self.emit(Op::Mov { d: slot.offset, a });
+            }
+        }
+        self.temp = mark;
+    }
+
+    fn match_step(&mut self, s: &MatchStep, k: &K<'_>) {
+        let slot = self.layout.slot(s.value);
+        let x = slot.offset;
+        if slot.ty == Type::Str && slot.buffer != NO_BUFFER {
+            let mark = self.temp;
+            let at = self.str_at(&s.scrutinee);
+            let a = self.str_words(at);
+            self.emit(Op::OwnStr {
+                d: x,
+                a,
+                k: slot.buffer,
+            });
+            self.temp = mark;
+        } else {
+            self.any_expr(&s.scrutinee, x);
+        }
+        let name: Arc<str> = "match".into();
+        if let Some(table) = self.dense_table(s) {
+            return self.match_table(s, table, x, &name, k);
+        }
+        for arm in &s.arms {
+            let next = self.label();
+            if !arm.patterns.is_empty() {
+                let hit = self.label();
+                for pattern in &arm.patterns {
+                    self.pattern(pattern, x, hit);
+                }
+                self.jump(Op::Jmp { t: 0 }, next);
+                self.bind(hit);
+            }
+            if let Some(guard) = &arm.arm.guard {
+                self.cond(guard, false, next);
+            }
+            self.trace(&name, TraceMarker::None, s.matched, true);
+            self.arm(&arm.arm, s.matched, k);
+            self.bind(next);
+        }
+        self.fail(
+            "no continuation of `match` took the value".to_string(),
+            Some(name),
+            s.span,
+        );
+    }
+
+    /// Jumps to `hit` when the value at `x` matches `pattern`.
+    fn pattern(&mut self, pattern: &Pattern, x: u32, hit: Label) {
+        match pattern {
+            Pattern::Int { lo, hi } if lo == hi => self.jump_cmp(Cond::Eq, x, *lo, hit),
+            Pattern::Int { lo, hi } => {
+                let below = self.label();
+                self.jump_cmp(Cond::Lt, x, *lo, below);
+                self.jump_cmp(Cond::Le, x, *hi, hit);
+                self.bind(below);
+            }
+            Pattern::Bool(b) => self.jump_cmp(Cond::Eq, x, i64::from(*b), hit),
+            Pattern::Str(text) => {
+                let k = self.literal(text);
+                self.jump(
+                    Op::JStrEqK {
+                        eq: true,
+                        a: x,
+                        k,
+                        t: 0,
+                    },
+                    hit,
+                );
+            }
+        }
+    }
+
+    fn jump_cmp(&mut self, c: Cond, a: u32, v: i64, target: Label) {
+        match small(v) {
+            Some(k) => self.jump(Op::JCmpK { c, a, k, t: 0 }, target),
+            None => {
+                let mark = self.temp;
+                let b = self.temps(1);
+                self.emit(Op::Const { d: b, k: v as u64 });
+                self.jump(Op::JCmp { c, a, b, t: 0 }, target);
+                self.temp = mark;
+            }
+        }
+    }
+
+    /// For an `int` match whose pattern arms have no guard and whose patterns cover a dense
+    /// range (at most 1024 values, at least a quarter of them named): for each value in the
+    /// range, the arm that takes it (`None`: the catch-alls).
+    fn dense_table(&self, s: &MatchStep) -> Option<(i64, Vec<Option<usize>>)> {
+        if s.scrutinee.ty() != Type::Int {
+            return None;
+        }
+        let (mut lo, mut hi, mut named) = (i64::MAX, i64::MIN, 0u64);
+        let mut pattern_arms = 0;
+        for arm in &s.arms {
+            if arm.patterns.is_empty() {
+                continue;
+            }
+            if arm.arm.guard.is_some() {
+                return None;
+            }
+            pattern_arms += 1;
+            for pattern in &arm.patterns {
+                let Pattern::Int { lo: a, hi: b } = pattern else {
+                    return None;
+                };
+                lo = lo.min(*a);
+                hi = hi.max(*b);
+                named = named.saturating_add(b.abs_diff(*a).saturating_add(1));
+            }
+        }
+        let span = hi.checked_sub(lo)?.checked_add(1)?;
+        if pattern_arms < 4 || span > 1024 || (named as i64) * 4 < span {
+            return None;
+        }
+        let mut table = vec![None; span as usize];
+        for (index, arm) in s.arms.iter().enumerate() {
+            for pattern in &arm.patterns {
+                if let Pattern::Int { lo: a, hi: b } = pattern {
+                    for v in *a..=*b {
+                        let slot = &mut table[(v - lo) as usize];
+                        // The first arm in source order takes a value.
+                        slot.get_or_insert(index);
+                    }
+                }
+            }
+        }
+        Some((lo, table))
+    }
+
+    fn match_table(
+        &mut self,
+        s: &MatchStep,
+        (lo, entries): (i64, Vec<Option<usize>>),
+        x: u32,
+        name: &Arc<str>,
+        k: &K<'_>,
+    ) {
+        let table = self.code.tables.len() as u32;
+        self.code.tables.push(Table {
+            lo,
+            targets: vec![0; entries.len()],
+            default: 0,
+        });
+        self.emit(Op::JTable { a: x, k: table });
+        let labels: Vec<Label> = s.arms.iter().map(|_| self.label()).collect();
+        let catch_all = self.label();
+        for (i, entry) in entries.iter().enumerate() {
+            let label = entry.map_or(catch_all, |arm| labels[arm]);
+            self.code_fixup_table(table, Some(i), label);
+        }
+        self.code_fixup_table(table, None, catch_all);
+        for (arm, &label) in s.arms.iter().zip(&labels) {
+            if arm.patterns.is_empty() {
+                continue;
+            }
+            self.bind(label);
+            self.trace(name, TraceMarker::None, s.matched, true);
+            self.arm(&arm.arm, s.matched, k);
+        }
+        // Values no pattern names: the catch-alls in order.
+        self.bind(catch_all);
+        for arm in s.arms.iter().filter(|a| a.patterns.is_empty()) {
+            let next = self.label();
+            if let Some(guard) = &arm.arm.guard {
+                self.cond(guard, false, next);
+            }
+            self.trace(name, TraceMarker::None, s.matched, true);
+            self.arm(&arm.arm, s.matched, k);
+            self.bind(next);
+        }
+        self.fail(
+            "no continuation of `match` took the value".to_string(),
+            Some(name.clone()),
+            s.span,
+        );
+    }
+}
+
+fn int_literal(e: &Expr) -> Option<i32> {
+    match e {
+        Expr::Int(v) => small(*v),
+        _ => None,
+    }
+}
+
+/// Bit 30..32 of [`Op::Format`]'s `k`: the formatted type.
+pub(crate) fn format_type(k: u32) -> (usize, Type) {
+    let ty = match k >> 30 {
+        0 => Type::Int,
+        1 => Type::Float,
+        _ => Type::Bool,
+    };
+    ((k & 0x3fff_ffff) as usize, ty)
+}

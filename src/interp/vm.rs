@@ -1,0 +1,461 @@
+//! The bytecode's executor: one loop over the instruction array, dispatching by `match`, with
+//! no recursion and no `Result` per instruction (an error leaves through a `return`).
+
+use super::code::{format_type, Bytecode, Op, Pc, PrintPart};
+use super::Exec;
+use crate::host::{BoundedText, Implementation, ReplyOut};
+use crate::ir::{arith, CmpOp, ValueId};
+use crate::outcome::ErrorCode;
+use crate::state::{Stream, Trap};
+use crate::types::Type;
+use std::cmp::Ordering;
+
+fn compare(op: CmpOp, ordering: Option<Ordering>) -> bool {
+    match (op, ordering) {
+        (CmpOp::Eq, o) => o == Some(Ordering::Equal),
+        (CmpOp::Ne, o) => o != Some(Ordering::Equal),
+        (CmpOp::Lt, o) => o == Some(Ordering::Less),
+        (CmpOp::Le, o) => matches!(o, Some(Ordering::Less | Ordering::Equal)),
+        (CmpOp::Gt, o) => o == Some(Ordering::Greater),
+        (CmpOp::Ge, o) => matches!(o, Some(Ordering::Greater | Ordering::Equal)),
+    }
+}
+
+/// Floored remainder by a divisor that is not 0.
+#[inline(always)]
+fn floored_rem(a: i64, b: i64) -> i64 {
+    let r = a.wrapping_rem(b);
+    if r != 0 && ((r < 0) != (b < 0)) {
+        r + b
+    } else {
+        r
+    }
+}
+
+/// # Safety
+/// `(ptr, len)` is a string the flow state may hold: live UTF-8 (literals of the program,
+/// buffers of the run state, caller inputs that outlive the run).
+#[inline(always)]
+unsafe fn text<'a>(ptr: u64, len: u64) -> &'a str {
+    unsafe { crate::host::word_str(ptr, len) }
+}
+
+/// Where the op just before `pc` reports its error.
+#[cold]
+fn site_of(code: &Bytecode, pc: usize) -> (Option<std::sync::Arc<str>>, crate::span::Span) {
+    code.site(pc as Pc - 1)
+        .map_or((None, crate::span::Span::default()), |s| {
+            (s.event.clone(), s.span)
+        })
+}
+
+impl Exec<'_> {
+    /// Runs the code from its start; the value of the last top-level flow.
+    pub(super) fn exec(&mut self, code: &Bytecode) -> Result<Option<ValueId>, Trap> {
+        if self.state.frame.len() < code.frame_words as usize {
+            return Err(Trap::error(
+                ErrorCode::HostError,
+                "internal error: the run state was sized for another flow",
+                None,
+                crate::span::Span::default(),
+            ));
+        }
+        let ops = code.ops.as_ptr();
+        let mut pc: usize = 0;
+        let mut value = None;
+        let mut f: *mut u64 = self.state.frame.as_mut_ptr();
+        // SAFETY (every use below): `Bytecode::verify` checked every word an op reads or
+        // writes against `frame_words`, and the frame has at least that many (checked above);
+        // `f` is taken again after every op that may touch the frame through a reference.
+        macro_rules! get {
+            ($w:expr) => {
+                unsafe { *f.add($w as usize) }
+            };
+        }
+        macro_rules! set {
+            ($w:expr, $v:expr) => {{
+                let v = $v;
+                unsafe { *f.add($w as usize) = v }
+            }};
+        }
+        macro_rules! int {
+            ($w:expr) => {
+                get!($w) as i64
+            };
+        }
+        macro_rules! flt {
+            ($w:expr) => {
+                f64::from_bits(get!($w))
+            };
+        }
+        macro_rules! string {
+            ($w:expr) => {{
+                let (p, l) = (get!($w), get!($w + 1));
+                // SAFETY: str words hold live strings (see `text`).
+                unsafe { text(p, l) }
+            }};
+        }
+        macro_rules! refresh {
+            () => {
+                f = self.state.frame.as_mut_ptr()
+            };
+        }
+        macro_rules! checked {
+            ($d:expr, $v:expr, $code:expr, $symbol:expr) => {
+                match $v {
+                    Some(v) => set!($d, v as u64),
+                    None => return Err(self.int_error(code, pc, $code, $symbol)),
+                }
+            };
+        }
+        loop {
+            // SAFETY: `verify` checked that every jump target is in the code and that it ends
+            // with `End`, so `pc` never passes the end.
+            let op = unsafe { *ops.add(pc) };
+            pc += 1;
+            match op {
+                Op::Mov { d, a } => set!(d, get!(a)),
+                Op::Mov2 { d, a } => {
+                    let (p, l) = (get!(a), get!(a + 1));
+                    set!(d, p);
+                    set!(d + 1, l);
+                }
+                Op::Const { d, k } => set!(d, k),
+                Op::Str { d, k } => {
+                    let s = &code.strs[k as usize];
+                    set!(d, s.as_ptr() as u64);
+                    set!(d + 1, s.len() as u64);
+                }
+                Op::Add { d, a, b } => {
+                    checked!(d, int!(a).checked_add(int!(b)), ErrorCode::Overflow, "+")
+                }
+                Op::Sub { d, a, b } => {
+                    checked!(d, int!(a).checked_sub(int!(b)), ErrorCode::Overflow, "-")
+                }
+                Op::Mul { d, a, b } => {
+                    checked!(d, int!(a).checked_mul(int!(b)), ErrorCode::Overflow, "*")
+                }
+                Op::Div { d, a, b } => {
+                    let (x, y) = (int!(a), int!(b));
+                    if y == 0 {
+                        return Err(self.int_error(code, pc, ErrorCode::DivisionByZero, "/"));
+                    }
+                    checked!(d, x.checked_div(y), ErrorCode::Overflow, "/")
+                }
+                Op::Rem { d, a, b } => {
+                    let (x, y) = (int!(a), int!(b));
+                    if y == 0 {
+                        return Err(self.int_error(code, pc, ErrorCode::DivisionByZero, "%"));
+                    }
+                    set!(d, floored_rem(x, y) as u64)
+                }
+                Op::AddK { d, a, k } => {
+                    checked!(d, int!(a).checked_add(k as i64), ErrorCode::Overflow, "+")
+                }
+                Op::SubK { d, a, k } => {
+                    checked!(d, int!(a).checked_sub(k as i64), ErrorCode::Overflow, "-")
+                }
+                Op::MulK { d, a, k } => {
+                    checked!(d, int!(a).checked_mul(k as i64), ErrorCode::Overflow, "*")
+                }
+                Op::DivK { d, a, k } => set!(d, (int!(a) / k as i64) as u64),
+                Op::RemK { d, a, k } => set!(d, floored_rem(int!(a), k as i64) as u64),
+                Op::Neg { d, a } => checked!(d, int!(a).checked_neg(), ErrorCode::Overflow, "-"),
+                Op::FAdd { d, a, b } => set!(d, (flt!(a) + flt!(b)).to_bits()),
+                Op::FSub { d, a, b } => set!(d, (flt!(a) - flt!(b)).to_bits()),
+                Op::FMul { d, a, b } => set!(d, (flt!(a) * flt!(b)).to_bits()),
+                Op::FDiv { d, a, b } => set!(d, (flt!(a) / flt!(b)).to_bits()),
+                Op::FRem { d, a, b } => set!(d, arith::float_rem(flt!(a), flt!(b)).to_bits()),
+                Op::FNeg { d, a } => set!(d, (-flt!(a)).to_bits()),
+                Op::IntToFloat { d, a } => set!(d, (int!(a) as f64).to_bits()),
+                Op::FloatToInt { d, a } => match arith::float_to_int(flt!(a)) {
+                    Ok(v) => set!(d, v as u64),
+                    Err(error) => {
+                        let (event, span) = site_of(code, pc);
+                        return Err(Trap::error(
+                            error,
+                            "float out of range for int in `@as`",
+                            event,
+                            span,
+                        ));
+                    }
+                },
+                Op::Cmp { c, d, a, b } => set!(d, u64::from(c.holds(int!(a), int!(b)))),
+                Op::CmpK { c, d, a, k } => set!(d, u64::from(c.holds(int!(a), k as i64))),
+                Op::FCmp { op, d, a, b } => {
+                    set!(d, u64::from(compare(op, flt!(a).partial_cmp(&flt!(b)))))
+                }
+                Op::StrEq { eq, d, a, b } => {
+                    let same = string!(a) == string!(b);
+                    set!(d, u64::from(same == eq))
+                }
+                Op::StrEqK { eq, d, a, k } => {
+                    let same = string!(a) == &*code.strs[k as usize];
+                    set!(d, u64::from(same == eq))
+                }
+                Op::Not { d, a } => set!(d, u64::from(get!(a) == 0)),
+                Op::Jmp { t } => pc = t as usize,
+                Op::JBool { when, a, t } => {
+                    if (get!(a) != 0) == when {
+                        pc = t as usize
+                    }
+                }
+                Op::JCmp { c, a, b, t } => {
+                    if c.holds(int!(a), int!(b)) {
+                        pc = t as usize
+                    }
+                }
+                Op::JCmpK { c, a, k, t } => {
+                    if c.holds(int!(a), k as i64) {
+                        pc = t as usize
+                    }
+                }
+                Op::JFCmp { op, when, a, b, t } => {
+                    if compare(op, flt!(a).partial_cmp(&flt!(b))) == when {
+                        pc = t as usize
+                    }
+                }
+                Op::JStrEq { eq, a, b, t } => {
+                    let same = string!(a) == string!(b);
+                    if same == eq {
+                        pc = t as usize
+                    }
+                }
+                Op::JStrEqK { eq, a, k, t } => {
+                    let same = string!(a) == &*code.strs[k as usize];
+                    if same == eq {
+                        pc = t as usize
+                    }
+                }
+                Op::JTable { a, k } => {
+                    let table = &code.tables[k as usize];
+                    let at = int!(a).wrapping_sub(table.lo) as u64;
+                    pc = match table.targets.get(at as usize) {
+                        Some(&t) if at < table.targets.len() as u64 => t,
+                        _ => table.default,
+                    } as usize;
+                }
+                Op::ForEnter { i, lp, t } => {
+                    if int!(i) >= int!(i + 1) {
+                        pc = t as usize
+                    } else {
+                        self.tick(lp)?
+                    }
+                }
+                Op::ForNext { i, lp, t } => {
+                    self.back_edge(lp)?;
+                    refresh!();
+                    // The index is below the bound: no overflow.
+                    let next = int!(i) + 1;
+                    set!(i, next as u64);
+                    if next < int!(i + 1) {
+                        self.tick(lp)?;
+                        pc = t as usize;
+                    }
+                }
+                Op::Tick { lp } => self.tick(lp)?,
+                Op::Back { lp, t } => {
+                    self.back_edge(lp)?;
+                    refresh!();
+                    pc = t as usize;
+                }
+                Op::Charge { k, cost } => self.charge_only(cost, k)?,
+                Op::Invoke { d, k } => {
+                    let branch = self.invoke(code, k)?;
+                    refresh!();
+                    set!(d, u64::from(branch));
+                }
+                Op::Print { k } => {
+                    self.print(code, k)?;
+                    refresh!();
+                }
+                Op::Format { d, a, k } => {
+                    let (buffer, ty) = format_type(k);
+                    let (p, l) = self.state.format_conversion(buffer, ty, get!(a));
+                    refresh!();
+                    set!(d, p);
+                    set!(d + 1, l);
+                }
+                Op::AccStr { d, a, k } => {
+                    let (p, l) = (get!(a), get!(a + 1));
+                    let k = k as usize;
+                    let half = !self.state.current_half[k];
+                    self.state.current_half[k] = half;
+                    let buffer = &mut self.state.buffers[k + usize::from(half)];
+                    buffer.clear();
+                    // SAFETY: (p, l) is a live string (see `text`), never the buffer written:
+                    // the field's other half is current and the source is not this field's
+                    // buffer being rewritten.
+                    buffer.push_str(unsafe { text(p, l) });
+                    let (p, l) = (buffer.as_ptr() as u64, buffer.len() as u64);
+                    set!(d, p);
+                    set!(d + 1, l);
+                }
+                Op::OwnStr { d, a, k } => {
+                    let (p, l) = (get!(a), get!(a + 1));
+                    let buffer = &mut self.state.buffers[k as usize];
+                    buffer.clear();
+                    // SAFETY: a live string (see `text`), never this buffer (only this op
+                    // writes it, and the local it backs is not in scope at the source).
+                    buffer.push_str(unsafe { text(p, l) });
+                    let (p, l) = (buffer.as_ptr() as u64, buffer.len() as u64);
+                    set!(d, p);
+                    set!(d + 1, l);
+                }
+                Op::Value { k } => value = Some(ValueId(k)),
+                Op::Fail { k } => {
+                    let fail = &code.fails[k as usize];
+                    return Err(Trap::error(
+                        ErrorCode::NoBranchMatch,
+                        fail.message.clone(),
+                        fail.event.clone(),
+                        fail.span,
+                    ));
+                }
+                Op::Trace { k } => {
+                    let site = &code.traces[k as usize];
+                    let on = if site.all {
+                        self.trace_all
+                    } else {
+                        self.trace_dispatches
+                    };
+                    if on {
+                        self.write_trace(&site.name, site.marker, site.value);
+                        refresh!();
+                    }
+                }
+                Op::End => return Ok(value),
+            }
+        }
+    }
+
+    /// The error of the failed int op just before `pc`.
+    #[cold]
+    #[inline(never)]
+    fn int_error(&self, code: &Bytecode, pc: usize, error: ErrorCode, symbol: &str) -> Trap {
+        let (event, span) = site_of(code, pc);
+        Trap::error(error, arith::describe(error, symbol), event, span)
+    }
+
+    /// A host dispatch: arguments from their words, fuel, the call, its branch.
+    #[inline(never)]
+    fn invoke(&mut self, code: &Bytecode, k: u32) -> Result<u32, Trap> {
+        let site = &code.invokes[k as usize];
+        let event = &self.program.events[site.event as usize];
+        let host = &self.events[event.host];
+        self.state.args.clear();
+        for arg in &site.args {
+            let at = arg.at as usize;
+            match arg.format_into {
+                Some(buffer) => {
+                    let bits = self.state.frame[at];
+                    let (p, l) = self
+                        .state
+                        .format_conversion(buffer as usize, arg.ty, bits);
+                    self.state.args.push(p);
+                    self.state.args.push(l);
+                }
+                None => {
+                    let words = arg.ty.words() as usize;
+                    let state = &mut *self.state;
+                    state.args.extend_from_slice(&state.frame[at..at + words]);
+                }
+            }
+        }
+        self.charge(event.cost, site.event + 1)?;
+        match &host.implementation {
+            Implementation::Closure(closure) => {
+                let function = &closure.erased;
+                let plan = &self.layout.replies[site.site as usize];
+                let state = &mut *self.state;
+                if plan.obligations.is_some() {
+                    let args = std::mem::take(&mut state.args);
+                    state.release_arguments(plan, &args);
+                    state.args = args;
+                }
+                let mut out = ReplyOut {
+                    frame: &mut state.frame,
+                    buffers: &mut state.buffers,
+                    plan,
+                    run: crate::host::RunView {
+                        output: self.output,
+                        output_used: std::cell::Cell::from_mut(&mut state.output_used),
+                        output_limit: state.output_limit,
+                        handles_opened: state.handles_opened,
+                    },
+                };
+                state.calling = site.site;
+                match function(&state.args, &mut out) {
+                    Ok(branch) => {
+                        state.record_opened(plan, branch).map_err(Trap::Error)?;
+                        Ok(branch)
+                    }
+                    Err(error) => Err(Trap::error(
+                        ErrorCode::HostError,
+                        error.into_message(),
+                        Some(event.name.clone()),
+                        site.span,
+                    )),
+                }
+            }
+            Implementation::Std(kind) => {
+                // SAFETY: the checker gave std events exactly one `str` input, so the
+                // arguments are one (pointer, length) pair of live UTF-8.
+                let text = unsafe { text(self.state.args[0], self.state.args[1]) };
+                self.state
+                    .write_std(self.output, *kind, text)
+                    .map_err(Trap::Exhausted)?;
+                Ok(0)
+            }
+            Implementation::Missing => Err(Trap::error(
+                ErrorCode::HostError,
+                format!("event `{}` has no implementation", event.name),
+                Some(event.name.clone()),
+                site.span,
+            )),
+        }
+    }
+
+    /// `std.io:print.ln` with its holes already evaluated: formatted within the room the output
+    /// bound leaves, charged, written.
+    #[inline(never)]
+    fn print(&mut self, code: &Bytecode, k: u32) -> Result<(), Trap> {
+        use std::fmt::Write;
+        let site = &code.prints[k as usize];
+        let event = &self.program.events[site.event as usize];
+        let mut buffer = std::mem::take(&mut self.state.text);
+        let mut bounded = BoundedText::new(&mut buffer, self.state.output_room());
+        for part in &site.parts {
+            match part {
+                PrintPart::Text(t) => bounded.push(t),
+                PrintPart::Hole { at, ty } => {
+                    let at = *at as usize;
+                    let bits = self.state.frame[at];
+                    match ty {
+                        Type::Str => {
+                            let len = self.state.frame[at + 1];
+                            // SAFETY: str words hold live strings (see `text`).
+                            bounded.push(unsafe { text(bits, len) });
+                        }
+                        Type::Int => bounded.push(itoa::Buffer::new().format(bits as i64)),
+                        Type::Float => {
+                            if !bounded.cut() {
+                                let _ = write!(bounded, "{}", f64::from_bits(bits));
+                            }
+                        }
+                        Type::Bool => bounded.push(if bits != 0 { "true" } else { "false" }),
+                    }
+                }
+            }
+        }
+        let mut written = self.charge(event.cost, site.event + 1);
+        if written.is_ok() {
+            bounded.push("\n");
+            if let Err(limit) = self.state.finish_write(self.output, Stream::Out, &bounded) {
+                written = Err(Trap::Exhausted(limit));
+            }
+        }
+        self.state.text = buffer;
+        written
+    }
+}
