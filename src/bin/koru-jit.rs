@@ -239,6 +239,8 @@ enum EmitWhat {
     Ir,
     /// The flow-state layout: every local's offset and type.
     Layout,
+    /// The interpreter's register bytecode.
+    Bytecode,
     /// The Cranelift IR the JIT generates.
     Clif,
     /// The machine code (Cranelift's disassembly of its lowered instructions).
@@ -1570,6 +1572,7 @@ fn emit(
                     layout: flow.layout(),
                 }
             ),
+            EmitWhat::Bytecode => out.write_str(&flow.bytecode_listing()),
             EmitWhat::Ast => unreachable!("handled above"),
         }
     };

@@ -813,6 +813,15 @@ impl Tiering for RunTiering<'_> {
 }
 
 impl Flow {
+    /// The interpreter's bytecode, as `koru-jit emit --what bytecode` prints it.
+    pub fn bytecode_listing(&self) -> String {
+        crate::interp::code::Listing {
+            code: &self.inner.code,
+            program: &self.inner.program,
+        }
+        .to_string()
+    }
+
     /// The name it was compiled under.
     pub fn name(&self) -> &str {
         self.inner.name()

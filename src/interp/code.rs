@@ -84,88 +84,274 @@ impl Cond {
 /// length) from its offset. 16 bytes.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub(crate) enum Op {
-    Mov { d: u32, a: u32 },
-    Mov2 { d: u32, a: u32 },
-    Const { d: u32, k: u64 },
+    Mov {
+        d: u32,
+        a: u32,
+    },
+    Mov2 {
+        d: u32,
+        a: u32,
+    },
+    Const {
+        d: u32,
+        k: u64,
+    },
     /// A literal `str` ([`Bytecode::strs`]) into a pair.
-    Str { d: u32, k: u32 },
+    Str {
+        d: u32,
+        k: u32,
+    },
 
-    Add { d: u32, a: u32, b: u32 },
-    Sub { d: u32, a: u32, b: u32 },
-    Mul { d: u32, a: u32, b: u32 },
-    Div { d: u32, a: u32, b: u32 },
-    Rem { d: u32, a: u32, b: u32 },
-    AddK { d: u32, a: u32, k: i32 },
-    SubK { d: u32, a: u32, k: i32 },
-    MulK { d: u32, a: u32, k: i32 },
+    Add {
+        d: u32,
+        a: u32,
+        b: u32,
+    },
+    Sub {
+        d: u32,
+        a: u32,
+        b: u32,
+    },
+    Mul {
+        d: u32,
+        a: u32,
+        b: u32,
+    },
+    Div {
+        d: u32,
+        a: u32,
+        b: u32,
+    },
+    Rem {
+        d: u32,
+        a: u32,
+        b: u32,
+    },
+    AddK {
+        d: u32,
+        a: u32,
+        k: i32,
+    },
+    SubK {
+        d: u32,
+        a: u32,
+        k: i32,
+    },
+    MulK {
+        d: u32,
+        a: u32,
+        k: i32,
+    },
     /// `k` is neither 0 nor -1 (no error is possible).
-    DivK { d: u32, a: u32, k: i32 },
+    DivK {
+        d: u32,
+        a: u32,
+        k: i32,
+    },
     /// `k` is not 0 (no error is possible); floored.
-    RemK { d: u32, a: u32, k: i32 },
-    Neg { d: u32, a: u32 },
+    RemK {
+        d: u32,
+        a: u32,
+        k: i32,
+    },
+    Neg {
+        d: u32,
+        a: u32,
+    },
 
-    FAdd { d: u32, a: u32, b: u32 },
-    FSub { d: u32, a: u32, b: u32 },
-    FMul { d: u32, a: u32, b: u32 },
-    FDiv { d: u32, a: u32, b: u32 },
-    FRem { d: u32, a: u32, b: u32 },
-    FNeg { d: u32, a: u32 },
-    IntToFloat { d: u32, a: u32 },
-    FloatToInt { d: u32, a: u32 },
+    FAdd {
+        d: u32,
+        a: u32,
+        b: u32,
+    },
+    FSub {
+        d: u32,
+        a: u32,
+        b: u32,
+    },
+    FMul {
+        d: u32,
+        a: u32,
+        b: u32,
+    },
+    FDiv {
+        d: u32,
+        a: u32,
+        b: u32,
+    },
+    FRem {
+        d: u32,
+        a: u32,
+        b: u32,
+    },
+    FNeg {
+        d: u32,
+        a: u32,
+    },
+    IntToFloat {
+        d: u32,
+        a: u32,
+    },
+    FloatToInt {
+        d: u32,
+        a: u32,
+    },
 
     /// `d = a <cond> b` (ints and bools).
-    Cmp { c: Cond, d: u32, a: u32, b: u32 },
-    CmpK { c: Cond, d: u32, a: u32, k: i32 },
+    Cmp {
+        c: Cond,
+        d: u32,
+        a: u32,
+        b: u32,
+    },
+    CmpK {
+        c: Cond,
+        d: u32,
+        a: u32,
+        k: i32,
+    },
     /// `d = (a <op> b) == when` over floats (`when` false is the negation, NaN included).
-    FCmp { op: CmpOp, d: u32, a: u32, b: u32 },
+    FCmp {
+        op: CmpOp,
+        d: u32,
+        a: u32,
+        b: u32,
+    },
     /// `d = (a == b) == eq` over strings.
-    StrEq { eq: bool, d: u32, a: u32, b: u32 },
-    StrEqK { eq: bool, d: u32, a: u32, k: u32 },
-    Not { d: u32, a: u32 },
+    StrEq {
+        eq: bool,
+        d: u32,
+        a: u32,
+        b: u32,
+    },
+    StrEqK {
+        eq: bool,
+        d: u32,
+        a: u32,
+        k: u32,
+    },
+    Not {
+        d: u32,
+        a: u32,
+    },
 
-    Jmp { t: Pc },
+    Jmp {
+        t: Pc,
+    },
     /// Jump when the bool at `a` is `when`.
-    JBool { when: bool, a: u32, t: Pc },
-    JCmp { c: Cond, a: u32, b: u32, t: Pc },
-    JCmpK { c: Cond, a: u32, k: i32, t: Pc },
+    JBool {
+        when: bool,
+        a: u32,
+        t: Pc,
+    },
+    JCmp {
+        c: Cond,
+        a: u32,
+        b: u32,
+        t: Pc,
+    },
+    JCmpK {
+        c: Cond,
+        a: u32,
+        k: i32,
+        t: Pc,
+    },
     /// Jump when `(a <op> b) == when` over floats.
-    JFCmp { op: CmpOp, when: bool, a: u32, b: u32, t: Pc },
-    JStrEq { eq: bool, a: u32, b: u32, t: Pc },
-    JStrEqK { eq: bool, a: u32, k: u32, t: Pc },
+    JFCmp {
+        op: CmpOp,
+        when: bool,
+        a: u32,
+        b: u32,
+        t: Pc,
+    },
+    JStrEq {
+        eq: bool,
+        a: u32,
+        b: u32,
+        t: Pc,
+    },
+    JStrEqK {
+        eq: bool,
+        a: u32,
+        k: u32,
+        t: Pc,
+    },
     /// Jump through [`Bytecode::tables`]`[k]` on the int at `a`.
-    JTable { a: u32, k: u32 },
+    JTable {
+        a: u32,
+        k: u32,
+    },
 
     /// Enters a `for` loop whose index is at `i` and bound at `i + 1`: to `t` when it runs no
     /// iteration, else counts the first.
-    ForEnter { i: u32, lp: u32, t: Pc },
+    ForEnter {
+        i: u32,
+        lp: u32,
+        t: Pc,
+    },
     /// A `for` loop's back-edge: tiering, the next index, and to `t` (the body) with the
     /// iteration counted while the index is below the bound.
-    ForNext { i: u32, lp: u32, t: Pc },
+    ForNext {
+        i: u32,
+        lp: u32,
+        t: Pc,
+    },
     /// Counts an iteration of loop `lp` (a `while` body).
-    Tick { lp: u32 },
+    Tick {
+        lp: u32,
+    },
     /// A `while` loop's back-edge: tiering, then to `t` (the condition).
-    Back { lp: u32, t: Pc },
+    Back {
+        lp: u32,
+        t: Pc,
+    },
 
     /// Charges a subflow (or mock) call: fuel, and `last_event` code `k`.
-    Charge { k: u32, cost: u64 },
+    Charge {
+        k: u32,
+        cost: u64,
+    },
     /// A host dispatch ([`Bytecode::invokes`]`[k]`): its branch into `d`.
-    Invoke { d: u32, k: u32 },
+    Invoke {
+        d: u32,
+        k: u32,
+    },
     /// A `std.io:print.ln` template ([`Bytecode::prints`]`[k]`).
-    Print { k: u32 },
+    Print {
+        k: u32,
+    },
     /// Formats the scalar at `a` into conversion buffer `k` (low 30 bits; type in the top two):
     /// the pair into `d`.
-    Format { d: u32, a: u32, k: u32 },
+    Format {
+        d: u32,
+        a: u32,
+        k: u32,
+    },
     /// Copies the `str` at `a` into accumulator field `d`'s other buffer (first buffer `k`).
-    AccStr { d: u32, a: u32, k: u32 },
+    AccStr {
+        d: u32,
+        a: u32,
+        k: u32,
+    },
     /// Copies the `str` at `a` into the buffer `k` of local `d`.
-    OwnStr { d: u32, a: u32, k: u32 },
+    OwnStr {
+        d: u32,
+        a: u32,
+        k: u32,
+    },
 
     /// The value of the last top-level flow so far.
-    Value { k: u32 },
+    Value {
+        k: u32,
+    },
     /// A run-time error with no operands ([`Bytecode::fails`]`[k]`).
-    Fail { k: u32 },
+    Fail {
+        k: u32,
+    },
     /// A trace line ([`Bytecode::traces`]`[k]`).
-    Trace { k: u32 },
+    Trace {
+        k: u32,
+    },
     End,
 }
 
@@ -293,6 +479,8 @@ impl Bytecode {
             fixups: Vec::new(),
             temp: layout.words,
             tracing: program.trace != crate::host::TraceLevel::Off,
+            arm_labels: Default::default(),
+            exit_labels: Default::default(),
         };
         for flow in &program.flows {
             let end = c.label();
@@ -527,6 +715,17 @@ enum K<'a> {
     Exit(&'a SubflowCall, &'a [Label]),
 }
 
+impl K<'_> {
+    /// Tells continuations apart (for sharing an arm's code).
+    fn id(&self) -> (u8, usize) {
+        match self {
+            K::Join(label) => (0, label.0 as usize),
+            K::Result(label) => (1, label.0 as usize),
+            K::Exit(call, _) => (2, *call as *const SubflowCall as usize),
+        }
+    }
+}
+
 /// Where a `str` operand is.
 enum StrAt {
     Words(u32),
@@ -543,6 +742,10 @@ struct Compiler<'p> {
     /// The next free temporary word.
     temp: u32,
     tracing: bool,
+    /// Where the step of an arm was compiled, per (arm, continuation).
+    arm_labels: std::collections::HashMap<(usize, (u8, usize)), Label>,
+    /// Where the code of a subflow call's exit is, per (call, exit).
+    exit_labels: std::collections::HashMap<(usize, usize), Label>,
 }
 
 enum Fixup {
@@ -593,9 +796,7 @@ impl Compiler<'_> {
             match fixup {
                 Fixup::Op(pc, label) => {
                     let to = self.labels[label.0 as usize].expect("every label is bound");
-                    *self.code.ops[pc as usize]
-                        .target_mut()
-                        .expect("a jump op") = to;
+                    *self.code.ops[pc as usize].target_mut().expect("a jump op") = to;
                 }
                 Fixup::Table(k, entry, label) => {
                     let to = self.labels[label.0 as usize].expect("every label is bound");
@@ -675,7 +876,10 @@ impl Compiler<'_> {
                 self.emit(Op::Const { d, k: v.to_bits() });
             }
             Expr::Bool(v) => {
-                self.emit(Op::Const { d, k: u64::from(*v) });
+                self.emit(Op::Const {
+                    d,
+                    k: u64::from(*v),
+                });
             }
             Expr::Local(local, _) => {
                 let a = self.offset(*local);
@@ -974,7 +1178,7 @@ impl Compiler<'_> {
                 self.jump(Op::Jmp { t: 0 }, *label);
             }
             K::Exit(call, labels) => {
-                let Some(exit) = call.exits.iter().find(|e| e.value == value) else {
+                let Some(index) = call.exits.iter().position(|e| e.value == value) else {
                     self.fail(
                         format!(
                             "subflow `{}` ended with a branch its event does not declare",
@@ -985,6 +1189,15 @@ impl Compiler<'_> {
                     );
                     return;
                 };
+                // One copy of each exit's code however many paths end in it.
+                let key = (*call as *const SubflowCall as usize, index);
+                if let Some(&label) = self.exit_labels.get(&key) {
+                    return self.jump(Op::Jmp { t: 0 }, label);
+                }
+                let label = self.label();
+                self.bind(label);
+                self.exit_labels.insert(key, label);
+                let exit = &call.exits[index];
                 for &(from, to) in &exit.copies {
                     let (from, to) = (self.layout.slot(from), self.layout.slot(to));
                     let (a, d) = (from.offset, to.offset);
@@ -1069,11 +1282,20 @@ impl Compiler<'_> {
         self.fail(message, Some(event.clone()), span);
     }
 
+    /// An arm's step is compiled once per continuation: a catch-all that several branches
+    /// reach jumps to the code of its first use (as native code shares the arm's block).
     fn arm(&mut self, arm: &Arm, value: ValueId, k: &K<'_>) {
-        match &arm.step {
-            Some(step) => self.step(step, k),
-            None => self.finish(value, k),
+        let Some(step) = &arm.step else {
+            return self.finish(value, k);
+        };
+        let key = (arm as *const Arm as usize, k.id());
+        if let Some(&label) = self.arm_labels.get(&key) {
+            return self.jump(Op::Jmp { t: 0 }, label);
         }
+        let label = self.label();
+        self.bind(label);
+        self.arm_labels.insert(key, label);
+        self.step(step, k);
     }
 
     fn invoke(&mut self, s: &Invoke, k: &K<'_>) {
@@ -1226,7 +1448,11 @@ impl Compiler<'_> {
     fn for_loop(&mut self, s: &ForLoop, k: &K<'_>) {
         let i = self.offset(s.index);
         let bound = self.offset(s.bound);
-        assert_eq!(bound, i + 1, "the layout places a loop's bound after its index");
+        assert_eq!(
+            bound,
+            i + 1,
+            "the layout places a loop's bound after its index"
+        );
         // `start` is evaluated first: into a temporary, in case `end` reads the index's word.
         let mark = self.temp;
         let start = self.temps(1);
@@ -1473,6 +1699,11 @@ impl Compiler<'_> {
         if pattern_arms < 4 || span > 1024 || (named as i64) * 4 < span {
             return None;
         }
+        // Tables are bounded per flow (as native code's are): past it, compare chains.
+        let entries: usize = self.code.tables.iter().map(|t| t.targets.len()).sum();
+        if entries + span as usize > MAX_TABLE_ENTRIES {
+            return None;
+        }
         let mut table = vec![None; span as usize];
         for (index, arm) in s.arms.iter().enumerate() {
             for pattern in &arm.patterns {
@@ -1537,6 +1768,9 @@ impl Compiler<'_> {
     }
 }
 
+/// Jump-table entries per flow (64 KB of targets).
+const MAX_TABLE_ENTRIES: usize = 16 * 1024;
+
 fn int_literal(e: &Expr) -> Option<i32> {
     match e {
         Expr::Int(v) => small(*v),
@@ -1552,4 +1786,76 @@ pub(crate) fn format_type(k: u32) -> (usize, Type) {
         _ => Type::Bool,
     };
     ((k & 0x3fff_ffff) as usize, ty)
+}
+
+/// The listing `koru-jit emit --what bytecode` prints: one op per line, words as `wN` (the
+/// layout's offsets; temporaries from `frame_words` of the layout up), side tables inline.
+pub(crate) struct Listing<'a> {
+    pub code: &'a Bytecode,
+    pub program: &'a Program,
+}
+
+impl std::fmt::Display for Listing<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let code = self.code;
+        writeln!(
+            f,
+            "bytecode: {} ops, frame {} words",
+            code.ops.len(),
+            code.frame_words
+        )?;
+        for (pc, op) in code.ops.iter().enumerate() {
+            let text = format!("{op:?}");
+            // `Name { d: 1, a: 2 }` as `name d=w1 a=w2`.
+            let (name, fields) = text.split_once(' ').unwrap_or((&text, ""));
+            write!(f, "{pc:>6}  {:<10}", name.to_lowercase())?;
+            let fields = fields.trim_matches(|c| c == '{' || c == '}' || c == ' ');
+            let mut first = true;
+            for field in fields.split(", ").filter(|s| !s.is_empty()) {
+                let (key, value) = field.split_once(": ").unwrap_or((field, ""));
+                let shown = match key {
+                    "d" | "a" | "b" | "i" => format!("w{value}"),
+                    "t" => format!("->{value}"),
+                    _ => value.to_string(),
+                };
+                write!(f, "{}{key}={shown}", if first { "" } else { " " })?;
+                first = false;
+            }
+            match *op {
+                Op::Str { k, .. } | Op::StrEqK { k, .. } | Op::JStrEqK { k, .. } => {
+                    write!(f, "  ; {:?}", &*code.strs[k as usize])?
+                }
+                Op::Invoke { k, .. } => {
+                    let site = &code.invokes[k as usize];
+                    let args: Vec<String> =
+                        site.args.iter().map(|a| format!("w{}", a.at)).collect();
+                    write!(
+                        f,
+                        "  ; {}({})",
+                        self.program.events[site.event as usize].name,
+                        args.join(", ")
+                    )?
+                }
+                Op::Print { k } => write!(
+                    f,
+                    "  ; {}",
+                    self.program.events[code.prints[k as usize].event as usize].name
+                )?,
+                Op::Fail { k } => write!(f, "  ; {}", code.fails[k as usize].message)?,
+                Op::Trace { k } => write!(f, "  ; trace {}", code.traces[k as usize].name)?,
+                Op::JTable { k, .. } => {
+                    let table = &code.tables[k as usize];
+                    write!(
+                        f,
+                        "  ; from {}: {:?} else ->{}",
+                        table.lo, table.targets, table.default
+                    )?
+                }
+                Op::Value { k } => write!(f, "  ; {}", self.program.values[k as usize].branch)?,
+                _ => {}
+            }
+            writeln!(f)?;
+        }
+        Ok(())
+    }
 }

@@ -48,7 +48,9 @@ pub(crate) fn prepare(program: &Program, layout: &mut Layout) -> Bytecode {
     code
 }
 
-/// Runs every top-level flow of `program`; returns the value of the last one.
+/// Runs every top-level flow of `program` (compiled as `code`); returns the value of the last
+/// one.
+#[allow(clippy::too_many_arguments)]
 pub fn run(
     code: &Bytecode,
     program: &Program,
@@ -71,11 +73,8 @@ pub fn run(
     };
     state.pacer = crate::limits::ClockPacer::new();
     let iteration_limit = limits.max_iterations.unwrap_or(u64::MAX);
-    // With a deadline, the loop checks also read the clock now and then (see `checkpoint`).
-    let iteration_stop = match limits.deadline {
-        Some(_) => iteration_limit.min(state.iterations + state.pacer.grant()),
-        None => iteration_limit,
-    };
+    // The first iteration looks at the limits (see `checkpoint`).
+    let iteration_stop = state.iterations;
     let mut exec = Exec {
         program,
         layout,
@@ -99,9 +98,7 @@ pub fn run(
     };
     // A host panic unwinds through the interpreter's own frames (plain Rust; the run state is
     // reset before its next use) to here: caught once per run rather than once per call.
-    let result = catch_unwind(AssertUnwindSafe(|| {
-        exec.exec(code)
-    }));
+    let result = catch_unwind(AssertUnwindSafe(|| exec.exec(code)));
     let result = result.map(|r| match r {
         Err(Trap::Finished(done)) => *done,
         other => other,
@@ -167,20 +164,21 @@ impl Exec<'_> {
         Ok(())
     }
 
-    /// One loop iteration: the iteration limit, the interrupt, and now and then the deadline.
-    #[inline]
+    /// One loop iteration. The iteration limit is exact; the interrupt and the deadline are
+    /// looked at every [`crate::limits::ClockPacer::grant`] iterations, as native code's budget
+    /// refill does.
+    #[inline(always)]
     fn tick(&mut self, loop_index: u32) -> Result<(), Trap> {
         if self.state.iterations >= self.iteration_stop {
             self.checkpoint()?;
         }
         self.state.iterations += 1;
         self.state.loop_iterations[loop_index as usize] += 1;
-        self.poll()
+        Ok(())
     }
 
-    /// The iteration limit, and with a deadline the real clock (as native code's budget refill
-    /// reads it, paced by `state.pacer`): due every [`crate::limits::ClockPacer::grant`]
-    /// iterations.
+    /// The iteration limit, the interrupt and the deadline (read from the clock as native
+    /// code's refill reads it, paced by `state.pacer`); then the next stop.
     #[cold]
     #[inline(never)]
     fn checkpoint(&mut self) -> Result<(), Trap> {
@@ -188,14 +186,24 @@ impl Exec<'_> {
         if iterations >= self.iteration_limit {
             return Err(Trap::Exhausted(Limit::LoopIterations));
         }
+        if let Some(interrupt) = self.interrupt {
+            if interrupt.is_interrupted() {
+                return Err(Trap::Exhausted(Limit::Interrupted));
+            }
+        }
+        let mut grant = u64::from(crate::limits::ClockPacer::MAX_GRANT);
         if let Some(deadline) = self.deadline {
-            if self.state.pacer.check().is_some_and(|now| now >= deadline) {
+            let now = match self.state.pacer.check() {
+                Some(now) => Some(now),
+                None if crate::limits::epoch::now() >= self.deadline_epoch => Some(Instant::now()),
+                None => None,
+            };
+            if now.is_some_and(|now| now >= deadline) {
                 return Err(Trap::Exhausted(Limit::Deadline));
             }
-            self.iteration_stop = self
-                .iteration_limit
-                .min(iterations + self.state.pacer.grant());
+            grant = self.state.pacer.grant();
         }
+        self.iteration_stop = self.iteration_limit.min(iterations + grant);
         Ok(())
     }
 

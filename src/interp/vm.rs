@@ -349,9 +349,7 @@ impl Exec<'_> {
             match arg.format_into {
                 Some(buffer) => {
                     let bits = self.state.frame[at];
-                    let (p, l) = self
-                        .state
-                        .format_conversion(buffer as usize, arg.ty, bits);
+                    let (p, l) = self.state.format_conversion(buffer as usize, arg.ty, bits);
                     self.state.args.push(p);
                     self.state.args.push(l);
                 }
