@@ -276,6 +276,9 @@ pub(crate) enum Op {
         k: u32,
         t: Pc,
     },
+    /// Jump when `(a % k == 0) == eq` (`k` not 0: no error; a floored remainder is 0 exactly
+    /// when the truncated one is).
+    JRemZero { eq: bool, a: u32, k: i32, t: Pc },
     /// Jump through [`Bytecode::tables`]`[k]` on the int at `a`.
     JTable {
         a: u32,
@@ -422,6 +425,8 @@ pub(crate) struct Bytecode {
     /// Words of the frame the code uses: the layout's, then the temporaries.
     pub frame_words: u32,
     pub strs: Vec<Arc<str>>,
+    /// For each literal of at most 16 bytes, [`window_key`] of its bytes.
+    pub str_keys: Vec<(u64, u64)>,
     pub tables: Vec<Table>,
     pub invokes: Vec<InvokeSite>,
     pub prints: Vec<PrintSite>,
@@ -429,6 +434,8 @@ pub(crate) struct Bytecode {
     pub traces: Vec<TraceSite>,
     /// Sorted by pc: the error site of each op that can fail.
     pub sites: Vec<OpSite>,
+    /// The constants the prologue writes above the layout's words.
+    pub consts: Vec<u64>,
 }
 
 impl Bytecode {
@@ -471,25 +478,14 @@ impl Bytecode {
 
     /// Compiles `program` over `layout`.
     pub fn compile(program: &Program, layout: &Layout) -> Bytecode {
-        let mut c = Compiler {
-            program,
-            layout,
-            code: Bytecode::default(),
-            labels: Vec::new(),
-            fixups: Vec::new(),
-            temp: layout.words,
-            tracing: program.trace != crate::host::TraceLevel::Off,
-            arm_labels: Default::default(),
-            exit_labels: Default::default(),
-        };
-        for flow in &program.flows {
-            let end = c.label();
-            c.step(flow, &K::Result(end));
-            c.bind(end);
-        }
-        c.emit(Op::End);
-        let mut code = c.into_code();
-        code.thread_jumps();
+        // Twice: the first pass finds the constants the ops read from the frame (literals
+        // that do not fit an immediate), the second places them below the temporaries and
+        // writes them once in a prologue.
+        let first = Compiler::new(program, layout, Vec::new()).run();
+        let found = first.consts.len();
+        let mut code = Compiler::new(program, layout, first.consts).run();
+        assert_eq!(code.consts.len(), found, "both passes find the same constants");
+        while code.thread_jumps() {}
         code.verify();
         code
     }
@@ -570,6 +566,10 @@ impl Bytecode {
                 }
                 Op::Jmp { .. } => {}
                 Op::JBool { a, .. } | Op::JCmpK { a, .. } => word(a, 1),
+                Op::JRemZero { a, k, .. } => {
+                    assert!(k != 0);
+                    word(a, 1);
+                }
                 Op::JCmp { a, b, .. } | Op::JFCmp { a, b, .. } => {
                     word(a, 1);
                     word(b, 1);
@@ -619,7 +619,7 @@ impl Bytecode {
     }
 
     /// Jumps to jumps go to the final target; jumps to the next op disappear.
-    fn thread_jumps(&mut self) {
+    fn thread_jumps(&mut self) -> bool {
         let final_target = |ops: &[Op], mut t: Pc| {
             for _ in 0..16 {
                 match ops[t as usize] {
@@ -649,7 +649,7 @@ impl Bytecode {
             .map(|(pc, op)| !matches!(op, Op::Jmp { t } if *t as usize == pc + 1))
             .collect();
         if keep.iter().all(|&k| k) {
-            return;
+            return false;
         }
         let mut new_pc = Vec::with_capacity(self.ops.len() + 1);
         let mut next = 0u32;
@@ -680,6 +680,7 @@ impl Bytecode {
         for site in &mut self.sites {
             site.pc = new_pc[site.pc as usize];
         }
+        true
     }
 }
 
@@ -693,6 +694,7 @@ impl Op {
             | Op::JFCmp { t, .. }
             | Op::JStrEq { t, .. }
             | Op::JStrEqK { t, .. }
+            | Op::JRemZero { t, .. }
             | Op::ForEnter { t, .. }
             | Op::ForNext { t, .. }
             | Op::Back { t, .. } => Some(t),
@@ -746,6 +748,9 @@ struct Compiler<'p> {
     arm_labels: std::collections::HashMap<(usize, (u8, usize)), Label>,
     /// Where the code of a subflow call's exit is, per (call, exit).
     exit_labels: std::collections::HashMap<(usize, usize), Label>,
+    /// Constants read from the frame, and their words.
+    constant_words: std::collections::HashMap<u64, u32>,
+    consts: Vec<u64>,
 }
 
 enum Fixup {
@@ -757,7 +762,60 @@ fn small(v: i64) -> Option<i32> {
     i32::try_from(v).ok()
 }
 
-impl Compiler<'_> {
+impl<'p> Compiler<'p> {
+    fn new(program: &'p Program, layout: &'p Layout, consts: Vec<u64>) -> Compiler<'p> {
+        let constant_words = consts
+            .iter()
+            .enumerate()
+            .map(|(i, &bits)| (bits, layout.words + i as u32))
+            .collect();
+        let mut c = Compiler {
+            program,
+            layout,
+            code: Bytecode::default(),
+            labels: Vec::new(),
+            fixups: Vec::new(),
+            temp: layout.words + consts.len() as u32,
+            tracing: program.trace != crate::host::TraceLevel::Off,
+            arm_labels: Default::default(),
+            exit_labels: Default::default(),
+            constant_words,
+            consts: Vec::new(),
+        };
+        c.code.frame_words = c.temp;
+        for (i, &bits) in consts.iter().enumerate() {
+            let d = layout.words + i as u32;
+            c.emit(Op::Const { d, k: bits });
+        }
+        c.consts = consts;
+        c
+    }
+
+    fn run(mut self) -> Bytecode {
+        for flow in &self.program.flows {
+            let end = self.label();
+            self.step(flow, &K::Result(end));
+            self.bind(end);
+        }
+        self.emit(Op::End);
+        let consts = std::mem::take(&mut self.consts);
+        let mut code = self.into_code();
+        code.consts = consts;
+        code
+    }
+
+    /// The frame word that holds the constant `bits` for the whole run.
+    fn constant(&mut self, bits: u64) -> u32 {
+        if let Some(&word) = self.constant_words.get(&bits) {
+            return word;
+        }
+        // First pass: found now, placed by the second.
+        self.consts.push(bits);
+        let word = self.temps(1);
+        self.constant_words.insert(bits, word);
+        word
+    }
+
     fn pc(&self) -> Pc {
         self.code.ops.len() as Pc
     }
@@ -824,6 +882,9 @@ impl Compiler<'_> {
     }
 
     fn literal(&mut self, text: &Arc<str>) -> u32 {
+        // SAFETY: the text's own bytes.
+        let key = unsafe { window_key(text.as_ptr(), text.len()) };
+        self.code.str_keys.push(key);
         self.code.strs.push(text.clone());
         self.code.strs.len() as u32 - 1
     }
@@ -856,8 +917,12 @@ impl Compiler<'_> {
 
     /// The word holding non-`str` `e`: a local's own, or a temporary it is evaluated into.
     fn operand(&mut self, e: &Expr) -> u32 {
-        if let Expr::Local(local, _) = e {
-            return self.offset(*local);
+        match e {
+            Expr::Local(local, _) => return self.offset(*local),
+            Expr::Int(v) => return self.constant(*v as u64),
+            Expr::Float(v) => return self.constant(v.to_bits()),
+            Expr::Bool(v) => return self.constant(u64::from(*v)),
+            _ => {}
         }
         let at = self.temps(1);
         self.expr(e, at);
@@ -1105,6 +1170,14 @@ impl Compiler<'_> {
                     self.cond(x, when, target);
                     self.cond(y, when, target);
                 }
+            }
+            Expr::IntCmp(op @ (CmpOp::Eq | CmpOp::Ne), x, y)
+                if matches!(**y, Expr::Int(0)) && rem_by_constant(x).is_some() =>
+            {
+                let (dividend, k) = rem_by_constant(x).expect("matched");
+                let a = self.operand(dividend);
+                let eq = (*op == CmpOp::Eq) == when;
+                self.jump(Op::JRemZero { eq, a, k, t: 0 }, target);
             }
             Expr::IntCmp(op, x, y) | Expr::BoolCmp(op, x, y) => {
                 let c = if when {
@@ -1501,7 +1574,11 @@ impl Compiler<'_> {
     /// Assigns the value of `e` to accumulator field `local` (a `str` into its other buffer).
     fn assign_field(&mut self, local: LocalId, e: &Expr) {
         let slot = self.layout.slot(local);
-        if slot.ty == Type::Str {
+        if slot.ty == Type::Str && literal_leaves(e) {
+            // A literal is not copied: its text lives as long as the program (see
+            // `literal_leaves`); the field's buffers stay as they are.
+            self.str_expr(e, slot.offset);
+        } else if slot.ty == Type::Str {
             let mark = self.temp;
             let at = self.str_at(e);
             let a = self.str_words(at);
@@ -1566,14 +1643,16 @@ impl Compiler<'_> {
                 let ty = e.ty();
                 let at = self.temps(ty.words());
                 self.any_expr(e, at);
-                deferred.push((*local, at, ty));
+                deferred.push((*local, at, ty, literal_leaves(e)));
             } else {
                 self.assign_field(*local, e);
             }
         }
-        for (local, a, ty) in deferred {
+        for (local, a, ty, literal) in deferred {
             let slot = self.layout.slot(local);
-            if ty == Type::Str {
+            if ty == Type::Str && literal {
+                self.emit(Op::Mov2 { d: slot.offset, a });
+            } else if ty == Type::Str {
                 self.emit(Op::AccStr {
                     d: slot.offset,
                     a,
@@ -1660,11 +1739,8 @@ impl Compiler<'_> {
         match small(v) {
             Some(k) => self.jump(Op::JCmpK { c, a, k, t: 0 }, target),
             None => {
-                let mark = self.temp;
-                let b = self.temps(1);
-                self.emit(Op::Const { d: b, k: v as u64 });
+                let b = self.constant(v as u64);
                 self.jump(Op::JCmp { c, a, b, t: 0 }, target);
-                self.temp = mark;
             }
         }
     }
@@ -1765,6 +1841,52 @@ impl Compiler<'_> {
             Some(name.clone()),
             s.span,
         );
+    }
+}
+
+/// Two words that, for strings of one length up to 16 bytes, are equal exactly when the strings
+/// are: overlapping windows covering every byte (LLVM's and our JIT's inline `memcmp`).
+///
+/// # Safety
+/// `p` points at `n` readable bytes.
+#[inline(always)]
+pub(crate) unsafe fn window_key(p: *const u8, n: usize) -> (u64, u64) {
+    // SAFETY: every read is inside the `n` bytes.
+    unsafe {
+        match n {
+            0 => (0, 0),
+            1..=3 => {
+                let b = |i: usize| u64::from(*p.add(i));
+                (b(0) | b(n / 2) << 8 | b(n - 1) << 16, 0)
+            }
+            4..=7 => (
+                u64::from(p.cast::<u32>().read_unaligned()),
+                u64::from(p.add(n - 4).cast::<u32>().read_unaligned()),
+            ),
+            8..=16 => (
+                p.cast::<u64>().read_unaligned(),
+                p.add(n - 8).cast::<u64>().read_unaligned(),
+            ),
+            _ => (0, 0),
+        }
+    }
+}
+
+/// `a % k` with a literal `k` that is not 0 and fits an immediate.
+fn rem_by_constant(e: &Expr) -> Option<(&Expr, i32)> {
+    match e {
+        Expr::IntArith(IntOp::Rem, a, b, _) => int_literal(b).filter(|&k| k != 0).map(|k| (&**a, k)),
+        _ => None,
+    }
+}
+
+/// Whether every value `str` `e` can take is a literal: assigned to an accumulator field, it
+/// needs no copy (the field points at the program's text, which outlives the run).
+fn literal_leaves(e: &Expr) -> bool {
+    match e {
+        Expr::Str(_) => true,
+        Expr::Select(_, a, b, _) => literal_leaves(a) && literal_leaves(b),
+        _ => false,
     }
 }
 

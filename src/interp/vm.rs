@@ -21,6 +21,23 @@ fn compare(op: CmpOp, ordering: Option<Ordering>) -> bool {
     }
 }
 
+/// Whether the string (p, l) of the flow state equals literal `k`: lengths first, then for
+/// literals of at most 16 bytes two overlapping windows, with no call.
+#[inline(always)]
+fn eq_literal(code: &Bytecode, p: u64, l: u64, k: u32) -> bool {
+    let literal = &code.strs[k as usize];
+    if l != literal.len() as u64 {
+        return false;
+    }
+    if l <= 16 {
+        // SAFETY: (p, l) is a live string (see `text`) of `l` bytes.
+        return unsafe { super::code::window_key(p as *const u8, l as usize) }
+            == code.str_keys[k as usize];
+    }
+    // SAFETY: as above.
+    unsafe { text(p, l) == &**literal }
+}
+
 /// Floored remainder by a divisor that is not 0.
 #[inline(always)]
 fn floored_rem(a: i64, b: i64) -> i64 {
@@ -40,6 +57,18 @@ unsafe fn text<'a>(ptr: u64, len: u64) -> &'a str {
     unsafe { crate::host::word_str(ptr, len) }
 }
 
+#[cold]
+#[inline(never)]
+fn fail(code: &Bytecode, k: u32) -> Trap {
+    let fail = &code.fails[k as usize];
+    Trap::error(
+        ErrorCode::NoBranchMatch,
+        fail.message.clone(),
+        fail.event.clone(),
+        fail.span,
+    )
+}
+
 /// Where the op just before `pc` reports its error.
 #[cold]
 fn site_of(code: &Bytecode, pc: usize) -> (Option<std::sync::Arc<str>>, crate::span::Span) {
@@ -50,7 +79,10 @@ fn site_of(code: &Bytecode, pc: usize) -> (Option<std::sync::Arc<str>>, crate::s
 }
 
 impl Exec<'_> {
-    /// Runs the code from its start; the value of the last top-level flow.
+    /// Runs the code from its start; the value of the last top-level flow. Not inlined: the
+    /// loop's registers are its own (inlined into the run's caller, `ops` and the frame
+    /// pointer were spilled around every op).
+    #[inline(never)]
     pub(super) fn exec(&mut self, code: &Bytecode) -> Result<Option<ValueId>, Trap> {
         if self.state.frame.len() < code.frame_words as usize {
             return Err(Trap::error(
@@ -60,9 +92,9 @@ impl Exec<'_> {
                 crate::span::Span::default(),
             ));
         }
-        let ops = code.ops.as_ptr();
-        let mut pc: usize = 0;
-        let mut value = None;
+        let base = code.ops.as_ptr();
+        let mut ip = base;
+        let mut value = u32::MAX;
         let mut f: *mut u64 = self.state.frame.as_mut_ptr();
         // SAFETY (every use below): `Bytecode::verify` checked every word an op reads or
         // writes against `frame_words`, and the frame has at least that many (checked above);
@@ -100,19 +132,33 @@ impl Exec<'_> {
                 f = self.state.frame.as_mut_ptr()
             };
         }
+        // The number of the op after the current one.
+        macro_rules! pc {
+            () => {
+                // SAFETY: `ip` is one past an op of `code.ops`.
+                unsafe { ip.offset_from(base) as usize }
+            };
+        }
+        macro_rules! jump {
+            ($t:expr) => {
+                // SAFETY: `verify` checked every jump target against the code's length.
+                ip = unsafe { base.add($t as usize) }
+            };
+        }
         macro_rules! checked {
             ($d:expr, $v:expr, $code:expr, $symbol:expr) => {
                 match $v {
                     Some(v) => set!($d, v as u64),
-                    None => return Err(self.int_error(code, pc, $code, $symbol)),
+                    None => return Err(self.int_error(code, pc!(), $code, $symbol)),
                 }
             };
         }
         loop {
             // SAFETY: `verify` checked that every jump target is in the code and that it ends
             // with `End`, so `pc` never passes the end.
-            let op = unsafe { *ops.add(pc) };
-            pc += 1;
+            let op = unsafe { *ip };
+            // SAFETY: at most one past the last op (`End` never falls through).
+            ip = unsafe { ip.add(1) };
             match op {
                 Op::Mov { d, a } => set!(d, get!(a)),
                 Op::Mov2 { d, a } => {
@@ -138,14 +184,14 @@ impl Exec<'_> {
                 Op::Div { d, a, b } => {
                     let (x, y) = (int!(a), int!(b));
                     if y == 0 {
-                        return Err(self.int_error(code, pc, ErrorCode::DivisionByZero, "/"));
+                        return Err(self.int_error(code, pc!(), ErrorCode::DivisionByZero, "/"));
                     }
                     checked!(d, x.checked_div(y), ErrorCode::Overflow, "/")
                 }
                 Op::Rem { d, a, b } => {
                     let (x, y) = (int!(a), int!(b));
                     if y == 0 {
-                        return Err(self.int_error(code, pc, ErrorCode::DivisionByZero, "%"));
+                        return Err(self.int_error(code, pc!(), ErrorCode::DivisionByZero, "%"));
                     }
                     set!(d, floored_rem(x, y) as u64)
                 }
@@ -171,7 +217,7 @@ impl Exec<'_> {
                 Op::FloatToInt { d, a } => match arith::float_to_int(flt!(a)) {
                     Ok(v) => set!(d, v as u64),
                     Err(error) => {
-                        let (event, span) = site_of(code, pc);
+                        let (event, span) = site_of(code, pc!());
                         return Err(Trap::error(
                             error,
                             "float out of range for int in `@as`",
@@ -190,54 +236,60 @@ impl Exec<'_> {
                     set!(d, u64::from(same == eq))
                 }
                 Op::StrEqK { eq, d, a, k } => {
-                    let same = string!(a) == &*code.strs[k as usize];
+                    let same = eq_literal(code, get!(a), get!(a + 1), k);
                     set!(d, u64::from(same == eq))
                 }
                 Op::Not { d, a } => set!(d, u64::from(get!(a) == 0)),
-                Op::Jmp { t } => pc = t as usize,
+                Op::Jmp { t } => jump!(t),
                 Op::JBool { when, a, t } => {
                     if (get!(a) != 0) == when {
-                        pc = t as usize
+                        jump!(t)
                     }
                 }
                 Op::JCmp { c, a, b, t } => {
                     if c.holds(int!(a), int!(b)) {
-                        pc = t as usize
+                        jump!(t)
                     }
                 }
                 Op::JCmpK { c, a, k, t } => {
                     if c.holds(int!(a), k as i64) {
-                        pc = t as usize
+                        jump!(t)
                     }
                 }
                 Op::JFCmp { op, when, a, b, t } => {
                     if compare(op, flt!(a).partial_cmp(&flt!(b))) == when {
-                        pc = t as usize
+                        jump!(t)
                     }
                 }
                 Op::JStrEq { eq, a, b, t } => {
                     let same = string!(a) == string!(b);
                     if same == eq {
-                        pc = t as usize
+                        jump!(t)
                     }
                 }
                 Op::JStrEqK { eq, a, k, t } => {
-                    let same = string!(a) == &*code.strs[k as usize];
+                    let same = eq_literal(code, get!(a), get!(a + 1), k);
                     if same == eq {
-                        pc = t as usize
+                        jump!(t)
+                    }
+                }
+                Op::JRemZero { eq, a, k, t } => {
+                    if (int!(a).wrapping_rem(k as i64) == 0) == eq {
+                        jump!(t)
                     }
                 }
                 Op::JTable { a, k } => {
                     let table = &code.tables[k as usize];
                     let at = int!(a).wrapping_sub(table.lo) as u64;
-                    pc = match table.targets.get(at as usize) {
+                    let t = match table.targets.get(at as usize) {
                         Some(&t) if at < table.targets.len() as u64 => t,
                         _ => table.default,
-                    } as usize;
+                    };
+                    jump!(t);
                 }
                 Op::ForEnter { i, lp, t } => {
                     if int!(i) >= int!(i + 1) {
-                        pc = t as usize
+                        jump!(t)
                     } else {
                         self.tick(lp)?
                     }
@@ -250,14 +302,14 @@ impl Exec<'_> {
                     set!(i, next as u64);
                     if next < int!(i + 1) {
                         self.tick(lp)?;
-                        pc = t as usize;
+                        jump!(t);
                     }
                 }
                 Op::Tick { lp } => self.tick(lp)?,
                 Op::Back { lp, t } => {
                     self.back_edge(lp)?;
                     refresh!();
-                    pc = t as usize;
+                    jump!(t);
                 }
                 Op::Charge { k, cost } => self.charge_only(cost, k)?,
                 Op::Invoke { d, k } => {
@@ -277,55 +329,67 @@ impl Exec<'_> {
                     set!(d + 1, l);
                 }
                 Op::AccStr { d, a, k } => {
-                    let (p, l) = (get!(a), get!(a + 1));
-                    let k = k as usize;
-                    let half = !self.state.current_half[k];
-                    self.state.current_half[k] = half;
-                    let buffer = &mut self.state.buffers[k + usize::from(half)];
-                    buffer.clear();
-                    // SAFETY: (p, l) is a live string (see `text`), never the buffer written:
-                    // the field's other half is current and the source is not this field's
-                    // buffer being rewritten.
-                    buffer.push_str(unsafe { text(p, l) });
-                    let (p, l) = (buffer.as_ptr() as u64, buffer.len() as u64);
-                    set!(d, p);
-                    set!(d + 1, l);
+                    self.acc_str(d, a, k);
+                    refresh!();
                 }
                 Op::OwnStr { d, a, k } => {
-                    let (p, l) = (get!(a), get!(a + 1));
-                    let buffer = &mut self.state.buffers[k as usize];
-                    buffer.clear();
-                    // SAFETY: a live string (see `text`), never this buffer (only this op
-                    // writes it, and the local it backs is not in scope at the source).
-                    buffer.push_str(unsafe { text(p, l) });
-                    let (p, l) = (buffer.as_ptr() as u64, buffer.len() as u64);
-                    set!(d, p);
-                    set!(d + 1, l);
+                    self.own_str(d, a, k);
+                    refresh!();
                 }
-                Op::Value { k } => value = Some(ValueId(k)),
-                Op::Fail { k } => {
-                    let fail = &code.fails[k as usize];
-                    return Err(Trap::error(
-                        ErrorCode::NoBranchMatch,
-                        fail.message.clone(),
-                        fail.event.clone(),
-                        fail.span,
-                    ));
-                }
+                Op::Value { k } => value = k,
+                Op::Fail { k } => return Err(fail(code, k)),
                 Op::Trace { k } => {
-                    let site = &code.traces[k as usize];
-                    let on = if site.all {
-                        self.trace_all
-                    } else {
-                        self.trace_dispatches
-                    };
-                    if on {
-                        self.write_trace(&site.name, site.marker, site.value);
-                        refresh!();
-                    }
+                    self.trace(code, k);
+                    refresh!();
                 }
-                Op::End => return Ok(value),
+                Op::End => return Ok((value != u32::MAX).then_some(ValueId(value))),
             }
+        }
+    }
+
+    /// Copies the `str` at `a` into accumulator field `d`'s other buffer (first buffer `k`),
+    /// which becomes current.
+    #[inline(never)]
+    fn acc_str(&mut self, d: u32, a: u32, k: u32) {
+        let (a, d, k) = (a as usize, d as usize, k as usize);
+        let state = &mut *self.state;
+        let (p, l) = (state.frame[a], state.frame[a + 1]);
+        let half = !state.current_half[k];
+        state.current_half[k] = half;
+        let buffer = &mut state.buffers[k + usize::from(half)];
+        buffer.clear();
+        // SAFETY: (p, l) is a live string (see `text`), never the buffer written: the field's
+        // other half is current and the source is not this field's buffer being rewritten.
+        buffer.push_str(unsafe { text(p, l) });
+        state.frame[d] = buffer.as_ptr() as u64;
+        state.frame[d + 1] = buffer.len() as u64;
+    }
+
+    /// Copies the `str` at `a` into the buffer `k` of local `d`.
+    #[inline(never)]
+    fn own_str(&mut self, d: u32, a: u32, k: u32) {
+        let (a, d) = (a as usize, d as usize);
+        let state = &mut *self.state;
+        let (p, l) = (state.frame[a], state.frame[a + 1]);
+        let buffer = &mut state.buffers[k as usize];
+        buffer.clear();
+        // SAFETY: a live string (see `text`), never this buffer (only this op writes it, and
+        // the local it backs is not in scope at the source).
+        buffer.push_str(unsafe { text(p, l) });
+        state.frame[d] = buffer.as_ptr() as u64;
+        state.frame[d + 1] = buffer.len() as u64;
+    }
+
+    #[inline(never)]
+    fn trace(&mut self, code: &Bytecode, k: u32) {
+        let site = &code.traces[k as usize];
+        let on = if site.all {
+            self.trace_all
+        } else {
+            self.trace_dispatches
+        };
+        if on {
+            self.write_trace(&site.name, site.marker, site.value);
         }
     }
 
