@@ -278,7 +278,12 @@ pub(crate) enum Op {
     },
     /// Jump when `(a % k == 0) == eq` (`k` not 0: no error; a floored remainder is 0 exactly
     /// when the truncated one is).
-    JRemZero { eq: bool, a: u32, k: i32, t: Pc },
+    JRemZero {
+        eq: bool,
+        a: u32,
+        k: i32,
+        t: Pc,
+    },
     /// Jump through [`Bytecode::tables`]`[k]` on the int at `a`.
     JTable {
         a: u32,
@@ -303,9 +308,32 @@ pub(crate) enum Op {
     Tick {
         lp: u32,
     },
-    /// A `while` loop's back-edge: tiering, then to `t` (the condition).
-    Back {
+    /// A `while` loop's back-edge: tiering (its condition follows, rotated to the bottom).
+    BackEdge {
         lp: u32,
+    },
+    /// A `while` loop's back-edge and condition `a <c> k` in one: tiering, then to `t` (the
+    /// body) with the iteration counted while the condition holds.
+    WhileNextK {
+        c: Cond,
+        lp: u16,
+        a: u32,
+        k: i32,
+        t: Pc,
+    },
+    /// The rotated condition's jump back into the body: the iteration counted, then to `t`.
+    LoopCmpK {
+        c: Cond,
+        lp: u16,
+        a: u32,
+        k: i32,
+        t: Pc,
+    },
+    LoopCmp {
+        c: Cond,
+        lp: u16,
+        a: u32,
+        b: u32,
         t: Pc,
     },
 
@@ -357,6 +385,8 @@ pub(crate) enum Op {
     },
     End,
 }
+
+const _: () = assert!(std::mem::size_of::<Op>() == 16);
 
 /// A jump table: values `lo..lo + targets.len()` jump to their target, others to `default`.
 #[derive(Debug)]
@@ -484,7 +514,11 @@ impl Bytecode {
         let first = Compiler::new(program, layout, Vec::new()).run();
         let found = first.consts.len();
         let mut code = Compiler::new(program, layout, first.consts).run();
-        assert_eq!(code.consts.len(), found, "both passes find the same constants");
+        assert_eq!(
+            code.consts.len(),
+            found,
+            "both passes find the same constants"
+        );
         while code.thread_jumps() {}
         code.verify();
         code
@@ -589,7 +623,12 @@ impl Bytecode {
                     table.targets.iter().for_each(|&t| target(t));
                 }
                 Op::ForEnter { i, .. } | Op::ForNext { i, .. } => word(i, 2),
-                Op::Tick { .. } | Op::Back { .. } | Op::Charge { .. } | Op::Value { .. } => {}
+                Op::Tick { .. } | Op::BackEdge { .. } | Op::Charge { .. } | Op::Value { .. } => {}
+                Op::WhileNextK { a, .. } | Op::LoopCmpK { a, .. } => word(a, 1),
+                Op::LoopCmp { a, b, .. } => {
+                    word(a, 1);
+                    word(b, 1);
+                }
                 Op::Invoke { d, k } => {
                     word(d, 1);
                     for arg in &self.invokes[k as usize].args {
@@ -697,7 +736,9 @@ impl Op {
             | Op::JRemZero { t, .. }
             | Op::ForEnter { t, .. }
             | Op::ForNext { t, .. }
-            | Op::Back { t, .. } => Some(t),
+            | Op::WhileNextK { t, .. }
+            | Op::LoopCmpK { t, .. }
+            | Op::LoopCmp { t, .. } => Some(t),
             _ => None,
         }
     }
@@ -751,6 +792,9 @@ struct Compiler<'p> {
     /// Constants read from the frame, and their words.
     constant_words: std::collections::HashMap<u64, u32>,
     consts: Vec<u64>,
+    /// In a rotated `while` condition: (the label of its "count and go on" block, the loop,
+    /// the body).
+    tick_jump: Option<(Label, u32, Label)>,
 }
 
 enum Fixup {
@@ -781,6 +825,7 @@ impl<'p> Compiler<'p> {
             exit_labels: Default::default(),
             constant_words,
             consts: Vec::new(),
+            tick_jump: None,
         };
         c.code.frame_words = c.temp;
         for (i, &bits) in consts.iter().enumerate() {
@@ -843,8 +888,30 @@ impl<'p> Compiler<'p> {
         self.labels[label.0 as usize] = Some(self.pc());
     }
 
-    /// Emits a jump op whose target is `label`.
+    /// Emits a jump op whose target is `label`. A comparison jumping to the rotated `while`
+    /// condition's "count and go on" block counts the iteration itself and jumps to the body.
     fn jump(&mut self, op: Op, label: Label) {
+        if let Some((tick, lp, body)) = self.tick_jump {
+            if let (true, Ok(lp)) = (label == tick, u16::try_from(lp)) {
+                let fused = match op {
+                    Op::JCmpK { c, a, k, .. } => Some(Op::LoopCmpK { c, lp, a, k, t: 0 }),
+                    Op::JCmp { c, a, b, .. } => Some(Op::LoopCmp { c, lp, a, b, t: 0 }),
+                    Op::JBool { when, a, .. } => Some(Op::LoopCmpK {
+                        c: if when { Cond::Ne } else { Cond::Eq },
+                        lp,
+                        a,
+                        k: 0,
+                        t: 0,
+                    }),
+                    _ => None,
+                };
+                if let Some(fused) = fused {
+                    let pc = self.emit(fused);
+                    self.fixups.push(Fixup::Op(pc, body));
+                    return;
+                }
+            }
+        }
         let pc = self.emit(op);
         self.fixups.push(Fixup::Op(pc, label));
     }
@@ -1551,24 +1618,72 @@ impl<'p> Compiler<'p> {
         self.select(&s.arms, 1, s.first_value, &name, s.span, k);
     }
 
+    /// `while`, rotated: the condition is tested at the entry and again after each body (with
+    /// the back-edge), so an iteration dispatches one op of loop control when the condition
+    /// is one comparison with an immediate (`WhileNextK`). The order stays the walker's and
+    /// native code's: condition, iteration count, body, back-edge.
     fn while_loop(&mut self, s: &WhileLoop, k: &K<'_>) {
-        let head = self.label();
         let done = self.label();
+        let body = self.label();
         let next = self.label();
         let lp = s.loop_index;
-        self.bind(head);
         self.cond(&s.cond, false, done);
         self.emit(Op::Tick { lp });
+        self.bind(body);
         let name: Arc<str> = "while".into();
         self.trace(&name, TraceMarker::None, s.first_value, true);
         if !s.arms.arms.is_empty() {
             self.select(&s.arms, 0, s.first_value, &name, s.span, &K::Join(next));
         }
         self.bind(next);
-        self.jump(Op::Back { lp, t: 0 }, head);
+        match (self.simple_cmp(&s.cond), u16::try_from(lp)) {
+            (Some((c, a, kk)), Ok(lp)) => {
+                self.jump(
+                    Op::WhileNextK {
+                        c,
+                        lp,
+                        a,
+                        k: kk,
+                        t: 0,
+                    },
+                    body,
+                );
+            }
+            _ => {
+                self.emit(Op::BackEdge { lp });
+                let tick = self.label();
+                let outer = self.tick_jump.replace((tick, lp, body));
+                self.cond(&s.cond, true, tick);
+                self.tick_jump = outer;
+                self.jump(Op::Jmp { t: 0 }, done);
+                self.bind(tick);
+                self.emit(Op::Tick { lp });
+                self.jump(Op::Jmp { t: 0 }, body);
+            }
+        }
         self.bind(done);
         self.trace(&name, TraceMarker::None, ValueId(s.first_value.0 + 1), true);
         self.select(&s.arms, 1, s.first_value, &name, s.span, k);
+    }
+
+    /// A condition that is one comparison of a local with an immediate (a `bool` local is
+    /// `!= 0`).
+    fn simple_cmp(&self, e: &Expr) -> Option<(Cond, u32, i32)> {
+        match e {
+            Expr::IntCmp(op, x, y) | Expr::BoolCmp(op, x, y) => match (&**x, &**y) {
+                (Expr::Local(l, _), y) => Some((Cond::of(*op), self.offset(*l), int_literal(y)?)),
+                (x, Expr::Local(l, _)) => {
+                    Some((Cond::of(*op).swap(), self.offset(*l), int_literal(x)?))
+                }
+                _ => None,
+            },
+            Expr::Local(l, Type::Bool) => Some((Cond::Ne, self.offset(*l), 0)),
+            Expr::Not(x) => match &**x {
+                Expr::Local(l, Type::Bool) => Some((Cond::Eq, self.offset(*l), 0)),
+                _ => None,
+            },
+            _ => None,
+        }
     }
 
     /// Assigns the value of `e` to accumulator field `local` (a `str` into its other buffer).
@@ -1875,7 +1990,9 @@ pub(crate) unsafe fn window_key(p: *const u8, n: usize) -> (u64, u64) {
 /// `a % k` with a literal `k` that is not 0 and fits an immediate.
 fn rem_by_constant(e: &Expr) -> Option<(&Expr, i32)> {
     match e {
-        Expr::IntArith(IntOp::Rem, a, b, _) => int_literal(b).filter(|&k| k != 0).map(|k| (&**a, k)),
+        Expr::IntArith(IntOp::Rem, a, b, _) => {
+            int_literal(b).filter(|&k| k != 0).map(|k| (&**a, k))
+        }
         _ => None,
     }
 }

@@ -92,6 +92,7 @@ pub fn run(
         tiering,
         trace_dispatches: trace >= TraceLevel::Dispatches,
         trace_all: trace == TraceLevel::All,
+        value: u32::MAX,
         osr_countdown: tiering.map_or(OSR_CHECK_INTERVAL, |t| {
             t.check_interval().clamp(1, OSR_CHECK_INTERVAL)
         }),
@@ -136,6 +137,9 @@ pub(crate) struct Exec<'r> {
     trace_dispatches: bool,
     trace_all: bool,
     osr_countdown: u32,
+    /// The value of the last top-level flow so far (`u32::MAX`: none), kept out of the
+    /// executor's registers.
+    value: u32,
 }
 
 impl Exec<'_> {

@@ -94,7 +94,6 @@ impl Exec<'_> {
         }
         let base = code.ops.as_ptr();
         let mut ip = base;
-        let mut value = u32::MAX;
         let mut f: *mut u64 = self.state.frame.as_mut_ptr();
         // SAFETY (every use below): `Bytecode::verify` checked every word an op reads or
         // writes against `frame_words`, and the frame has at least that many (checked above);
@@ -306,10 +305,29 @@ impl Exec<'_> {
                     }
                 }
                 Op::Tick { lp } => self.tick(lp)?,
-                Op::Back { lp, t } => {
+                Op::BackEdge { lp } => {
                     self.back_edge(lp)?;
                     refresh!();
-                    jump!(t);
+                }
+                Op::WhileNextK { c, lp, a, k, t } => {
+                    self.back_edge(u32::from(lp))?;
+                    refresh!();
+                    if c.holds(int!(a), k as i64) {
+                        self.tick(u32::from(lp))?;
+                        jump!(t);
+                    }
+                }
+                Op::LoopCmpK { c, lp, a, k, t } => {
+                    if c.holds(int!(a), k as i64) {
+                        self.tick(u32::from(lp))?;
+                        jump!(t);
+                    }
+                }
+                Op::LoopCmp { c, lp, a, b, t } => {
+                    if c.holds(int!(a), int!(b)) {
+                        self.tick(u32::from(lp))?;
+                        jump!(t);
+                    }
                 }
                 Op::Charge { k, cost } => self.charge_only(cost, k)?,
                 Op::Invoke { d, k } => {
@@ -336,13 +354,13 @@ impl Exec<'_> {
                     self.own_str(d, a, k);
                     refresh!();
                 }
-                Op::Value { k } => value = k,
+                Op::Value { k } => self.value = k,
                 Op::Fail { k } => return Err(fail(code, k)),
                 Op::Trace { k } => {
                     self.trace(code, k);
                     refresh!();
                 }
-                Op::End => return Ok((value != u32::MAX).then_some(ValueId(value))),
+                Op::End => return Ok((self.value != u32::MAX).then_some(ValueId(self.value))),
             }
         }
     }
