@@ -175,6 +175,20 @@ fn scopes_and_emit_work_from_the_command_line() {
     );
 }
 
+/// Issue 16: `emit --what bytecode` prints the interpreter's register bytecode: the nested
+/// loop is two `for` loops (entry and back-edge ops) around one host dispatch.
+#[test]
+fn emit_bytecode_prints_the_interpreters_ops() {
+    let (code, out, err) = koru(&["emit", "examples/nested_loop.kz", "--what", "bytecode"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("bytecode: "), "{out}");
+    assert_eq!(out.matches("forenter").count(), 2, "{out}");
+    assert_eq!(out.matches("fornext").count(), 2, "{out}");
+    assert_eq!(out.matches("invoke").count(), 1, "{out}");
+    assert!(out.contains("; add(w"), "{out}");
+    assert!(out.trim_end().ends_with("end"), "{out}");
+}
+
 /// Issue 13 point 8: `scopes` and `emit --what ast|ir` print text a user reads, not Rust `Debug`
 /// dumps.
 #[test]

@@ -464,8 +464,10 @@ pub(crate) struct Bytecode {
     pub traces: Vec<TraceSite>,
     /// Sorted by pc: the error site of each op that can fail.
     pub sites: Vec<OpSite>,
-    /// The constants the prologue writes above the layout's words.
+    /// The constants the prologue writes above the layout's words, then the literals it
+    /// writes as (pointer, length) pairs after them.
     pub consts: Vec<u64>,
+    pub str_consts: Vec<Arc<str>>,
 }
 
 impl Bytecode {
@@ -511,11 +513,11 @@ impl Bytecode {
         // Twice: the first pass finds the constants the ops read from the frame (literals
         // that do not fit an immediate), the second places them below the temporaries and
         // writes them once in a prologue.
-        let first = Compiler::new(program, layout, Vec::new()).run();
-        let found = first.consts.len();
-        let mut code = Compiler::new(program, layout, first.consts).run();
+        let first = Compiler::new(program, layout, Vec::new(), Vec::new()).run();
+        let found = (first.consts.len(), first.str_consts.len());
+        let mut code = Compiler::new(program, layout, first.consts, first.str_consts).run();
         assert_eq!(
-            code.consts.len(),
+            (code.consts.len(), code.str_consts.len()),
             found,
             "both passes find the same constants"
         );
@@ -792,6 +794,8 @@ struct Compiler<'p> {
     /// Constants read from the frame, and their words.
     constant_words: std::collections::HashMap<u64, u32>,
     consts: Vec<u64>,
+    str_words: std::collections::HashMap<Arc<str>, u32>,
+    str_consts: Vec<Arc<str>>,
     /// In a rotated `while` condition: (the label of its "count and go on" block, the loop,
     /// the body).
     tick_jump: Option<(Label, u32, Label)>,
@@ -807,11 +811,22 @@ fn small(v: i64) -> Option<i32> {
 }
 
 impl<'p> Compiler<'p> {
-    fn new(program: &'p Program, layout: &'p Layout, consts: Vec<u64>) -> Compiler<'p> {
+    fn new(
+        program: &'p Program,
+        layout: &'p Layout,
+        consts: Vec<u64>,
+        str_consts: Vec<Arc<str>>,
+    ) -> Compiler<'p> {
         let constant_words = consts
             .iter()
             .enumerate()
             .map(|(i, &bits)| (bits, layout.words + i as u32))
+            .collect();
+        let str_base = layout.words + consts.len() as u32;
+        let str_words = str_consts
+            .iter()
+            .enumerate()
+            .map(|(i, text)| (text.clone(), str_base + 2 * i as u32))
             .collect();
         let mut c = Compiler {
             program,
@@ -819,12 +834,14 @@ impl<'p> Compiler<'p> {
             code: Bytecode::default(),
             labels: Vec::new(),
             fixups: Vec::new(),
-            temp: layout.words + consts.len() as u32,
+            temp: str_base + 2 * str_consts.len() as u32,
             tracing: program.trace != crate::host::TraceLevel::Off,
             arm_labels: Default::default(),
             exit_labels: Default::default(),
             constant_words,
             consts: Vec::new(),
+            str_words,
+            str_consts: Vec::new(),
             tick_jump: None,
         };
         c.code.frame_words = c.temp;
@@ -832,7 +849,13 @@ impl<'p> Compiler<'p> {
             let d = layout.words + i as u32;
             c.emit(Op::Const { d, k: bits });
         }
+        for (i, text) in str_consts.iter().enumerate() {
+            let d = str_base + 2 * i as u32;
+            let k = c.literal(text);
+            c.emit(Op::Str { d, k });
+        }
         c.consts = consts;
+        c.str_consts = str_consts;
         c
     }
 
@@ -844,9 +867,22 @@ impl<'p> Compiler<'p> {
         }
         self.emit(Op::End);
         let consts = std::mem::take(&mut self.consts);
+        let str_consts = std::mem::take(&mut self.str_consts);
         let mut code = self.into_code();
         code.consts = consts;
+        code.str_consts = str_consts;
         code
+    }
+
+    /// The frame words that hold literal `text` (pointer, length) for the whole run.
+    fn str_constant(&mut self, text: &Arc<str>) -> u32 {
+        if let Some(&word) = self.str_words.get(text) {
+            return word;
+        }
+        self.str_consts.push(text.clone());
+        let word = self.temps(2);
+        self.str_words.insert(text.clone(), word);
+        word
     }
 
     /// The frame word that holds the constant `bits` for the whole run.
@@ -1450,6 +1486,8 @@ impl<'p> Compiler<'p> {
                     let ty = argument.expr.ty();
                     let at = match &argument.expr {
                         Expr::Local(local, _) => self.offset(*local),
+                        Expr::Str(text) => self.str_constant(text),
+                        e if ty != Type::Str => self.operand(e),
                         e => {
                             let at = self.temps(ty.words());
                             self.any_expr(e, at);
@@ -1593,13 +1631,24 @@ impl<'p> Compiler<'p> {
             i + 1,
             "the layout places a loop's bound after its index"
         );
-        // `start` is evaluated first: into a temporary, in case `end` reads the index's word.
-        let mark = self.temp;
-        let start = self.temps(1);
-        self.expr(&s.start, start);
-        self.expr(&s.end, bound);
-        self.emit(Op::Mov { d: i, a: start });
-        self.temp = mark;
+        // `start` is evaluated first, into the index unless `end` reads its word (the index is
+        // a new local, placed above everything in scope there, so it never does).
+        let mut end_reads_index = false;
+        s.end.visit_locals(&mut |l| {
+            let slot = self.layout.slot(l);
+            end_reads_index |= slot.offset <= i && i < slot.offset + slot.ty.words();
+        });
+        if end_reads_index {
+            let mark = self.temp;
+            let start = self.temps(1);
+            self.expr(&s.start, start);
+            self.expr(&s.end, bound);
+            self.emit(Op::Mov { d: i, a: start });
+            self.temp = mark;
+        } else {
+            self.expr(&s.start, i);
+            self.expr(&s.end, bound);
+        }
         let done = self.label();
         let body = self.label();
         let next = self.label();
