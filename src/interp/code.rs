@@ -388,6 +388,14 @@ pub(crate) enum Op {
 
 const _: () = assert!(std::mem::size_of::<Op>() == 16);
 
+/// A literal as the executor reads it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Lit {
+    pub ptr: u64,
+    pub len: u64,
+    pub key: (u64, u64),
+}
+
 /// A jump table: values `lo..lo + targets.len()` jump to their target, others to `default`.
 #[derive(Debug)]
 pub(crate) struct Table {
@@ -457,6 +465,9 @@ pub(crate) struct Bytecode {
     pub strs: Vec<Arc<str>>,
     /// For each literal of at most 16 bytes, [`window_key`] of its bytes.
     pub str_keys: Vec<(u64, u64)>,
+    /// For each literal: its (pointer, length) and [`window_key`], in one place for the
+    /// executor (the text is kept alive by `strs`).
+    pub lits: Vec<Lit>,
     pub tables: Vec<Table>,
     pub invokes: Vec<InvokeSite>,
     pub prints: Vec<PrintSite>,
@@ -476,6 +487,10 @@ impl Bytecode {
         use std::mem::size_of;
         self.ops.capacity() * size_of::<Op>()
             + self.strs.capacity() * size_of::<Arc<str>>()
+            + self.str_keys.capacity() * size_of::<(u64, u64)>()
+            + self.lits.capacity() * size_of::<Lit>()
+            + self.consts.capacity() * 8
+            + self.str_consts.capacity() * size_of::<Arc<str>>()
             + self
                 .tables
                 .iter()
@@ -534,6 +549,7 @@ impl Bytecode {
         let word = |w: u32, n: u32| assert!(w.checked_add(n).is_some_and(|e| e <= words));
         let target = |t: Pc| assert!(t < len);
         assert_eq!(self.ops.last(), Some(&Op::End));
+        assert_eq!(self.lits.len(), self.strs.len());
         for op in &self.ops {
             let mut op = *op;
             if let Some(t) = op.target_mut() {
@@ -988,6 +1004,11 @@ impl<'p> Compiler<'p> {
         // SAFETY: the text's own bytes.
         let key = unsafe { window_key(text.as_ptr(), text.len()) };
         self.code.str_keys.push(key);
+        self.code.lits.push(Lit {
+            ptr: text.as_ptr() as u64,
+            len: text.len() as u64,
+            key,
+        });
         self.code.strs.push(text.clone());
         self.code.strs.len() as u32 - 1
     }
@@ -1070,7 +1091,12 @@ impl<'p> Compiler<'p> {
             Expr::IntArith(op, x, y, site) => self.int_arith(*op, x, y, site, d),
             Expr::FloatArith(op, x, y) => {
                 let a = self.operand(x);
-                let b = self.operand(y);
+                // `@as(float, k) * @as(float, k)`: one conversion.
+                let b = if same_conversion(x, y) {
+                    a
+                } else {
+                    self.operand(y)
+                };
                 self.emit(match op {
                     FloatOp::Add => Op::FAdd { d, a, b },
                     FloatOp::Sub => Op::FSub { d, a, b },
@@ -2033,6 +2059,17 @@ pub(crate) unsafe fn window_key(p: *const u8, n: usize) -> (u64, u64) {
             ),
             _ => (0, 0),
         }
+    }
+}
+
+/// Whether `x` and `y` are the same conversion of the same local (pure: one evaluation serves
+/// both).
+fn same_conversion(x: &Expr, y: &Expr) -> bool {
+    match (x, y) {
+        (Expr::IntToFloat(a), Expr::IntToFloat(b)) => {
+            matches!((&**a, &**b), (Expr::Local(l, _), Expr::Local(m, _)) if l == m)
+        }
+        _ => false,
     }
 }
 

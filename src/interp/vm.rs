@@ -25,17 +25,17 @@ fn compare(op: CmpOp, ordering: Option<Ordering>) -> bool {
 /// literals of at most 16 bytes two overlapping windows, with no call.
 #[inline(always)]
 fn eq_literal(code: &Bytecode, p: u64, l: u64, k: u32) -> bool {
-    let literal = &code.strs[k as usize];
-    if l != literal.len() as u64 {
+    // SAFETY: `verify` checked `k` against the literals, and `lits` has one entry for each.
+    let literal = unsafe { code.lits.get_unchecked(k as usize) };
+    if l != literal.len {
         return false;
     }
     if l <= 16 {
         // SAFETY: (p, l) is a live string (see `text`) of `l` bytes.
-        return unsafe { super::code::window_key(p as *const u8, l as usize) }
-            == code.str_keys[k as usize];
+        return unsafe { super::code::window_key(p as *const u8, l as usize) } == literal.key;
     }
-    // SAFETY: as above.
-    unsafe { text(p, l) == &**literal }
+    // SAFETY: as above, and the literal's words are the program's text.
+    unsafe { text(p, l) == text(literal.ptr, literal.len) }
 }
 
 /// Floored remainder by a divisor that is not 0.
@@ -167,9 +167,10 @@ impl Exec<'_> {
                 }
                 Op::Const { d, k } => set!(d, k),
                 Op::Str { d, k } => {
-                    let s = &code.strs[k as usize];
-                    set!(d, s.as_ptr() as u64);
-                    set!(d + 1, s.len() as u64);
+                    // SAFETY: as in `eq_literal`.
+                    let literal = unsafe { code.lits.get_unchecked(k as usize) };
+                    set!(d, literal.ptr);
+                    set!(d + 1, literal.len);
                 }
                 Op::Add { d, a, b } => {
                     checked!(d, int!(a).checked_add(int!(b)), ErrorCode::Overflow, "+")
