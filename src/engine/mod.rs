@@ -65,8 +65,13 @@ pub enum Tier {
 
 /// When [`Tier::Auto`] compiles a flow.
 ///
+/// The same thresholds make a [`Tier::Jit`] flow's baseline code hot: after `call_threshold`
+/// native runs, or one native run of `loop_threshold` iterations, it is recompiled with
+/// [`Quality::Optimized`] settings (in the background, or synchronously, as `background` says),
+/// and later runs use that code.
+///
 /// The defaults weigh compile cost against the per-step gain, measured on a 2-core machine
-/// (`benches/tiers.rs`): a JIT compile of a small flow takes about 200 µs; native code saves
+/// (`benches/tiers.rs`): an optimizing JIT compile of a small flow takes about 200 µs; native code saves
 /// about 8-14 ns per host dispatch (15.5 -> 7.1 ns typed, 21.4 -> 10.0 ns with string
 /// arguments) and about 10 ns per pure loop iteration. Compiling pays for itself after roughly
 /// 20,000-30,000 dispatches or iterations; a loop is compiled after 20,000 iterations (after
