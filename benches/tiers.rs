@@ -8,22 +8,29 @@
 //! * `sum_fold`: capture + for summing 0..10,000,000 with no host call, against a native loop whose
 //!   accumulator goes through `black_box` every iteration.
 //! * `compile/*`: parse + check + layout of the nested-loop flow, and its JIT compile (lowering,
-//!   Cranelift, finalize).
+//!   Cranelift, finalize) at each quality: `jit_baseline` (what `Tier::Jit` compiles before a
+//!   first run; issue 17's target: at most 150 us) and `jit_optimized` (what the auto tier
+//!   compiles for a hot flow, and what baseline code is recompiled to once hot).
+//! * `first_compile/*`: the first JIT compile in a fresh process of the nested loop (a child
+//!   process of this bench per sample: `KORU_FIRST_COMPILE` mode), with and without the warm-up
+//!   `Engine` construction does, against the next compiles (issue 17: at most 1.5x).
 //! * `auto/*`: the auto tier. `single_run`: one run of the nested loop from a fresh compile
 //!   (interpreted until the inner loop is hot, then native), against a JIT-only compile + run.
 //!   `three_step`: many runs of three small cached flows, per run of all three, in each tier.
 //! * `three_step_cold/*`: parse + check + layout + run of the three small flows with the
-//!   compiled-flow cache off, per iteration of all three (auto and interp; the cold path).
+//!   compiled-flow cache off, per iteration of all three (auto, interp, and jit: a JIT compile
+//!   per flow; issue 17's target: at most 60 us per flow, 180 us per iteration).
 //! * `limits/*`: the JIT benchmarks with every limit set (fuel, iterations, a deadline and an
 //!   interrupt handle, none reached) against no limits.
 //!
 //! Flows are compiled outside the timed loops. Divide nested-loop times by 100,000 for ns per
 //! call, sum-fold times by 10,000,000 for ns per iteration.
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
+use koru_jit::jit::Quality;
 use koru_jit::{
-    CacheConfig, CompileOptions, Engine, EngineConfig, Inputs, Registry, RunLimits, Tier,
-    TierPolicy,
+    CacheConfig, CompileBudget, CompileOptions, Engine, EngineConfig, Inputs, Registry, RunLimits,
+    Tier, TierPolicy,
 };
 use std::hint::black_box;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -196,9 +203,83 @@ fn compile(c: &mut Criterion) {
         })
     });
     let flow = engine.compile("bench", NESTED_STRING, &options).unwrap();
-    group.bench_function("jit", |b| {
-        b.iter(|| koru_jit::jit::compile(flow.program(), flow.layout(), engine.registry()).unwrap())
-    });
+    for (name, quality) in [
+        ("jit_baseline", Quality::Baseline),
+        ("jit_optimized", Quality::Optimized),
+    ] {
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                koru_jit::jit::compile_with_quality(
+                    flow.program(),
+                    flow.layout(),
+                    engine.registry(),
+                    false,
+                    quality,
+                    &CompileBudget::default(),
+                )
+                .unwrap()
+            })
+        });
+    }
+    group.finish();
+}
+
+/// In a child process (`KORU_FIRST_COMPILE=warm|cold`): prints the nanoseconds of the first
+/// baseline compile of the nested loop in the process, then of the second.
+fn first_compile_child(mode: &str) {
+    let acc = Arc::new(AtomicI64::new(0));
+    let engine = Engine::with_config(
+        registry(&acc, false),
+        EngineConfig {
+            warm_up: mode == "warm",
+            ..EngineConfig::default()
+        },
+    );
+    let flow = engine
+        .compile("bench", NESTED_STRING, &CompileOptions::default())
+        .unwrap();
+    for _ in 0..2 {
+        let started = std::time::Instant::now();
+        let code = koru_jit::jit::compile_with_quality(
+            flow.program(),
+            flow.layout(),
+            engine.registry(),
+            false,
+            Quality::Baseline,
+            &CompileBudget::default(),
+        )
+        .unwrap();
+        print!("{} ", started.elapsed().as_nanos());
+        drop(code);
+    }
+}
+
+fn first_compile(c: &mut Criterion) {
+    let mut group = c.benchmark_group("first_compile");
+    group.sample_size(10);
+    for mode in ["warm", "cold"] {
+        // Each sample spawns this bench binary, which measures its own first compile; criterion
+        // times the child's reported figure.
+        group.bench_function(mode, |b| {
+            b.iter_custom(|iters| {
+                let mut total = std::time::Duration::ZERO;
+                for _ in 0..iters {
+                    let output = std::process::Command::new(std::env::current_exe().unwrap())
+                        .env("KORU_FIRST_COMPILE", mode)
+                        .output()
+                        .unwrap();
+                    let text = String::from_utf8_lossy(&output.stdout);
+                    let first: u64 = text
+                        .split_whitespace()
+                        .next()
+                        .and_then(|n| n.parse().ok())
+                        .expect("the child prints its compile times");
+                    total += std::time::Duration::from_nanos(first);
+                }
+                total
+            })
+        });
+    }
     group.finish();
 }
 
@@ -267,7 +348,11 @@ fn three_step_cold(c: &mut Criterion) {
     let mut group = c.benchmark_group("three_step_cold");
     let engine = demo_engine(TierPolicy::default(), CacheConfig::disabled());
     let (inputs, limits) = (Inputs::new(), RunLimits::default());
-    for (name, tier) in [("auto", Tier::Auto), ("interp", Tier::Interp)] {
+    for (name, tier) in [
+        ("auto", Tier::Auto),
+        ("interp", Tier::Interp),
+        ("jit", Tier::Jit),
+    ] {
         let options = CompileOptions::default().tier(tier);
         group.bench_function(name, |b| {
             b.iter(|| {
@@ -318,8 +403,18 @@ criterion_group!(
     nested_loop,
     sum_fold,
     compile,
+    first_compile,
     auto,
     three_step_cold,
     limits
 );
-criterion_main!(benches);
+
+fn main() {
+    // A child of `first_compile`: measure this process's first compile and exit.
+    if let Ok(mode) = std::env::var("KORU_FIRST_COMPILE") {
+        first_compile_child(&mode);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

@@ -1,4 +1,5 @@
-//! Measures the cold path: parse + check + lay out + run tiny flows with no cache.
+//! Measures the cold path: parse + check + lay out + run tiny flows with no cache, in the
+//! interpreter, or with a JIT compile per flow when `KORU_TIER=jit` (`three-step-cold`'s jit row).
 use koru_jit::{
     CacheConfig, CompileOptions, Engine, EngineConfig, Inputs, Registry, RunLimits, Tier,
 };
@@ -17,7 +18,12 @@ fn main() {
         r#"~multiply(value: "30", by: "3")"#,
         r#"~subtract(value: "90", by: "5")"#,
     ];
-    let options = CompileOptions::default().tier(Tier::Interp);
+    let tier = if std::env::var("KORU_TIER").as_deref() == Ok("jit") {
+        Tier::Jit
+    } else {
+        Tier::Interp
+    };
+    let options = CompileOptions::default().tier(tier);
     let n = std::env::var("N")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -153,9 +153,10 @@
 // docs: they change with the engine and are no embedder API.
 // * `bench`: the `koru-jit bench` harness (the CLI's `bench` command, `tests/bench.rs`).
 // * `ir`: the typed IR (`emit --what ir`; `Flow::program` for the JIT tests and benches).
-// * `jit`: the Cranelift tier's entry points (`compile_with_budget`, `compile_for_target`,
-//   `compile_with_listing`) for the code-size and aarch64 tests, `emit --what asm`, the benches
-//   and the fuzz targets. Its public types are re-exported below (`CompileBudget`, `JitError`).
+// * `jit`: the Cranelift tier's entry points (`compile_with_budget`, `compile_with_quality`,
+//   `compile_phases`, `compile_for_target`, `compile_with_listing`, `warm_up`) for the code-size
+//   and aarch64 tests, `emit --what asm`, the benches, `examples/compile_time.rs` and the fuzz
+//   targets. Its public types are re-exported below (`CompileBudget`, `JitError`, `Quality`).
 // * `layout`: flow-state offsets (`emit`; `Flow::layout` for the JIT tests).
 // * `syntax`: lexer, layout pass and grammar (`emit --what ast`).
 #[cfg(feature = "bench")]
@@ -195,7 +196,7 @@ pub use host::{
     Args, CaptureSink, CaptureTrace, HostError, OutputSink, Registry, RegistryError, Reply,
     ReplyValue, Scope, StderrTrace, StdoutSink, TraceLevel, TraceSink,
 };
-pub use jit::{CompileBudget, JitError};
+pub use jit::{CompileBudget, JitError, Quality};
 pub use limits::{FrontEndLimits, InterruptHandle, RunLimits};
 pub use outcome::{ErrorCode, Limit, Outcome, RuntimeError};
 pub use types::{EventSig, PayloadType, Phantom, Type};

@@ -376,3 +376,71 @@ fn a_long_compile_does_not_hold_up_a_small_flow_with_two_compiler_threads() {
     );
     eprintln!("small native after {small_ready:?}, large done after {large_ready:?}");
 }
+
+#[test]
+fn baseline_code_that_gets_hot_is_recompiled_optimized_with_the_same_results() {
+    use koru_jit::jit::Quality;
+    let limited = RunLimits {
+        fuel: Some(50_000),
+        ..RunLimits::default()
+    };
+    for background in [false, true] {
+        // A fuel-limited run (~50,000 iterations) is below the loop threshold; a whole run
+        // (101,000) is above it.
+        let (engine, accumulator) = demo_engine(policy(1_000, 80_000, background));
+        let flow = engine
+            .compile(
+                "hot",
+                NESTED_LOOP,
+                &CompileOptions::default().tier(Tier::Jit),
+            )
+            .unwrap();
+        // Nothing is known of the flow before its first run: baseline code.
+        assert_eq!(flow.stats().quality, Some(Quality::Baseline));
+        let baseline_bytes = flow.code_bytes();
+        let exhausted = flow.run(&Inputs::new(), &limited).unwrap();
+        assert!(
+            matches!(exhausted, Outcome::Exhausted { fuel: 50_000, .. }),
+            "{exhausted:?}"
+        );
+        assert_eq!(flow.stats().quality, Some(Quality::Baseline));
+        accumulator.store(0, Ordering::Relaxed);
+        let first = flow.run(&Inputs::new(), &RunLimits::default()).unwrap();
+        assert_eq!(accumulator.load(Ordering::Relaxed), 4_950_000);
+        // That run iterated past the loop threshold: the code is recompiled optimized (on this
+        // thread, or on a compiler thread).
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while flow.stats().quality != Some(Quality::Optimized) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let stats = flow.stats();
+        assert_eq!(stats.quality, Some(Quality::Optimized), "{stats:?}");
+        assert!(stats.recompile_time > Duration::ZERO, "{stats:?}");
+        assert!(stats.compile_time > Duration::ZERO, "{stats:?}");
+        // Both pieces of code stay alive (a run may still be in the baseline one) and count.
+        assert!(flow.code_bytes() > baseline_bytes, "{stats:?}");
+        assert_eq!(stats.code_bytes, flow.code_bytes());
+        // The optimized code gives the same outcomes, host calls and exact limits.
+        accumulator.store(0, Ordering::Relaxed);
+        let again = flow.run(&Inputs::new(), &RunLimits::default()).unwrap();
+        assert_eq!(again.to_json(), first.to_json());
+        assert_eq!(accumulator.load(Ordering::Relaxed), 4_950_000);
+        assert_eq!(flow.run(&Inputs::new(), &limited).unwrap(), exhausted);
+        assert_eq!(flow.stats().native_runs, 4);
+    }
+    // Code that does not get hot stays baseline: short runs, fewer than the call threshold.
+    let (engine, _) = demo_engine(policy(1_000, 5_000, false));
+    let flow = engine
+        .compile(
+            "cold",
+            "~add(a: \"1\", b: \"2\")",
+            &CompileOptions::default().tier(Tier::Jit),
+        )
+        .unwrap();
+    for _ in 0..10 {
+        flow.run(&Inputs::new(), &RunLimits::default()).unwrap();
+    }
+    let stats = flow.stats();
+    assert_eq!(stats.quality, Some(Quality::Baseline), "{stats:?}");
+    assert_eq!(stats.recompile_time, Duration::ZERO, "{stats:?}");
+}

@@ -36,7 +36,7 @@ use crate::diag::{Code, SourceErrors};
 use crate::host::{OutputSink, Registry, TraceLevel};
 use crate::interp::Tiering;
 use crate::ir::{Program, ValueId, ValuePayload};
-use crate::jit::{CompileBudget, JitError, NativeCode};
+use crate::jit::{CompileBudget, JitError, NativeCode, Quality};
 use crate::layout::Layout;
 use crate::limits::{FrontEndLimits, RunLimits};
 use crate::outcome::{Outcome, RuntimeError};
@@ -65,8 +65,13 @@ pub enum Tier {
 
 /// When [`Tier::Auto`] compiles a flow.
 ///
+/// The same thresholds make a [`Tier::Jit`] flow's baseline code hot: after `call_threshold`
+/// native runs, or one native run of `loop_threshold` iterations, it is recompiled with
+/// [`Quality::Optimized`] settings (in the background, or synchronously, as `background` says),
+/// and later runs use that code.
+///
 /// The defaults weigh compile cost against the per-step gain, measured on a 2-core machine
-/// (`benches/tiers.rs`): a JIT compile of a small flow takes about 200 µs; native code saves
+/// (`benches/tiers.rs`): an optimizing JIT compile of a small flow takes about 200 µs; native code saves
 /// about 8-14 ns per host dispatch (15.5 -> 7.1 ns typed, 21.4 -> 10.0 ns with string
 /// arguments) and about 10 ns per pure loop iteration. Compiling pays for itself after roughly
 /// 20,000-30,000 dispatches or iterations; a loop is compiled after 20,000 iterations (after
@@ -289,6 +294,11 @@ pub struct EngineConfig {
     /// the interpreter and asks again at its next threshold crossing (the next run, or the next
     /// check of a hot loop).
     pub compile_queue: usize,
+    /// Warm the JIT up when the engine is built (once per process, ~1-2 ms): build Cranelift's
+    /// ISAs and compile a small flow at each [`Quality`], so that the first compile a flow asks
+    /// for costs what the next ones do (measured in README, "Compile latency"). An engine that
+    /// never compiles to native code can turn it off.
+    pub warm_up: bool,
 }
 
 impl Default for EngineConfig {
@@ -298,6 +308,7 @@ impl Default for EngineConfig {
             cache: CacheConfig::default(),
             compiler_threads: 2,
             compile_queue: 64,
+            warm_up: true,
         }
     }
 }
@@ -328,8 +339,18 @@ pub struct Engine {
     shared: Arc<EngineShared>,
 }
 
-/// A flow for the compiler threads, and whether a hot loop asked (then with loop entries).
-type CompileJob = (Weak<FlowInner>, bool);
+/// A flow for the compiler threads, and what to compile.
+type CompileJob = (Weak<FlowInner>, Job);
+
+/// What a compiler thread does for a flow.
+#[derive(Clone, Copy, Debug)]
+enum Job {
+    /// Its first compile, optimized (the auto tier found it hot); with loop entries when a hot
+    /// loop asked.
+    Compile { osr: bool },
+    /// The optimizing recompile of its baseline code, which got hot.
+    Optimize,
+}
 
 struct EngineShared {
     registry: Arc<Registry>,
@@ -357,6 +378,9 @@ impl Engine {
 
     /// An engine over `registry` with `config`.
     pub fn with_config(registry: Registry, config: EngineConfig) -> Engine {
+        if config.warm_up {
+            crate::jit::warm_up();
+        }
         Engine {
             shared: Arc::new(EngineShared {
                 registry: Arc::new(registry),
@@ -509,10 +533,14 @@ impl Engine {
             policy: self.shared.config.policy.clone(),
             native: OnceLock::new(),
             compile_requested: AtomicBool::new(false),
+            optimized: OnceLock::new(),
+            optimize_requested: AtomicBool::new(false),
+            baseline_runs: AtomicU64::new(0),
             engine: Arc::downgrade(&self.shared),
         });
         if options.tier == Tier::Jit {
-            inner.compile_now(false);
+            // Nothing is known of the flow yet: baseline code, optimized once it is hot.
+            inner.compile_now(false, Quality::Baseline);
         }
         Ok(Flow { inner })
     }
@@ -600,7 +628,7 @@ impl EngineShared {
     }
     /// Queues a flow for the compiler threads, starting them on first use. Returns false if the
     /// queue is full (or no compiler thread could start): the flow stays interpreted for now.
-    fn submit(&self, flow: Weak<FlowInner>, osr: bool) -> bool {
+    fn submit(&self, flow: Weak<FlowInner>, job: Job) -> bool {
         let queue = self.compiler.get_or_init(|| {
             let (sender, receiver) = sync_channel::<CompileJob>(self.config.compile_queue.max(1));
             let receiver = Arc::new(Mutex::new(receiver));
@@ -614,7 +642,7 @@ impl EngineShared {
             }
             sender
         });
-        match queue.try_send((flow, osr)) {
+        match queue.try_send((flow, job)) {
             Ok(()) => true,
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
         }
@@ -626,9 +654,12 @@ fn compiler_thread(receiver: &Mutex<Receiver<CompileJob>>) {
     loop {
         // The lock is held only while waiting for the next job, not while compiling it.
         let job = receiver.lock().unwrap_or_else(|e| e.into_inner()).recv();
-        let Ok((job, osr)) = job else { return };
-        if let Some(flow) = job.upgrade() {
-            flow.compile_now(osr);
+        let Ok((flow, job)) = job else { return };
+        if let Some(flow) = flow.upgrade() {
+            match job {
+                Job::Compile { osr } => flow.compile_now(osr, Quality::Optimized),
+                Job::Optimize => flow.optimize_now(),
+            }
         }
     }
 }
@@ -689,6 +720,14 @@ struct FlowInner {
     /// Declared after `program` and `layout`, which the code points into: dropped first.
     native: OnceLock<Result<NativeCode, JitError>>,
     compile_requested: AtomicBool,
+    /// When `native` is [`Quality::Baseline`] code that got hot (`policy.call_threshold` native
+    /// runs, or a native run of `policy.loop_threshold` iterations): its optimized recompile,
+    /// which later runs use. Both stay alive until the flow is dropped (a run may still be in
+    /// the baseline code), and both count in [`Flow::code_bytes`] and [`Flow::memory_bytes`].
+    optimized: OnceLock<Result<NativeCode, JitError>>,
+    optimize_requested: AtomicBool,
+    /// Finished runs in baseline code.
+    baseline_runs: AtomicU64,
     engine: Weak<EngineShared>,
 }
 
@@ -731,24 +770,79 @@ impl FlowInner {
     }
     /// Compiles now on this thread (unless another thread did); with loop entries for on-stack
     /// replacement when a hot loop asked.
-    fn compile_now(&self, osr: bool) {
-        self.native.get_or_init(|| {
-            let started = Instant::now();
-            let result = crate::jit::compile_with_budget(
-                &self.program,
-                &self.layout,
-                &self.registry,
-                osr,
-                &self.policy.compile_budget,
-            );
-            let elapsed = started.elapsed();
-            self.stats.compile_nanos.store(elapsed.as_nanos() as u64, Ordering::Relaxed);
-            match &result {
-                Ok(code) => tracing::info!(target: "koru_jit", flow = %self.name(), compile_us = elapsed.as_micros() as u64, code_bytes = code.code_bytes(), "compiled to native code"),
-                Err(error) => tracing::warn!(target: "koru_jit", flow = %self.name(), %error, "stays in the interpreter"),
+    fn compile_now(&self, osr: bool, quality: Quality) {
+        self.native.get_or_init(|| self.compile_at(osr, quality));
+    }
+
+    /// The flow's code at `quality`, timed (in `compile_nanos`, or `recompile_nanos` for the
+    /// optimizing recompile of baseline code) and traced.
+    fn compile_at(&self, osr: bool, quality: Quality) -> Result<NativeCode, JitError> {
+        let started = Instant::now();
+        let result = crate::jit::compile_with_quality(
+            &self.program,
+            &self.layout,
+            &self.registry,
+            osr,
+            quality,
+            &self.policy.compile_budget,
+        );
+        let elapsed = started.elapsed();
+        let recompile =
+            matches!(self.native.get(), Some(Ok(code)) if code.quality() == Quality::Baseline);
+        let counter = if recompile {
+            &self.stats.recompile_nanos
+        } else {
+            &self.stats.compile_nanos
+        };
+        counter.store(elapsed.as_nanos() as u64, Ordering::Relaxed);
+        match &result {
+            Ok(code) => {
+                tracing::info!(target: "koru_jit", flow = %self.name(), ?quality, compile_us = elapsed.as_micros() as u64, code_bytes = code.code_bytes(), "compiled to native code")
             }
-            result
-        });
+            Err(error) => {
+                tracing::warn!(target: "koru_jit", flow = %self.name(), ?quality, %error, "stays in the interpreter")
+            }
+        }
+        result
+    }
+
+    /// Compiles the optimized code of a flow running baseline code, now on this thread (unless
+    /// another thread did). A failure leaves the baseline code in use, and is not retried.
+    fn optimize_now(&self) {
+        if !self.runs_baseline() {
+            return;
+        }
+        self.optimized
+            .get_or_init(|| self.compile_at(false, Quality::Optimized));
+    }
+
+    /// Whether runs use baseline code, with no optimized recompile yet.
+    fn runs_baseline(&self) -> bool {
+        self.optimized.get().is_none()
+            && matches!(self.native.get(), Some(Ok(code)) if code.quality() == Quality::Baseline)
+    }
+
+    /// After a run in baseline code that ran `iterations` loop iterations: asks for the
+    /// optimized recompile once the code is hot, by the thresholds the auto tier compiles at.
+    fn after_baseline_run(self: &Arc<Self>, iterations: u64) {
+        let runs = self.baseline_runs.fetch_add(1, Ordering::Relaxed) + 1;
+        if runs < self.policy.call_threshold && iterations < self.policy.loop_threshold {
+            return;
+        }
+        if self.optimize_requested.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        if self.policy.background {
+            let queued = self
+                .engine
+                .upgrade()
+                .is_some_and(|engine| engine.submit(Arc::downgrade(self), Job::Optimize));
+            if !queued {
+                self.optimize_requested.store(false, Ordering::Release);
+            }
+            return;
+        }
+        self.optimize_now();
     }
 
     /// Asks for native code: now (synchronous policy) or from a compiler thread, once.
@@ -762,17 +856,29 @@ impl FlowInner {
             let queued = self
                 .engine
                 .upgrade()
-                .is_some_and(|engine| engine.submit(Arc::downgrade(self), osr));
+                .is_some_and(|engine| engine.submit(Arc::downgrade(self), Job::Compile { osr }));
             if !queued {
                 self.compile_requested.store(false, Ordering::Release);
             }
             return;
         }
-        self.compile_now(osr);
+        self.compile_now(osr, Quality::Optimized);
     }
 
+    /// The code runs use: the optimized recompile once there is one, else the first code.
     fn native(&self) -> Option<&NativeCode> {
+        if let Some(Ok(code)) = self.optimized.get() {
+            return Some(code);
+        }
         self.native.get().and_then(|r| r.as_ref().ok())
+    }
+
+    /// Every piece of native code the flow holds (both while a recompile replaced the first).
+    fn all_native(&self) -> impl Iterator<Item = &NativeCode> {
+        [self.native.get(), self.optimized.get()]
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r.as_ref().ok())
     }
 }
 
@@ -884,12 +990,18 @@ impl Flow {
     /// pages) with the data beside it. This is what [`CacheConfig::max_bytes`] bounds.
     pub fn memory_bytes(&self) -> usize {
         let inner = &self.inner;
-        inner.static_bytes + inner.states.bytes() + inner.native().map_or(0, NativeCode::heap_bytes)
+        inner.static_bytes
+            + inner.states.bytes()
+            + inner
+                .all_native()
+                .map(NativeCode::heap_bytes)
+                .sum::<usize>()
     }
 
-    /// Bytes of native code (0 when interpreted).
+    /// Bytes of native code (0 when interpreted): the first code and its optimized recompile,
+    /// when the flow has both.
     pub fn code_bytes(&self) -> usize {
-        self.inner.native().map_or(0, |n| n.code_bytes())
+        self.inner.all_native().map(NativeCode::code_bytes).sum()
     }
 
     /// An upper bound of the fuel and loop iterations a run with `inputs` can use, computed
@@ -911,20 +1023,22 @@ impl Flow {
 
     /// Compiles the flow to native code now, on this thread (a no-op if it is compiled).
     pub fn compile_native(&self) -> Result<(), JitError> {
-        self.inner.compile_now(false);
+        self.inner.compile_now(false, Quality::Baseline);
         self.jit_error().map_or(Ok(()), |e| Err(e.clone()))
     }
 
     /// A snapshot of the flow's counters: runs, fuel, iterations per tier, on-stack
     /// replacements, the tier, compile time and code size.
     pub fn stats(&self) -> FlowStats {
-        self.inner.stats.snapshot(
+        let mut stats = self.inner.stats.snapshot(
             &self.inner.program,
             self.tier(),
             self.code_bytes(),
             self.inner.layout.bytes(),
             self.jit_error().cloned(),
-        )
+        );
+        stats.quality = self.inner.native().map(NativeCode::quality);
+        stats
     }
 
     /// Runs every top-level flow with `inputs` under `limits`; `std.io` output goes to the
@@ -1027,6 +1141,7 @@ impl Flow {
         let state = &mut pooled.state;
         state.reset();
         let mut native_run = false;
+        let mut baseline_run = false;
         let result = inputs
             .write(&inner.program, &inner.layout, state)
             .map(|()| {
@@ -1052,6 +1167,7 @@ impl Flow {
                     }
                     (_, Some(native)) => {
                         native_run = true;
+                        baseline_run = native.quality() == Quality::Baseline;
                         native.run(&inner.program, state, limits, output)
                     }
                 };
@@ -1078,7 +1194,11 @@ impl Flow {
         if inner.tier == Tier::Auto && inner.native.get().is_none() {
             inner.stats.threshold_runs.fetch_add(1, Ordering::Relaxed);
         }
+        let iterations = pooled.state.iterations;
         inner.states.give_back(pooled);
+        if baseline_run && inner.runs_baseline() {
+            inner.after_baseline_run(iterations);
+        }
         result
     }
 

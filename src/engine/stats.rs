@@ -13,6 +13,7 @@ pub(crate) struct Counters {
     pub threshold_runs: AtomicU64,
     pub osr_entries: AtomicU64,
     pub compile_nanos: AtomicU64,
+    pub recompile_nanos: AtomicU64,
     loops: usize,
     /// The tally of the flow's first run state (kept here: most flows never make another), and
     /// whether that state was made; a snapshot sums it with the tallies of the others.
@@ -98,8 +99,14 @@ pub struct FlowStats {
     pub osr_entries: u64,
     /// The tier the next run starts in.
     pub tier: Tier,
-    /// Time the JIT took (zero if it never ran).
+    /// Time the JIT's first compile of the flow took (zero if it never ran).
     pub compile_time: Duration,
+    /// Time the optimizing recompile of baseline code that got hot took (zero if none ran).
+    pub recompile_time: Duration,
+    /// The quality of the native code the next run uses (`None` when interpreted):
+    /// [`Quality::Baseline`](crate::jit::Quality::Baseline) for a `Tier::Jit` flow until it is
+    /// hot, then [`Quality::Optimized`](crate::jit::Quality::Optimized).
+    pub quality: Option<crate::jit::Quality>,
     /// Bytes of native code (0 when interpreted).
     pub code_bytes: usize,
     /// Bytes of one flow state.
@@ -117,6 +124,7 @@ impl Counters {
             threshold_runs: AtomicU64::new(0),
             osr_entries: AtomicU64::new(0),
             compile_nanos: AtomicU64::new(0),
+            recompile_nanos: AtomicU64::new(0),
             loops,
             first: Tally::new(loops),
             first_taken: AtomicBool::new(false),
@@ -179,6 +187,8 @@ impl Counters {
             osr_entries: load(&self.osr_entries),
             tier,
             compile_time: Duration::from_nanos(load(&self.compile_nanos)),
+            recompile_time: Duration::from_nanos(load(&self.recompile_nanos)),
+            quality: None,
             code_bytes,
             state_bytes,
             steps: program.step_count,

@@ -17,8 +17,7 @@ use cranelift_codegen::control::ControlPlane;
 use cranelift_codegen::isa::{OwnedTargetIsa, TargetIsa};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::FunctionBuilderContext;
-use cranelift_jit::{JITBuilder, JITModule};
-use cranelift_module::{Linkage, Module};
+use cranelift_jit::{BranchProtection, JITMemoryKind, JITMemoryProvider, SystemMemoryProvider};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -174,42 +173,67 @@ pub struct Listing {
     pub asm: String,
 }
 
+/// How much work Cranelift puts into a flow's code. The tier policy chooses: code compiled
+/// before anything is known about the flow (`Tier::Jit` before its first run) is
+/// [`Quality::Baseline`]; code compiled because the flow is hot (the auto tier's thresholds, and
+/// the recompile of baseline code that got hot) is [`Quality::Optimized`]. README, "Compile
+/// latency", has the measured trade-off.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Quality {
+    /// `opt_level=none` and the single-pass register allocator: about a third of the compile
+    /// time, code up to ~1.8x slower in hot loops.
+    Baseline,
+    /// `opt_level=speed` and the backtracking register allocator.
+    #[default]
+    Optimized,
+}
+
 /// Native code of one flow. Dropping it frees the code.
 pub struct NativeCode {
-    module: Option<JITModule>,
+    memory: CodeMemory,
     entry: runtime::Entry,
     data: Box<runtime::NativeData>,
-    code_bytes: usize,
+    quality: Quality,
     /// The loops an interpreted run can continue at, sorted.
     osr_loops: Vec<u32>,
 }
 
-// SAFETY: the module's memory is only freed in `drop`, and the code and its data are immutable
-// after `finalize_definitions`; runs only read them.
+// SAFETY: the code's memory is only freed in `drop`, and the code and its data are immutable
+// after they are finalized; runs only read them.
 unsafe impl Send for NativeCode {}
 // SAFETY: as above.
 unsafe impl Sync for NativeCode {}
 
-impl Drop for NativeCode {
+/// The pages of one flow's code: one mapping for all its functions, made executable once they
+/// are copied in, unmapped when the flow's code is dropped.
+struct CodeMemory {
+    pages: SystemMemoryProvider,
+    bytes: usize,
+}
+
+impl Drop for CodeMemory {
     fn drop(&mut self) {
-        LIVE_CODE_BYTES.fetch_sub(self.code_bytes, Ordering::Relaxed);
-        if let Some(module) = self.module.take() {
-            // SAFETY: the `Flow` owning this code is being dropped, so no run can be executing
-            // it, and nothing else holds its address.
-            unsafe { module.free_memory() };
-        }
+        LIVE_CODE_BYTES.fetch_sub(self.bytes, Ordering::Relaxed);
+        // SAFETY: the `NativeCode` (or the failed compile) owning these pages is being dropped:
+        // no run can be executing them, and nothing else holds their address.
+        unsafe { self.pages.free_memory() };
     }
 }
 
 impl NativeCode {
     pub fn code_bytes(&self) -> usize {
-        self.code_bytes
+        self.memory.bytes
     }
 
-    /// Memory the code holds: its pages (each module maps whole pages) and the data beside it.
+    /// The settings this code was compiled with.
+    pub fn quality(&self) -> Quality {
+        self.quality
+    }
+
+    /// Memory the code holds: its pages (one mapping of whole pages) and the data beside it.
     pub fn heap_bytes(&self) -> usize {
         const PAGE: usize = 4096;
-        self.code_bytes.div_ceil(PAGE).max(1) * PAGE + self.data.heap_bytes()
+        self.code_bytes().div_ceil(PAGE).max(1) * PAGE + self.data.heap_bytes()
     }
 
     /// Whether an interpreted run can continue in this code at the head of loop `loop_index`.
@@ -231,37 +255,85 @@ impl NativeCode {
     }
 }
 
-/// The host's ISA, built once per process (it is immutable and shared by every module).
-fn host_isa() -> Result<OwnedTargetIsa, JitError> {
-    static ISA: OnceLock<Result<OwnedTargetIsa, String>> = OnceLock::new();
-    ISA.get_or_init(|| {
+/// The host's ISA for `quality`, each built once per process (immutable, shared by every
+/// compile on every thread).
+fn host_isa(quality: Quality) -> Result<&'static OwnedTargetIsa, JitError> {
+    static OPTIMIZED: OnceLock<Result<OwnedTargetIsa, String>> = OnceLock::new();
+    static BASELINE: OnceLock<Result<OwnedTargetIsa, String>> = OnceLock::new();
+    let (cell, opt_level, regalloc) = match quality {
+        Quality::Optimized => (&OPTIMIZED, "speed", "backtracking"),
+        Quality::Baseline => (&BASELINE, "none", "single_pass"),
+    };
+    cell.get_or_init(|| {
         let mut flags = settings::builder();
+        let mut set = |name: &str, value: &str| flags.set(name, value).map_err(|e| e.to_string());
         // Long-range calls only (pointer constants anyway), no PIC: the same choices as
-        // `JITBuilder::new`, plus full optimization.
-        flags
-            .set("use_colocated_libcalls", "false")
-            .map_err(|e| e.to_string())?;
-        flags.set("is_pic", "false").map_err(|e| e.to_string())?;
-        flags.set("opt_level", "speed").map_err(|e| e.to_string())?;
+        // `JITBuilder::new`.
+        set("use_colocated_libcalls", "false")?;
+        set("is_pic", "false")?;
+        set("opt_level", opt_level)?;
+        set("regalloc_algorithm", regalloc)?;
+        // Nothing unwinds through generated code (host panics are caught in the shims), and
+        // nothing registered the unwind tables before either.
+        set("unwind_info", "false")?;
         // The IR verifier guards the lowering in debug builds (the test suite); release builds
         // skip its cost at every compile.
-        flags
-            .set(
-                "enable_verifier",
-                if cfg!(debug_assertions) {
-                    "true"
-                } else {
-                    "false"
-                },
-            )
-            .map_err(|e| e.to_string())?;
+        set(
+            "enable_verifier",
+            if cfg!(debug_assertions) {
+                "true"
+            } else {
+                "false"
+            },
+        )?;
         let builder = cranelift_native::builder().map_err(|e| e.to_string())?;
         builder
             .finish(settings::Flags::new(flags))
             .map_err(|e| e.to_string())
     })
-    .clone()
-    .map_err(JitError::UnsupportedHost)
+    .as_ref()
+    .map_err(|e| JitError::UnsupportedHost(e.clone()))
+}
+
+/// Builds what a compile needs that is built once per process (both ISAs), and compiles a small
+/// flow with a loop and a host call once at each quality, so that the first compile a user asks
+/// for does not pay for them, nor for the first touch of Cranelift's code and tables (measured
+/// in README, "Compile latency": ~1 ms). Runs once per process; `Engine` construction calls it.
+pub fn warm_up() {
+    static DONE: OnceLock<()> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let mut registry = Registry::new();
+        let registered = registry.event(
+            "~event warm { a: []const u8, b: []const u8 } | ok []const u8",
+            |_: &str, _: &str| "ok",
+        );
+        if registered.is_err() {
+            return;
+        }
+        // Loops, a branch, arithmetic, a capture and a host call with a string argument and an
+        // int converted to one: the paths of small flows.
+        let source = "~capture({ n: 0 })\n| as c |> for(0..3)\n    | each _ |> for(0..4)\n        | each i |> if(i > 1)\n            | then |> warm(a: \"0\", b: i)\n    | done |> captured { n: c.n + 1 }\n| captured r |> result r.n\n";
+        let limits = crate::limits::FrontEndLimits::default();
+        let (file, diagnostics) = crate::syntax::parse(source, &limits);
+        let options = crate::sema::CheckOptions::default();
+        let checked = crate::sema::check(&registry, &file, source, &options);
+        let (true, Ok(program)) = (diagnostics.is_empty(), checked) else {
+            return;
+        };
+        let layout = Layout::of(&program);
+        for quality in [Quality::Baseline, Quality::Optimized] {
+            let _ = build(
+                &program,
+                &layout,
+                &registry,
+                false,
+                true,
+                quality,
+                &CompileBudget::default(),
+                None,
+            );
+        }
+    });
 }
 
 /// The address of the helper generated code calls for a trace line (SPEC 13), as it appears in
@@ -276,15 +348,14 @@ pub fn compile(
     layout: &Layout,
     registry: &Registry,
 ) -> Result<NativeCode, JitError> {
-    build(
+    compile_with_quality(
         program,
         layout,
         registry,
         false,
-        false,
+        Quality::Optimized,
         &CompileBudget::default(),
     )
-    .map(|(code, _)| code)
 }
 
 /// Like [`compile`] (or [`compile_with_osr`] when `osr` is set), within `budget`.
@@ -295,7 +366,19 @@ pub fn compile_with_budget(
     osr: bool,
     budget: &CompileBudget,
 ) -> Result<NativeCode, JitError> {
-    build(program, layout, registry, false, osr, budget).map(|(code, _)| code)
+    compile_with_quality(program, layout, registry, osr, Quality::Optimized, budget)
+}
+
+/// Like [`compile_with_budget`], with the settings of `quality`.
+pub fn compile_with_quality(
+    program: &Program,
+    layout: &Layout,
+    registry: &Registry,
+    osr: bool,
+    quality: Quality,
+    budget: &CompileBudget,
+) -> Result<NativeCode, JitError> {
+    build(program, layout, registry, false, osr, quality, budget, None).map(|(code, _)| code)
 }
 
 /// Like [`compile`], with an entry at every loop head so that an interpreted run can continue in
@@ -306,15 +389,14 @@ pub fn compile_with_osr(
     layout: &Layout,
     registry: &Registry,
 ) -> Result<NativeCode, JitError> {
-    build(
+    compile_with_quality(
         program,
         layout,
         registry,
-        false,
         true,
+        Quality::Optimized,
         &CompileBudget::default(),
     )
-    .map(|(code, _)| code)
 }
 
 /// Like [`compile`], also returning the Cranelift IR and the disassembly when `listing` is set.
@@ -330,124 +412,303 @@ pub fn compile_with_listing(
         registry,
         listing,
         false,
+        Quality::Optimized,
         &CompileBudget::default(),
+        None,
     )
 }
 
+/// Where one compile's time went ([`compile_phases`], `examples/compile_time.rs`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CompilePhases {
+    /// The ISA (built once per process) and the reused contexts, taken from their pool.
+    pub setup: Duration,
+    /// Typed IR to Cranelift IR (`lower.rs`).
+    pub lower: Duration,
+    /// Cranelift's passes over every function: egraph (at `speed`), lowering to machine
+    /// instructions, register allocation, emission.
+    pub codegen: Duration,
+    /// The code's memory: one mapping, the copy, and making it executable (mprotect; icache
+    /// maintenance where the machine needs it).
+    pub install: Duration,
+    /// The whole compile.
+    pub total: Duration,
+}
+
+impl CompilePhases {
+    /// One line per phase, in microseconds.
+    pub fn report(&self) -> String {
+        let us = |d: Duration| d.as_secs_f64() * 1e6;
+        let other = self
+            .total
+            .saturating_sub(self.setup + self.lower + self.codegen + self.install);
+        format!(
+            "  setup {:8.1} us\n  lower {:8.1} us\n  codegen {:6.1} us\n  install {:6.1} us\n  other {:8.1} us\n  total {:8.1} us",
+            us(self.setup),
+            us(self.lower),
+            us(self.codegen),
+            us(self.install),
+            us(other),
+            us(self.total)
+        )
+    }
+}
+
+/// Like [`compile_with_quality`] (no loop entries, the default budget), also returning where the
+/// compile's time went.
+pub fn compile_phases(
+    program: &Program,
+    layout: &Layout,
+    registry: &Registry,
+    quality: Quality,
+) -> Result<(NativeCode, CompilePhases), JitError> {
+    let mut phases = CompilePhases::default();
+    let code = build(
+        program,
+        layout,
+        registry,
+        false,
+        false,
+        quality,
+        &CompileBudget::default(),
+        Some(&mut phases),
+    )?
+    .0;
+    Ok((code, phases))
+}
+
+/// Records [`CompilePhases`] when asked to (no clock read otherwise).
+struct Laps {
+    on: bool,
+    mark: Instant,
+    phases: CompilePhases,
+}
+
+impl Laps {
+    fn new(started: Instant, on: bool) -> Laps {
+        Laps {
+            on,
+            mark: started,
+            phases: CompilePhases::default(),
+        }
+    }
+
+    fn lap(&mut self, slot: fn(&mut CompilePhases) -> &mut Duration) {
+        if self.on {
+            let now = Instant::now();
+            *slot(&mut self.phases) += now - self.mark;
+            self.mark = now;
+        }
+    }
+}
+
+/// Cranelift's reusable state: its compile context (with the register allocator's) and the
+/// frontend's builder context. Reused across compiles from a small process-wide pool, keeping
+/// their allocations: at most [`POOLED_CONTEXTS`] are kept, and one that compiled a function of
+/// more than [`POOLED_MAX_INSTRUCTIONS`] instructions is dropped rather than kept, so the memory
+/// the pool holds stays bounded whatever the flows and the number of compiling threads.
+struct Contexts {
+    codegen: cranelift_codegen::Context,
+    builder: FunctionBuilderContext,
+}
+
+const POOLED_CONTEXTS: usize = 4;
+const POOLED_MAX_INSTRUCTIONS: usize = 16 * 1024;
+
+/// The process's pool of [`Contexts`].
+static CONTEXTS: Pool = Pool(Mutex::new(Vec::new()));
+
+struct Pool(Mutex<Vec<Box<Contexts>>>);
+
+impl Pool {
+    fn take(&self) -> Box<Contexts> {
+        let pooled = self.0.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        pooled.unwrap_or_else(|| {
+            Box::new(Contexts {
+                codegen: cranelift_codegen::Context::new(),
+                builder: FunctionBuilderContext::new(),
+            })
+        })
+    }
+
+    /// Keeps `contexts` for the next compile, unless the pool is full or they grew for a
+    /// function of more than `POOLED_MAX_INSTRUCTIONS` instructions.
+    fn give_back(&self, mut contexts: Box<Contexts>, largest_function: usize) {
+        if largest_function > POOLED_MAX_INSTRUCTIONS {
+            return;
+        }
+        contexts.codegen.clear();
+        let mut pool = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if pool.len() < POOLED_CONTEXTS {
+            pool.push(contexts);
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn build(
     program: &Program,
     layout: &Layout,
     registry: &Registry,
     listing: bool,
     osr: bool,
+    quality: Quality,
     budget: &CompileBudget,
+    phases: Option<&mut CompilePhases>,
 ) -> Result<(NativeCode, Listing), JitError> {
     let started = Instant::now();
+    let mut laps = Laps::new(started, phases.is_some());
     // The cheapest bound first: nothing is lowered for a flow that is too large.
     budget.check_steps(program)?;
-    let isa = host_isa()?;
-    let mut builder = JITBuilder::with_isa(isa.clone(), cranelift_module::default_libcall_names());
-    // Generated code refers to nothing by name. Should Cranelift ever look a symbol up (a libcall),
-    // record it and refuse the code rather than let the process's symbols be reached.
-    let looked_up: Arc<Mutex<Vec<String>>> = Arc::default();
-    let record = looked_up.clone();
-    builder.symbol_lookup_fn(Box::new(move |name| {
-        record
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(name.to_string());
-        None
-    }));
-    let mut builder_context = FunctionBuilderContext::new();
-    let mut lowered = lower::lower(
+    let isa = host_isa(quality)?;
+    let mut contexts = CONTEXTS.take();
+    laps.lap(|p| &mut p.setup);
+    let mut largest = 0;
+    let result = build_with(
+        &mut contexts,
+        &mut largest,
+        &mut laps,
+        isa,
+        program,
+        layout,
+        registry,
+        listing,
+        osr,
+        quality,
+        budget,
+        started,
+    );
+    CONTEXTS.give_back(contexts, largest);
+    if let (Some(p), Ok(_)) = (phases, &result) {
+        *p = laps.phases;
+        p.total = started.elapsed();
+    }
+    result
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_with(
+    contexts: &mut Contexts,
+    largest: &mut usize,
+    laps: &mut Laps,
+    isa: &OwnedTargetIsa,
+    program: &Program,
+    layout: &Layout,
+    registry: &Registry,
+    listing: bool,
+    osr: bool,
+    quality: Quality,
+    budget: &CompileBudget,
+    started: Instant,
+) -> Result<(NativeCode, Listing), JitError> {
+    let lowered = lower::lower(
         program,
         layout,
         registry,
         isa.default_call_conv(),
-        &mut builder_context,
+        &mut contexts.builder,
         osr,
         budget.function_steps,
-    )
-    .map_err(JitError::Unsupported)?;
+    );
+    let mut lowered = match lowered {
+        Ok(lowered) => lowered,
+        Err(error) => {
+            // The builder context may hold a half-built function: start the next from a new one.
+            contexts.builder = FunctionBuilderContext::new();
+            return Err(JitError::Unsupported(error));
+        }
+    };
+    *largest = lowered
+        .functions
+        .iter()
+        .map(|f| f.dfg.num_insts())
+        .max()
+        .unwrap_or(0);
+    laps.lap(|p| &mut p.lower);
     // Lowering is linear in the flow; what follows is Cranelift's, linear too while each
     // function stays small (`function_steps`).
     budget.check_instructions(&lowered.functions)?;
     budget.check_time(started)?;
-    let mut module = JITModule::new(builder);
-    let mut context = module.make_context();
-    context.set_disasm(listing);
+    let context = &mut contexts.codegen;
     let mut text = Listing::default();
-    let mut ids = Vec::with_capacity(lowered.functions.len());
-    let mut code_bytes = 0;
+    // Every function's machine code, one after the other, each at its alignment; copied into
+    // one mapping at the end.
+    let mut code: Vec<u8> = Vec::new();
+    let mut offsets = Vec::with_capacity(lowered.functions.len());
     let functions = lowered.functions.len();
+    let min_align = isa.function_alignment().preferred.max(16) as usize;
     for (k, function) in lowered.functions.drain(..).enumerate() {
+        context.clear();
         context.func = function;
+        context.set_disasm(listing);
         if listing {
             text.clif += &context.func.display().to_string();
         }
-        // Declare each function of this module (the entry first), then define (compile) it.
-        let name = if k == 0 {
-            "flow".to_string()
-        } else {
-            format!("region{k}")
-        };
-        let id = module
-            .declare_function(&name, Linkage::Local, &context.func.signature)
-            .map_err(|e| JitError::Codegen(e.to_string()))?;
-        module
-            .define_function(id, &mut context)
-            .map_err(|e| JitError::Codegen(format!("{e:?}")))?;
+        let compiled = context
+            .compile(&**isa, &mut ControlPlane::default())
+            .map_err(|e| JitError::Codegen(format!("{:?}", e.inner)))?;
+        // Generated code refers to nothing by name: helpers are pointer constants. Should
+        // Cranelift ever emit a relocation (a libcall), refuse the code rather than resolve it
+        // against the process's symbols.
+        let relocs = compiled.buffer.relocs();
+        if !relocs.is_empty() {
+            let names: Vec<String> = relocs.iter().map(|r| format!("{:?}", r.target)).collect();
+            return Err(JitError::Unsupported(format!(
+                "generated code would call unregistered symbols: {}",
+                names.join(", ")
+            )));
+        }
+        let align = (compiled.buffer.alignment as usize).max(min_align);
+        code.resize(code.len().next_multiple_of(align), 0);
+        offsets.push(code.len());
+        code.extend_from_slice(compiled.code_buffer());
         if listing {
-            text.asm += &context
-                .compiled_code()
-                .and_then(|c| c.vcode.clone())
-                .unwrap_or_default();
+            text.asm += &compiled.vcode.clone().unwrap_or_default();
         }
-        code_bytes += context.compiled_code().map_or(0, |c| c.code_buffer().len());
-        // The context can be reused; clear it as the demo does.
-        module.clear_context(&mut context);
-        ids.push(id);
+        laps.lap(|p| &mut p.codegen);
         // Past the last function the time is spent: the compile is kept.
-        if k + 1 == functions {
-            break;
-        }
-        if let Err(error) = budget.check_time(started) {
-            // SAFETY: the code was never run and nothing holds its address.
-            unsafe { module.free_memory() };
-            return Err(error);
+        if k + 1 < functions {
+            budget.check_time(started)?;
         }
     }
-    // Relocate and make the code executable.
-    module
-        .finalize_definitions()
+    context.clear();
+    // One mapping for the whole flow, then executable.
+    let mut memory = CodeMemory {
+        pages: SystemMemoryProvider::new(),
+        bytes: 0,
+    };
+    let base = memory
+        .pages
+        .allocate(
+            code.len().max(1),
+            min_align as u64,
+            JITMemoryKind::Executable,
+        )
+        .map_err(|e| JitError::Codegen(format!("cannot map memory for the code: {e}")))?;
+    // SAFETY: `base` points to at least `code.len()` writable bytes just mapped for this flow.
+    unsafe { std::ptr::copy_nonoverlapping(code.as_ptr(), base, code.len()) };
+    memory
+        .pages
+        .finalize(BranchProtection::None)
         .map_err(|e| JitError::Codegen(e.to_string()))?;
-    let unexpected = looked_up.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    if !unexpected.is_empty() {
-        // SAFETY: the code was never run and nothing holds its address.
-        unsafe { module.free_memory() };
-        return Err(JitError::Unsupported(format!(
-            "generated code would call unregistered symbols: {}",
-            unexpected.join(", ")
-        )));
-    }
+    memory.bytes = code.len();
+    LIVE_CODE_BYTES.fetch_add(memory.bytes, Ordering::Relaxed);
+    laps.lap(|p| &mut p.install);
+    let address = |k: usize| base as usize + offsets[k];
     // The regions' entries, where generated code finds them (the table does not move: it is
     // boxed, and `data` itself is boxed).
-    lowered.data.region_table = ids[1..]
-        .iter()
-        .map(|&id| module.get_finalized_function(id) as usize)
-        .collect();
+    lowered.data.region_table = (1..functions).map(address).collect();
     lowered.data.region_entries = lowered.data.region_table.as_ptr() as usize;
-    let pointer = module.get_finalized_function(ids[0]);
-    // SAFETY: `lower` built this function with exactly the `Entry` signature
-    // (`extern "C" fn(*mut u64, *mut RunState) -> u32` in the ISA's default C convention).
-    let entry = unsafe { std::mem::transmute::<*const u8, runtime::Entry>(pointer) };
-    LIVE_CODE_BYTES.fetch_add(code_bytes, Ordering::Relaxed);
+    // SAFETY: `lower` built function 0 with exactly the `Entry` signature
+    // (`extern "C" fn(*mut u64, *mut RunState) -> u32` in the ISA's default C convention), and
+    // its code is now executable at this address.
+    let entry = unsafe { std::mem::transmute::<usize, runtime::Entry>(address(0)) };
     Ok((
         NativeCode {
-            module: Some(module),
+            memory,
             entry,
             data: lowered.data,
-            code_bytes,
+            quality,
             osr_loops: lowered.osr_loops,
         },
         text,
@@ -498,4 +759,33 @@ pub fn compile_for_target(
         bytes += compiled.code_buffer().len();
     }
     Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The pool of reused contexts keeps at most `POOLED_CONTEXTS`, and none that compiled a
+    /// function larger than `POOLED_MAX_INSTRUCTIONS`: what it holds is bounded whatever was
+    /// compiled and however many threads compiled at once.
+    #[test]
+    fn the_context_pool_is_bounded() {
+        let pool = Pool(Mutex::new(Vec::new()));
+        let pooled = |pool: &Pool| pool.0.lock().unwrap().len();
+        let taken: Vec<_> = (0..POOLED_CONTEXTS + 3).map(|_| pool.take()).collect();
+        for contexts in taken {
+            pool.give_back(contexts, 10);
+        }
+        assert_eq!(pooled(&pool), POOLED_CONTEXTS);
+        let all: Vec<_> = (0..POOLED_CONTEXTS).map(|_| pool.take()).collect();
+        assert_eq!(pooled(&pool), 0);
+        for contexts in all {
+            pool.give_back(contexts, POOLED_MAX_INSTRUCTIONS + 1);
+        }
+        assert_eq!(
+            pooled(&pool),
+            0,
+            "a context grown for a large function is not kept"
+        );
+    }
 }
