@@ -2007,6 +2007,9 @@ impl<'a, 'f> Lower<'a, 'f> {
     }
 
     fn while_loop(&mut self, s: &'a WhileLoop, sink: &Sink<'a>) -> Result<(), String> {
+        if unrollable(&s.arms) {
+            return self.paired_while_loop(s, sink);
+        }
         let header = self.b.create_block();
         let body = self.b.create_block();
         let done = self.b.create_block();
@@ -2017,6 +2020,66 @@ impl<'a, 'f> Lower<'a, 'f> {
         self.b.ins().brif(cond, body, &[], done, &[]);
         self.b.switch_to_block(body);
         self.tick();
+        self.while_body(s, header)?;
+        self.while_done(s, done, sink)
+    }
+
+    /// A `while` whose body is small and calls nothing: it takes its iterations from the budget
+    /// two at a time. At the head, a budget of at least two runs the condition and the body
+    /// twice with no budget test between (each iteration that starts still counts one, so a
+    /// condition that fails after the first leaves the second in the budget); a smaller budget
+    /// runs one iteration the ordinary way (test, refill when spent), in a cold block. Exact:
+    /// the budget is spent one per iteration as in [`Lower::tick`], only tested less often.
+    fn paired_while_loop(&mut self, s: &'a WhileLoop, sink: &Sink<'a>) -> Result<(), String> {
+        let header = self.b.create_block();
+        let pair = self.b.create_block();
+        let single = self.b.create_block();
+        let done = self.b.create_block();
+        self.b.set_cold_block(single);
+        self.register_osr(s.loop_index, header, OpenLoop::While);
+        self.b.ins().jump(header, &[]);
+        self.b.switch_to_block(header);
+        let budget = self.b.use_var(self.budget);
+        let two = self
+            .b
+            .ins()
+            .icmp_imm_u(IntCC::UnsignedGreaterThanOrEqual, budget, 2);
+        self.b.ins().brif(two, pair, &[], single, &[]);
+        // Two iterations, the budget taken once.
+        self.b.switch_to_block(pair);
+        let second = self.b.create_block();
+        for (copy, next) in [(0, second), (1, header)] {
+            let cond = self.scalar(&s.cond);
+            let body = self.b.create_block();
+            // The way out has a block of its own: the budget it leaves is computed there.
+            let leave = self.b.create_block();
+            self.b.ins().brif(cond, body, &[], leave, &[]);
+            self.b.switch_to_block(leave);
+            self.b.ins().jump(done, &[]);
+            self.b.switch_to_block(body);
+            // From the budget at the head, so that the first copy's count is computed only
+            // where a run leaves after it.
+            let budget = self.b.ins().iadd_imm_s(budget, -(copy + 1));
+            self.b.def_var(self.budget, budget);
+            self.while_body(s, next)?;
+            if copy == 0 {
+                self.b.switch_to_block(second);
+            }
+        }
+        // One iteration, as an ordinary `while` does it.
+        self.b.switch_to_block(single);
+        let cond = self.scalar(&s.cond);
+        let body = self.b.create_block();
+        self.b.ins().brif(cond, body, &[], done, &[]);
+        self.b.switch_to_block(body);
+        self.tick();
+        self.while_body(s, header)?;
+        self.while_done(s, done, sink)
+    }
+
+    /// An iteration of `s` once its condition held (and its budget was taken): the body's arms,
+    /// then on to `next`.
+    fn while_body(&mut self, s: &'a WhileLoop, next: Block) -> Result<(), String> {
         self.trace(
             TraceLevel::All,
             "while",
@@ -2024,10 +2087,15 @@ impl<'a, 'f> Lower<'a, 'f> {
             s.first_value,
             false,
         );
-        let discard = self.sink(SinkKind::Jump(header));
+        let discard = self.sink(SinkKind::Jump(next));
         self.loops.push(OpenLoop::While);
         self.select(&s.arms, 0, s.first_value, &discard, "while", s.span)?;
         self.loops.pop();
+        Ok(())
+    }
+
+    /// What follows `s` once its condition failed, at `done`.
+    fn while_done(&mut self, s: &'a WhileLoop, done: Block, sink: &Sink<'a>) -> Result<(), String> {
         self.b.switch_to_block(done);
         let finished = ValueId(s.first_value.0 + 1);
         self.trace(TraceLevel::All, "while", TraceMarker::None, finished, false);
