@@ -291,6 +291,9 @@ struct Lower<'a, 'f> {
     /// by the step and its argument's known bound: a body lowered twice (an unrolled loop)
     /// shares them.
     lookup_tables: HashMap<LookupKey, (Vec<i64>, i64)>,
+    /// Values known to be `>= 0`: indexes of innermost `for` loops that start at a constant
+    /// `>= 0` (an index only grows).
+    non_negative: HashSet<Value>,
 }
 
 /// A `match` lowered as a table lookup and its argument's known bound (see `Lower::mask_of`).
@@ -437,6 +440,7 @@ impl<'a, 'f> Lower<'a, 'f> {
             word_vars,
             lane: None,
             lookup_tables: HashMap::new(),
+            non_negative: HashSet::new(),
         };
         // Flow inputs are written by the caller: read them once.
         for input in &program.inputs {
@@ -1959,9 +1963,13 @@ impl<'a, 'f> Lower<'a, 'f> {
         // twice, so that a pair of iterations takes one backward branch.
         let copies = if unrollable(&s.arms) { 2 } else { 1 };
         let mut entry = body;
+        let from_non_negative = matches!(s.start, Expr::Int(c) if c >= 0);
         for copy in 0..copies {
             self.b.switch_to_block(entry);
             let i = self.b.use_var(counter);
+            if from_non_negative {
+                self.non_negative.insert(i);
+            }
             self.set(s.index, Val::Scalar(i));
             self.trace(
                 TraceLevel::All,
@@ -2675,8 +2683,12 @@ impl<'a, 'f> Lower<'a, 'f> {
         }
     }
 
-    /// `Some(true)` if `v` is known to be `>= 0`, `Some(false)` if `< 0`: a constant.
+    /// `Some(true)` if `v` is known to be `>= 0`, `Some(false)` if `< 0`: a constant, or the
+    /// index of a `for` from a constant `>= 0`.
     fn sign_of(&self, v: Value) -> Option<bool> {
+        if self.non_negative.contains(&v) {
+            return Some(true);
+        }
         self.constant(v).map(|c| c >= 0)
     }
 
