@@ -125,6 +125,38 @@ fn limits_hold_across_the_switch() {
 }
 
 #[test]
+fn a_paired_while_entered_mid_loop_stops_where_the_interpreter_stops() {
+    // A small `while` takes its budget two iterations at a time in native code; a run that
+    // moves there mid-loop (the entry at the loop's head) ends with the interpreter's outcome,
+    // whether the limit stops it in the first or the second half of a pair, or it finishes.
+    let (engine, _) = demo_engine(policy(1_000, 1, false));
+    let interp = demo_engine(EngineConfig::default()).0;
+    let options = CompileOptions::default();
+    let source = "~capture({ n: 0, s: 0 })\n| as c |> while(c.n < 100001)\n    | body |> captured { n: c.n + 1, s: c.s + c.n }\n| captured r |> for(0..5)\n    | each _ |> add(a: 1, b: 0)\n";
+    for max_iterations in [
+        None,
+        Some(50_500),
+        Some(50_501),
+        Some(100_003),
+        Some(100_004),
+    ] {
+        let limits = RunLimits {
+            max_iterations,
+            ..RunLimits::default()
+        };
+        let auto = engine.compile("while", source, &options).unwrap();
+        let expected = interp
+            .compile("while", source, &options.clone().tier(Tier::Interp))
+            .unwrap()
+            .run(&Inputs::new(), &limits)
+            .unwrap();
+        let found = auto.run(&Inputs::new(), &limits).unwrap();
+        assert_eq!(found, expected, "{limits:?}");
+        assert_eq!(auto.stats().osr_entries, 1, "{limits:?}");
+    }
+}
+
+#[test]
 fn flows_that_run_often_are_compiled_on_the_background_thread() {
     let (engine, _) = demo_engine(policy(10, 1_000_000, true));
     let flow = engine

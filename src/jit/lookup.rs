@@ -41,9 +41,6 @@ pub struct Plan<'a> {
     pub literal_tables: Vec<Option<usize>>,
     /// Each table's values, per slot.
     pub tables: Vec<Vec<i64>>,
-    /// Each table's sign when its values share one (`true`: all `>= 0`), which lets an addition
-    /// of the loaded literal check overflow with one compare.
-    pub table_signs: Vec<Option<bool>>,
     /// The first lane's error sites, each with its position in every lane's list.
     pub site_index: HashMap<(Span, Option<Arc<str>>), usize>,
     /// Every lane's error sites, in the order of `site_index`.
@@ -192,24 +189,12 @@ pub fn plan(s: &MatchStep, table_bytes: usize, known: Option<i64>) -> Option<Pla
                 .collect(),
         );
     }
-    // A lane table for the failing paths counts too.
-    let bytes = (tables.len() + 1) * slots * 8;
+    // A lane table for the failing paths counts too, and each table's address cell.
+    let bytes = bytes_of(tables.len(), slots);
     if tables.is_empty() || tables.len() > MAX_TABLES || table_bytes + bytes > MAX_FLOW_TABLE_BYTES
     {
         return None;
     }
-    let table_signs = tables
-        .iter()
-        .map(|t| {
-            if t.iter().all(|&x| x >= 0) {
-                Some(true)
-            } else if t.iter().all(|&x| x < 0) {
-                Some(false)
-            } else {
-                None
-            }
-        })
-        .collect();
     Some(Plan {
         base,
         slots,
@@ -218,7 +203,6 @@ pub fn plan(s: &MatchStep, table_bytes: usize, known: Option<i64>) -> Option<Pla
         body: bodies[0],
         literal_tables,
         tables,
-        table_signs,
         site_index,
         lane_sites,
     })
@@ -227,8 +211,13 @@ pub fn plan(s: &MatchStep, table_bytes: usize, known: Option<i64>) -> Option<Pla
 impl Plan<'_> {
     /// Bytes of the tables the flow keeps for this match (values and lanes).
     pub fn table_bytes(&self) -> usize {
-        (self.tables.len() + 1) * self.slots * 8
+        bytes_of(self.tables.len(), self.slots)
     }
+}
+
+/// Bytes of `tables` tables of `slots` slots, their lane table and their address cells.
+fn bytes_of(tables: usize, slots: usize) -> usize {
+    (tables + 1) * slots * 8 + tables * 8
 }
 
 /// A simultaneous walk of two expressions, in the order the JIT lowers them.
