@@ -517,9 +517,58 @@ fn nested_catch_alls_are_walked_once_by_the_shape_check_the_cost_bound_and_subfl
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(r#""cost_bound":{"fuel":1"#), "{out}");
     let file = write("catch_alls_subflow.kz", &nested_catch_alls(60, "ok", true));
-    let (code, out, err) = koru_limited(&["run", &file, "--tier", "jit", "--json"]);
-    assert_eq!(code, 0, "{err}");
-    assert!(out.contains(r#""value":{"branch":"ok"}"#), "{out}");
+    // The interpreter's bytecode compiles a catch-all's step once too (jumped to from every
+    // branch), and so does every tier: its compile is part of every flow's.
+    for tier in ["jit", "interp"] {
+        let (code, out, err) = koru_limited(&["run", &file, "--tier", tier, "--json"]);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains(r#""value":{"branch":"ok"}"#), "{out}");
+    }
+}
+
+#[test]
+fn the_interpreters_jump_tables_are_bounded_per_flow() {
+    // 40 dense matches of 1,020 values each would be 160 KB of jump tables: past 16,384
+    // entries (64 KB) a flow's matches are compare chains, so the bytecode grows with the
+    // source, not with 4 KB a match. The same flow with a guard on one arm (no table at all)
+    // is the baseline; both give the same results.
+    let arms = |guard: &str| {
+        let mut one = String::from("~capture({ t: 0 })\n| as acc |> match(n % 1020)\n");
+        for k in 0..17 {
+            let g = if k == 0 { guard } else { "" };
+            one += &format!(
+                "    | [{}..={}]{g} |> captured {{ t: acc.t + {k} }}\n",
+                k * 60,
+                k * 60 + 59
+            );
+        }
+        one += "    |? |> captured { t: acc.t - 1 }\n| captured r |> result r.t\n";
+        one.repeat(40)
+    };
+    let engine = koru_jit::Engine::new(koru_jit::Registry::new());
+    let compile = |source: &str| {
+        engine
+            .compile(
+                "tables",
+                source,
+                &koru_jit::CompileOptions::default()
+                    .input("n", koru_jit::Type::Int)
+                    .tier(koru_jit::Tier::Interp),
+            )
+            .expect("it compiles")
+    };
+    let (tabled, chained) = (compile(&arms("")), compile(&arms(" when n >= 0")));
+    let extra = tabled.memory_bytes().saturating_sub(chained.memory_bytes());
+    assert!(extra <= 64 * 1024 + 8 * 1024, "{extra} bytes of tables");
+    for n in [0i64, 59, 60, 1019, 1020, -1, 123_456] {
+        let inputs = koru_jit::Inputs::new().set("n", n);
+        let limits = koru_jit::RunLimits::default();
+        assert_eq!(
+            tabled.run(&inputs, &limits).unwrap(),
+            chained.run(&inputs, &limits).unwrap(),
+            "n = {n}"
+        );
+    }
 }
 
 #[test]
