@@ -409,7 +409,7 @@ fn mutate(bytes: &[u8], rng: &mut Rng) -> Vec<u8> {
 /// version, name, source, scope and shape (LEB128 lengths, an option a 0 or 1 first).
 fn program_start(bytes: &[u8]) -> usize {
     let mut at = 12;
-    let mut varint = |at: &mut usize| {
+    let varint = |at: &mut usize| {
         let mut v = 0usize;
         let mut shift = 0;
         loop {
