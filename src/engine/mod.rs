@@ -27,6 +27,7 @@ mod inputs;
 mod pool;
 mod stats;
 
+pub use artifact::is_artifact;
 pub use cache::{CacheConfig, CacheStats};
 pub use discharge::{Discharged, Obligations, OpenObligation, RunReport};
 pub use inputs::{InputError, Inputs};
