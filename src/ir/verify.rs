@@ -417,8 +417,9 @@ impl<'p> Verifier<'p> {
                 self.want(&s.end, Type::Int)?;
                 self.bind(s.index, LocalKind::LoopVariable, Some(Type::Int))?;
                 let decl = self.decl(s.bound)?;
-                if decl.ty != Type::Int || decl.owns_buffer {
-                    return fail("a loop bound that is not an int");
+                if decl.ty != Type::Int || decl.owns_buffer || decl.kind != LocalKind::LoopVariable
+                {
+                    return fail("a loop bound that is not an int loop variable");
                 }
                 if std::mem::replace(&mut self.bound[s.bound.0 as usize], true) {
                     return fail("a loop bound written by two steps");
@@ -609,8 +610,13 @@ impl<'p> Verifier<'p> {
         if std::mem::replace(&mut self.bound[s.value.0 as usize], true) {
             return fail(format!("local `{}` is written by two steps", decl.name));
         }
-        if decl.owns_buffer && ty != Type::Str {
-            return fail(format!("local `{}` has the wrong buffer", decl.name));
+        // A temporary (never an accumulator field: `captured` could write it, through buffers
+        // a match value does not have), with a buffer only for a str.
+        if decl.kind != LocalKind::Temporary || (decl.owns_buffer && ty != Type::Str) {
+            return fail(format!(
+                "local `{}` cannot hold a `match` argument",
+                decl.name
+            ));
         }
         self.value(s.matched)?;
         let value = [s.value];
@@ -667,5 +673,212 @@ fn yields(program: &Program, s: &Step) -> bool {
             .iter()
             .any(|a| a.arm.step.as_ref().is_some_and(|s| yields(program, s))),
         Step::Update(_) | Step::Construct(_) | Step::Yield(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Each check fires: programs compiled from sources, decoded from their artifacts, then
+    //! changed the way a hostile artifact could.
+    use super::*;
+    use crate::ir::codec::{DecodeLimits, Reader};
+    use crate::{CompileOptions, Engine, Registry};
+
+    fn program(engine: &Engine, source: &str) -> Program {
+        let flow = engine
+            .compile("t", source, &CompileOptions::default())
+            .unwrap();
+        let bytes = flow.to_bytes();
+        let limits = DecodeLimits {
+            max_step_depth: 300,
+            max_expr_depth: 500,
+            max_steps: 100_000,
+            max_locals: 100_000,
+        };
+        let mut r = Reader::new(&bytes, 12, limits);
+        for _ in 0..3 {
+            r.str().unwrap();
+        }
+        r.opt_str().unwrap();
+        r.opt_str().unwrap();
+        let p = r.program().unwrap();
+        assert!(r.at_end());
+        verify(&p, engine.registry(), bytes.len()).unwrap();
+        p
+    }
+
+    fn refused(engine: &Engine, p: &Program) -> String {
+        verify(p, engine.registry(), 1 << 20).unwrap_err()
+    }
+
+    const SUM: &str = "~capture({ s: 0 })\n| as acc |> for(0..3)\n    | each i |> captured { s: acc.s + i }\n| captured c |> std.io:println(text: c.s)\n";
+
+    fn capture(p: &mut Program) -> &mut CaptureStep {
+        match &mut p.flows[0] {
+            Step::Capture(c) => c,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn for_loop(c: &mut CaptureStep) -> &mut ForLoop {
+        match c.arms.arms[0].step.as_mut() {
+            Some(Step::For(f)) => f,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn update(f: &mut ForLoop) -> &mut CaptureUpdate {
+        match f.arms.arms[0].step.as_mut() {
+            Some(Step::Update(u)) => u,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn println_arg(c: &mut CaptureStep) -> &mut Argument {
+        match c.arms.arms[1].step.as_mut() {
+            Some(Step::Invoke(i)) => match &mut i.args {
+                Arguments::Inputs(args) => &mut args[0],
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn indices_out_of_range_are_refused() {
+        let engine = Engine::new(Registry::with_std());
+        let mut p = program(&engine, SUM);
+        for_loop(capture(&mut p)).index = LocalId(999);
+        assert_eq!(refused(&engine, &p), "local 999 is out of range");
+        let mut p = program(&engine, SUM);
+        for_loop(capture(&mut p)).loop_index = 7;
+        assert_eq!(refused(&engine, &p), "loop 7 is out of range");
+        let mut p = program(&engine, SUM);
+        capture(&mut p).first_value = ValueId(1_000);
+        assert!(refused(&engine, &p).contains("out of range"));
+        let mut p = program(&engine, SUM);
+        p.invoke_sites += 1;
+        assert_eq!(refused(&engine, &p), "invocation site 1 is never used");
+        let mut p = program(&engine, SUM);
+        println_arg(capture(&mut p)).format_into = Some(BufferId(5));
+        assert_eq!(refused(&engine, &p), "conversion buffer 5 is out of range");
+    }
+
+    #[test]
+    fn types_that_do_not_fit_are_refused() {
+        let engine = Engine::new(Registry::with_std());
+        let mut p = program(&engine, SUM);
+        update(for_loop(capture(&mut p))).assigns[0].1 = Expr::Bool(true);
+        assert_eq!(
+            refused(&engine, &p),
+            "an expression is a bool, where a int is written"
+        );
+        let mut p = program(&engine, SUM);
+        let acc = capture(&mut p).fields[0];
+        update(for_loop(capture(&mut p))).assigns[0].1 = Expr::Local(acc, Type::Str);
+        assert_eq!(refused(&engine, &p), "local `acc.s` read as a str");
+        // A str formatted into a conversion buffer.
+        let mut p = program(&engine, SUM);
+        println_arg(capture(&mut p)).expr = Expr::Str("x".into());
+        assert_eq!(
+            refused(&engine, &p),
+            "a conversion that is not of a scalar to a str"
+        );
+        // An ordering of strings.
+        let mut p = program(&engine, SUM);
+        let f = for_loop(capture(&mut p));
+        f.end = Expr::Select(
+            Box::new(Expr::StrCmp(
+                CmpOp::Lt,
+                Box::new(Expr::Str("a".into())),
+                Box::new(Expr::Str("b".into())),
+            )),
+            Box::new(Expr::Int(1)),
+            Box::new(Expr::Int(2)),
+            Type::Int,
+        );
+        assert_eq!(refused(&engine, &p), "an ordering of bools or strs");
+    }
+
+    #[test]
+    fn reads_out_of_scope_and_second_writers_are_refused() {
+        let engine = Engine::new(Registry::with_std());
+        // The loop index read after the loop, in `captured`.
+        let mut p = program(&engine, SUM);
+        let index = for_loop(capture(&mut p)).index;
+        println_arg(capture(&mut p)).expr = Expr::Local(index, Type::Int);
+        assert_eq!(
+            refused(&engine, &p),
+            format!("local `for.each` (l{}) is read out of scope", index.0)
+        );
+        // The accumulator written by a second capture step... as the loop index.
+        let mut p = program(&engine, SUM);
+        let acc = capture(&mut p).fields[0];
+        for_loop(capture(&mut p)).index = acc;
+        assert_eq!(
+            refused(&engine, &p),
+            "local `acc.s` is written by two steps"
+        );
+        // `captured` of something that is not an accumulator field in scope.
+        let mut p = program(&engine, SUM);
+        let f = for_loop(capture(&mut p));
+        let index = f.index;
+        update(f).assigns[0].0 = index;
+        assert_eq!(
+            refused(&engine, &p),
+            "`captured` writes `for.each` out of scope"
+        );
+    }
+
+    fn matching(p: &mut Program) -> &mut MatchStep {
+        match &mut p.flows[0] {
+            Step::Match(m) => m,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn malformed_continuations_and_matches_are_refused() {
+        let engine = Engine::new(Registry::with_std());
+        let mut p = program(&engine, SUM);
+        capture(&mut p).arms.by_branch[0].push(9);
+        assert_eq!(refused(&engine, &p), "continuation 9 is out of range");
+        let mut p = program(&engine, SUM);
+        capture(&mut p).arms.unguarded.pop();
+        assert_eq!(
+            refused(&engine, &p),
+            "continuations for 2 branches are malformed"
+        );
+        let source = "~match(3)\n| [1] |> std.io:println(text: \"one\")\n|? |> _\n";
+        let mut p = program(&engine, source);
+        matching(&mut p).arms[1].arm.guard = Some(Expr::Bool(true));
+        assert_eq!(refused(&engine, &p), "a catch-all of `match` with a guard");
+        let mut p = program(&engine, source);
+        matching(&mut p).arms[0].patterns[0] = Pattern::Int { lo: 5, hi: 1 };
+        assert_eq!(
+            refused(&engine, &p),
+            "a pattern that does not fit the `match` argument"
+        );
+        let mut p = program(&engine, source);
+        matching(&mut p).arms[0].patterns[0] = Pattern::Str("1".into());
+        assert_eq!(
+            refused(&engine, &p),
+            "a pattern that does not fit the `match` argument"
+        );
+    }
+
+    #[test]
+    fn a_subflow_exit_that_leaves_a_result_unwritten_is_refused() {
+        let engine = Engine::new(Registry::with_std());
+        let source = "~event pick {} | got { v: i64 }\n~pick = got { v: 7 }\n~pick()\n| got g |> std.io:println(text: g.v)\n";
+        let mut p = program(&engine, source);
+        let Step::Call(call) = &mut p.flows[0] else {
+            panic!()
+        };
+        call.exits[0].copies.clear();
+        assert_eq!(
+            refused(&engine, &p),
+            "an exit of `pick` leaves results unwritten"
+        );
     }
 }
