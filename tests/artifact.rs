@@ -108,7 +108,7 @@ fn a_changed_signature_or_cost_is_e0403_naming_the_event_and_both_signatures() {
     assert_eq!(code, Code::E0403);
     assert_eq!(
         message,
-        "host event `double` changed: the flow was checked against `double { n: int } | v int`, the registry has `double { n: int } | v float`"
+        "host event `double` changed: the flow was checked against double { n: int } | v int; the registry has double { n: int } | v float"
     );
     // The same signature at another cost in the scope it was checked against.
     let app = compiled(registry(), &options().scope("app"));
@@ -578,5 +578,66 @@ fn mutated_artifacts_are_refused_or_run_identically_in_every_tier() {
     assert!(
         changed > 100 && refused > 1_000,
         "{loaded} loaded ({changed} changed), {refused} refused"
+    );
+}
+
+#[test]
+fn a_mocked_events_cost_and_a_handles_signature_are_checked_again() {
+    let scoped = |cost| {
+        let mut registry = Registry::with_std();
+        registry
+            .declare("~event users.get { id: i64 } | found { name: str } | missing")
+            .unwrap();
+        registry.add_scope(
+            "app",
+            Scope::new()
+                .allow_with_cost("users.get", cost)
+                .allow("std.io:*"),
+        );
+        registry
+    };
+    let options = CompileOptions::default()
+        .scope("app")
+        .mock("~users.get = found { name: \"test\" }");
+    let bytes = Engine::new(scoped(3))
+        .compile("mocked", "~users.get(id: 1)", &options)
+        .unwrap()
+        .to_bytes();
+    let loaded = Engine::new(scoped(3))
+        .load(&bytes, &CompileOptions::default())
+        .unwrap();
+    assert_eq!(
+        loaded
+            .run(&Inputs::new(), &RunLimits::default())
+            .unwrap()
+            .fuel(),
+        3
+    );
+    let (code, message) = refusal(Engine::new(scoped(4)).load(&bytes, &CompileOptions::default()));
+    assert_eq!(code, Code::E0403);
+    assert_eq!(
+        message,
+        "mocked event `users.get` costs 4 in scope `app`, the flow was checked at cost 3"
+    );
+    // Phantom states are part of a signature, and shown as declared.
+    let mut files = Registry::with_std();
+    koru_jit::host::register_demo_events(&mut files, Default::default()).unwrap();
+    let source = "~file.open(path: \"a\")\n| opened h |> file.close(handle: h)\n| failed _ |> _\n";
+    let bytes = Engine::new(files)
+        .compile("files", source, &CompileOptions::default())
+        .unwrap()
+        .to_bytes();
+    let mut plain = Registry::with_std();
+    plain
+        .event(
+            "~event file.open { path: str } | opened str | failed { reason: str }",
+            |_: &str| koru_jit::Reply::branch("opened").value("h"),
+        )
+        .unwrap();
+    let (code, message) = refusal(Engine::new(plain).load(&bytes, &CompileOptions::default()));
+    assert_eq!(code, Code::E0403);
+    assert_eq!(
+        message,
+        "host event `file.open` changed: the flow was checked against file.open { path: str } | opened str[opened!] | failed { reason: str }; the registry has file.open { path: str } | opened str | failed { reason: str }"
     );
 }

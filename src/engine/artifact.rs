@@ -21,8 +21,10 @@ use super::{CompileOptions, Engine, Flow, Origin};
 use crate::diag::{Code, Diagnostic, SourceErrors};
 use crate::host::Resolution;
 use crate::ir::codec::{DecodeLimits, Reader, Writer};
+use crate::ir::{Arms, Step};
 use crate::span::Span;
 use crate::types::{EventSig, PayloadType};
+use std::sync::Arc;
 
 /// The first bytes of every artifact (a high byte and line ends first, as PNG does, so that a
 /// text transfer that mangles them is detected).
@@ -83,27 +85,73 @@ fn refused(name: &str, text: &str, code: Code, message: String) -> SourceErrors 
     }
 }
 
-/// A signature as the source declares it: `name { a: int } | ok { v: str } | none`.
+/// A signature as the source declares it (unquoted in messages: a diagnostic cuts a quoted
+/// piece longer than 64 characters): `name { a: int, h: str[!opened] } | ok { v: str }`.
 fn sig_text(sig: &EventSig) -> String {
     let mut s = format!("{} {{ ", sig.name);
     for (i, (n, t)) in sig.inputs.iter().enumerate() {
         if i > 0 {
             s.push_str(", ");
         }
-        s.push_str(&format!("{n}: {t}"));
-    }
-    s.push_str(" }");
-    for b in &sig.branches {
-        s.push_str(&format!(" | {}", b.name));
-        match &b.payload {
-            PayloadType::Empty => {}
-            p => s.push_str(&format!(" {p}")),
+        match sig.input_phantom(i) {
+            Some(p) => s.push_str(&format!("{n}: {p}")),
+            None => s.push_str(&format!("{n}: {t}")),
         }
     }
-    for p in &sig.phantoms {
-        s.push_str(&format!(" [{:?}: {}]", p.slot, p.phantom));
+    s.push_str(" }");
+    for (b, branch) in sig.branches.iter().enumerate() {
+        s.push_str(&format!(" | {}", branch.name));
+        let field = |f: usize, t: &crate::types::Type| match sig.field_phantom(b, f) {
+            Some(p) => p.to_string(),
+            None => t.to_string(),
+        };
+        match &branch.payload {
+            PayloadType::Empty => {}
+            PayloadType::Identity(t) => s.push_str(&format!(" {}", field(0, t))),
+            PayloadType::Struct(fields) => {
+                let fields: Vec<String> = fields
+                    .iter()
+                    .enumerate()
+                    .map(|(f, (n, t))| format!("{n}: {}", field(f, t)))
+                    .collect();
+                s.push_str(&format!(" {{ {} }}", fields.join(", ")));
+            }
+        }
     }
     s
+}
+
+/// The mocked events a program inlines (SPEC 13), with the cost each call charges.
+fn mocked_calls(step: &Step, out: &mut Vec<(Arc<str>, u64)>) {
+    fn arms(a: &Arms, out: &mut Vec<(Arc<str>, u64)>) {
+        for arm in &a.arms {
+            if let Some(s) = &arm.step {
+                mocked_calls(s, out);
+            }
+        }
+    }
+    match step {
+        Step::Invoke(s) => arms(&s.arms, out),
+        Step::Call(s) => {
+            if s.mocked {
+                out.push((s.name.clone(), s.cost));
+            }
+            mocked_calls(&s.body, out);
+            arms(&s.arms, out);
+        }
+        Step::For(s) => arms(&s.arms, out),
+        Step::If(s) => arms(&s.arms, out),
+        Step::While(s) => arms(&s.arms, out),
+        Step::Capture(s) => arms(&s.arms, out),
+        Step::Match(s) => {
+            for arm in &s.arms {
+                if let Some(s) = &arm.arm.step {
+                    mocked_calls(s, out);
+                }
+            }
+        }
+        Step::Update(_) | Step::Construct(_) | Step::Yield(_) => {}
+    }
 }
 
 impl Engine {
@@ -284,7 +332,7 @@ impl Engine {
                 return Err(named(
                     Code::E0403,
                     format!(
-                        "host event `{}` changed: the flow was checked against `{}`, the registry has `{}`",
+                        "host event `{}` changed: the flow was checked against {}; the registry has {}",
                         event.name,
                         sig_text(&event.sig),
                         sig_text(&registered.sig)
@@ -310,6 +358,32 @@ impl Engine {
             }
             event.host = host;
             event.sig = registered.sig.clone();
+        }
+        // A mocked event is not dispatched, but a call of its mock charges the event's cost in
+        // the scope, which must still allow it at that cost.
+        let mut mocked = Vec::new();
+        for flow in &program.flows {
+            mocked_calls(flow, &mut mocked);
+        }
+        for (event, charged) in mocked {
+            match registry.resolve(scope, &event) {
+                Resolution::Allowed { cost, .. } if cost == charged => {}
+                Resolution::Allowed { cost, .. } => {
+                    return Err(named(
+                        Code::E0403,
+                        format!(
+                            "mocked event `{event}` costs {cost} in {}, the flow was checked at cost {charged}",
+                            where_()
+                        ),
+                    ))
+                }
+                _ => {
+                    return Err(named(
+                        Code::E0404,
+                        format!("mocked event `{event}` is not allowed in {}", where_()),
+                    ))
+                }
+            }
         }
         for state in &mut program.obligation_states {
             match registry.discharging_event(scope, &state.name) {
