@@ -385,6 +385,25 @@ impl Engine {
                 }
             }
         }
+        // Each obligation state once, and one the flow's events can create (the layout looks
+        // states up by name at every site that opens a handle).
+        let mut states = std::collections::HashSet::new();
+        for state in &program.obligation_states {
+            let created = program.events.iter().any(|e| {
+                e.sig.phantoms.iter().any(
+                    |p| matches!(&p.phantom, crate::types::Phantom::Creates(s) if *s == state.name),
+                )
+            });
+            if !states.insert(state.name.clone()) || !created {
+                return Err(named(
+                    Code::E0402,
+                    format!(
+                        "the artifact's program is inconsistent: obligation state `{}` is listed twice or created by no event",
+                        state.name
+                    ),
+                ));
+            }
+        }
         for state in &mut program.obligation_states {
             match registry.discharging_event(scope, &state.name) {
                 Some(discharge) => state.discharge = Some(discharge),

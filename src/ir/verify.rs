@@ -47,6 +47,10 @@ pub fn verify(p: &Program, registry: &Registry, max_sites: usize) -> Result<(), 
         sites: vec![false; p.invoke_sites as usize],
         loops: vec![false; p.loops.len()],
         buffers: vec![false; p.conversion_buffers as usize],
+        dead: 0,
+        stamp: vec![0; p.locals.len()],
+        stamp2: vec![0; p.locals.len()],
+        generation: 0,
     };
     v.program()
 }
@@ -63,6 +67,12 @@ struct Verifier<'p> {
     sites: Vec<bool>,
     loops: Vec<bool>,
     buffers: Vec<bool>,
+    /// Above 0 inside an arm no branch lists (never run): scope is not checked there.
+    dead: u32,
+    /// Set membership in linear time: a local is in the set when its stamp is `generation`.
+    stamp: Vec<u64>,
+    stamp2: Vec<u64>,
+    generation: u64,
 }
 
 type R = Result<(), Problem>;
@@ -178,15 +188,28 @@ impl<'p> Verifier<'p> {
     }
 
     fn visible(&self, l: LocalId) -> bool {
-        self.vis
-            .get(l.0 as usize)
-            .is_some_and(|&v| v > self.barrier)
+        self.dead > 0
+            || self
+                .vis
+                .get(l.0 as usize)
+                .is_some_and(|&v| v > self.barrier)
+    }
+
+    /// A new generation of stamps: no local is in either set.
+    fn new_sets(&mut self) -> u64 {
+        self.generation += 1;
+        self.generation
     }
 
     /// The payload of `v` is in scope (or in `extra`, written just before it is yielded).
-    fn yielded(&self, v: ValueId, extra: &[LocalId]) -> R {
-        for l in self.value(v)?.payload.locals() {
-            if !self.visible(l) && !extra.contains(&l) {
+    fn yielded(&mut self, v: ValueId, extra: &[LocalId]) -> R {
+        let payload = self.value(v)?.payload.locals();
+        let g = self.new_sets();
+        for l in extra {
+            self.stamp[l.0 as usize] = g;
+        }
+        for l in payload {
+            if !self.visible(l) && self.stamp[l.0 as usize] != g {
                 return fail(format!(
                     "value `{}` is yielded where local `{}` is not in scope",
                     self.p.values[v.0 as usize].branch, self.p.locals[l.0 as usize].name
@@ -349,18 +372,22 @@ impl<'p> Verifier<'p> {
         payload: &dyn Fn(usize) -> Vec<LocalId>,
     ) -> R {
         self.values_from(first, branches)?;
+        // Whether branch `b`'s own value may be yielded here (no continuation, or one without
+        // a step): its payload in scope once the branch wrote it. Once per branch, so that
+        // the arms' checks are linear however many arms share a branch.
+        let mut value_ok = Vec::with_capacity(branches.min(1024));
+        for b in 0..branches {
+            value_ok.push(self.yielded(ValueId(first.0 + b as u32), &payload(b)));
+        }
         if arms.arms.is_empty() {
-            for b in 0..branches {
-                self.yielded(ValueId(first.0 + b as u32), &payload(b))?;
-            }
-            return Ok(());
+            return value_ok.into_iter().collect();
         }
         if arms.by_branch.len() != branches || arms.unguarded.len() != branches {
             return fail(format!(
                 "continuations for {branches} branches are malformed"
             ));
         }
-        // For each arm: the branches it is tried for.
+        // For each arm: the branches it is tried for (in increasing order).
         let mut of_arm: Vec<smallvec::SmallVec<[usize; 2]>> =
             vec![smallvec::SmallVec::new(); arms.arms.len()];
         for (b, candidates) in arms.by_branch.iter().enumerate() {
@@ -368,7 +395,7 @@ impl<'p> Verifier<'p> {
                 let Some(list) = of_arm.get_mut(i as usize) else {
                     return fail(format!("continuation {i} is out of range"));
                 };
-                if list.contains(&b) {
+                if list.last() == Some(&b) {
                     return fail(format!("continuation {i} is listed twice for a branch"));
                 }
                 list.push(b);
@@ -379,33 +406,54 @@ impl<'p> Verifier<'p> {
                 }
             }
             if candidates.is_empty() {
-                self.yielded(ValueId(first.0 + b as u32), &payload(b))?;
+                value_ok[b].clone()?;
             }
         }
-        for (arm, branches_of) in arms.arms.iter().zip(&of_arm) {
-            let scope = match branches_of.as_slice() {
-                [b] => payload(*b),
-                // An arm no branch lists never runs in either tier (a subflow's continuation
-                // for a branch it yields is inlined at the `yield`): only the passes that walk
-                // every arm (layout, cost bound) read it, for its indices and types.
-                [] => (0..branches).flat_map(payload).collect(),
-                _ => Vec::new(),
-            };
-            self.enter(&scope);
-            if let Some(guard) = &arm.guard {
-                self.want(guard, Type::Bool)?;
+        // Arms of one branch, grouped by it: its payload enters the scope once.
+        let mut single: Vec<Vec<usize>> = vec![Vec::new(); branches];
+        for (i, branches_of) in of_arm.iter().enumerate() {
+            if let [b] = branches_of.as_slice() {
+                single[*b].push(i);
             }
-            match &arm.step {
-                Some(step) => self.step(step)?,
-                None => {
-                    for &b in branches_of {
-                        self.yielded(ValueId(first.0 + b as u32), &payload(b))?;
-                    }
-                }
+        }
+        for (b, members) in single.iter().enumerate() {
+            if members.is_empty() {
+                continue;
+            }
+            let scope = payload(b);
+            self.enter(&scope);
+            for &i in members {
+                self.arm(&arms.arms[i], &[b], &value_ok)?;
             }
             self.leave(&scope);
         }
+        for (arm, branches_of) in arms.arms.iter().zip(&of_arm) {
+            match branches_of.len() {
+                1 => {}
+                // An arm no branch lists never runs in either tier (a subflow's continuation
+                // for a branch it yields is inlined at the `yield`): only the passes that walk
+                // every arm (layout, cost bound) read it, for its indices and types.
+                0 => {
+                    self.dead += 1;
+                    let checked = self.arm(arm, &[], &value_ok);
+                    self.dead -= 1;
+                    checked?;
+                }
+                _ => self.arm(arm, branches_of, &value_ok)?,
+            }
+        }
         Ok(())
+    }
+
+    /// One continuation, tried for `branches_of`.
+    fn arm(&mut self, arm: &Arm, branches_of: &[usize], value_ok: &[R]) -> R {
+        if let Some(guard) = &arm.guard {
+            self.want(guard, Type::Bool)?;
+        }
+        match &arm.step {
+            Some(step) => self.step(step),
+            None => branches_of.iter().try_for_each(|&b| value_ok[b].clone()),
+        }
     }
 
     fn step(&mut self, s: &Step) -> R {
@@ -463,12 +511,13 @@ impl<'p> Verifier<'p> {
                 self.arms(&s.arms, 2, s.first_value, &|_| fields.clone())
             }
             Step::Update(s) => {
-                for (i, (l, e)) in s.assigns.iter().enumerate() {
+                let g = self.new_sets();
+                for (l, e) in &s.assigns {
                     let decl = self.decl(*l)?;
                     if decl.kind != LocalKind::AccumulatorField || !self.visible(*l) {
                         return fail(format!("`captured` writes `{}` out of scope", decl.name));
                     }
-                    if s.assigns[..i].iter().any(|(m, _)| m == l) {
+                    if std::mem::replace(&mut self.stamp[l.0 as usize], g) == g {
                         return fail(format!("`captured` writes `{}` twice", decl.name));
                     }
                     self.want(e, decl.ty)?;
@@ -586,13 +635,20 @@ impl<'p> Verifier<'p> {
             if exit.copies.len() != to.len() {
                 return fail(format!("an exit of `{}` leaves results unwritten", s.name));
             }
-            for (i, &(f, t)) in exit.copies.iter().enumerate() {
+            // `from` stamped with `g`; `to` with `g` in the second set, `g + 1` once written.
+            let g = self.new_sets();
+            self.new_sets();
+            for l in &from {
+                self.stamp[l.0 as usize] = g;
+            }
+            for l in to {
+                self.stamp2[l.0 as usize] = g;
+            }
+            for &(f, t) in &exit.copies {
                 let (fd, td) = (self.decl(f)?, self.decl(t)?);
-                if !from.contains(&f)
-                    || !to.contains(&t)
-                    || exit.copies[..i].iter().any(|&(_, u)| u == t)
-                    || fd.ty != td.ty
-                {
+                let unwritten = self.stamp2[t.0 as usize] == g;
+                self.stamp2[t.0 as usize] = g + 1;
+                if self.stamp[f.0 as usize] != g || !unwritten || fd.ty != td.ty {
                     return fail(format!("an exit of `{}` copies the wrong locals", s.name));
                 }
             }
