@@ -372,15 +372,13 @@ impl<'p> Verifier<'p> {
         payload: &dyn Fn(usize) -> Vec<LocalId>,
     ) -> R {
         self.values_from(first, branches)?;
-        // Whether branch `b`'s own value may be yielded here (no continuation, or one without
-        // a step): its payload in scope once the branch wrote it. Once per branch, so that
-        // the arms' checks are linear however many arms share a branch.
-        let mut value_ok = Vec::with_capacity(branches.min(1024));
+        // Every branch's value has its payload in scope once the branch wrote it: the value
+        // is yielded when no continuation runs a step, and a trace line shows it anyway.
         for b in 0..branches {
-            value_ok.push(self.yielded(ValueId(first.0 + b as u32), &payload(b)));
+            self.yielded(ValueId(first.0 + b as u32), &payload(b))?;
         }
         if arms.arms.is_empty() {
-            return value_ok.into_iter().collect();
+            return Ok(());
         }
         if arms.by_branch.len() != branches || arms.unguarded.len() != branches {
             return fail(format!(
@@ -405,9 +403,6 @@ impl<'p> Verifier<'p> {
                     return fail("an unguarded continuation that is not the first candidate");
                 }
             }
-            if candidates.is_empty() {
-                value_ok[b].clone()?;
-            }
         }
         // Arms of one branch, grouped by it: its payload enters the scope once.
         let mut single: Vec<Vec<usize>> = vec![Vec::new(); branches];
@@ -423,7 +418,7 @@ impl<'p> Verifier<'p> {
             let scope = payload(b);
             self.enter(&scope);
             for &i in members {
-                self.arm(&arms.arms[i], &[b], &value_ok)?;
+                self.arm(&arms.arms[i])?;
             }
             self.leave(&scope);
         }
@@ -435,24 +430,24 @@ impl<'p> Verifier<'p> {
                 // every arm (layout, cost bound) read it, for its indices and types.
                 0 => {
                     self.dead += 1;
-                    let checked = self.arm(arm, &[], &value_ok);
+                    let checked = self.arm(arm);
                     self.dead -= 1;
                     checked?;
                 }
-                _ => self.arm(arm, branches_of, &value_ok)?,
+                _ => self.arm(arm)?,
             }
         }
         Ok(())
     }
 
-    /// One continuation, tried for `branches_of`.
-    fn arm(&mut self, arm: &Arm, branches_of: &[usize], value_ok: &[R]) -> R {
+    /// One continuation (without a step it yields its branch's value, checked with the arms).
+    fn arm(&mut self, arm: &Arm) -> R {
         if let Some(guard) = &arm.guard {
             self.want(guard, Type::Bool)?;
         }
         match &arm.step {
             Some(step) => self.step(step),
-            None => branches_of.iter().try_for_each(|&b| value_ok[b].clone()),
+            None => Ok(()),
         }
     }
 
@@ -674,8 +669,9 @@ impl<'p> Verifier<'p> {
                 decl.name
             ));
         }
-        self.value(s.matched)?;
         let value = [s.value];
+        // A trace line shows `matched` whichever arm is taken.
+        self.yielded(s.matched, &value)?;
         self.enter(&value);
         for arm in &s.arms {
             if arm.patterns.is_empty() && arm.arm.guard.is_some() {
@@ -694,9 +690,8 @@ impl<'p> Verifier<'p> {
             if let Some(guard) = &arm.arm.guard {
                 self.want(guard, Type::Bool)?;
             }
-            match &arm.arm.step {
-                Some(step) => self.step(step)?,
-                None => self.yielded(s.matched, &[])?,
+            if let Some(step) = &arm.arm.step {
+                self.step(step)?;
             }
         }
         self.leave(&value);
