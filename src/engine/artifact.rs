@@ -62,9 +62,8 @@ impl Flow {
     /// ```
     pub fn to_bytes(&self) -> Vec<u8> {
         let inner = &*self.inner;
-        let mut w = Writer {
-            bytes: Vec::with_capacity(64 + inner.text.len() * 2),
-        };
+        let mut w = Writer::new();
+        w.bytes.reserve(64 + inner.text.len() * 2);
         w.bytes.extend_from_slice(MAGIC);
         w.bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
         w.str(env!("CARGO_PKG_VERSION"));

@@ -34,9 +34,40 @@ pub struct DecodeLimits {
 
 pub struct Writer {
     pub bytes: Vec<u8>,
+    /// Names and literals of the program, each once, in order of first use.
+    table: Vec<String>,
+    index: std::collections::HashMap<String, u32>,
 }
 
 impl Writer {
+    pub fn new() -> Writer {
+        Writer {
+            bytes: Vec::new(),
+            table: Vec::new(),
+            index: std::collections::HashMap::new(),
+        }
+    }
+
+    /// A name or literal of the program: its index in the string table.
+    fn name(&mut self, s: &str) {
+        let next = self.table.len() as u32;
+        let index = *self.index.entry(s.to_string()).or_insert(next);
+        if index == next {
+            self.table.push(s.to_string());
+        }
+        self.u(u64::from(index));
+    }
+
+    fn opt_name(&mut self, s: Option<&str>) {
+        match s {
+            None => self.byte(0),
+            Some(s) => {
+                self.byte(1);
+                self.name(s);
+            }
+        }
+    }
+
     pub fn u(&mut self, mut v: u64) {
         loop {
             let byte = (v & 0x7f) as u8;
@@ -108,6 +139,8 @@ impl Writer {
 
 pub struct Reader<'b> {
     bytes: &'b [u8],
+    /// The program's string table.
+    names: Vec<Arc<str>>,
     pub pos: usize,
     limits: DecodeLimits,
     depth: usize,
@@ -125,6 +158,7 @@ impl<'b> Reader<'b> {
     pub fn new(bytes: &'b [u8], pos: usize, limits: DecodeLimits) -> Reader<'b> {
         Reader {
             bytes,
+            names: Vec::new(),
             pos,
             limits,
             depth: 0,
@@ -239,8 +273,25 @@ impl<'b> Reader<'b> {
         })
     }
 
+    /// A name or literal: an index into the string table.
     fn arc(&mut self) -> R<Arc<str>> {
-        self.str().map(Arc::from)
+        let at = self.pos;
+        let index = self.u()?;
+        match self.names.get(index as usize) {
+            Some(name) => Ok(name.clone()),
+            None => Err(Corrupt {
+                offset: at,
+                what: format!("string {index} is not in the table of {}", self.names.len()),
+            }),
+        }
+    }
+
+    fn opt_arc(&mut self) -> R<Option<Arc<str>>> {
+        Ok(if self.bool()? {
+            Some(self.arc()?)
+        } else {
+            None
+        })
     }
 
     pub fn opt_str(&mut self) -> R<Option<&'b str>> {
@@ -296,13 +347,25 @@ impl<'b> Reader<'b> {
 
 // ------------------------------------------------------------------------------ program
 
-pub fn write_program(w: &mut Writer, p: &Program) {
+/// The program: its string table (every name and literal once), then the program, whose strings
+/// are indices into the table.
+pub fn write_program(out: &mut Writer, p: &Program) {
+    let mut body = Writer::new();
+    write_body(&mut body, p);
+    out.u(body.table.len() as u64);
+    for name in &body.table {
+        out.str(name);
+    }
+    out.bytes.extend_from_slice(&body.bytes);
+}
+
+fn write_body(w: &mut Writer, p: &Program) {
     w.u(p.locals.len() as u64);
     for l in &p.locals {
         match &l.name {
             LocalName::Plain(n) => {
                 w.byte(0);
-                w.str(n);
+                w.name(n);
             }
             LocalName::Payload {
                 prefix,
@@ -310,9 +373,9 @@ pub fn write_program(w: &mut Writer, p: &Program) {
                 field,
             } => {
                 w.byte(1);
-                w.str(prefix);
-                w.str(branch);
-                w.opt_str(field.as_deref());
+                w.name(prefix);
+                w.name(branch);
+                w.opt_name(field.as_deref());
             }
         }
         w.ty(l.ty);
@@ -321,7 +384,7 @@ pub fn write_program(w: &mut Writer, p: &Program) {
     }
     w.u(p.values.len() as u64);
     for v in &p.values {
-        w.str(&v.branch);
+        w.name(&v.branch);
         match &v.payload {
             ValuePayload::Empty => w.byte(0),
             ValuePayload::Identity(l) => {
@@ -332,7 +395,7 @@ pub fn write_program(w: &mut Writer, p: &Program) {
                 w.byte(2);
                 w.u(fields.len() as u64);
                 for (n, l) in fields {
-                    w.str(n);
+                    w.name(n);
                     w.local(*l);
                 }
             }
@@ -341,13 +404,13 @@ pub fn write_program(w: &mut Writer, p: &Program) {
     w.u(p.events.len() as u64);
     for e in &p.events {
         w.u(e.host as u64);
-        w.str(&e.name);
+        w.name(&e.name);
         w.u(e.cost);
         write_sig(w, &e.sig);
     }
     w.u(p.inputs.len() as u64);
     for i in &p.inputs {
-        w.str(&i.name);
+        w.name(&i.name);
         w.ty(i.ty);
         w.local(i.local);
     }
@@ -360,17 +423,17 @@ pub fn write_program(w: &mut Writer, p: &Program) {
     w.u(u64::from(p.invoke_sites));
     w.u(p.subflow_names.len() as u64);
     for n in &p.subflow_names {
-        w.str(n);
+        w.name(n);
     }
     w.u(p.obligation_states.len() as u64);
     for s in &p.obligation_states {
-        w.str(&s.name);
+        w.name(&s.name);
         match &s.discharge {
             None => w.byte(0),
             Some((host, name)) => {
                 w.byte(1);
                 w.u(*host as u64);
-                w.str(name);
+                w.name(name);
             }
         }
     }
@@ -402,15 +465,15 @@ fn local_kind_tag(k: LocalKind) -> u8 {
 }
 
 pub fn write_sig(w: &mut Writer, sig: &EventSig) {
-    w.str(&sig.name);
+    w.name(&sig.name);
     w.u(sig.inputs.len() as u64);
     for (n, t) in &sig.inputs {
-        w.str(n);
+        w.name(n);
         w.ty(*t);
     }
     w.u(sig.branches.len() as u64);
     for b in &sig.branches {
-        w.str(&b.name);
+        w.name(&b.name);
         write_payload_type(w, &b.payload);
     }
     w.u(sig.phantoms.len() as u64);
@@ -432,7 +495,7 @@ pub fn write_sig(w: &mut Writer, sig: &EventSig) {
             Phantom::Discharges(s) => (2, s),
         };
         w.byte(tag);
-        w.str(state);
+        w.name(state);
     }
 }
 
@@ -447,7 +510,7 @@ fn write_payload_type(w: &mut Writer, p: &PayloadType) {
             w.byte(2);
             w.u(fields.len() as u64);
             for (n, t) in fields {
-                w.str(n);
+                w.name(n);
                 w.ty(*t);
             }
         }
@@ -552,7 +615,7 @@ fn write_step(w: &mut Writer, s: &Step) {
         }
         Step::Call(s) => {
             w.byte(1);
-            w.str(&s.name);
+            w.name(&s.name);
             w.u(s.cost);
             w.bool(s.mocked);
             w.u(u64::from(s.name_index));
@@ -613,7 +676,7 @@ fn write_step(w: &mut Writer, s: &Step) {
             write_arms(w, &s.arms);
             w.u(u64::from(s.first_value.0));
             w.span(s.span);
-            w.opt_str(s.yield_of.as_deref());
+            w.opt_name(s.yield_of.as_deref());
         }
         Step::Update(s) => {
             w.byte(6);
@@ -651,7 +714,7 @@ fn write_step(w: &mut Writer, s: &Step) {
                         }
                         Pattern::Str(t) => {
                             w.byte(1);
-                            w.str(t);
+                            w.name(t);
                         }
                         Pattern::Bool(b) => {
                             w.byte(2);
@@ -673,7 +736,7 @@ fn write_step(w: &mut Writer, s: &Step) {
 
 fn write_site(w: &mut Writer, site: &ErrorSite) {
     w.span(site.span);
-    w.opt_str(site.event.as_deref());
+    w.opt_name(site.event.as_deref());
 }
 
 fn cmp_tag(op: CmpOp) -> u8 {
@@ -723,7 +786,7 @@ fn write_expr(w: &mut Writer, e: &Expr) {
         }
         Expr::Str(s) => {
             w.byte(3);
-            w.str(s);
+            w.name(s);
         }
         Expr::Local(l, t) => {
             w.byte(4);
@@ -799,6 +862,12 @@ fn write_expr(w: &mut Writer, e: &Expr) {
 impl Reader<'_> {
     pub fn program(&mut self) -> R<Program> {
         let n = self.count()?;
+        let mut names = Vec::with_capacity(n.min(PREALLOC));
+        for _ in 0..n {
+            names.push(Arc::from(self.str()?));
+        }
+        self.names = names;
+        let n = self.count()?;
         if n > self.limits.max_locals {
             return self.fail(format!(
                 "{n} locals, more than the limit of {}",
@@ -812,7 +881,7 @@ impl Reader<'_> {
                 _ => LocalName::Payload {
                     prefix: self.arc()?,
                     branch: self.arc()?,
-                    field: self.opt_str()?.map(Arc::from),
+                    field: self.opt_arc()?,
                 },
             };
             let ty = self.ty()?;
@@ -1208,7 +1277,7 @@ impl Reader<'_> {
                     arms,
                     first_value: self.value()?,
                     span: self.span()?,
-                    yield_of: self.opt_str()?.map(Arc::from),
+                    yield_of: self.opt_arc()?,
                 }))
             }
             6 | 7 => {
@@ -1272,7 +1341,7 @@ impl Reader<'_> {
     fn site(&mut self) -> R<ErrorSite> {
         Ok(ErrorSite {
             span: self.span()?,
-            event: self.opt_str()?.map(Arc::from),
+            event: self.opt_arc()?,
         })
     }
 

@@ -40,16 +40,13 @@ pub fn verify(p: &Program, registry: &Registry, max_sites: usize) -> Result<(), 
     let mut v = Verifier {
         p,
         registry,
-        bound: vec![false; p.locals.len()],
-        vis: vec![0; p.locals.len()],
+        locals: vec![LocalState::default(); p.locals.len()],
         level: 1,
         barrier: 0,
         sites: vec![false; p.invoke_sites as usize],
         loops: vec![false; p.loops.len()],
         buffers: vec![false; p.conversion_buffers as usize],
         dead: 0,
-        stamp: vec![0; p.locals.len()],
-        stamp2: vec![0; p.locals.len()],
         generation: 0,
     };
     v.program()
@@ -58,9 +55,8 @@ pub fn verify(p: &Program, registry: &Registry, max_sites: usize) -> Result<(), 
 struct Verifier<'p> {
     p: &'p Program,
     registry: &'p Registry,
-    bound: Vec<bool>,
-    /// The scope level at which a local became visible (0: not in scope).
-    vis: Vec<u32>,
+    /// What the walk knows of each local.
+    locals: Vec<LocalState>,
     level: u32,
     /// Locals made visible at or below this level are hidden (a subflow body's caller).
     barrier: u32,
@@ -69,10 +65,28 @@ struct Verifier<'p> {
     buffers: Vec<bool>,
     /// Above 0 inside an arm no branch lists (never run): scope is not checked there.
     dead: u32,
-    /// Set membership in linear time: a local is in the set when its stamp is `generation`.
-    stamp: Vec<u64>,
-    stamp2: Vec<u64>,
     generation: u64,
+}
+
+#[derive(Clone, Copy, Default)]
+struct LocalState {
+    /// Written by a construct already.
+    bound: bool,
+    /// The scope level at which it became visible (0: not in scope).
+    vis: u32,
+    /// Set membership in linear time: in a set when its stamp is that set's generation.
+    stamp: u64,
+    stamp2: u64,
+}
+
+/// The locals of a value's payload, without allocating.
+fn payload_locals(p: &ValuePayload) -> impl Iterator<Item = LocalId> + '_ {
+    let (one, fields): (Option<LocalId>, &[(Arc<str>, LocalId)]) = match p {
+        ValuePayload::Empty => (None, &[]),
+        ValuePayload::Identity(l) => (Some(*l), &[]),
+        ValuePayload::Struct(fields) => (None, fields),
+    };
+    one.into_iter().chain(fields.iter().map(|(_, l)| *l))
 }
 
 type R = Result<(), Problem>;
@@ -85,7 +99,7 @@ impl<'p> Verifier<'p> {
     fn program(&mut self) -> R {
         let p = self.p;
         for (i, value) in p.values.iter().enumerate() {
-            for l in value.payload.locals() {
+            for l in payload_locals(&value.payload) {
                 self.local_in_range(l)
                     .map_err(|e| format!("value {i}: {e}"))?;
             }
@@ -104,7 +118,7 @@ impl<'p> Verifier<'p> {
         }
         // Flow inputs are in scope everywhere, subflow bodies included (SPEC 6).
         for input in &p.inputs {
-            self.vis[input.local.0 as usize] = u32::MAX;
+            self.locals[input.local.0 as usize].vis = u32::MAX;
         }
         for flow in &p.flows {
             self.step(flow)?;
@@ -147,7 +161,7 @@ impl<'p> Verifier<'p> {
     /// Marks `l` written by one construct, checking its kind, type and buffer.
     fn bind(&mut self, l: LocalId, kind: LocalKind, ty: Option<Type>) -> R {
         let decl = self.decl(l)?;
-        if std::mem::replace(&mut self.bound[l.0 as usize], true) {
+        if std::mem::replace(&mut self.locals[l.0 as usize].bound, true) {
             return fail(format!("local `{}` is written by two steps", decl.name));
         }
         if decl.kind != kind {
@@ -177,22 +191,22 @@ impl<'p> Verifier<'p> {
     fn enter(&mut self, locals: &[LocalId]) {
         self.level += 1;
         for l in locals {
-            self.vis[l.0 as usize] = self.level;
+            self.locals[l.0 as usize].vis = self.level;
         }
     }
 
     fn leave(&mut self, locals: &[LocalId]) {
         for l in locals {
-            self.vis[l.0 as usize] = 0;
+            self.locals[l.0 as usize].vis = 0;
         }
     }
 
     fn visible(&self, l: LocalId) -> bool {
         self.dead > 0
             || self
-                .vis
+                .locals
                 .get(l.0 as usize)
-                .is_some_and(|&v| v > self.barrier)
+                .is_some_and(|s| s.vis > self.barrier)
     }
 
     /// A new generation of stamps: no local is in either set.
@@ -203,13 +217,13 @@ impl<'p> Verifier<'p> {
 
     /// The payload of `v` is in scope (or in `extra`, written just before it is yielded).
     fn yielded(&mut self, v: ValueId, extra: &[LocalId]) -> R {
-        let payload = self.value(v)?.payload.locals();
+        let payload = &self.value(v)?.payload;
         let g = self.new_sets();
         for l in extra {
-            self.stamp[l.0 as usize] = g;
+            self.locals[l.0 as usize].stamp = g;
         }
-        for l in payload {
-            if !self.visible(l) && self.stamp[l.0 as usize] != g {
+        for l in payload_locals(payload) {
+            if !self.visible(l) && self.locals[l.0 as usize].stamp != g {
                 return fail(format!(
                     "value `{}` is yielded where local `{}` is not in scope",
                     self.p.values[v.0 as usize].branch, self.p.locals[l.0 as usize].name
@@ -366,16 +380,16 @@ impl<'p> Verifier<'p> {
     /// Arms of a binder with `branches` branches; `payload(b)` is what branch `b` writes.
     fn arms(
         &mut self,
-        arms: &Arms,
+        arms: &'p Arms,
         branches: usize,
         first: ValueId,
-        payload: &dyn Fn(usize) -> Vec<LocalId>,
+        payload: &dyn Fn(usize) -> &'p [LocalId],
     ) -> R {
         self.values_from(first, branches)?;
         // Every branch's value has its payload in scope once the branch wrote it: the value
         // is yielded when no continuation runs a step, and a trace line shows it anyway.
         for b in 0..branches {
-            self.yielded(ValueId(first.0 + b as u32), &payload(b))?;
+            self.yielded(ValueId(first.0 + b as u32), payload(b))?;
         }
         if arms.arms.is_empty() {
             return Ok(());
@@ -405,22 +419,20 @@ impl<'p> Verifier<'p> {
             }
         }
         // Arms of one branch, grouped by it: its payload enters the scope once.
-        let mut single: Vec<Vec<usize>> = vec![Vec::new(); branches];
-        for (i, branches_of) in of_arm.iter().enumerate() {
-            if let [b] = branches_of.as_slice() {
-                single[*b].push(i);
-            }
-        }
-        for (b, members) in single.iter().enumerate() {
-            if members.is_empty() {
+        for (b, candidates) in arms.by_branch.iter().enumerate() {
+            let mut members = candidates
+                .iter()
+                .filter(|&&i| of_arm[i as usize].len() == 1)
+                .peekable();
+            if members.peek().is_none() {
                 continue;
             }
             let scope = payload(b);
-            self.enter(&scope);
+            self.enter(scope);
             for &i in members {
-                self.arm(&arms.arms[i])?;
+                self.arm(&arms.arms[i as usize])?;
             }
-            self.leave(&scope);
+            self.leave(scope);
         }
         for (arm, branches_of) in arms.arms.iter().zip(&of_arm) {
             match branches_of.len() {
@@ -441,7 +453,7 @@ impl<'p> Verifier<'p> {
     }
 
     /// One continuation (without a step it yields its branch's value, checked with the arms).
-    fn arm(&mut self, arm: &Arm) -> R {
+    fn arm(&mut self, arm: &'p Arm) -> R {
         if let Some(guard) = &arm.guard {
             self.want(guard, Type::Bool)?;
         }
@@ -451,7 +463,7 @@ impl<'p> Verifier<'p> {
         }
     }
 
-    fn step(&mut self, s: &Step) -> R {
+    fn step(&mut self, s: &'p Step) -> R {
         match s {
             Step::Invoke(s) => self.invoke(s),
             Step::Call(s) => self.call(s),
@@ -464,27 +476,27 @@ impl<'p> Verifier<'p> {
                 {
                     return fail("a loop bound that is not an int loop variable");
                 }
-                if std::mem::replace(&mut self.bound[s.bound.0 as usize], true) {
+                if std::mem::replace(&mut self.locals[s.bound.0 as usize].bound, true) {
                     return fail("a loop bound written by two steps");
                 }
                 self.new_loop(s.loop_index)?;
-                let index = s.index;
+                let index = std::slice::from_ref(&s.index);
                 self.arms(&s.arms, 2, s.first_value, &|b| {
                     if b == 0 {
-                        vec![index]
+                        index
                     } else {
-                        Vec::new()
+                        &[]
                     }
                 })
             }
             Step::If(s) => {
                 self.want(&s.cond, Type::Bool)?;
-                self.arms(&s.arms, 2, s.first_value, &|_| Vec::new())
+                self.arms(&s.arms, 2, s.first_value, &|_| &[])
             }
             Step::While(s) => {
                 self.want(&s.cond, Type::Bool)?;
                 self.new_loop(s.loop_index)?;
-                self.arms(&s.arms, 2, s.first_value, &|_| Vec::new())
+                self.arms(&s.arms, 2, s.first_value, &|_| &[])
             }
             Step::Capture(s) => {
                 if s.fields.len() != s.init.len() {
@@ -502,8 +514,8 @@ impl<'p> Verifier<'p> {
                 if marked != s.yield_of.is_some() {
                     return fail("a `yield` marked in one place only");
                 }
-                let fields = s.fields.clone();
-                self.arms(&s.arms, 2, s.first_value, &|_| fields.clone())
+                let fields = &s.fields[..];
+                self.arms(&s.arms, 2, s.first_value, &|_| fields)
             }
             Step::Update(s) => {
                 let g = self.new_sets();
@@ -512,7 +524,7 @@ impl<'p> Verifier<'p> {
                     if decl.kind != LocalKind::AccumulatorField || !self.visible(*l) {
                         return fail(format!("`captured` writes `{}` out of scope", decl.name));
                     }
-                    if std::mem::replace(&mut self.stamp[l.0 as usize], g) == g {
+                    if std::mem::replace(&mut self.locals[l.0 as usize].stamp, g) == g {
                         return fail(format!("`captured` writes `{}` twice", decl.name));
                     }
                     self.want(e, decl.ty)?;
@@ -534,7 +546,7 @@ impl<'p> Verifier<'p> {
         }
     }
 
-    fn invoke(&mut self, s: &Invoke) -> R {
+    fn invoke(&mut self, s: &'p Invoke) -> R {
         let event = self
             .p
             .events
@@ -591,13 +603,11 @@ impl<'p> Verifier<'p> {
                 self.bind(l, LocalKind::Payload, Some(ty))?;
             }
         }
-        let payloads = s.payloads.clone();
-        self.arms(&s.arms, branches.len(), s.first_value, &|b| {
-            payloads[b].to_vec()
-        })
+        let payloads = &s.payloads;
+        self.arms(&s.arms, branches.len(), s.first_value, &|b| &payloads[b])
     }
 
-    fn call(&mut self, s: &SubflowCall) -> R {
+    fn call(&mut self, s: &'p SubflowCall) -> R {
         if s.name_index as usize >= self.p.subflow_names.len() {
             return fail(format!("subflow name {} is out of range", s.name_index));
         }
@@ -623,7 +633,7 @@ impl<'p> Verifier<'p> {
             self.bind(*l, LocalKind::SubflowResult, None)?;
         }
         for exit in &s.exits {
-            let from = self.value(exit.value)?.payload.locals();
+            let from = &self.value(exit.value)?.payload;
             let Some(to) = s.results.get(exit.branch as usize) else {
                 return fail(format!("an exit of `{}` to a missing branch", s.name));
             };
@@ -633,32 +643,30 @@ impl<'p> Verifier<'p> {
             // `from` stamped with `g`; `to` with `g` in the second set, `g + 1` once written.
             let g = self.new_sets();
             self.new_sets();
-            for l in &from {
-                self.stamp[l.0 as usize] = g;
+            for l in payload_locals(from) {
+                self.locals[l.0 as usize].stamp = g;
             }
             for l in to {
-                self.stamp2[l.0 as usize] = g;
+                self.locals[l.0 as usize].stamp2 = g;
             }
             for &(f, t) in &exit.copies {
                 let (fd, td) = (self.decl(f)?, self.decl(t)?);
-                let unwritten = self.stamp2[t.0 as usize] == g;
-                self.stamp2[t.0 as usize] = g + 1;
-                if self.stamp[f.0 as usize] != g || !unwritten || fd.ty != td.ty {
+                let unwritten = self.locals[t.0 as usize].stamp2 == g;
+                self.locals[t.0 as usize].stamp2 = g + 1;
+                if self.locals[f.0 as usize].stamp != g || !unwritten || fd.ty != td.ty {
                     return fail(format!("an exit of `{}` copies the wrong locals", s.name));
                 }
             }
         }
-        let results = s.results.clone();
-        self.arms(&s.arms, s.results.len(), s.first_value, &|b| {
-            results[b].to_vec()
-        })
+        let results = &s.results;
+        self.arms(&s.arms, s.results.len(), s.first_value, &|b| &results[b])
     }
 
-    fn match_step(&mut self, s: &MatchStep) -> R {
+    fn match_step(&mut self, s: &'p MatchStep) -> R {
         let decl = self.decl(s.value)?;
         let ty = decl.ty;
         self.want(&s.scrutinee, ty)?;
-        if std::mem::replace(&mut self.bound[s.value.0 as usize], true) {
+        if std::mem::replace(&mut self.locals[s.value.0 as usize].bound, true) {
             return fail(format!("local `{}` is written by two steps", decl.name));
         }
         // A temporary (never an accumulator field: `captured` could write it, through buffers
