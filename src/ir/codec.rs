@@ -178,6 +178,7 @@ impl<'b> Reader<'b> {
         self.pos == self.bytes.len()
     }
 
+    #[inline]
     pub fn byte(&mut self) -> R<u8> {
         match self.bytes.get(self.pos) {
             Some(&b) => {
@@ -200,7 +201,20 @@ impl<'b> Reader<'b> {
         Ok(s)
     }
 
+    #[inline]
     pub fn u(&mut self) -> R<u64> {
+        // Most integers of a program (indices, counts, tags) are one byte.
+        if let Some(&b) = self.bytes.get(self.pos) {
+            if b < 0x80 {
+                self.pos += 1;
+                return Ok(u64::from(b));
+            }
+        }
+        self.u_long()
+    }
+
+    #[inline(never)]
+    fn u_long(&mut self) -> R<u64> {
         let start = self.pos;
         let mut v: u64 = 0;
         for shift in (0..64).step_by(7) {
@@ -219,6 +233,7 @@ impl<'b> Reader<'b> {
         self.fail("an integer longer than 64 bits")
     }
 
+    #[inline]
     pub fn u32(&mut self) -> R<u32> {
         let at = self.pos;
         let v = self.u()?;
@@ -252,6 +267,7 @@ impl<'b> Reader<'b> {
     }
 
     /// A count of elements each at least one byte long: never more than the bytes left.
+    #[inline]
     pub fn count(&mut self) -> R<usize> {
         let at = self.pos;
         let n = self.u()?;
@@ -315,6 +331,7 @@ impl<'b> Reader<'b> {
         })
     }
 
+    #[inline]
     fn span(&mut self) -> R<Span> {
         Ok(Span {
             start: self.u32()?,
@@ -322,6 +339,7 @@ impl<'b> Reader<'b> {
         })
     }
 
+    #[inline]
     fn local(&mut self) -> R<LocalId> {
         self.u32().map(LocalId)
     }
@@ -335,6 +353,7 @@ impl<'b> Reader<'b> {
         Ok(v)
     }
 
+    #[inline]
     fn tag(&mut self, what: &str, max: u8) -> R<u8> {
         let t = self.byte()?;
         if t > max {

@@ -37,19 +37,38 @@ pub fn verify(p: &Program, registry: &Registry, max_sites: usize) -> Result<(), 
     if p.invoke_sites as usize > max_sites || p.conversion_buffers as usize > max_sites {
         return fail("more invocation sites or conversion buffers than the data can hold");
     }
+    // The per-local state and the used marks come from a scratch kept per thread: loading
+    // allocates nothing for them in steady state.
+    let (mut locals, mut used) = SCRATCH.with(|s| s.take());
+    locals.clear();
+    locals.resize(p.locals.len(), LocalState::default());
+    used.clear();
+    let (sites, loops) = (p.invoke_sites as usize, p.loops.len());
+    used.resize(sites + loops + p.conversion_buffers as usize, false);
     let mut v = Verifier {
         p,
         registry,
-        locals: vec![LocalState::default(); p.locals.len()],
+        locals,
         level: 1,
         barrier: 0,
-        sites: vec![false; p.invoke_sites as usize],
-        loops: vec![false; p.loops.len()],
-        buffers: vec![false; p.conversion_buffers as usize],
+        used,
+        sites,
+        loops,
         dead: 0,
         generation: 0,
     };
-    v.program()
+    let result = v.program();
+    // Kept for the next load on this thread unless large.
+    if v.locals.capacity() <= 1 << 16 && v.used.capacity() <= 1 << 16 {
+        let scratch = (std::mem::take(&mut v.locals), std::mem::take(&mut v.used));
+        SCRATCH.with(|s| s.set(scratch));
+    }
+    result
+}
+
+thread_local! {
+    static SCRATCH: std::cell::Cell<(Vec<LocalState>, Vec<bool>)> =
+        const { std::cell::Cell::new((Vec::new(), Vec::new())) };
 }
 
 struct Verifier<'p> {
@@ -60,9 +79,10 @@ struct Verifier<'p> {
     level: u32,
     /// Locals made visible at or below this level are hidden (a subflow body's caller).
     barrier: u32,
-    sites: Vec<bool>,
-    loops: Vec<bool>,
-    buffers: Vec<bool>,
+    /// Invocation sites, then loops, then conversion buffers: whether each is used already.
+    used: Vec<bool>,
+    sites: usize,
+    loops: usize,
     /// Above 0 inside an arm no branch lists (never run): scope is not checked there.
     dead: u32,
     generation: u64,
@@ -123,7 +143,7 @@ impl<'p> Verifier<'p> {
         for flow in &p.flows {
             self.step(flow)?;
         }
-        if let Some(site) = self.sites.iter().position(|s| !s) {
+        if let Some(site) = self.used[..self.sites].iter().position(|s| !s) {
             return fail(format!("invocation site {site} is never used"));
         }
         Ok(())
@@ -350,8 +370,8 @@ impl<'p> Verifier<'p> {
     fn argument(&mut self, a: &Argument, want: Type) -> R {
         match a.format_into {
             Some(b) => {
-                let used = self
-                    .buffers
+                let first = self.sites + self.loops;
+                let used = self.used[first..]
                     .get_mut(b.0 as usize)
                     .ok_or_else(|| format!("conversion buffer {} is out of range", b.0))?;
                 if std::mem::replace(used, true) {
@@ -367,7 +387,8 @@ impl<'p> Verifier<'p> {
     }
 
     fn new_loop(&mut self, index: u32) -> R {
-        match self.loops.get_mut(index as usize) {
+        let (sites, loops) = (self.sites, self.loops);
+        match self.used[sites..sites + loops].get_mut(index as usize) {
             Some(seen) if !*seen => {
                 *seen = true;
                 Ok(())
@@ -552,7 +573,8 @@ impl<'p> Verifier<'p> {
             .events
             .get(s.event.0 as usize)
             .ok_or_else(|| format!("event {} is out of range", s.event.0))?;
-        match self.sites.get_mut(s.site as usize) {
+        let sites = self.sites;
+        match self.used[..sites].get_mut(s.site as usize) {
             Some(seen) if !*seen => *seen = true,
             _ => {
                 return fail(format!(
