@@ -310,7 +310,7 @@ impl Engine {
         }
         // Every host event, again against this registry in that scope.
         let where_ = || scope.map_or("the registry".to_string(), |s| format!("scope `{s}`"));
-        for event in &mut program.events {
+        for (i, event) in program.events.iter_mut().enumerate() {
             let (host, cost) = match registry.resolve(scope, &event.name) {
                 Resolution::Allowed { host, cost } => (host, cost),
                 Resolution::Denied => {
@@ -327,13 +327,17 @@ impl Engine {
                 }
             };
             let registered = &registry.events()[host];
-            if *registered.sig != *event.sig {
+            if !r
+                .sig_matches(r.sig_at[i], &registered.sig)
+                .map_err(corrupt)?
+            {
+                let stored = r.sig_at_offset(r.sig_at[i]).map_err(corrupt)?;
                 return Err(named(
                     Code::E0403,
                     format!(
                         "host event `{}` changed: the flow was checked against {}; the registry has {}",
                         event.name,
-                        sig_text(&event.sig),
+                        sig_text(&stored),
                         sig_text(&registered.sig)
                     ),
                 ));

@@ -139,6 +139,8 @@ impl Writer {
 
 pub struct Reader<'b> {
     bytes: &'b [u8],
+    /// Where each event's signature starts.
+    pub sig_at: SmallVec<[usize; 4]>,
     /// The program's string table.
     names: Vec<Arc<str>>,
     pub pos: usize,
@@ -158,6 +160,7 @@ impl<'b> Reader<'b> {
     pub fn new(bytes: &'b [u8], pos: usize, limits: DecodeLimits) -> Reader<'b> {
         Reader {
             bytes,
+            sig_at: SmallVec::new(),
             names: Vec::new(),
             pos,
             limits,
@@ -878,6 +881,13 @@ fn write_expr(w: &mut Writer, e: &Expr) {
 
 // ------------------------------------------------------------------------------ decoding
 
+/// What a decoded event's signature is until the load replaces it with the registry's (after
+/// [`Reader::sig_matches`]): an empty one, shared.
+fn unchecked_sig() -> Arc<EventSig> {
+    static EMPTY: std::sync::OnceLock<Arc<EventSig>> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(|| Arc::new(EventSig::new(""))).clone()
+}
+
 impl Reader<'_> {
     pub fn program(&mut self) -> R<Program> {
         let n = self.count()?;
@@ -945,7 +955,11 @@ impl Reader<'_> {
             let host = self.u()? as usize;
             let name = self.arc()?;
             let cost = self.u()?;
-            let sig = Arc::new(self.sig()?);
+            // Checked against the registry's in place (see `Reader::sig_matches`), which then
+            // replaces it: nothing is built for it.
+            self.sig_at.push(self.pos);
+            self.skip_sig()?;
+            let sig = unchecked_sig();
             events.push(EventRef {
                 host,
                 name,
@@ -1011,6 +1025,98 @@ impl Reader<'_> {
         })
     }
 
+    /// The signature at byte `at` (one of [`Reader::sig_at`]), decoded (for a message).
+    pub fn sig_at_offset(&mut self, at: usize) -> R<EventSig> {
+        let pos = std::mem::replace(&mut self.pos, at);
+        let sig = self.sig();
+        self.pos = pos;
+        sig
+    }
+
+    /// Whether the signature at byte `at` is `sig`, compared without building it.
+    pub fn sig_matches(&mut self, at: usize, sig: &EventSig) -> R<bool> {
+        let pos = std::mem::replace(&mut self.pos, at);
+        let matches = self.compare_sig(sig);
+        self.pos = pos;
+        matches
+    }
+
+    fn name_is(&mut self, want: &str) -> R<bool> {
+        let at = self.pos;
+        let index = self.u()?;
+        match self.names.get(index as usize) {
+            Some(name) => Ok(**name == *want),
+            None => Err(Corrupt {
+                offset: at,
+                what: format!("string {index} is not in the table of {}", self.names.len()),
+            }),
+        }
+    }
+
+    fn compare_sig(&mut self, sig: &EventSig) -> R<bool> {
+        if !self.name_is(&sig.name)? || self.count()? != sig.inputs.len() {
+            return Ok(false);
+        }
+        for (n, t) in &sig.inputs {
+            if !self.name_is(n)? || self.ty()? != *t {
+                return Ok(false);
+            }
+        }
+        if self.count()? != sig.branches.len() {
+            return Ok(false);
+        }
+        for b in &sig.branches {
+            if !self.name_is(&b.name)? || self.payload_type()? != b.payload {
+                return Ok(false);
+            }
+        }
+        if self.count()? != sig.phantoms.len() {
+            return Ok(false);
+        }
+        for p in &sig.phantoms {
+            if self.phantom()? != *p {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Reads past a signature, checking it as [`Reader::sig`] does.
+    fn skip_sig(&mut self) -> R<()> {
+        self.arc()?;
+        let n = self.count()?;
+        for _ in 0..n {
+            self.arc()?;
+            self.ty()?;
+        }
+        let n = self.count()?;
+        for _ in 0..n {
+            self.arc()?;
+            let _ = self.payload_type()?;
+        }
+        let n = self.count()?;
+        for _ in 0..n {
+            let _ = self.phantom()?;
+        }
+        Ok(())
+    }
+
+    fn phantom(&mut self) -> R<PhantomAt> {
+        let slot = match self.tag("a phantom slot", 1)? {
+            0 => PhantomSlot::Input(self.u()? as usize),
+            _ => PhantomSlot::Field {
+                branch: self.u()? as usize,
+                field: self.u()? as usize,
+            },
+        };
+        let phantom = match self.tag("a phantom state", 2)? {
+            0 => Phantom::Creates(self.arc()?),
+            1 => Phantom::Requires(self.arc()?),
+            _ => Phantom::Discharges(self.arc()?),
+        };
+        Ok(PhantomAt { slot, phantom })
+    }
+
     pub fn sig(&mut self) -> R<EventSig> {
         let name = self.arc()?;
         let n = self.count()?;
@@ -1029,19 +1135,7 @@ impl Reader<'_> {
         let n = self.count()?;
         let mut phantoms = Vec::with_capacity(n.min(PREALLOC));
         for _ in 0..n {
-            let slot = match self.tag("a phantom slot", 1)? {
-                0 => PhantomSlot::Input(self.u()? as usize),
-                _ => PhantomSlot::Field {
-                    branch: self.u()? as usize,
-                    field: self.u()? as usize,
-                },
-            };
-            let phantom = match self.tag("a phantom state", 2)? {
-                0 => Phantom::Creates(self.arc()?),
-                1 => Phantom::Requires(self.arc()?),
-                _ => Phantom::Discharges(self.arc()?),
-            };
-            phantoms.push(PhantomAt { slot, phantom });
+            phantoms.push(self.phantom()?);
         }
         Ok(EventSig {
             name,

@@ -782,8 +782,12 @@ mod tests {
         }
         r.opt_str().unwrap();
         r.opt_str().unwrap();
-        let p = r.program().unwrap();
+        let mut p = r.program().unwrap();
         assert!(r.at_end());
+        // As the load does: the registry's signatures.
+        for event in &mut p.events {
+            event.sig = engine.registry().events()[event.host].sig.clone();
+        }
         verify(&p, engine.registry(), bytes.len()).unwrap();
         p
     }
