@@ -641,3 +641,22 @@ fn a_mocked_events_cost_and_a_handles_signature_are_checked_again() {
         "host event `file.open` changed: the flow was checked against file.open { path: str } | opened str[opened!] | failed { reason: str }; the registry has file.open { path: str } | opened str | failed { reason: str }"
     );
 }
+
+/// The fuzz target's seeds are artifacts of this format version (a change of the format
+/// regenerates them: `koru-jit compile FILE -o fuzz/seeds/load_artifact/NAME.kzb`).
+#[test]
+fn the_fuzz_seeds_load() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/load_artifact");
+    let mut registry = Registry::with_std();
+    koru_jit::host::register_demo_events(&mut registry, Default::default()).unwrap();
+    let engine = Engine::new(registry);
+    let mut seeds = 0;
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let bytes = std::fs::read(entry.path()).unwrap();
+        engine
+            .load(&bytes, &CompileOptions::default())
+            .unwrap_or_else(|e| panic!("{}: {}", entry.path().display(), e.render(false)));
+        seeds += 1;
+    }
+    assert!(seeds >= 20, "{seeds} seeds");
+}
