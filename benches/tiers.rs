@@ -14,6 +14,9 @@
 //! * `first_compile/*`: the first JIT compile in a fresh process of the nested loop (a child
 //!   process of this bench per sample: `KORU_FIRST_COMPILE` mode), with and without the warm-up
 //!   `Engine` construction does, against the next compiles (issue 17: at most 1.5x).
+//! * `artifact/*`: `examples/nested_loop.kz` to a ready flow: parsed and checked
+//!   (`Engine::compile`, cache off) against loaded from its stored bytes (`Engine::load`:
+//!   decode, registry re-check, verify, layout); both end with the same flow.
 //! * `auto/*`: the auto tier. `single_run`: one run of the nested loop from a fresh compile
 //!   (interpreted until the inner loop is hot, then native), against a JIT-only compile + run.
 //!   `three_step`: many runs of three small cached flows, per run of all three, in each tier.
@@ -283,6 +286,35 @@ fn first_compile(c: &mut Criterion) {
     group.finish();
 }
 
+fn artifact(c: &mut Criterion) {
+    let acc = Arc::new(AtomicI64::new(0));
+    let engine = Engine::with_config(
+        registry(&acc, false),
+        EngineConfig {
+            cache: CacheConfig::disabled(),
+            ..EngineConfig::default()
+        },
+    );
+    let source = include_str!("../examples/nested_loop.kz");
+    let options = CompileOptions::default();
+    let bytes = engine
+        .compile("nested_loop.kz", source, &options)
+        .unwrap()
+        .to_bytes();
+    let mut group = c.benchmark_group("artifact");
+    group.bench_function("parse_check", |b| {
+        b.iter(|| {
+            engine
+                .compile("nested_loop.kz", black_box(source), &options)
+                .unwrap()
+        })
+    });
+    group.bench_function("load", |b| {
+        b.iter(|| engine.load(black_box(&bytes), &options).unwrap())
+    });
+    group.finish();
+}
+
 fn auto(c: &mut Criterion) {
     let mut group = c.benchmark_group("auto");
     // No cache: every iteration compiles afresh, so compile time is inside the measurement.
@@ -404,6 +436,7 @@ criterion_group!(
     sum_fold,
     compile,
     first_compile,
+    artifact,
     auto,
     three_step_cold,
     limits

@@ -67,6 +67,20 @@ pub enum Code {
     E0301,
     /// Unknown scope.
     E0302,
+    /// Not a compiled flow (wrong magic bytes), or one made by another format version.
+    E0401,
+    /// A compiled flow that is truncated or corrupt (the message names the byte offset), or whose
+    /// program fails verification.
+    E0402,
+    /// A host event of a compiled flow whose signature, cost or implementation differs from the
+    /// registry's (the message names the event and both signatures).
+    E0403,
+    /// A host event (or the releasing event of an obligation state) that the compiled flow's
+    /// scope no longer allows, or a scope the registry does not have or the load did not ask for.
+    E0404,
+    /// Load options that do not fit the compiled flow: an input of another type, a shape or
+    /// mocks other than those it was compiled with.
+    E0405,
 }
 
 impl Code {
@@ -94,6 +108,11 @@ impl Code {
             Code::E0214 => "E0214",
             Code::E0301 => "E0301",
             Code::E0302 => "E0302",
+            Code::E0401 => "E0401",
+            Code::E0402 => "E0402",
+            Code::E0403 => "E0403",
+            Code::E0404 => "E0404",
+            Code::E0405 => "E0405",
         }
     }
 }

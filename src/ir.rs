@@ -8,8 +8,10 @@
 //! Every step yields a value: a [`ValueId`] naming a static [`ValueDesc`] (a branch name and the
 //! locals that hold its payload). Nothing about values is dynamic except which one was taken.
 
+pub(crate) mod codec;
 pub mod pattern;
 pub mod text;
+pub(crate) mod verify;
 
 use crate::span::Span;
 use crate::types::{EventSig, Type};

@@ -189,8 +189,9 @@ mod value;
 pub use cost::CostBound;
 pub use diag::{Code, Diagnostic, SourceErrors};
 pub use engine::{
-    live_code_bytes, CacheConfig, CacheStats, CompileOptions, Discharged, Engine, EngineConfig,
-    Flow, FlowStats, InputError, Inputs, Obligations, OpenObligation, RunReport, Tier, TierPolicy,
+    is_artifact, live_code_bytes, CacheConfig, CacheStats, CompileOptions, Discharged, Engine,
+    EngineConfig, Flow, FlowStats, InputError, Inputs, Obligations, OpenObligation, RunReport,
+    Tier, TierPolicy,
 };
 pub use host::{
     Args, CaptureSink, CaptureTrace, HostError, OutputSink, Registry, RegistryError, Reply,

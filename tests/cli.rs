@@ -1076,3 +1076,124 @@ fn trace_lines_go_to_stderr_with_the_level_before_or_after_the_file() {
     let (_, _, err) = koru(&["run", &file]);
     assert!(!err.contains("TRACE"), "{err}");
 }
+
+#[test]
+fn compiled_flows_run_from_the_command_line_like_their_sources() {
+    let kzb = write("nested.kzb", "");
+    let (code, _, err) = koru(&[
+        "compile",
+        "examples/nested_loop.kz",
+        "-o",
+        &kzb,
+        "--scope",
+        "demo",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.starts_with("compiled examples/nested_loop.kz to "),
+        "{err}"
+    );
+    let bytes = std::fs::read(&kzb).unwrap();
+    assert!(koru_jit::is_artifact(&bytes));
+    // Every tier, limits, statistics and traces: as the source runs.
+    for args in [
+        &["--json"][..],
+        &["--json", "--tier", "interp"],
+        &["--json", "--tier", "jit"],
+        &["--json", "--fuel", "1000"],
+        &["--json", "--trace", "--max-trace-lines", "3"],
+    ] {
+        let source = koru(&[&["run", "examples/nested_loop.kz", "--scope", "demo"], args].concat());
+        let loaded = koru(&[&["run", &kzb, "--scope", "demo"], args].concat());
+        assert_eq!(loaded, source, "{args:?}");
+    }
+    let (code, out, _) = koru(&["run", &kzb, "--json"]);
+    assert_eq!(
+        (code, out.as_str()),
+        (
+            0,
+            "{\"outcome\":\"ok\",\"value\":{\"branch\":\"done\"},\"fuel\":100000}\n"
+        )
+    );
+    let (code, _, err) = koru(&["run", &kzb, "--stats"]);
+    assert_eq!(code, 0);
+    assert!(err.contains("runs"), "{err}");
+    // Recognized by its first bytes, not its name: the artifact under another name runs, and
+    // a source named `.kzb` is parsed.
+    let renamed = write("nested.txt", "");
+    std::fs::copy(&kzb, &renamed).unwrap();
+    assert_eq!(koru(&["run", &renamed, "--json"]).0, 0);
+    let source_kzb = write("source.kzb", "~std.io:println(text: \"a source\")\n");
+    assert_eq!(koru(&["run", &source_kzb]).1, "a source\n");
+    // Inputs: typed by the compiled flow.
+    let input = write(
+        "input.kz",
+        "~input { n: int }\n~std.io:println(text: n + 1)\n",
+    );
+    let input_kzb = write("input.kzb", "");
+    assert_eq!(koru(&["compile", &input, "-o", &input_kzb]).0, 0);
+    assert_eq!(koru(&["run", &input_kzb, "--input", "n=41"]).1, "42\n");
+    let (code, _, err) = koru(&["run", &input_kzb]);
+    assert_eq!(code, 2);
+    assert!(err.contains("the flow needs input `n` (int)"), "{err}");
+    // `check` and `emit` take a compiled flow too.
+    assert_eq!(koru(&["check", &input_kzb]).0, 0);
+    let (code, out, _) = koru(&["emit", "--what", "ir", &input_kzb]);
+    assert_eq!(code, 0);
+    assert!(out.starts_with("program: "), "{out}");
+}
+
+#[test]
+fn compiled_flows_that_do_not_fit_are_refused_with_a_code() {
+    let kzb = write("scoped.kzb", "");
+    assert_eq!(
+        koru(&[
+            "compile",
+            "examples/nested_loop.kz",
+            "-o",
+            &kzb,
+            "--scope",
+            "demo"
+        ])
+        .0,
+        0
+    );
+    let (code, out, err) = koru(&["run", &kzb, "--scope", "files", "--json"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("error[E0404]: the flow was checked against scope `demo`, not scope `files`"),
+        "{err}"
+    );
+    assert!(out.contains("\"E0404\""), "{out}");
+    // Truncated: E0402 with the offset, exit 1, no crash.
+    let bytes = std::fs::read(&kzb).unwrap();
+    let cut = write("cut.kzb", "");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let (code, _, err) = koru(&["run", &cut]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("error[E0402]: the artifact is corrupt at byte "),
+        "{err}"
+    );
+    // Another format version.
+    let mut other = bytes.clone();
+    other[8] = 9;
+    let version = write("version.kzb", "");
+    std::fs::write(&version, &other).unwrap();
+    let (code, _, err) = koru(&["run", &version]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains(
+            "error[E0401]: the artifact was made by format version 9, this engine reads 1"
+        ),
+        "{err}"
+    );
+    // A source with errors compiles to nothing.
+    let bad = write("bad_compile.kz", "~std.io:println(text: nope)\n");
+    let out_file = write("bad_compile.kzb", "");
+    std::fs::remove_file(&out_file).unwrap();
+    let (code, _, err) = koru(&["compile", &bad, "-o", &out_file]);
+    assert_eq!(code, 1);
+    assert!(err.contains("E0202"), "{err}");
+    assert!(!std::path::Path::new(&out_file).exists());
+}

@@ -12,6 +12,9 @@
 //!   jit tier and in the auto tier (moving to it at a loop head);
 //! * `aarch64::FILE`: the flow compiles with the aarch64 backend, split the same way (compiled
 //!   only; `.ci/aarch64.sh` runs this whole harness as aarch64 under qemu);
+//! * `loaded::FILE`: compiled, stored as bytes (`Flow::to_bytes`) and loaded back
+//!   (`Engine::load`): in the interpreter, the JIT, the auto tier (a mid-run switch) and split
+//!   native code, and traced, it observably equals the parsed flow;
 //! * `trace::FILE`: compiled with `TraceLevel::All` (at most 10,000 trace lines unless the file
 //!   says), the file still meets its expectations of output and outcome in every tier (a trace
 //!   never changes a run), and the trace lines are the same in every tier, the split native
@@ -230,7 +233,7 @@ fn run_file(path: &Path, tier: Tier) -> Result<Option<Observed>, Failed> {
 /// Runs the file `runs` times on one compiled flow, checking every run; returns the last run's
 /// observations. The auto tier compiles at the first opportunity (thresholds of 1).
 fn run_file_times(path: &Path, tier: Tier, runs: usize) -> Result<Option<Observed>, Failed> {
-    run_file_with(path, tier, runs, TierPolicy::eager(), None)
+    run_file_with(path, tier, runs, TierPolicy::eager(), None, false)
 }
 
 /// Like [`run_file_times`], under `policy`; with `traced`, compiled with tracing at that level
@@ -241,6 +244,7 @@ fn run_file_with(
     runs: usize,
     policy: TierPolicy,
     traced: Option<TraceLevel>,
+    loaded: bool,
 ) -> Result<Option<Observed>, Failed> {
     let source = std::fs::read_to_string(path).map_err(|e| format!("cannot read: {e}"))?;
     let mut e = expectations(&source)?;
@@ -287,6 +291,25 @@ fn run_file_with(
     if !e.errors.is_empty() {
         return Err(format!("expected errors {:?}, but the source compiled", e.errors).into());
     }
+    // The round trip: the compiled flow as bytes, loaded back without parsing.
+    let flow = if loaded {
+        let bytes = flow.to_bytes();
+        let options = CompileOptions {
+            tier,
+            trace: e.trace,
+            scope: e.scope.clone(),
+            ..CompileOptions::default()
+        };
+        let loaded = engine
+            .load(&bytes, &options)
+            .map_err(|errors| format!("the artifact does not load: {}", errors.render(false)))?;
+        if loaded.to_bytes() != bytes {
+            return Err("the loaded flow's artifact differs from the compiled flow's".into());
+        }
+        loaded
+    } else {
+        flow
+    };
     if tier == Tier::Jit && flow.tier() != Tier::Jit {
         return Err(format!("the JIT did not compile this flow: {:?}", flow.jit_error()).into());
     }
@@ -525,9 +548,9 @@ fn run_file_on_both_tiers(path: &Path) -> Result<(), Failed> {
 fn run_file_split(path: &Path) -> Result<(), Failed> {
     let mut policy = TierPolicy::eager();
     policy.compile_budget.function_steps = 1;
-    let native = run_file_with(path, Tier::Jit, 1, policy.clone(), None)?;
+    let native = run_file_with(path, Tier::Jit, 1, policy.clone(), None, false)?;
     // The auto tier too: a run that moves to split code at a loop head, then a native run.
-    let switching = run_file_with(path, Tier::Auto, 2, policy, None)?;
+    let switching = run_file_with(path, Tier::Auto, 2, policy, None, false)?;
     let interpreted = run_file(path, Tier::Interp).map_err(|e| {
         format!(
             "the interpreter fails this file too: {}",
@@ -543,16 +566,53 @@ fn run_file_split(path: &Path) -> Result<(), Failed> {
     Ok(())
 }
 
+/// Compiled, stored as bytes and loaded back: in every tier (the auto tier switching mid-run,
+/// split native code, traced), the loaded flow observably equals the parsed one in the
+/// interpreter.
+fn run_file_loaded(path: &Path) -> Result<(), Failed> {
+    let interpreted = run_file(path, Tier::Interp)?;
+    let eager = TierPolicy::eager;
+    let mut split = TierPolicy::eager();
+    split.compile_budget.function_steps = 1;
+    let runs = [
+        ("interp", Tier::Interp, 1, eager()),
+        ("jit", Tier::Jit, 1, eager()),
+        ("auto", Tier::Auto, 2, eager()),
+        ("split auto", Tier::Auto, 2, split),
+    ];
+    for (name, tier, times, policy) in runs {
+        let loaded = run_file_with(path, tier, times, policy, None, true)?;
+        if loaded != interpreted {
+            return Err(format!(
+                "the loaded flow differs in the {name} tier\n--- parsed, interpreter\n{interpreted:#?}\n--- loaded\n{loaded:#?}"
+            )
+            .into());
+        }
+    }
+    let all = Some(TraceLevel::All);
+    let traced = run_file_with(path, Tier::Interp, 1, eager(), all, false)?;
+    for tier in [Tier::Interp, Tier::Jit] {
+        let loaded = run_file_with(path, tier, 1, eager(), all, true)?;
+        if loaded != traced {
+            return Err(format!(
+                "the traced loaded flow differs in {tier:?}\n--- parsed\n{traced:#?}\n--- loaded\n{loaded:#?}"
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
 /// Compiled with `TraceLevel::All`, the file meets its expectations in every tier (tracing
 /// changes no run), with the same trace lines in every tier.
 fn run_file_traced(path: &Path) -> Result<(), Failed> {
     let all = Some(TraceLevel::All);
-    let interpreted = run_file_with(path, Tier::Interp, 1, TierPolicy::eager(), all)?;
-    let native = run_file_with(path, Tier::Jit, 1, TierPolicy::eager(), all)?;
-    let auto = run_file_with(path, Tier::Auto, 2, TierPolicy::eager(), all)?;
+    let interpreted = run_file_with(path, Tier::Interp, 1, TierPolicy::eager(), all, false)?;
+    let native = run_file_with(path, Tier::Jit, 1, TierPolicy::eager(), all, false)?;
+    let auto = run_file_with(path, Tier::Auto, 2, TierPolicy::eager(), all, false)?;
     let mut policy = TierPolicy::eager();
     policy.compile_budget.function_steps = 1;
-    let split = run_file_with(path, Tier::Auto, 2, policy, all)?;
+    let split = run_file_with(path, Tier::Auto, 2, policy, all, false)?;
     for (tier, observed) in [("jit", &native), ("auto", &auto), ("split auto", &split)] {
         if *observed != interpreted {
             return Err(format!(
@@ -615,6 +675,10 @@ fn main() {
             .unwrap_or(&path)
             .display()
             .to_string();
+        let p6 = path.clone();
+        trials.push(Trial::test(format!("loaded::{name}"), move || {
+            run_file_loaded(&p6)
+        }));
         let (p1, p2, p3, p4, p5) = (
             path.clone(),
             path.clone(),

@@ -120,6 +120,28 @@ enum Command {
         #[arg(long, value_name = "BYTES", default_value_t = EMIT_MAX_BYTES)]
         max_bytes: usize,
     },
+    /// Parse and check a flow file and store the compiled flow (its typed IR, source and the
+    /// signatures it was checked against) in a file that `run`, `check` and `emit` take in
+    /// place of the source, without parsing it again (recognized by its first bytes).
+    Compile {
+        /// The flow's source file; `-` reads it from stdin.
+        file: String,
+        /// Where the compiled flow goes (conventionally `FILE.kzb`).
+        #[arg(short = 'o', long, value_name = "FILE")]
+        output: std::path::PathBuf,
+        #[command(flatten)]
+        inputs: InputArgs,
+        /// Check the flow against this scope (see `koru-jit scopes`); a run of the compiled flow
+        /// is checked against it again.
+        #[arg(long)]
+        scope: Option<String>,
+        #[command(flatten)]
+        contract: ContractArgs,
+        /// Compile tracing in (as `run --trace`); a run of the compiled flow may ask for
+        /// another level.
+        #[arg(long, value_enum, num_args = 0..=1, require_equals = true, default_missing_value = "dispatches")]
+        trace: Option<TraceArg>,
+    },
     /// List the host events and scopes the command line registers.
     Scopes,
     /// Serve flows over HTTP (POST /v1/run, /v1/check; GET /v1/flows/stats, /metrics,
@@ -341,6 +363,48 @@ fn main() -> ExitCode {
             }
             Err(code) => report_load_error(code, json),
         },
+        Command::Compile {
+            file,
+            output,
+            inputs,
+            scope,
+            contract,
+            trace,
+        } => {
+            let trace = match trace {
+                None => TraceLevel::Off,
+                Some(TraceArg::Dispatches) => TraceLevel::Dispatches,
+                Some(TraceArg::All) => TraceLevel::All,
+            };
+            match load(
+                &file,
+                &inputs,
+                scope,
+                &contract,
+                (Tier::Interp, trace),
+                Values::Optional,
+            ) {
+                Ok((flow, _, _, _engine)) => {
+                    let bytes = flow.to_bytes();
+                    match std::fs::write(&output, &bytes) {
+                        Ok(()) => {
+                            eprintln!(
+                                "compiled {} to {} ({} bytes)",
+                                flow.name(),
+                                output.display(),
+                                bytes.len()
+                            );
+                            EXIT_OK
+                        }
+                        Err(e) => {
+                            eprintln!("error: cannot write {}: {e}", output.display());
+                            EXIT_USAGE
+                        }
+                    }
+                }
+                Err(error) => report_load_error(error, false),
+            }
+        }
         Command::Emit {
             file,
             what,
@@ -679,6 +743,9 @@ fn json_inputs(text: &str) -> Result<Vec<(String, Scalar)>, String> {
     Ok(members)
 }
 
+/// Bytes of a compiled flow (`koru-jit compile`) the command line reads at most.
+const MAX_ARTIFACT_BYTES: usize = 64 << 20;
+
 /// The name diagnostics give a source read from stdin (`-`).
 const STDIN_NAME: &str = "<stdin>";
 
@@ -696,10 +763,21 @@ fn read_source(file: &str) -> Result<(String, Vec<u8>), LoadError> {
         (file, Box::new(opened))
     };
     let mut bytes = Vec::new();
+    let mut reader = reader.take(max as u64 + 1);
     reader
-        .take(max as u64 + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| LoadError::Usage(format!("cannot read `{name}`: {e}")))?;
+    // A compiled flow holds its source and its program: it may be larger (up to
+    // `MAX_ARTIFACT_BYTES`), and only a file that starts as one is read further.
+    if bytes.len() > max && koru_jit::is_artifact(&bytes) {
+        reader.set_limit((MAX_ARTIFACT_BYTES - bytes.len()) as u64 + 1);
+        reader
+            .read_to_end(&mut bytes)
+            .map_err(|e| LoadError::Usage(format!("cannot read `{name}`: {e}")))?;
+        if bytes.len() <= MAX_ARTIFACT_BYTES {
+            return Ok((name.to_string(), bytes));
+        }
+    }
     if bytes.len() > max {
         return Err(LoadError::Invalid(Box::new(SourceErrors {
             name: name.to_string(),
@@ -747,7 +825,11 @@ fn load(
     values: Values,
 ) -> Result<(Flow, Inputs, Arc<AtomicI64>, Engine), LoadError> {
     let (name, bytes) = read_source(file)?;
-    let source = source_text(&name, bytes)?;
+    let (artifact, source) = if koru_jit::is_artifact(&bytes) {
+        (Some(bytes), String::new())
+    } else {
+        (None, source_text(&name, bytes)?)
+    };
     let given = given_inputs(inputs).map_err(LoadError::Usage)?;
     let (engine, accumulator) = engine();
     let mut options = CompileOptions {
@@ -766,9 +848,18 @@ fn load(
         let (mock_name, bytes) = read_source(mock)?;
         options = options.named_mock(&mock_name, &source_text(&mock_name, bytes)?);
     }
-    let flow = engine
-        .compile(&name, &source, &options)
-        .map_err(|e| LoadError::Invalid(Box::new(e)))?;
+    // A compiled flow (`koru-jit compile`) is loaded, not parsed: checked again against this
+    // registry, in the scope it was compiled for.
+    let flow = match &artifact {
+        Some(bytes) => engine.load(bytes, &options).map_err(|mut e| {
+            if e.name == "artifact" {
+                e.name = name.clone();
+            }
+            e
+        }),
+        None => engine.compile(&name, &source, &options),
+    }
+    .map_err(|e| LoadError::Invalid(Box::new(e)))?;
     let mut converted = Inputs::new();
     for input in &given {
         // Every given input is one of the flow's (a guessed one the source does not declare is

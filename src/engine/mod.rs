@@ -20,12 +20,14 @@
 //! native code at the loop head (on-stack replacement: the flow state is the frame of both
 //! tiers, so this is a jump).
 
+mod artifact;
 mod cache;
 mod discharge;
 mod inputs;
 mod pool;
 mod stats;
 
+pub use artifact::is_artifact;
 pub use cache::{CacheConfig, CacheStats};
 pub use discharge::{Discharged, Obligations, OpenObligation, RunReport};
 pub use inputs::{InputError, Inputs};
@@ -487,8 +489,26 @@ impl Engine {
         let mut program =
             crate::sema::check(&self.shared.registry, &file, source, &check).map_err(errors)?;
         program.trace = options.trace;
+        let origin = Origin {
+            scope: options.scope.as_deref(),
+            shape: options.shape.as_deref(),
+        };
+        self.build(name, source, program, options, origin)
+            .map_err(errors)
+    }
+
+    /// A flow from a checked (or, for a loaded artifact, verified) program: its size limits,
+    /// its layout, and the flow itself. Parsed and loaded flows both come through here.
+    fn build(
+        &self,
+        name: &str,
+        source: &str,
+        program: Program,
+        options: &CompileOptions,
+        origin: Origin<'_>,
+    ) -> Result<Flow, Vec<crate::diag::Diagnostic>> {
         if program.locals.len() > options.limits.max_bindings {
-            return Err(errors(vec![crate::diag::Diagnostic::new(
+            return Err(vec![crate::diag::Diagnostic::new(
                 crate::diag::Code::E0105,
                 format!(
                     "the flow has {} bindings once subflows are inlined, more than the limit of {}",
@@ -496,12 +516,12 @@ impl Engine {
                     options.limits.max_bindings
                 ),
                 crate::span::Span::default(),
-            )]));
+            )]);
         }
         let mut layout = Layout::of(&program);
         let code = crate::interp::prepare(&program, &mut layout);
         if layout.bytes() > options.limits.max_state_bytes {
-            return Err(errors(vec![crate::diag::Diagnostic::new(
+            return Err(vec![crate::diag::Diagnostic::new(
                 crate::diag::Code::E0105,
                 format!(
                     "the flow state needs {} bytes, more than the limit of {}",
@@ -509,12 +529,16 @@ impl Engine {
                     options.limits.max_state_bytes
                 ),
                 crate::span::Span::default(),
-            )]));
+            )]);
         }
         let stats = stats::Counters::new(program.loops.len());
+        let scope = origin.scope.map(Box::from);
+        let shape = origin.shape.map(Box::from);
         let static_bytes = std::mem::size_of::<FlowInner>()
             + source.len()
             + name.len()
+            + origin.scope.map_or(0, str::len)
+            + origin.shape.map_or(0, str::len)
             + crate::ir::footprint::program(&program)
             + layout.heap_bytes()
             + code.heap_bytes();
@@ -537,6 +561,8 @@ impl Engine {
             optimize_requested: AtomicBool::new(false),
             baseline_runs: AtomicU64::new(0),
             engine: Arc::downgrade(&self.shared),
+            scope,
+            shape,
         });
         if options.tier == Tier::Jit {
             // Nothing is known of the flow yet: baseline code, optimized once it is hot.
@@ -544,6 +570,14 @@ impl Engine {
         }
         Ok(Flow { inner })
     }
+}
+
+/// The compile options a flow's program depends on beyond its source, kept for
+/// [`Flow::to_bytes`].
+#[derive(Clone, Copy, Default)]
+struct Origin<'o> {
+    scope: Option<&'o str>,
+    shape: Option<&'o str>,
 }
 
 impl Engine {
@@ -729,6 +763,9 @@ struct FlowInner {
     /// Finished runs in baseline code.
     baseline_runs: AtomicU64,
     engine: Weak<EngineShared>,
+    /// The scope and shape it was checked against (what its artifact records).
+    scope: Option<Box<str>>,
+    shape: Option<Box<str>>,
 }
 
 impl Drop for FlowInner {

@@ -526,6 +526,24 @@ impl Registry {
         }
     }
 
+    /// The event that auto-discharge calls for obligation state `state` in `scope`: the first
+    /// registered, implemented event whose only input releases the state and that the scope
+    /// allows (its registry index and name).
+    pub(crate) fn discharging_event(
+        &self,
+        scope: Option<&str>,
+        state: &Arc<str>,
+    ) -> Option<(usize, Arc<str>)> {
+        let wanted = crate::types::Phantom::Discharges(state.clone());
+        self.events().iter().enumerate().find_map(|(host, event)| {
+            let sig = &event.sig;
+            let only = sig.inputs.len() == 1 && sig.input_phantom(0) == Some(&wanted);
+            let allowed =
+                only && matches!(self.resolve(scope, &sig.name), Resolution::Allowed { .. });
+            (allowed && event.is_implemented()).then(|| (host, sig.name.clone()))
+        })
+    }
+
     fn resolve_in<'a>(
         &'a self,
         scope: &'a str,

@@ -8,6 +8,7 @@ pub mod ast;
 mod layout;
 mod lexer;
 mod parser;
+pub(crate) use parser::MAX_EXPR_DEPTH;
 mod template;
 pub mod text;
 pub mod token;

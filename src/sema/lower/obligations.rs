@@ -6,7 +6,6 @@
 
 use super::Lowerer;
 use crate::diag::{Code, Diagnostic, NoteKind};
-use crate::host::Resolution;
 use crate::ir::{Expr, LocalId, ObligationState, ValueId, ValuePayload};
 use crate::span::{LineIndex, Span};
 use crate::types::{EventSig, Phantom, PhantomSlot};
@@ -277,26 +276,9 @@ impl Lowerer<'_> {
         let index = match self.handles.states.iter().position(|s| s.name == *state) {
             Some(i) => i,
             None => {
-                let scope = self.options.scope.as_deref();
-                // The first registered event whose only input releases this state and that
-                // the scope allows: what auto-discharge calls.
-                let wanted = Phantom::Discharges(state.clone());
-                let discharge =
-                    self.registry
-                        .events()
-                        .iter()
-                        .enumerate()
-                        .find_map(|(host, event)| {
-                            let sig = &event.sig;
-                            let only =
-                                sig.inputs.len() == 1 && sig.input_phantom(0) == Some(&wanted);
-                            let allowed = only
-                                && matches!(
-                                    self.registry.resolve(scope, &sig.name),
-                                    Resolution::Allowed { .. }
-                                );
-                            (allowed && event.is_implemented()).then(|| (host, sig.name.clone()))
-                        });
+                let discharge = self
+                    .registry
+                    .discharging_event(self.options.scope.as_deref(), state);
                 self.handles.states.push(ObligationState {
                     name: state.clone(),
                     discharge,
