@@ -59,6 +59,22 @@ pub struct LocalDecl {
     pub owns_buffer: bool,
 }
 
+impl LocalDecl {
+    /// Whether a `str` local of this kind holds a copy of its text in a buffer of its own (see
+    /// `owns_buffer`): everything but loop variables (never `str`) and temporaries, whose text
+    /// is read before anything can rewrite what they point into.
+    pub fn copies_text(kind: LocalKind) -> bool {
+        matches!(
+            kind,
+            LocalKind::FlowInput
+                | LocalKind::Payload
+                | LocalKind::AccumulatorField
+                | LocalKind::SubflowInput
+                | LocalKind::SubflowResult
+        )
+    }
+}
+
 /// A local's name. A payload local is named `{event}.{branch}` (and `.{field}`) from parts the
 /// program and the event's signature hold anyway: joined only when shown.
 #[derive(Clone)]

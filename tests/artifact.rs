@@ -93,7 +93,7 @@ fn not_an_artifact_or_another_format_version_is_e0401() {
     assert_eq!(code, Code::E0401);
     assert_eq!(
         message,
-        "the artifact was made by format version 7, this engine reads 1"
+        "the artifact was made by format version 7, this engine reads 2"
     );
 }
 

@@ -1184,7 +1184,7 @@ fn compiled_flows_that_do_not_fit_are_refused_with_a_code() {
     assert_eq!(code, 1);
     assert!(
         err.contains(
-            "error[E0401]: the artifact was made by format version 9, this engine reads 1"
+            "error[E0401]: the artifact was made by format version 9, this engine reads 2"
         ),
         "{err}"
     );

@@ -32,7 +32,7 @@ pub const MAGIC: &[u8; 8] = b"\x89KZB\r\n\x1a\n";
 
 /// The version of the format this engine writes and reads. Bumped whenever the encoding or the
 /// meaning of the IR changes: an artifact of another version is refused (E0401), never guessed.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// Whether `bytes` start like an artifact (the command line tells a `.kzb` from a source so).
 pub fn is_artifact(bytes: &[u8]) -> bool {

@@ -1268,6 +1268,25 @@ impl<'p> Compiler<'p> {
         self.temp = mark;
     }
 
+    /// Evaluates `e` into `local`: a `str` local with a buffer takes a copy of the text (a
+    /// literal needs none: the program's text outlives the run).
+    fn owned_expr(&mut self, e: &Expr, local: LocalId) {
+        let slot = self.layout.slot(local);
+        if slot.ty == Type::Str && slot.buffer != NO_BUFFER && !literal_leaves(e) {
+            let mark = self.temp;
+            let at = self.str_at(e);
+            let a = self.str_words(at);
+            self.emit(Op::OwnStr {
+                d: slot.offset,
+                a,
+                k: slot.buffer,
+            });
+            self.temp = mark;
+        } else {
+            self.any_expr(e, slot.offset);
+        }
+    }
+
     /// Evaluates `e` (of any type) into the words at `d`.
     fn any_expr(&mut self, e: &Expr, d: u32) {
         if e.ty() == Type::Str {
@@ -1403,7 +1422,9 @@ impl<'p> Compiler<'p> {
                 for &(from, to) in &exit.copies {
                     let (from, to) = (self.layout.slot(from), self.layout.slot(to));
                     let (a, d) = (from.offset, to.offset);
-                    if a != d {
+                    if to.ty == Type::Str && to.buffer != NO_BUFFER {
+                        self.emit(Op::OwnStr { d, a, k: to.buffer });
+                    } else if a != d {
                         self.emit(if from.ty == Type::Str {
                             Op::Mov2 { d, a }
                         } else {
@@ -1625,7 +1646,7 @@ impl<'p> Compiler<'p> {
                     });
                     self.temp = mark;
                 }
-                None => self.any_expr(&argument.expr, d),
+                None => self.owned_expr(&argument.expr, *local),
             }
         }
         self.emit(Op::Charge {

@@ -198,10 +198,7 @@ impl<'p> Verifier<'p> {
                 ));
             }
         }
-        let copies = matches!(
-            kind,
-            LocalKind::FlowInput | LocalKind::Payload | LocalKind::AccumulatorField
-        );
+        let copies = LocalDecl::copies_text(kind);
         if decl.owns_buffer != (copies && decl.ty == Type::Str) {
             return fail(format!("local `{}` has the wrong buffer", decl.name));
         }

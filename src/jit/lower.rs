@@ -1675,6 +1675,17 @@ impl<'a, 'f> Lower<'a, 'f> {
         self.set(local, value);
     }
 
+    /// `value` as `local` holds it: a `str` local with a buffer of its own (a subflow's input or
+    /// result) takes a copy of the text.
+    fn owned(&mut self, local: LocalId, value: Val) -> Val {
+        match value {
+            Val::Str(p, l) if self.layout.slot(local).buffer != crate::layout::NO_BUFFER => {
+                self.str_into_buffer(runtime::helper_copy_str as *const u8, local, p, l)
+            }
+            v => v,
+        }
+    }
+
     /// The string (`p`, `l`) copied by `helper` (`helper_assign_str` or `helper_copy_str`) into
     /// the buffer of `local`: the copy's pointer, the same length.
     fn str_into_buffer(&mut self, helper: *const u8, local: LocalId, p: Value, l: Value) -> Val {
@@ -1715,6 +1726,7 @@ impl<'a, 'f> Lower<'a, 'f> {
                     Some(exit) => {
                         for &(from, to) in &exit.copies {
                             let v = self.get(from);
+                            let v = self.owned(to, v);
                             self.set(to, v);
                             self.store_local(to);
                         }
@@ -1746,6 +1758,7 @@ impl<'a, 'f> Lower<'a, 'f> {
                 Some(exit) => {
                     for &(from, to) in &exit.copies {
                         let v = self.get(from);
+                        let v = self.owned(to, v);
                         self.set(to, v);
                     }
                     match direct[exit.branch as usize] {
@@ -2122,6 +2135,7 @@ impl<'a, 'f> Lower<'a, 'f> {
                 }
                 None => self.expr(&argument.expr),
             };
+            let value = self.owned(*local, value);
             self.set(*local, value);
         }
         // No interrupt check: an inlined body (a subflow's or a mock's) is straight-line code

@@ -492,11 +492,10 @@ impl<'a> Lowerer<'a> {
         kind: LocalKind,
     ) -> LocalId {
         let name = name.into();
-        let owns_buffer = ty == Type::Str
-            && matches!(
-                kind,
-                LocalKind::FlowInput | LocalKind::Payload | LocalKind::AccumulatorField
-            );
+        // A subflow's inputs and results own their text too: pointing into an accumulator
+        // field's buffer, they could outlive it (two updates of the field in a loop of the
+        // continuation, or of a yielded one, rewrite the half they point into).
+        let owns_buffer = ty == Type::Str && LocalDecl::copies_text(kind);
         self.locals.push(LocalDecl {
             name,
             ty,
