@@ -284,6 +284,13 @@ pub(crate) enum Op {
         k: i32,
         t: Pc,
     },
+    /// Jump when `(a & k == 0) == eq`: `a % (k + 1) == 0` for a power of two `k + 1`.
+    JMaskZero {
+        eq: bool,
+        a: u32,
+        k: i32,
+        t: Pc,
+    },
     /// Jump through [`Bytecode::tables`]`[k]` on the int at `a`.
     JTable {
         a: u32,
@@ -618,6 +625,7 @@ impl Bytecode {
                 }
                 Op::Jmp { .. } => {}
                 Op::JBool { a, .. } | Op::JCmpK { a, .. } => word(a, 1),
+                Op::JMaskZero { a, .. } => word(a, 1),
                 Op::JRemZero { a, k, .. } => {
                     assert!(k != 0);
                     word(a, 1);
@@ -752,6 +760,7 @@ impl Op {
             | Op::JStrEq { t, .. }
             | Op::JStrEqK { t, .. }
             | Op::JRemZero { t, .. }
+            | Op::JMaskZero { t, .. }
             | Op::ForEnter { t, .. }
             | Op::ForNext { t, .. }
             | Op::WhileNextK { t, .. }
@@ -1325,7 +1334,19 @@ impl<'p> Compiler<'p> {
                 let (dividend, k) = rem_by_constant(x).expect("matched");
                 let a = self.operand(dividend);
                 let eq = (*op == CmpOp::Eq) == when;
-                self.jump(Op::JRemZero { eq, a, k, t: 0 }, target);
+                // A power of two (positive; `i32::MIN` is one too, and its mask works as well):
+                // the low bits.
+                let op = if k.unsigned_abs().is_power_of_two() {
+                    Op::JMaskZero {
+                        eq,
+                        a,
+                        k: (k.unsigned_abs() - 1) as i32,
+                        t: 0,
+                    }
+                } else {
+                    Op::JRemZero { eq, a, k, t: 0 }
+                };
+                self.jump(op, target);
             }
             Expr::IntCmp(op, x, y) | Expr::BoolCmp(op, x, y) => {
                 let c = if when {
