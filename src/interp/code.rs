@@ -284,6 +284,26 @@ pub(crate) enum Op {
         k: i32,
         t: Pc,
     },
+    /// `a / k` and floored `a % k` by a divisor `k` > 1 with its reciprocal
+    /// ([`Bytecode::divisors`]`[k]`): a multiplication for a dividend >= 0, a division else.
+    DivMagic {
+        d: u32,
+        a: u32,
+        k: u32,
+    },
+    RemMagic {
+        d: u32,
+        a: u32,
+        k: u32,
+    },
+    /// Jump when `(a % divisor == 0) == eq`, the divisor's reciprocal at
+    /// [`Bytecode::divisors`]`[k]`.
+    JRemMagicZero {
+        eq: bool,
+        a: u32,
+        k: u32,
+        t: Pc,
+    },
     /// Jump when `(a & k == 0) == eq`: `a % (k + 1) == 0` for a power of two `k + 1`.
     JMaskZero {
         eq: bool,
@@ -395,6 +415,38 @@ pub(crate) enum Op {
 
 const _: () = assert!(std::mem::size_of::<Op>() == 16);
 
+/// A divisor `k` > 1 and its reciprocal: for every `0 <= a < 2^63`,
+/// `a / k == mulhi(a, magic) >> shift` (Granlund and Montgomery: with `l = ceil(log2 k)` and
+/// `magic = ceil(2^(63 + l) / k)`, which is below `2^64`, the quotient is exact for 63-bit
+/// dividends; `shift = l - 1` because the high word is already `>> 64`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Divisor {
+    pub k: i64,
+    pub magic: u64,
+    pub shift: u32,
+}
+
+impl Divisor {
+    pub(crate) fn new(k: i64) -> Divisor {
+        assert!(k > 1);
+        let l = 64 - (k as u64 - 1).leading_zeros();
+        let numerator = 1u128 << (63 + l);
+        let magic = numerator.div_ceil(k as u128);
+        Divisor {
+            k,
+            magic: u64::try_from(magic).expect("below 2^64"),
+            shift: l - 1,
+        }
+    }
+
+    /// `a / k` for `a >= 0`.
+    #[inline(always)]
+    pub(crate) fn quotient(self, a: i64) -> i64 {
+        let high = ((a as u128 * self.magic as u128) >> 64) as u64;
+        (high >> self.shift) as i64
+    }
+}
+
 /// A literal as the executor reads it.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Lit {
@@ -475,6 +527,8 @@ pub(crate) struct Bytecode {
     /// For each literal: its (pointer, length) and [`window_key`], in one place for the
     /// executor (the text is kept alive by `strs`).
     pub lits: Vec<Lit>,
+    /// Divisors by reciprocal multiplication (see [`Divisor`]).
+    pub divisors: Vec<Divisor>,
     pub tables: Vec<Table>,
     pub invokes: Vec<InvokeSite>,
     pub prints: Vec<PrintSite>,
@@ -496,6 +550,7 @@ impl Bytecode {
             + self.strs.capacity() * size_of::<Arc<str>>()
             + self.str_keys.capacity() * size_of::<(u64, u64)>()
             + self.lits.capacity() * size_of::<Lit>()
+            + self.divisors.capacity() * size_of::<Divisor>()
             + self.consts.capacity() * 8
             + self.str_consts.capacity() * size_of::<Arc<str>>()
             + self
@@ -626,6 +681,15 @@ impl Bytecode {
                 Op::Jmp { .. } => {}
                 Op::JBool { a, .. } | Op::JCmpK { a, .. } => word(a, 1),
                 Op::JMaskZero { a, .. } => word(a, 1),
+                Op::DivMagic { d, a, k } | Op::RemMagic { d, a, k } => {
+                    assert!((k as usize) < self.divisors.len());
+                    word(d, 1);
+                    word(a, 1);
+                }
+                Op::JRemMagicZero { a, k, .. } => {
+                    assert!((k as usize) < self.divisors.len());
+                    word(a, 1);
+                }
                 Op::JRemZero { a, k, .. } => {
                     assert!(k != 0);
                     word(a, 1);
@@ -761,6 +825,7 @@ impl Op {
             | Op::JStrEqK { t, .. }
             | Op::JRemZero { t, .. }
             | Op::JMaskZero { t, .. }
+            | Op::JRemMagicZero { t, .. }
             | Op::ForEnter { t, .. }
             | Op::ForNext { t, .. }
             | Op::WhileNextK { t, .. }
@@ -897,6 +962,18 @@ impl<'p> Compiler<'p> {
         code.consts = consts;
         code.str_consts = str_consts;
         code
+    }
+
+    /// The index of divisor `k` (> 1) in the code's table.
+    fn divisor(&mut self, k: i32) -> u32 {
+        let k = i64::from(k);
+        match self.code.divisors.iter().position(|d| d.k == k) {
+            Some(i) => i as u32,
+            None => {
+                self.code.divisors.push(Divisor::new(k));
+                self.code.divisors.len() as u32 - 1
+            }
+        }
     }
 
     /// The frame words that hold literal `text` (pointer, length) for the whole run.
@@ -1197,6 +1274,16 @@ impl<'p> Compiler<'p> {
                 IntOp::Add => Op::AddK { d, a, k },
                 IntOp::Sub => Op::SubK { d, a, k },
                 IntOp::Mul => Op::MulK { d, a, k },
+                IntOp::Div if k > 1 => Op::DivMagic {
+                    d,
+                    a,
+                    k: self.divisor(k),
+                },
+                IntOp::Rem if k > 1 && !(k as u32).is_power_of_two() => Op::RemMagic {
+                    d,
+                    a,
+                    k: self.divisor(k),
+                },
                 IntOp::Div => Op::DivK { d, a, k },
                 IntOp::Rem => Op::RemK { d, a, k },
             };
@@ -1336,7 +1423,14 @@ impl<'p> Compiler<'p> {
                 let eq = (*op == CmpOp::Eq) == when;
                 // A power of two (positive; `i32::MIN` is one too, and its mask works as well):
                 // the low bits.
-                let op = if k.unsigned_abs().is_power_of_two() {
+                let op = if k > 1 && !k.unsigned_abs().is_power_of_two() {
+                    Op::JRemMagicZero {
+                        eq,
+                        a,
+                        k: self.divisor(k),
+                        t: 0,
+                    }
+                } else if k.unsigned_abs().is_power_of_two() {
                     Op::JMaskZero {
                         eq,
                         a,
@@ -2224,5 +2318,50 @@ impl std::fmt::Display for Listing<'_> {
             writeln!(f)?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Divisor;
+
+    /// The reciprocal gives the quotient of every dividend tried, for every divisor up to
+    /// 5,000 and a spread of large ones, at the edges of the 63-bit range and in between.
+    #[test]
+    fn reciprocal_division_is_exact() {
+        let mut divisors: Vec<i64> = (2..5_000).collect();
+        divisors.extend([
+            1_000_000_007,
+            i32::MAX as i64,
+            (1 << 30) + 1,
+            (1 << 30) - 1,
+            641,
+            6_700_417,
+            3 << 28,
+        ]);
+        let mut dividends: Vec<i64> = (0..2_000).collect();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..2_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            dividends.push((x >> 1) as i64);
+            dividends.push((x >> 33) as i64);
+        }
+        dividends.extend([i64::MAX, i64::MAX - 1, 1 << 62, (1 << 62) - 1, 1 << 32]);
+        for &k in &divisors {
+            let divisor = Divisor::new(k);
+            for &a in &dividends {
+                assert_eq!(divisor.quotient(a), a / k, "{a} / {k}");
+            }
+            for q in [1i64, 2, 3, 1000, i64::MAX / k] {
+                let at = q * k;
+                for a in [at.checked_sub(1), Some(at), at.checked_add(1)] {
+                    if let Some(a) = a.filter(|&a| a >= 0) {
+                        assert_eq!(divisor.quotient(a), a / k, "{a} / {k}");
+                    }
+                }
+            }
+        }
     }
 }

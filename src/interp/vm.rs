@@ -313,6 +313,42 @@ impl Exec<'_> {
                         jump!(t)
                     }
                 }
+                Op::DivMagic { d, a, k } => {
+                    let x = int!(a);
+                    // SAFETY: `verify` checked `k` against the divisors.
+                    let divisor = unsafe { *code.divisors.get_unchecked(k as usize) };
+                    let q = if x >= 0 {
+                        divisor.quotient(x)
+                    } else {
+                        x / divisor.k
+                    };
+                    set!(d, q as u64)
+                }
+                Op::RemMagic { d, a, k } => {
+                    let x = int!(a);
+                    // SAFETY: as above.
+                    let divisor = unsafe { *code.divisors.get_unchecked(k as usize) };
+                    // A positive divisor: floored is the truncated remainder made >= 0.
+                    let r = if x >= 0 {
+                        x - divisor.quotient(x) * divisor.k
+                    } else {
+                        x.rem_euclid(divisor.k)
+                    };
+                    set!(d, r as u64)
+                }
+                Op::JRemMagicZero { eq, a, k, t } => {
+                    let x = int!(a);
+                    // SAFETY: as above.
+                    let divisor = unsafe { *code.divisors.get_unchecked(k as usize) };
+                    let r = if x >= 0 {
+                        x - divisor.quotient(x) * divisor.k
+                    } else {
+                        x % divisor.k
+                    };
+                    if (r == 0) == eq {
+                        jump!(t)
+                    }
+                }
                 Op::JMaskZero { eq, a, k, t } => {
                     if (int!(a) & i64::from(k) == 0) == eq {
                         jump!(t)
