@@ -726,34 +726,6 @@ impl<'p> Verifier<'p> {
     }
 }
 
-/// Whether a subflow body runs its callers' continuations (a `yield`): as the JIT decides it.
-fn yields(program: &Program, s: &Step) -> bool {
-    let arms = |a: &Arms| {
-        a.arms
-            .iter()
-            .any(|arm| arm.step.as_ref().is_some_and(|s| yields(program, s)))
-    };
-    match s {
-        Step::Capture(c) => {
-            program
-                .values
-                .get(c.first_value.0 as usize + 1)
-                .is_some_and(|v| v.branch.starts_with(YIELD_VALUE_PREFIX))
-                || arms(&c.arms)
-        }
-        Step::Invoke(s) => arms(&s.arms),
-        Step::Call(s) => yields(program, &s.body) || arms(&s.arms),
-        Step::For(s) => arms(&s.arms),
-        Step::If(s) => arms(&s.arms),
-        Step::While(s) => arms(&s.arms),
-        Step::Match(m) => m
-            .arms
-            .iter()
-            .any(|a| a.arm.step.as_ref().is_some_and(|s| yields(program, s))),
-        Step::Update(_) | Step::Construct(_) | Step::Yield(_) => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     //! Each check fires: programs compiled from sources, decoded from their artifacts, then

@@ -2867,36 +2867,6 @@ fn read_locals(program: &Program) -> Vec<bool> {
     read
 }
 
-/// Whether a subflow body runs its callers' continuations (a `yield`, SPEC 11: a `capture` step
-/// whose second value is named [`YIELD_VALUE_PREFIX`]` ...`). Such a body reads and writes its
-/// caller's locals, so it is compiled in its caller's function, not as a region of its own.
-fn yields(program: &Program, s: &Step) -> bool {
-    let arms = |a: &Arms| {
-        a.arms
-            .iter()
-            .any(|arm| arm.step.as_ref().is_some_and(|s| yields(program, s)))
-    };
-    match s {
-        Step::Capture(c) => {
-            program
-                .values
-                .get(c.first_value.0 as usize + 1)
-                .is_some_and(|v| v.branch.starts_with(YIELD_VALUE_PREFIX))
-                || arms(&c.arms)
-        }
-        Step::Invoke(s) => arms(&s.arms),
-        Step::Call(s) => yields(program, &s.body) || arms(&s.arms),
-        Step::For(s) => arms(&s.arms),
-        Step::If(s) => arms(&s.arms),
-        Step::While(s) => arms(&s.arms),
-        Step::Match(m) => m
-            .arms
-            .iter()
-            .any(|a| a.arm.step.as_ref().is_some_and(|s| yields(program, s))),
-        Step::Update(_) | Step::Construct(_) | Step::Yield(_) => false,
-    }
-}
-
 /// Whether a loop runs anywhere inside these arms (inlined subflows included).
 fn contains_loop(arms: &Arms) -> bool {
     fn step(s: &Step) -> bool {
