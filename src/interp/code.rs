@@ -127,6 +127,14 @@ pub(crate) enum Op {
         a: u32,
         b: u32,
     },
+    /// `d = (a % b == 0) == eq`: `DivisionByZero` when `b` is 0 (a floored remainder is 0
+    /// exactly when the truncated one is).
+    RemZero {
+        eq: bool,
+        d: u32,
+        a: u32,
+        b: u32,
+    },
     AddK {
         d: u32,
         a: u32,
@@ -331,11 +339,20 @@ pub(crate) enum Op {
         lp: u32,
         t: Pc,
     },
+    /// A jump to a `for` loop's back-edge, merged with it: as [`Op::ForNext`], but to `exit`
+    /// (the op after that back-edge) when the loop ends.
+    ForNextJ {
+        lp: u16,
+        i: u32,
+        t: Pc,
+        exit: Pc,
+    },
     /// Counts an iteration of loop `lp` (a `while` body).
     Tick {
         lp: u32,
     },
-    /// A `while` loop's back-edge: tiering (its condition follows, rotated to the bottom).
+    /// A `while` loop's back-edge: tiering (on the rotated condition's paths into the body
+    /// that a [`Op::LoopCmp`] does not take).
     BackEdge {
         lp: u32,
     },
@@ -348,7 +365,9 @@ pub(crate) enum Op {
         k: i32,
         t: Pc,
     },
-    /// The rotated condition's jump back into the body: the iteration counted, then to `t`.
+    /// The rotated condition's jump back into the body: tiering (the back-edge: the
+    /// condition has no effect but its errors, which native code entered at the loop head
+    /// would raise the same), the iteration counted, then to `t`.
     LoopCmpK {
         c: Cond,
         lp: u16,
@@ -623,6 +642,9 @@ impl Bytecode {
             if let Some(t) = op.target_mut() {
                 target(*t);
             }
+            if let Some(t) = op.exit_mut() {
+                target(*t);
+            }
             match op {
                 Op::Mov { d, a } | Op::Not { d, a } | Op::Neg { d, a } | Op::FNeg { d, a } => {
                     word(d, 1);
@@ -646,6 +668,7 @@ impl Bytecode {
                 | Op::Mul { d, a, b }
                 | Op::Div { d, a, b }
                 | Op::Rem { d, a, b }
+                | Op::RemZero { d, a, b, .. }
                 | Op::FAdd { d, a, b }
                 | Op::FSub { d, a, b }
                 | Op::FMul { d, a, b }
@@ -718,7 +741,9 @@ impl Bytecode {
                     target(table.default);
                     table.targets.iter().for_each(|&t| target(t));
                 }
-                Op::ForEnter { i, .. } | Op::ForNext { i, .. } => word(i, 2),
+                Op::ForEnter { i, .. } | Op::ForNext { i, .. } | Op::ForNextJ { i, .. } => {
+                    word(i, 2)
+                }
                 Op::Tick { .. } | Op::BackEdge { .. } | Op::Charge { .. } | Op::Value { .. } => {}
                 Op::WhileNextK { a, .. } | Op::LoopCmpK { a, .. } => word(a, 1),
                 Op::LoopCmp { a, b, .. } => {
@@ -769,6 +794,23 @@ impl Bytecode {
             if let Some(t) = op.target_mut() {
                 *t = final_target(&snapshot, *t);
             }
+            if let Some(t) = op.exit_mut() {
+                *t = final_target(&snapshot, *t);
+            }
+            // A jump to a `for` back-edge is that back-edge (saves a dispatch per iteration
+            // where a body's paths join at its end).
+            if let Op::Jmp { t } = *op {
+                if let Op::ForNext { i, lp, t: body } = snapshot[t as usize] {
+                    if let Ok(lp) = u16::try_from(lp) {
+                        *op = Op::ForNextJ {
+                            lp,
+                            i,
+                            t: final_target(&snapshot, body),
+                            exit: final_target(&snapshot, t + 1),
+                        };
+                    }
+                }
+            }
         }
         for table in &mut self.tables {
             table.default = final_target(&snapshot, table.default);
@@ -803,6 +845,9 @@ impl Bytecode {
                 if let Some(t) = op.target_mut() {
                     *t = new_pc[*t as usize];
                 }
+                if let Some(t) = op.exit_mut() {
+                    *t = new_pc[*t as usize];
+                }
                 op
             })
             .collect();
@@ -834,9 +879,18 @@ impl Op {
             | Op::JRemMagicZero { t, .. }
             | Op::ForEnter { t, .. }
             | Op::ForNext { t, .. }
+            | Op::ForNextJ { t, .. }
             | Op::WhileNextK { t, .. }
             | Op::LoopCmpK { t, .. }
             | Op::LoopCmp { t, .. } => Some(t),
+            _ => None,
+        }
+    }
+
+    /// The second target of an op that has two.
+    fn exit_mut(&mut self) -> Option<&mut Pc> {
+        match self {
+            Op::ForNextJ { exit, .. } => Some(exit),
             _ => None,
         }
     }
@@ -1196,6 +1250,20 @@ impl<'p> Compiler<'p> {
                     FloatOp::Div => Op::FDiv { d, a, b },
                     FloatOp::Rem => Op::FRem { d, a, b },
                 });
+            }
+            // `x % y == 0` with a divisor that is not a literal: one op.
+            Expr::IntCmp(op @ (CmpOp::Eq | CmpOp::Ne), x, y)
+                if matches!(**y, Expr::Int(0))
+                    && matches!(**x, Expr::IntArith(IntOp::Rem, ..))
+                    && rem_by_constant(x).is_none() =>
+            {
+                let Expr::IntArith(IntOp::Rem, x, y, site) = &**x else {
+                    unreachable!("matched")
+                };
+                let a = self.operand(x);
+                let b = self.operand(y);
+                let eq = *op == CmpOp::Eq;
+                self.emit_at(Op::RemZero { eq, d, a, b }, site);
             }
             Expr::IntCmp(op, x, y) | Expr::BoolCmp(op, x, y) => {
                 let c = Cond::of(*op);
@@ -1867,13 +1935,15 @@ impl<'p> Compiler<'p> {
                 );
             }
             _ => {
-                self.emit(Op::BackEdge { lp });
+                // The back-edge's tiering is on every path into the body, after the
+                // condition (in the `LoopCmp` a comparison becomes, or here).
                 let tick = self.label();
                 let outer = self.tick_jump.replace((tick, lp, body));
                 self.cond(&s.cond, true, tick);
                 self.tick_jump = outer;
                 self.jump(Op::Jmp { t: 0 }, done);
                 self.bind(tick);
+                self.emit(Op::BackEdge { lp });
                 self.emit(Op::Tick { lp });
                 self.jump(Op::Jmp { t: 0 }, body);
             }
@@ -1952,32 +2022,56 @@ impl<'p> Compiler<'p> {
         self.select(&s.arms, 1, s.first_value, &name, s.span, k);
     }
 
-    /// `captured { ... }`: every expression sees the old values. A field that a later
-    /// expression reads is evaluated into a temporary and assigned after the last one.
+    /// `captured { ... }`: every expression sees the old values. Assignments go in an order
+    /// where none writes a field a pending one still reads (then straight into the field);
+    /// one that may fail is not moved before another that may (a run reports the first
+    /// error in source order, as native code does). Where no assignment can go (a cycle),
+    /// the first pending one is evaluated into a temporary, assigned after the last.
     fn update(&mut self, s: &CaptureUpdate) {
         let mark = self.temp;
         let words = |c: &Compiler<'_>, local: LocalId| {
             let slot = c.layout.slot(local);
             slot.offset..slot.offset + slot.ty.words()
         };
-        let mut deferred = Vec::new();
-        for (i, (local, e)) in s.assigns.iter().enumerate() {
-            let mine = words(self, *local);
-            let read_later = s.assigns[i + 1..].iter().any(|(_, later)| {
-                let mut hit = false;
-                later.visit_locals(&mut |l| {
-                    let theirs = words(self, l);
-                    hit |= theirs.start < mine.end && mine.start < theirs.end;
-                });
-                hit
+        let reads = |c: &Compiler<'_>, e: &Expr, local: LocalId| {
+            let mine = words(c, local);
+            let mut hit = false;
+            e.visit_locals(&mut |l| {
+                let theirs = words(c, l);
+                hit |= theirs.start < mine.end && mine.start < theirs.end;
             });
-            if read_later {
-                let ty = e.ty();
-                let at = self.temps(ty.words());
-                self.any_expr(e, at);
-                deferred.push((*local, at, ty, literal_leaves(e)));
-            } else {
-                self.assign_field(*local, e);
+            hit
+        };
+        let mut pending: Vec<usize> = (0..s.assigns.len()).collect();
+        let mut deferred = Vec::new();
+        while !pending.is_empty() {
+            let mut failing_before = false;
+            let mut pick = None;
+            for (n, &i) in pending.iter().enumerate() {
+                let (local, e) = &s.assigns[i];
+                let fails = may_fail(e);
+                if !(fails && failing_before)
+                    && !pending
+                        .iter()
+                        .any(|&j| j != i && reads(self, &s.assigns[j].1, *local))
+                {
+                    pick = Some(n);
+                    break;
+                }
+                failing_before |= fails;
+            }
+            match pick {
+                Some(n) => {
+                    let (local, e) = &s.assigns[pending.remove(n)];
+                    self.assign_field(*local, e);
+                }
+                None => {
+                    let (local, e) = &s.assigns[pending.remove(0)];
+                    let ty = e.ty();
+                    let at = self.temps(ty.words());
+                    self.any_expr(e, at);
+                    deferred.push((*local, at, ty, literal_leaves(e)));
+                }
             }
         }
         for (local, a, ty, literal) in deferred {
@@ -2215,6 +2309,19 @@ fn same_conversion(x: &Expr, y: &Expr) -> bool {
     }
 }
 
+/// Whether evaluating `e` may end the run with an error (checked int arithmetic but a
+/// division or remainder by a literal that cannot fail, a float-to-int conversion).
+fn may_fail(e: &Expr) -> bool {
+    let here = match e {
+        Expr::NegInt(..) | Expr::FloatToInt(..) => true,
+        Expr::IntArith(IntOp::Div, _, y, _) => !matches!(**y, Expr::Int(k) if k != 0 && k != -1),
+        Expr::IntArith(IntOp::Rem, _, y, _) => !matches!(**y, Expr::Int(k) if k != 0),
+        Expr::IntArith(..) => true,
+        _ => false,
+    };
+    here || e.operands().any(may_fail)
+}
+
 /// `a % k` with a literal `k` that is not 0 and fits an immediate.
 fn rem_by_constant(e: &Expr) -> Option<(&Expr, i32)> {
     match e {
@@ -2282,7 +2389,7 @@ impl std::fmt::Display for Listing<'_> {
                 let (key, value) = field.split_once(": ").unwrap_or((field, ""));
                 let shown = match key {
                     "d" | "a" | "b" | "i" => format!("w{value}"),
-                    "t" => format!("->{value}"),
+                    "t" | "exit" => format!("->{value}"),
                     _ => value.to_string(),
                 };
                 write!(f, "{}{key}={shown}", if first { "" } else { " " })?;

@@ -186,10 +186,10 @@ impl Exec<'_> {
         loop {
             // SAFETY: `verify` checked that every jump target is in the code and that it ends
             // with `End`, so `pc` never passes the end.
-            let op = unsafe { *ip };
+            let op = unsafe { &*ip };
             // SAFETY: at most one past the last op (`End` never falls through).
             ip = unsafe { ip.add(1) };
-            match op {
+            match *op {
                 Op::Mov { d, a } => set!(d, get!(a)),
                 Op::Mov2 { d, a } => {
                     let (p, l) = (get!(a), get!(a + 1));
@@ -234,6 +234,17 @@ impl Exec<'_> {
                         _ => floored_rem(x, y),
                     };
                     set!(d, r as u64)
+                }
+                Op::RemZero { eq, d, a, b } => {
+                    let (x, y) = (int!(a), int!(b));
+                    if y == 0 {
+                        return Err(self.int_error(code, pc!(), ErrorCode::DivisionByZero, "%"));
+                    }
+                    let zero = match (i32::try_from(x), i32::try_from(y)) {
+                        (Ok(a), Ok(b)) => a.wrapping_rem(b) == 0,
+                        _ => x.wrapping_rem(y) == 0,
+                    };
+                    set!(d, u64::from(zero == eq))
                 }
                 Op::AddK { d, a, k } => {
                     checked!(d, int!(a).checked_add(k as i64), ErrorCode::Overflow, "+")
@@ -386,6 +397,19 @@ impl Exec<'_> {
                         jump!(t);
                     }
                 }
+                Op::ForNextJ { lp, i, t, exit } => {
+                    let lp = u32::from(lp);
+                    self.back_edge(lp)?;
+                    refresh!();
+                    let next = int!(i) + 1;
+                    set!(i, next as u64);
+                    if next < int!(i + 1) {
+                        self.tick(lp)?;
+                        jump!(t);
+                    } else {
+                        jump!(exit);
+                    }
+                }
                 Op::Tick { lp } => self.tick(lp)?,
                 Op::BackEdge { lp } => {
                     self.back_edge(lp)?;
@@ -401,12 +425,16 @@ impl Exec<'_> {
                 }
                 Op::LoopCmpK { c, lp, a, k, t } => {
                     if c.holds(int!(a), k as i64) {
+                        self.back_edge(u32::from(lp))?;
+                        refresh!();
                         self.tick(u32::from(lp))?;
                         jump!(t);
                     }
                 }
                 Op::LoopCmp { c, lp, a, b, t } => {
                     if c.holds(int!(a), int!(b)) {
+                        self.back_edge(u32::from(lp))?;
+                        refresh!();
                         self.tick(u32::from(lp))?;
                         jump!(t);
                     }
