@@ -2050,7 +2050,8 @@ impl<'p> Compiler<'p> {
             for (n, &i) in pending.iter().enumerate() {
                 let (local, e) = &s.assigns[i];
                 let fails = may_fail(e);
-                if !(fails && failing_before)
+                let movable = !(fails && failing_before);
+                if movable
                     && !pending
                         .iter()
                         .any(|&j| j != i && reads(self, &s.assigns[j].1, *local))
