@@ -540,6 +540,8 @@ pub(crate) struct Bytecode {
     pub ops: Vec<Op>,
     /// Words of the frame the code uses: the layout's, then the temporaries.
     pub frame_words: u32,
+    /// Loops of the program (every op's loop is below).
+    pub loops: u32,
     pub strs: Vec<Arc<str>>,
     /// For each literal of at most 16 bytes, [`window_key`] of its bytes.
     pub str_keys: Vec<(u64, u64)>,
@@ -635,6 +637,7 @@ impl Bytecode {
         let len = self.ops.len() as u32;
         let word = |w: u32, n: u32| assert!(w.checked_add(n).is_some_and(|e| e <= words));
         let target = |t: Pc| assert!(t < len);
+        let in_loops = |lp: u32| assert!(lp < self.loops);
         assert_eq!(self.ops.last(), Some(&Op::End));
         assert_eq!(self.lits.len(), self.strs.len());
         for op in &self.ops {
@@ -741,14 +744,24 @@ impl Bytecode {
                     target(table.default);
                     table.targets.iter().for_each(|&t| target(t));
                 }
-                Op::ForEnter { i, .. } | Op::ForNext { i, .. } | Op::ForNextJ { i, .. } => {
-                    word(i, 2)
+                Op::ForEnter { i, lp, .. } | Op::ForNext { i, lp, .. } => {
+                    word(i, 2);
+                    in_loops(lp);
                 }
-                Op::Tick { .. } | Op::BackEdge { .. } | Op::Charge { .. } | Op::Value { .. } => {}
-                Op::WhileNextK { a, .. } | Op::LoopCmpK { a, .. } => word(a, 1),
-                Op::LoopCmp { a, b, .. } => {
+                Op::ForNextJ { i, lp, .. } => {
+                    word(i, 2);
+                    in_loops(u32::from(lp));
+                }
+                Op::Tick { lp } | Op::BackEdge { lp } => in_loops(lp),
+                Op::Charge { .. } | Op::Value { .. } => {}
+                Op::WhileNextK { a, lp, .. } | Op::LoopCmpK { a, lp, .. } => {
+                    word(a, 1);
+                    in_loops(u32::from(lp));
+                }
+                Op::LoopCmp { a, b, lp, .. } => {
                     word(a, 1);
                     word(b, 1);
+                    in_loops(u32::from(lp));
                 }
                 Op::Invoke { d, k } => {
                     word(d, 1);
@@ -790,7 +803,7 @@ impl Bytecode {
             t
         };
         let snapshot = self.ops.clone();
-        for op in &mut self.ops {
+        for (pc, op) in self.ops.iter_mut().enumerate() {
             if let Some(t) = op.target_mut() {
                 *t = final_target(&snapshot, *t);
             }
@@ -800,7 +813,9 @@ impl Bytecode {
             // A jump to a `for` back-edge is that back-edge (saves a dispatch per iteration
             // where a body's paths join at its end).
             if let Op::Jmp { t } = *op {
-                if let Op::ForNext { i, lp, t: body } = snapshot[t as usize] {
+                if let (Op::ForNext { i, lp, t: body }, false) =
+                    (snapshot[t as usize], t as usize == pc + 1)
+                {
                     if let Ok(lp) = u16::try_from(lp) {
                         *op = Op::ForNextJ {
                             lp,
@@ -995,6 +1010,7 @@ impl<'p> Compiler<'p> {
             tick_jump: None,
         };
         c.code.frame_words = c.temp;
+        c.code.loops = u32::try_from(program.loops.len()).expect("loops are counted in u32");
         for (i, &bits) in consts.iter().enumerate() {
             let d = layout.words + i as u32;
             c.emit(Op::Const { d, k: bits });

@@ -171,13 +171,24 @@ impl Exec<'_> {
     /// One loop iteration. The iteration limit is exact; the interrupt and the deadline are
     /// looked at every [`crate::limits::ClockPacer::grant`] iterations, as native code's budget
     /// refill does.
+    ///
+    /// # Safety
+    ///
+    /// `loop_index` is below `self.state.loop_iterations.len()` (the executor checks the
+    /// counters against the code's loops once, and `Bytecode::verify` every op's loop).
     #[inline(always)]
-    fn tick(&mut self, loop_index: u32) -> Result<(), Trap> {
+    unsafe fn tick(&mut self, loop_index: u32) -> Result<(), Trap> {
         if self.state.iterations >= self.iteration_stop {
             self.checkpoint()?;
         }
         self.state.iterations += 1;
-        self.state.loop_iterations[loop_index as usize] += 1;
+        // SAFETY: the caller's.
+        unsafe {
+            *self
+                .state
+                .loop_iterations
+                .get_unchecked_mut(loop_index as usize) += 1;
+        }
         Ok(())
     }
 
@@ -230,15 +241,26 @@ impl Exec<'_> {
     }
 
     /// At a loop's back-edge: now and then, let the engine move the run on (see [`Tiering`]).
-    #[inline]
-    fn back_edge(&mut self, loop_index: u32) -> Result<(), Trap> {
+    /// Whether it did look (then the frame may have been touched through the state).
+    #[inline(always)]
+    fn back_edge(&mut self, loop_index: u32) -> Result<bool, Trap> {
+        if self.tiering.is_none() {
+            return Ok(false);
+        }
+        self.osr_countdown -= 1;
+        if self.osr_countdown != 0 {
+            return Ok(false);
+        }
+        self.osr_check(loop_index)?;
+        Ok(true)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn osr_check(&mut self, loop_index: u32) -> Result<(), Trap> {
         let Some(tiering) = self.tiering else {
             return Ok(());
         };
-        self.osr_countdown -= 1;
-        if self.osr_countdown != 0 {
-            return Ok(());
-        }
         self.osr_countdown = tiering.check_interval().clamp(1, OSR_CHECK_INTERVAL);
         match tiering.back_edge(loop_index, self.state) {
             Some(result) => Err(Trap::Finished(Box::new(result))),

@@ -115,7 +115,9 @@ impl Exec<'_> {
     /// pointer were spilled around every op).
     #[inline(never)]
     pub(super) fn exec(&mut self, code: &Bytecode) -> Result<Option<ValueId>, Trap> {
-        if self.state.frame.len() < code.frame_words as usize {
+        if self.state.frame.len() < code.frame_words as usize
+            || self.state.loop_iterations.len() < code.loops as usize
+        {
             return Err(Trap::error(
                 ErrorCode::HostError,
                 "internal error: the run state was sized for another flow",
@@ -181,6 +183,21 @@ impl Exec<'_> {
                     Some(v) => set!($d, v as u64),
                     None => return Err(self.int_error(code, pc!(), $code, $symbol)),
                 }
+            };
+        }
+        // A back-edge: the frame is taken again when the engine looked at the run.
+        macro_rules! back_edge {
+            ($lp:expr) => {
+                if self.back_edge($lp)? {
+                    refresh!();
+                }
+            };
+        }
+        macro_rules! tick {
+            ($lp:expr) => {
+                // SAFETY: `verify` checked every op's loop against `code.loops`, and the
+                // counters were checked against it above.
+                unsafe { self.tick($lp)? }
             };
         }
         loop {
@@ -383,59 +400,53 @@ impl Exec<'_> {
                     if int!(i) >= int!(i + 1) {
                         jump!(t)
                     } else {
-                        self.tick(lp)?
+                        tick!(lp)
                     }
                 }
                 Op::ForNext { i, lp, t } => {
-                    self.back_edge(lp)?;
-                    refresh!();
+                    back_edge!(lp);
                     // The index is below the bound: no overflow.
                     let next = int!(i) + 1;
                     set!(i, next as u64);
                     if next < int!(i + 1) {
-                        self.tick(lp)?;
+                        tick!(lp);
                         jump!(t);
                     }
                 }
                 Op::ForNextJ { lp, i, t, exit } => {
                     let lp = u32::from(lp);
-                    self.back_edge(lp)?;
-                    refresh!();
+                    back_edge!(lp);
                     let next = int!(i) + 1;
                     set!(i, next as u64);
                     if next < int!(i + 1) {
-                        self.tick(lp)?;
+                        tick!(lp);
                         jump!(t);
                     } else {
                         jump!(exit);
                     }
                 }
-                Op::Tick { lp } => self.tick(lp)?,
+                Op::Tick { lp } => tick!(lp),
                 Op::BackEdge { lp } => {
-                    self.back_edge(lp)?;
-                    refresh!();
+                    back_edge!(lp);
                 }
                 Op::WhileNextK { c, lp, a, k, t } => {
-                    self.back_edge(u32::from(lp))?;
-                    refresh!();
+                    back_edge!(u32::from(lp));
                     if c.holds(int!(a), k as i64) {
-                        self.tick(u32::from(lp))?;
+                        tick!(u32::from(lp));
                         jump!(t);
                     }
                 }
                 Op::LoopCmpK { c, lp, a, k, t } => {
                     if c.holds(int!(a), k as i64) {
-                        self.back_edge(u32::from(lp))?;
-                        refresh!();
-                        self.tick(u32::from(lp))?;
+                        back_edge!(u32::from(lp));
+                        tick!(u32::from(lp));
                         jump!(t);
                     }
                 }
                 Op::LoopCmp { c, lp, a, b, t } => {
                     if c.holds(int!(a), int!(b)) {
-                        self.back_edge(u32::from(lp))?;
-                        refresh!();
-                        self.tick(u32::from(lp))?;
+                        back_edge!(u32::from(lp));
+                        tick!(u32::from(lp));
                         jump!(t);
                     }
                 }
