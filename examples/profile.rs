@@ -1,8 +1,11 @@
 //! A fixed workload for instruction-count profiling (`valgrind --tool=callgrind`): the typed
 //! nested loop (`KORU_PROFILE=typed`, the default), the string one (`string`), the pure sum-fold
-//! (`fold`), each run 20 times, or three small flows of the demo events run 100,000 times each
+//! (`fold`), each run 20 times, the typed nested loop parsed and checked (`parse`) or loaded
+//! from its stored bytes (`load`) 2,000 times, or three small flows of the demo events run 100,000 times each
 //! (`three`), on the tier `KORU_TIER` names (`interp`, the default, or `jit`).
-use koru_jit::{CompileOptions, Engine, Inputs, Registry, RunLimits, Tier};
+use koru_jit::{
+    CacheConfig, CompileOptions, Engine, EngineConfig, Inputs, Registry, RunLimits, Tier,
+};
 
 fn main() {
     let which = std::env::var("KORU_PROFILE").unwrap_or_else(|_| "typed".into());
@@ -57,9 +60,32 @@ fn main() {
         "fold" => "~capture({ sum: 0 })\n| as acc |> for(0..100000)\n    | each i |> captured { sum: acc.sum + i }\n| captured total |> result total.sum\n",
         _ => "~for(0..1000)\n| each _ |> for(0..100)\n    | each i |> add(a: 0, b: i)\n| done |> _\n",
     };
-    let flow = Engine::new(registry)
-        .compile("profile", source, &CompileOptions::default().tier(tier))
-        .unwrap();
+    // No compiled-flow cache: `parse` parses and checks every time.
+    let engine = Engine::with_config(
+        registry,
+        EngineConfig {
+            cache: CacheConfig::disabled(),
+            ..EngineConfig::default()
+        },
+    );
+    let options = CompileOptions::default().tier(tier);
+    if which == "load" || which == "parse" {
+        // The artifact benchmark's work, 2,000 times: the typed nested loop parsed and
+        // checked, or loaded from its stored bytes.
+        let bytes = engine
+            .compile("profile", source, &options)
+            .unwrap()
+            .to_bytes();
+        for _ in 0..2_000 {
+            if which == "load" {
+                std::hint::black_box(engine.load(&bytes, &options).unwrap());
+            } else {
+                std::hint::black_box(engine.compile("profile", source, &options).unwrap());
+            }
+        }
+        return;
+    }
+    let flow = engine.compile("profile", source, &options).unwrap();
     assert_eq!(flow.tier(), tier, "{:?}", flow.jit_error());
     for _ in 0..20 {
         std::hint::black_box(flow.run(&inputs, &limits).unwrap());

@@ -606,19 +606,11 @@ impl Bytecode {
             .map(|i| &self.sites[i].site)
     }
 
-    /// Compiles `program` over `layout`.
+    /// Compiles `program` over `layout`, in one pass: the constants the ops read from the frame
+    /// (literals that do not fit an immediate) get words of their own numbering while the ops
+    /// are emitted, placed above the temporaries at the end, and written once by a prologue.
     pub fn compile(program: &Program, layout: &Layout) -> Bytecode {
-        // Twice: the first pass finds the constants the ops read from the frame (literals
-        // that do not fit an immediate), the second places them below the temporaries and
-        // writes them once in a prologue.
-        let first = Compiler::new(program, layout, Vec::new(), Vec::new()).run();
-        let found = (first.consts.len(), first.str_consts.len());
-        let mut code = Compiler::new(program, layout, first.consts, first.str_consts).run();
-        assert_eq!(
-            (code.consts.len(), code.str_consts.len()),
-            found,
-            "both passes find the same constants"
-        );
+        let mut code = Compiler::new(program, layout).run();
         // Each pass is linear; removing jumps can make others jump to the next op, nested as
         // deep as the source's steps at most: a few passes, bounded whatever the source.
         for _ in 0..8 {
@@ -791,6 +783,86 @@ impl Bytecode {
         }
     }
 
+    /// A `str` literal's index in [`Bytecode::strs`] (and `lits`, `str_keys`).
+    fn add_literal(&mut self, text: &Arc<str>) -> u32 {
+        // SAFETY: the text's own bytes.
+        let key = unsafe { window_key(text.as_ptr(), text.len()) };
+        self.str_keys.push(key);
+        self.lits.push(Lit {
+            ptr: text.as_ptr() as u64,
+            len: text.len() as u64,
+            key,
+        });
+        self.strs.push(text.clone());
+        self.strs.len() as u32 - 1
+    }
+
+    /// Gives the constants (numbered from [`CONSTANT_WORDS`] while compiling) the words above
+    /// the temporaries, and puts the prologue that writes them before the code.
+    fn place_constants(
+        &mut self,
+        consts: &[u64],
+        words: &std::collections::HashMap<u64, u32>,
+        str_consts: &[Arc<str>],
+        str_words: &std::collections::HashMap<Arc<str>, u32>,
+    ) {
+        if consts.is_empty() && str_consts.is_empty() {
+            return;
+        }
+        let base = self.frame_words;
+        let place = |w: &mut u32| {
+            if *w >= CONSTANT_WORDS {
+                *w = base + (*w - CONSTANT_WORDS);
+            }
+        };
+        let mut count = 0;
+        for op in &mut self.ops {
+            op.words_mut(&mut |w| place(w));
+        }
+        for site in &mut self.invokes {
+            site.args.iter_mut().for_each(|arg| place(&mut arg.at));
+        }
+        for site in &mut self.prints {
+            for part in &mut site.parts {
+                if let PrintPart::Hole { at, .. } = part {
+                    place(at);
+                }
+            }
+        }
+        let mut prologue = Vec::with_capacity(consts.len() + str_consts.len());
+        for bits in consts {
+            let d = base + (words[bits] - CONSTANT_WORDS);
+            prologue.push(Op::Const { d, k: *bits });
+            count += 1;
+        }
+        for text in str_consts {
+            let d = base + (str_words[text] - CONSTANT_WORDS);
+            let k = self.add_literal(text);
+            prologue.push(Op::Str { d, k });
+            count += 2;
+        }
+        self.frame_words = base + count;
+        // Every op moves up by the prologue's length.
+        let shift = prologue.len() as u32;
+        for op in &mut self.ops {
+            if let Some(t) = op.target_mut() {
+                *t += shift;
+            }
+            if let Some(t) = op.exit_mut() {
+                *t += shift;
+            }
+        }
+        for table in &mut self.tables {
+            table.default += shift;
+            table.targets.iter_mut().for_each(|t| *t += shift);
+        }
+        for site in &mut self.sites {
+            site.pc += shift;
+        }
+        prologue.append(&mut self.ops);
+        self.ops = prologue;
+    }
+
     /// Jumps to jumps go to the final target; jumps to the next op disappear.
     fn thread_jumps(&mut self) -> bool {
         let final_target = |ops: &[Op], mut t: Pc| {
@@ -902,6 +974,82 @@ impl Op {
         }
     }
 
+    /// Calls `f` with every frame word the op names (not a loop's index and bound, which are
+    /// never constants).
+    fn words_mut(&mut self, f: &mut impl FnMut(&mut u32)) {
+        match self {
+            Op::Add { d, a, b }
+            | Op::Sub { d, a, b }
+            | Op::Mul { d, a, b }
+            | Op::Div { d, a, b }
+            | Op::Rem { d, a, b }
+            | Op::RemZero { d, a, b, .. }
+            | Op::FAdd { d, a, b }
+            | Op::FSub { d, a, b }
+            | Op::FMul { d, a, b }
+            | Op::FDiv { d, a, b }
+            | Op::FRem { d, a, b }
+            | Op::Cmp { d, a, b, .. }
+            | Op::FCmp { d, a, b, .. }
+            | Op::StrEq { d, a, b, .. } => {
+                f(d);
+                f(a);
+                f(b);
+            }
+            Op::Mov { d, a }
+            | Op::Mov2 { d, a }
+            | Op::AddK { d, a, .. }
+            | Op::SubK { d, a, .. }
+            | Op::MulK { d, a, .. }
+            | Op::DivK { d, a, .. }
+            | Op::RemK { d, a, .. }
+            | Op::Neg { d, a }
+            | Op::FNeg { d, a }
+            | Op::IntToFloat { d, a }
+            | Op::FloatToInt { d, a }
+            | Op::CmpK { d, a, .. }
+            | Op::StrEqK { d, a, .. }
+            | Op::Not { d, a }
+            | Op::DivMagic { d, a, .. }
+            | Op::RemMagic { d, a, .. }
+            | Op::Format { d, a, .. }
+            | Op::AccStr { d, a, .. }
+            | Op::OwnStr { d, a, .. } => {
+                f(d);
+                f(a);
+            }
+            Op::Const { d, .. } | Op::Str { d, .. } | Op::Invoke { d, .. } => f(d),
+            Op::JCmp { a, b, .. }
+            | Op::JFCmp { a, b, .. }
+            | Op::JStrEq { a, b, .. }
+            | Op::LoopCmp { a, b, .. } => {
+                f(a);
+                f(b);
+            }
+            Op::JBool { a, .. }
+            | Op::JCmpK { a, .. }
+            | Op::JStrEqK { a, .. }
+            | Op::JRemZero { a, .. }
+            | Op::JRemMagicZero { a, .. }
+            | Op::JMaskZero { a, .. }
+            | Op::JTable { a, .. }
+            | Op::WhileNextK { a, .. }
+            | Op::LoopCmpK { a, .. } => f(a),
+            Op::Jmp { .. }
+            | Op::ForEnter { .. }
+            | Op::ForNext { .. }
+            | Op::ForNextJ { .. }
+            | Op::Tick { .. }
+            | Op::BackEdge { .. }
+            | Op::Charge { .. }
+            | Op::Print { .. }
+            | Op::Value { .. }
+            | Op::Fail { .. }
+            | Op::Trace { .. }
+            | Op::End => {}
+        }
+    }
+
     /// The second target of an op that has two.
     fn exit_mut(&mut self) -> Option<&mut Pc> {
         match self {
@@ -961,6 +1109,8 @@ struct Compiler<'p> {
     consts: Vec<u64>,
     str_words: std::collections::HashMap<Arc<str>, u32>,
     str_consts: Vec<Arc<str>>,
+    /// Constant words numbered so far (from [`CONSTANT_WORDS`]).
+    constant_count: u32,
     /// In a rotated `while` condition: (the label of its "count and go on" block, the loop,
     /// the body).
     tick_jump: Option<(Label, u32, Label)>,
@@ -976,52 +1126,28 @@ fn small(v: i64) -> Option<i32> {
 }
 
 impl<'p> Compiler<'p> {
-    fn new(
-        program: &'p Program,
-        layout: &'p Layout,
-        consts: Vec<u64>,
-        str_consts: Vec<Arc<str>>,
-    ) -> Compiler<'p> {
-        let constant_words = consts
-            .iter()
-            .enumerate()
-            .map(|(i, &bits)| (bits, layout.words + i as u32))
-            .collect();
-        let str_base = layout.words + consts.len() as u32;
-        let str_words = str_consts
-            .iter()
-            .enumerate()
-            .map(|(i, text)| (text.clone(), str_base + 2 * i as u32))
-            .collect();
+    fn new(program: &'p Program, layout: &'p Layout) -> Compiler<'p> {
+        // Room for a small flow's code without regrowing.
         let mut c = Compiler {
             program,
             layout,
             code: Bytecode::default(),
-            labels: Vec::new(),
-            fixups: Vec::new(),
-            temp: str_base + 2 * str_consts.len() as u32,
+            labels: Vec::with_capacity(64),
+            fixups: Vec::with_capacity(64),
+            temp: layout.words,
             tracing: program.trace != crate::host::TraceLevel::Off,
             arm_labels: Default::default(),
             exit_labels: Default::default(),
-            constant_words,
+            constant_words: Default::default(),
             consts: Vec::new(),
-            str_words,
+            str_words: Default::default(),
             str_consts: Vec::new(),
+            constant_count: 0,
             tick_jump: None,
         };
+        c.code.ops.reserve(64);
         c.code.frame_words = c.temp;
         c.code.loops = u32::try_from(program.loops.len()).expect("loops are counted in u32");
-        for (i, &bits) in consts.iter().enumerate() {
-            let d = layout.words + i as u32;
-            c.emit(Op::Const { d, k: bits });
-        }
-        for (i, text) in str_consts.iter().enumerate() {
-            let d = str_base + 2 * i as u32;
-            let k = c.literal(text);
-            c.emit(Op::Str { d, k });
-        }
-        c.consts = consts;
-        c.str_consts = str_consts;
         c
     }
 
@@ -1034,7 +1160,10 @@ impl<'p> Compiler<'p> {
         self.emit(Op::End);
         let consts = std::mem::take(&mut self.consts);
         let str_consts = std::mem::take(&mut self.str_consts);
+        let words = std::mem::take(&mut self.constant_words);
+        let str_words = std::mem::take(&mut self.str_words);
         let mut code = self.into_code();
+        code.place_constants(&consts, &words, &str_consts, &str_words);
         code.consts = consts;
         code.str_consts = str_consts;
         code
@@ -1058,7 +1187,8 @@ impl<'p> Compiler<'p> {
             return word;
         }
         self.str_consts.push(text.clone());
-        let word = self.temps(2);
+        let word = CONSTANT_WORDS + self.constant_count;
+        self.constant_count += 2;
         self.str_words.insert(text.clone(), word);
         word
     }
@@ -1068,9 +1198,9 @@ impl<'p> Compiler<'p> {
         if let Some(&word) = self.constant_words.get(&bits) {
             return word;
         }
-        // First pass: found now, placed by the second.
         self.consts.push(bits);
-        let word = self.temps(1);
+        let word = CONSTANT_WORDS + self.constant_count;
+        self.constant_count += 1;
         self.constant_words.insert(bits, word);
         word
     }
@@ -1163,16 +1293,7 @@ impl<'p> Compiler<'p> {
     }
 
     fn literal(&mut self, text: &Arc<str>) -> u32 {
-        // SAFETY: the text's own bytes.
-        let key = unsafe { window_key(text.as_ptr(), text.len()) };
-        self.code.str_keys.push(key);
-        self.code.lits.push(Lit {
-            ptr: text.as_ptr() as u64,
-            len: text.len() as u64,
-            key,
-        });
-        self.code.strs.push(text.clone());
-        self.code.strs.len() as u32 - 1
+        self.code.add_literal(text)
     }
 
     fn fail(&mut self, message: String, event: Option<Arc<str>>, span: Span) {
@@ -2358,6 +2479,10 @@ fn literal_leaves(e: &Expr) -> bool {
         _ => false,
     }
 }
+
+/// Where constant words are numbered from while compiling (above any frame: the layout and
+/// the temporaries are bounded far below by the front end's limits).
+const CONSTANT_WORDS: u32 = 1 << 30;
 
 /// Jump-table entries per flow (64 KB of targets).
 const MAX_TABLE_ENTRIES: usize = 16 * 1024;
