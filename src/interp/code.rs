@@ -874,70 +874,69 @@ impl Bytecode {
             }
             t
         };
-        let snapshot = self.ops.clone();
-        for (pc, op) in self.ops.iter_mut().enumerate() {
+        // In place: an op already pointed at its final target, or a jump already merged into
+        // a back-edge, leads where it did.
+        for pc in 0..self.ops.len() {
+            let mut op = self.ops[pc];
             if let Some(t) = op.target_mut() {
-                *t = final_target(&snapshot, *t);
+                *t = final_target(&self.ops, *t);
             }
             if let Some(t) = op.exit_mut() {
-                *t = final_target(&snapshot, *t);
+                *t = final_target(&self.ops, *t);
             }
             // A jump to a `for` back-edge is that back-edge (saves a dispatch per iteration
             // where a body's paths join at its end).
-            if let Op::Jmp { t } = *op {
+            if let Op::Jmp { t } = op {
                 if let (Op::ForNext { i, lp, t: body }, false) =
-                    (snapshot[t as usize], t as usize == pc + 1)
+                    (self.ops[t as usize], t as usize == pc + 1)
                 {
                     if let Ok(lp) = u16::try_from(lp) {
-                        *op = Op::ForNextJ {
+                        op = Op::ForNextJ {
                             lp,
                             i,
-                            t: final_target(&snapshot, body),
-                            exit: final_target(&snapshot, t + 1),
+                            t: final_target(&self.ops, body),
+                            exit: final_target(&self.ops, t + 1),
                         };
                     }
                 }
             }
+            self.ops[pc] = op;
         }
         for table in &mut self.tables {
-            table.default = final_target(&snapshot, table.default);
+            table.default = final_target(&self.ops, table.default);
             for t in &mut table.targets {
-                *t = final_target(&snapshot, *t);
+                *t = final_target(&self.ops, *t);
             }
         }
-        // Drop `Jmp` to the next op, renumbering everything.
-        let keep: Vec<bool> = self
-            .ops
-            .iter()
-            .enumerate()
-            .map(|(pc, op)| !matches!(op, Op::Jmp { t } if *t as usize == pc + 1))
-            .collect();
-        if keep.iter().all(|&k| k) {
+        // Drop `Jmp` to the next op, renumbering everything (in place).
+        let dropped = |pc: usize, op: &Op| matches!(op, Op::Jmp { t } if *t as usize == pc + 1);
+        if !self.ops.iter().enumerate().any(|(pc, op)| dropped(pc, op)) {
             return false;
         }
         let mut new_pc = Vec::with_capacity(self.ops.len() + 1);
         let mut next = 0u32;
-        for &k in &keep {
+        for (pc, op) in self.ops.iter().enumerate() {
             new_pc.push(next);
-            next += u32::from(k);
+            next += u32::from(!dropped(pc, op));
         }
         new_pc.push(next);
         // A dropped op's number is that of the op after it, which is where it jumped.
-        let ops = std::mem::take(&mut self.ops);
-        self.ops = ops
-            .into_iter()
-            .zip(&keep)
-            .filter(|(_, &k)| k)
-            .map(|(mut op, _)| {
-                if let Some(t) = op.target_mut() {
-                    *t = new_pc[*t as usize];
-                }
-                if let Some(t) = op.exit_mut() {
-                    *t = new_pc[*t as usize];
-                }
-                op
-            })
-            .collect();
+        let mut kept = 0;
+        for pc in 0..self.ops.len() {
+            let mut op = self.ops[pc];
+            if dropped(pc, &op) {
+                continue;
+            }
+            if let Some(t) = op.target_mut() {
+                *t = new_pc[*t as usize];
+            }
+            if let Some(t) = op.exit_mut() {
+                *t = new_pc[*t as usize];
+            }
+            self.ops[kept] = op;
+            kept += 1;
+        }
+        self.ops.truncate(kept);
         for table in &mut self.tables {
             table.default = new_pc[table.default as usize];
             for t in &mut table.targets {
