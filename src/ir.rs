@@ -580,6 +580,17 @@ impl Expr {
         a.into_iter().chain(b).chain(c)
     }
 
+    /// Whether every value this `str` expression can take is a literal: assigned to a local
+    /// with a buffer (an accumulator field, a subflow's input or result), it needs no copy in
+    /// either tier, because the field points at the program's text, which outlives the run.
+    pub fn literal_leaves(&self) -> bool {
+        match self {
+            Expr::Str(_) => true,
+            Expr::Select(_, a, b, _) => a.literal_leaves() && b.literal_leaves(),
+            _ => false,
+        }
+    }
+
     /// Calls `f` with every local the expression reads.
     pub fn visit_locals(&self, f: &mut impl FnMut(LocalId)) {
         match self {

@@ -707,3 +707,26 @@ fn str_equality_with_a_short_literal_calls_nothing() {
         }
     }
 }
+
+#[test]
+fn a_str_field_assigned_literals_is_not_copied() {
+    // Issue 17: a `str` accumulator field whose new value is always a literal points at the
+    // program's text; native code calls no copy helper for it (as the interpreter copies
+    // nothing). The same loop over an int field has the same calls; a field that takes
+    // another field's text has one more (the copy).
+    let calls = |source: &str| clif_of(source).0.matches("call_indirect").count();
+    let literals = calls(
+        "~capture({ s: \"idle\", n: 0 })\n| as m |> for(0..n)\n    | each i |> captured { s: if (m.s == \"idle\") \"run\" else \"idle\", n: m.n + 1 }\n| captured r |> result r.n",
+    );
+    let ints = calls(
+        "~capture({ s: 0, n: 0 })\n| as m |> for(0..n)\n    | each i |> captured { s: if (m.s == 0) 1 else 0, n: m.n + 1 }\n| captured r |> result r.n",
+    );
+    let copied = calls(
+        "~capture({ s: \"idle\", t: \"run\", n: 0 })\n| as m |> for(0..n)\n    | each i |> captured { s: if (m.s == \"idle\") m.t else \"idle\", t: m.t, n: m.n + 1 }\n| captured r |> result r.n",
+    );
+    assert_eq!(literals, ints);
+    assert!(
+        copied > literals,
+        "{copied} calls with a copy, {literals} without"
+    );
+}

@@ -1578,7 +1578,7 @@ impl<'p> Compiler<'p> {
     /// literal needs none: the program's text outlives the run).
     fn owned_expr(&mut self, e: &Expr, local: LocalId) {
         let slot = self.layout.slot(local);
-        if slot.ty == Type::Str && slot.buffer != NO_BUFFER && !literal_leaves(e) {
+        if slot.ty == Type::Str && slot.buffer != NO_BUFFER && !e.literal_leaves() {
             let mark = self.temp;
             let at = self.str_at(e);
             let a = self.str_words(at);
@@ -2112,9 +2112,9 @@ impl<'p> Compiler<'p> {
     /// Assigns the value of `e` to accumulator field `local` (a `str` into its other buffer).
     fn assign_field(&mut self, local: LocalId, e: &Expr) {
         let slot = self.layout.slot(local);
-        if slot.ty == Type::Str && literal_leaves(e) {
+        if slot.ty == Type::Str && e.literal_leaves() {
             // A literal is not copied: its text lives as long as the program (see
-            // `literal_leaves`); the field's buffers stay as they are.
+            // `Expr::literal_leaves`); the field's buffers stay as they are.
             self.str_expr(e, slot.offset);
         } else if slot.ty == Type::Str {
             let mark = self.temp;
@@ -2207,7 +2207,7 @@ impl<'p> Compiler<'p> {
                     let ty = e.ty();
                     let at = self.temps(ty.words());
                     self.any_expr(e, at);
-                    deferred.push((*local, at, ty, literal_leaves(e)));
+                    deferred.push((*local, at, ty, e.literal_leaves()));
                 }
             }
         }
@@ -2466,16 +2466,6 @@ fn rem_by_constant(e: &Expr) -> Option<(&Expr, i32)> {
             int_literal(b).filter(|&k| k != 0).map(|k| (&**a, k))
         }
         _ => None,
-    }
-}
-
-/// Whether every value `str` `e` can take is a literal: assigned to an accumulator field, it
-/// needs no copy (the field points at the program's text, which outlives the run).
-fn literal_leaves(e: &Expr) -> bool {
-    match e {
-        Expr::Str(_) => true,
-        Expr::Select(_, a, b, _) => literal_leaves(a) && literal_leaves(b),
-        _ => false,
     }
 }
 

@@ -1187,8 +1187,8 @@ impl<'a, 'f> Lower<'a, 'f> {
             Step::While(s) => self.while_loop(s, sink),
             Step::Capture(s) => {
                 let values: Vec<Val> = s.init.iter().map(|e| self.expr(e)).collect();
-                for (&local, value) in s.fields.iter().zip(values) {
-                    self.assign_accumulator(local, value);
+                for ((&local, e), value) in s.fields.iter().zip(&s.init).zip(values) {
+                    self.assign_accumulator(local, e, value);
                 }
                 match &s.yield_of {
                     Some(subflow) => self.trace(
@@ -1233,8 +1233,8 @@ impl<'a, 'f> Lower<'a, 'f> {
             Step::Update(s) => {
                 // Every expression first, then every assignment (SPEC 4.4).
                 let values: Vec<Val> = s.assigns.iter().map(|(_, e)| self.expr(e)).collect();
-                for ((local, _), value) in s.assigns.iter().zip(values) {
-                    self.assign_accumulator(*local, value);
+                for ((local, e), value) in s.assigns.iter().zip(values) {
+                    self.assign_accumulator(*local, e, value);
                 }
                 self.finish(s.value, sink);
                 Ok(())
@@ -1409,8 +1409,8 @@ impl<'a, 'f> Lower<'a, 'f> {
         // continuation after the value is not the arms').
         let assigns = plan.body.assigns;
         let values: Vec<Val> = assigns.iter().map(|(_, e)| self.expr(e)).collect();
-        for ((local, _), v) in assigns.iter().zip(values) {
-            self.assign_accumulator(*local, v);
+        for ((local, e), v) in assigns.iter().zip(values) {
+            self.assign_accumulator(*local, e, v);
         }
         self.lane = None;
         self.finish(plan.body.value, sink);
@@ -1664,10 +1664,12 @@ impl<'a, 'f> Lower<'a, 'f> {
         equal
     }
 
-    /// An accumulator field takes a copy of a string (into its other buffer), or the scalar.
-    fn assign_accumulator(&mut self, local: LocalId, value: Val) {
+    /// An accumulator field takes a copy of a string (into its other buffer), or the scalar. A
+    /// string `e` whose every value is a literal is not copied (as in the interpreter): the
+    /// field points at the program's text, and its buffers stay as they are.
+    fn assign_accumulator(&mut self, local: LocalId, e: &Expr, value: Val) {
         let value = match value {
-            Val::Str(p, l) => {
+            Val::Str(p, l) if !e.literal_leaves() => {
                 self.str_into_buffer(runtime::helper_assign_str as *const u8, local, p, l)
             }
             scalar => scalar,
@@ -2135,7 +2137,12 @@ impl<'a, 'f> Lower<'a, 'f> {
                 }
                 None => self.expr(&argument.expr),
             };
-            let value = self.owned(*local, value);
+            // A literal needs no copy: the program's text outlives the run.
+            let value = if argument.format_into.is_none() && argument.expr.literal_leaves() {
+                value
+            } else {
+                self.owned(*local, value)
+            };
             self.set(*local, value);
         }
         // No interrupt check: an inlined body (a subflow's or a mock's) is straight-line code
