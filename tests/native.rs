@@ -730,3 +730,19 @@ fn a_str_field_assigned_literals_is_not_copied() {
         "{copied} calls with a copy, {literals} without"
     );
 }
+
+#[test]
+fn a_division_by_a_variable_tries_32_bits_first() {
+    // Issue 17: `x % y` and `x / y` with a divisor known only at run time divide in 32 bits
+    // (unsigned) when both operands are in `0..2^32`, in 64 bits otherwise; a literal divisor
+    // is Cranelift's multiplication by its reciprocal, with neither.
+    let (clif, _) = clif_of("~capture({ a: 0, b: 0 })\n| as c |> captured { a: n % (n + 3), b: n / (n + 5) }\n| captured r |> r { a: r.a, b: r.b }");
+    // (`urem`/`udiv` print no type: their operands are the `ireduce.i32`s.)
+    assert_eq!(clif.matches(" urem ").count(), 1, "{clif}");
+    assert_eq!(clif.matches(" udiv ").count(), 1, "{clif}");
+    assert_eq!(clif.matches("ireduce.i32").count(), 4, "{clif}");
+    assert_eq!(clif.matches("srem.i64").count(), 1, "{clif}");
+    assert_eq!(clif.matches("sdiv.i64").count(), 1, "{clif}");
+    let (constant, _) = clif_of("~if(true)\n| then |> r { a: n % 7, b: n / 7 }");
+    assert!(!constant.contains("ireduce"), "{constant}");
+}
