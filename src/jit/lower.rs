@@ -1967,16 +1967,21 @@ impl<'a, 'f> Lower<'a, 'f> {
         self.ensure_budget();
         let i = self.b.use_var(counter);
         let budget = self.b.use_var(self.budget);
-        let remaining = self.b.ins().isub(end, i);
-        let chunk = self.b.ins().umin(remaining, budget);
-        let budget = self.b.ins().isub(budget, chunk);
+        // The chunk ends at `min(end, i + budget)` (`end` when the sum passes `i64::MAX`), that
+        // is `i + min(end - i, budget)`, written without `end - i`: for a literal `end` that is
+        // an op Cranelift rematerializes at its uses, and the whole sum followed it into the
+        // latch of a loop of several blocks (`str-machine`: 2.8 ns an iteration against 3.1).
+        let (sum, overflowed) = self.b.ins().sadd_overflow(i, budget);
+        let below = self.b.ins().smin(sum, end);
+        let stop = self.b.ins().select(overflowed, end, below);
+        let granted = self.b.ins().isub(stop, i);
+        let budget = self.b.ins().isub(budget, granted);
         self.b.def_var(self.budget, budget);
-        let stop = self.b.ins().iadd(i, chunk);
         self.b.def_var(chunk_end, stop);
-        self.b.ins().jump(body, &[]);
         // The chunk's iterations, tested at the bottom. A small body without calls is written
         // twice, so that a pair of iterations takes one backward branch.
         let copies = if unrollable(&s.arms) { 2 } else { 1 };
+        self.b.ins().jump(body, &[]);
         let mut entry = body;
         let from_non_negative = matches!(s.start, Expr::Int(c) if c >= 0);
         for copy in 0..copies {
@@ -2496,6 +2501,27 @@ impl<'a, 'f> Lower<'a, 'f> {
                         .expect("helper_float_rem returns"),
                 }
             }
+            // `x % k == 0` for a literal `k` (not 0 or -1, not a power of two, which is a
+            // mask): a floored remainder is 0 exactly when the truncated one is, so the sign
+            // fix-up is left out; unsigned for an `x` known to be >= 0.
+            Expr::IntCmp(op @ (CmpOp::Eq | CmpOp::Ne), x, zero)
+                if matches!(**zero, Expr::Int(0)) && remainder_test(x).is_some() =>
+            {
+                let (x, k) = remainder_test(x).expect("matched");
+                let v = self.scalar(x);
+                let r = if self.sign_of(v) == Some(true) && k > 0 {
+                    self.b.ins().urem_imm_s(v, k)
+                } else {
+                    self.b.ins().srem_imm_s(v, k)
+                };
+                let cc = if *op == CmpOp::Eq {
+                    IntCC::Equal
+                } else {
+                    IntCC::NotEqual
+                };
+                let c = self.b.ins().icmp_imm_s(cc, r, 0);
+                self.bool_value(c)
+            }
             Expr::IntCmp(op, a, b) | Expr::BoolCmp(op, a, b) => {
                 let a = self.scalar(a);
                 let b = self.scalar(b);
@@ -3001,6 +3027,20 @@ fn unrollable(arms: &Arms) -> bool {
 fn short_literal(expr: &Expr) -> Option<&str> {
     match expr {
         Expr::Str(text) if text.len() <= 16 => Some(text),
+        _ => None,
+    }
+}
+
+/// `x % k` with a literal `k` whose zero test needs a division: not 0, -1 or `i64::MIN` and not
+/// a power of two (a mask).
+fn remainder_test(e: &Expr) -> Option<(&Expr, i64)> {
+    match e {
+        Expr::IntArith(IntOp::Rem, x, k, _) => match **k {
+            Expr::Int(k) if k != 0 && k != -1 && k != i64::MIN && !(k > 0 && k & (k - 1) == 0) => {
+                Some((x, k))
+            }
+            _ => None,
+        },
         _ => None,
     }
 }
