@@ -660,3 +660,38 @@ fn the_fuzz_seeds_load() {
     }
     assert!(seeds >= 20, "{seeds} seeds");
 }
+
+#[test]
+fn an_artifact_claiming_fewer_steps_than_it_holds_is_e0402() {
+    // The JIT's compile budget and its split of a large flow into functions go by the
+    // program's step count: a load does not take a stored count far below the steps it
+    // decoded (a flow claiming 1 step for 40 would have reached Cranelift as one function).
+    let source: String = (0..40).map(|_| "~std.io:println(text: \"x\")\n").collect();
+    let engine = Engine::new(registry());
+    let options = CompileOptions::default();
+    let bytes = engine
+        .compile("steps", &source, &options)
+        .unwrap()
+        .to_bytes();
+    assert!(engine.load(&bytes, &options).is_ok());
+    // The count follows the (empty) loop table: the only `0, 40` after the program starts
+    // that, patched to `0, 1`, still decodes as far as the count check.
+    let start = program_start(&bytes);
+    let candidates: Vec<usize> = (start..bytes.len() - 1)
+        .filter(|&at| bytes[at] == 0 && bytes[at + 1] == 40)
+        .collect();
+    let refused = candidates.iter().any(|&at| {
+        let mut patched = bytes.clone();
+        patched[at + 1] = 1;
+        match engine.load(&patched, &options) {
+            Err(errors) => {
+                errors.diagnostics[0].code == Code::E0402
+                    && errors.diagnostics[0]
+                        .message
+                        .contains("steps, where the flow claims 1")
+            }
+            Ok(_) => false,
+        }
+    });
+    assert!(refused, "no patched count was refused ({candidates:?})");
+}

@@ -239,6 +239,20 @@ impl Engine {
                 what: "bytes after the end of the program".into(),
             }));
         }
+        // The count stored is what the front end counted (and what its limit judges); it is
+        // not taken on trust far below the steps the decoder read (an honest program has at
+        // most twice its count and 16, the slack of the decoder's own bound): the JIT's compile
+        // budget and its split of a large flow into functions go by it, so an artifact claiming
+        // few steps for many would have reached Cranelift as one huge function.
+        if r.steps > program.step_count.saturating_mul(2).saturating_add(16) {
+            return Err(corrupt(crate::ir::codec::Corrupt {
+                offset: r.pos,
+                what: format!(
+                    "{} steps, where the flow claims {}",
+                    r.steps, program.step_count
+                ),
+            }));
+        }
         if program.step_count > limits.max_steps || program.inputs.len() > limits.max_inputs {
             return Err(named(
                 Code::E0105,
