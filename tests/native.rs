@@ -746,3 +746,46 @@ fn a_division_by_a_variable_tries_32_bits_first() {
     let (constant, _) = clif_of("~if(true)\n| then |> r { a: n % 7, b: n / 7 }");
     assert!(!constant.contains("ireduce"), "{constant}");
 }
+
+#[test]
+fn a_multiplication_by_a_literal_overflows_exactly_where_checked_mul_does() {
+    // SPEC 3: `x * k` for a literal `k`, at and across both bounds of `MIN / k ..= MAX / k`,
+    // for several `k` and either operand order: both tiers give `checked_mul`'s answer, the
+    // product or an Overflow at the multiplication. (A lowering that tested that range instead
+    // of the multiply's overflow flag was tried: the same instruction count, slower collatz.)
+    let engine = Engine::new(Registry::new());
+    let options = CompileOptions::default().input("x", koru_jit::Type::Int);
+    for k in [2i64, 3, 7, 1000, i64::MAX] {
+        let mut xs = vec![0i64, 1, -1];
+        for bound in [i64::MAX / k, i64::MIN / k] {
+            xs.extend([bound - 1, bound, bound + 1]);
+        }
+        for source in [
+            format!("~if(true)\n| then |> r x * {k}"),
+            format!("~if(true)\n| then |> r {k} * x"),
+        ] {
+            for &x in &xs {
+                let outcomes = in_both_tiers(
+                    &engine,
+                    &source,
+                    &options,
+                    &Inputs::new().set("x", x),
+                    &RunLimits::default(),
+                );
+                let expected = match x.checked_mul(k) {
+                    Some(product) => format!("Identity(Int({product}))"),
+                    None => "Overflow".to_string(),
+                };
+                for outcome in &outcomes {
+                    let text = format!("{outcome:?}");
+                    assert!(text.contains(&expected), "{source} with x = {x}: {text}");
+                }
+                assert_eq!(
+                    format!("{:?}", outcomes[0]),
+                    format!("{:?}", outcomes[1]),
+                    "{source} with x = {x}"
+                );
+            }
+        }
+    }
+}
