@@ -127,13 +127,13 @@ impl Lowerer<'_> {
                     return None;
                 };
                 let (fields, lost) = match self.lookup(name).cloned() {
-                    Some(Bound::Struct(fields)) => (Some(fields), Some(Vec::new())),
+                    Some(Bound::Struct(fields)) => (Some(fields), Some(Default::default())),
                     Some(Bound::Broken { fields, lost }) => (Some(fields), lost),
-                    other => (None, other.map(|_| Vec::new())),
+                    other => (None, other.map(|_| Default::default())),
                 };
                 match (fields, lost) {
                     (Some(fields), lost) => {
-                        match fields.iter().find(|(n, _, _)| **n == *field.name) {
+                        match fields.find(&field.name) {
                             Some((_, local, ty)) => {
                                 let (local, ty) = (*local, *ty);
                                 self.use_local(local, span);
@@ -145,7 +145,7 @@ impl Lowerer<'_> {
                                 let all: Vec<&str> = fields
                                     .iter()
                                     .map(|(n, _, _)| &**n)
-                                    .chain(lost.iter().flatten().map(|n| &**n))
+                                    .chain(lost.iter().flat_map(|l| l.iter()).map(|n| &**n))
                                     .collect();
                                 let names: Vec<String> =
                                     all.iter().map(|n| format!("`{n}`")).collect();

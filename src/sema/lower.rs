@@ -1,5 +1,6 @@
 //! Lowering checked syntax to the typed IR: steps, continuations, builtins and subflow inlining.
 
+use super::named::Named;
 use super::suggest::Suggester;
 use super::{CheckOptions, SubflowDef};
 use crate::diag::{Code, Diagnostic, NoteKind};
@@ -17,11 +18,18 @@ mod shape;
 
 pub(super) use shape::describe_branches;
 
+/// A struct payload's fields (name, local, type), shared by every binding of it.
+pub(super) type Fields = Arc<Named<(Arc<str>, LocalId, Type)>>;
+
+/// The fields an accumulator's initial value had but whose values did not check (any, when
+/// `None`).
+pub(super) type Lost = Option<Arc<Named<Arc<str>>>>;
+
 /// What a name in scope stands for.
 #[derive(Clone, Debug)]
 pub(super) enum Bound {
     Scalar(LocalId, Type),
-    Struct(Vec<(Arc<str>, LocalId, Type)>),
+    Struct(Fields),
     /// A binding of an empty payload: it has no value.
     Empty,
     /// A payload whose type is only partly known because of an error already reported where it
@@ -29,16 +37,15 @@ pub(super) enum Bound {
     /// it as a whole, or of a field it may have had (in `lost`; any, when `None`), fails without
     /// an error of its own (it would only repeat the first).
     Broken {
-        fields: Vec<(Arc<str>, LocalId, Type)>,
-        lost: Option<Vec<Arc<str>>>,
+        fields: Fields,
+        lost: Lost,
     },
 }
 
 impl Bound {
     /// Whether `field` may be a field that an earlier error lost (its uses are not reported).
-    pub(super) fn may_have_lost(lost: &Option<Vec<Arc<str>>>, field: &str) -> bool {
-        lost.as_ref()
-            .is_none_or(|lost| lost.iter().any(|n| **n == *field))
+    pub(super) fn may_have_lost(lost: &Lost, field: &str) -> bool {
+        lost.as_ref().is_none_or(|lost| lost.contains(field))
     }
 }
 
@@ -59,11 +66,11 @@ pub(super) struct Binding {
 /// An enclosing capture whose accumulator `captured { ... }` updates.
 #[derive(Clone)]
 struct CaptureContext {
-    fields: Vec<(Arc<str>, LocalId, Type)>,
+    fields: Fields,
     value: ValueId,
     /// Fields its initial value had but whose values did not check (any, when `None`: the
     /// initial value was not a struct literal): updating one is not reported again.
-    lost: Option<Vec<Arc<str>>>,
+    lost: Lost,
 }
 
 /// A continuation being lowered, as the continuations nested in its step see it: what SPEC 2.3's
@@ -847,7 +854,7 @@ impl<'a> Lowerer<'a> {
                 (Bound::Scalar(local, *ty), ValuePayload::Identity(local))
             }
             PayloadType::Struct(fields) => {
-                let mut bound = Vec::with_capacity(fields.len());
+                let mut bound = Named::default();
                 let mut described = Vec::with_capacity(fields.len());
                 for (field, ty) in fields {
                     let local = self.new_local(name(Some(field)), *ty, kind);
@@ -855,7 +862,10 @@ impl<'a> Lowerer<'a> {
                     bound.push((field.clone(), local, *ty));
                     described.push((field.clone(), local));
                 }
-                (Bound::Struct(bound), ValuePayload::Struct(described))
+                (
+                    Bound::Struct(Arc::new(bound)),
+                    ValuePayload::Struct(described),
+                )
             }
         };
         locals.end_branch();
@@ -1553,7 +1563,7 @@ impl<'a> Lowerer<'a> {
             self.scope.push(Binding {
                 name: Arc::from(name.name.as_str()),
                 bound: Bound::Broken {
-                    fields: Vec::new(),
+                    fields: Fields::default(),
                     lost: None,
                 },
             });
@@ -1968,16 +1978,12 @@ impl<'a> Lowerer<'a> {
             }
             None => None,
         };
-        let mut fields = Vec::new();
+        let mut fields = Named::default();
         let mut exprs = Vec::new();
         let mut ok = init.is_some();
-        let mut lost: Vec<Arc<str>> = Vec::new();
+        let mut lost: Named<Arc<str>> = Named::default();
         for field in init.into_iter().flatten() {
-            if fields
-                .iter()
-                .any(|(n, _, _): &(Arc<str>, LocalId, Type)| **n == *field.name.name)
-                || lost.iter().any(|n| **n == *field.name.name)
-            {
+            if fields.contains(&field.name.name) || lost.contains(&field.name.name) {
                 self.error(
                     Code::E0205,
                     format!("accumulator field `{}` is given twice", field.name.name),
@@ -2004,7 +2010,8 @@ impl<'a> Lowerer<'a> {
             ValuePayload::Struct(fields.iter().map(|(n, l, _)| (n.clone(), *l)).collect());
         let first_value = self.new_value(Arc::from("as"), payload.clone(), invocation.span);
         let captured = self.new_value(Arc::from("captured"), payload, invocation.span);
-        let lost = init.is_some().then_some(lost);
+        let lost = init.is_some().then(|| Arc::new(lost));
+        let fields = Arc::new(fields);
         let bound = if ok {
             Bound::Struct(fields.clone())
         } else {
@@ -2069,13 +2076,11 @@ impl<'a> Lowerer<'a> {
             }
         };
         let mut assigns: Vec<(LocalId, Expr)> = Vec::new();
+        // The fields assigned so far (a set: a source decides how many).
+        let mut assigned = std::collections::HashSet::new();
         let mut ok = true;
         for init in inits {
-            let Some((_, local, ty)) = context
-                .fields
-                .iter()
-                .find(|(n, _, _)| **n == *init.name.name)
-            else {
+            let Some((_, local, ty)) = context.fields.find(&init.name.name) else {
                 ok = false;
                 if Bound::may_have_lost(&context.lost, &init.name.name) {
                     // The field may be one whose initial value failed: only its value is checked.
@@ -2086,7 +2091,7 @@ impl<'a> Lowerer<'a> {
                     .fields
                     .iter()
                     .map(|(n, _, _)| &**n)
-                    .chain(context.lost.iter().flatten().map(|n| &**n))
+                    .chain(context.lost.iter().flat_map(|l| l.iter()).map(|n| &**n))
                     .collect();
                 let names: Vec<String> = all.iter().map(|n| format!("`{n}`")).collect();
                 let help = self.did_you_mean(&init.name.name, all.iter().copied());
@@ -2102,7 +2107,7 @@ impl<'a> Lowerer<'a> {
                 );
                 continue;
             };
-            if assigns.iter().any(|(l, _)| l == local) {
+            if !assigned.insert(*local) {
                 self.error(
                     Code::E0205,
                     format!("field `{}` is assigned twice", init.name.name),

@@ -5,6 +5,7 @@
 mod decl;
 mod expr;
 mod lower;
+mod named;
 mod suggest;
 
 use crate::diag::{Code, Diagnostic, SourceErrors};

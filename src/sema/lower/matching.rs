@@ -207,7 +207,7 @@ impl<'a> Lowerer<'a> {
                 let bound = match ty {
                     Some(ty) => Bound::Scalar(value, ty),
                     None => Bound::Broken {
-                        fields: Vec::new(),
+                        fields: Default::default(),
                         lost: None,
                     },
                 };
