@@ -2,7 +2,8 @@
 //! nested loop (`KORU_PROFILE=typed`, the default), the string one (`string`), the pure sum-fold
 //! (`fold`), each run 20 times, the typed nested loop parsed and checked (`parse`) or loaded
 //! from its stored bytes (`load`) 2,000 times, or three small flows of the demo events run 100,000 times each
-//! (`three`), on the tier `KORU_TIER` names (`interp`, the default, or `jit`).
+//! (`three`), or the flow in the file `KORU_FILE` names run 20 times (`file`), on the tier
+//! `KORU_TIER` names (`interp`, the default, or `jit`).
 use koru_jit::{
     CacheConfig, CompileOptions, Engine, EngineConfig, Inputs, Registry, RunLimits, Tier,
 };
@@ -15,6 +16,18 @@ fn main() {
         Tier::Interp
     };
     let (inputs, limits) = (Inputs::new(), RunLimits::default());
+    if which == "file" {
+        let path = std::env::var("KORU_FILE").expect("KORU_FILE names the flow's file");
+        let source = std::fs::read_to_string(&path).expect("KORU_FILE is readable");
+        let engine = Engine::new(Registry::with_std());
+        let flow = engine
+            .compile(&path, &source, &CompileOptions::default().tier(tier))
+            .unwrap();
+        for _ in 0..20 {
+            std::hint::black_box(flow.run(&inputs, &limits).unwrap());
+        }
+        return;
+    }
     if which == "three" {
         let mut registry = Registry::with_std();
         koru_jit::host::register_demo_events(&mut registry, Default::default()).unwrap();

@@ -688,11 +688,17 @@ fn str_equality_with_a_short_literal_calls_nothing() {
             *last ^= 1;
         }
         let different = String::from_utf8(different).unwrap();
+        let mut first_differs = literal.to_string().into_bytes();
+        if let Some(first) = first_differs.first_mut() {
+            *first ^= 1;
+        }
+        let first_differs = String::from_utf8(first_differs).unwrap();
         for value in [
             literal,
             prefix,
             longer.as_str(),
             different.as_str(),
+            first_differs.as_str(),
             "",
             "zzzzzzzzzzzzzzzzzzzz",
         ] {
@@ -705,6 +711,53 @@ fn str_equality_with_a_short_literal_calls_nothing() {
             );
             assert_eq!(outcomes[0], outcomes[1], "{literal:?} against {value:?}");
         }
+    }
+}
+
+#[test]
+fn a_condition_of_short_str_tests_is_branches_not_bools() {
+    // Issue 17: an `if`, a guard, a `while` condition or an `if` expression over `==`/`!=`
+    // against short literals, `!`, `&&` and `||` branches on each test where it is made: no
+    // bool is set from a comparison to be tested again (`sete`/`setne` on x86-64, `cset` on
+    // aarch64). Both tiers agree on every value.
+    let source = "~capture({ n: 0 })\n| as m |> while(m.n < 3 && s != \"stop\")\n    | body |> captured { n: if (s == \"GET\" || !(s != \"idle\") && s != \"sixteen-byte-str\") m.n + 1 else m.n + 2 }\n| captured r |> if(s == \"run\" || s == \"sixteen-byte-str\")\n    | then |> result r.n\n    | else |> result 0 - r.n";
+    let engine = Engine::new(Registry::new());
+    let options = CompileOptions::default().input("s", koru_jit::Type::Str);
+    let flow = engine.compile("t", source, &options).unwrap();
+    let (_, listing) =
+        koru_jit::jit::compile_with_listing(flow.program(), flow.layout(), engine.registry(), true)
+            .unwrap();
+    for set in ["sete", "setne", "cset"] {
+        assert!(!listing.asm.contains(set), "{set}\n{}", listing.asm);
+    }
+    assert_eq!(
+        listing.clif.matches("call_indirect").count(),
+        1,
+        "{}",
+        listing.clif
+    );
+    for value in [
+        "GET",
+        "GEU",
+        "FET",
+        "idle",
+        "idlf",
+        "run",
+        "stop",
+        "sixteen-byte-str",
+        "sixteen-byte-stq",
+        "rixteen-byte-str",
+        "",
+        "x",
+    ] {
+        let outcomes = in_both_tiers(
+            &engine,
+            source,
+            &options,
+            &Inputs::new().set("s", value),
+            &RunLimits::default(),
+        );
+        assert_eq!(outcomes[0], outcomes[1], "{value:?}");
     }
 }
 

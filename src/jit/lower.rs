@@ -1166,10 +1166,9 @@ impl<'a, 'f> Lower<'a, 'f> {
             Step::Call(s) => self.call(s, sink),
             Step::For(s) => self.for_loop(s, sink),
             Step::If(s) => {
-                let cond = self.scalar(&s.cond);
                 let then_block = self.b.create_block();
                 let else_block = self.b.create_block();
-                self.b.ins().brif(cond, then_block, &[], else_block, &[]);
+                self.branch(&s.cond, then_block, else_block);
                 self.b.switch_to_block(then_block);
                 self.trace(
                     TraceLevel::All,
@@ -1324,10 +1323,9 @@ impl<'a, 'f> Lower<'a, 'f> {
         for (i, arm) in s.arms.iter().enumerate() {
             self.b.switch_to_block(entries[i]);
             if let Some(guard) = &arm.arm.guard {
-                let holds = self.scalar(guard);
                 let body = self.b.create_block();
                 let otherwise = fail[i].expect("a guarded arm is a segment of its own");
-                self.b.ins().brif(holds, body, &[], otherwise, &[]);
+                self.branch(guard, body, otherwise);
                 self.b.switch_to_block(body);
             }
             self.trace(
@@ -1805,10 +1803,9 @@ impl<'a, 'f> Lower<'a, 'f> {
             let taken = match &arm.guard {
                 None => None,
                 Some(guard) => {
-                    let holds = self.scalar(guard);
                     let yes = self.b.create_block();
                     let no = self.b.create_block();
-                    self.b.ins().brif(holds, yes, &[], no, &[]);
+                    self.branch(guard, yes, no);
                     self.b.switch_to_block(yes);
                     Some(no)
                 }
@@ -2044,8 +2041,7 @@ impl<'a, 'f> Lower<'a, 'f> {
         self.register_osr(s.loop_index, header, OpenLoop::While);
         self.b.ins().jump(header, &[]);
         self.b.switch_to_block(header);
-        let cond = self.scalar(&s.cond);
-        self.b.ins().brif(cond, body, &[], done, &[]);
+        self.branch(&s.cond, body, done);
         self.b.switch_to_block(body);
         self.tick();
         self.while_body(s, header)?;
@@ -2077,11 +2073,10 @@ impl<'a, 'f> Lower<'a, 'f> {
         self.b.switch_to_block(pair);
         let second = self.b.create_block();
         for (copy, next) in [(0, second), (1, header)] {
-            let cond = self.scalar(&s.cond);
             let body = self.b.create_block();
             // The way out has a block of its own: the budget it leaves is computed there.
             let leave = self.b.create_block();
-            self.b.ins().brif(cond, body, &[], leave, &[]);
+            self.branch(&s.cond, body, leave);
             self.b.switch_to_block(leave);
             self.b.ins().jump(done, &[]);
             self.b.switch_to_block(body);
@@ -2096,9 +2091,8 @@ impl<'a, 'f> Lower<'a, 'f> {
         }
         // One iteration, as an ordinary `while` does it.
         self.b.switch_to_block(single);
-        let cond = self.scalar(&s.cond);
         let body = self.b.create_block();
-        self.b.ins().brif(cond, body, &[], done, &[]);
+        self.branch(&s.cond, body, done);
         self.b.switch_to_block(body);
         self.tick();
         self.while_body(s, header)?;
@@ -2550,40 +2544,20 @@ impl<'a, 'f> Lower<'a, 'f> {
                 let c = self.b.ins().fcmp(cc, a, b);
                 self.bool_value(c)
             }
-            Expr::StrCmp(op, a, b) if short_literal(a).or(short_literal(b)).is_some() => {
-                // Against a literal of at most 16 bytes: the lengths, then (only when they are
-                // equal, so that no load passes the end) at most two loads, inline. Evaluating
-                // only the other side is the same: a literal does nothing.
-                let (text, other) = match short_literal(a) {
-                    Some(text) => (text, b),
-                    None => (short_literal(b).expect("checked above"), a),
-                };
-                let Val::Str(p, l) = self.expr(other) else {
-                    unreachable!("the checker typed both sides str")
-                };
-                let same_length = self.b.ins().icmp_imm_s(IntCC::Equal, l, text.len() as i64);
-                let equal = if text.is_empty() {
-                    same_length
-                } else {
-                    let compare = self.b.create_block();
-                    let join = self.b.create_block();
-                    let result = self.b.append_block_param(join, types::I8);
-                    let differ = self.b.ins().iconst(types::I8, 0);
-                    self.b
-                        .ins()
-                        .brif(same_length, compare, &[], join, &[differ.into()]);
-                    self.b.switch_to_block(compare);
-                    let words = self.load_str_words(p, text.len());
-                    let equal = self.str_words_equal(&words, text.as_bytes());
-                    self.b.ins().jump(join, &[equal.into()]);
-                    self.b.switch_to_block(join);
-                    result
-                };
-                let equal = self.bool_value(equal);
-                match op {
-                    CmpOp::Ne => self.b.ins().bxor_imm_s(equal, 1),
-                    _ => equal,
+            Expr::StrCmp(..) if short_str_test(expr).is_some() => {
+                // As a value: a branch on it, into a join.
+                let yes = self.b.create_block();
+                let no = self.b.create_block();
+                let join = self.b.create_block();
+                let result = self.b.append_block_param(join, I64);
+                self.branch(expr, yes, no);
+                for (block, value) in [(yes, 1), (no, 0)] {
+                    self.b.switch_to_block(block);
+                    let value = self.b.ins().iconst(I64, value);
+                    self.b.ins().jump(join, &[value.into()]);
                 }
+                self.b.switch_to_block(join);
+                result
             }
             Expr::StrCmp(op, a, b) => {
                 let (Val::Str(ap, al), Val::Str(bp, bl)) = (self.expr(a), self.expr(b)) else {
@@ -2804,6 +2778,69 @@ impl<'a, 'f> Lower<'a, 'f> {
     }
 
     /// `a && b` (`and` true) or `a || b`: `b` only runs when it decides.
+    /// Branches on the bool `cond` to `yes` or `no`. `!`, `&&`, `||` and a `str` comparison
+    /// against a short literal are control flow here: no bool is made to be tested again.
+    fn branch(&mut self, cond: &Expr, yes: Block, no: Block) {
+        match cond {
+            Expr::Not(e) => self.branch(e, no, yes),
+            Expr::And(a, b) | Expr::Or(a, b) => {
+                let right = self.b.create_block();
+                if matches!(cond, Expr::And(..)) {
+                    self.branch(a, right, no);
+                } else {
+                    self.branch(a, yes, right);
+                }
+                self.b.switch_to_block(right);
+                self.branch(b, yes, no);
+            }
+            Expr::StrCmp(op, ..) if short_str_test(cond).is_some() => {
+                // Against a literal of at most 16 bytes: the lengths, then (only when they are
+                // equal, so that no load passes the end) at most two loads, inline. Evaluating
+                // only the other side is the same: a literal does nothing.
+                let (text, other) = short_str_test(cond).expect("matched");
+                let (equal_to, differ_to) = match op {
+                    CmpOp::Ne => (no, yes),
+                    _ => (yes, no),
+                };
+                let Val::Str(p, l) = self.expr(other) else {
+                    unreachable!("the checker typed both sides str")
+                };
+                let same_length = self.b.ins().icmp_imm_s(IntCC::Equal, l, text.len() as i64);
+                if text.is_empty() {
+                    self.b
+                        .ins()
+                        .brif(same_length, equal_to, &[], differ_to, &[]);
+                    return;
+                }
+                let compare = self.b.create_block();
+                self.b.ins().brif(same_length, compare, &[], differ_to, &[]);
+                self.b.switch_to_block(compare);
+                // A branch per word: no bool is made of the two tests.
+                let (ty, first, second) = self.load_str_words(p, text.len());
+                let size = ty.bytes() as usize;
+                let bytes = text.as_bytes();
+                let same = self.str_words_equal(&(ty, first, None), &bytes[..size]);
+                match second {
+                    None => {
+                        self.b.ins().brif(same, equal_to, &[], differ_to, &[]);
+                    }
+                    Some(second) => {
+                        let compare_second = self.b.create_block();
+                        self.b.ins().brif(same, compare_second, &[], differ_to, &[]);
+                        self.b.switch_to_block(compare_second);
+                        let same =
+                            self.str_words_equal(&(ty, second, None), &bytes[bytes.len() - size..]);
+                        self.b.ins().brif(same, equal_to, &[], differ_to, &[]);
+                    }
+                }
+            }
+            _ => {
+                let c = self.scalar(cond);
+                self.b.ins().brif(c, yes, &[], no, &[]);
+            }
+        }
+    }
+
     fn short_circuit(&mut self, a: &Expr, b: &Expr, and: bool) -> Val {
         let left = self.scalar(a);
         let evaluate_right = self.b.create_block();
@@ -2827,7 +2864,6 @@ impl<'a, 'f> Lower<'a, 'f> {
 
     /// `if (c) a else b`: only the chosen arm runs (it may fail).
     fn select_expr(&mut self, c: &Expr, a: &Expr, b: &Expr, ty: Type) -> Val {
-        let cond = self.scalar(c);
         let then_block = self.b.create_block();
         let else_block = self.b.create_block();
         let join = self.b.create_block();
@@ -2839,7 +2875,7 @@ impl<'a, 'f> Lower<'a, 'f> {
             Type::Float => vec![self.b.append_block_param(join, F64)],
             _ => vec![self.b.append_block_param(join, I64)],
         };
-        self.b.ins().brif(cond, then_block, &[], else_block, &[]);
+        self.branch(c, then_block, else_block);
         for (block, arm) in [(then_block, a), (else_block, b)] {
             self.b.switch_to_block(block);
             let args: Vec<Value> = match self.expr(arm) {
@@ -3024,6 +3060,19 @@ fn unrollable(arms: &Arms) -> bool {
 }
 
 /// The text of a `str` literal of at most 16 bytes (compared inline, see `Expr::StrCmp`).
+/// `s == "..."` or `s != "..."` (either way round) against a literal of at most 16 bytes: the
+/// literal and the other side.
+fn short_str_test(e: &Expr) -> Option<(&str, &Expr)> {
+    let Expr::StrCmp(CmpOp::Eq | CmpOp::Ne, a, b) = e else {
+        return None;
+    };
+    match (short_literal(a), short_literal(b)) {
+        (Some(text), _) => Some((text, b)),
+        (None, Some(text)) => Some((text, a)),
+        (None, None) => None,
+    }
+}
+
 fn short_literal(expr: &Expr) -> Option<&str> {
     match expr {
         Expr::Str(text) if text.len() <= 16 => Some(text),
