@@ -2496,24 +2496,32 @@ impl<'a, 'f> Lower<'a, 'f> {
                 }
             }
             // `x % k == 0` for a literal `k` (not 0 or -1, not a power of two, which is a
-            // mask): a floored remainder is 0 exactly when the truncated one is, so the sign
-            // fix-up is left out; unsigned for an `x` known to be >= 0.
+            // mask): no division. A floored remainder is 0 exactly when the truncated one is,
+            // and `x` is a multiple of `k` exactly when it is one of `d = |k| = d0 * 2^s` (`d0`
+            // odd); multiplying by the inverse of `d0` modulo 2^64 maps the multiples onto a
+            // range that a rotation and one unsigned comparison test (Hacker's Delight 10-17;
+            // LLVM's `prepareSREMEqFold`). Unsigned, without the offset, for an `x` known to
+            // be >= 0.
             Expr::IntCmp(op @ (CmpOp::Eq | CmpOp::Ne), x, zero)
                 if matches!(**zero, Expr::Int(0)) && remainder_test(x).is_some() =>
             {
                 let (x, k) = remainder_test(x).expect("matched");
                 let v = self.scalar(x);
-                let r = if self.sign_of(v) == Some(true) && k > 0 {
-                    self.b.ins().urem_imm_s(v, k)
-                } else {
-                    self.b.ins().srem_imm_s(v, k)
-                };
+                let (inverse, offset, bound, shift) =
+                    multiple_test(k.unsigned_abs(), self.sign_of(v) == Some(true));
+                let mut t = self.b.ins().imul_imm_s(v, inverse as i64);
+                if offset != 0 {
+                    t = self.b.ins().iadd_imm_s(t, offset as i64);
+                }
+                if shift != 0 {
+                    t = self.b.ins().rotr_imm_s(t, i64::from(shift));
+                }
                 let cc = if *op == CmpOp::Eq {
-                    IntCC::Equal
+                    IntCC::UnsignedLessThanOrEqual
                 } else {
-                    IntCC::NotEqual
+                    IntCC::UnsignedGreaterThan
                 };
-                let c = self.b.ins().icmp_imm_s(cc, r, 0);
+                let c = self.b.ins().icmp_imm_s(cc, t, bound as i64);
                 self.bool_value(c)
             }
             Expr::IntCmp(op, a, b) | Expr::BoolCmp(op, a, b) => {
@@ -3080,6 +3088,27 @@ fn short_literal(expr: &Expr) -> Option<&str> {
     }
 }
 
+/// For `x % d == 0` with `d` > 1 not a power of two: (`inverse`, `offset`, `bound`, `shift`)
+/// such that `x` is a multiple of `d` exactly when `rotr(x * inverse + offset, shift) <=
+/// bound`, unsigned, in 64-bit wrapping arithmetic; `x` is known to be >= 0 when `unsigned`.
+fn multiple_test(d: u64, unsigned: bool) -> (u64, u64, u64, u32) {
+    let shift = d.trailing_zeros();
+    let odd = d >> shift;
+    // Newton's iteration doubles the correct low bits, from 3 (an odd number is its own
+    // inverse modulo 8): 3, 6, 12, 24, 48, 96.
+    let mut inverse = odd;
+    for _ in 0..5 {
+        inverse = inverse.wrapping_mul(2u64.wrapping_sub(odd.wrapping_mul(inverse)));
+    }
+    debug_assert_eq!(odd.wrapping_mul(inverse), 1);
+    if unsigned {
+        (inverse, 0, u64::MAX / d, shift)
+    } else {
+        let offset = (i64::MAX as u64 / odd) & !((1u64 << shift) - 1);
+        (inverse, offset, (2 * offset) >> shift, shift)
+    }
+}
+
 /// `x % k` with a literal `k` whose zero test needs a division: not 0, -1 or `i64::MIN` and not
 /// a power of two (a mask).
 fn remainder_test(e: &Expr) -> Option<(&Expr, i64)> {
@@ -3091,5 +3120,49 @@ fn remainder_test(e: &Expr) -> Option<(&Expr, i64)> {
             _ => None,
         },
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::multiple_test;
+
+    /// `multiple_test` against `%` for divisors small, even, odd, large and near the bounds,
+    /// at and around their multiples and at the ends of the range.
+    #[test]
+    fn the_inverse_multiplication_test_is_the_remainder_test() {
+        let mut divisors: Vec<u64> = (3..300).filter(|d: &u64| !d.is_power_of_two()).collect();
+        divisors.extend([
+            1_000_000_007,
+            6 << 40,
+            (1 << 62) + 1,
+            (1 << 62) + (1 << 61),
+            i64::MAX as u64,
+            i64::MAX as u64 - 1,
+            (i64::MAX as u64 / 3) * 2,
+        ]);
+        for d in divisors {
+            let mut xs = vec![i64::MIN, i64::MIN + 1, i64::MAX, i64::MAX - 1, 0, 1, -1];
+            let di = d as i64;
+            for m in [1i64, 2, 3, 7, 1 << 20, i64::MAX / di, i64::MAX / di - 1] {
+                if let Some(x) = m.checked_mul(di) {
+                    xs.extend([x, x - 1, x.wrapping_add(1), -x, 1 - x, -x - 1]);
+                }
+            }
+            for x in xs {
+                let multiple = x.rem_euclid(di) == 0;
+                for unsigned in [false, true] {
+                    if unsigned && x < 0 {
+                        continue;
+                    }
+                    let (inverse, offset, bound, shift) = multiple_test(d, unsigned);
+                    let t = (x as u64)
+                        .wrapping_mul(inverse)
+                        .wrapping_add(offset)
+                        .rotate_right(shift);
+                    assert_eq!(t <= bound, multiple, "{x} % {d} (unsigned: {unsigned})");
+                }
+            }
+        }
     }
 }
