@@ -671,3 +671,65 @@ fn a_capture_as_wide_as_the_source_limit_allows_checks_in_linear_time() {
     assert_eq!(code, 0, "{err}");
     assert!(err.contains(&format!("\"value\":{}", n - 2)), "{err}");
 }
+
+/// `koru-jit check` of `source` under the address-space limit, within `seconds`: it must refuse
+/// the source with errors, not run out of memory or time.
+fn refused_in_bounds(name: &str, source: &str, seconds: u64) -> String {
+    assert!(source.len() < 1 << 20, "{name}: {} bytes", source.len());
+    let file = write(name, source);
+    let (code, _, err) = koru_limited_within(&["check", &file], Duration::from_secs(seconds));
+    assert_eq!(code, 1, "{name}: {err}");
+    err
+}
+
+#[test]
+fn sources_that_make_errors_by_the_million_are_refused_in_bounded_memory_and_time() {
+    // Found by an attack on source width: each of these made n² errors, values or locals from
+    // a source of n lines, all of them built and kept before anything was shown (4,000: 5.3 GB
+    // and 20 s; 4.9 GB and 17 s; 2.7 GB and 7 s; and a message listing all n branches per
+    // error, 3.2 GB and 38 s for 16,000). The checker keeps 1,000 errors and counts the rest,
+    // a message lists 12 names and counts the rest, and the IR's locals and values are bounded
+    // while it is made; each takes well under a second now.
+    let n = 4_000;
+    // An event of n inputs called n times with none.
+    let inputs: Vec<String> = (0..n).map(|i| format!("f{i}: i64")).collect();
+    let source = format!(
+        "~event e {{ {} }}\n| r i64\n~e = r f0\n{}",
+        inputs.join(", "),
+        "~e()\n".repeat(n)
+    );
+    let err = refused_in_bounds("many_missing.kz", &source, 20);
+    assert!(err.contains("missing inputs `f0`, `f1`"), "{err}");
+    assert!(
+        err.contains(&format!("and {} more of `e`", n - 12)),
+        "{err}"
+    );
+    // An event of n branches, n callers each handling one.
+    let branches: String = (0..n).map(|i| format!("| b{i}\n")).collect();
+    let callers: String = (0..n).map(|i| format!("~e(k: 1) | b{i} |> _\n")).collect();
+    let source = format!("~event e {{ k: i64 }}\n{branches}~e = b0\n{callers}");
+    let err = refused_in_bounds("not_exhaustive.kz", &source, 20);
+    assert!(err.contains("error[E0105]"), "{err}");
+    assert!(err.contains("only the first 1000 are kept"), "{err}");
+    // A subflow of n branches called n times: n values per call.
+    let calls: String = (0..n).map(|i| format!("~e(k: {i})\n|? |> _\n")).collect();
+    let source = format!(
+        "~event e {{ k: i64 }}\n{branches}~e = match(k)\n    | [0] |> b0\n    |? |> b1\n{calls}"
+    );
+    let err = refused_in_bounds("subflow_called_many.kz", &source, 20);
+    assert!(
+        err.contains("branch values once subflows are inlined"),
+        "{err}"
+    );
+    // 16,000 unknown branches of an event of 16,000: each message names 12 of them.
+    let n = 16_000;
+    let branches: String = (0..n).map(|i| format!("| b{i}\n")).collect();
+    let continuations: String = (0..n).map(|i| format!("| c{i} |> _\n")).collect();
+    let source =
+        format!("~event e {{ k: i64 }}\n{branches}~e = b0\n~e(k: 5)\n{continuations}|? |> _\n");
+    let err = refused_in_bounds("unknown_branches.kz", &source, 20);
+    assert!(
+        err.contains(&format!("`b11` and {} more)", n - 12)),
+        "{err}"
+    );
+}

@@ -2,6 +2,7 @@
 //! never look at types at run time.
 
 use super::lower::{Bound, Lowerer};
+use super::named::{listed, Dotted};
 use crate::diag::{Code, MAX_QUOTED_CHARS};
 use crate::ir::{CmpOp, Expr, FloatOp, IntOp};
 use crate::syntax::ast::{self, BinaryOp, ExprKind, UnaryOp};
@@ -88,16 +89,10 @@ impl Lowerer<'_> {
                     Some((Expr::Local(local, ty), ty))
                 }
                 Some(Bound::Struct(fields)) => {
-                    let names: Vec<String> = fields
-                        .iter()
-                        .map(|(n, _, _)| format!("`{name}.{n}`"))
-                        .collect();
+                    let names = listed(fields.iter().map(|(n, _, _)| Dotted(name, n)));
                     self.error(
                         Code::E0204,
-                        format!(
-                            "`{name}` is a struct payload; use one of its fields: {}",
-                            names.join(", ")
-                        ),
+                        format!("`{name}` is a struct payload; use one of its fields: {names}"),
                         span,
                     );
                     None
@@ -142,20 +137,19 @@ impl Lowerer<'_> {
                             // Lost to an error reported where the payload was made.
                             None if Bound::may_have_lost(&lost, &field.name) => None,
                             None => {
-                                let all: Vec<&str> = fields
-                                    .iter()
-                                    .map(|(n, _, _)| &**n)
-                                    .chain(lost.iter().flat_map(|l| l.iter()).map(|n| &**n))
-                                    .collect();
-                                let names: Vec<String> =
-                                    all.iter().map(|n| format!("`{n}`")).collect();
-                                let help = self.did_you_mean(&field.name, all.iter().copied());
+                                let all = || {
+                                    fields
+                                        .iter()
+                                        .map(|(n, _, _)| &**n)
+                                        .chain(lost.iter().flat_map(|l| l.iter()).map(|n| &**n))
+                                };
+                                let names = listed(all());
+                                let help = self.did_you_mean(&field.name, all());
                                 self.error_with_help(
                                     Code::E0203,
                                     format!(
-                                        "`{name}` has no field `{}` (its fields: {})",
+                                        "`{name}` has no field `{}` (its fields: {names})",
                                         field.name,
-                                        names.join(", ")
                                     ),
                                     field.span,
                                     help,

@@ -1,6 +1,6 @@
 //! Lowering checked syntax to the typed IR: steps, continuations, builtins and subflow inlining.
 
-use super::named::Named;
+use super::named::{listed, Named};
 use super::suggest::Suggester;
 use super::{CheckOptions, SubflowDef};
 use crate::diag::{Code, Diagnostic, NoteKind};
@@ -48,6 +48,11 @@ impl Bound {
         lost.as_ref().is_none_or(|lost| lost.contains(field))
     }
 }
+
+/// The checker keeps at most this many errors of a source (ten times what is shown) and counts
+/// the rest, as compilers stop at an error limit (clang's `-ferror-limit`, gcc's
+/// `-fmax-errors`) but without stopping: the count stays exact.
+pub(super) const MAX_KEPT_DIAGNOSTICS: usize = 1_000;
 
 /// At most this many continuations of the enclosing invocation are shown in the two-line form of
 /// a one-line chain.
@@ -157,12 +162,18 @@ pub(crate) struct Lowerer<'a> {
     inputs: Vec<InputDecl>,
     flows: Vec<Step>,
     diagnostics: Vec<Diagnostic>,
+    /// Errors found past the first [`MAX_KEPT_DIAGNOSTICS`]: counted, not kept.
+    omitted: usize,
+    /// Where the first of them is.
+    first_omitted: Span,
     /// Above zero while inlining a subflow already checked: its errors were reported once.
     pub(super) silent: u32,
     steps: usize,
     invoke_sites: u32,
     subflow_names: Vec<Arc<str>>,
     too_large: bool,
+    /// The step being lowered (where a bound found while lowering it is reported).
+    at: Span,
     depth: usize,
     /// The invocation whose arguments, guards and continuations are being lowered: the event a
     /// run-time error in them names.
@@ -230,11 +241,14 @@ impl<'a> Lowerer<'a> {
             inputs: Vec::new(),
             flows: Vec::new(),
             diagnostics: Vec::new(),
+            omitted: 0,
+            first_omitted: Span::default(),
             silent: 0,
             steps: 0,
             invoke_sites: 0,
             subflow_names: Vec::new(),
             too_large: false,
+            at: Span::default(),
             depth: 0,
             check_only: false,
             event_context: None,
@@ -349,7 +363,21 @@ impl<'a> Lowerer<'a> {
         self.inputs.push(InputDecl { name, ty, local });
     }
 
-    pub fn finish(self) -> (Program, Vec<Diagnostic>) {
+    pub fn finish(mut self) -> (Program, Vec<Diagnostic>) {
+        if self.omitted > 0 {
+            // All of them are counted: the count is where the rest are first shown.
+            self.diagnostics.insert(
+                0,
+                Diagnostic::new(
+                    Code::E0105,
+                    format!(
+                        "the source has {} errors: only the first {MAX_KEPT_DIAGNOSTICS} are kept (the first of the others is here)",
+                        MAX_KEPT_DIAGNOSTICS + self.omitted
+                    ),
+                    self.first_omitted,
+                ),
+            );
+        }
         let program = Program {
             flows: self.flows,
             locals: self.locals,
@@ -369,7 +397,21 @@ impl<'a> Lowerer<'a> {
 
     pub(super) fn error(&mut self, code: Code, message: impl Into<String>, span: Span) {
         if self.silent == 0 {
-            self.diagnostics.push(Diagnostic::new(code, message, span));
+            self.push_diagnostic(Diagnostic::new(code, message, span));
+        }
+    }
+
+    /// Keeps `diagnostic` if fewer than [`MAX_KEPT_DIAGNOSTICS`] are, else counts it: a source
+    /// of 60 KB can make millions of errors (one per call and missing input), and each kept
+    /// costs its message.
+    pub(super) fn push_diagnostic(&mut self, diagnostic: Diagnostic) {
+        if self.diagnostics.len() < MAX_KEPT_DIAGNOSTICS {
+            self.diagnostics.push(diagnostic);
+        } else {
+            if self.omitted == 0 {
+                self.first_omitted = diagnostic.span;
+            }
+            self.omitted += 1;
         }
     }
 
@@ -386,7 +428,7 @@ impl<'a> Lowerer<'a> {
             if let Some(help) = help {
                 diagnostic = diagnostic.with_help(help);
             }
-            self.diagnostics.push(diagnostic);
+            self.push_diagnostic(diagnostic);
         }
     }
 
@@ -503,6 +545,17 @@ impl<'a> Lowerer<'a> {
         // field's buffer, they could outlive it (two updates of the field in a loop of the
         // continuation, or of a yielded one, rewrite the half they point into).
         let owns_buffer = ty == Type::Str && LocalDecl::copies_text(kind);
+        if self.locals.len() == self.options.limits.max_bindings {
+            // Checked here, not only once the flow is built: a source of 60 KB whose calls each
+            // copy a subflow's thousands of inputs made 16 million locals (2.3 GB) before the
+            // check. No step is lowered after this.
+            let limit = self.options.limits.max_bindings;
+            let span = self.inlining.first().map_or(self.at, |(_, call)| *call);
+            self.too_large(
+                format!("the flow has more than {limit} bindings once subflows are inlined (a subflow's inputs and payloads are copied at each call)"),
+                span,
+            );
+        }
         self.locals.push(LocalDecl {
             name,
             ty,
@@ -513,6 +566,17 @@ impl<'a> Lowerer<'a> {
     }
 
     fn new_value(&mut self, branch: Arc<str>, payload: ValuePayload, span: Span) -> ValueId {
+        // Each invocation has a value per branch of its event: thousands of calls of an event
+        // of thousands of branches made millions of values. Bounded as locals are, four times
+        // over (a value without payload needs no local).
+        let limit = self.options.limits.max_bindings.saturating_mul(4);
+        if self.values.len() == limit {
+            let span = self.inlining.first().map_or(span, |(_, call)| *call);
+            self.too_large(
+                format!("the flow has more than {limit} branch values once subflows are inlined (every call has one per branch of its event)"),
+                span,
+            );
+        }
         self.values.push(ValueDesc { branch, payload });
         self.value_sites.push(self.sp(span));
         if self.check_only {
@@ -531,6 +595,11 @@ impl<'a> Lowerer<'a> {
     }
 
     fn count_step(&mut self, span: Span) -> bool {
+        self.at = span;
+        if self.too_large {
+            // A bound is passed: nothing more is lowered (the IR would only grow).
+            return false;
+        }
         self.steps += 1;
         if self.steps > self.options.limits.max_steps {
             let limit = self.options.limits.max_steps;
@@ -641,17 +710,12 @@ impl<'a> Lowerer<'a> {
             .unwrap_or_default();
         self.check_only = false;
         if let (ast::Step::Discard(span), false) = (def.body, def.sig.is_void()) {
-            let names: Vec<String> = def
-                .sig
-                .branches
-                .iter()
-                .map(|b| format!("`{}`", b.name))
-                .collect();
+            let names = listed(def.sig.branches.iter().map(|b| &*b.name));
             self.error(
                 Code::E0209,
                 format!(
                     "subflow `{name}` is `_`, which ends with no branch (its event's branches: {})",
-                    names.join(", ")
+                    names
                 ),
                 *span,
             );
@@ -1030,11 +1094,10 @@ impl<'a> Lowerer<'a> {
                 Some(name) => match inputs.iter().position(|(input, _)| **input == *name.name) {
                     Some(index) => index,
                     None => {
-                        let names: Vec<&str> = inputs.iter().map(|(n, _)| &**n).collect();
-                        let known = if names.is_empty() {
+                        let known = if inputs.is_empty() {
                             "it takes no inputs".to_string()
                         } else {
-                            format!("its inputs: {}", names.join(", "))
+                            format!("its inputs: {}", listed(inputs.iter().map(|(n, _)| &**n)))
                         };
                         // Only inputs no argument names (a misspelled name is one of those).
                         let closest = if self.silent == 0 && !self.suggester.is_spent() {
@@ -1140,11 +1203,30 @@ impl<'a> Lowerer<'a> {
                 format_into,
             });
         }
-        for (index, slot) in slots.iter().enumerate() {
-            if slot.is_none() && !failed[index] {
+        // One error for all the inputs a call misses (an event may have thousands).
+        let missing = || {
+            slots
+                .iter()
+                .zip(failed.iter())
+                .zip(inputs)
+                .filter(|((slot, failed), _)| slot.is_none() && !**failed)
+                .map(|(_, (name, _))| &**name)
+        };
+        match missing().count() {
+            0 => {}
+            1 => {
+                let name = missing().next().expect("one");
                 self.error(
                     Code::E0205,
-                    format!("missing input `{}` of `{event}`", inputs[index].0),
+                    format!("missing input `{name}` of `{event}`"),
+                    span,
+                );
+            }
+            _ => {
+                let names = listed(missing());
+                self.error(
+                    Code::E0205,
+                    format!("missing inputs {names} of `{event}`"),
                     span,
                 );
             }
@@ -1223,11 +1305,10 @@ impl<'a> Lowerer<'a> {
                 }
                 ast::ContinuationKind::Pipe => {
                     if branches.len() != 1 {
-                        let names: Vec<String> =
-                            branches.iter().map(|b| format!("`{}`", b.name)).collect();
+                        let names = listed(branches.iter().map(|b| &*b.name));
                         self.error(
                             Code::E0206,
-                            format!("`|>` continues an event with one branch, but `{event}` has {}: name the branch with `| name |>`", names.join(", ")),
+                            format!("`|>` continues an event with one branch, but `{event}` has {}: name the branch with `| name |>`", names),
                             continuation.span,
                         );
                         let capture = capture.as_ref().map(|(_, context)| context);
@@ -1383,17 +1464,16 @@ impl<'a> Lowerer<'a> {
                 branch.name
             )
         } else {
-            let names: Vec<String> = branches.iter().map(|b| format!("`{}`", b.name)).collect();
+            let names = listed(branches.iter().map(|b| &*b.name));
             format!(
                 "`{event}` has no branch `{}` (its branches: {})",
-                branch.name,
-                names.join(", ")
+                branch.name, names
             )
         };
         let mut diagnostic = Diagnostic::new(Code::E0206, message, branch.span);
         if let Some((note, help)) = self.misattached(continuation, branch, event, invocation) {
             diagnostic = diagnostic.with_note(NoteKind::Note, note).with_help(help);
-            self.diagnostics.push(diagnostic);
+            self.push_diagnostic(diagnostic);
             return None;
         }
         let suggested = if void {
@@ -1406,7 +1486,7 @@ impl<'a> Lowerer<'a> {
         if let Some(index) = suggested {
             diagnostic = diagnostic.with_help(format!("did you mean `{}`?", branches[index].name));
         }
-        self.diagnostics.push(diagnostic);
+        self.push_diagnostic(diagnostic);
         suggested
     }
 
@@ -1732,18 +1812,14 @@ impl<'a> Lowerer<'a> {
             });
         }
         let desc = &self.values[value.0 as usize];
-        let names: Vec<String> = sig
-            .branches
-            .iter()
-            .map(|b| format!("`{}`", b.name))
-            .collect();
         let Some(branch) = sig.branch_index(&desc.branch) else {
+            let names = listed(sig.branches.iter().map(|b| &*b.name));
             let what = if desc.branch.is_empty() {
                 "the unnamed result of a void event".to_string()
             } else {
                 format!("branch `{}`", desc.branch)
             };
-            return Err(format!("subflow `{}` can end with {what}, which its event does not declare (its branches: {})", sig.name, names.join(", ")));
+            return Err(format!("subflow `{}` can end with {what}, which its event does not declare (its branches: {})", sig.name, names));
         };
         let result = |field: usize| {
             results
@@ -2087,20 +2163,20 @@ impl<'a> Lowerer<'a> {
                     self.lower_expr(&init.value);
                     continue;
                 }
-                let all: Vec<&str> = context
-                    .fields
-                    .iter()
-                    .map(|(n, _, _)| &**n)
-                    .chain(context.lost.iter().flat_map(|l| l.iter()).map(|n| &**n))
-                    .collect();
-                let names: Vec<String> = all.iter().map(|n| format!("`{n}`")).collect();
-                let help = self.did_you_mean(&init.name.name, all.iter().copied());
+                let all = || {
+                    context
+                        .fields
+                        .iter()
+                        .map(|(n, _, _)| &**n)
+                        .chain(context.lost.iter().flat_map(|l| l.iter()).map(|n| &**n))
+                };
+                let names = listed(all());
+                let help = self.did_you_mean(&init.name.name, all());
                 self.error_with_help(
                     Code::E0203,
                     format!(
                         "the accumulator has no field `{}` (its fields: {})",
-                        init.name.name,
-                        names.join(", ")
+                        init.name.name, names
                     ),
                     init.name.span,
                     help,
@@ -2164,17 +2240,13 @@ impl<'a> Lowerer<'a> {
         let name = target.name.clone();
         let wanted = constructor.name.name.as_str();
         let Some(branch) = sig.branch_index(wanted) else {
-            let names: Vec<String> = sig
-                .branches
-                .iter()
-                .map(|b| format!("`{}`", b.name))
-                .collect();
+            let names = listed(sig.branches.iter().map(|b| &*b.name));
             let help = self.did_you_mean(wanted, sig.branches.iter().map(|b| &*b.name));
             self.error_with_help(
                 Code::E0206,
                 format!(
                     "subflow `{name}` has no branch `{wanted}` to yield (its branches: {})",
-                    names.join(", ")
+                    names
                 ),
                 constructor.name.span,
                 help,

@@ -1,4 +1,5 @@
-//! Lists looked up by name: a struct payload's fields, an accumulator's lost fields.
+//! Lists looked up by name (a struct payload's fields, an accumulator's lost fields), and lists
+//! of names shown in messages ([`listed`]).
 //!
 //! A source decides how wide they are (a capture of 25,000 fields fits in the source limit), and
 //! the checker looks a name up once per use: a linear search per lookup made checking quadratic
@@ -10,6 +11,38 @@ use std::sync::Arc;
 
 /// Below this many entries a linear search is as fast as hashing and needs no index.
 const INDEXED: usize = 16;
+
+/// At most this many names of a list are shown in a message.
+pub(super) const LISTED: usize = 12;
+
+/// The first [`LISTED`] of `names`, each quoted, then how many more: a message costs the same
+/// whatever the length of the list a source made (an event of 20,000 branches, an error per
+/// call of it). The names are only counted past the first [`LISTED`].
+pub(super) fn listed<D: std::fmt::Display>(names: impl IntoIterator<Item = D>) -> String {
+    use std::fmt::Write;
+    let mut names = names.into_iter();
+    let mut out = String::new();
+    for (i, name) in names.by_ref().take(LISTED).enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        let _ = write!(out, "`{name}`");
+    }
+    let more = names.count();
+    if more > 0 {
+        let _ = write!(out, " and {more} more");
+    }
+    out
+}
+
+/// `base.field`, for [`listed`].
+pub(super) struct Dotted<'a>(pub &'a str, pub &'a str);
+
+impl std::fmt::Display for Dotted<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.0, self.1)
+    }
+}
 
 /// What a [`Named`] list is keyed by.
 pub(super) trait Keyed {
@@ -104,6 +137,16 @@ impl<'a, T> IntoIterator for &'a Named<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_long_list_shows_its_first_names_and_counts_the_rest() {
+        assert_eq!(listed(["a", "b"]), "`a`, `b`");
+        assert_eq!(listed(Vec::<&str>::new()), "");
+        let many: Vec<String> = (0..100).map(|i| format!("f{i}")).collect();
+        let shown = listed(&many);
+        assert!(shown.starts_with("`f0`, `f1`, "), "{shown}");
+        assert!(shown.ends_with("`f11` and 88 more"), "{shown}");
+    }
 
     #[test]
     fn the_first_of_a_name_is_found_below_and_above_the_index_threshold() {

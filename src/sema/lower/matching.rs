@@ -342,7 +342,7 @@ impl<'a> Lowerer<'a> {
             NoteKind::Note,
             format!("covered by the pattern `{shown}` at line {line}, column {column}"),
         );
-        self.diagnostics.push(diagnostic);
+        self.push_diagnostic(diagnostic);
     }
 
     /// A pattern of the argument's type `ty`, or its error (E0204 for a wrong type, E0210 for an
