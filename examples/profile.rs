@@ -19,7 +19,15 @@ fn main() {
     if which == "file" {
         let path = std::env::var("KORU_FILE").expect("KORU_FILE names the flow's file");
         let source = std::fs::read_to_string(&path).expect("KORU_FILE is readable");
-        let engine = Engine::new(Registry::with_std());
+        // Synchronous compiles: the optimized code is used from the same run every time
+        // (on the compiler thread, when it is ready would depend on timing).
+        let engine = Engine::with_config(
+            Registry::with_std(),
+            EngineConfig {
+                policy: koru_jit::TierPolicy::eager(),
+                ..EngineConfig::default()
+            },
+        );
         let flow = engine
             .compile(&path, &source, &CompileOptions::default().tier(tier))
             .unwrap();

@@ -196,6 +196,68 @@ fn entry_signature(call_conv: CallConv) -> Signature {
 }
 
 /// Steps in `step` and below, counted up to `limit` (then `limit + 1`).
+/// The most fields one step of `flows` assigns (an update, a payload, an accumulator's
+/// initial value, a call's arguments): what [`CompileBudget::max_step_width`] bounds.
+pub(super) fn widest_step(flows: &[Step]) -> usize {
+    fn arms(a: &Arms, widest: &mut usize) {
+        for arm in &a.arms {
+            if let Some(s) = &arm.step {
+                step(s, widest);
+            }
+        }
+    }
+    fn step(s: &Step, widest: &mut usize) {
+        let width = match s {
+            Step::Invoke(s) => {
+                arms(&s.arms, widest);
+                match &s.args {
+                    Arguments::Inputs(inputs) => inputs.len(),
+                    // A template's holes are each a call of their own: no SSA cost squared.
+                    Arguments::Template(_) => 0,
+                }
+            }
+            Step::Call(s) => {
+                step(&s.body, widest);
+                arms(&s.arms, widest);
+                0
+            }
+            Step::For(s) => {
+                arms(&s.arms, widest);
+                0
+            }
+            Step::If(s) => {
+                arms(&s.arms, widest);
+                0
+            }
+            Step::While(s) => {
+                arms(&s.arms, widest);
+                0
+            }
+            Step::Capture(s) => {
+                arms(&s.arms, widest);
+                s.init.len()
+            }
+            Step::Match(s) => {
+                for arm in &s.arms {
+                    if let Some(s) = &arm.arm.step {
+                        step(s, widest);
+                    }
+                }
+                0
+            }
+            Step::Update(s) => s.assigns.len(),
+            Step::Construct(s) => s.fields.len(),
+            Step::Yield(_) => 0,
+        };
+        *widest = (*widest).max(width);
+    }
+    let mut widest = 0;
+    for s in flows {
+        step(s, &mut widest);
+    }
+    widest
+}
+
 fn steps_within(step: &Step, limit: usize) -> usize {
     fn arms(a: &Arms, n: &mut usize, limit: usize) {
         for arm in &a.arms {
@@ -253,6 +315,14 @@ struct Lower<'a, 'f> {
     state: Value,
     /// Per local: its variables (the second for a `str`'s length).
     vars: Vec<(Variable, Option<Variable>)>,
+    /// The value of each local read or set in the block `known_in` (and the list of those
+    /// known), so that a local read again there, or in the block after a trap test (which
+    /// only that block precedes), is not looked up through Cranelift's SSA builder again: a
+    /// lookup walks back block by block, and an update of n fields with an overflow test each
+    /// walked n² blocks (7,000 fields: 880 MB and 1.1 s to compile).
+    known: Vec<Option<Val>>,
+    known_locals: Vec<LocalId>,
+    known_in: Option<Block>,
     /// Fuel left before the limit: `fuel_limit - fuel_used`.
     room: Variable,
     /// Loop iterations allowed before the next slow path (limit check, interrupt, deadline).
@@ -421,6 +491,9 @@ impl<'a, 'f> Lower<'a, 'f> {
             data,
             frame,
             state,
+            known: vec![None; program.locals.len()],
+            known_locals: Vec::new(),
+            known_in: None,
             vars,
             room,
             budget,
@@ -738,15 +811,54 @@ impl<'a, 'f> Lower<'a, 'f> {
     // ------------------------------------------------------------------ locals
 
     fn get(&mut self, local: LocalId) -> Val {
+        if let Some(value) = self.known_value(local) {
+            return value;
+        }
         let (first, second) = self.vars[local.0 as usize];
         let a = self.b.use_var(first);
-        match second {
+        let value = match second {
             Some(second) => Val::Str(a, self.b.use_var(second)),
             None => Val::Scalar(a),
+        };
+        self.know(local, value);
+        value
+    }
+
+    /// The value of `local` known in the current block.
+    fn known_value(&mut self, local: LocalId) -> Option<Val> {
+        if self.known_in.is_some() && self.known_in == self.b.current_block() {
+            self.known[local.0 as usize]
+        } else {
+            None
+        }
+    }
+
+    fn know(&mut self, local: LocalId, value: Val) {
+        let current = self.b.current_block();
+        if self.known_in != current {
+            for l in self.known_locals.drain(..) {
+                self.known[l.0 as usize] = None;
+            }
+            self.known_in = current;
+        }
+        if self.known[local.0 as usize].replace(value).is_none() {
+            self.known_locals.push(local);
+        }
+    }
+
+    /// Switches to `next`, which only `here` precedes (the way on after a trap test, whose
+    /// failing block was lowered in between): what was known of the locals in `here` is known
+    /// in `next` (unless the failing block's code read or set a local: then nothing is).
+    fn resume_in(&mut self, here: Block, next: Block) {
+        let carried = self.known_in == Some(here);
+        self.b.switch_to_block(next);
+        if carried {
+            self.known_in = Some(next);
         }
     }
 
     fn set(&mut self, local: LocalId, value: Val) {
+        self.know(local, value);
         let (first, second) = self.vars[local.0 as usize];
         match (value, second) {
             (Val::Scalar(v), None) => self.b.def_var(first, v),
@@ -856,9 +968,15 @@ impl<'a, 'f> Lower<'a, 'f> {
         let next = self.b.create_block();
         self.b.set_cold_block(failing);
         self.b.ins().brif(condition, failing, &[], next, &[]);
+        // Both have their one predecessor: sealed now, a variable read in them is not made a
+        // block parameter to be removed later (for every variable in every block: a capture
+        // of 28,000 fields updated with overflow checks took 13.6 GB to compile).
+        self.b.seal_block(failing);
+        self.b.seal_block(next);
+        let here = self.b.current_block().expect("in a block");
         self.b.switch_to_block(failing);
         self.fail(site);
-        self.b.switch_to_block(next);
+        self.resume_in(here, next);
     }
 
     /// If `condition` holds, leave because of `limit` (through the shared stop block).
@@ -872,7 +990,9 @@ impl<'a, 'f> Lower<'a, 'f> {
         self.b
             .ins()
             .brif(condition, stop, &[code.into()], next, &[]);
-        self.b.switch_to_block(next);
+        self.b.seal_block(next);
+        let here = self.b.current_block().expect("in a block");
+        self.resume_in(here, next);
     }
 
     /// A host call or helper reported failure (`failed` nonzero): leave with its recorded error.
@@ -880,10 +1000,13 @@ impl<'a, 'f> Lower<'a, 'f> {
         let failing = self.b.create_block();
         let next = self.b.create_block();
         self.b.set_cold_block(failing);
+        let here = self.b.current_block().expect("in a block");
         self.b.ins().brif(failed, failing, &[], next, &[]);
+        self.b.seal_block(failing);
+        self.b.seal_block(next);
         self.b.switch_to_block(failing);
         self.jump_exit(STATUS_HOST);
-        self.b.switch_to_block(next);
+        self.resume_in(here, next);
     }
 
     /// A `std.io` helper returned a status other than 0 (a panic of the output sink, or the
@@ -892,10 +1015,13 @@ impl<'a, 'f> Lower<'a, 'f> {
         let failing = self.b.create_block();
         let next = self.b.create_block();
         self.b.set_cold_block(failing);
+        let here = self.b.current_block().expect("in a block");
         self.b.ins().brif(status, failing, &[], next, &[]);
+        self.b.seal_block(failing);
+        self.b.seal_block(next);
         self.b.switch_to_block(failing);
         self.b.ins().jump(self.exit, &[status.into()]);
-        self.b.switch_to_block(next);
+        self.resume_in(here, next);
     }
 
     // ------------------------------------------------------------------ limits
@@ -1230,6 +1356,16 @@ impl<'a, 'f> Lower<'a, 'f> {
                 self.select(&s.arms, 1, s.first_value, sink, "capture", s.span)
             }
             Step::Update(s) => {
+                // Every local the expressions read, first, here: each expression's overflow
+                // tests start a block, and a local first read n blocks on is looked up through
+                // all n (an update of 7,000 fields read 25 million).
+                if s.assigns.len() > 8 {
+                    for (_, e) in &s.assigns {
+                        e.visit_locals(&mut |local| {
+                            self.get(local);
+                        });
+                    }
+                }
                 // Every expression first, then every assignment (SPEC 4.4).
                 let values: Vec<Val> = s.assigns.iter().map(|(_, e)| self.expr(e)).collect();
                 for ((local, e), value) in s.assigns.iter().zip(values) {
@@ -2798,6 +2934,7 @@ impl<'a, 'f> Lower<'a, 'f> {
                 } else {
                     self.branch(a, yes, right);
                 }
+                self.b.seal_block(right);
                 self.b.switch_to_block(right);
                 self.branch(b, yes, no);
             }
@@ -2835,6 +2972,7 @@ impl<'a, 'f> Lower<'a, 'f> {
                     Some(second) => {
                         let compare_second = self.b.create_block();
                         self.b.ins().brif(same, compare_second, &[], differ_to, &[]);
+                        self.b.seal_block(compare_second);
                         self.b.switch_to_block(compare_second);
                         let same =
                             self.str_words_equal(&(ty, second, None), &bytes[bytes.len() - size..]);

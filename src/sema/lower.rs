@@ -164,8 +164,6 @@ pub(crate) struct Lowerer<'a> {
     diagnostics: Vec<Diagnostic>,
     /// Errors found past the first [`MAX_KEPT_DIAGNOSTICS`]: counted, not kept.
     omitted: usize,
-    /// Where the first of them is.
-    first_omitted: Span,
     /// Above zero while inlining a subflow already checked: its errors were reported once.
     pub(super) silent: u32,
     steps: usize,
@@ -242,7 +240,6 @@ impl<'a> Lowerer<'a> {
             flows: Vec::new(),
             diagnostics: Vec::new(),
             omitted: 0,
-            first_omitted: Span::default(),
             silent: 0,
             steps: 0,
             invoke_sites: 0,
@@ -371,10 +368,11 @@ impl<'a> Lowerer<'a> {
                 Diagnostic::new(
                     Code::E0105,
                     format!(
-                        "the source has {} errors: only the first {MAX_KEPT_DIAGNOSTICS} are kept (the first of the others is here)",
+                        "the source has {} errors: only the first {MAX_KEPT_DIAGNOSTICS} are kept",
                         MAX_KEPT_DIAGNOSTICS + self.omitted
                     ),
-                    self.first_omitted,
+                    // At the start, so that it is shown first.
+                    Span::default(),
                 ),
             );
         }
@@ -408,9 +406,6 @@ impl<'a> Lowerer<'a> {
         if self.diagnostics.len() < MAX_KEPT_DIAGNOSTICS {
             self.diagnostics.push(diagnostic);
         } else {
-            if self.omitted == 0 {
-                self.first_omitted = diagnostic.span;
-            }
             self.omitted += 1;
         }
     }
@@ -2372,13 +2367,12 @@ impl<'a> Lowerer<'a> {
             }
             ast::ConstructorPayload::Struct(inits) => {
                 let mut described = Vec::new();
+                // The names given so far (a set: a source decides how many).
+                let mut given = std::collections::HashSet::new();
                 let mut ok = true;
                 for init in inits {
                     let field: Arc<str> = Arc::from(init.name.name.as_str());
-                    if described
-                        .iter()
-                        .any(|(n, _): &(Arc<str>, LocalId)| *n == field)
-                    {
+                    if !given.insert(field.clone()) {
                         self.error(
                             Code::E0205,
                             format!("field `{field}` is given twice"),
