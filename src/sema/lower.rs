@@ -83,7 +83,7 @@ struct CaptureContext {
 struct EnclosingArm {
     /// The invocation it continues, and that invocation's branches.
     event: Arc<str>,
-    branches: smallvec::SmallVec<[Arc<str>; 4]>,
+    branches: Arc<[Arc<str>]>,
     invocation: Span,
     /// Whether that invocation is the head of its flow or subflow.
     head: bool,
@@ -1267,6 +1267,14 @@ impl<'a> Lowerer<'a> {
         let mut explained: smallvec::SmallVec<[usize; 2]> = smallvec::SmallVec::new();
         let void = branches.len() == 1 && branches[0].name.is_empty();
         let arms_from = self.arm_starts.len();
+        // Made once for all the continuations (an event may have thousands of branches, and
+        // as many continuations): the names nested continuations see, and each name's index.
+        let names: Arc<[Arc<str>]> = branches.iter().map(|b| b.name.clone()).collect();
+        let by_name: Named<(Arc<str>, usize, ())> = branches
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (b.name.clone(), i, ()))
+            .collect();
         for continuation in continuations {
             self.arm_starts.push(continuation.span.start);
             let (branch, binding, guard) = match &continuation.kind {
@@ -1275,7 +1283,7 @@ impl<'a> Lowerer<'a> {
                     binding,
                     guard,
                 } => {
-                    let Some(index) = branches.iter().position(|b| *b.name == *branch.name) else {
+                    let Some(index) = by_name.find(&branch.name).map(|&(_, i, ())| i) else {
                         let suggested =
                             self.report_unknown_branch(continuation, branch, branches, event, span);
                         if void {
@@ -1360,7 +1368,7 @@ impl<'a> Lowerer<'a> {
             };
             self.enclosing.push(EnclosingArm {
                 event: event_name,
-                branches: branches.iter().map(|b| b.name.clone()).collect(),
+                branches: names.clone(),
                 invocation: span,
                 head: self.enclosing.is_empty(),
                 from: arms_from,

@@ -226,7 +226,7 @@ impl<'a> Lowerer<'a> {
             };
             self.enclosing.push(EnclosingArm {
                 event: event_name.clone(),
-                branches: smallvec::SmallVec::new(),
+                branches: Vec::new().into(),
                 invocation: invocation.span,
                 head: self.enclosing.is_empty(),
                 from: arms_from,
