@@ -295,7 +295,9 @@ pub struct SourceErrors {
     pub name: String,
     /// The source text the spans point into.
     pub text: String,
-    /// Every diagnostic of the source (SPEC 6 reports all of them, not only the first).
+    /// Every diagnostic of the source (SPEC 6 reports all of them, not only the first), up to
+    /// the checker's 1,000: past that the rest are counted, not kept, and an E0105 at the start
+    /// of the source, first here, gives the total (a 60 KB source can make millions).
     pub diagnostics: Vec<Diagnostic>,
 }
 

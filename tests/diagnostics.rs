@@ -233,7 +233,7 @@ fn misspellings_get_a_did_you_mean() {
         (
             "~std.io:println(txet: \"a\")\n",
             "E0205",
-            "`std.io:println` has no input `txet` (its inputs: text)",
+            "`std.io:println` has no input `txet` (its inputs: `text`)",
             "text",
         ),
     ];
