@@ -639,6 +639,21 @@ fn a_million_traced_dispatches_with_huge_payloads_print_a_bounded_trace() {
     }
 }
 
+/// A capture of `n` fields whose `captured` update sets each to the one before it; its value is
+/// `n - 2`.
+fn chained_capture(n: usize) -> String {
+    let init: Vec<String> = (0..n).map(|i| format!("f{i}: {i}")).collect();
+    let update: Vec<String> = std::iter::once("f0: 0".to_string())
+        .chain((1..n).map(|i| format!("f{i}: m.f{}", i - 1)))
+        .collect();
+    format!(
+        "~capture({{ {} }})\n| as m |> captured {{ {} }}\n| captured r |> r r.f{}\n",
+        init.join(", "),
+        update.join(", "),
+        n - 1
+    )
+}
+
 #[test]
 fn a_wide_captured_update_compiles_in_bounded_time() {
     // The interpreter's compiler reorders a `captured` update's assignments so that fewer need
@@ -646,16 +661,7 @@ fn a_wide_captured_update_compiles_in_bounded_time() {
     // cubed: 3,000 fields each reading the one before took 23 s (release) to compile. Past 16
     // assignments they go in source order, as before the reordering.
     let n = 3_000;
-    let init: Vec<String> = (0..n).map(|i| format!("f{i}: {i}")).collect();
-    let update: Vec<String> = std::iter::once("f0: 0".to_string())
-        .chain((1..n).map(|i| format!("f{i}: m.f{}", i - 1)))
-        .collect();
-    let source = format!(
-        "~capture({{ {} }})\n| as m |> captured {{ {} }}\n| captured r |> r r.f{}\n",
-        init.join(", "),
-        update.join(", "),
-        n - 1
-    );
+    let source = chained_capture(n);
     let file = write("wide_update.kz", &source);
     let (code, _, err) = koru_limited(&["run", "--tier", "interp", &file]);
     assert_eq!(code, 0, "{err}");
@@ -669,16 +675,7 @@ fn a_capture_as_wide_as_the_source_limit_allows_checks_in_linear_time() {
     // to check (about 30 s in a debug build). Wide payloads are indexed by name now: 0.1 s
     // (0.4 s in a debug build); 10 s is a bound the quadratic cannot meet.
     let n = 25_000;
-    let init: Vec<String> = (0..n).map(|i| format!("f{i}: {i}")).collect();
-    let update: Vec<String> = std::iter::once("f0: 0".to_string())
-        .chain((1..n).map(|i| format!("f{i}: m.f{}", i - 1)))
-        .collect();
-    let source = format!(
-        "~capture({{ {} }})\n| as m |> captured {{ {} }}\n| captured r |> r r.f{}\n",
-        init.join(", "),
-        update.join(", "),
-        n - 1
-    );
+    let source = chained_capture(n);
     assert!(source.len() < 1 << 20);
     let file = write("widest_capture.kz", &source);
     let (code, _, err) =
