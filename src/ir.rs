@@ -340,6 +340,12 @@ impl BranchLocals {
         self.ends.push(self.locals.len() as u32);
     }
 
+    /// Ends `n` branches with no locals.
+    pub fn end_branches(&mut self, n: usize) {
+        let end = self.locals.len() as u32;
+        self.ends.resize(self.ends.len() + n, end);
+    }
+
     /// The number of branches.
     pub fn len(&self) -> usize {
         self.ends.len()

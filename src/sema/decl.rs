@@ -122,9 +122,11 @@ pub fn event_sig(decl: &ast::EventDecl, diagnostics: &mut Vec<Diagnostic>) -> Op
         })
         .collect();
     let mut branches: Vec<BranchSig> = Vec::new();
+    // A set, as for fields: an event may declare thousands of branches.
+    let mut declared = std::collections::HashSet::new();
     let mut ok = inputs.is_some();
     for branch in &decl.branches {
-        if branches.iter().any(|b| *b.name == *branch.name.name) {
+        if !declared.insert(branch.name.name.as_str()) {
             diagnostics.push(Diagnostic::new(
                 Code::E0206,
                 format!("branch `{}` is declared twice", branch.name.name),

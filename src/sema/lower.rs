@@ -104,18 +104,78 @@ struct YieldTarget<'a> {
     caller: Option<Caller<'a>>,
     /// The branches yielded so far, with the first yield of each (E0209 if one is also returned).
     yielded: Vec<(usize, Span)>,
+    /// The branches of `yielded`, as a set.
+    yielded_set: std::collections::HashSet<usize>,
 }
 
 /// What a caller's continuation sees where a `yield` lowers it in place.
 struct Caller<'a> {
     /// The continuations of the call (a copy: the call's syntax is borrowed only for the call).
     continuations: std::rc::Rc<[ast::Continuation]>,
+    /// The continuations that each yield of a branch tries, by branch, when there are more
+    /// than [`super::named::INDEXED`] (a filter per yield was quadratic in them).
+    taking: Option<TakingIndex>,
     scope: Vec<Binding>,
     captures: Vec<CaptureContext>,
     text: &'a str,
     span_override: Option<Span>,
     /// The call's span.
     span: Span,
+}
+
+/// The names of a wide signature's inputs and branches, each indexed when there are more than
+/// [`super::named::INDEXED`] of them.
+struct SigIndex {
+    _sig: Arc<EventSig>,
+    inputs: Option<Arc<HashMap<Arc<str>, usize>>>,
+    branches: Option<HashMap<Arc<str>, usize>>,
+}
+
+fn index_of<'n>(names: impl Iterator<Item = &'n Arc<str>>) -> HashMap<Arc<str>, usize> {
+    let mut index = HashMap::new();
+    for (i, name) in names.enumerate() {
+        // The first of a name declared twice, as a linear search finds.
+        index.entry(name.clone()).or_insert(i);
+    }
+    index
+}
+
+/// Positions among a call's continuations: of each branch's, and of the catch-alls.
+struct TakingIndex {
+    by_branch: HashMap<String, Vec<u32>>,
+    catch_alls: Vec<u32>,
+}
+
+impl TakingIndex {
+    fn of(continuations: &[ast::Continuation]) -> Option<TakingIndex> {
+        if continuations.len() <= super::named::INDEXED {
+            return None;
+        }
+        let mut index = TakingIndex {
+            by_branch: HashMap::new(),
+            catch_alls: Vec::new(),
+        };
+        for (i, c) in continuations.iter().enumerate() {
+            match &c.kind {
+                ast::ContinuationKind::Branch { branch, .. } => index
+                    .by_branch
+                    .entry(branch.name.to_string())
+                    .or_default()
+                    .push(i as u32),
+                ast::ContinuationKind::CatchAll => index.catch_alls.push(i as u32),
+                ast::ContinuationKind::Pipe | ast::ContinuationKind::Patterns { .. } => {}
+            }
+        }
+        Some(index)
+    }
+
+    /// The positions a yield of `branch` tries, in order.
+    fn taking(&self, branch: &str) -> Vec<u32> {
+        let own = self.by_branch.get(branch).map_or(&[][..], Vec::as_slice);
+        let mut out: Vec<u32> = own.iter().chain(&self.catch_alls).copied().collect();
+        out.sort_unstable();
+        out
+    }
 }
 
 /// One branch an invocation can take, as its continuations see it.
@@ -210,6 +270,16 @@ pub(crate) struct Lowerer<'a> {
     /// Handles and their states (SPEC 12), and the releases of the arguments just lowered.
     handles: obligations::Handles,
     pending_releases: Vec<obligations::Release>,
+    /// The inputs and branches, by name, of the signatures with more than
+    /// [`super::named::INDEXED`] of either that calls and yields use (a call finds each
+    /// argument's input, a yield or an exit its branch: linear searches made a call with 33,000
+    /// arguments, or a subflow yielding 8,000 branches, take a second to check). Keyed by the
+    /// signature's address, which the `Arc` kept in the entry holds.
+    sig_indexes: HashMap<usize, SigIndex>,
+    /// `events` by name (the entries of one name, in order), and `subflow_names`' positions:
+    /// a linear search per invocation made a flow of 15,000 chained subflows take a second.
+    event_ids: HashMap<Arc<str>, smallvec::SmallVec<[u32; 1]>>,
+    subflow_ids: HashMap<Arc<str>, u32>,
 }
 
 impl<'a> Lowerer<'a> {
@@ -264,6 +334,9 @@ impl<'a> Lowerer<'a> {
             input_hints: Vec::new(),
             yield_targets: Vec::new(),
             handles: obligations::Handles::default(),
+            sig_indexes: HashMap::new(),
+            event_ids: HashMap::new(),
+            subflow_ids: HashMap::new(),
             pending_releases: Vec::new(),
         }
     }
@@ -522,7 +595,14 @@ impl<'a> Lowerer<'a> {
         self.values.truncate(mark.values);
         self.value_sites.truncate(mark.values);
         self.value_spans.clear();
-        self.events.truncate(mark.events);
+        for event in self.events.drain(mark.events..) {
+            if let Some(ids) = self.event_ids.get_mut(&event.name) {
+                ids.pop();
+                if ids.is_empty() {
+                    self.event_ids.remove(&event.name);
+                }
+            }
+        }
         self.loops.truncate(mark.loops);
         self.conversion_buffers = mark.conversions;
         self.invoke_sites = mark.invoke_sites;
@@ -696,13 +776,17 @@ impl<'a> Lowerer<'a> {
             sig: def.sig.clone(),
             caller: None,
             yielded: Vec::new(),
+            yielded_set: Default::default(),
         });
         let body = self.lower_step(def.body);
-        let yielded = self
+        // The first yield of each branch, by branch.
+        let yielded: HashMap<usize, Span> = self
             .yield_targets
             .pop()
-            .map(|t| t.yielded)
+            .map(|t| t.yielded.into_iter().collect())
             .unwrap_or_default();
+        self.index_sig(&def.sig);
+        let mut lines: Option<LineIndex> = None;
         self.check_only = false;
         if let (ast::Step::Discard(span), false) = (def.body, def.sig.is_void()) {
             let names = listed(def.sig.branches.iter().map(|b| &*b.name));
@@ -743,12 +827,11 @@ impl<'a> Lowerer<'a> {
                             let sig = def.sig.clone();
                             self.check_exit_handles(&sig, exit.branch as usize, value, span);
                         }
-                        if let Some(&(_, at)) =
-                            yielded.iter().find(|(b, _)| *b == exit.branch as usize)
-                        {
+                        if let Some(&at) = yielded.get(&(exit.branch as usize)) {
                             let branch = def.sig.branches[exit.branch as usize].name.clone();
-                            let lines = LineIndex::new(self.text);
-                            let position = lines.line_col(self.text, at.start);
+                            let text = self.text;
+                            let lines = lines.get_or_insert_with(|| LineIndex::new(text));
+                            let position = lines.line_col(text, at.start);
                             let message = format!(
                                 "branch `{branch}` of `{name}` is both yielded (at {}:{}) and returned here: a branch is either yielded to the caller's continuation or the subflow's result, not both",
                                 position.line, position.column
@@ -786,8 +869,8 @@ impl<'a> Lowerer<'a> {
         self.depth += 1;
         // An event used before already has its name allocated (and `event_use` shares this one).
         let path = invocation.path.text.as_str();
-        let named = match self.events.iter().find(|e| &*e.name == path) {
-            Some(event) => event.name.clone(),
+        let named = match self.event_ids.get_key_value(path) {
+            Some((name, _)) => name.clone(),
             None => Arc::from(path),
         };
         let context = self.event_context.replace(named);
@@ -869,25 +952,25 @@ impl<'a> Lowerer<'a> {
     }
 
     fn event_use(&mut self, host: usize, name: &str, cost: u64) -> EventUse {
-        if let Some(i) = self
-            .events
-            .iter()
-            .position(|e| e.host == host && &*e.name == name)
-        {
-            return EventUse(i as u32);
+        if let Some(ids) = self.event_ids.get(name) {
+            if let Some(&i) = ids.iter().find(|&&i| self.events[i as usize].host == host) {
+                return EventUse(i);
+            }
         }
         // The invocation being lowered names this event: share its name.
         let name = match &self.event_context {
             Some(context) if **context == *name => context.clone(),
             _ => Arc::from(name),
         };
+        let id = self.events.len() as u32;
+        self.event_ids.entry(name.clone()).or_default().push(id);
         self.events.push(EventRef {
             host,
             name,
             cost,
             sig: self.registry.events()[host].sig.clone(),
         });
-        EventUse(self.events.len() as u32 - 1)
+        EventUse(id)
     }
 
     /// Locals for a payload (pushed to `locals` as a branch), how a binding of it is bound, and
@@ -1072,21 +1155,58 @@ impl<'a> Lowerer<'a> {
     }
 
     /// Matches arguments to inputs: by name, or one positional argument for a one-input event.
+    /// Indexes `sig`'s inputs and branches by name if it has more than
+    /// [`super::named::INDEXED`] of either (made at the first call or yield of it that is
+    /// checked, then shared by the others), and returns the index of its inputs if it has one.
+    fn index_sig(&mut self, sig: &Arc<EventSig>) -> Option<Arc<HashMap<Arc<str>, usize>>> {
+        let wide = |n: usize| n > super::named::INDEXED;
+        if !wide(sig.inputs.len()) && !wide(sig.branches.len()) {
+            return None;
+        }
+        let index = self
+            .sig_indexes
+            .entry(Arc::as_ptr(sig) as usize)
+            .or_insert_with(|| SigIndex {
+                _sig: sig.clone(),
+                inputs: wide(sig.inputs.len())
+                    .then(|| Arc::new(index_of(sig.inputs.iter().map(|(n, _)| n)))),
+                branches: wide(sig.branches.len())
+                    .then(|| index_of(sig.branches.iter().map(|b| &b.name))),
+            });
+        index.inputs.clone()
+    }
+
+    /// [`EventSig::branch_index`], through the index [`Lowerer::index_sig`] made, if any.
+    fn branch_of(&self, sig: &EventSig, name: &str) -> Option<usize> {
+        if sig.branches.len() > super::named::INDEXED {
+            let key = sig as *const EventSig as usize;
+            if let Some(branches) = self.sig_indexes.get(&key).and_then(|i| i.branches.as_ref()) {
+                return branches.get(name).copied();
+            }
+        }
+        sig.branch_index(name)
+    }
+
     fn lower_args(
         &mut self,
         args: &[ast::Arg],
-        sig: &EventSig,
+        sig: &Arc<EventSig>,
         event: &str,
         span: Span,
     ) -> Vec<Argument> {
         let inputs = sig.inputs.as_slice();
+        let index = self.index_sig(sig);
+        let position = |name: &str| match &index {
+            Some(index) => index.get(name).copied(),
+            None => inputs.iter().position(|(input, _)| **input == *name),
+        };
         let mut slots: Vec<Option<Argument>> = (0..inputs.len()).map(|_| None).collect();
         let mut failed: smallvec::SmallVec<[bool; 8]> = smallvec::smallvec![false; inputs.len()];
         // Which inputs some argument names, made at the first unknown name (for its suggestion).
         let mut named: Option<smallvec::SmallVec<[bool; 8]>> = None;
         for arg in args {
             let index = match &arg.name {
-                Some(name) => match inputs.iter().position(|(input, _)| **input == *name.name) {
+                Some(name) => match position(&name.name) {
                     Some(index) => index,
                     None => {
                         let known = if inputs.is_empty() {
@@ -1099,10 +1219,9 @@ impl<'a> Lowerer<'a> {
                             let named = named.get_or_insert_with(|| {
                                 let mut named = smallvec::smallvec![false; inputs.len()];
                                 for arg in args {
-                                    let position = arg.name.as_ref().and_then(|n| {
-                                        inputs.iter().position(|(input, _)| **input == *n.name)
-                                    });
-                                    if let Some(index) = position {
+                                    if let Some(index) =
+                                        arg.name.as_ref().and_then(|n| position(&n.name))
+                                    {
                                         named[index] = true;
                                     }
                                 }
@@ -1118,9 +1237,7 @@ impl<'a> Lowerer<'a> {
                             None
                         };
                         // The input it misspells is not reported missing as well.
-                        if let Some(index) =
-                            closest.and_then(|found| inputs.iter().position(|(n, _)| **n == *found))
-                        {
+                        if let Some(index) = closest.and_then(&position) {
                             failed[index] = true;
                         }
                         self.error_with_help(
@@ -1254,6 +1371,10 @@ impl<'a> Lowerer<'a> {
         if continuations.is_empty() {
             return Arms::default();
         }
+        // A subflow may yield thousands of branches: a set past a few.
+        let repeating_set: Option<std::collections::HashSet<&str>> = (repeating.len()
+            > super::named::INDEXED)
+            .then(|| repeating.iter().map(|r| &**r).collect());
         let mut arms = Arms {
             arms: Vec::with_capacity(continuations.len()),
             by_branch: vec![Vec::new(); branches.len()],
@@ -1376,7 +1497,14 @@ impl<'a> Lowerer<'a> {
                 claimed: smallvec::SmallVec::new(),
             });
             let release_mark = self.arm_mark();
-            let depth = self.enter_arm(branch.map(|i| &*branches[i].name), &repeating);
+            let repeats = match branch {
+                Some(i) => match &repeating_set {
+                    Some(set) => set.contains(&*branches[i].name),
+                    None => repeating.iter().any(|r| *r == branches[i].name),
+                },
+                None => !repeating.is_empty(),
+            };
+            let depth = self.enter_arm(repeats);
             let step = continuation.step.as_deref().and_then(|s| {
                 let lowered = self.lower_step(s);
                 // In a subflow being checked, a step that failed stands for a value of its own,
@@ -1703,7 +1831,7 @@ impl<'a> Lowerer<'a> {
         self.text = def.text;
         self.silent += 1;
         self.inlining.push((Arc::from(name), call_span));
-        let mut yielded_names = Vec::new();
+        let mut yielded_names = Yielded::default();
         yielded_branches(def.body, &mut yielded_names);
         let inlines = !recursive && !self.check_only && !matches!(def.body, ast::Step::Discard(_));
         let targets_len = self.yield_targets.len();
@@ -1713,6 +1841,7 @@ impl<'a> Lowerer<'a> {
                 sig: sig.clone(),
                 caller: Some(Caller {
                     continuations: invocation.continuations.as_slice().into(),
+                    taking: TakingIndex::of(&invocation.continuations),
                     scope: saved_scope.clone(),
                     captures: saved_captures.clone(),
                     text: saved_text,
@@ -1720,6 +1849,7 @@ impl<'a> Lowerer<'a> {
                     span: invocation.span,
                 }),
                 yielded: Vec::new(),
+                yielded_set: Default::default(),
             });
         }
         let body = if recursive {
@@ -1750,7 +1880,7 @@ impl<'a> Lowerer<'a> {
         let (results, infos, first_value) =
             self.branch_slots(&sig, LocalKind::SubflowResult, name, invocation.span);
         self.bind_payload_handles(&sig, &results, false, call_span);
-        self.handles.repeating = yielded_names.iter().map(|n| Arc::from(*n)).collect();
+        self.handles.repeating = yielded_names.names.iter().map(|n| Arc::from(*n)).collect();
         // The continuations of yielded branches run where the body yields (`lower_yield`); here
         // they are only checked, and in a silent copy (whose errors were reported) not even
         // that: lowering them at every level would double nested yielding calls per level.
@@ -1761,7 +1891,7 @@ impl<'a> Lowerer<'a> {
                 .iter()
                 .filter(|c| {
                     !matches!(&c.kind, ast::ContinuationKind::Branch { branch, .. }
-                        if yielded_names.contains(&branch.name.as_str()))
+                        if yielded_names.contains(branch.name.as_str()))
                 })
                 .cloned()
                 .collect();
@@ -1778,13 +1908,16 @@ impl<'a> Lowerer<'a> {
             .into_iter()
             .filter_map(|v| self.exit_for(&sig, v, &results).ok())
             .collect();
-        let name_index = match self.subflow_names.iter().position(|n| &**n == name) {
-            Some(index) => index,
+        let name_index = match self.subflow_ids.get(name) {
+            Some(&index) => index,
             None => {
-                self.subflow_names.push(Arc::from(name));
-                self.subflow_names.len() - 1
+                let named: Arc<str> = Arc::from(name);
+                let index = self.subflow_names.len() as u32;
+                self.subflow_names.push(named.clone());
+                self.subflow_ids.insert(named, index);
+                index
             }
-        } as u32;
+        };
         Some(Step::Call(Box::new(SubflowCall {
             name: Arc::from(name),
             cost: def.mock.unwrap_or(1),
@@ -1815,7 +1948,7 @@ impl<'a> Lowerer<'a> {
             });
         }
         let desc = &self.values[value.0 as usize];
-        let Some(branch) = sig.branch_index(&desc.branch) else {
+        let Some(branch) = self.branch_of(sig, &desc.branch) else {
             let names = listed(sig.branches.iter().map(|b| &*b.name));
             let what = if desc.branch.is_empty() {
                 "the unnamed result of a void event".to_string()
@@ -1841,14 +1974,21 @@ impl<'a> Lowerer<'a> {
             (PayloadType::Struct(fields), ValuePayload::Struct(found))
                 if fields.len() == found.len() =>
             {
+                // Each declared field found by name (through an index for a wide payload: a
+                // search per field was quadratic in a width the source chooses).
+                let index = (found.len() > super::named::INDEXED)
+                    .then(|| index_of(found.iter().map(|(n, _)| n)));
                 fields
                     .iter()
                     .enumerate()
                     .map(|(k, (fname, fty))| {
-                        found
-                            .iter()
-                            .find(|(n, l)| n == fname && ty(*l) == *fty)
-                            .map(|(_, l)| (*l, result(k)))
+                        let at = match &index {
+                            Some(index) => index.get(fname).copied(),
+                            None => found.iter().position(|(n, _)| n == fname),
+                        };
+                        at.map(|i| found[i].1)
+                            .filter(|l| ty(*l) == *fty)
+                            .map(|l| (l, result(k)))
                     })
                     .collect()
             }
@@ -2242,7 +2382,8 @@ impl<'a> Lowerer<'a> {
         let sig = target.sig.clone();
         let name = target.name.clone();
         let wanted = constructor.name.name.as_str();
-        let Some(branch) = sig.branch_index(wanted) else {
+        self.index_sig(&sig);
+        let Some(branch) = self.branch_of(&sig, wanted) else {
             let names = listed(sig.branches.iter().map(|b| &*b.name));
             let help = self.did_you_mean(wanted, sig.branches.iter().map(|b| &*b.name));
             self.error_with_help(
@@ -2256,7 +2397,7 @@ impl<'a> Lowerer<'a> {
             );
             return None;
         };
-        if !target.yielded.iter().any(|(b, _)| *b == branch) {
+        if target.yielded_set.insert(branch) {
             target.yielded.push((branch, constructor.span));
         }
         let Some(Step::Construct(construct)) = self.lower_construct(constructor) else {
@@ -2265,9 +2406,7 @@ impl<'a> Lowerer<'a> {
         let declared = sig.branches[branch].payload.clone();
         let branch_name = sig.branches[branch].name.clone();
         let mut slots = BranchLocals::default();
-        for _ in 0..branch {
-            slots.end_branch();
-        }
+        slots.end_branches(branch);
         let (bound, payload) = self.payload_locals(
             &declared,
             LocalKind::AccumulatorField,
@@ -2288,14 +2427,11 @@ impl<'a> Lowerer<'a> {
         // The payload's expressions in source order, each into its payload local.
         let mut fields = Vec::with_capacity(exit.copies.len());
         let mut init = Vec::with_capacity(exit.copies.len());
-        let mut exprs = construct.fields;
-        for (temp, _) in &exprs {
-            if let Some(&(_, to)) = exit.copies.iter().find(|(from, _)| from == temp) {
+        // Each temporary's payload local (by a map: a payload may have thousands of fields).
+        let copied: HashMap<LocalId, LocalId> = exit.copies.iter().copied().collect();
+        for (temp, expr) in construct.fields {
+            if let Some(&to) = copied.get(&temp) {
                 fields.push(to);
-            }
-        }
-        for (temp, expr) in exprs.drain(..) {
-            if exit.copies.iter().any(|(from, _)| *from == temp) {
                 init.push(expr);
             }
         }
@@ -2307,17 +2443,26 @@ impl<'a> Lowerer<'a> {
         );
         let mut arms = Arms::default();
         if let Some(caller) = &target.caller {
-            let taking: Vec<ast::Continuation> = caller
-                .continuations
-                .iter()
-                .filter(|c| match &c.kind {
-                    ast::ContinuationKind::Branch { branch, .. } => *branch.name == *wanted,
-                    ast::ContinuationKind::CatchAll => true,
-                    // Pattern continuations belong to `match` (E0206 on a call).
-                    ast::ContinuationKind::Pipe | ast::ContinuationKind::Patterns { .. } => false,
-                })
-                .cloned()
-                .collect();
+            let taking: Vec<ast::Continuation> = match &caller.taking {
+                Some(index) => index
+                    .taking(wanted)
+                    .into_iter()
+                    .map(|i| caller.continuations[i as usize].clone())
+                    .collect(),
+                None => caller
+                    .continuations
+                    .iter()
+                    .filter(|c| match &c.kind {
+                        ast::ContinuationKind::Branch { branch, .. } => *branch.name == *wanted,
+                        ast::ContinuationKind::CatchAll => true,
+                        // Pattern continuations belong to `match` (E0206 on a call).
+                        ast::ContinuationKind::Pipe | ast::ContinuationKind::Patterns { .. } => {
+                            false
+                        }
+                    })
+                    .cloned()
+                    .collect(),
+            };
             if !taking.is_empty() {
                 // The caller's continuation sees the caller's world: its scope and captures, its
                 // text, the yields of the subflows enclosing the call (not this one).
@@ -2415,11 +2560,11 @@ impl<'a> Lowerer<'a> {
 
 /// The branch names of the `yield` steps of a subflow body (its own: another subflow's are in
 /// that subflow's body), in source order.
-fn yielded_branches<'s>(step: &'s ast::Step, out: &mut Vec<&'s str>) {
+fn yielded_branches<'s>(step: &'s ast::Step, out: &mut Yielded<'s>) {
     match step {
         ast::Step::Yield(c) => {
-            if !out.contains(&c.name.name.as_str()) {
-                out.push(&c.name.name);
+            if out.index.insert(&c.name.name) {
+                out.names.push(&c.name.name);
             }
         }
         ast::Step::Invoke(invocation) => {
@@ -2433,15 +2578,33 @@ fn yielded_branches<'s>(step: &'s ast::Step, out: &mut Vec<&'s str>) {
     }
 }
 
+/// The branch names a subflow body yields, in source order, with a set of them (a body may
+/// yield thousands of branches, and each call looks each of its continuations up).
+#[derive(Default)]
+struct Yielded<'s> {
+    names: Vec<&'s str>,
+    index: std::collections::HashSet<&'s str>,
+}
+
+impl Yielded<'_> {
+    fn contains(&self, name: &str) -> bool {
+        self.index.contains(name)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+}
+
 /// Detaches the arms of a subflow call's `yielded` branches (SPEC 11): they were checked with
 /// the call, but run where the body yields (`lower_yield`), never when the call ends. The arms
 /// stay (their invocation sites are numbered), reachable from no branch.
-fn strip_yielded_arms(arms: &mut Arms, sig: &EventSig, yielded: &[&str]) {
+fn strip_yielded_arms(arms: &mut Arms, sig: &EventSig, yielded: &Yielded) {
     if arms.arms.is_empty() || yielded.is_empty() {
         return;
     }
     for (b, branch) in sig.branches.iter().enumerate() {
-        if yielded.contains(&&*branch.name) && b < arms.by_branch.len() {
+        if yielded.contains(&branch.name) && b < arms.by_branch.len() {
             arms.by_branch[b].clear();
             arms.unguarded[b] = None;
         }

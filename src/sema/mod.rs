@@ -508,13 +508,13 @@ fn collect_subflows<'a>(
             _ => {}
         }
     }
-    let mut implemented: Vec<&str> = Vec::new();
+    let mut implemented: std::collections::HashSet<&str> = std::collections::HashSet::new();
     for item in &file.items {
         let ast::Item::Subflow(subflow) = item else {
             continue;
         };
         let name = subflow.name.text.as_str();
-        if implemented.contains(&name) {
+        if !implemented.insert(name) {
             diagnostics.push(Diagnostic::new(
                 Code::E0209,
                 format!("subflow `{name}` is implemented twice"),
@@ -522,7 +522,6 @@ fn collect_subflows<'a>(
             ));
             continue;
         }
-        implemented.push(name);
         if registry.event_index(name).is_some() {
             diagnostics.push(Diagnostic::new(
                 Code::E0209,

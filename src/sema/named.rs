@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 /// Below this many entries a linear search is as fast as hashing and needs no index.
-const INDEXED: usize = 16;
+pub(super) const INDEXED: usize = 16;
 
 /// At most this many names of a list are shown in a message.
 pub(super) const LISTED: usize = 12;

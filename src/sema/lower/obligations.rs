@@ -228,14 +228,10 @@ impl Lowerer<'_> {
         }
     }
 
-    /// Enters an arm of branch `branch` (`None`: a catch-all) given the invocation's repeating
-    /// branches; returns what [`Lowerer::leave_loop`] restores.
-    pub(super) fn enter_arm(&mut self, branch: Option<&str>, repeating: &[Arc<str>]) -> u32 {
+    /// Enters an arm, which `repeats` when it is of a branch the invocation takes repeatedly (a
+    /// catch-all of an invocation that has any); returns what [`Lowerer::leave_loop`] restores.
+    pub(super) fn enter_arm(&mut self, repeats: bool) -> u32 {
         let depth = self.handles.loop_depth;
-        let repeats = match branch {
-            Some(b) => repeating.iter().any(|r| **r == *b),
-            None => !repeating.is_empty(),
-        };
         if repeats {
             self.handles.loop_depth += 1;
         }
