@@ -364,7 +364,16 @@ struct Lower<'a, 'f> {
     /// Values known to be `>= 0`: indexes of innermost `for` loops that start at a constant
     /// `>= 0` (an index only grows).
     non_negative: HashSet<Value>,
+    /// The float variables of the accumulators of the captures whose `as` step is being
+    /// lowered, innermost last (see [`Lower::ensure_budget`]), and the stack slot they are saved
+    /// in around a refill.
+    live_floats: Vec<Variable>,
+    float_slot: Option<cranelift_codegen::ir::StackSlot>,
 }
+
+/// At most this many float accumulators are saved around a refill (the innermost: x86-64 has 16
+/// float registers).
+const SAVED_FLOATS: usize = 16;
 
 /// A `match` lowered as a table lookup and its argument's known bound (see `Lower::mask_of`).
 type LookupKey = (*const MatchStep, Option<i64>);
@@ -514,6 +523,8 @@ impl<'a, 'f> Lower<'a, 'f> {
             lane: None,
             lookup_tables: HashMap::new(),
             non_negative: HashSet::new(),
+            live_floats: Vec::new(),
+            float_slot: None,
         };
         // Flow inputs are written by the caller: read them once.
         for input in &program.inputs {
@@ -1119,6 +1130,41 @@ impl<'a, 'f> Lower<'a, 'f> {
         self.b.set_cold_block(slow);
         self.b.ins().brif(spent, slow, &[], next, &[]);
         self.b.switch_to_block(slow);
+        // A float accumulator live across the loop is also live across this call, which
+        // clobbers every float register on x86-64: the register allocator then kept it in a
+        // stack slot for the whole loop (a store and a reload per iteration, on the sum's
+        // dependency chain). Saved and restored here, it is not live across the call.
+        let saved: Vec<Variable> = self
+            .live_floats
+            .iter()
+            .rev()
+            .take(SAVED_FLOATS)
+            .copied()
+            .collect();
+        let slot = match (saved.is_empty(), self.float_slot) {
+            (true, _) => None,
+            (false, Some(slot)) => Some(slot),
+            (false, None) => {
+                // Room for as many as the program has (no more than are saved).
+                let floats = self
+                    .program
+                    .locals
+                    .iter()
+                    .filter(|l| l.kind == LocalKind::AccumulatorField && l.ty == Type::Float)
+                    .count()
+                    .clamp(1, SAVED_FLOATS);
+                let data = StackSlotData::new(StackSlotKind::ExplicitSlot, (floats * 8) as u32, 3);
+                let slot = self.b.create_sized_stack_slot(data);
+                self.float_slot = Some(slot);
+                Some(slot)
+            }
+        };
+        if let Some(slot) = slot {
+            for (k, &var) in saved.iter().enumerate() {
+                let value = self.b.use_var(var);
+                self.b.ins().stack_store(I64, value, slot, (k * 8) as i32);
+            }
+        }
         let grant = self
             .call_helper(
                 runtime::helper_refill as *const u8,
@@ -1127,6 +1173,12 @@ impl<'a, 'f> Lower<'a, 'f> {
                 &[self.state],
             )
             .expect("helper_refill returns");
+        if let Some(slot) = slot {
+            for (k, &var) in saved.iter().enumerate() {
+                let value = self.b.ins().stack_load(I64, F64, slot, (k * 8) as i32);
+                self.b.def_var(var, value);
+            }
+        }
         // A negative result is minus the stop block's code.
         let stopped = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, grant, 0);
         let code = self.b.ins().ineg(grant);
@@ -1341,7 +1393,16 @@ impl<'a, 'f> Lower<'a, 'f> {
                 }
                 let after = self.b.create_block();
                 let discard = self.sink(SinkKind::Jump(after));
-                self.select(&s.arms, 0, s.first_value, &discard, "capture", s.span)?;
+                let floats = self.live_floats.len();
+                for &local in &s.fields {
+                    if self.layout.slot(local).ty == Type::Float {
+                        let var = self.vars[local.0 as usize].0;
+                        self.live_floats.push(var);
+                    }
+                }
+                let lowered = self.select(&s.arms, 0, s.first_value, &discard, "capture", s.span);
+                self.live_floats.truncate(floats);
+                lowered?;
                 self.b.switch_to_block(after);
                 if s.yield_of.is_none() {
                     let captured = ValueId(s.first_value.0 + 1);
