@@ -723,6 +723,24 @@ fn typed_inputs_and_the_untyped_guess_without_a_declaration() {
 }
 
 #[test]
+fn a_json_float_input_is_the_nearest_double() {
+    // serde_json's default float reading was one unit in the last place off for this one (and
+    // `--input x=...`, read by Rust's parser, was right): the two ways in differed.
+    let file = write(
+        "json_float.kz",
+        "~input { x: float }\n~if(x == 1.6439345666815615)\n| then |> exact\n| else |> off\n",
+    );
+    for args in [
+        ["--inputs", r#"{"x": 1.6439345666815615}"#],
+        ["--input", "x=1.6439345666815615"],
+    ] {
+        let (code, _, err) = koru(&["run", &file, args[0], args[1]]);
+        assert_eq!(code, 0, "{err}");
+        assert!(err.contains(r#""branch":"exact""#), "{args:?}: {err}");
+    }
+}
+
+#[test]
 fn inputs_as_a_json_object() {
     let undeclared = write("json_undeclared.kz", RATE_UNDECLARED);
     let declared = write("json_declared.kz", RATE);
