@@ -862,3 +862,21 @@ fn a_float_accumulator_stays_in_a_register_through_its_loop() {
         "no stack access in the loop: {body:#?}"
     );
 }
+
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn a_for_body_of_many_blocks_counts_its_chunk_down() {
+    // The chunk's end, `min(end, i + budget)` (`end` if the sum overflows), was placed by
+    // Cranelift in the latch of a loop of many blocks rather than before it: a `cmov` pair and
+    // four more instructions an iteration (str-machine). Such a loop counts the chunk down.
+    let source = "~capture({ state: \"idle\", count: 0 })\n| as m |> for(0..n)\n    | each i |> captured {\n        state: if (m.state == \"idle\") \"run\" else if (m.state == \"run\") (if (i % 7 == 0) \"stop\" else \"run\") else \"idle\",\n        count: if (m.state == \"stop\") m.count + 1 else m.count\n    }\n| captured t |> result t.count\n";
+    let body = innermost_loop(&asm_of(source));
+    assert!(
+        body.iter().any(|l| l.starts_with("cmpl $0x656c6469")),
+        "the loop tests the state: {body:#?}"
+    );
+    assert!(
+        !body.iter().any(|l| l.starts_with("cmov")),
+        "no chunk end computed in the loop: {body:#?}"
+    );
+}
