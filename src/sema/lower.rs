@@ -1,6 +1,6 @@
 //! Lowering checked syntax to the typed IR: steps, continuations, builtins and subflow inlining.
 
-use super::named::{listed, Named};
+use super::named::{listed, Named, Positions};
 use super::suggest::Suggester;
 use super::{CheckOptions, SubflowDef};
 use crate::diag::{Code, Diagnostic, NoteKind};
@@ -127,17 +127,8 @@ struct Caller<'a> {
 /// [`super::named::INDEXED`] of them.
 struct SigIndex {
     _sig: Arc<EventSig>,
-    inputs: Option<Arc<HashMap<Arc<str>, usize>>>,
-    branches: Option<HashMap<Arc<str>, usize>>,
-}
-
-fn index_of<'n>(names: impl Iterator<Item = &'n Arc<str>>) -> HashMap<Arc<str>, usize> {
-    let mut index = HashMap::new();
-    for (i, name) in names.enumerate() {
-        // The first of a name declared twice, as a linear search finds.
-        index.entry(name.clone()).or_insert(i);
-    }
-    index
+    inputs: Option<Arc<Positions>>,
+    branches: Option<Positions>,
 }
 
 /// Positions among a call's continuations: of each branch's, and of the catch-alls.
@@ -1158,7 +1149,7 @@ impl<'a> Lowerer<'a> {
     /// Indexes `sig`'s inputs and branches by name if it has more than
     /// [`super::named::INDEXED`] of either (made at the first call or yield of it that is
     /// checked, then shared by the others), and returns the index of its inputs if it has one.
-    fn index_sig(&mut self, sig: &Arc<EventSig>) -> Option<Arc<HashMap<Arc<str>, usize>>> {
+    fn index_sig(&mut self, sig: &Arc<EventSig>) -> Option<Arc<Positions>> {
         let wide = |n: usize| n > super::named::INDEXED;
         if !wide(sig.inputs.len()) && !wide(sig.branches.len()) {
             return None;
@@ -1169,9 +1160,9 @@ impl<'a> Lowerer<'a> {
             .or_insert_with(|| SigIndex {
                 _sig: sig.clone(),
                 inputs: wide(sig.inputs.len())
-                    .then(|| Arc::new(index_of(sig.inputs.iter().map(|(n, _)| n)))),
+                    .then(|| Arc::new(Positions::of(sig.inputs.iter().map(|(n, _)| n)))),
                 branches: wide(sig.branches.len())
-                    .then(|| index_of(sig.branches.iter().map(|b| &b.name))),
+                    .then(|| Positions::of(sig.branches.iter().map(|b| &b.name))),
             });
         index.inputs.clone()
     }
@@ -1181,7 +1172,7 @@ impl<'a> Lowerer<'a> {
         if sig.branches.len() > super::named::INDEXED {
             let key = sig as *const EventSig as usize;
             if let Some(branches) = self.sig_indexes.get(&key).and_then(|i| i.branches.as_ref()) {
-                return branches.get(name).copied();
+                return branches.position(name);
             }
         }
         sig.branch_index(name)
@@ -1197,7 +1188,7 @@ impl<'a> Lowerer<'a> {
         let inputs = sig.inputs.as_slice();
         let index = self.index_sig(sig);
         let position = |name: &str| match &index {
-            Some(index) => index.get(name).copied(),
+            Some(index) => index.position(name),
             None => inputs.iter().position(|(input, _)| **input == *name),
         };
         let mut slots: Vec<Option<Argument>> = (0..inputs.len()).map(|_| None).collect();
@@ -1391,11 +1382,7 @@ impl<'a> Lowerer<'a> {
         // Made once for all the continuations (an event may have thousands of branches, and
         // as many continuations): the names nested continuations see, and each name's index.
         let names: Arc<[Arc<str>]> = branches.iter().map(|b| b.name.clone()).collect();
-        let by_name: Named<(Arc<str>, usize, ())> = branches
-            .iter()
-            .enumerate()
-            .map(|(i, b)| (b.name.clone(), i, ()))
-            .collect();
+        let by_name = Positions::of(branches.iter().map(|b| &b.name));
         for continuation in continuations {
             self.arm_starts.push(continuation.span.start);
             let (branch, binding, guard) = match &continuation.kind {
@@ -1404,7 +1391,7 @@ impl<'a> Lowerer<'a> {
                     binding,
                     guard,
                 } => {
-                    let Some(index) = by_name.find(&branch.name).map(|&(_, i, ())| i) else {
+                    let Some(index) = by_name.position(&branch.name) else {
                         let suggested =
                             self.report_unknown_branch(continuation, branch, branches, event, span);
                         if void {
@@ -1977,13 +1964,13 @@ impl<'a> Lowerer<'a> {
                 // Each declared field found by name (through an index for a wide payload: a
                 // search per field was quadratic in a width the source chooses).
                 let index = (found.len() > super::named::INDEXED)
-                    .then(|| index_of(found.iter().map(|(n, _)| n)));
+                    .then(|| Positions::of(found.iter().map(|(n, _)| n)));
                 fields
                     .iter()
                     .enumerate()
                     .map(|(k, (fname, fty))| {
                         let at = match &index {
-                            Some(index) => index.get(fname).copied(),
+                            Some(index) => index.position(fname),
                             None => found.iter().position(|(n, _)| n == fname),
                         };
                         at.map(|i| found[i].1)

@@ -116,6 +116,25 @@ impl<T: Keyed> Named<T> {
     }
 }
 
+/// The position of each name in a list (the first, for a name listed twice).
+pub(super) type Positions = Named<(Arc<str>, usize, ())>;
+
+impl Positions {
+    /// `names` by position.
+    pub fn of<'n>(names: impl IntoIterator<Item = &'n Arc<str>>) -> Positions {
+        names
+            .into_iter()
+            .enumerate()
+            .map(|(i, name)| (name.clone(), i, ()))
+            .collect()
+    }
+
+    /// Where `name` first stands.
+    pub fn position(&self, name: &str) -> Option<usize> {
+        self.find(name).map(|&(_, i, ())| i)
+    }
+}
+
 impl<T: Keyed> FromIterator<T> for Named<T> {
     fn from_iter<I: IntoIterator<Item = T>>(iter: I) -> Self {
         let mut named = Named::default();
