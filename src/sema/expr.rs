@@ -68,6 +68,9 @@ impl Lowerer<'_> {
 
     pub(super) fn lower_expr(&mut self, expr: &ast::Expr) -> Option<(Expr, Type)> {
         let span = expr.span;
+        if !self.count_copied(span) {
+            return None;
+        }
         match &expr.kind {
             ExprKind::Int(v) => match i64::try_from(*v) {
                 Ok(v) => Some((Expr::Int(v), Type::Int)),
