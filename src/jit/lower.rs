@@ -112,13 +112,16 @@ struct Sink<'s> {
 /// Lowers `program` to functions `extern "C" fn(frame: *mut u64, state: *mut RunState) -> u32`:
 /// the entry, and, for a flow of more than `split` steps, regions of about that many steps each
 /// (Cranelift's passes cost more than linearly in the size of one function). `data` must be
-/// boxed before the call: generated code embeds its address.
+/// boxed before the call: generated code embeds its address. The entry is built in `entry`,
+/// cleared first (one of an earlier compile, so that its allocations are reused).
+#[allow(clippy::too_many_arguments)]
 pub fn lower(
     program: &Program,
     layout: &Layout,
     registry: &Registry,
     call_conv: CallConv,
     context: &mut FunctionBuilderContext,
+    mut entry: Function,
     osr: bool,
     split: usize,
 ) -> Result<Lowered, String> {
@@ -128,8 +131,11 @@ pub fn lower(
         pointer_width: target_lexicon::PointerWidth::U64,
         page_size_align_log2: 12,
     };
-    let mut entry =
-        Function::with_name_signature(UserFuncName::user(0, 0), entry_signature(call_conv));
+    // A cleared function of an earlier compile keeps its maps' capacity: a small flow's
+    // lowering then grows none of them from empty.
+    entry.clear();
+    entry.name = UserFuncName::user(0, 0);
+    entry.signature = entry_signature(call_conv);
     let mut functions = Vec::new();
     let osr_loops;
     {

@@ -14,6 +14,7 @@ use crate::host::Registry;
 use crate::ir::Program;
 use crate::layout::Layout;
 use cranelift_codegen::control::ControlPlane;
+use cranelift_codegen::ir::Function;
 use cranelift_codegen::isa::{OwnedTargetIsa, TargetIsa};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::FunctionBuilderContext;
@@ -625,6 +626,8 @@ fn build_with(
         registry,
         isa.default_call_conv(),
         &mut contexts.builder,
+        // The function the last compile left in the context (cleared when given back).
+        std::mem::replace(&mut contexts.codegen.func, Function::new()),
         osr,
         budget.function_steps,
     );
@@ -775,6 +778,7 @@ pub fn compile_for_target(
         registry,
         isa.default_call_conv(),
         &mut builder_context,
+        Function::new(),
         true,
         function_steps,
     )
