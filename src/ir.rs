@@ -389,6 +389,16 @@ pub struct Exit {
     pub copies: Vec<(LocalId, LocalId)>,
 }
 
+/// The exit of `value` and its index in `exits`, which are sorted by value with no repeats (as
+/// lowering makes them, [`crate::sema::step_values`]'s order, and the verifier checks): found by
+/// binary search, where a scan per path that ends the body was quadratic in its ends.
+pub fn exit_of(exits: &[Exit], value: ValueId) -> Option<(usize, &Exit)> {
+    exits
+        .binary_search_by_key(&value.0, |e| e.value.0)
+        .ok()
+        .map(|i| (i, &exits[i]))
+}
+
 #[derive(Debug)]
 pub struct ForLoop {
     pub start: Expr,

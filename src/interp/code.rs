@@ -1724,7 +1724,7 @@ impl<'p> Compiler<'p> {
                 self.jump(Op::Jmp { t: 0 }, *label);
             }
             K::Exit(call, labels) => {
-                let Some(index) = call.exits.iter().position(|e| e.value == value) else {
+                let Some((index, exit)) = crate::ir::exit_of(&call.exits, value) else {
                     self.fail(
                         format!(
                             "subflow `{}` ended with a branch its event does not declare",
@@ -1743,7 +1743,6 @@ impl<'p> Compiler<'p> {
                 let label = self.label();
                 self.bind(label);
                 self.exit_labels.insert(key, label);
-                let exit = &call.exits[index];
                 for &(from, to) in &exit.copies {
                     let (from, to) = (self.layout.slot(from), self.layout.slot(to));
                     let (a, d) = (from.offset, to.offset);

@@ -651,6 +651,13 @@ impl<'p> Verifier<'p> {
         for l in s.results.all() {
             self.bind(*l, LocalKind::SubflowResult, None)?;
         }
+        // Both tiers find a value's exit by binary search.
+        if s.exits.windows(2).any(|w| w[0].value.0 >= w[1].value.0) {
+            return fail(format!(
+                "the exits of `{}` are not in increasing order of value",
+                s.name
+            ));
+        }
         for exit in &s.exits {
             let from = &self.value(exit.value)?.payload;
             let Some(to) = s.results.get(exit.branch as usize) else {
@@ -933,6 +940,30 @@ mod tests {
         assert_eq!(
             refused(&engine, &p),
             "an exit of `pick` leaves results unwritten"
+        );
+    }
+
+    #[test]
+    fn subflow_exits_out_of_order_are_refused() {
+        // Both tiers find an exit by binary search over the values.
+        let engine = Engine::new(Registry::with_std());
+        let source = "~event pick { n: i64 } | low | high
+~pick = if(n > 0)
+| then |> high
+| else |> low
+~pick(n: 1)
+| low |> _
+| high |> _
+";
+        let mut p = program(&engine, source);
+        let Step::Call(call) = &mut p.flows[0] else {
+            panic!()
+        };
+        assert_eq!(call.exits.len(), 2);
+        call.exits.swap(0, 1);
+        assert_eq!(
+            refused(&engine, &p),
+            "the exits of `pick` are not in increasing order of value"
         );
     }
 }

@@ -1930,32 +1930,29 @@ impl<'a, 'f> Lower<'a, 'f> {
                 );
                 self.b.ins().jump(*next, &[]);
             }
-            SinkKind::RegionExit { exits, name, span } => {
-                match exits.iter().find(|e| e.value == value) {
-                    Some(exit) => {
-                        for &(from, to) in &exit.copies {
-                            let v = self.get(from);
-                            let v = self.owned(to, v);
-                            self.set(to, v);
-                            self.store_local(to);
-                        }
-                        let status = REGION_BRANCH + exit.branch;
-                        self.jump_exit(status);
+            SinkKind::RegionExit { exits, name, span } => match crate::ir::exit_of(exits, value) {
+                Some((_, exit)) => {
+                    for &(from, to) in &exit.copies {
+                        let v = self.get(from);
+                        let v = self.owned(to, v);
+                        self.set(to, v);
+                        self.store_local(to);
                     }
-                    None => {
-                        let message = format!(
-                            "subflow `{name}` ended with a branch its event does not declare"
-                        );
-                        let site = self.trap_site(
-                            ErrorCode::NoBranchMatch,
-                            message,
-                            Some((*name).clone()),
-                            *span,
-                        );
-                        self.fail(site);
-                    }
+                    let status = REGION_BRANCH + exit.branch;
+                    self.jump_exit(status);
                 }
-            }
+                None => {
+                    let message =
+                        format!("subflow `{name}` ended with a branch its event does not declare");
+                    let site = self.trap_site(
+                        ErrorCode::NoBranchMatch,
+                        message,
+                        Some((*name).clone()),
+                        *span,
+                    );
+                    self.fail(site);
+                }
+            },
             SinkKind::Exit {
                 exits,
                 blocks,
@@ -1963,8 +1960,8 @@ impl<'a, 'f> Lower<'a, 'f> {
                 span,
                 direct,
                 outer,
-            } => match exits.iter().find(|e| e.value == value) {
-                Some(exit) => {
+            } => match crate::ir::exit_of(exits, value) {
+                Some((_, exit)) => {
                     for &(from, to) in &exit.copies {
                         let v = self.get(from);
                         let v = self.owned(to, v);
@@ -2432,8 +2429,16 @@ impl<'a, 'f> Lower<'a, 'f> {
             outer: Box::new(sink.clone()),
         });
         self.step(&s.body, &exit)?;
+        // The branches some exit returns, marked in one pass (a scan of the exits per branch
+        // was quadratic).
+        let mut returned = vec![false; blocks.len()];
+        for e in &s.exits {
+            if let Some(r) = returned.get_mut(e.branch as usize) {
+                *r = true;
+            }
+        }
         for (branch, &block) in blocks.iter().enumerate() {
-            if direct[branch].is_some() || !s.exits.iter().any(|e| e.branch as usize == branch) {
+            if direct[branch].is_some() || !returned[branch] {
                 // A branch the body never returns (only yields, or not at all) has no
                 // predecessor: its continuation would be dead code; a trivial one ended at
                 // each exit.

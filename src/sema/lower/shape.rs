@@ -160,10 +160,8 @@ impl Lowerer<'_> {
                 let mut returned = |branch: usize, out: &mut Ends| {
                     let value = ValueId(s.first_value.0 + branch as u32);
                     for (end, span) in &body {
-                        let exits = s
-                            .exits
-                            .iter()
-                            .any(|e| e.value == *end && e.branch as usize == branch);
+                        let exits = crate::ir::exit_of(&s.exits, *end)
+                            .is_some_and(|(_, e)| e.branch as usize == branch);
                         if exits {
                             out.push((value, *span));
                         }
