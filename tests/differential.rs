@@ -43,8 +43,11 @@ struct Scope {
     ints: Vec<String>,
     floats: Vec<String>,
     strs: Vec<String>,
-    /// The fields of the innermost accumulator (all ints), when inside an `as` step.
+    /// The int fields of the innermost accumulator, when inside an `as` step.
     accumulator: Option<(String, Vec<String>)>,
+    /// Whether that accumulator also has a float field `z` (every update writes it: a float
+    /// accumulator live across a loop is what native code saves around its budget refill).
+    accumulator_float: bool,
 }
 
 impl Generator {
@@ -94,6 +97,20 @@ impl Generator {
                 self.int(scope, depth - 1)
             ),
             _ => format!("@as(int, {})", self.float(scope, depth - 1)),
+        }
+    }
+
+    /// The `z` field of an update of the innermost accumulator, when it has one.
+    fn z_update(&mut self, scope: &Scope) -> String {
+        match &scope.accumulator {
+            Some((name, _)) if scope.accumulator_float => {
+                let name = name.clone();
+                match self.rng.below(3) {
+                    0 => format!(", z: {name}.z * 0.5"),
+                    _ => format!(", z: {name}.z + {}", self.float(scope, 1)),
+                }
+            }
+            _ => String::new(),
         }
     }
 
@@ -229,12 +246,28 @@ impl Generator {
             4 => {
                 let acc = self.fresh("acc");
                 let (x, y) = (self.int(scope, 1), self.int(scope, 1));
+                let float_field = self.rng.chance(40);
+                let z = if float_field {
+                    format!(", z: {}", self.float(scope, 1))
+                } else {
+                    String::new()
+                };
                 let mut inner = scope.clone();
                 inner.accumulator = Some((acc.clone(), vec!["x".to_string(), "y".to_string()]));
+                inner.accumulator_float = float_field;
                 if self.rng.chance(50) {
-                    let limit = self.rng.below(30) + 1;
-                    let update =
-                        format!("captured {{ x: {acc}.x + 1, y: {} }}", self.int(&inner, 2));
+                    // Now and then past a first grant of the iteration budget (256), so that
+                    // native code refills it in the middle of the loop.
+                    let limit = if self.rng.chance(15) {
+                        257 + self.rng.below(400)
+                    } else {
+                        self.rng.below(30) + 1
+                    };
+                    let z_update = self.z_update(&inner);
+                    let update = format!(
+                        "captured {{ x: {acc}.x + 1, y: {}{z_update} }}",
+                        self.int(&inner, 2)
+                    );
                     lines.push(format!("{pad}| as {acc} |> while({acc}.x < {limit})"));
                     lines.push(format!("{pad}    | body |> {update}"));
                 } else {
@@ -244,8 +277,11 @@ impl Generator {
                 let mut after = scope.clone();
                 after.ints.push(format!("{total}.x"));
                 after.ints.push(format!("{total}.y"));
+                if float_field {
+                    after.floats.push(format!("{total}.z"));
+                }
                 continuation(self, &mut lines, format!("| captured {total}"), &after);
-                format!("capture({{ x: {x}, y: {y} }})")
+                format!("capture({{ x: {x}, y: {y}{z} }})")
             }
             5 => {
                 let text = self.fresh("w");
@@ -375,22 +411,23 @@ impl Generator {
                     };
                     cursor += width + 1 + self.rng.below(3) as i64;
                     let lit = literal(self);
+                    let z = self.z_update(scope);
                     lines.push(format!(
-                        "{pad}| [{pattern}] |> captured {{ y: {name}.x {op} {lit}, x: {name}.y }}"
+                        "{pad}| [{pattern}] |> captured {{ y: {name}.x {op} {lit}, x: {name}.y{z} }}"
                     ));
                 }
                 let lit = literal(self);
+                let z = self.z_update(scope);
                 lines.push(format!(
-                    "{pad}|? |> captured {{ y: {name}.x {op} {lit}, x: {name}.y }}"
+                    "{pad}|? |> captured {{ y: {name}.x {op} {lit}, x: {name}.y{z} }}"
                 ));
                 format!("match({scrutinee})")
             }
             7 if scope.accumulator.is_some() => {
                 let (name, _) = scope.accumulator.clone().unwrap();
-                format!(
-                    "captured {{ y: {name}.x + {}, x: {name}.y }}",
-                    self.int(scope, 1)
-                )
+                let y = self.int(scope, 1);
+                let z = self.z_update(scope);
+                format!("captured {{ y: {name}.x + {y}, x: {name}.y{z} }}")
             }
             _ => format!(
                 "result {{ n: {}, b: {} }}",
