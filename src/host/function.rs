@@ -284,12 +284,12 @@ impl ReplyOut<'_> {
         }
     }
 
-    fn only_branch(&self) -> Result<&BranchPlan, HostError> {
-        match self.plan.branches.as_slice() {
+    fn only_branch(plan: &ReplyPlan) -> Result<&BranchPlan, HostError> {
+        match plan.branches.as_slice() {
             [only] => Ok(only),
             _ => Err(HostError::new(format!(
                 "`{}` has several branches; its implementation must name one with Reply::branch",
-                self.plan.event
+                plan.event
             ))),
         }
     }
@@ -302,7 +302,7 @@ impl ReplyOut<'_> {
                 self.store(field, &value);
                 Ok(0)
             }
-            _ => self.identity_mismatch(value.ty()),
+            _ => Self::identity_mismatch(self.plan, value.ty()),
         }
     }
 
@@ -314,16 +314,19 @@ impl ReplyOut<'_> {
                 self.frame[field.offset as usize] = bits;
                 Ok(0)
             }
-            _ => self.identity_mismatch(ty),
+            _ => Self::identity_mismatch(self.plan, ty),
         }
     }
 
+    /// Takes the plan, not `self`: a reply's fast path then never lets the `ReplyOut` escape,
+    /// and the shim that builds it keeps only the fields the path reads (the typed shims built
+    /// and stored all eight words of it on every call).
     #[cold]
-    fn identity_mismatch(&self, found: Type) -> Result<u32, HostError> {
-        let branch = self.only_branch()?;
+    fn identity_mismatch(plan: &ReplyPlan, found: Type) -> Result<u32, HostError> {
+        let branch = Self::only_branch(plan)?;
         Err(HostError::new(format!(
             "`{}` carries {}, but the implementation returned a {found}",
-            self.plan.event, branch.payload
+            plan.event, branch.payload
         )))
     }
 
@@ -334,7 +337,7 @@ impl ReplyOut<'_> {
         let event = &plan.event;
         let index = match &reply.branch {
             ReplyBranch::Only => {
-                self.only_branch()?;
+                Self::only_branch(plan)?;
                 0
             }
             ReplyBranch::Named(name) => plan
