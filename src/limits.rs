@@ -12,7 +12,10 @@ pub struct FrontEndLimits {
     pub max_source_bytes: usize,
     /// Brackets and continuation blocks nested in one another.
     pub max_nesting: usize,
-    /// Steps after subflows are inlined into their callers.
+    /// Steps after subflows are inlined into their callers. It also bounds what inlining copies
+    /// besides steps: the expression nodes and continuations lowered again at each call of a
+    /// subflow and at each `yield` may number at most 64 times this (1,280,000 by default);
+    /// past it the call is E0105.
     pub max_steps: usize,
     /// Steps nested in one another after subflows are inlined (every pass over the IR recurses
     /// this deep).
