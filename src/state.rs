@@ -156,6 +156,10 @@ impl RunState {
     ) -> (u64, u64) {
         use crate::types::Type;
         let text: &str = match ty {
+            Type::Int if bits < SMALL_INTS => {
+                let [ptr, len] = small_int_pairs()[bits as usize];
+                return (ptr, len);
+            }
             Type::Int => self.int_conversions[buffer].format(bits as i64),
             Type::Float => {
                 use std::fmt::Write;
@@ -582,5 +586,57 @@ pub(crate) enum Stream {
 fn zero<T: Copy>(slice: &mut [T], value: T) {
     if !slice.is_empty() {
         slice.fill(value);
+    }
+}
+
+/// Ints below this are converted to `str` with no formatting, in both tiers (generated code
+/// with no call): their text is a pair of [`small_int_pairs`].
+pub(crate) const SMALL_INTS: u64 = 1_000;
+
+/// The decimal text of every int in `0..SMALL_INTS` as a (pointer, length) pair, in a table
+/// built once per process (16 KB of pairs over 3,000 bytes of digits, never freed): what itoa
+/// would have written into a conversion buffer, as text that outlives every run (like a
+/// literal). Loop indices, counters and status codes are converted this way.
+pub(crate) fn small_int_pairs() -> &'static [[u64; 2]] {
+    type Table = (
+        [[u64; 2]; SMALL_INTS as usize],
+        [u8; 3 * SMALL_INTS as usize],
+    );
+    static TABLE: std::sync::OnceLock<Box<Table>> = std::sync::OnceLock::new();
+    let table = TABLE.get_or_init(|| {
+        let mut table: Box<Table> = Box::new((
+            [[0; 2]; SMALL_INTS as usize],
+            [b'0'; 3 * SMALL_INTS as usize],
+        ));
+        for v in 0..SMALL_INTS as usize {
+            table.1[3 * v] = b'0' + (v / 100) as u8;
+            table.1[3 * v + 1] = b'0' + (v / 10 % 10) as u8;
+            table.1[3 * v + 2] = b'0' + (v % 10) as u8;
+        }
+        let digits = table.1.as_ptr() as u64;
+        for v in 0..SMALL_INTS as usize {
+            let skip = match v {
+                0..=9 => 2,
+                10..=99 => 1,
+                _ => 0,
+            };
+            table.0[v] = [digits + (3 * v + skip) as u64, (3 - skip) as u64];
+        }
+        table
+    });
+    &table.0
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn small_int_pairs_are_the_decimal_texts() {
+        let pairs = super::small_int_pairs();
+        assert_eq!(pairs.len() as u64, super::SMALL_INTS);
+        for (v, &[ptr, len]) in pairs.iter().enumerate() {
+            // SAFETY: every pair points into the process's static digits table.
+            let bytes = unsafe { std::slice::from_raw_parts(ptr as *const u8, len as usize) };
+            assert_eq!(bytes, v.to_string().as_bytes());
+        }
     }
 }

@@ -1270,9 +1270,29 @@ impl<'a, 'f> Lower<'a, 'f> {
             Type::Float => 1,
             _ => 2,
         };
-        let buffer = self.b.ins().iconst(I64, i64::from(buffer.0));
         if ty == Type::Int {
-            return self
+            // An int in `0..SMALL_INTS` (unsigned: no negative one) is its pair in the
+            // process's table, with no call; others are formatted into the site's buffer.
+            let small = self.b.ins().icmp_imm_u(
+                IntCC::UnsignedLessThan,
+                bits,
+                crate::state::SMALL_INTS as i64,
+            );
+            let (table, call, join) = (
+                self.b.create_block(),
+                self.b.create_block(),
+                self.b.create_block(),
+            );
+            let pair = self.b.append_block_param(join, I64);
+            self.b.ins().brif(small, table, &[], call, &[]);
+            self.b.switch_to_block(table);
+            let base = self.address(crate::state::small_int_pairs().as_ptr() as *const u8);
+            let offset = self.b.ins().ishl_imm_u(bits, 4);
+            let at = self.b.ins().iadd(base, offset);
+            self.b.ins().jump(join, &[at.into()]);
+            self.b.switch_to_block(call);
+            let buffer = self.b.ins().iconst(I64, i64::from(buffer.0));
+            let formatted = self
                 .call_helper(
                     runtime::helper_format_int as *const u8,
                     &[I64, I64, I64],
@@ -1280,7 +1300,11 @@ impl<'a, 'f> Lower<'a, 'f> {
                     &[self.state, buffer, bits],
                 )
                 .expect("helper_format_int returns");
+            self.b.ins().jump(join, &[formatted.into()]);
+            self.b.switch_to_block(join);
+            return pair;
         }
+        let buffer = self.b.ins().iconst(I64, i64::from(buffer.0));
         let code = self.b.ins().iconst(I64, code);
         self.call_helper(
             runtime::helper_format as *const u8,
