@@ -390,7 +390,7 @@ pub struct Exit {
 }
 
 /// The exit of `value` and its index in `exits`, which are sorted by value with no repeats (as
-/// lowering makes them, [`crate::sema::step_values`]'s order, and the verifier checks): found by
+/// lowering makes them, in the order of `sema::step_values`, and the verifier checks): found by
 /// binary search, where a scan per path that ends the body was quadratic in its ends.
 pub fn exit_of(exits: &[Exit], value: ValueId) -> Option<(usize, &Exit)> {
     exits
