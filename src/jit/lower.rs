@@ -1943,6 +1943,13 @@ impl<'a, 'f> Lower<'a, 'f> {
         Val::Str(p, l)
     }
 
+    /// The trap of a subflow body that ends with a value its event has no branch for.
+    fn undeclared_exit(&mut self, name: &Arc<str>, span: Span) {
+        let message = format!("subflow `{name}` ended with a branch its event does not declare");
+        let site = self.trap_site(ErrorCode::NoBranchMatch, message, Some(name.clone()), span);
+        self.fail(site);
+    }
+
     /// Sends `value` where `sink` says.
     fn finish(&mut self, value: ValueId, sink: &Sink<'a>) {
         match &sink.kind {
@@ -1973,17 +1980,7 @@ impl<'a, 'f> Lower<'a, 'f> {
                     let status = REGION_BRANCH + exit.branch;
                     self.jump_exit(status);
                 }
-                None => {
-                    let message =
-                        format!("subflow `{name}` ended with a branch its event does not declare");
-                    let site = self.trap_site(
-                        ErrorCode::NoBranchMatch,
-                        message,
-                        Some((*name).clone()),
-                        *span,
-                    );
-                    self.fail(site);
-                }
+                None => self.undeclared_exit(name, *span),
             },
             SinkKind::Exit {
                 exits,
@@ -2006,17 +2003,7 @@ impl<'a, 'f> Lower<'a, 'f> {
                         }
                     }
                 }
-                None => {
-                    let message =
-                        format!("subflow `{name}` ended with a branch its event does not declare");
-                    let site = self.trap_site(
-                        ErrorCode::NoBranchMatch,
-                        message,
-                        Some((*name).clone()),
-                        *span,
-                    );
-                    self.fail(site);
-                }
+                None => self.undeclared_exit(name, *span),
             },
         }
     }
